@@ -1,0 +1,49 @@
+# multiscale: `make demo` runs the quickstart, `make test` the test suite.
+# Both create .venv in the repository root when it is missing and install the package into it.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+# The embedded corpus: Debian's translated manual pages (real text in 20+ languages).
+MANPAGES_PKGS := manpages-de manpages-nl manpages-sv manpages-da manpages-nb \
+	manpages-fr manpages-es manpages-it manpages-pt-br manpages-ro \
+	manpages-ru manpages-pl manpages-cs manpages-uk manpages-sr manpages-mk \
+	manpages-fi manpages-hu manpages-ja manpages-zh
+export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
+
+.PHONY: venv corpus-packages test demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Installs the manual-page packages when any is missing (needs root, as on CI), else prints the command.
+corpus-packages:
+	@missing=""; for p in $(MANPAGES_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing corpus packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "missing corpus packages; run: sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+test: venv corpus-packages
+	$(PY) -m pytest -q tests
+
+demo: venv corpus-packages
+	$(VENV)/bin/multiscale demo --out demo_out
+
+bench: venv
+	$(PIP) install -q -e '.[test,bench]'
+	for b in benchmarks/bench_*.py; do $(PY) $$b; done
+
+clean:
+	rm -rf $(VENV) demo_out

@@ -1,0 +1,31 @@
+"""multiscale: how often should each language be sampled?
+
+Trains small decoders on family-weighted multilingual mixtures, fits the multilingual
+scaling law of He et al. (2024, arXiv 2410.12883) to the per-family held-out losses, and
+recommends sampling ratios for a large model with Bayesian credible intervals.
+
+The public API is exported lazily, so `import multiscale` stays cheap: fitting a run table
+never imports TensorFlow or builds a model.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'multiscale' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

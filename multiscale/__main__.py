@@ -1,0 +1,5 @@
+import sys
+
+from multiscale.cli import main
+
+sys.exit(main())
