@@ -1,0 +1,390 @@
+"""The corpus on disk: per-language ArrayRecord shards, a manifest, a fixed eval split.
+
+`build_corpus(source, out_dir, grouping=..., ...)` reads documents from a source
+(`multiscale.data.sources`), deduplicates them per language (exact text after whitespace
+normalization), splits each language into train and eval by a hash of the document's content
+(stable: the same document is always on the same side, whatever the mixture, the seed or
+`max_docs_per_language`), tokenizes with the vocabulary and writes:
+
+    out_dir/manifest.json                         documents, bytes, tokens per language/family/split
+    out_dir/<split>/<lang>-00000-of-0000N.tokens  ArrayRecord, one record per document:
+                                                  token ids (uint16 or uint32, little endian), EOS
+                                                  appended
+    out_dir/<split>/<lang>-00000-of-0000N.text    ArrayRecord, the UTF-8 text of the same documents
+    out_dir/vocab.model                           SentencePiece model (only with that vocabulary)
+
+Token counts include the one EOS token per document (that is what the packed stream sees).
+`Corpus.open(out_dir)` reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from multiscale.families import MANPAGES_GROUPING, Grouping, load_grouping
+from multiscale.data import vocab as vocab_lib
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+SPLITS = ("train", "eval")
+MAX_SHARD_BYTES = 256 << 20  # token bytes per shard
+
+
+class CorpusError(ValueError):
+    """A corpus that cannot be built or opened."""
+
+
+def doc_hash(text: str) -> float:
+    """A stable number in [0, 1) from a document's content (decides its split)."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _normalize(text: str) -> str:
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def split_documents(
+    texts: list[str],
+    *,
+    eval_fraction: float | None,
+    eval_docs: int | None,
+    lang: str,
+) -> tuple[list[str], list[str]]:
+    """(train, eval) by content hash. At least one eval and one train document per language."""
+    if len(texts) < 2:
+        raise CorpusError(
+            f"language {lang!r} has {len(texts)} document(s) after deduplication; "
+            "need at least 2 (one for training, one held out)"
+        )
+    keyed = sorted(((doc_hash(t), t) for t in texts), key=lambda kv: kv[0])
+    if eval_docs is not None:
+        n_eval = eval_docs
+    else:
+        n_eval = sum(1 for h, _ in keyed if h < eval_fraction)  # type: ignore[operator]
+        n_eval = max(1, n_eval)
+    if n_eval >= len(keyed):
+        raise CorpusError(
+            f"language {lang!r}: {n_eval} eval documents leave none of its {len(keyed)} for training"
+        )
+    eval_set = {id(t) for _, t in keyed[:n_eval]}
+    train = [t for t in texts if id(t) not in eval_set]
+    held = [t for t in texts if id(t) in eval_set]
+    return train, held
+
+
+def _write_split(
+    out_dir: str, split: str, lang: str, docs: list[str], vocab, dtype: np.dtype
+) -> dict[str, Any]:
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    os.makedirs(os.path.join(out_dir, split), exist_ok=True)
+    encoded = []
+    for text in docs:
+        ids = vocab.encode_np(text)
+        ids = np.concatenate([ids, np.asarray([vocab.eos_id], np.int32)])
+        encoded.append(ids.astype(dtype))
+    total = sum(a.nbytes for a in encoded)
+    n_shards = max(1, -(-total // MAX_SHARD_BYTES))
+    per = -(-len(docs) // n_shards)
+    shards, text_shards = [], []
+    for s in range(n_shards):
+        lo, hi = s * per, min(len(docs), (s + 1) * per)
+        base = f"{split}/{lang}-{s:05d}-of-{n_shards:05d}"
+        tw = ArrayRecordWriter(os.path.join(out_dir, base + ".tokens"), "group_size:1")
+        xw = ArrayRecordWriter(os.path.join(out_dir, base + ".text"), "group_size:1")
+        for i in range(lo, hi):
+            tw.write(encoded[i].tobytes())
+            xw.write(docs[i].encode("utf-8"))
+        tw.close()
+        xw.close()
+        shards.append(base + ".tokens")
+        text_shards.append(base + ".text")
+    return {
+        "documents": len(docs),
+        "bytes": int(sum(len(t.encode("utf-8")) for t in docs)),
+        "tokens": int(sum(len(a) for a in encoded)),
+        "shards": shards,
+        "text_shards": text_shards,
+    }
+
+
+def build_corpus(
+    source: Any,
+    out_dir: str | os.PathLike,
+    *,
+    grouping: Grouping | Mapping | str | os.PathLike | None = None,
+    eval_fraction: float | None = 0.05,
+    eval_docs_per_language: int | None = None,
+    max_docs_per_language: int | None = None,
+    seed: int = 0,
+    vocab: Any = "byte",
+    overwrite: bool = True,
+    progress: bool | None = None,
+) -> Corpus:
+    """Build a corpus from `source` (a source object or 'manpages') into `out_dir`.
+
+    `grouping` defaults to `MANPAGES_GROUPING` for the manpages source and is required otherwise
+    (families are always chosen deliberately).
+    `eval_docs_per_language` (an int) overrides `eval_fraction`. `seed` is recorded; the split
+    itself does not depend on it (it is a content hash).
+    """
+    from multiscale.data.sources import ManpagesSource, get_source
+
+    if isinstance(source, str):
+        if source != "manpages":
+            _bad_source(source)
+        source = get_source("manpages")
+    if grouping is None:
+        if isinstance(source, ManpagesSource):
+            grouping = MANPAGES_GROUPING
+        else:
+            raise CorpusError("build_corpus: give a grouping (families) for this source")
+    grouping = load_grouping(grouping)
+    if eval_docs_per_language is not None:
+        if int(eval_docs_per_language) < 1:
+            raise CorpusError(f"eval_docs_per_language must be >= 1, got {eval_docs_per_language}")
+        eval_fraction = None
+    elif eval_fraction is None or not (0.0 < float(eval_fraction) < 1.0):
+        raise CorpusError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+    if max_docs_per_language is not None and int(max_docs_per_language) < 2:
+        raise CorpusError(f"max_docs_per_language must be >= 2, got {max_docs_per_language}")
+    missing = [lang for lang in grouping.languages if lang not in source.languages]
+    if missing:
+        raise CorpusError(
+            f"the {source.name} source has no language(s) {', '.join(missing)} "
+            f"(family {grouping.family_of(missing[0])!r}); it serves: {', '.join(source.languages)}"
+        )
+    voc = vocab_lib.get_vocabulary(vocab)
+    dtype = np.dtype("<u2") if voc.vocab_size <= 65536 else np.dtype("<u4")
+
+    out = os.fspath(out_dir)
+    if os.path.exists(os.path.join(out, MANIFEST)):
+        if not overwrite:
+            raise CorpusError(f"{out} already holds a corpus (pass overwrite=True)")
+        for split in SPLITS:
+            shutil.rmtree(os.path.join(out, split), ignore_errors=True)
+    os.makedirs(out, exist_ok=True)
+
+    t0 = time.perf_counter()
+    languages: dict[str, Any] = {}
+    bar = _progress(progress, len(grouping.languages))
+    try:
+        for lang in grouping.languages:
+            if bar is not None:
+                bar[0].update(bar[1], description=f"corpus {lang}")
+            seen: set[str] = set()
+            texts: list[str] = []
+            duplicates = 0
+            for text in source.iter_documents(lang):
+                key = hashlib.sha1(_normalize(text).encode("utf-8")).hexdigest()
+                if key in seen:
+                    duplicates += 1
+                    continue
+                seen.add(key)
+                texts.append(text)
+                if max_docs_per_language is not None and len(texts) >= max_docs_per_language:
+                    break
+            train, held = split_documents(
+                texts, eval_fraction=eval_fraction, eval_docs=eval_docs_per_language, lang=lang
+            )
+            languages[lang] = {
+                "family": grouping.family_of(lang),
+                "duplicates_removed": duplicates,
+                "train": _write_split(out, "train", lang, train, voc, dtype),
+                "eval": _write_split(out, "eval", lang, held, voc, dtype),
+            }
+            if bar is not None:
+                bar[0].advance(bar[1])
+    finally:
+        if bar is not None:
+            bar[0].stop()
+
+    vocab_info = voc.to_dict()
+    if isinstance(voc, vocab_lib.SentencePieceVocabulary):
+        shutil.copyfile(voc.path, os.path.join(out, "vocab.model"))
+        vocab_info["model"] = "vocab.model"
+    manifest = {
+        "format": FORMAT_VERSION,
+        "source": source.name,
+        "vocab": vocab_info,
+        "token_dtype": dtype.str,
+        "seed": seed,
+        "split": {"method": "sha256(content)", "eval_fraction": eval_fraction,
+                  "eval_docs_per_language": eval_docs_per_language},
+        "max_docs_per_language": max_docs_per_language,
+        "grouping": grouping.to_dict(),
+        "languages": languages,
+        "families": _family_totals(grouping, languages),
+        "build_seconds": round(time.perf_counter() - t0, 3),
+    }
+    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, ensure_ascii=False)
+    return Corpus.open(out)
+
+
+def _bad_source(name: str):
+    from multiscale.data.sources import SourceError
+
+    raise SourceError(
+        f"source {name!r} needs arguments: build it with multiscale.data.sources "
+        "(FilesSource, TFDSSource, HFSource) and pass the object"
+    )
+
+
+def _progress(enabled: bool | None, total: int):
+    import sys
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    from rich.progress import Progress
+
+    prog = Progress(transient=True)
+    prog.start()
+    return prog, prog.add_task("corpus", total=total)
+
+
+def _family_totals(grouping: Grouping, languages: Mapping[str, Any]) -> dict[str, Any]:
+    fams: dict[str, Any] = {}
+    for fam in grouping.families:
+        entry: dict[str, Any] = {"languages": list(fam.languages)}
+        for split in SPLITS:
+            entry[split] = {
+                key: int(sum(languages[lang][split][key] for lang in fam.languages))
+                for key in ("documents", "bytes", "tokens")
+            }
+        fams[fam.name] = entry
+    return fams
+
+
+@dataclasses.dataclass(frozen=True)
+class Corpus:
+    """A built corpus (read-only). Token counts include one EOS per document."""
+
+    path: str
+    manifest: Mapping[str, Any]
+    grouping: Grouping
+
+    @classmethod
+    def open(cls, path: str | os.PathLike) -> Corpus:
+        path = os.fspath(path)
+        mpath = os.path.join(path, MANIFEST)
+        if not os.path.exists(mpath):
+            raise FileNotFoundError(f"no corpus at {path} (missing {MANIFEST}); build one with "
+                                    "`multiscale corpus build`")
+        with open(mpath, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+        if manifest.get("format") != FORMAT_VERSION:
+            raise CorpusError(f"{mpath}: unsupported corpus format {manifest.get('format')!r}")
+        return cls(path, manifest, load_grouping(manifest["grouping"]))
+
+    # -- structure ----------------------------------------------------------------------------
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return self.grouping.languages
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return self.grouping.family_names
+
+    @property
+    def token_dtype(self) -> np.dtype:
+        return np.dtype(self.manifest["token_dtype"])
+
+    @property
+    def vocab(self):
+        info = self.manifest["vocab"]
+        if info["name"] == "byte":
+            return vocab_lib.ByteVocabulary()
+        return vocab_lib.SentencePieceVocabulary(os.path.join(self.path, info["model"]))
+
+    def _lang(self, lang: str) -> Mapping[str, Any]:
+        try:
+            return self.manifest["languages"][lang]
+        except KeyError:
+            raise CorpusError(
+                f"language {lang!r} is not in corpus {self.path} ({', '.join(self.languages)})"
+            ) from None
+
+    def _family(self, family: str) -> Mapping[str, Any]:
+        try:
+            return self.manifest["families"][family]
+        except KeyError:
+            raise CorpusError(
+                f"family {family!r} is not in corpus {self.path} ({', '.join(self.families)})"
+            ) from None
+
+    @staticmethod
+    def _check_split(split: str):
+        if split not in SPLITS:
+            raise CorpusError(f"split must be one of {SPLITS}, got {split!r}")
+
+    # -- counts -------------------------------------------------------------------------------
+    def train_tokens(self, family: str) -> int:
+        """Unique training tokens of a family (EOS included)."""
+        return int(self._family(family)["train"]["tokens"])
+
+    def tokens(self, lang: str, split: str = "train") -> int:
+        self._check_split(split)
+        return int(self._lang(lang)[split]["tokens"])
+
+    def documents(self, lang: str, split: str = "train") -> int:
+        self._check_split(split)
+        return int(self._lang(lang)[split]["documents"])
+
+    def bytes(self, lang: str, split: str = "train") -> int:
+        """UTF-8 bytes of the language's documents in a split."""
+        self._check_split(split)
+        return int(self._lang(lang)[split]["bytes"])
+
+    # -- data ---------------------------------------------------------------------------------
+    def shard_paths(self, lang: str, split: str = "train", kind: str = "tokens") -> list[str]:
+        self._check_split(split)
+        key = {"tokens": "shards", "text": "text_shards"}[kind]
+        return [os.path.join(self.path, p) for p in self._lang(lang)[split][key]]
+
+    def data_source(self, lang: str, split: str = "train", kind: str = "tokens"):
+        """A grain random-access source of one language's documents (raw bytes records)."""
+        import grain
+
+        return grain.sources.ArrayRecordDataSource(self.shard_paths(lang, split, kind))
+
+    def read_tokens(self, lang: str, split: str = "train") -> list[np.ndarray]:
+        """Every document of a language/split as int32 token ids (EOS included)."""
+        src = self.data_source(lang, split)
+        dt = self.token_dtype
+        return [np.frombuffer(src[i], dtype=dt).astype(np.int32) for i in range(len(src))]
+
+    def read_texts(self, lang: str, split: str = "train") -> list[str]:
+        src = self.data_source(lang, split, "text")
+        return [bytes(src[i]).decode("utf-8") for i in range(len(src))]
+
+    def summary(self) -> dict[str, Any]:
+        """The manifest's counts without shard paths (for `corpus info`)."""
+        langs = {
+            lang: {
+                "family": info["family"],
+                **{split: {k: info[split][k] for k in ("documents", "bytes", "tokens")} for split in SPLITS},
+            }
+            for lang, info in self.manifest["languages"].items()
+        }
+        return {
+            "path": self.path,
+            "source": self.manifest["source"],
+            "vocab": self.manifest["vocab"],
+            "families": self.manifest["families"],
+            "languages": langs,
+            "split": self.manifest["split"],
+        }
