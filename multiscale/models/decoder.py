@@ -1,0 +1,159 @@
+"""The decoder-only transformer, in Flax NNX.
+
+Pre-norm blocks (RMSNorm), rotary positions taken from the batch's `positions`, causal
+attention restricted to the same packed document (`segment_ids`) through
+`jax.nn.dot_product_attention` (which picks the fused cuDNN kernel on GPU when it applies), and a
+gated SwiGLU MLP. Parameters are f32 and carry *logical* axis names in their `out_sharding`
+metadata; `multiscale.models.sharding` maps those to mesh axes, so this file knows nothing about
+meshes. Activations use `cfg.dtype` (bf16 on accelerators, f32 on CPU).
+
+Shape suffixes: B batch, L length, D d_model, H heads, K head size, F d_ff, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from multiscale.models.config import ModelConfig
+
+
+def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...],
+           std: float) -> nnx.Param:
+    value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+    return nnx.Param(value, out_sharding=axes, eager_sharding=False)
+
+
+class RMSNorm(nnx.Module):
+    """Root-mean-square normalisation with a learned scale (computed in f32)."""
+
+    def __init__(self, dim: int, eps: float):
+        self.scale = nnx.Param(jnp.ones((dim,), jnp.float32), out_sharding=("norm",),
+                               eager_sharding=False)
+        self.eps = eps
+
+    def __call__(self, x_BxLxD: jax.Array) -> jax.Array:
+        x32 = x_BxLxD.astype(jnp.float32)
+        inv_rms = jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
+
+
+def rotary(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float) -> jax.Array:
+    """Rotate feature pairs (i, i + K/2) by angle position * base^(-2i/K)."""
+    k = x_BxLxHxK.shape[-1]
+    inv_freq_K2 = base ** (-jnp.arange(0, k, 2, dtype=jnp.float32) / k)
+    angle_BxLxK2 = positions_BxL.astype(jnp.float32)[..., None] * inv_freq_K2
+    cos_BxLx1xK2 = jnp.cos(angle_BxLxK2)[:, :, None, :]
+    sin_BxLx1xK2 = jnp.sin(angle_BxLxK2)[:, :, None, :]
+    x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
+    out = jnp.concatenate([x1 * cos_BxLx1xK2 - x2 * sin_BxLx1xK2,
+                           x2 * cos_BxLx1xK2 + x1 * sin_BxLx1xK2], axis=-1)
+    return out.astype(x_BxLxHxK.dtype)
+
+
+def attention_mask(segment_ids_BxL: jax.Array) -> jax.Array:
+    """Boolean [B, 1, L, L]: query i sees key j iff j <= i and both lie in the same document."""
+    length = segment_ids_BxL.shape[1]
+    causal_LxL = jnp.tril(jnp.ones((length, length), dtype=jnp.bool_))
+    same_doc_BxLxL = segment_ids_BxL[:, :, None] == segment_ids_BxL[:, None, :]
+    return (causal_LxL[None] & same_doc_BxLxL)[:, None]
+
+
+class Attention(nnx.Module):
+    """Multi-head causal self-attention with rotary positions."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, h, k = cfg.d_model, cfg.num_heads, cfg.head_dim
+        out_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
+        self.wq_DxHxK = _param(rngs, (d, h, k), ("embed", "heads", "kv"), cfg.init_std)
+        self.wk_DxHxK = _param(rngs, (d, h, k), ("embed", "heads", "kv"), cfg.init_std)
+        self.wv_DxHxK = _param(rngs, (d, h, k), ("embed", "heads", "kv"), cfg.init_std)
+        self.wo_HxKxD = _param(rngs, (h, k, d), ("heads", "kv", "embed"), out_std)
+        self.rope_base = cfg.rope_base
+
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+        dtype = x_BxLxD.dtype
+        q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq_DxHxK[...].astype(dtype))
+        k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wk_DxHxK[...].astype(dtype))
+        v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wv_DxHxK[...].astype(dtype))
+        q_BxLxHxK = rotary(q_BxLxHxK, positions_BxL, self.rope_base)
+        k_BxLxHxK = rotary(k_BxLxHxK, positions_BxL, self.rope_base)
+        o_BxLxHxK = jax.nn.dot_product_attention(
+            q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask=mask_Bx1xLxL, implementation=None)
+        return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo_HxKxD[...].astype(dtype))
+
+
+class Mlp(nnx.Module):
+    """Gated MLP: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, f = cfg.d_model, cfg.d_ff
+        out_std = cfg.init_std / (2 * cfg.num_layers) ** 0.5
+        self.w_gate_DxF = _param(rngs, (d, f), ("embed", "mlp"), cfg.init_std)
+        self.w_up_DxF = _param(rngs, (d, f), ("embed", "mlp"), cfg.init_std)
+        self.w_down_FxD = _param(rngs, (f, d), ("mlp", "embed"), out_std)
+
+    def __call__(self, x_BxLxD):
+        dtype = x_BxLxD.dtype
+        gate_BxLxF = x_BxLxD @ self.w_gate_DxF[...].astype(dtype)
+        up_BxLxF = x_BxLxD @ self.w_up_DxF[...].astype(dtype)
+        return (jax.nn.silu(gate_BxLxF) * up_BxLxF) @ self.w_down_FxD[...].astype(dtype)
+
+
+class Block(nnx.Module):
+    """x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.attn = Attention(cfg, rngs)
+        self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        self.mlp = Mlp(cfg, rngs)
+
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), positions_BxL, mask_Bx1xLxL)
+        return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
+
+
+class Decoder(nnx.Module):
+    """Token ids -> next-token logits (f32)."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        # Untied: unit-variance embeddings (the pre-norm rescales them). Tied: small, because the
+        # same matrix produces the logits.
+        embed_std = cfg.init_std if cfg.tie_embeddings else 1.0
+        self.embed_VxD = _param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"),
+                                embed_std)
+        self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.num_layers)])
+        self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
+        if not cfg.tie_embeddings:
+            self.unembed_DxV = _param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"),
+                                      cfg.init_std)
+
+    def __call__(self, inputs_BxL: jax.Array, *, positions_BxL: jax.Array | None = None,
+                 segment_ids_BxL: jax.Array | None = None) -> jax.Array:
+        """Logits [B, L, V] in f32. Without `segment_ids` the row is one document; without
+        `positions`, positions are 0..L-1."""
+        dtype = self.cfg.dtype
+        if positions_BxL is None:
+            positions_BxL = jnp.broadcast_to(jnp.arange(inputs_BxL.shape[1]), inputs_BxL.shape)
+        if segment_ids_BxL is None:
+            segment_ids_BxL = jnp.ones_like(inputs_BxL)
+        mask_Bx1xLxL = attention_mask(segment_ids_BxL)
+        x_BxLxD = jnp.take(self.embed_VxD[...], inputs_BxL, axis=0).astype(dtype)
+        for block in self.blocks:
+            x_BxLxD = block(x_BxLxD, positions_BxL, mask_Bx1xLxL)
+        x_BxLxD = self.final_norm(x_BxLxD)
+        if self.cfg.tie_embeddings:
+            unembed_DxV = self.embed_VxD[...].T
+        else:
+            unembed_DxV = self.unembed_DxV[...]
+        logits_BxLxV = jnp.dot(x_BxLxD, unembed_DxV.astype(dtype),
+                               preferred_element_type=jnp.float32)
+        return logits_BxLxV
+
+
+def build_model(cfg: ModelConfig, seed: int = 0) -> Decoder:
+    """A freshly initialised decoder (f32 parameters)."""
+    return Decoder(cfg, rngs=nnx.Rngs(params=seed))

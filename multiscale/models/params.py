@@ -1,0 +1,47 @@
+"""Parameter counts and FLOPs per token, computed from a `ModelConfig`.
+
+N, as in He et al. (2024) and Kaplan et al. (2020), counts *non-embedding* parameters:
+everything except the token embedding and (when untied) the output projection. Norm scales
+are non-embedding. `tests/test_models_params.py` checks these formulas against the
+parameters of an instantiated model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from multiscale.models.config import ModelConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamCount:
+    """Parameter counts of one architecture."""
+
+    non_embedding: int
+    embedding: int
+
+    @property
+    def total(self) -> int:
+        return self.non_embedding + self.embedding
+
+
+def count_params(cfg: ModelConfig) -> ParamCount:
+    """Embedding / non-embedding parameter counts of `cfg` (exact)."""
+    d, f = cfg.d_model, cfg.d_ff
+    attention = 4 * d * d            # q, k, v, out projections (no biases)
+    mlp = 3 * d * f                  # gate, up, down
+    norms = 2 * d                    # pre-attention and pre-MLP RMSNorm scales
+    per_layer = attention + mlp + norms
+    non_embedding = cfg.num_layers * per_layer + d  # + final norm
+    embedding = cfg.vocab_size * d * (1 if cfg.tie_embeddings else 2)
+    return ParamCount(non_embedding=non_embedding, embedding=embedding)
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
+    """Training FLOPs per token: 6N + 12 * layers * d_model * seq_len (DESIGN.md section 6).
+
+    N is the non-embedding count; the second term is the attention score/value work
+    (forward and backward) at context length `seq_len`.
+    """
+    n = count_params(cfg).non_embedding
+    return float(6 * n + 12 * cfg.num_layers * cfg.d_model * seq_len)

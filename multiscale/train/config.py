@@ -1,0 +1,147 @@
+"""The typed, frozen configuration of one training run."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping
+
+
+class TrainConfigError(ValueError):
+    """An invalid training configuration; the message names the field."""
+
+
+def parse_ratios(text: str) -> dict[str, float]:
+    """'germanic=0.4,romance=0.6' -> {'germanic': 0.4, 'romance': 0.6}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise TrainConfigError(f"ratio entry {part!r} is not FAMILY=P (e.g. germanic=0.4)")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise TrainConfigError(f"ratio of family {name!r} is not a number: {value!r}") from None
+    if not out:
+        raise TrainConfigError("--ratios is empty; give FAMILY=P pairs, e.g. germanic=0.5,romance=0.5")
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """One run: a preset trained on `tokens` tokens of a family mixture.
+
+    Attributes:
+      corpus: directory of a built corpus (`multiscale corpus build`).
+      model: preset name (`multiscale presets`).
+      tokens: training budget D in tokens; steps = tokens // (batch * seq_len), and the run
+        table records the tokens actually trained, steps * batch * seq_len.
+      ratios: family -> sampling ratio p (non-negative, summing to 1).
+      out: run folder (local path or any etils.epath path, e.g. gs://...).
+      seq_len, batch: tokens per row and rows per *global* step (all hosts and accumulation).
+      lr, warmup_steps, min_lr_ratio: peak learning rate, linear warm-up steps (None: 5% of
+        the steps, at least 1), and the cosine floor as a fraction of the peak.
+      weight_decay, b1, b2, eps, clip: AdamW and global-norm clipping (clip <= 0 disables).
+      grad_accum: micro-batches per step (each of batch / grad_accum rows).
+      seed: parameter initialisation and data order.
+      eval_every, checkpoint_every: in steps; 0 means only at the end.
+      eval_batch: rows per eval batch.
+      mesh: 'data=2,fsdp=2,tensor=2' style; None puts all devices on `data`.
+      compute_dtype: 'auto' (bf16 on accelerators, f32 on CPU), 'float32' or 'bfloat16'.
+      tie_embeddings: share input and output embeddings.
+      vocab: vocabulary name for the data pipeline.
+      run_name: the `run` column of the run table (default: the out folder's name).
+      keep_checkpoints: how many recent checkpoints orbax keeps.
+    """
+
+    corpus: str
+    model: str
+    tokens: int
+    ratios: Mapping[str, float]
+    out: str
+    seq_len: int = 128
+    batch: int = 32
+    lr: float = 3e-3
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    clip: float = 1.0
+    grad_accum: int = 1
+    seed: int = 0
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    eval_batch: int = 32
+    mesh: str | None = None
+    compute_dtype: str = "auto"
+    tie_embeddings: bool = False
+    vocab: str = "byte"
+    run_name: str | None = None
+    keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        ratios = self.ratios
+        if isinstance(ratios, str):
+            ratios = parse_ratios(ratios)
+        ratios = {str(k): float(v) for k, v in dict(ratios).items()}
+        object.__setattr__(self, "ratios", ratios)
+        for name, p in ratios.items():
+            if not math.isfinite(p) or p < 0:
+                raise TrainConfigError(f"ratio of family {name!r} must be >= 0, got {p}")
+        total = sum(ratios.values())
+        if not ratios or abs(total - 1.0) > 1e-4:
+            raise TrainConfigError(f"ratios must sum to 1, got {total:.6g} ({ratios})")
+        # Remove rounding left by e.g. three decimals per family.
+        object.__setattr__(self, "ratios", {k: v / total for k, v in ratios.items()})
+        for name in ("tokens", "seq_len", "batch", "grad_accum", "eval_batch", "keep_checkpoints"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise TrainConfigError(f"TrainConfig.{name} must be a positive int, got {value!r}")
+        for name in ("eval_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise TrainConfigError(f"TrainConfig.{name} must be an int >= 0, got {value!r}")
+        if self.warmup_steps is not None and self.warmup_steps < 0:
+            raise TrainConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not self.lr > 0:
+            raise TrainConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise TrainConfigError(f"TrainConfig.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if self.batch % self.grad_accum:
+            raise TrainConfigError(
+                f"TrainConfig.batch={self.batch} is not divisible by grad_accum={self.grad_accum}")
+        if self.tokens < self.tokens_per_step:
+            raise TrainConfigError(
+                f"TrainConfig.tokens={self.tokens} is less than one step of batch*seq_len = "
+                f"{self.tokens_per_step} tokens")
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.batch * self.seq_len
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps: tokens // (batch * seq_len)."""
+        return self.tokens // self.tokens_per_step
+
+    @property
+    def tokens_trained(self) -> int:
+        """D of the run table: steps * batch * seq_len."""
+        return self.steps * self.tokens_per_step
+
+    @property
+    def warmup(self) -> int:
+        if self.warmup_steps is not None:
+            return min(self.warmup_steps, self.steps)
+        return max(1, round(0.05 * self.steps))
+
+    @property
+    def name(self) -> str:
+        return self.run_name or os.path.basename(os.path.normpath(str(self.out))) or "run"
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,69 @@
+"""What a run needs from the data pipeline (multiscale.data), behind one small value.
+
+`RunData` is the seam between training and data: the corpus's families, the vocabulary size,
+a factory of per-host train iterators (with `get_state`/`set_state`), and the fixed eval set.
+`load_run_data` builds it from a corpus folder; tests and other trainers may build their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+
+class UnknownFamilyError(ValueError):
+    """Ratios that name a family the corpus does not have."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """family_names: the corpus's families (rows get a p_<family> column each).
+    make_train_iterator(batch_size, shard_index, shard_count): this host's batches, each a dict
+    of numpy arrays inputs/targets/segment_ids/positions [B, L] int32, weights [B, L] f32.
+    eval_set: `.languages`, `.family_of`, `.bytes_per_language`, `.batches(batch_size)`."""
+
+    family_names: tuple[str, ...]
+    vocab_size: int
+    make_train_iterator: Callable[[int, int, int], Iterator[dict[str, Any]]]
+    eval_set: Any
+
+
+def check_ratios(ratios: Mapping[str, float], family_names) -> None:
+    unknown = [f for f in ratios if f not in family_names]
+    if unknown:
+        raise UnknownFamilyError(
+            f"ratios name famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))} "
+            f"that the corpus lacks; its families are: {', '.join(family_names)}")
+
+
+def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int, seed: int,
+                  vocab: str = "byte") -> RunData:
+    """Open the corpus at `corpus_path` and wire the mixture and eval set of a run."""
+    from multiscale.data.mixture import MixtureSpec, make_train_iterator
+    from multiscale.data.vocab import get_vocabulary
+
+    corpus, eval_set = _open(corpus_path, seq_len)
+    family_names = tuple(corpus.grouping.family_names)
+    check_ratios(ratios, family_names)
+    spec = MixtureSpec(ratios={f: p for f, p in ratios.items() if p > 0})
+
+    def make_iterator(batch_size: int, shard_index: int, shard_count: int):
+        return make_train_iterator(corpus, spec, seq_len=seq_len, batch_size=batch_size,
+                                   seed=seed, shard_index=shard_index, shard_count=shard_count)
+
+    return RunData(family_names=family_names,
+                   vocab_size=get_vocabulary(vocab).vocab_size,
+                   make_train_iterator=make_iterator,
+                   eval_set=eval_set)
+
+
+@functools.lru_cache(maxsize=4)
+def _open(corpus_path: str, seq_len: int):
+    """(corpus, eval set), cached so a sweep in one process builds each eval set once."""
+    from multiscale.data.corpus import Corpus
+    from multiscale.data.evalset import load_eval_set
+
+    corpus = Corpus.open(corpus_path)
+    return corpus, load_eval_set(corpus, seq_len=seq_len)
