@@ -142,7 +142,7 @@ class SweepPlan:
         train = raw.get("train", {}) or {}
         if not isinstance(train, Mapping):
             raise PlanError("plan key 'train' must be a mapping of TrainConfig fields")
-        for reserved in ("corpus", "preset", "model", "tokens", "ratios", "seed", "out", "run_dir"):
+        for reserved in ("corpus", "preset", "model", "tokens", "ratios", "seed", "out", "run_dir", "run_name"):
             if reserved in train:
                 raise PlanError(f"train.{reserved} is set by the sweep for each run; remove it from 'train'")
         mixtures = tuple(_parse_mixture(m, i) for i, m in enumerate(_as_list(raw["mixtures"], "mixtures")))

@@ -229,7 +229,7 @@ def default_train_fn(run: PlannedRun, rdir, corpus, progress: bool):
     if unknown:
         raise ValueError(f"plan 'train' keys {unknown} are not TrainConfig fields; known: {sorted(fields)}")
     config = TrainConfig(corpus=str(corpus), model=run.preset, tokens=run.tokens,
-                         ratios={f: p for f, p in run.ratios if p > 0}, seed=run.seed,
+                         ratios=dict(run.ratios), seed=run.seed, run_name=run.run_id,
                          out=str(rdir), **extra)
     summary = run_training(config, progress=progress)
     rows_path = _path(rdir) / "rows.csv"

@@ -1,0 +1,124 @@
+"""The examples: launch scripts (argument parsing, dry runs), their sweep plans, the Python examples."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from multiscale.plan import SweepPlan
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem + "_" + path.parent.name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _run(script, *args, env=None):
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=env)
+
+
+# ---------------------------------------------------------------- TPU VMs
+
+
+def test_tpu_dry_run_prints_one_shard_per_slice_on_all_workers():
+    r = _run(EXAMPLES / "tpu_vm" / "launch.py", "--tpus", "sweep-a,sweep-b,sweep-c", "--zone", "us-central2-b",
+             "--project", "proj", "--out", "gs://bkt/sw", "--corpus", "gs://bkt/corpus", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = [line for line in r.stdout.splitlines() if line.startswith("gcloud")]
+    sweeps = [line for line in lines if "multiscale sweep" in line]
+    assert len(sweeps) == 3
+    for k, (line, tpu) in enumerate(zip(sweeps, ("sweep-a", "sweep-b", "sweep-c"))):
+        assert f"tpu-vm ssh {tpu} " in line and "--worker=all" in line and "--project=proj" in line
+        assert f"--shard {k}/3" in line and "--out gs://bkt/sw" in line and "--corpus gs://bkt/corpus" in line
+    corpus = [line for line in lines if "corpus build" in line]
+    assert len(corpus) == 1 and "--worker=0" in corpus[0] and "--source tfds" in corpus[0]
+    assert sum("pip install" in line for line in lines) == 3  # setup on every TPU
+
+
+def test_tpu_step_selection_and_bad_arguments():
+    mod = _load(EXAMPLES / "tpu_vm" / "launch.py")
+    args = mod.parse_args(["--tpus", "a", "--zone", "z", "--out", "gs://b/o", "--corpus", "gs://b/c",
+                           "--step", "sweep", "--dry-run"])
+    cmds = mod.sweep_commands(args)
+    assert cmds[0][:5] == ["gcloud", "compute", "tpus", "tpu-vm", "scp"] and "--shard 0/1" in cmds[1][-1]
+    for bad, msg in ((["--out", "/local/o", "--corpus", "gs://b/c"], "--out '/local/o' must be a gs:// path"),
+                     (["--out", "gs://b/o", "--corpus", "gs://b/c", "--tpus", "a,a"], "names a TPU twice")):
+        argv = ["--tpus", "a", "--zone", "z", *bad, "--dry-run"]
+        r = _run(EXAMPLES / "tpu_vm" / "launch.py", *argv)
+        assert r.returncode == 2 and msg in r.stderr
+    r = _run(EXAMPLES / "tpu_vm" / "launch.py", "--zone", "z")
+    assert r.returncode == 2 and "--tpus" in r.stderr
+
+
+# ---------------------------------------------------------------- GPUs
+
+
+def test_gpu_local_dry_runs():
+    r = _run(EXAMPLES / "gpu" / "launch.py", "local", "--out", "sw", "--corpus", "c", "--gpus", "0,1,2,3",
+             "--dry-run")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert len(lines) == 4
+    for k, line in enumerate(lines):
+        assert line.startswith(f"CUDA_VISIBLE_DEVICES={k} ") and f"--shard {k}/4" in line
+    r = _run(EXAMPLES / "gpu" / "launch.py", "local", "--out", "sw", "--corpus", "c", "--gpus", "0,1",
+             "--mode", "all-gpus", "--dry-run")
+    assert r.stdout.strip().splitlines() == [
+        "CUDA_VISIBLE_DEVICES=0,1 multiscale sweep examples/gpu/plan.yaml --out sw --corpus c --shard 0/1 --no-progress"]
+    r = _run(EXAMPLES / "gpu" / "launch.py", "local", "--out", "sw", "--corpus", "c", "--gpus", "0,x", "--dry-run")
+    assert r.returncode == 2 and "--gpus '0,x'" in r.stderr
+
+
+def test_gpu_slurm_array_dry_run():
+    r = _run(EXAMPLES / "gpu" / "launch.py", "slurm", "--out", "/shared/sw", "--corpus", "/shared/c", "--shards", "16",
+             "--nodes", "2", "--gpus-per-node", "8", "--partition", "gpu", "--max-parallel", "4", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "#SBATCH --array=0-15%4" in out and "#SBATCH --nodes=2" in out and "#SBATCH --partition=gpu" in out
+    assert "srun multiscale sweep" in out and "--shard ${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}" in out
+    assert out.strip().endswith("sbatch sweep_array.sbatch")
+    assert not (ROOT / "sweep_array.sbatch").exists()  # a dry run writes nothing
+    r = _run(EXAMPLES / "gpu" / "launch.py", "slurm", "--out", "o", "--corpus", "c", "--shards", "0", "--dry-run")
+    assert r.returncode == 2 and "--shards must be >= 1" in r.stderr
+
+
+def test_static_sbatch_script_runs_its_shard():
+    text = (EXAMPLES / "gpu" / "sweep_array.sbatch").read_text()
+    assert "--shard \"${SLURM_ARRAY_TASK_ID}/${SLURM_ARRAY_TASK_COUNT}\"" in text
+    assert subprocess.run(["bash", "-n", str(EXAMPLES / "gpu" / "sweep_array.sbatch")]).returncode == 0
+
+
+# ---------------------------------------------------------------- the paper-scale plans
+
+
+@pytest.mark.parametrize("plan", ["tpu_vm/plan.yaml", "tpu_vm/plan_large.yaml", "gpu/plan.yaml",
+                                  "gpu/plan_multi_gpu.yaml"])
+def test_paper_scale_plans_are_valid(plan):
+    import dataclasses
+
+    from multiscale.families import PAPER_GROUPING
+    from multiscale.models.presets import PRESETS
+    from multiscale.train.config import TrainConfig
+
+    p = SweepPlan.load(EXAMPLES / plan)
+    assert all(name in PRESETS for name in p.presets)
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(dict(p.train)) <= fields
+    fams = PAPER_GROUPING.family_names
+    assert len(fams) == 5 and len(PAPER_GROUPING.languages) == 23
+    # token counts of a real mC4 build are unknown here: any positive counts expand the baselines
+    counts = {f: 10 ** (9 + k) for k, f in enumerate(fams)}
+    runs = p.expand(fams, family_tokens=counts)
+    assert runs and all(abs(sum(r.ratio_dict.values()) - 1) < 1e-9 for r in runs)
+    for r in runs:  # every run is a valid TrainConfig
+        TrainConfig(corpus="c", model=r.preset, tokens=r.tokens, ratios=r.ratio_dict, seed=r.seed,
+                    out="o", run_name=r.run_id, **dict(r.train))
