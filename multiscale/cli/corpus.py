@@ -1,0 +1,159 @@
+"""`multiscale corpus build` and `multiscale corpus info`."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("corpus", help="build or inspect a multilingual corpus",
+                       description="Build a corpus (per-language ArrayRecord shards, manifest, fixed "
+                                   "eval split) or print what one holds.")
+    csub = p.add_subparsers(dest="corpus_command", metavar="{build,info}")
+    b = csub.add_parser(
+        "build", help="build a corpus from the manual pages, files, TFDS or Hugging Face",
+        description="Reads documents per language, deduplicates them, holds out a fixed eval set "
+                    "by content hash and writes token shards. Sources: manpages (the installed "
+                    "manpages-<lang> packages), files (--input LANG=GLOB, .txt or .jsonl), tfds "
+                    "(seqio TfdsDataSource, e.g. c4/multilingual), hf (datasets, streaming).")
+    b.add_argument("--source", choices=("manpages", "files", "tfds", "hf"), default="manpages")
+    b.add_argument("--out", required=True, metavar="DIR")
+    b.add_argument("--input", action="append", default=[], metavar="LANG=GLOB",
+                   help="files source: files of one language (repeatable; several globs per language allowed)")
+    b.add_argument("--languages", metavar="LANG,LANG,...", help="tfds/hf sources: languages to read "
+                   "(default: every language of the grouping)")
+    b.add_argument("--families", metavar="FILE.yaml",
+                   help="grouping of languages into families (default: the manpages grouping for "
+                        "--source manpages; required for files/tfds/hf unless --grouping paper)")
+    b.add_argument("--grouping", choices=("manpages", "paper"), help="a built-in grouping")
+    b.add_argument("--max-docs", type=int, metavar="N", help="at most N documents per language")
+    eval_group = b.add_mutually_exclusive_group()
+    eval_group.add_argument("--eval-fraction", type=float, default=0.05,
+                            help="share of each language's documents held out (default 0.05)")
+    eval_group.add_argument("--eval-docs", type=int, metavar="K", help="hold out K documents per language")
+    b.add_argument("--vocab", default="byte", help="'byte' (default) or a SentencePiece .model file")
+    b.add_argument("--tfds-name", default="c4/multilingual:3.1.0")
+    b.add_argument("--hf-path", default="allenai/c4")
+    b.add_argument("--text-field", default="text", help="JSONL/TFDS/HF field holding the text")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--no-progress", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the corpus summary as one JSON object")
+    b.set_defaults(handler=_build)
+
+    i = csub.add_parser("info", help="documents, bytes and tokens per family and language")
+    i.add_argument("corpus", metavar="DIR")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(handler=_info)
+    p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
+
+
+def _parse_inputs(items: list[str]) -> dict[str, list[str]]:
+    inputs: dict[str, list[str]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ValueError(f"--input {item!r} is not LANG=GLOB")
+        lang, pattern = (s.strip() for s in item.split("=", 1))
+        if not lang or not pattern:
+            raise ValueError(f"--input {item!r} is not LANG=GLOB")
+        inputs.setdefault(lang, []).append(pattern)
+    return inputs
+
+
+def _grouping(args):
+    from multiscale.families import MANPAGES_GROUPING, PAPER_GROUPING, load_grouping
+
+    if args.families and args.grouping:
+        raise ValueError("give --families or --grouping, not both")
+    if args.families:
+        return load_grouping(args.families)
+    if args.grouping == "paper":
+        return PAPER_GROUPING
+    if args.grouping == "manpages" or args.source == "manpages":
+        return MANPAGES_GROUPING
+    raise ValueError(f"--source {args.source} needs --families FILE.yaml (or --grouping)")
+
+
+def _build(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from multiscale.data import sources
+    from multiscale.data.corpus import build_corpus
+
+    grouping = _grouping(args)
+    if args.source != "files" and args.input:
+        raise ValueError(f"--input is for --source files, not --source {args.source}")
+    if args.source == "manpages":
+        source = sources.ManpagesSource()
+    elif args.source == "files":
+        inputs = _parse_inputs(args.input)
+        if not inputs:
+            raise ValueError("--source files needs at least one --input LANG=GLOB")
+        if not args.families and not args.grouping:
+            raise ValueError("--source files needs --families FILE.yaml (which family each language is in)")
+        stray = [lang for lang in inputs if lang not in grouping.languages]
+        if stray:
+            raise ValueError(f"--input language(s) {', '.join(map(repr, stray))} in no family of the "
+                             f"grouping ({', '.join(grouping.languages)})")
+        if args.grouping:  # a built-in grouping: keep only the languages given
+            from multiscale.families import Grouping
+
+            grouping = Grouping.from_mapping({
+                f.name: [l for l in f.languages if l in inputs]
+                for f in grouping.families if any(l in inputs for l in f.languages)
+            })
+        source = sources.FilesSource(inputs, text_field=args.text_field)
+    else:
+        langs = args.languages.split(",") if args.languages else list(grouping.languages)
+        if args.source == "tfds":
+            source = sources.TFDSSource(langs, tfds_name=args.tfds_name, text_field=args.text_field,
+                                        max_docs_per_language=args.max_docs)
+        else:
+            source = sources.HFSource(langs, path=args.hf_path, text_field=args.text_field,
+                                      max_docs_per_language=args.max_docs)
+    corpus = build_corpus(
+        source, args.out, grouping=grouping,
+        eval_fraction=None if args.eval_docs else args.eval_fraction,
+        eval_docs_per_language=args.eval_docs, max_docs_per_language=args.max_docs,
+        seed=args.seed, vocab=args.vocab, progress=False if args.no_progress else None,
+    )
+    if args.json:
+        print(json.dumps(corpus.summary(), ensure_ascii=False))
+    else:
+        _print_table(corpus)
+        print(f"corpus written to {args.out} in {corpus.manifest['build_seconds']:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from multiscale.data.corpus import Corpus
+
+    corpus = Corpus.open(args.corpus)
+    if args.json:
+        print(json.dumps(corpus.summary(), ensure_ascii=False))
+    else:
+        _print_table(corpus)
+    return 0
+
+
+def _print_table(corpus) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    vocab = corpus.manifest["vocab"]
+    table = Table(title=f"{corpus.path}  (source {corpus.manifest['source']}, vocab {vocab['name']} "
+                        f"{vocab['vocab_size']}; tokens include one EOS per document)")
+    for col in ("family", "language", "train docs", "train bytes", "train tokens", "eval docs", "eval tokens"):
+        table.add_column(col, justify="left" if col in ("family", "language") else "right")
+    for fam in corpus.grouping.families:
+        for lang in fam.languages:
+            table.add_row(fam.name, lang, f"{corpus.documents(lang):,}", f"{corpus.bytes(lang):,}",
+                          f"{corpus.tokens(lang):,}", f"{corpus.documents(lang, 'eval'):,}",
+                          f"{corpus.tokens(lang, 'eval'):,}")
+        tot = corpus.manifest["families"][fam.name]
+        table.add_row(f"[bold]{fam.name}", "[bold]all", f"{tot['train']['documents']:,}",
+                      f"{tot['train']['bytes']:,}", f"[bold]{tot['train']['tokens']:,}",
+                      f"{tot['eval']['documents']:,}", f"{tot['eval']['tokens']:,}", end_section=True)
+    Console().print(table)
