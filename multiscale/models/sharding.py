@@ -138,7 +138,7 @@ def param_shardings(state: nnx.State, mesh: Mesh) -> dict:
     def one(var):
         spec = logical_to_spec(var.get_metadata().get("out_sharding"))
         return NamedSharding(mesh, _fits(spec, var.shape, mesh))
-    return jax.tree.map(one, state, is_leaf=_is_var).to_pure_dict()
+    return nnx.to_pure_dict(jax.tree.map(one, state, is_leaf=_is_var))
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:

@@ -256,7 +256,7 @@ class _Run:
         }
 
     def _write_outputs(self, summary: dict) -> None:
-        (self.out / "summary.json").write_text(json.dumps(_json_safe(summary), indent=2))
+        (self.out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
         family_cols = [f"p_{f}" for f in self.data.family_names]
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=list(ROW_COLUMNS) + family_cols)
@@ -270,13 +270,13 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
-def _json_safe(value):
+def json_safe(value):
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 

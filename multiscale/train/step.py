@@ -104,7 +104,7 @@ def _train_step(graphdef, optimizer, grad_accum, state: TrainState, batch, sched
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     lr = optim.learning_rate(state.step, sched)
     params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "lr": lr, "tokens": w_sum}
+    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr, "tokens": w_sum}
     return TrainState(params, opt_state, state.step + 1), metrics
 
 
@@ -115,7 +115,7 @@ def _eval_step(graphdef, params, batch):
 
 def _init(model_cfg: ModelConfig, optimizer, seed):
     model = Decoder(model_cfg, rngs=nnx.Rngs(params=jax.random.key(seed)))
-    params = nnx.state(model, nnx.Param).to_pure_dict()
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
     return TrainState(params, optimizer.init(params), jnp.zeros((), jnp.int32))
 
 

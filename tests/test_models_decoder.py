@@ -1,0 +1,104 @@
+"""The decoder: causality, document isolation, shapes, dtype policy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from multiscale.models.config import ModelConfig
+from multiscale.models.decoder import attention_mask, build_model, rotary
+
+CFG = ModelConfig(vocab_size=50, d_model=32, num_layers=2, num_heads=2, d_ff=64,
+                  compute_dtype="float32")
+
+
+def _tokens(seed, shape=(2, 16)):
+    return jnp.asarray(np.random.default_rng(seed).integers(0, CFG.vocab_size, shape), jnp.int32)
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_no_position_sees_the_future(tie):
+    import dataclasses
+
+    model = build_model(dataclasses.replace(CFG, tie_embeddings=tie), seed=1)
+    x = _tokens(0)
+    base = model(x)
+    for t in (3, 9, 15):  # change one future token: logits before t are unchanged
+        changed = x.at[:, t].set((x[:, t] + 7) % CFG.vocab_size)
+        out = model(changed)
+        np.testing.assert_array_equal(np.asarray(out[:, :t]), np.asarray(base[:, :t]))
+        assert not np.allclose(out[:, t:], base[:, t:])  # ... and later ones do change
+
+
+def test_packed_documents_do_not_attend_to_each_other():
+    model = build_model(CFG, seed=2)
+    length = 16
+    segments = jnp.asarray([[1] * 6 + [2] * 10], jnp.int32)
+    positions = jnp.asarray([list(range(6)) + list(range(10))], jnp.int32)
+    x = _tokens(3, (1, length))
+    base = model(x, positions_BxL=positions, segment_ids_BxL=segments)
+    # Rewrite the first document: the second document's logits must not move.
+    other = x.at[:, :6].set((x[:, :6] + 11) % CFG.vocab_size)
+    out = model(other, positions_BxL=positions, segment_ids_BxL=segments)
+    np.testing.assert_array_equal(np.asarray(out[:, 6:]), np.asarray(base[:, 6:]))
+    # The second document alone, at positions 0..9, gives the same logits as when packed.
+    alone = model(x[:, 6:], positions_BxL=positions[:, 6:], segment_ids_BxL=segments[:, 6:])
+    np.testing.assert_allclose(np.asarray(alone), np.asarray(base[:, 6:]), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_mask_is_causal_within_documents():
+    seg = jnp.asarray([[1, 1, 2, 2, 0]])
+    mask = np.asarray(attention_mask(seg))[0, 0]
+    expected = np.array([[1, 0, 0, 0, 0],
+                         [1, 1, 0, 0, 0],
+                         [0, 0, 1, 0, 0],
+                         [0, 0, 1, 1, 0],
+                         [0, 0, 0, 0, 1]], bool)
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_rotary_is_relative():
+    # <rot(q, i), rot(k, j)> depends only on i - j.
+    rng = np.random.default_rng(0)
+    q = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
+    k = jnp.asarray(rng.normal(size=(1, 1, 1, 8)), jnp.float32)
+
+    def score(i, j):
+        qi = rotary(q, jnp.asarray([[i]]), 10_000.0)
+        kj = rotary(k, jnp.asarray([[j]]), 10_000.0)
+        return float(jnp.sum(qi * kj))
+
+    assert score(5, 2) == pytest.approx(score(13, 10), rel=1e-5)
+    assert score(5, 2) != pytest.approx(score(5, 4), rel=1e-3)
+
+
+def test_logits_shape_and_initial_loss_near_uniform():
+    model = build_model(CFG, seed=0)
+    x = _tokens(4, (4, 12))
+    logits = model(x)
+    assert logits.shape == (4, 12, CFG.vocab_size) and logits.dtype == jnp.float32
+    nll = -jax.nn.log_softmax(logits)[..., 0].mean()
+    assert abs(float(nll) - np.log(CFG.vocab_size)) < 0.1  # small init: near-uniform predictions
+
+
+def test_bf16_compute_keeps_f32_params_and_f32_logits():
+    import dataclasses
+
+    from flax import nnx
+
+    model = build_model(dataclasses.replace(CFG, compute_dtype="bfloat16"), seed=0)
+    params = jax.tree.leaves(nnx.state(model, nnx.Param))
+    assert all(p.dtype == jnp.float32 for p in params)
+    logits = model(_tokens(5))
+    assert logits.dtype == jnp.float32
+    ref = build_model(CFG, seed=0)(_tokens(5))
+    np.testing.assert_allclose(np.asarray(logits), np.asarray(ref), atol=0.1)
+
+
+def test_auto_dtype_is_f32_on_cpu():
+    assert jax.default_backend() == "cpu"
+    assert ModelConfig(compute_dtype="auto").dtype == jnp.float32
+    with pytest.raises(ValueError, match="compute_dtype"):
+        ModelConfig(compute_dtype="fp8")
+    with pytest.raises(ValueError, match="num_heads"):
+        ModelConfig(d_model=30, num_heads=4)
