@@ -20,7 +20,7 @@ def _tokens(seed, shape=(2, 16)):
 def test_no_position_sees_the_future(tie):
     import dataclasses
 
-    model = build_model(dataclasses.replace(CFG, tie_embeddings=tie), seed=1)
+    model = jax.jit(build_model(dataclasses.replace(CFG, tie_embeddings=tie), seed=1))
     x = _tokens(0)
     base = model(x)
     for t in (3, 9, 15):  # change one future token: logits before t are unchanged
@@ -31,7 +31,9 @@ def test_no_position_sees_the_future(tie):
 
 
 def test_packed_documents_do_not_attend_to_each_other():
-    model = build_model(CFG, seed=2)
+    decoder = build_model(CFG, seed=2)
+    model = jax.jit(lambda x, positions_BxL, segment_ids_BxL: decoder(
+        x, positions_BxL=positions_BxL, segment_ids_BxL=segment_ids_BxL))
     length = 16
     segments = jnp.asarray([[1] * 6 + [2] * 10], jnp.int32)
     positions = jnp.asarray([list(range(6)) + list(range(10))], jnp.int32)

@@ -39,6 +39,8 @@ def register(sub) -> None:
     t.add_argument("--eval-every", type=int, default=0, help="steps between evals (0: only at the end)")
     t.add_argument("--checkpoint-every", type=int, default=100,
                    help="steps between checkpoints (0: only at the end; default 100)")
+    t.add_argument("--eval-tokens-per-language", type=int, default=32_768, metavar="N",
+                   help="cap on each language's eval tokens (default 32768)")
     t.add_argument("--mesh", default=None, metavar="data=2,fsdp=2,tensor=2",
                    help="device mesh (default: all devices on data)")
     t.add_argument("--compute-dtype", default="auto", choices=("auto", "float32", "bfloat16"))
@@ -102,7 +104,8 @@ def _train(args: argparse.Namespace) -> int:
         out=args.out, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
         warmup_steps=args.warmup, grad_accum=args.grad_accum, seed=args.seed,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, mesh=args.mesh,
-        compute_dtype=args.compute_dtype, run_name=args.run_name)
+        compute_dtype=args.compute_dtype, run_name=args.run_name,
+        eval_tokens_per_language=args.eval_tokens_per_language)
     summary = run_training(config, progress=not args.no_progress)
     if args.json:
         from multiscale.train.loop import json_safe

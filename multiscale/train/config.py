@@ -48,10 +48,11 @@ class TrainConfig:
       seed: parameter initialisation and data order.
       eval_every, checkpoint_every: in steps; 0 means only at the end.
       eval_batch: rows per eval batch.
+      eval_tokens_per_language: cap on each language's eval tokens (the same cap gives the
+        same eval text to every run; None: the whole eval split).
       mesh: 'data=2,fsdp=2,tensor=2' style; None puts all devices on `data`.
       compute_dtype: 'auto' (bf16 on accelerators, f32 on CPU), 'float32' or 'bfloat16'.
       tie_embeddings: share input and output embeddings.
-      vocab: vocabulary name for the data pipeline.
       run_name: the `run` column of the run table (default: the out folder's name).
       keep_checkpoints: how many recent checkpoints orbax keeps.
     """
@@ -76,10 +77,10 @@ class TrainConfig:
     eval_every: int = 0
     checkpoint_every: int = 0
     eval_batch: int = 32
+    eval_tokens_per_language: int | None = 32_768
     mesh: str | None = None
     compute_dtype: str = "auto"
     tie_embeddings: bool = False
-    vocab: str = "byte"
     run_name: str | None = None
     keep_checkpoints: int = 2
 

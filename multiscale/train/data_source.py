@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -39,12 +40,12 @@ def check_ratios(ratios: Mapping[str, float], family_names) -> None:
 
 
 def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int, seed: int,
-                  vocab: str = "byte") -> RunData:
+                  eval_tokens_per_language: int | None = 32_768) -> RunData:
     """Open the corpus at `corpus_path` and wire the mixture and eval set of a run."""
     from multiscale.data.mixture import MixtureSpec, make_train_iterator
-    from multiscale.data.vocab import get_vocabulary
 
-    corpus, eval_set = _open(corpus_path, seq_len)
+    corpus, eval_set = _open(str(corpus_path), _mtime(corpus_path), seq_len,
+                             eval_tokens_per_language)
     family_names = tuple(corpus.grouping.family_names)
     check_ratios(ratios, family_names)
     spec = MixtureSpec(ratios={f: p for f, p in ratios.items() if p > 0})
@@ -54,16 +55,26 @@ def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int
                                    seed=seed, shard_index=shard_index, shard_count=shard_count)
 
     return RunData(family_names=family_names,
-                   vocab_size=get_vocabulary(vocab).vocab_size,
+                   vocab_size=int(corpus.vocab.vocab_size),
                    make_train_iterator=make_iterator,
                    eval_set=eval_set)
 
 
+def _mtime(path) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except (OSError, TypeError):  # remote paths: no cheap stat
+        return None
+
+
 @functools.lru_cache(maxsize=4)
-def _open(corpus_path: str, seq_len: int):
-    """(corpus, eval set), cached so a sweep in one process builds each eval set once."""
+def _open(corpus_path: str, mtime: int | None, seq_len: int,
+          eval_tokens_per_language: int | None):
+    """(corpus, eval set), cached so a sweep in one process builds each eval set once
+    (keyed on the folder's modification time, so a rebuilt corpus is re-read)."""
     from multiscale.data.corpus import Corpus
     from multiscale.data.evalset import load_eval_set
 
     corpus = Corpus.open(corpus_path)
-    return corpus, load_eval_set(corpus, seq_len=seq_len)
+    return corpus, load_eval_set(corpus, seq_len=seq_len,
+                                 max_tokens_per_language=eval_tokens_per_language)

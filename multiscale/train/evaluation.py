@@ -109,6 +109,20 @@ class Evaluator:
         if not self._batches:
             raise ValueError("the eval set has no sequences")
 
+    _cache: dict = {}
+
+    @classmethod
+    def cached(cls, eval_set, steps: CompiledSteps, batch_size: int) -> "Evaluator":
+        """One evaluator per (eval set, compiled steps, batch size), so repeated runs in one
+        process (a sweep) place the eval batches on the devices once."""
+        key = (id(eval_set), id(steps), batch_size)
+        hit = cls._cache.get(key)
+        if hit is None or hit[0] is not eval_set:
+            if len(cls._cache) >= 4:
+                cls._cache.pop(next(iter(cls._cache)))
+            hit = cls._cache[key] = (eval_set, cls(eval_set, steps, batch_size))
+        return hit[1]
+
     def __call__(self, params, step: int) -> EvalResult:
         outs = [self.steps.eval(params, b) for b in self._batches]
         nll_R = np.concatenate([np.asarray(jax.device_get(o[0])) for o in outs])

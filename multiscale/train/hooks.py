@@ -85,6 +85,8 @@ class MetricsJsonlHook(Hook):
     def on_step(self, info: StepInfo) -> None:
         record = {"step": info.step, "loss": info.loss, "grad_norm": info.grad_norm,
                   "lr": info.lr, "tokens": info.tokens_seen, "tokens_per_s": info.tokens_per_s}
+        record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                  for k, v in record.items()}
         self._fh.write(json.dumps(record) + "\n")
         self._fh.flush()
 

@@ -94,7 +94,8 @@ def run_training(config: TrainConfig, *, hooks: list[hooks_lib.Hook] | None = No
     validate(config)  # cheap checks first: preset, mesh, batch
     if data is None:
         data = load_run_data(config.corpus, config.ratios, seq_len=config.seq_len,
-                             seed=config.seed, vocab=config.vocab)
+                             seed=config.seed,
+                             eval_tokens_per_language=config.eval_tokens_per_language)
     else:
         check_ratios(config.ratios, data.family_names)
     plan = validate(config, vocab_size=data.vocab_size)
@@ -133,7 +134,7 @@ class _Run:
             state = steps.init(cfg.seed)
 
         writers = self._writers(start)
-        evaluator = Evaluator(self.data.eval_set, steps, cfg.eval_batch)
+        evaluator = Evaluator.cached(self.data.eval_set, steps, cfg.eval_batch)
         eval_hook = hooks_lib.EvalHook(evaluator, cfg.eval_every, writers)
         all_hooks = writers + [eval_hook]
         run_info = {"run": cfg.name, "start_step": start, "total_steps": cfg.steps}
