@@ -15,7 +15,18 @@ import importlib
 __version__ = "0.1.0"
 
 # public name -> module that defines it
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    # models and training (issue 3)
+    "ModelConfig": "multiscale.models",
+    "PRESETS": "multiscale.models",
+    "get_preset": "multiscale.models",
+    "count_params": "multiscale.models",
+    "flops_per_token": "multiscale.models",
+    "TrainConfig": "multiscale.train",
+    "run_training": "multiscale.train",
+    "rows_frame": "multiscale.train",
+    "NonFiniteLossError": "multiscale.train",
+}
 
 
 def __getattr__(name: str):
