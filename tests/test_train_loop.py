@@ -9,8 +9,8 @@ import pytest
 
 from multiscale.models.params import count_params
 from multiscale.models.presets import get_preset
-from multiscale.train import (Hook, NonFiniteLossError, TrainConfig, TrainConfigError,
-                              UnknownFamilyError, read_metrics, run_training)
+from multiscale.train import (Hook, NonFiniteLossError, ResumeMismatchError, TrainConfig,
+                              TrainConfigError, UnknownFamilyError, read_metrics, run_training)
 from multiscale.train.checkpoint import Checkpointer
 from multiscale.train.data_source import RunData
 from multiscale.train.synthetic import SyntheticData
@@ -86,6 +86,10 @@ def test_run_writes_all_outputs_and_resumes_as_a_no_op(tmp_path):
     assert again["resumed_from_step"] == 12
     assert again["rows"] == summary["rows"]
     assert len(read_metrics(out / "metrics.jsonl")) == len(metrics) + 1  # + the final eval
+
+    # the same folder with another seed is refused before any compute
+    with pytest.raises(ResumeMismatchError, match="seed=0"):
+        run_training(dataclasses.replace(cfg, seed=1), data=_data(), progress=False)
 
 
 def test_loss_falls_on_synthetic_text(tmp_path):

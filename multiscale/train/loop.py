@@ -42,6 +42,16 @@ class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
+class ResumeMismatchError(ValueError):
+    """The run folder holds checkpoints of a run with a different configuration."""
+
+
+# Fields that change what is trained: a checkpoint of another value cannot be resumed.
+_RESUME_FIELDS = ("model", "tokens", "ratios", "seq_len", "batch", "lr", "warmup_steps",
+                  "min_lr_ratio", "weight_decay", "b1", "b2", "eps", "clip", "grad_accum", "seed",
+                  "compute_dtype", "tie_embeddings")
+
+
 ROW_COLUMNS = ("run", "family", "N", "D", "p", "loss", "loss_sem", "bpb", "eval_tokens", "step",
                "model", "seed")
 
@@ -116,6 +126,7 @@ class _Run:
             OptimizerSpec(cfg.b1, cfg.b2, cfg.eps, cfg.weight_decay, cfg.clip, cfg.grad_accum))
         self.steps = steps
         self.out.mkdir(parents=True, exist_ok=True)
+        self._check_resumable()
         if self.is_writer:
             (self.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
 
@@ -156,6 +167,22 @@ class _Run:
             for hook in all_hooks:
                 hook.close()
         return summary
+
+    def _check_resumable(self) -> None:
+        """Refuse to resume checkpoints written under another configuration."""
+        path = self.out / "config.json"
+        if not path.exists() or not (self.out / "checkpoints").exists():
+            return
+        saved = json.loads(path.read_text())
+        now = self.config.to_json()
+        for key in _RESUME_FIELDS:
+            if key in saved and saved[key] != now[key]:
+                if key == "ratios" and saved[key].keys() == now[key].keys() and all(
+                        abs(saved[key][f] - now[key][f]) < 1e-9 for f in now[key]):
+                    continue
+                raise ResumeMismatchError(
+                    f"run folder {self.out} holds checkpoints of a run with {key}={saved[key]!r}, "
+                    f"but this run has {key}={now[key]!r}; use another --out or delete the folder")
 
     def _writers(self, start: int) -> list[hooks_lib.Hook]:
         writers: list[hooks_lib.Hook] = []
