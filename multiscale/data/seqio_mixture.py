@@ -1,0 +1,143 @@
+"""The same mixture as a seqio `Mixture` of per-language `Task`s (reference path, T5X users).
+
+Each language is a seqio Task over the corpus's *text* shards: seqio tokenizes with its own
+vocabulary class (ByteVocabulary, or SentencePieceVocabulary for a SentencePiece corpus),
+appends EOS, then `concat_and_split` packs the stream into rows of exactly L tokens
+(`targets`, `targets_segment_ids`, `targets_positions`, seqio's packed naming; `language_id`).
+The Mixture's rates are the language weights `p_family * w_language|family`, so, as in the grain
+path, the *token* share of a family is its ratio (here up to sampling noise: seqio samples
+tasks at random, grain interleaves deterministically).
+
+TensorFlow and seqio are imported inside these functions only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+
+
+def concat_and_split(dataset, sequence_length, output_features=None, *, feature: str = "targets"):
+    """Concatenate a task's token stream and cut it into rows of `sequence_length[feature]`.
+
+    The partial last row of the stream is dropped (training rows are never padded). Segment ids
+    count EOS-separated documents in a row from 1; positions restart at 0 in each segment.
+    """
+    import tensorflow as tf
+
+    length = int(sequence_length[feature])
+    eos = 1
+
+    def step(carry, tokens):
+        buf = tf.concat([carry, tokens], 0)
+        n = tf.shape(buf)[0] // length
+        rows = tf.reshape(buf[: n * length], [n, length])
+        return buf[n * length :], rows
+
+    def only_tokens(ex):
+        return ex[feature], ex["language_id"]
+
+    ds = dataset.map(only_tokens, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.scan(
+        (tf.zeros([0], tf.int32), tf.constant(0, tf.int32)),
+        lambda carry, ex: _step_with_lang(step, carry, ex),
+    )
+    ds = ds.unbatch()
+
+    def annotate(row, language_id):
+        is_eos = tf.cast(tf.equal(row, eos), tf.int32)
+        seg = 1 + tf.cumsum(is_eos, exclusive=True)
+        idx = tf.range(length)
+        first = tf.math.unsorted_segment_min(idx, seg - 1, num_segments=length)
+        pos = idx - tf.gather(first, seg - 1)
+        return {
+            feature: row,
+            f"{feature}_segment_ids": seg,
+            f"{feature}_positions": pos,
+            "language_id": language_id,
+        }
+
+    return ds.map(annotate, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _step_with_lang(step, carry, ex):
+    import tensorflow as tf
+
+    tokens, language_id = ex
+    buf, _ = carry
+    new_buf, rows = step(buf, tf.cast(tokens, tf.int32))
+    langs = tf.fill([tf.shape(rows)[0]], language_id)
+    return (new_buf, language_id), (rows, langs)
+
+
+def _seqio_vocab(corpus):
+    import seqio
+
+    info = corpus.manifest["vocab"]
+    if info["name"] == "byte":
+        return seqio.ByteVocabulary()
+    return seqio.SentencePieceVocabulary(corpus.vocab.path)
+
+
+def seqio_mixture(corpus, spec, *, name: str | None = None):
+    """Register (or re-register) per-language Tasks and their Mixture; returns the Mixture."""
+    import seqio
+    import tensorflow as tf
+
+    weights = {lang: w for lang, w in spec.language_weights(corpus).items() if w > 0}
+    key = hashlib.sha1(f"{corpus.path}|{sorted(weights.items())}".encode()).hexdigest()[:10]
+    name = name or f"multiscale_{key}"
+    vocab = _seqio_vocab(corpus)
+    features = {"targets": seqio.Feature(vocab, add_eos=True, dtype=tf.int32)}
+    tasks = []
+    for lang in weights:
+        lang_id = corpus.languages.index(lang)
+        paths = corpus.shard_paths(lang, "train", "text")
+
+        def dataset_fn(split, shuffle_files, seed=None, _paths=paths, _lang_id=lang_id):
+            # the language's texts in stored order (held in memory: this is the reference path)
+            import grain
+
+            src = grain.sources.ArrayRecordDataSource(_paths)
+            texts = [bytes(src[i]) for i in range(len(src))]
+            return tf.data.Dataset.from_tensor_slices(
+                {"text": tf.constant(texts, tf.string),
+                 "language_id": tf.fill([len(texts)], tf.constant(_lang_id, tf.int32))}
+            )
+
+        task_name = f"{name}_{lang}"
+        seqio.TaskRegistry.remove(task_name)
+        seqio.TaskRegistry.add(
+            task_name,
+            source=seqio.FunctionDataSource(dataset_fn, splits=["train"]),
+            preprocessors=[
+                functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text", "language_id": "language_id"}),
+                seqio.preprocessors.tokenize,
+                seqio.preprocessors.append_eos,
+                concat_and_split,
+            ],
+            output_features=features,
+            shuffle_buffer_size=256,
+        )
+        tasks.append((task_name, weights[lang]))
+    seqio.MixtureRegistry.remove(name)
+    return seqio.MixtureRegistry.add(name, tasks)
+
+
+def seqio_dataset(corpus, spec, *, seq_len: int, batch_size: int, seed: int,
+                  shard_index: int = 0, shard_count: int = 1):
+    """Batches of the seqio Mixture as a tf.data.Dataset (repeats forever)."""
+    import seqio
+
+    mixture = seqio_mixture(corpus, spec)
+    ds = mixture.get_dataset(
+        sequence_length={"targets": int(seq_len)},
+        split="train",
+        shuffle=True,
+        seed=seed,
+        num_epochs=None,
+        shard_info=seqio.ShardInfo(shard_index, shard_count) if shard_count > 1 else None,
+        use_cached=False,
+        passthrough_features=["targets_segment_ids", "targets_positions", "language_id"],
+    )
+    return ds.batch(int(batch_size), drop_remainder=True)
