@@ -2,7 +2,8 @@
 
 Layout of a sweep folder DIR (a local path, a shared file system, or gs:// through etils.epath)::
 
-    DIR/plan.json              the expanded plan: every run id with its preset, D, ratios, held-out flag
+    DIR/plan.json              the expanded plan: every run id with its preset, D, ratios, held-out flag,
+                               and the corpus's unique training tokens per family (for baselines)
     DIR/runs/<run_id>/         the trainer's run folder (checkpoints, metrics, rows.csv, summary.json)
     DIR/rows/<run_id>.csv      the run's finished run-table rows (one fragment per run)
     DIR/failures/<run_id>.json the error of a run that failed (removed when it later succeeds)
@@ -206,12 +207,14 @@ def read_failures(out_dir) -> list[dict]:
     return out
 
 
-def read_plan_json(out_dir) -> list[dict]:
-    """The expanded plan a sweep wrote (run ids, presets, D, ratios, held-out flags)."""
+def read_plan_json(out_dir, *, full: bool = False):
+    """The expanded plan a sweep wrote: its runs (run ids, presets, D, ratios, held-out flags),
+    or with full=True the whole record (also `family_tokens` and `corpus`)."""
     p = _path(out_dir) / PLAN_JSON
     if not p.exists():
         raise FileNotFoundError(f"{p} does not exist: is {out_dir} a sweep folder?")
-    return json.loads(p.read_text())["runs"]
+    record = json.loads(p.read_text())
+    return record if full else record["runs"]
 
 
 # ------------------------------------------------------------------------------ training
@@ -259,10 +262,14 @@ def _corpus_info(corpus) -> tuple[tuple[str, ...], dict[str, int]]:
 
 def plan_runs(plan: SweepPlan, corpus=None) -> list[PlannedRun]:
     """Expands `plan` against a corpus (path or Corpus) or, without one, the plan's families."""
+    return _expand(plan, corpus)[0]
+
+
+def _expand(plan: SweepPlan, corpus) -> tuple[list[PlannedRun], dict[str, int] | None]:
     if corpus is None:
-        return plan.expand()
+        return plan.expand(), None
     fams, counts = _corpus_info(corpus)
-    return plan.expand(fams, family_tokens=counts)
+    return plan.expand(fams, family_tokens=counts), counts
 
 
 def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] = (0, 1),
@@ -275,8 +282,9 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     """
     t0 = time.perf_counter()
     corpus = corpus if corpus is not None else plan.corpus
+    counts = None
     if runs is None:
-        runs = plan_runs(plan, corpus)
+        runs, counts = _expand(plan, corpus)
     if train_fn is None:
         if corpus is None:
             raise ValueError("no corpus: pass --corpus DIR or set 'corpus:' in the plan")
@@ -286,7 +294,8 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     out = _path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / PLAN_JSON, json.dumps(
-        {"name": plan.name, "runs": [r.to_dict() for r in runs]}, indent=1, default=str))
+        {"name": plan.name, "corpus": None if corpus is None else str(getattr(corpus, "path", corpus)),
+         "family_tokens": counts, "runs": [r.to_dict() for r in runs]}, indent=1, default=str))
     mine = shard_runs(runs, *shard)
     done = set(_fragment_ids(out))
     skipped = tuple(r.run_id for r in mine if r.run_id in done)

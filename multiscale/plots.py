@@ -1,0 +1,225 @@
+"""The report's figures (matplotlib, Agg backend, imported lazily). Losses in nats/token.
+
+Each function takes plain values (a run table, a fit's parameter draws, a recommendation's
+dict) and writes one PNG, returning its path. `write_report` (multiscale/report.py) calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+LOSS_LABEL = "held-out loss (nats/token)"
+_DPI = 110
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n: int) -> tuple[int, int]:
+    cols = min(n, 3)
+    return (n + cols - 1) // cols, cols
+
+
+def law_band(fit, family: str, N, D, p, q=(0.05, 0.5, 0.95)) -> np.ndarray:
+    """Quantiles of the fitted law L(N, D, p) over the fit's draws: array (len(q), len(p)).
+
+    The band is the law's credible band (parameter uncertainty), not a predictive interval
+    for a single new run, which would add the run-to-run noise.
+    """
+    from multiscale.laws.forms import predict_loss
+
+    j = fit.family_index(family)
+    params = {n: np.asarray(v[:, j], float)[:, None] for n, v in fit.draws.items()}
+    L_SxP = predict_loss(fit.law, params, float(N), float(D), np.asarray(p, float)[None, :])
+    L_SxP = np.broadcast_to(L_SxP, (params[fit.law.params[0]].shape[0], len(p)))
+    return np.quantile(L_SxP, q, axis=0)
+
+
+def _scale_label(N: float, D: float) -> str:
+    return f"N={_si(N)}, D={_si(D)}"
+
+
+def _si(x: float) -> str:
+    for div, s in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            return f"{x / div:.3g}{s}"
+    return f"{x:.3g}"
+
+
+def plot_loss_vs_p(df: pd.DataFrame, fit, path, *, heldout: Sequence[str] = ()) -> str:
+    """Per family: loss vs p on log-log axes at each (N, D): observed runs, law and 90% band."""
+    plt = _plt()
+    fams = [f for f in fit.families if f in set(df["family"])]
+    scales = sorted({(float(n), float(d)) for n, d in zip(df["N"], df["D"])})
+    colors = plt.get_cmap("viridis")(np.linspace(0.05, 0.85, max(len(scales), 1)))
+    rows, cols = _grid(len(fams))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.7 * rows), squeeze=False)
+    held = set(heldout)
+    for ax, fam in zip(axes.flat, fams):
+        sub = df[df["family"] == fam]
+        p_lo = max(float(sub["p"].min()) * 0.7, 1e-4)
+        p_grid = np.geomspace(p_lo, 1.0, 60)
+        for (N, D), color in zip(scales, colors):
+            pts = sub[(sub["N"] == N) & (sub["D"] == D)]
+            if pts.empty:
+                continue
+            lo, mid, hi = law_band(fit, fam, N, D, p_grid)
+            ax.fill_between(p_grid, lo, hi, color=color, alpha=0.18, lw=0)
+            ax.plot(p_grid, mid, color=color, lw=1.6, label=_scale_label(N, D))
+            is_held = pts["run"].isin(held).to_numpy()
+            ax.scatter(pts["p"][~is_held], pts["loss"][~is_held], color=color, s=22, zorder=3,
+                       edgecolor="black", linewidth=0.4)
+            if is_held.any():
+                ax.scatter(pts["p"][is_held], pts["loss"][is_held], facecolor="white", edgecolor=color,
+                           s=34, marker="s", linewidth=1.4, zorder=3)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _plain_log_ticks(ax)
+        ax.set_title(fam)
+        ax.set_xlabel("sampling ratio p of the family (log)")
+        ax.set_ylabel(LOSS_LABEL + " (log)")
+        ax.grid(True, which="both", alpha=0.25)
+        ax.legend(fontsize=7, loc="upper right")
+    for ax in list(axes.flat)[len(fams):]:
+        ax.axis("off")
+    fig.suptitle("Loss vs sampling ratio: lines = fitted law (median), bands = 90% credible band, "
+                 "dots = fitted runs, squares = held-out runs", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def _plain_log_ticks(ax) -> None:
+    """Log axes labelled 0.01, 0.1, 1 and 2.5, 3 instead of 10^-2 and 3x10^0."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_locator(LogLocator(subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
+def plot_pred_vs_obs(table: pd.DataFrame, path, *, title_extra: str = "") -> str:
+    """Predicted (median, 90% interval) vs observed loss; held-out runs marked.
+
+    table columns: family, loss (observed), pred, pred_lo, pred_hi, heldout (bool).
+    """
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 5.6))
+    fams = list(dict.fromkeys(table["family"]))
+    colors = plt.get_cmap("tab10")(np.arange(len(fams)) % 10)
+    for fam, color in zip(fams, colors):
+        sub = table[table["family"] == fam]
+        for held, marker, face in ((False, "o", color), (True, "s", "white")):
+            s = sub[sub["heldout"] == held]
+            if s.empty:
+                continue
+            yerr = np.vstack([s["pred"] - s["pred_lo"], s["pred_hi"] - s["pred"]])
+            ax.errorbar(s["loss"], s["pred"], yerr=np.clip(yerr, 0, None), fmt=marker, color=color,
+                        mfc=face, mec=color, ms=5 if not held else 6, elinewidth=0.8, capsize=2,
+                        label=f"{fam}{' (held-out)' if held else ''}")
+    lo = float(min(table["loss"].min(), table["pred_lo"].min())) * 0.97
+    hi = float(max(table["loss"].max(), table["pred_hi"].max())) * 1.03
+    ax.plot([lo, hi], [lo, hi], color="gray", lw=1, ls="--", label="predicted = observed")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_xlabel("observed " + LOSS_LABEL)
+    ax.set_ylabel("predicted loss (nats/token), median and 90% interval")
+    ax.set_title("Predicted vs observed" + (f"\n{title_extra}" if title_extra else ""), fontsize=10)
+    ax.grid(True, alpha=0.25)
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_p_star(p_star_draws: Mapping[str, np.ndarray], baselines: Mapping[str, Mapping[str, float]],
+                path, *, title: str = "") -> str:
+    """Posterior of p* per family (violins, median and 90% interval) beside the baselines."""
+    plt = _plt()
+    fams = list(p_star_draws)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(fams) + 2.5), 4.8))
+    pos = np.arange(len(fams))
+    data = [np.asarray(p_star_draws[f], float) for f in fams]
+    if all(d.size > 1 and np.ptp(d) > 0 for d in data):
+        parts = ax.violinplot(data, positions=pos, widths=0.7, showextrema=False)
+        for body in parts["bodies"]:
+            body.set_facecolor("#4C72B0")
+            body.set_alpha(0.35)
+    q = np.array([np.quantile(d, [0.05, 0.5, 0.95]) for d in data])
+    ax.errorbar(pos, q[:, 1], yerr=[q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]], fmt="o", color="#1f3b73",
+                capsize=5, lw=1.5, label="p* (median, 90% interval)")
+    markers = ["x", "D", "^", "v", "P", "*", "<", ">"]
+    width = 0.32
+    names = list(baselines)
+    for k, name in enumerate(names):
+        off = (k - (len(names) - 1) / 2) * (2 * width / max(len(names), 1))
+        ax.scatter(pos + off, [baselines[name].get(f, np.nan) for f in fams], marker=markers[k % len(markers)],
+                   s=36, zorder=3, label=name)
+    ax.set_xticks(pos, fams)
+    ax.set_ylabel("sampling ratio p (share of training tokens)")
+    ax.set_ylim(0, min(1.0, max(float(q[:, 2].max()), max((max(b.values()) for b in baselines.values()), default=0)) * 1.15 + 0.02))
+    ax.set_title(title or "Recommended sampling ratios p* beside the baselines", fontsize=10)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def plot_independence(matrix: pd.DataFrame, own_share: Mapping[str, float], verdicts: Mapping[str, str],
+                      path) -> str:
+    """Heatmap of cross-family effects (rows: family whose loss moves; columns: whose ratio).
+
+    matrix: d log L_row / d log p_col (elasticities), the diagonal being the own-ratio effect.
+    own_share: share of the variance of log L explained by the family's own ratio alone.
+    """
+    plt = _plt()
+    fams = list(matrix.index)
+    cols = list(matrix.columns)
+    M = matrix.to_numpy(float)
+    vmax = float(np.nanmax(np.abs(M))) if np.isfinite(M).any() else 1.0
+    fig, ax = plt.subplots(figsize=(1.25 * len(cols) + 4.2, 0.75 * len(fams) + 2.2))
+    im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+    for i in range(len(fams)):
+        for j in range(len(cols)):
+            if np.isfinite(M[i, j]):
+                ax.text(j, i, f"{M[i, j]:+.3f}", ha="center", va="center", fontsize=8,
+                        color="white" if abs(M[i, j]) > 0.6 * vmax else "black")
+    ax.set_xticks(range(len(cols)), [f"log p_{c}" for c in cols], rotation=30, ha="right")
+    ax.set_yticks(range(len(fams)),
+                  [f"{f}  (own-p R²={own_share.get(f, float('nan')):.2f}, {verdicts.get(f, '?')})" for f in fams])
+    ax.set_xlabel("whose sampling ratio changes")
+    ax.set_ylabel("whose loss (log, nats/token) responds")
+    fig.colorbar(im, ax=ax, label="effect on log loss per unit log p")
+    ax.set_title("Independence test: does a family's loss depend only on its own ratio?", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return str(path)
+
+
+def check_png(path) -> None:
+    """Raises ValueError unless `path` is a PNG that matplotlib reads back."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG file")
+    plt = _plt()
+    img = plt.imread(path)
+    if img.ndim != 3 or img.shape[0] < 50 or img.shape[1] < 50:
+        raise ValueError(f"{path}: unexpected image shape {img.shape}")
