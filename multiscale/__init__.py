@@ -16,6 +16,20 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    # families, corpus, vocabulary, mixture, eval set (issue 2)
+    "Language": "multiscale.families",
+    "Family": "multiscale.families",
+    "Grouping": "multiscale.families",
+    "PAPER_GROUPING": "multiscale.families",
+    "MANPAGES_GROUPING": "multiscale.families",
+    "load_grouping": "multiscale.families",
+    "get_vocabulary": "multiscale.data.vocab",
+    "build_corpus": "multiscale.data.corpus",
+    "Corpus": "multiscale.data.corpus",
+    "MixtureSpec": "multiscale.data.mixture",
+    "make_train_iterator": "multiscale.data.mixture",
+    "repetition_report": "multiscale.data.mixture",
+    "load_eval_set": "multiscale.data.evalset",
     # models and training (issue 3)
     "ModelConfig": "multiscale.models",
     "PRESETS": "multiscale.models",
