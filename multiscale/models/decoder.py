@@ -39,13 +39,19 @@ class RMSNorm(nnx.Module):
         return (x32 * inv_rms * self.scale[...]).astype(x_BxLxD.dtype)
 
 
-def rotary(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float) -> jax.Array:
-    """Rotate feature pairs (i, i + K/2) by angle position * base^(-2i/K)."""
-    k = x_BxLxHxK.shape[-1]
-    inv_freq_K2 = base ** (-jnp.arange(0, k, 2, dtype=jnp.float32) / k)
+def rotary_tables(positions_BxL: jax.Array, head_dim: int, base: float):
+    """(cos, sin) [B, L, 1, K/2] of angle position * base^(-2i/K); computed once per forward."""
+    inv_freq_K2 = base ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
     angle_BxLxK2 = positions_BxL.astype(jnp.float32)[..., None] * inv_freq_K2
-    cos_BxLx1xK2 = jnp.cos(angle_BxLxK2)[:, :, None, :]
-    sin_BxLx1xK2 = jnp.sin(angle_BxLxK2)[:, :, None, :]
+    return jnp.cos(angle_BxLxK2)[:, :, None, :], jnp.sin(angle_BxLxK2)[:, :, None, :]
+
+
+def rotary(x_BxLxHxK: jax.Array, positions_BxL: jax.Array, base: float,
+           tables=None) -> jax.Array:
+    """Rotate feature pairs (i, i + K/2) by angle position * base^(-2i/K)."""
+    if tables is None:
+        tables = rotary_tables(positions_BxL, x_BxLxHxK.shape[-1], base)
+    cos_BxLx1xK2, sin_BxLx1xK2 = tables
     x1, x2 = jnp.split(x_BxLxHxK.astype(jnp.float32), 2, axis=-1)
     out = jnp.concatenate([x1 * cos_BxLx1xK2 - x2 * sin_BxLx1xK2,
                            x2 * cos_BxLx1xK2 + x1 * sin_BxLx1xK2], axis=-1)
@@ -72,13 +78,13 @@ class Attention(nnx.Module):
         self.wo_HxKxD = _param(rngs, (h, k, d), ("heads", "kv", "embed"), out_std)
         self.rope_base = cfg.rope_base
 
-    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL, rope=None):
         dtype = x_BxLxD.dtype
         q_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wq_DxHxK[...].astype(dtype))
         k_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wk_DxHxK[...].astype(dtype))
         v_BxLxHxK = jnp.einsum("bld,dhk->blhk", x_BxLxD, self.wv_DxHxK[...].astype(dtype))
-        q_BxLxHxK = rotary(q_BxLxHxK, positions_BxL, self.rope_base)
-        k_BxLxHxK = rotary(k_BxLxHxK, positions_BxL, self.rope_base)
+        q_BxLxHxK = rotary(q_BxLxHxK, positions_BxL, self.rope_base, rope)
+        k_BxLxHxK = rotary(k_BxLxHxK, positions_BxL, self.rope_base, rope)
         o_BxLxHxK = jax.nn.dot_product_attention(
             q_BxLxHxK, k_BxLxHxK, v_BxLxHxK, mask=mask_Bx1xLxL, implementation=None)
         return jnp.einsum("blhk,hkd->bld", o_BxLxHxK, self.wo_HxKxD[...].astype(dtype))
@@ -110,8 +116,8 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps)
         self.mlp = Mlp(cfg, rngs)
 
-    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL):
-        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), positions_BxL, mask_Bx1xLxL)
+    def __call__(self, x_BxLxD, positions_BxL, mask_Bx1xLxL, rope=None):
+        x_BxLxD = x_BxLxD + self.attn(self.attn_norm(x_BxLxD), positions_BxL, mask_Bx1xLxL, rope)
         return x_BxLxD + self.mlp(self.mlp_norm(x_BxLxD))
 
 
@@ -141,9 +147,10 @@ class Decoder(nnx.Module):
         if segment_ids_BxL is None:
             segment_ids_BxL = jnp.ones_like(inputs_BxL)
         mask_Bx1xLxL = attention_mask(segment_ids_BxL)
+        rope = rotary_tables(positions_BxL, self.cfg.head_dim, self.cfg.rope_base)
         x_BxLxD = jnp.take(self.embed_VxD[...], inputs_BxL, axis=0).astype(dtype)
         for block in self.blocks:
-            x_BxLxD = block(x_BxLxD, positions_BxL, mask_Bx1xLxL)
+            x_BxLxD = block(x_BxLxD, positions_BxL, mask_Bx1xLxL, rope)
         x_BxLxD = self.final_norm(x_BxLxD)
         if self.cfg.tie_embeddings:
             unembed_DxV = self.embed_VxD[...].T
