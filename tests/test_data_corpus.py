@@ -102,3 +102,26 @@ def test_corpus_queries_name_bad_keys(tiny_corpus):
     s = tiny_corpus.summary()
     json.dumps(s)
     assert set(s["languages"]) == set(tiny_corpus.languages)
+
+
+def test_sentencepiece_corpus_trained_while_building(tmp_path, tiny_corpus):
+    docs = {lang: tiny_corpus.read_texts(lang)[:4] for lang in ("de", "fr", "ru")}
+    inputs = _files(tmp_path, docs)
+    g = {"germanic": ["de"], "romance": ["fr"], "slavic": ["ru"]}
+    c = build_corpus(FilesSource(inputs), tmp_path / "sp", grouping=g, vocab="spm:800", eval_docs_per_language=1)
+    v = c.vocab
+    assert type(v).__name__ == "SentencePieceVocabulary" and c.manifest["vocab"]["model"] == "vocab.model"
+    assert (v.pad_id, v.eos_id) == (0, 1)
+    for lang in ("de", "fr", "ru"):
+        for ids, text in zip(c.read_tokens(lang), c.read_texts(lang)):
+            assert ids[-1] == 1 and v.decode(ids) == text
+        # pieces are shorter than bytes: fewer tokens than UTF-8 bytes
+        assert c.tokens(lang) < c.bytes(lang)
+    reopened = Corpus.open(c.path)
+    assert reopened.vocab.vocab_size == v.vocab_size
+    with pytest.raises(CorpusError, match="spm:8000"):
+        build_corpus(FilesSource(inputs), tmp_path / "bad", grouping=g, vocab="spm:x")
+    from multiscale.data.vocab import VocabularyError
+
+    with pytest.raises(VocabularyError, match="vocab_size 300"):
+        build_corpus(FilesSource(inputs), tmp_path / "small", grouping=g, vocab="spm:300")

@@ -31,7 +31,7 @@ def register(sub) -> None:
     eval_group.add_argument("--eval-fraction", type=float, default=0.05,
                             help="share of each language's documents held out (default 0.05)")
     eval_group.add_argument("--eval-docs", type=int, metavar="K", help="hold out K documents per language")
-    b.add_argument("--vocab", default="byte", help="'byte' (default) or a SentencePiece .model file")
+    b.add_argument("--vocab", default="byte", help="'byte' (default), a SentencePiece .model file, or spm:SIZE to train one (family-balanced)")
     b.add_argument("--tfds-name", default="c4/multilingual:3.1.0")
     b.add_argument("--hf-path", default="allenai/c4")
     b.add_argument("--text-field", default="text", help="JSONL/TFDS/HF field holding the text")

@@ -136,6 +136,8 @@ def build_corpus(
 
     `grouping` defaults to `MANPAGES_GROUPING` for the manpages source and is required otherwise
     (families are always chosen deliberately).
+    `vocab`: "byte", a SentencePiece .model path, or "spm:SIZE" to train a SentencePiece model of
+    SIZE pieces on a family-balanced sample of the training split (saved as vocab.model).
     `eval_docs_per_language` (an int) overrides `eval_fraction`. `seed` is recorded; the split
     itself does not depend on it (it is a content hash).
     """
@@ -165,8 +167,8 @@ def build_corpus(
             f"the {source.name} source has no language(s) {', '.join(missing)} "
             f"(family {grouping.family_of(missing[0])!r}); it serves: {', '.join(source.languages)}"
         )
-    voc = vocab_lib.get_vocabulary(vocab)
-    dtype = np.dtype("<u2") if voc.vocab_size <= 65536 else np.dtype("<u4")
+    spm_size = _spm_request(vocab)
+    voc = None if spm_size else vocab_lib.get_vocabulary(vocab)
 
     out = os.fspath(out_dir)
     if os.path.exists(os.path.join(out, MANIFEST)):
@@ -177,7 +179,7 @@ def build_corpus(
     os.makedirs(out, exist_ok=True)
 
     t0 = time.perf_counter()
-    languages: dict[str, Any] = {}
+    splits: dict[str, tuple[list[str], list[str], int]] = {}
     bar = _progress(progress, len(grouping.languages))
     try:
         for lang in grouping.languages:
@@ -198,21 +200,34 @@ def build_corpus(
             train, held = split_documents(
                 texts, eval_fraction=eval_fraction, eval_docs=eval_docs_per_language, lang=lang
             )
-            languages[lang] = {
-                "family": grouping.family_of(lang),
-                "duplicates_removed": duplicates,
-                "train": _write_split(out, "train", lang, train, voc, dtype),
-                "eval": _write_split(out, "eval", lang, held, voc, dtype),
-            }
+            splits[lang] = (train, held, duplicates)
             if bar is not None:
                 bar[0].advance(bar[1])
     finally:
         if bar is not None:
             bar[0].stop()
 
+    if spm_size:  # trained on the training split only, family-balanced
+        voc = vocab_lib.train_sentencepiece(
+            {lang: tr for lang, (tr, _, _) in splits.items()},
+            {lang: grouping.family_of(lang) for lang in splits},
+            os.path.join(out, "vocab"),
+            vocab_lib.SentencePieceConfig(vocab_size=spm_size),
+        )
+    dtype = np.dtype("<u2") if voc.vocab_size <= 65536 else np.dtype("<u4")
+    languages: dict[str, Any] = {}
+    for lang, (train, held, duplicates) in splits.items():
+        languages[lang] = {
+            "family": grouping.family_of(lang),
+            "duplicates_removed": duplicates,
+            "train": _write_split(out, "train", lang, train, voc, dtype),
+            "eval": _write_split(out, "eval", lang, held, voc, dtype),
+        }
+
     vocab_info = voc.to_dict()
     if isinstance(voc, vocab_lib.SentencePieceVocabulary):
-        shutil.copyfile(voc.path, os.path.join(out, "vocab.model"))
+        if os.path.abspath(voc.path) != os.path.abspath(os.path.join(out, "vocab.model")):
+            shutil.copyfile(voc.path, os.path.join(out, "vocab.model"))
         vocab_info["model"] = "vocab.model"
     manifest = {
         "format": FORMAT_VERSION,
@@ -231,6 +246,16 @@ def build_corpus(
     with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1, ensure_ascii=False)
     return Corpus.open(out)
+
+
+def _spm_request(vocab: Any) -> int | None:
+    """'spm:8000' / 'sentencepiece:8000' -> 8000 (train one while building), else None."""
+    if isinstance(vocab, str) and vocab.split(":", 1)[0] in ("spm", "sentencepiece") and ":" in vocab:
+        size = vocab.split(":", 1)[1]
+        if not size.isdigit() or int(size) < 300:
+            raise CorpusError(f"vocab {vocab!r}: give a SentencePiece size >= 300, e.g. 'spm:8000'")
+        return int(size)
+    return None
 
 
 def _bad_source(name: str):

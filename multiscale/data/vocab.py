@@ -183,19 +183,25 @@ def train_sentencepiece(
         raise VocabularyError("no text to train SentencePiece on")
     prefix = os.fspath(out_prefix)
     os.makedirs(os.path.dirname(prefix) or ".", exist_ok=True)
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(lines),
-        model_prefix=prefix,
-        vocab_size=config.vocab_size,
-        model_type=config.model_type,
-        character_coverage=config.character_coverage,
-        pad_id=PAD_ID,
-        eos_id=EOS_ID,
-        unk_id=UNK_ID,
-        bos_id=-1,
-        byte_fallback=True,
-        hard_vocab_limit=False,
-        shuffle_input_sentence=False,
-        minloglevel=2,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(lines),
+            model_prefix=prefix,
+            vocab_size=config.vocab_size,
+            model_type=config.model_type,
+            character_coverage=config.character_coverage,
+            pad_id=PAD_ID,
+            eos_id=EOS_ID,
+            unk_id=UNK_ID,
+            bos_id=-1,
+            byte_fallback=True,
+            hard_vocab_limit=False,
+            shuffle_input_sentence=False,
+            # lossless: no NFKC, keep whitespace as is; newlines come back through byte pieces
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            minloglevel=2,
+        )
+    except RuntimeError as err:  # e.g. vocab_size below the number of required characters
+        raise VocabularyError(f"SentencePiece training failed (vocab_size {config.vocab_size}): {err}") from None
     return SentencePieceVocabulary(prefix + ".model")
