@@ -87,8 +87,10 @@ def test_restore_gives_identical_next_100_batches(tiny_corpus):
     state = it.get_state()
     acc_before = it.accounting()
     expected = _batches(it, 100)
+    import json
+
     fresh = make_train_iterator(tiny_corpus, spec, **kw)
-    fresh.set_state(state)
+    fresh.set_state(json.loads(json.dumps(state)))  # the state is plain JSON (checkpointable)
     assert fresh.accounting() == acc_before
     got = _batches(fresh, 100)
     for a, b in zip(expected, got):

@@ -294,9 +294,12 @@ def _family_totals(grouping: Grouping, languages: Mapping[str, Any]) -> dict[str
     return fams
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Corpus:
-    """A built corpus (read-only). Token counts include one EOS per document."""
+    """A built corpus (read-only). Token counts include one EOS per document.
+
+    Compared and hashed by identity (usable as a cache key); `Corpus.open` the same folder twice
+    to get two equal-content objects."""
 
     path: str
     manifest: Mapping[str, Any]
