@@ -306,6 +306,35 @@ MANPAGES_GROUPING = Grouping.from_mapping(
     }
 )
 
+# The genealogical family of every registry language (family names as in the groupings above).
+GENEALOGY: Mapping[str, str] = {
+    **{c: "germanic" for c in ("en", "de", "nl", "sv", "da", "nb", "is", "af")},
+    **{c: "romance" for c in ("fr", "es", "it", "pt", "ro", "ca", "gl")},
+    **{c: "slavic" for c in ("ru", "pl", "cs", "uk", "sr", "mk", "bg", "sk", "sl", "hr", "be")},
+    **{c: "indic" for c in ("hi", "bn", "ur", "mr", "gu", "pa", "ne")},
+    **{c: "sino_tibetan" for c in ("zh", "my", "bo")},
+    "ja": "japonic", "ko": "koreanic", "fi": "uralic", "hu": "uralic", "et": "uralic",
+    "el": "hellenic", "tr": "turkic", "id": "austronesian", "vi": "austroasiatic",
+    "ar": "semitic", "he": "semitic", "fa": "iranian",
+}
+
+
+def grouping_by_genealogy(languages: Iterable[str]) -> Grouping:
+    """A grouping of `languages` into their genealogical families (`GENEALOGY`).
+
+    Families appear in order of their first language; languages keep the given order.
+    """
+    families: dict[str, list[str]] = {}
+    for code in languages:
+        if code not in GENEALOGY:
+            raise GroupingError(
+                f"language {code!r} has no known family; give a grouping (a YAML file with "
+                "'families:') that places it"
+            )
+        families.setdefault(GENEALOGY[code], []).append(code)
+    return Grouping.from_mapping(families)
+
+
 # Other families present in the installed manual pages, for users' own groupings.
 MANPAGES_OTHER_FAMILIES: Mapping[str, tuple[str, ...]] = {
     "uralic": ("fi", "hu"),

@@ -33,6 +33,11 @@ def test_corpus_build_manpages_and_files(tmp_path, capsys):
                  "--out", str(tmp_path / "f"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["families"]["romance"]["train"]["documents"] + out["families"]["romance"]["eval"]["documents"] == 6
+    # without --families: languages go to their genealogical families
+    assert main(["corpus", "build", "--source", "files", "--input", f"fr={tmp_path}/docs/fr/*.txt",
+                 "--input", f"de={tmp_path}/docs/de/*.txt", "--out", str(tmp_path / "g"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out["families"]) == ["romance", "germanic"]
 
 
 def test_corpus_build_errors(tmp_path, capsys):
@@ -51,8 +56,8 @@ def test_corpus_build_errors(tmp_path, capsys):
     assert main(["corpus", "build", "--source", "files", "--input", "xx=/x/*.txt",
                  "--grouping", "paper", "--out", str(tmp_path / "o")]) == 2
     assert "'xx' in no family" in capsys.readouterr().err
-    assert main(["corpus", "build", "--source", "files", "--input", "de=/x/*.txt", "--out", str(tmp_path / "o")]) == 2
-    assert "needs --families" in capsys.readouterr().err
+    assert main(["corpus", "build", "--source", "files", "--input", "qq=/x/*.txt", "--out", str(tmp_path / "o")]) == 2
+    assert "'qq' has no known family" in capsys.readouterr().err
     assert main(["corpus", "info", str(tmp_path / "none")]) == 2
     assert "no corpus" in capsys.readouterr().err
 

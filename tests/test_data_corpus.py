@@ -76,8 +76,9 @@ def test_bad_inputs(tmp_path):
     inputs = _files(tmp_path, {"de": ["a b c", "d e f"]})
     with pytest.raises(CorpusError, match="no language.*fr.*'romance'"):
         build_corpus(FilesSource(inputs), tmp_path / "x", grouping={"germanic": ["de"], "romance": ["fr"]})
-    with pytest.raises(CorpusError, match="give a grouping"):
-        build_corpus(FilesSource(inputs), tmp_path / "x")
+    assert build_corpus(FilesSource(inputs), tmp_path / "x", eval_docs_per_language=1).families == ("germanic",)
+    with pytest.raises(ValueError, match="'qq' has no known family"):
+        build_corpus(FilesSource({"qq": "/x"}), tmp_path / "x")
     with pytest.raises(CorpusError, match="eval_fraction"):
         build_corpus(FilesSource(inputs), tmp_path / "x", grouping={"g": ["de"]}, eval_fraction=1.5)
     with pytest.raises(CorpusError, match="'de'.*leave none"):

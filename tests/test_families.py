@@ -103,3 +103,18 @@ def test_bare_mapping_and_errors_name_the_file(tmp_path):
         load_grouping(tmp_path / "missing.yaml")
     with pytest.raises(GroupingError, match="list of language codes"):
         load_grouping({"families": {"a": "de"}})
+
+
+def test_grouping_by_genealogy_covers_the_registry():
+    from multiscale.families import GENEALOGY, grouping_by_genealogy
+
+    assert set(GENEALOGY) == set(LANGUAGES)
+    g = grouping_by_genealogy(["fr", "de", "es", "fi", "hu"])
+    assert g.family_names == ("romance", "germanic", "uralic")
+    assert g.family("romance").languages == ("fr", "es")
+    # the shipped groupings agree with the genealogy
+    for grouping in (PAPER_GROUPING, MANPAGES_GROUPING):
+        for lang in grouping.languages:
+            assert GENEALOGY[lang] == grouping.family_of(lang)
+    with pytest.raises(GroupingError, match="'xx' has no known family"):
+        grouping_by_genealogy(["de", "xx"])

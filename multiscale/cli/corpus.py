@@ -24,7 +24,7 @@ def register(sub) -> None:
                    "(default: every language of the grouping)")
     b.add_argument("--families", metavar="FILE.yaml",
                    help="grouping of languages into families (default: the manpages grouping for "
-                        "--source manpages; required for files/tfds/hf unless --grouping paper)")
+                        "--source manpages, else each language's genealogical family)")
     b.add_argument("--grouping", choices=("manpages", "paper"), help="a built-in grouping")
     b.add_argument("--max-docs", type=int, metavar="N", help="at most N documents per language")
     eval_group = b.add_mutually_exclusive_group()
@@ -70,7 +70,7 @@ def _grouping(args):
         return PAPER_GROUPING
     if args.grouping == "manpages" or args.source == "manpages":
         return MANPAGES_GROUPING
-    raise ValueError(f"--source {args.source} needs --families FILE.yaml (or --grouping)")
+    return None  # the languages' genealogical families
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -79,6 +79,7 @@ def _build(args: argparse.Namespace) -> int:
 
     from multiscale.data import sources
     from multiscale.data.corpus import build_corpus
+    from multiscale.families import grouping_by_genealogy
 
     grouping = _grouping(args)
     if args.source != "files" and args.input:
@@ -89,8 +90,8 @@ def _build(args: argparse.Namespace) -> int:
         inputs = _parse_inputs(args.input)
         if not inputs:
             raise ValueError("--source files needs at least one --input LANG=GLOB")
-        if not args.families and not args.grouping:
-            raise ValueError("--source files needs --families FILE.yaml (which family each language is in)")
+        if grouping is None:
+            grouping = grouping_by_genealogy(inputs)
         stray = [lang for lang in inputs if lang not in grouping.languages]
         if stray:
             raise ValueError(f"--input language(s) {', '.join(map(repr, stray))} in no family of the "
@@ -104,7 +105,11 @@ def _build(args: argparse.Namespace) -> int:
             })
         source = sources.FilesSource(inputs, text_field=args.text_field)
     else:
+        if grouping is None and not args.languages:
+            raise ValueError(f"--source {args.source} needs --languages or a grouping (--families/--grouping)")
         langs = args.languages.split(",") if args.languages else list(grouping.languages)
+        if grouping is None:
+            grouping = grouping_by_genealogy(langs)
         if args.source == "tfds":
             source = sources.TFDSSource(langs, tfds_name=args.tfds_name, text_field=args.text_field,
                                         max_docs_per_language=args.max_docs)

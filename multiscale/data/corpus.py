@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from multiscale.families import MANPAGES_GROUPING, Grouping, load_grouping
+from multiscale.families import MANPAGES_GROUPING, Grouping, grouping_by_genealogy, load_grouping
 from multiscale.data import vocab as vocab_lib
 
 MANIFEST = "manifest.json"
@@ -134,8 +134,8 @@ def build_corpus(
 ) -> Corpus:
     """Build a corpus from `source` (a source object or 'manpages') into `out_dir`.
 
-    `grouping` defaults to `MANPAGES_GROUPING` for the manpages source and is required otherwise
-    (families are always chosen deliberately).
+    `grouping` defaults to `MANPAGES_GROUPING` for the manpages source, else to the genealogical
+    families of the source's languages (`multiscale.families.grouping_by_genealogy`).
     `vocab`: "byte", a SentencePiece .model path, or "spm:SIZE" to train a SentencePiece model of
     SIZE pieces on a family-balanced sample of the training split (saved as vocab.model).
     `eval_docs_per_language` (an int) overrides `eval_fraction`. `seed` is recorded; the split
@@ -151,7 +151,7 @@ def build_corpus(
         if isinstance(source, ManpagesSource):
             grouping = MANPAGES_GROUPING
         else:
-            raise CorpusError("build_corpus: give a grouping (families) for this source")
+            grouping = grouping_by_genealogy(source.languages)
     grouping = load_grouping(grouping)
     if eval_docs_per_language is not None:
         if int(eval_docs_per_language) < 1:
