@@ -237,8 +237,8 @@ class MixtureIterator(grain.DatasetIterator):
     def accounting(self) -> TokenAccount:
         per_lang = {l: int(v) for l, v in zip(self.languages, self._tokens)}
         per_fam = {f: 0 for f in self.family_names}
-        for l, v in zip(self.languages, self._tokens):
-            per_fam[self.family_names[self._family_of_language[self.languages.index(l)]]] += int(v)
+        for fam_id, v in zip(self._family_of_language, self._tokens):
+            per_fam[self.family_names[fam_id]] += int(v)
         return TokenAccount(
             sequences=self._sequences,
             tokens_per_language=per_lang,
