@@ -149,3 +149,15 @@ def test_parse_shard():
     for bad in ("4/4", "x", "-1/2", "1/0"):
         with pytest.raises(PlanError, match="--shard"):
             parse_shard(bad)
+
+
+def test_mixtures_restricted_to_some_presets_and_budgets():
+    plan = _plan(mixtures=[{"design": "baselines", "include": ["uniform"]},
+                           {"design": "vary_one", "grid": [0.5], "presets": ["cpu-200k"], "tokens": [2000],
+                            "heldout": True}])
+    runs = plan.expand()
+    assert sum(r.mixture == "uniform" for r in runs) == 4  # every preset x budget
+    vary = [r for r in runs if r.design == "vary_one"]
+    assert len(vary) == 5 and all(r.preset == "cpu-200k" and r.tokens == 2000 and r.heldout for r in vary)
+    with pytest.raises(PlanError, match=r"mixtures\[0\].presets: 'cpu-9m'"):
+        _plan(mixtures=[{"design": "vary_one", "grid": [0.5], "presets": ["cpu-9m"]}])
