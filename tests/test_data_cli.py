@@ -85,3 +85,12 @@ def test_mixture_sample_bad_ratios(tiny_corpus, capsys, ratios, needle):
     assert main(["mixture", "sample", "--corpus", tiny_corpus.path, "--ratios", ratios, "--json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("multiscale mixture: error:") and needle in err
+
+
+def test_human_readable_outputs_and_bare_groups(tiny_corpus, capsys):
+    assert main(["mixture", "sample", "--corpus", tiny_corpus.path, "--ratios", "japonic=1",
+                 "--seq-len", "32", "--sequences", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "japonic" in out and "tokens/s" in out and "1.0000" in out
+    assert main(["corpus"]) == 2
+    assert main(["mixture"]) == 2
