@@ -1,0 +1,220 @@
+"""The quickstart: `make demo` / `multiscale demo --out DIR`.
+
+One command runs the whole loop on the embedded corpus (Debian's translated manual pages, 5
+language families) on a laptop CPU:
+
+1. build the corpus                        -> DIR/corpus/
+2. train a small sweep of CPU presets       -> DIR/sweep/runs.csv (the run table)
+3. fit the multilingual law with NUTS       -> DIR/fit/
+4. recommend family sampling ratios with 90% intervals and their predicted gain over uniform and
+   temperature sampling (printed, and in DIR/recommendation.json)
+5. write the report (plots + report.md)      -> DIR/report/
+
+Every number comes from runs the demo trained. Re-running reuses finished work: the corpus if it
+was built with the same settings, every completed run (the sweep skips them; a run interrupted
+half-way resumes from its checkpoint), and the fit if the fitted table and options are unchanged.
+
+The sweep: cpu-100k and cpu-400k, each at 64k and 128k training tokens (4 scales, so the law's
+N and D terms are identified). The paper's design (each family's ratio at 0.05 and 0.5, the rest
+shared evenly) at cpu-100k, random Dirichlet mixtures at cpu-400k, uniform everywhere; temperature
+(tau = 0.3) and UniMax runs at cpu-400k x 128k are held out of the fit and check its predictions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import yaml
+
+DEMO_PLAN: dict[str, Any] = {
+    "name": "demo",
+    "presets": ["cpu-100k", "cpu-400k"],
+    "tokens": [65536, 131072],
+    "seeds": [0],
+    "train": {"seq_len": 128, "batch": 16, "eval_batch": 64},
+    "mixtures": [
+        {"design": "baselines", "include": ["uniform"]},
+        {"design": "vary_one", "grid": [0.05, 0.5], "presets": ["cpu-100k"]},
+        {"design": "dirichlet", "count": 4, "alpha": 1.0, "seed": 0, "floor": 0.03,
+         "presets": ["cpu-400k"], "tokens": [131072]},
+        {"design": "baselines", "include": ["temperature", "unimax"], "temperatures": [0.3],
+         "max_epochs": 4, "presets": ["cpu-400k"], "tokens": [131072], "heldout": True},
+    ],
+}
+
+# A much smaller demo for tests and smoke checks: one preset, tiny budgets, a short NUTS run.
+QUICK_PLAN: dict[str, Any] = {
+    "name": "demo-quick",
+    "presets": ["cpu-100k"],
+    "tokens": [2048, 4096],
+    "seeds": [0],
+    "train": {"seq_len": 64, "batch": 8, "eval_batch": 64},
+    "mixtures": [
+        {"design": "baselines", "include": ["uniform"]},
+        {"design": "vary_one", "grid": [0.05, 0.5]},
+        {"design": "baselines", "include": ["temperature"], "temperatures": [0.3], "tokens": [4096],
+         "heldout": True},
+    ],
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What the demo builds, trains and fits (see the module docstring)."""
+
+    plan: dict[str, Any]
+    max_docs_per_language: int = 80   # corpus size: ~10 M byte tokens over 18 languages
+    chains: int = 4
+    draws: int = 500
+    warmup: int = 500
+    shared: tuple[str, ...] = ("alpha", "beta")  # exponents shared by all families (few scales)
+    objective: str = "normalized"
+
+
+FULL = DemoSettings(plan=DEMO_PLAN)
+QUICK = DemoSettings(plan=QUICK_PLAN, max_docs_per_language=12, chains=2, draws=150, warmup=150)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoResult:
+    out_dir: str
+    corpus: str
+    runs_csv: str
+    fit_dir: str
+    report: str
+    recommendation: dict
+    trained: int
+    reused_runs: int
+    reused_fit: bool
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def run_demo(out_dir: str | os.PathLike = "demo_out", *, quick: bool = False, progress: bool = True,
+             settings: DemoSettings | None = None, log=print) -> DemoResult:
+    """Runs (or resumes) the quickstart in `out_dir`; prints the recommendation and where outputs went."""
+    from multiscale import sweep
+    from multiscale.plan import SweepPlan
+
+    t0 = time.perf_counter()
+    s = settings or (QUICK if quick else FULL)
+    out = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(out, exist_ok=True)
+    corpus_dir = os.path.join(out, "corpus")
+    _log_step(log, 1, "corpus", corpus_dir)
+    corpus = _corpus(corpus_dir, s.max_docs_per_language, progress, log)
+
+    _log_step(log, 2, "sweep", os.path.join(out, "sweep"))
+    plan = SweepPlan.from_dict(s.plan)
+    with open(os.path.join(out, "plan.yaml"), "w") as f:
+        yaml.safe_dump(s.plan, f, sort_keys=False)
+    sweep_dir = os.path.join(out, "sweep")
+    res = sweep.run_sweep(plan, sweep_dir, corpus=corpus_dir, progress=progress, log=log)
+    if res.failed:
+        raise RuntimeError(f"{len(res.failed)} demo run(s) failed; see {sweep_dir}/failures.jsonl "
+                           f"(re-run the demo to retry them)")
+
+    _log_step(log, 3, "Bayesian fit (NUTS)", os.path.join(out, "fit"))
+    fit_dir = os.path.join(out, "fit")
+    fit, reused_fit = _fit(sweep_dir, fit_dir, s, log)
+
+    _log_step(log, 4, "recommendation", os.path.join(out, "recommendation.json"))
+    from multiscale.report import recommend_for_report
+
+    record = sweep.read_plan_json(sweep_dir, full=True)
+    df_all = _read_table(os.path.join(sweep_dir, "runs.csv"))
+    N, D = float(df_all["N"].max()), float(df_all["D"].max())
+    rec = recommend_for_report(fit, N, D, family_tokens=record.get("family_tokens"), objective=s.objective)
+    with open(os.path.join(out, "recommendation.json"), "w") as f:
+        json.dump(rec, f, indent=2)
+    for line in rec["text"]:
+        log(line)
+
+    _log_step(log, 5, "report", os.path.join(out, "report"))
+    from multiscale.report import write_report
+
+    report = write_report(fit_dir, os.path.join(out, "report"), runs=os.path.join(sweep_dir, "runs.csv"),
+                          N=N, D=D, objective=s.objective)
+    wall = time.perf_counter() - t0
+    log("")
+    log(f"demo finished in {wall / 60:.1f} min. Outputs:")
+    log(f"  corpus        {corpus_dir}")
+    log(f"  run table     {os.path.join(sweep_dir, 'runs.csv')}  ({res.planned} runs; loss in nats/token)")
+    log(f"  fit           {fit_dir}")
+    log(f"  ratios        {os.path.join(out, 'recommendation.json')}")
+    log(f"  report        {report.markdown}")
+    return DemoResult(out_dir=out, corpus=corpus_dir, runs_csv=os.path.join(sweep_dir, "runs.csv"),
+                      fit_dir=fit_dir, report=report.markdown, recommendation=rec,
+                      trained=len(res.completed), reused_runs=len(res.skipped), reused_fit=reused_fit,
+                      wall_s=wall)
+
+
+def _log_step(log, k: int, what: str, where: str) -> None:
+    log(f"\n== step {k}/5: {what} -> {where}")
+
+
+def _corpus(corpus_dir: str, max_docs: int, progress: bool, log):
+    from multiscale.data.corpus import Corpus, build_corpus
+
+    stamp = os.path.join(corpus_dir, "demo_settings.json")
+    want = {"source": "manpages", "max_docs_per_language": max_docs}
+    if os.path.exists(stamp):
+        with open(stamp) as f:
+            if json.load(f) == want:
+                try:
+                    corpus = Corpus.open(corpus_dir)
+                    log(f"reusing the corpus in {corpus_dir}")
+                    return corpus
+                except (FileNotFoundError, ValueError):
+                    pass
+    if os.path.exists(stamp):
+        os.remove(stamp)
+    corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress)
+    with open(stamp, "w") as f:
+        json.dump(want, f)
+    return corpus
+
+
+def _read_table(path: str):
+    from multiscale.runs import read_runs
+
+    return read_runs(path)
+
+
+def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
+    """Bayesian fit of the non-held-out runs; reused when the table and options are unchanged."""
+    from multiscale import sweep
+    from multiscale.laws import fit_bayes, load_fit
+
+    df = _read_table(os.path.join(sweep_dir, "runs.csv"))
+    held = {r["run_id"] for r in sweep.read_plan_json(sweep_dir) if r["heldout"]}
+    fit_df = df[~df["run"].isin(held)].reset_index(drop=True)
+    options = {"law": "multilingual", "chains": s.chains, "draws": s.draws, "warmup": s.warmup,
+               "shared": list(s.shared), "seed": 0}
+    key = hashlib.sha256((fit_df.to_csv(index=False) + json.dumps(options, sort_keys=True)).encode()).hexdigest()
+    stamp = os.path.join(fit_dir, "demo_inputs.sha256")
+    if os.path.exists(stamp) and open(stamp).read().strip() == key:
+        try:
+            fit = load_fit(fit_dir)
+            log(f"reusing the fit in {fit_dir} (same {fit_df['run'].nunique()} runs, same options)")
+            return fit, True
+        except (FileNotFoundError, ValueError):
+            pass
+    log(f"fitting {fit_df['run'].nunique()} runs x {fit_df['family'].nunique()} families "
+        f"({len(held)} runs held out); {s.chains} chains x {s.draws} draws")
+    fit = fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
+                    seed=0, shared=s.shared)
+    os.makedirs(fit_dir, exist_ok=True)
+    fit.save(fit_dir)
+    fit_df.to_csv(os.path.join(fit_dir, "runs.csv"), index=False)  # the rows this fit saw
+    with open(stamp, "w") as f:
+        f.write(key)
+    log(str(fit))
+    return fit, False
