@@ -40,6 +40,15 @@ _EXPORTS: dict[str, str] = {
     "run_training": "multiscale.train",
     "rows_frame": "multiscale.train",
     "NonFiniteLossError": "multiscale.train",
+    # sweeps, reports, demo (issue 5)
+    "SweepPlan": "multiscale.plan",
+    "PlannedRun": "multiscale.plan",
+    "shard_runs": "multiscale.plan",
+    "run_sweep": "multiscale.sweep",
+    "consolidate": "multiscale.sweep",
+    "read_fragments": "multiscale.sweep",
+    "write_report": "multiscale.report",
+    "run_demo": "multiscale.demo",
 }
 
 
