@@ -140,16 +140,17 @@ class TensorBoardHook(Hook):
 
 
 class ProgressHook(Hook):
-    """A rich progress bar: step, tokens/s and the latest train and eval loss."""
+    """A rich progress bar on stderr: step, tokens/s and the latest train and eval loss."""
 
     def __init__(self, description: str, total_steps: int, start_step: int = 0):
+        from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeRemainingColumn)
 
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[tps]} tok/s  loss {task.fields[loss]}  {task.fields[eval]}"),
-            TimeRemainingColumn(), transient=False)
+            TimeRemainingColumn(), transient=False, console=Console(stderr=True))
         self._task = self._progress.add_task(description, total=total_steps,
                                              completed=start_step, tps="-", loss="-", eval="")
         self._progress.start()
