@@ -72,3 +72,19 @@ def test_param_shardings_drop_axes_that_do_not_divide():
     abstract = nnx.eval_shape(lambda: Decoder(get_preset("cpu-100k"), rngs=nnx.Rngs(params=0)))
     shardings = S.param_shardings(nnx.state(abstract, nnx.Param), mesh)
     assert shardings["embed_VxD"].spec == P("tensor", "fsdp")
+
+
+def test_constrain_is_the_identity_outside_a_mesh_context():
+    import jax.numpy as jnp
+
+    x = jnp.ones((4, 3, 8))
+    assert S.constrain(x, ("batch", "length", "act_embed")) is x
+    mesh = S.make_mesh({"data": 1, "fsdp": 1, "tensor": 1})
+
+    @jax.jit
+    def f(x):
+        with S.activation_sharding(mesh):
+            return S.constrain(x * 2, ("batch", "length", "act_embed"))
+
+    assert float(f(x).sum()) == 2 * x.size
+    assert S._ACTIVATION_MESH.get() is None  # the context does not leak

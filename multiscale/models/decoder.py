@@ -17,6 +17,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from multiscale.models.config import ModelConfig
+from multiscale.models.sharding import constrain
+
+_RESIDUAL = ("batch", "length", "act_embed")
 
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...],
@@ -148,9 +151,11 @@ class Decoder(nnx.Module):
             segment_ids_BxL = jnp.ones_like(inputs_BxL)
         mask_Bx1xLxL = attention_mask(segment_ids_BxL)
         rope = rotary_tables(positions_BxL, self.cfg.head_dim, self.cfg.rope_base)
-        x_BxLxD = jnp.take(self.embed_VxD[...], inputs_BxL, axis=0).astype(dtype)
+        # Gather whole rows: the table's `embed` (fsdp) split is undone before the lookup.
+        table_VxD = constrain(self.embed_VxD[...], ("act_vocab", None))
+        x_BxLxD = constrain(jnp.take(table_VxD, inputs_BxL, axis=0).astype(dtype), _RESIDUAL)
         for block in self.blocks:
-            x_BxLxD = block(x_BxLxD, positions_BxL, mask_Bx1xLxL, rope)
+            x_BxLxD = constrain(block(x_BxLxD, positions_BxL, mask_Bx1xLxL, rope), _RESIDUAL)
         x_BxLxD = self.final_norm(x_BxLxD)
         if self.cfg.tie_embeddings:
             unembed_DxV = self.embed_VxD[...].T

@@ -14,6 +14,8 @@ sharding propagation places the activations from the parameter and batch shardin
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from collections.abc import Mapping
 
@@ -32,7 +34,34 @@ AXIS_RULES: dict[str, str | tuple[str, ...] | None] = {
     "kv": None,
     "mlp": "tensor",
     "norm": None,
+    "act_embed": None,  # the residual stream: replicated over `tensor`, split over the batch
+    "act_heads": "tensor",
+    "act_mlp": "tensor",
+    "act_vocab": "tensor",
 }
+
+_ACTIVATION_MESH: contextvars.ContextVar[Mesh | None] = contextvars.ContextVar(
+    "multiscale_activation_mesh", default=None)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh):
+    """While tracing inside this context, `constrain` pins activations to `mesh`."""
+    token = _ACTIVATION_MESH.set(mesh)
+    try:
+        yield
+    finally:
+        _ACTIVATION_MESH.reset(token)
+
+
+def constrain(x: jax.Array, axes: tuple[str | None, ...]) -> jax.Array:
+    """Sharding constraint from logical axes; the identity outside `activation_sharding`
+    (so model code names axes but never sees a mesh)."""
+    mesh = _ACTIVATION_MESH.get()
+    if mesh is None:
+        return x
+    spec = _fits(logical_to_spec(axes), x.shape, mesh)
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
 class MeshError(ValueError):

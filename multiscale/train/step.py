@@ -76,7 +76,12 @@ class CompiledSteps:
     optimizer: optax.GradientTransformation
 
 
-def _train_step(graphdef, optimizer, grad_accum, state: TrainState, batch, sched):
+def _train_step(graphdef, optimizer, grad_accum, mesh, state: TrainState, batch, sched):
+    with msharding.activation_sharding(mesh):
+        return _train_step_body(graphdef, optimizer, grad_accum, state, batch, sched)
+
+
+def _train_step_body(graphdef, optimizer, grad_accum, state: TrainState, batch, sched):
     def loss_sums(params, micro):
         nll_BxL, w_BxL = token_nll(graphdef, params, micro)
         return jnp.sum(nll_BxL), jnp.sum(w_BxL)
@@ -108,8 +113,9 @@ def _train_step(graphdef, optimizer, grad_accum, state: TrainState, batch, sched
     return TrainState(params, opt_state, state.step + 1), metrics
 
 
-def _eval_step(graphdef, params, batch):
-    nll_BxL, w_BxL = token_nll(graphdef, params, batch)
+def _eval_step(graphdef, mesh, params, batch):
+    with msharding.activation_sharding(mesh):
+        nll_BxL, w_BxL = token_nll(graphdef, params, batch)
     return jnp.sum(nll_BxL, axis=1), jnp.sum(w_BxL, axis=1)
 
 
@@ -141,11 +147,11 @@ def compiled_steps(model_cfg: ModelConfig, mesh_shape: tuple[tuple[str, int], ..
 
     init = jax.jit(functools.partial(_init, model_cfg, optimizer), out_shardings=state_sh)
     train = jax.jit(
-        functools.partial(_train_step, graphdef, optimizer, opt.grad_accum),
+        functools.partial(_train_step, graphdef, optimizer, opt.grad_accum, mesh),
         in_shardings=(state_sh, batch_sh, replicated),
         out_shardings=(state_sh, replicated),
         donate_argnums=(0,))
-    evaluate = jax.jit(functools.partial(_eval_step, graphdef),
+    evaluate = jax.jit(functools.partial(_eval_step, graphdef, mesh),
                        in_shardings=(param_sh, batch_sh), out_shardings=(row_sh, row_sh))
     return CompiledSteps(graphdef, mesh, param_sh, state_sh, batch_sh, init, train, evaluate,
                          optimizer)
