@@ -142,7 +142,7 @@ class TensorBoardHook(Hook):
 class ProgressHook(Hook):
     """A rich progress bar on stderr: step, tokens/s and the latest train and eval loss."""
 
-    def __init__(self, description: str, total_steps: int, start_step: int = 0):
+    def __init__(self, description: str, total_steps: int, start_step: int = 0, console=None):
         from rich.console import Console
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                    TimeRemainingColumn)
@@ -150,7 +150,7 @@ class ProgressHook(Hook):
         self._progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[tps]} tok/s  loss {task.fields[loss]}  {task.fields[eval]}"),
-            TimeRemainingColumn(), transient=False, console=Console(stderr=True))
+            TimeRemainingColumn(), transient=False, console=console or Console(stderr=True))
         self._task = self._progress.add_task(description, total=total_steps,
                                              completed=start_step, tps="-", loss="-", eval="")
         self._progress.start()
