@@ -1,0 +1,156 @@
+"""Independence test: does a family's loss depend only on its own sampling ratio?
+
+He et al. (2024) assume ``L_i`` depends on the mixture only through ``p_i``. On runs with
+varied mixtures (``p_<family>`` columns; runs at several (N, D) get one intercept per
+(N, D)), for each family i with rows where ``p_i > 0``:
+
+- own model:  ``log L_i = a + b log p_i``
+- full model: ``log L_i = a + b log p_i + sum_{j != i} c_j p_j``  (ordinary least squares)
+
+Reported per family: R^2 of both, the *share* of explainable variance that own-p explains
+(``R2_own / R2_full``), the nested-model F test, and the largest cross-family effect: the
+change in ``log L_i`` when 0.1 of the mixture moves to family j from the other families
+on average, holding ``p_i`` fixed (``0.1 * (c_j - mean_k c_k)``; a shift common to all
+``c_j`` is a function of ``p_i`` alone and is not counted), with a 90% interval from the
+OLS covariance (Student t); among the effects whose interval excludes 0, the largest
+(the largest of all when none does).
+
+Verdict per family: "own ratio suffices" when own-p explains at least 90% of the
+explainable variance and no cross-family effect is both clearly nonzero (90% interval
+excludes 0) and material (over 1% of the loss per 0.1 of the mixture); otherwise
+"depends on other families".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multiscale.runs import MIXTURE_PREFIX, RunTableError, mixture_columns, validate_runs
+
+SHIFT = 0.1
+SHARE_MIN = 0.9
+MATERIAL = 0.01  # log-loss, i.e. about 1% of the loss
+
+
+@dataclass
+class FamilyIndependence:
+    family: str
+    n_runs: int
+    n_dropped_zero_p: int
+    r2_own: float
+    r2_full: float
+    share_own: float
+    f_pvalue: float
+    gamma_own: float
+    top_family: str
+    top_effect: float
+    top_interval: tuple[float, float]
+    verdict: str
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["top_interval"] = list(self.top_interval)
+        return d
+
+
+@dataclass
+class IndependenceResult:
+    families: dict[str, FamilyIndependence]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"shift": SHIFT, "share_min": SHARE_MIN, "material_log_loss": MATERIAL,
+                "families": {f: r.to_dict() for f, r in self.families.items()},
+                "notes": list(self.notes)}
+
+    def __str__(self) -> str:
+        lines = ["independence test: log L_i on log p_i alone vs adding the other families' ratios",
+                 f"(cross effect: change in log-loss when {SHIFT} of the mixture moves to that family, p_i fixed)",
+                 f"{'family':22s}{'runs':>5s}{'R2 own':>8s}{'R2 full':>8s}{'share':>7s}"
+                 f"{'largest cross effect':>42s}  verdict"]
+        for f, r in self.families.items():
+            eff = f"{r.top_family[:16]} {r.top_effect:+.4f} [{r.top_interval[0]:+.4f},{r.top_interval[1]:+.4f}]"
+            lines.append(f"{f[:22]:22s}{r.n_runs:5d}{r.r2_own:8.3f}{r.r2_full:8.3f}{r.share_own:7.2f}"
+                         f"{eff:>42s}  {r.verdict}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _ols(X, y):
+    beta, *_ = np.linalg.lstsq(X, y, rcond=None)
+    resid = y - X @ beta
+    rss = float(resid @ resid)
+    rank = np.linalg.matrix_rank(X)
+    dof = len(y) - rank
+    s2 = rss / dof if dof > 0 else np.nan
+    cov = s2 * np.linalg.pinv(X.T @ X)
+    return beta, rss, rank, dof, cov
+
+
+def independence_test(df: pd.DataFrame) -> IndependenceResult:
+    """Run the test on a run table carrying ``p_<family>`` mixture columns (see module doc)."""
+    from scipy import stats
+
+    df = validate_runs(df)
+    mix = mixture_columns(df)
+    if len(mix) < 2:
+        raise RunTableError("independence test needs the whole mixture: at least two 'p_<family>' columns")
+    mix_fams = [c[len(MIXTURE_PREFIX):] for c in mix]
+    groups = df.groupby(["N", "D"]).ngroup().to_numpy()
+    notes = []
+    out = {}
+    for fam in dict.fromkeys(df["family"]):
+        sub = df[df["family"] == fam]
+        own_col = f"{MIXTURE_PREFIX}{fam}"
+        p_own = sub[own_col].to_numpy(float) if own_col in sub.columns else sub["p"].to_numpy(float)
+        keep = p_own > 0
+        dropped = int((~keep).sum())
+        sub, p_own, g = sub[keep], p_own[keep], groups[df["family"].to_numpy() == fam][keep]
+        others = [c for c in mix if c != own_col]
+        y = np.log(sub["loss"].to_numpy(float))
+        n = len(y)
+        G = np.unique(g)
+        D_grp = (g[:, None] == G[None, :]).astype(float)  # one intercept per (N, D)
+        X_own = np.column_stack([D_grp, np.log(p_own)])
+        P_oth = sub[others].to_numpy(float)
+        X_full = np.column_stack([X_own, P_oth])
+        if n <= X_full.shape[1] + 2:
+            raise RunTableError(f"family {fam!r}: {n} usable runs (p > 0) are too few for the "
+                                f"independence test with {len(others)} other families")
+        b_own, rss_own, r_own, _, _ = _ols(X_own, y)
+        b_full, rss_full, r_full, dof_full, cov = _ols(X_full, y)
+        tss = float(((y - np.array([y[g == k].mean() for k in g])) ** 2).sum())
+        r2_own = 1 - rss_own / tss if tss > 0 else np.nan
+        r2_full = 1 - rss_full / tss if tss > 0 else np.nan
+        share = r2_own / r2_full if r2_full > 0 else np.nan
+        q = r_full - r_own
+        Fstat = ((rss_own - rss_full) / q) / (rss_full / dof_full) if q > 0 and dof_full > 0 else np.nan
+        pval = float(stats.f.sf(Fstat, q, dof_full)) if np.isfinite(Fstat) else np.nan
+        # contrast: SHIFT * (c_j - mean_k c_k)
+        k0 = X_own.shape[1]
+        m = len(others)
+        Cm = SHIFT * (np.eye(m) - np.full((m, m), 1.0 / m))
+        eff = Cm @ b_full[k0:]
+        var = np.einsum("ij,jk,ik->i", Cm, cov[k0:, k0:], Cm)
+        se = np.sqrt(np.maximum(var, 0))
+        tq = stats.t.ppf(0.95, dof_full)
+        clear = (eff - tq * se > 0) | (eff + tq * se < 0)
+        # the largest effect among the clearly nonzero ones (the largest overall if none is)
+        j = int(np.argmax(np.where(clear, np.abs(eff), -1.0))) if clear.any() else int(np.argmax(np.abs(eff)))
+        lo, hi = float(eff[j] - tq * se[j]), float(eff[j] + tq * se[j])
+        material = np.abs(eff) > MATERIAL
+        ok = (share >= SHARE_MIN) and not np.any(material & clear)
+        verdict = "own ratio suffices" if ok else "depends on other families"
+        out[fam] = FamilyIndependence(
+            family=fam, n_runs=n, n_dropped_zero_p=dropped, r2_own=float(r2_own),
+            r2_full=float(r2_full), share_own=float(share), f_pvalue=pval,
+            gamma_own=float(-b_own[-1]), top_family=mix_fams[mix.index(others[j])],
+            top_effect=float(eff[j]), top_interval=(lo, hi), verdict=verdict)
+        if dropped:
+            notes.append(f"{fam}: {dropped} runs with p = 0 dropped (log p undefined; the law "
+                         "cannot describe a family absent from training)")
+    return IndependenceResult(families=out, notes=notes)

@@ -1,0 +1,296 @@
+"""Optimal sampling ratios p*: the exact Lagrange solution, vectorized over posterior draws.
+
+Minimize ``sum_i w_i L_i(N, D, p_i)`` over ``sum_i p_i = 1``, ``lo_i <= p_i <= hi_i``.
+With ``c_i = E_i + A_i/N^alpha_i + B_i/D^beta_i`` (the monolingual loss ``L_i(N, D, 1)``),
+stationarity gives ``p_i(lam) = (w_i gamma_i c_i / lam)^(1/(1 + gamma_i))``. The problem is
+separable and convex, so its KKT point is ``p_i = clip(p_i(lam), lo_i, hi_i)`` for the one
+``lam`` where these sum to 1: water-filling (clipping the families that hit a floor or cap
+and re-solving on the free set) reaches exactly this point, and since
+``sum_i clip(p_i(lam))`` falls monotonically in lam, a bisection on log lam finds it to
+machine precision for every draw at once (numpy, float64).
+
+The *normalized* objective divides each loss by the monolingual loss, leaving
+``sum_i w_i p_i^(-gamma_i)``: p* then depends only on gamma and w, which is why it
+transfers across scales (He et al. 2024). Family weights are normalized to sum to 1, so the
+raw objective is a weighted mean loss in nats/token.
+
+Caps from data: ``p_i * D <= epochs * U_i`` for ``U_i`` available tokens of family i.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from multiscale.laws.baselines import all_baselines
+from multiscale.laws.fits import LOSS_UNITS, Fit
+from multiscale.laws.forms import predict_loss, scale_term
+
+BISECTION_STEPS = 200
+DEFAULT_EPOCHS = 4.0  # Muennighoff et al. (2023): up to ~4 epochs of repeated data cost little.
+
+
+def solve_ratios(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
+    """Exact minimizer of ``sum_i w_i c_i p_i^(-gamma_i)`` on the capped simplex, per draw.
+
+    Args:
+      gamma_SxF, c_SxF: exponents and scale terms (c = 1 for the normalized objective).
+      w_F: non-negative family weights.
+      lo_F, hi_F: floors and caps (default 0 and 1); need ``sum lo <= 1 <= sum hi``.
+
+    Returns:
+      P_SxF, float64; each row sums to 1 (to ~1e-15).
+    """
+    g = np.atleast_2d(np.asarray(gamma_SxF, dtype=np.float64))
+    c = np.broadcast_to(np.asarray(c_SxF, dtype=np.float64), g.shape)
+    S, F = g.shape
+    w = np.broadcast_to(np.asarray(w_F, dtype=np.float64), (F,))
+    lo = np.zeros(F) if lo_F is None else np.broadcast_to(np.asarray(lo_F, float), (F,))
+    hi = np.ones(F) if hi_F is None else np.broadcast_to(np.asarray(hi_F, float), (F,))
+    if lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12 or np.any(lo > hi):
+        raise ValueError(f"infeasible bounds: floors sum to {lo.sum():.6g}, caps to {hi.sum():.6g} "
+                         "(need floors <= 1 <= caps, each floor <= its cap)")
+    k = w * g * c
+    active = k > 0
+    with np.errstate(divide="ignore"):
+        logk = np.where(active, np.log(np.where(active, k, 1.0)), -np.inf)
+    expo = 1.0 / (1.0 + g)
+
+    def total(loglam):  # loglam: (S,)
+        with np.errstate(over="ignore", under="ignore"):
+            p = np.where(active, np.exp((logk - loglam[:, None]) * expo), 0.0)
+        return np.clip(p, lo, hi)
+
+    any_active = active.any(axis=1)
+    finite_logk = np.where(active, logk, np.nan)
+    a = np.where(any_active, np.nanmin(np.where(any_active[:, None], finite_logk, 0.0), axis=1) - 1.0, 0.0)
+    b = np.where(any_active, np.nanmax(np.where(any_active[:, None], finite_logk, 0.0), axis=1)
+                 + (1.0 + g.max(axis=1)) * 60.0, 1.0)
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (a + b)
+        over = total(mid).sum(axis=1) > 1.0
+        a = np.where(over, mid, a)
+        b = np.where(over, b, mid)
+    P = total(0.5 * (a + b))
+    if not any_active.all():
+        # No family's loss depends on its ratio: every mixture is optimal; return the
+        # water-filled uniform mixture.
+        P[~any_active] = _water_fill_uniform(lo, hi)
+    return P
+
+
+def _water_fill_uniform(lo, hi) -> np.ndarray:
+    a, b = 0.0, 1.0
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (a + b)
+        if np.clip(mid, lo, hi).sum() > 1:
+            b = mid
+        else:
+            a = mid
+    return np.clip(0.5 * (a + b), lo, hi)
+
+
+def _per_family(value, families, name, default) -> np.ndarray:
+    if value is None:
+        return np.full(len(families), default, dtype=float)
+    if isinstance(value, Mapping):
+        unknown = [k for k in value if k not in families]
+        if unknown:
+            raise ValueError(f"{name}: unknown families {unknown}; the fit has {list(families)}")
+        return np.array([float(value.get(f, default)) for f in families])
+    return np.full(len(families), float(value))
+
+
+def _interval(x) -> dict[str, float]:
+    x = np.asarray(x, dtype=float)
+    return {"median": float(np.median(x)), "q05": float(np.quantile(x, 0.05)),
+            "q95": float(np.quantile(x, 0.95))}
+
+
+@dataclass
+class Recommendation:
+    """Optimal ratios at a target (N, D) with credible intervals (point fits: one draw).
+
+    Attributes:
+      families: F names.
+      p_star: draws of p*, (S, F).
+      ratios: the recommended mixture: per-family posterior medians of p*, renormalized to
+        sum to 1.
+      loss_star: predicted loss of each family at p*, draws (S, F), nats/token (NaN where the
+        law cannot predict at this (N, D)).
+      objective_star: the objective at p* per draw (weighted mean loss in nats/token for
+        "raw"; weighted mean of L/L(p=1) for "normalized").
+      baselines: name -> {"ratios", "objective" draws, "loss" draws (S, F)}.
+    """
+
+    families: tuple[str, ...]
+    N: float
+    D: float
+    objective: str
+    weights: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    p_star: np.ndarray
+    loss_star: np.ndarray
+    objective_star: np.ndarray
+    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    law: str = ""
+    method: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        med = np.median(self.p_star, axis=0)
+        med = med / med.sum()
+        return dict(zip(self.families, med.tolist()))
+
+    def family_table(self) -> dict[str, dict[str, Any]]:
+        F = len(self.families)
+        out = {}
+        for j, f in enumerate(self.families):
+            ps = self.p_star[:, j]
+            out[f] = {"p_star": _interval(ps), "recommended": self.ratios[f],
+                      "prob_above_uniform": float(np.mean(ps > 1.0 / F)),
+                      "loss_at_p_star": _interval(self.loss_star[:, j]),
+                      "weight": float(self.weights[j]), "floor": float(self.lower[j]),
+                      "cap": float(self.upper[j])}
+        return out
+
+    def baseline_table(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, b in self.baselines.items():
+            diff = b["objective"] - self.objective_star
+            out[name] = {"ratios": b["ratios"], "objective": _interval(b["objective"]),
+                         "minus_p_star": _interval(diff),
+                         "prob_p_star_better": float(np.mean(diff > 0))}
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"law": self.law, "method": self.method, "N": self.N, "D": self.D,
+                "objective": self.objective, "loss_units": LOSS_UNITS,
+                "objective_units": LOSS_UNITS if self.objective == "raw" else "ratio to monolingual loss",
+                "ratios": self.ratios, "families": self.family_table(),
+                "objective_at_p_star": _interval(self.objective_star),
+                "baselines": self.baseline_table(), "n_draws": int(self.p_star.shape[0]),
+                "notes": list(self.notes)}
+
+    def __str__(self) -> str:
+        units = LOSS_UNITS if self.objective == "raw" else "x monolingual loss"
+        lines = [f"optimal ratios at N = {self.N:.3g}, D = {self.D:.3g} ({self.objective} objective, "
+                 f"law {self.law}, {self.method}, {self.p_star.shape[0]} draws); loss in {LOSS_UNITS}",
+                 f"{'family':16s}{'p* median':>10s}{'90% interval':>20s}{'P(>1/F)':>9s}"
+                 f"{'loss at p*':>12s}"]
+        for f, row in self.family_table().items():
+            p, L = row["p_star"], row["loss_at_p_star"]
+            interval = f"[{p['q05']:.4f}, {p['q95']:.4f}]"
+            lines.append(f"{f[:16]:16s}{p['median']:10.4f}{interval:>20s}"
+                         f"{row['prob_above_uniform']:9.2f}{L['median']:12.4f}")
+        o = _interval(self.objective_star)
+        lines.append(f"objective at p*: {o['median']:.5f} [{o['q05']:.5f}, {o['q95']:.5f}] {units}")
+        for name, b in self.baseline_table().items():
+            d = b["minus_p_star"]
+            lines.append(f"  {name:18s} objective {b['objective']['median']:.5f}; minus p*: "
+                         f"{d['median']:+.5f} [{d['q05']:+.5f}, {d['q95']:+.5f}]  "
+                         f"P(p* better) {b['prob_p_star_better']:.2f}")
+        lines.extend(f"note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+
+def _objective(fit: Fit, params, N, D, P_SxF, w, normalized: bool, can_predict: bool):
+    """Objective per draw and per-family loss (S, F) at mixtures P (S, F) or (F,)."""
+    P = np.broadcast_to(P_SxF, params["gamma"].shape if "gamma" in params else P_SxF.shape)
+    g = params["gamma"]
+    rel = np.power(P, -g)
+    if normalized:
+        obj = (w * rel).sum(axis=1)
+    else:
+        c = scale_term(fit.law, params, N, D)
+        obj = (w * c * rel).sum(axis=1)
+    loss = predict_loss(fit.law, params, N, D, P) if can_predict else np.full(P.shape, np.nan)
+    return obj, np.asarray(loss, dtype=float)
+
+
+def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized",
+                   weights=None, floor=None, caps=None, available_tokens: Mapping[str, float] | None = None,
+                   epochs: float | None = None, baselines: bool = True) -> Recommendation:
+    """Optimal sampling ratios for a model of N non-embedding parameters trained on D tokens.
+
+    Args:
+      fit: a `PointFit` or `BayesFit` of a law with a gamma (multilingual or ratio).
+      N, D: the target model size and token budget.
+      objective: "normalized" (each loss divided by its monolingual loss; p* depends only on
+        gamma and the weights) or "raw" (weighted mean loss in nats/token).
+      weights: family -> weight (default equal), normalized to sum to 1.
+      floor: minimum ratio, one number or family -> number.
+      caps: maximum ratio, one number or family -> number.
+      available_tokens: family -> unique tokens available; caps ``p_i <= epochs * U_i / D``
+        and enables the proportional, temperature and UniMax baselines.
+      epochs: epoch cap for available tokens (default 4).
+      baselines: also score the baseline mixtures.
+    """
+    if objective not in ("normalized", "raw"):
+        raise ValueError(f"objective must be 'normalized' or 'raw', got {objective!r}")
+    if not fit.law.uses_ratio:
+        raise ValueError(f"law {fit.law.name!r} has no dependence on p: it cannot recommend ratios; "
+                         "fit the 'multilingual' or 'ratio' law")
+    if not (np.isfinite(N) and N > 0 and np.isfinite(D) and D > 0):
+        raise ValueError(f"N and D must be positive, got N={N}, D={D}")
+    fams = fit.families
+    F = len(fams)
+    notes = []
+    w = _per_family(weights, fams, "weights", 1.0)
+    if np.any(w < 0) or w.sum() <= 0:
+        raise ValueError(f"weights must be non-negative and not all zero, got {dict(zip(fams, w))}")
+    w = w / w.sum()
+    lo = _per_family(floor, fams, "floor", 0.0)
+    hi = _per_family(caps, fams, "caps", 1.0)
+    if np.any(lo < 0) or np.any(hi > 1) or np.any(hi <= 0):
+        raise ValueError("floors must be >= 0 and caps in (0, 1]")
+    epochs = DEFAULT_EPOCHS if epochs is None else float(epochs)
+    if available_tokens:
+        U = _per_family(available_tokens, fams, "available_tokens", np.inf)
+        hi = np.minimum(hi, epochs * U / D)
+    if lo.sum() > 1 + 1e-12:
+        raise ValueError(f"floors sum to {lo.sum():.4g} > 1: " + ", ".join(f"{f}={v:g}" for f, v in zip(fams, lo)))
+    if hi.sum() < 1 - 1e-12:
+        detail = ", ".join(f"{f}<={v:.4g}" for f, v in zip(fams, hi))
+        raise ValueError(f"caps sum to {hi.sum():.4g} < 1 ({detail}): not enough data for D = {D:.3g} "
+                         f"tokens at {epochs:g} epochs; lower D or allow more epochs")
+    bad = [f for f, a, b in zip(fams, lo, hi) if a > b]
+    if bad:
+        raise ValueError(f"floor above cap for families {bad}")
+
+    params = fit.draws
+    normalized = objective == "normalized"
+    can_predict = fit.law.uses_scale or (np.isclose(N, fit.N_ref, rtol=1e-6) and np.isclose(D, fit.D_ref, rtol=1e-6))
+    if not fit.law.uses_scale:
+        if not normalized and not can_predict:
+            raise ValueError(
+                f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g}; its raw objective is "
+                "unknown at another (N, D). Use --objective normalized (scale-free) or the multilingual law")
+        if not can_predict:
+            notes.append("ratio law: p* (normalized) is scale-free, but losses are only predicted at "
+                         f"the fitted N={fit.N_ref:.4g}, D={fit.D_ref:.4g}")
+    c = np.ones_like(params["gamma"]) if normalized else scale_term(fit.law, params, N, D)
+    P = solve_ratios(params["gamma"], c, w, lo, hi)
+    obj_star, loss_star = _objective(fit, params, N, D, P, w, normalized, can_predict)
+    if available_tokens:
+        U = _per_family(available_tokens, fams, "available_tokens", np.inf)
+        reps = np.median(P, axis=0) * D / U
+        heavy = [f"{f} ({r:.2g} epochs)" for f, r in zip(fams, reps) if r > 1.0]
+        if heavy:
+            notes.append("p* repeats data (the law ignores repetition, ATLAS 2025): " + ", ".join(heavy))
+    base = {}
+    if baselines:
+        for name, q in all_baselines(fams, available_tokens, D, epochs).items():
+            qv = np.array([q[f] for f in fams])
+            if np.any(qv <= 0):
+                continue
+            ob, lb = _objective(fit, params, N, D, qv[None, :], w, normalized, can_predict)
+            base[name] = {"ratios": q, "objective": ob, "loss": lb}
+    return Recommendation(families=fams, N=float(N), D=float(D), objective=objective, weights=w,
+                          lower=lo, upper=hi, p_star=P, loss_star=loss_star, objective_star=obj_star,
+                          baselines=base, law=fit.law.name, method=fit.method, notes=notes)

@@ -1,0 +1,351 @@
+"""Point fit: Hoffmann et al. (2022) approach 3, vectorized over the start grid with jax.
+
+Minimize, per family (or jointly when exponents are shared),
+
+    sum_runs Huber_delta( LSE(a - alpha log N, b - beta log D, e) - gamma log p - log L ),
+
+delta = 1e-3, with L-BFGS (written here in jax) from every point of the grid below; keep the start with
+the lowest objective. ``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``. The ratio law
+minimizes ``sum Huber(logc - gamma log p - log L)``; chinchilla drops the gamma term.
+
+Start grid (DESIGN.md section 5): alpha, beta in {0, 0.5, ..., 2}; e in {-1, -0.5, ..., 1};
+a, b in {0, 5, ..., 25}. gamma (not in Hoffmann et al.): {0, 0.25, 0.5} -- log-loss is linear
+in gamma, so a coarse grid suffices (He et al. report gamma well inside [0, 0.5]). The
+ratio law's log c starts from the e grid. Every start runs in float64, all at once (vmap);
+without shared exponents each family is its own problem (vmap over families as well).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+import numpy as np
+import pandas as pd
+
+from multiscale.laws.data import FitData, prepare
+from multiscale.laws.fits import PointFit
+from multiscale.laws.forms import RAW_NAMES, Law, get_law, log_loss_from_raw, natural_from_raw
+
+HUBER_DELTA = 1e-3
+GRID = {
+    "alpha": np.arange(0.0, 2.01, 0.5),
+    "beta": np.arange(0.0, 2.01, 0.5),
+    "e": np.arange(-1.0, 1.01, 0.5),
+    "a": np.arange(0.0, 25.01, 5.0),
+    "b": np.arange(0.0, 25.01, 5.0),
+    "gamma": np.array([0.0, 0.3]),
+    "logc": np.arange(-1.0, 1.01, 0.5),
+}
+MAX_ITERS = 100
+CHUNK = 1024
+GRAD_TOL = 1e-10
+# Stop when one step lowers the objective by less than this fraction of it.
+FTOL = 1e-11
+
+
+def start_grid(law: Law) -> tuple[tuple[str, ...], np.ndarray]:
+    """(raw names, G x K array of starts): the Cartesian product of `GRID` for the law."""
+    names = RAW_NAMES[law.name]
+    pts = np.array(list(itertools.product(*[GRID[n] for n in names])), dtype=np.float64)
+    return names, pts
+
+
+def _huber(r, delta):
+    import jax.numpy as jnp
+
+    a = jnp.abs(r)
+    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+def _make_objective(law: Law, names, layout, n_fam: int):
+    """objective(x, rows) where x is the flat parameter vector laid out by `layout`.
+
+    layout: name -> (offset, size) with size F (per family) or 1 (shared).
+    rows: (fam_R, cell_R, logp_R, logL_R, w_R, fam_C, logN_C, logD_C): the scale part
+      LSE(a - alpha log N, b - beta log D, e) is computed once per distinct
+      (family, N, D) cell C and gathered to the rows (runs share few (N, D) pairs).
+    """
+    import jax.numpy as jnp
+
+    def unpack(x):
+        return {n: x[o:o + s] for n, (o, s) in layout.items()}
+
+    def pick(v, idx):
+        return v[idx] if v.shape[0] > 1 else jnp.broadcast_to(v[0], idx.shape)
+
+    def objective(x, rows):
+        fam_R, cell_R, logp, logL, w, fam_C, logN_C, logD_C = rows
+        th = unpack(x)
+        if law.uses_scale:
+            th_C = {n: pick(th[n], fam_C) for n in ("a", "b", "e", "alpha", "beta")}
+            scale_C = log_loss_from_raw(law, th_C, logN_C, logD_C, 0.0 * logN_C, xp=jnp) \
+                if not law.uses_ratio else log_loss_from_raw(
+                    law, {**th_C, "gamma": 0.0}, logN_C, logD_C, 0.0 * logN_C, xp=jnp)
+            pred = scale_C[cell_R]
+        else:
+            pred = pick(th["logc"], fam_R)
+        if law.uses_ratio:
+            pred = pred - pick(th["gamma"], fam_R) * logp
+        return jnp.sum(w * _huber(pred - logL, HUBER_DELTA))
+
+    return objective, unpack
+
+
+def _cells(fam_R, logN_R, logD_R):
+    """Distinct (family, N, D) cells: (cell_R, fam_C, logN_C, logD_C)."""
+    keys = np.stack([fam_R.astype(float), logN_R, logD_R], axis=1)
+    uniq, cell_R = np.unique(keys, axis=0, return_inverse=True)
+    return cell_R.reshape(-1).astype(np.int32), uniq[:, 0].astype(np.int32), uniq[:, 1], uniq[:, 2]
+
+
+def _vdot(u, v):
+    """Dot product as multiply-and-sum: under vmap this stays elementwise (a batched
+    dot_general of 6-vectors is far slower on CPU)."""
+    import jax.numpy as jnp
+
+    return jnp.sum(u * v, axis=-1)
+
+
+def _norm(u):
+    import jax.numpy as jnp
+
+    return jnp.sqrt(jnp.sum(u * u, axis=-1))
+
+
+def _lbfgs_solve(objective, x0, rows, max_iters=MAX_ITERS, tol=GRAD_TOL, memory=10):
+    """L-BFGS (two-loop recursion, backtracking Armijo line search) from x0.
+
+    Written for small parameter vectors (one family: <= 6 numbers) solved from thousands of
+    starts at once under vmap. Stops at ``|grad| < tol``, when a step no longer lowers the
+    objective, or after `max_iters`. Returns (x, value, grad_norm, iters).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    f = lambda x: objective(x, rows)  # noqa: E731
+    vg = jax.value_and_grad(f)
+    dim = x0.shape[0]
+    c1 = 1e-4
+
+    def direction(g, S, Y, valid):
+        q = g
+        alphas = []
+        for i in range(memory):  # newest (0) to oldest
+            sy = _vdot(S[i], Y[i])
+            rho = jnp.where(valid[i], 1.0 / jnp.where(sy == 0, 1.0, sy), 0.0)
+            a = rho * _vdot(S[i], q)
+            q = q - a * Y[i]
+            alphas.append((a, rho))
+        yy = _vdot(Y[0], Y[0])
+        h0 = jnp.where(valid[0] & (yy > 0), _vdot(S[0], Y[0]) / jnp.where(yy > 0, yy, 1.0), 1.0)
+        r = h0 * q
+        for i in reversed(range(memory)):  # oldest to newest
+            a, rho = alphas[i]
+            b = rho * _vdot(Y[i], r)
+            r = r + S[i] * (a - b)
+        return -r
+
+    def cond(c):
+        return (c["k"] < max_iters) & ~c["done"]
+
+    def body(c):
+        x, fx, g = c["x"], c["f"], c["g"]
+        d = direction(g, c["S"], c["Y"], c["valid"])
+        gd = _vdot(g, d)
+        bad = ~(gd < 0) | ~jnp.all(jnp.isfinite(d))
+        d = jnp.where(bad, -g, d)
+        gd = jnp.where(bad, -_vdot(g, g), gd)
+        t0 = jnp.where(c["k"] == 0, jnp.minimum(1.0, 1.0 / (_norm(g) + 1e-300)), 1.0)
+
+        def ls_cond(s):
+            t, ft, n = s
+            return (n < 30) & ~(ft <= fx + c1 * t * gd)
+
+        def ls_body(s):
+            # Quadratic-interpolation backtracking (Nocedal & Wright, sec. 3.5), the new
+            # step kept within [0.02 t, 0.5 t]; a non-finite value just shrinks t 50-fold.
+            t, ft, n = s
+            denom = 2.0 * (ft - fx - gd * t)
+            tq = jnp.where(jnp.isfinite(ft) & (denom > 0), -gd * t * t / jnp.where(denom > 0, denom, 1.0), 0.02 * t)
+            t = jnp.clip(tq, 0.02 * t, 0.5 * t)
+            ft = f(x + t * d)
+            return t, jnp.where(jnp.isfinite(ft), ft, jnp.inf), n + 1
+
+        ft0 = f(x + t0 * d)
+        t, ft, _ = jax.lax.while_loop(ls_cond, ls_body,
+                                      (t0, jnp.where(jnp.isfinite(ft0), ft0, jnp.inf), 0))
+        improved = ft < fx
+        x_new = jnp.where(improved, x + t * d, x)
+        f_new, g_new = vg(x_new)
+        s, y = x_new - x, g_new - g
+        push = improved & (_vdot(s, y) > 1e-300)
+        S = jnp.where(push, jnp.concatenate([s[None], c["S"][:-1]]), c["S"])
+        Y = jnp.where(push, jnp.concatenate([y[None], c["Y"][:-1]]), c["Y"])
+        valid = jnp.where(push, jnp.concatenate([jnp.ones(1, bool), c["valid"][:-1]]), c["valid"])
+        gnorm = _norm(g_new)
+        done = (gnorm < tol) | ~improved | (fx - f_new <= FTOL * jnp.abs(fx))
+        return dict(x=x_new, f=f_new, g=g_new, S=S, Y=Y, valid=valid, k=c["k"] + 1, done=done)
+
+    f0, g0 = vg(x0)
+    init = dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory, dim)), Y=jnp.zeros((memory, dim)),
+                valid=jnp.zeros(memory, bool), k=0, done=_norm(g0) < tol)
+    out = jax.lax.while_loop(cond, body, init)
+    return out["x"], out["f"], _norm(out["g"]), out["k"]
+
+
+_SOLVERS: dict = {}
+
+
+def _solver(law: Law, names, layout, n_fam: int, max_iters: int):
+    """A jitted ``(X0_CxK, rows) -> (x, value, grad_norm, iters)`` for one chunk of starts,
+    cached so that every family and chunk of the same shapes reuses one compilation."""
+    import jax
+
+    key = (law.name, tuple(names), tuple(sorted(layout.items())), n_fam, max_iters)
+    if key not in _SOLVERS:
+        objective, _ = _make_objective(law, names, layout, n_fam)
+        _SOLVERS[key] = jax.jit(jax.vmap(
+            lambda x0, rows: _lbfgs_solve(objective, x0, rows, max_iters), in_axes=(0, None)))
+    return _SOLVERS[key]
+
+
+def _solve_starts(solve, X0_GxK: np.ndarray, rows, chunk: int):
+    """Run `solve` over the starts chunk by chunk (padding the last chunk), as numpy."""
+    import jax.numpy as jnp
+
+    G = X0_GxK.shape[0]
+    chunk = min(chunk, G)
+    outs = []
+    for s in range(0, G, chunk):
+        X = X0_GxK[s:s + chunk]
+        if X.shape[0] < chunk:
+            X = np.concatenate([X, np.repeat(X[:1], chunk - X.shape[0], axis=0)])
+        outs.append([np.asarray(o) for o in solve(jnp.asarray(X), rows)])
+    return tuple(np.concatenate([o[i] for o in outs])[:G] for i in range(4))
+
+
+def _layout(names, shared, n_fam):
+    layout, off = {}, 0
+    for n in names:
+        size = 1 if n in shared else n_fam
+        layout[n] = (off, size)
+        off += size
+    return layout, off
+
+
+def _expand_starts(names, layout, dim, G_pts):
+    """Grid points (G x K, one value per raw name) -> flat start vectors (G x dim)."""
+    X0 = np.zeros((G_pts.shape[0], dim))
+    for k, n in enumerate(names):
+        o, s = layout[n]
+        X0[:, o:o + s] = G_pts[:, k:k + 1]
+    return X0
+
+
+def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS,
+               starts: np.ndarray | None = None, chunk: int = CHUNK) -> dict:
+    """Approach-3 fit on prepared arrays. Returns raw params ``name -> (F,)`` and extras.
+
+    `starts` (G x K in `RAW_NAMES[law]` order) replaces the default grid (the bootstrap
+    uses this to restart from the full-data optimum).
+
+    Internally log N and log D are centred on the table's geometric means (N_ref, D_ref)
+    and ``a' = a - alpha log N_ref``, ``b' = b - beta log D_ref`` are optimized: the same
+    objective and the same starts (mapped exactly), but far better conditioned for L-BFGS.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    names, G_pts = start_grid(law)
+    if starts is not None:
+        G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    F = data.n_families
+    lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
+    col = {n: k for k, n in enumerate(names)}
+    P = G_pts.copy()
+    if law.uses_scale:
+        P[:, col["a"]] -= P[:, col["alpha"]] * lN0
+        P[:, col["b"]] -= P[:, col["beta"]] * lD0
+    logN_c, logD_c = data.logN_R - lN0, data.logD_R - lD0
+    with jax.enable_x64(True):
+        if shared:
+            layout, dim = _layout(names, shared, F)
+            cell_R, fam_C, logN_C, logD_C = _cells(data.fam_R, logN_c, logD_c)
+            rows = tuple(jnp.asarray(a) for a in (
+                data.fam_R, cell_R, data.logp_R, data.logL_R, np.ones(data.n_rows),
+                fam_C, logN_C, logD_C))
+            solve = _solver(law, names, layout, F, max_iters)
+            x, val, gn, it = _solve_starts(solve, _expand_starts(names, layout, dim, P), rows, chunk)
+            val = np.where(np.isfinite(val), val, np.inf)
+            best = int(np.argmin(val))
+            raw = {n: np.broadcast_to(x[best, o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
+            best_F = np.full(F, best)
+            obj_F = np.full(F, val[best])
+            gn_F = np.full(F, gn[best])
+            iters = int(it.max())
+        else:
+            # One problem per family; rows and cells padded to common shapes (weight 0) so
+            # that one compiled solver serves every family.
+            layout, dim = _layout(names, (), 1)
+            solve = _solver(law, names, layout, 1, max_iters)
+            X0 = _expand_starts(names, layout, dim, P)
+            per = []
+            for j in range(F):
+                sel = np.flatnonzero(data.fam_R == j)
+                cell_R, _, logN_C, logD_C = _cells(np.zeros(len(sel), np.int32), logN_c[sel], logD_c[sel])
+                per.append((sel, cell_R, logN_C, logD_C))
+            R = max(len(p[0]) for p in per)
+            C = max(len(p[2]) for p in per)
+            raw = {n: np.zeros(F) for n in names}
+            best_F, obj_F, gn_F = np.zeros(F, int), np.zeros(F), np.zeros(F)
+            iters = 0
+            for j, (sel, cell_R, logN_C, logD_C) in enumerate(per):
+                n, c = len(sel), len(logN_C)
+                pad = lambda a, m, fill=0.0: np.concatenate([a, np.full(m - len(a), fill, dtype=np.asarray(a).dtype)])  # noqa: E731
+                rows = tuple(jnp.asarray(a) for a in (
+                    np.zeros(R, np.int32), pad(cell_R.astype(np.int32), R, 0), pad(data.logp_R[sel], R),
+                    pad(data.logL_R[sel], R), pad(np.ones(n), R), np.zeros(C, np.int32),
+                    pad(logN_C, C), pad(logD_C, C)))
+                x, val, gn, it = _solve_starts(solve, X0, rows, chunk)
+                val = np.where(np.isfinite(val), val, np.inf)
+                b = int(np.argmin(val))
+                for name, (o, s) in layout.items():
+                    raw[name][j] = x[b, o]
+                best_F[j], obj_F[j], gn_F[j] = b, val[b], gn[b]
+                iters = max(iters, int(it.max()))
+    if law.uses_scale:
+        raw["a"] = raw["a"] + raw["alpha"] * lN0
+        raw["b"] = raw["b"] + raw["beta"] * lD0
+    return {"raw": raw, "best_F": best_F, "objective_F": obj_F, "grad_norm_F": gn_F,
+            "starts": G_pts, "names": names, "iters": iters}
+
+
+def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
+              max_iters: int = MAX_ITERS) -> PointFit:
+    """Fit `law` to a run table by Hoffmann et al. approach 3 (see module docstring).
+
+    Args:
+      df: run table (`multiscale.runs` columns; loss in nats/token).
+      law: "multilingual", "chinchilla" or "ratio".
+      shared: exponents shared by all families, e.g. ("alpha", "beta") or "alpha,beta".
+
+    Returns:
+      `PointFit` with the best start's parameters per family.
+    """
+    law_obj = get_law(law)
+    t0 = time.perf_counter()
+    df, data, shared = prepare(df, law_obj, shared)
+    res = fit_arrays(law_obj, data, shared, max_iters=max_iters)
+    nat = natural_from_raw(law_obj, res["raw"])
+    draws = {n: np.asarray(nat[n], dtype=float)[None, :] for n in law_obj.params}
+    fams = data.families
+    counts = data.counts_F()
+    return PointFit(
+        law=law_obj, families=fams, shared=shared, draws=draws, N_ref=data.N_ref,
+        D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
+        objective={f: float(res["objective_F"][j]) for j, f in enumerate(fams)},
+        start={f: {n: float(res["starts"][res["best_F"][j], k]) for k, n in enumerate(res["names"])}
+               for j, f in enumerate(fams)},
+        grad_norm={f: float(res["grad_norm_F"][j]) for j, f in enumerate(fams)},
+        n_starts=int(res["starts"].shape[0]), seconds=time.perf_counter() - t0)
