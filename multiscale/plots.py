@@ -151,7 +151,7 @@ def plot_p_star(p_star_draws: Mapping[str, np.ndarray], baselines: Mapping[str, 
     """Posterior of p* per family (violins, median and 90% interval) beside the baselines."""
     plt = _plt()
     fams = list(p_star_draws)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.5 * len(fams) + 2.5), 4.8))
+    fig, ax = plt.subplots(figsize=(max(7.5, 1.5 * len(fams) + 4.5), 4.8))
     pos = np.arange(len(fams))
     data = [np.asarray(p_star_draws[f], float) for f in fams]
     if all(d.size > 1 and np.ptp(d) > 0 for d in data):
@@ -171,42 +171,62 @@ def plot_p_star(p_star_draws: Mapping[str, np.ndarray], baselines: Mapping[str, 
                    s=36, zorder=3, label=name)
     ax.set_xticks(pos, fams)
     ax.set_ylabel("sampling ratio p (share of training tokens)")
-    ax.set_ylim(0, min(1.0, max(float(q[:, 2].max()), max((max(b.values()) for b in baselines.values()), default=0)) * 1.15 + 0.02))
+    top = max(max(float(np.quantile(d, 0.995)) for d in data),
+              max((max(b.values()) for b in baselines.values()), default=0.0))
+    ax.set_ylim(0, min(1.0, top * 1.12 + 0.02))
     ax.set_title(title or "Recommended sampling ratios p* beside the baselines", fontsize=10)
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
     plt.close(fig)
     return str(path)
 
 
-def plot_independence(matrix: pd.DataFrame, own_share: Mapping[str, float], verdicts: Mapping[str, str],
-                      path) -> str:
-    """Heatmap of cross-family effects (rows: family whose loss moves; columns: whose ratio).
+def plot_independence(families: Mapping[str, Mapping], path, *, material: float = 0.01,
+                      share_min: float = 0.9, shift: float = 0.1) -> str:
+    """The independence test per family (from `IndependenceResult.to_dict()["families"]`).
 
-    matrix: d log L_row / d log p_col (elasticities), the diagonal being the own-ratio effect.
-    own_share: share of the variance of log L explained by the family's own ratio alone.
+    Left: variance of log-loss explained by the family's own ratio (R² own) and by the whole
+    mixture (R² full), with the own share. Right: the largest cross-family effect (change in
+    log-loss when `shift` of the mixture moves to that family, own ratio fixed) with its 90%
+    interval; the grey band marks effects too small to matter (|effect| < `material`).
     """
     plt = _plt()
-    fams = list(matrix.index)
-    cols = list(matrix.columns)
-    M = matrix.to_numpy(float)
-    vmax = float(np.nanmax(np.abs(M))) if np.isfinite(M).any() else 1.0
-    fig, ax = plt.subplots(figsize=(1.25 * len(cols) + 4.2, 0.75 * len(fams) + 2.2))
-    im = ax.imshow(M, cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
-    for i in range(len(fams)):
-        for j in range(len(cols)):
-            if np.isfinite(M[i, j]):
-                ax.text(j, i, f"{M[i, j]:+.3f}", ha="center", va="center", fontsize=8,
-                        color="white" if abs(M[i, j]) > 0.6 * vmax else "black")
-    ax.set_xticks(range(len(cols)), [f"log p_{c}" for c in cols], rotation=30, ha="right")
-    ax.set_yticks(range(len(fams)),
-                  [f"{f}  (own-p R²={own_share.get(f, float('nan')):.2f}, {verdicts.get(f, '?')})" for f in fams])
-    ax.set_xlabel("whose sampling ratio changes")
-    ax.set_ylabel("whose loss (log, nats/token) responds")
-    fig.colorbar(im, ax=ax, label="effect on log loss per unit log p")
-    ax.set_title("Independence test: does a family's loss depend only on its own ratio?", fontsize=10)
+    fams = list(families)
+    y = np.arange(len(fams))[::-1]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12.5, 0.7 * len(fams) + 2.2), sharey=True,
+                                 gridspec_kw={"width_ratios": [1, 1.25]})
+    r_own = np.array([families[f]["r2_own"] for f in fams])
+    r_full = np.array([families[f]["r2_full"] for f in fams])
+    ok = np.array([families[f]["verdict"] == "own ratio suffices" for f in fams])
+    a1.barh(y + 0.18, r_full, height=0.34, color="#bbbbbb", label="R² with all ratios")
+    a1.barh(y - 0.18, r_own, height=0.34, color=np.where(ok, "#4C72B0", "#DD8452"), label="R² own ratio only")
+    for yi, f in zip(y, fams):
+        a1.text(1.02, yi, f"share {families[f]['share_own']:.2f}", va="center", fontsize=8)
+    a1.set_xlim(0, 1.25)
+    a1.set_yticks(y, [f"{f}\n({families[f]['verdict']})" for f in fams], fontsize=8)
+    a1.set_xlabel("variance of log-loss explained (R², within each (N, D))")
+    a1.set_title(f"Own ratio's share of the explainable variance (needs ≥ {share_min:g})", fontsize=9)
+    a1.set_ylim(-0.6, len(fams) - 0.4 + 0.55)
+    a1.legend(fontsize=7, loc="upper center", ncol=2)
+    eff = np.array([families[f]["top_effect"] for f in fams])
+    lo = np.array([families[f]["top_interval"][0] for f in fams])
+    hi = np.array([families[f]["top_interval"][1] for f in fams])
+    a2.axvspan(-material, material, color="#dddddd", label=f"|effect| < {material:g} (immaterial)")
+    a2.axvline(0, color="gray", lw=0.8)
+    a2.errorbar(eff, y, xerr=[eff - lo, hi - eff], fmt="o", color="#333333", capsize=4)
+    for yi, f, e in zip(y, fams, eff):
+        a2.annotate(f"from {families[f]['top_family']}", (e, yi), textcoords="offset points", xytext=(0, 7),
+                    ha="center", fontsize=7)
+    a2.set_xlabel(f"largest cross-family effect on log-loss when {shift:g} of the mixture moves to "
+                  "another family\n(own ratio fixed; 90% interval; negative = that family's data helps)")
+    a2.set_title("Largest effect of another family's ratio", fontsize=9)
+    a2.legend(fontsize=7, loc="upper center")
+    span = max(float(np.max(np.abs(np.concatenate([lo, hi])))), material) * 1.15
+    a2.set_xlim(-span, span)
+    a2.grid(True, axis="x", alpha=0.3)
+    fig.suptitle("Independence test: does each family's loss depend only on its own sampling ratio?", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=_DPI)
     plt.close(fig)

@@ -32,6 +32,7 @@ import pandas as pd
 from multiscale import plots
 
 LOSS_UNITS = "nats/token"
+_METHODS = {"nuts": "Bayesian (NUTS)", "lbfgs": "point (Huber + L-BFGS, Hoffmann et al. approach 3)"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,20 +94,32 @@ def _heldout_runs(fit_dir: str, runs_path: str, df: pd.DataFrame, record: dict |
 # ------------------------------------------------------------------------------ numbers
 
 
-def prediction_table(fit, df: pd.DataFrame, heldout: Sequence[str]) -> pd.DataFrame:
-    """Observed vs predicted loss (law median and 90% credible interval) per (run, family)."""
+def prediction_table(fit, df: pd.DataFrame, heldout: Sequence[str], *, noise: bool = True,
+                     seed: int = 0) -> pd.DataFrame:
+    """Observed vs predicted loss per (run, family): median and 90% interval.
+
+    For a Bayesian fit with an observation scale (sigma per family) the interval is posterior
+    predictive (each draw adds its Student-t noise, as `multiscale.laws.validation.score` does),
+    so about 90% of new runs should fall inside; otherwise it is the mean law's interval.
+    """
+    from multiscale.laws.predict import predict_rows
+
     held = set(heldout)
-    rows = []
-    for fam, sub in df.groupby("family", sort=False):
-        if fam not in fit.families:
-            continue
-        for (N, D), g in sub.groupby(["N", "D"], sort=False):
-            q = plots.law_band(fit, fam, N, D, g["p"].to_numpy(float))
-            for k, (_, r) in enumerate(g.iterrows()):
-                rows.append({"run": r["run"], "family": fam, "N": N, "D": D, "p": r["p"], "loss": r["loss"],
-                             "pred_lo": q[0, k], "pred": q[1, k], "pred_hi": q[2, k],
-                             "heldout": r["run"] in held})
-    return pd.DataFrame(rows)
+    df = df[df["family"].isin(fit.families)].reset_index(drop=True)
+    draws_SxR = np.asarray(predict_rows(fit, df), float)
+    idata = getattr(fit, "idata", None)
+    if noise and draws_SxR.shape[0] > 1 and idata is not None and "sigma" in idata.posterior:
+        from multiscale.laws.bayes import STUDENT_NU
+
+        sig = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
+        sig = sig.reshape(-1, sig.shape[-1])
+        idx = np.array([fit.family_index(f) for f in df["family"]])
+        eps = np.random.default_rng(seed).standard_t(STUDENT_NU, size=draws_SxR.shape)
+        draws_SxR = draws_SxR * np.exp(sig[:, idx] * eps)
+    lo, mid, hi = np.quantile(draws_SxR, [0.05, 0.5, 0.95], axis=0)
+    return pd.DataFrame({"run": df["run"], "family": df["family"], "N": df["N"], "D": df["D"], "p": df["p"],
+                         "loss": df["loss"], "pred_lo": lo, "pred": mid, "pred_hi": hi,
+                         "heldout": df["run"].isin(held).to_numpy()})
 
 
 def fit_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
@@ -127,72 +140,37 @@ def fit_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     return out
 
 
-def baseline_mixtures(families: Sequence[str], family_tokens: Mapping[str, int] | None, D: float,
-                      *, temperatures=(0.3,), max_epochs: float = 4.0) -> dict[str, dict[str, float]]:
-    """The baselines the recommendation is compared with; all but uniform need token counts."""
-    from multiscale.plan import SweepPlan
-
-    include = ["uniform"] + (["temperature", "unimax"] if family_tokens else [])
-    plan = SweepPlan.from_dict({"presets": ["x"], "tokens": [int(D)], "families": list(families),
-                                "mixtures": [{"design": "baselines", "include": include,
-                                              "temperatures": list(temperatures),
-                                              "max_epochs": max_epochs}]})
-    runs = plan.expand(list(families), family_tokens=family_tokens)
-    names = {"uniform": "uniform", "unimax": f"UniMax ({max_epochs:g} epochs)"}
-    out = {}
-    for r in runs:
-        label = names.get(r.mixture) or f"temperature τ={r.mixture[4:]}"
-        out[label] = r.ratio_dict
-    return out
-
-
 def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str, int] | None = None,
                          objective: str = "normalized") -> dict:
-    """p* per family (median, 90% interval) and the predicted loss against the baselines.
+    """p* per family (median, 90% interval) and its predicted gain over the baselines.
 
-    Returns a JSON-ready dict with `p_star`, `baselines`, `comparison` (mean predicted loss over
-    families in nats/token, and the difference to p* with a 90% interval) and `text` lines.
+    Wraps `optimal_ratios`; adds, per baseline, the difference in mean predicted loss over
+    families (nats/token, equal weights) with its 90% interval. Returns a JSON-ready dict
+    (`p_star`, `baselines`, `comparison`, `text` lines, and `p_star_draws` for the plot).
     """
-    from multiscale.laws.forms import predict_loss
+    from multiscale.laws.optimal import optimal_ratios
 
-    from multiscale.laws import optimal_ratios
-
-    rec = optimal_ratios(fit, N, D, objective=objective)
-    fams = list(fit.families)
-    P_SxF = np.asarray(rec.draws, float) if hasattr(rec, "draws") else None
-    summary = _p_star_summary(rec, fams)
-    base = baseline_mixtures(fams, family_tokens, D)
-    # predicted mean loss (equal family weights), per posterior draw, for p* and each baseline
-    params = {n: np.asarray(v, float) for n, v in fit.draws.items()}
-
-    def mean_loss(p_F_or_SxF):
-        L = predict_loss(fit.law, params, float(N), float(D), np.asarray(p_F_or_SxF, float))
-        return np.asarray(L, float).mean(axis=-1)
-
-    p_star_SxF = P_SxF if P_SxF is not None and P_SxF.shape == params[fit.law.params[0]].shape else \
-        np.array([[summary[f]["median"] for f in fams]])
-    L_star_S = mean_loss(p_star_SxF)
-    comparison = {"p*": _q(L_star_S)}
-    for name, mix in base.items():
-        L_b_S = mean_loss(np.array([[mix[f] for f in fams]]))
-        comparison[name] = {**_q(L_b_S), "gain_of_p_star": _q(L_b_S - L_star_S)}
-    text = _recommendation_text(summary, base, comparison, N, D, objective)
+    rec = optimal_ratios(fit, N, D, objective=objective, available_tokens=family_tokens)
+    fams = list(rec.families)
+    w = np.asarray(rec.weights, float)
+    table = rec.family_table()
+    summary = {f: {**table[f]["p_star"], "recommended": table[f]["recommended"],
+                   "prob_above_uniform": table[f]["prob_above_uniform"]} for f in fams}
+    L_star_S = (rec.loss_star * w).sum(axis=1)
+    comparison = {"p*": {"loss": _q(L_star_S), "objective": _q(rec.objective_star)}}
+    for name, b in rec.baselines.items():
+        L_b_S = (np.asarray(b["loss"], float) * w).sum(axis=1)
+        gain = L_b_S - L_star_S
+        comparison[name] = {"loss": _q(L_b_S), "gain_nats": _q(gain), "prob_p_star_better": float(np.mean(gain > 0)),
+                            "objective": _q(b["objective"]), "objective_gain": _q(b["objective"] - rec.objective_star)}
+    base = {name: {f: float(b["ratios"][f]) for f in fams} for name, b in rec.baselines.items()}
+    text = _recommendation_text(summary, base, comparison, rec)
+    S = rec.p_star.shape[0]
+    keep = np.linspace(0, S - 1, min(S, 2000)).astype(int)
     return {"N": float(N), "D": float(D), "objective": objective, "loss_units": LOSS_UNITS,
-            "families": fams, "p_star": summary, "baselines": base, "comparison": comparison,
-            "p_star_draws": {f: p_star_SxF[:, j].tolist() for j, f in enumerate(fams)}
-            if p_star_SxF.shape[0] <= 4000 else None, "text": text}
-
-
-def _p_star_summary(rec, fams) -> dict[str, dict[str, float]]:
-    d = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec)
-    per = d.get("families") or d.get("p_star") or {}
-    out = {}
-    for f in fams:
-        e = per[f] if isinstance(per, Mapping) else next(x for x in per if x.get("family") == f)
-        out[f] = {"median": float(e["median"]), "q05": float(e["q05"]), "q95": float(e["q95"])}
-        if "prob_above_uniform" in e:
-            out[f]["prob_above_uniform"] = float(e["prob_above_uniform"])
-    return out
+            "law": rec.law, "method": rec.method, "families": fams, "p_star": summary,
+            "recommended": rec.ratios, "baselines": base, "comparison": comparison, "notes": list(rec.notes),
+            "p_star_draws": {f: rec.p_star[keep, j].tolist() for j, f in enumerate(fams)}, "text": text}
 
 
 def _q(x) -> dict[str, float]:
@@ -200,23 +178,33 @@ def _q(x) -> dict[str, float]:
     return {"median": float(np.median(x)), "q05": float(np.quantile(x, 0.05)), "q95": float(np.quantile(x, 0.95))}
 
 
-def _recommendation_text(summary, base, comparison, N, D, objective) -> list[str]:
-    lines = [f"Recommended family sampling ratios p* for N = {plots._si(N)} non-embedding parameters, "
-             f"D = {plots._si(D)} tokens ({objective} objective; median and 90% interval):"]
-    lines.append("  " + "family".ljust(16) + "p*".rjust(8) + "   90% interval" + "".join(
-        k[:14].rjust(16) for k in base))
+def _pretty(name: str) -> str:
+    if name.startswith("temperature_"):
+        return f"temperature τ={name.split('_', 1)[1]}"
+    return {"unimax": "UniMax"}.get(name, name)
+
+
+def _recommendation_text(summary, base, comparison, rec) -> list[str]:
+    lines = [f"Recommended family sampling ratios p* for a model of N = {plots._si(rec.N)} non-embedding "
+             f"parameters trained on D = {plots._si(rec.D)} tokens ({rec.objective} objective; "
+             f"median and 90% credible interval):"]
+    lines.append("  " + "family".ljust(14) + "p*".rjust(7) + "   90% interval   " + "".join(
+        _pretty(k)[:15].rjust(16) for k in base))
     for f, s in summary.items():
-        lines.append("  " + f[:16].ljust(16) + f"{s['median']:8.3f}   [{s['q05']:.3f}, {s['q95']:.3f}]" + "".join(
+        lines.append("  " + f[:14].ljust(14) + f"{s['median']:7.3f}   [{s['q05']:.3f}, {s['q95']:.3f}]" + "".join(
             f"{base[k][f]:16.3f}" for k in base))
-    star = comparison["p*"]
-    lines.append(f"Predicted mean held-out loss over families at p*: {star['median']:.4f} nats/token "
-                 f"[{star['q05']:.4f}, {star['q95']:.4f}].")
+    star = comparison["p*"]["loss"]
+    lines.append(f"Predicted mean loss over families at p*: {star['median']:.4f} nats/token "
+                 f"(90% interval [{star['q05']:.4f}, {star['q95']:.4f}]).")
     for name, c in comparison.items():
         if name == "p*":
             continue
-        g = c["gain_of_p_star"]
-        lines.append(f"  vs {name}: {c['median']:.4f} nats/token; p* is better by {g['median']:+.4f} "
-                     f"nats/token (90% interval [{g['q05']:+.4f}, {g['q95']:+.4f}])")
+        g = c["gain_nats"]
+        lines.append(f"  vs {_pretty(name)}: {c['loss']['median']:.4f} nats/token, so p* gains "
+                     f"{g['median']:+.4f} nats/token [{g['q05']:+.4f}, {g['q95']:+.4f}] "
+                     f"(P(p* better) = {c['prob_p_star_better']:.2f})")
+    for n in rec.notes:
+        lines.append(f"Note: {n}")
     return lines
 
 
@@ -262,13 +250,14 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
     rec = recommend_for_report(fit, N, D, family_tokens=family_tokens, objective=objective)
     draws = rec.get("p_star_draws") or {f: [s["median"]] for f, s in rec["p_star"].items()}
     figs.append(plots.plot_p_star(
-        draws, rec["baselines"], os.path.join(out_dir, "p_star.png"),
+        draws, {_pretty(k): v for k, v in rec["baselines"].items()}, os.path.join(out_dir, "p_star.png"),
         title=f"Optimal ratios p* at N={plots._si(N)}, D={plots._si(D)} ({objective} objective) vs baselines"))
 
     indep, indep_note = _independence(df)
     if indep is not None:
-        figs.append(plots.plot_independence(indep["matrix"], indep["own_share"], indep["verdict"],
-                                            os.path.join(out_dir, "independence.png")))
+        figs.append(plots.plot_independence(
+            indep["families"], os.path.join(out_dir, "independence.png"), material=indep["material_log_loss"],
+            share_min=indep["share_min"], shift=indep["shift"]))
     for f in figs:
         plots.check_png(f)
 
@@ -284,26 +273,17 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
 
 
 def _independence(df: pd.DataFrame):
-    """The independence test as plain values, or (None, why not)."""
-    from multiscale.laws import independence_test
+    """The independence test's dict (`IndependenceResult.to_dict()`), or (None, why not)."""
+    from multiscale.laws.independence import independence_test
     from multiscale.runs import mixture_columns
 
-    if not mixture_columns(df):
+    if len(mixture_columns(df)) < 2:
         return None, "the run table has no p_<family> mixture columns"
     try:
         res = independence_test(df)
     except ValueError as err:
         return None, str(err)
-    return _independence_values(res), ""
-
-
-def _independence_values(res) -> dict:
-    d = res.to_dict()
-    fams = [f for f in d["families"]] if isinstance(d["families"], list) else list(d["families"])
-    per = d["families"] if isinstance(d["families"], Mapping) else {e["family"]: e for e in d["families"]}
-    return {"raw": d, "per_family": per, "matrix": pd.DataFrame(d["effects"]).T if "effects" in d else None,
-            "own_share": {f: per[f]["own_share"] for f in per}, "verdict": {f: per[f]["verdict"] for f in per},
-            "families": fams}
+    return res.to_dict(), ""
 
 
 def _fmt_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -320,7 +300,7 @@ def _markdown(fit, df, runs_path, held, metrics, rec, indep, indep_note, figs, o
     diag = getattr(fit, "diagnostics", {}) or {}
     lines = [f"# multiscale report", "",
              f"Law **{fit.law.name}**: L = {fit.law.doc}; losses are mean held-out cross-entropy in "
-             f"**{LOSS_UNITS}**. Fit: {getattr(fit, 'method', '?')} on {n_runs - len(held)} runs "
+             f"**{LOSS_UNITS}**. Fit: {_METHODS.get(getattr(fit, 'method', ''), '?')} on {n_runs - len(held)} runs "
              f"({len(held)} held out) x {len(fams)} families at {len(scales)} (N, D) scales, from `{runs_path}`."]
     if diag:
         lines.append(f"Sampler diagnostics: max R-hat {diag.get('max_rhat', float('nan')):.3f}, "
@@ -336,7 +316,7 @@ def _markdown(fit, df, runs_path, held, metrics, rec, indep, indep_note, figs, o
         s = rec["p_star"][f]
         rows.append([f, f"{s['median']:.3f}", f"[{s['q05']:.3f}, {s['q95']:.3f}]"] +
                     [f"{base[b][f]:.3f}" for b in base])
-    lines.append(_fmt_table(["family", "p* (median)", "90% interval"] + list(base), rows))
+    lines.append(_fmt_table(["family", "p* (median)", "90% interval"] + [_pretty(b) for b in base], rows))
     lines += ["", *[line.strip() for line in rec["text"][len(fams) + 2:]], "",
               f"![p* beside the baselines]({rel.get('p_star', 'p_star.png')})", ""]
     lines += ["## Loss vs sampling ratio", "",
@@ -347,21 +327,27 @@ def _markdown(fit, df, runs_path, held, metrics, rec, indep, indep_note, figs, o
     mrows = [[k, m["rows"], f"{m['r2']:.3f}", f"{m['mape_pct']:.2f}", f"{m['coverage90']:.0%}"]
              for k, m in metrics.items()]
     lines += [_fmt_table(["rows", "count", "R²", "MAPE (%)", "90% interval coverage"], mrows), "",
-              "Intervals are the law's 90% credible interval (parameter uncertainty only), so coverage of "
-              "single noisy runs can fall below 90%. Held-out rows test extrapolation.", "",
+              "Intervals are 90% posterior predictive intervals (the law's parameter uncertainty plus the "
+              "fitted run-to-run noise) for a Bayesian fit, so about 90% of runs should fall inside; a point "
+              "fit gives no interval. Held-out runs were not fitted: they test prediction.", "",
               f"![predicted vs observed]({rel.get('pred_vs_obs', 'pred_vs_obs.png')})", ""]
     lines += ["## Independence test", ""]
     if indep is None:
         lines.append(f"Not run: {indep_note}.")
     else:
-        per = indep["per_family"]
         irows = []
-        for f, e in per.items():
-            irows.append([f, f"{e['own_share']:.3f}", str(e.get("max_cross_family", e.get("largest_cross", ""))),
-                          e["verdict"]])
-        lines += ["Per family: the share of the variance of log-loss that its own ratio explains, the largest "
-                  "effect of another family's ratio, and the verdict.", "",
-                  _fmt_table(["family", "own-p share", "largest cross-family effect", "verdict"], irows), ""]
+        for f, e in indep["families"].items():
+            lo, hi = e["top_interval"]
+            irows.append([f, e["n_runs"], f"{e['r2_own']:.3f}", f"{e['r2_full']:.3f}", f"{e['share_own']:.2f}",
+                          f"{e['top_family']}: {e['top_effect']:+.4f} [{lo:+.4f}, {hi:+.4f}]", e["verdict"]])
+        lines += [f"Per family, log-loss regressed on its own log-ratio alone (one intercept per (N, D)) "
+                  f"vs with the other families' ratios added. *Share*: the own ratio's part of the explainable "
+                  f"variance (R² own / R² full; needs ≥ {indep['share_min']:g}). *Largest cross effect*: change "
+                  f"in log-loss when {indep['shift']:g} of the mixture moves to that family with the own ratio "
+                  f"fixed, with its 90% interval (material above {indep['material_log_loss']:g}).", "",
+                  _fmt_table(["family", "runs", "R² own", "R² full", "share", "largest cross effect", "verdict"],
+                             irows), ""]
+        lines += [f"Note: {n}" for n in indep.get("notes", [])]
         if "independence" in rel:
             lines.append(f"![independence test]({rel['independence']})")
     lines += ["", "## Files", ""] + [f"- `{os.path.basename(f)}`" for f in figs] + [

@@ -34,6 +34,8 @@ def register(sub) -> None:
                                            "(default: the largest in the run table)")
     r.add_argument("--D", type=float, help="training tokens for the recommendation (default: the largest)")
     r.add_argument("--heldout", metavar="RUN,RUN,...", help="runs to mark held-out (default: runs not in the fit)")
+    r.add_argument("--corpus", metavar="DIR", help="corpus whose per-family token counts give the proportional, "
+                                                   "temperature and UniMax baselines (default: the sweep's plan.json)")
     r.add_argument("--json", action="store_true")
     r.set_defaults(handler=_report)
 
@@ -103,7 +105,13 @@ def _report(args: argparse.Namespace) -> int:
     from multiscale.report import write_report
 
     heldout = [s for s in args.heldout.split(",") if s] if args.heldout else None
-    out = write_report(args.fit_dir, args.out, runs=args.runs, N=args.N, D=args.D, heldout=heldout)
+    tokens = None
+    if args.corpus:
+        from multiscale.sweep import _corpus_info
+
+        tokens = _corpus_info(args.corpus)[1]
+    out = write_report(args.fit_dir, args.out, runs=args.runs, N=args.N, D=args.D, heldout=heldout,
+                       family_tokens=tokens)
     if args.json:
         print(json.dumps(out.to_dict()))
     else:

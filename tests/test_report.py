@@ -1,0 +1,164 @@
+"""The report: figures are valid PNGs, numbers are right, held-out runs are found, bad input fails."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multiscale import plots, report
+
+FAMS = ("fam0", "fam1", "fam2")
+TRUTH = {  # a multilingual law at CPU scale (losses in nats/token around 3-5)
+    "fam0": {"E": 1.8, "A": 30.0, "B": 60.0, "alpha": 0.30, "beta": 0.30, "gamma": 0.10},
+    "fam1": {"E": 2.2, "A": 25.0, "B": 50.0, "alpha": 0.28, "beta": 0.32, "gamma": 0.20},
+    "fam2": {"E": 2.0, "A": 35.0, "B": 80.0, "alpha": 0.32, "beta": 0.30, "gamma": 0.05},
+}
+
+
+def _bayes_fit(spread=0.02, chains=2, draws=150, seed=0):
+    """A BayesFit whose posterior is the truth times small log-normal noise (no sampler needed)."""
+    import arviz as az
+
+    from multiscale.laws.fits import BayesFit
+    from multiscale.laws.forms import get_law
+
+    law = get_law("multilingual")
+    rng = np.random.default_rng(seed)
+    post = {n: np.array([TRUTH[f][n] for f in FAMS]) * np.exp(spread * rng.standard_normal((chains, draws, 3)))
+            for n in law.params}
+    idata = az.from_dict(posterior=post, dims={n: ["family"] for n in law.params}, coords={"family": list(FAMS)})
+    return BayesFit(law=law, families=FAMS, shared=(), draws={n: v.reshape(-1, 3) for n, v in post.items()},
+                    N_ref=2e5, D_ref=1e5, n_runs={f: 12 for f in FAMS}, idata=idata,
+                    diagnostics={"max_rhat": 1.0, "min_ess_bulk": 300.0, "divergences": 0},
+                    options={"chains": chains, "draws": draws})
+
+
+def _runs(seed=0, noise=0.01):
+    from multiscale.laws.forms import get_law, predict_loss
+
+    law = get_law("multilingual")
+    rng = np.random.default_rng(seed)
+    rows, k = [], 0
+    for N in (1e5, 4e5):
+        for D in (6.5e4, 1.3e5):
+            for _ in range(5):
+                p = rng.dirichlet(np.ones(3)) * 0.9 + 0.1 / 3
+                for j, f in enumerate(FAMS):
+                    params = {n: np.float64(v) for n, v in TRUTH[f].items()}
+                    loss = float(predict_loss(law, params, N, D, p[j])) * np.exp(noise * rng.standard_normal())
+                    rows.append({"run": f"r{k:02d}", "family": f, "N": N, "D": D, "p": p[j], "loss": loss,
+                                 **{f"p_{g}": p[i] for i, g in enumerate(FAMS)}})
+                k += 1
+    return pd.DataFrame(rows)
+
+
+def test_law_band_brackets_the_truth():
+    fit = _bayes_fit()
+    p = np.array([0.05, 0.3, 1.0])
+    lo, mid, hi = plots.law_band(fit, "fam1", 4e5, 1.3e5, p)
+    t = TRUTH["fam1"]
+    true = (t["E"] + t["A"] / 4e5 ** t["alpha"] + t["B"] / 1.3e5 ** t["beta"]) * p ** -t["gamma"]
+    assert np.all(lo < true) and np.all(true < hi) and np.allclose(mid, true, rtol=0.03)
+
+
+def test_prediction_table_and_metrics():
+    fit, df = _bayes_fit(), _runs()
+    held = ["r18", "r19"]
+    table = report.prediction_table(fit, df, held)
+    assert len(table) == len(df) and table["heldout"].sum() == 6
+    m = report.fit_metrics(table)
+    assert m["fitted"]["rows"] == 54 and m["heldout"]["rows"] == 6
+    assert m["fitted"]["r2"] > 0.9 and m["fitted"]["mape_pct"] < 3
+    # a perfect prediction scores R² = 1 and MAPE = 0
+    exact = table.assign(loss=table["pred"])
+    assert report.fit_metrics(exact)["fitted"]["r2"] == pytest.approx(1.0)
+    assert report.fit_metrics(exact)["fitted"]["mape_pct"] == pytest.approx(0.0)
+
+
+def test_figures_are_valid_pngs(tmp_path):
+    fit, df = _bayes_fit(), _runs()
+    paths = [plots.plot_loss_vs_p(df, fit, tmp_path / "a.png", heldout=["r00"]),
+             plots.plot_pred_vs_obs(report.prediction_table(fit, df, ["r00"]), tmp_path / "b.png"),
+             plots.plot_p_star({f: np.random.default_rng(0).beta(2, 5, 200) for f in FAMS},
+                               {"uniform": {f: 1 / 3 for f in FAMS}}, tmp_path / "c.png"),
+             plots.plot_independence({f: {"r2_own": 0.8, "r2_full": 0.85, "share_own": 0.94, "top_family": "fam0",
+                                          "top_effect": 0.004, "top_interval": [0.001, 0.007],
+                                          "verdict": "own ratio suffices"} for f in FAMS}, tmp_path / "d.png")]
+    for p in paths:
+        assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        plots.check_png(p)  # matplotlib reads it back
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ValueError, match="not a PNG"):
+        plots.check_png(tmp_path / "bad.png")
+
+
+def test_recommendation_beats_every_baseline_on_its_objective():
+    fit = _bayes_fit()
+    counts = {"fam0": 900_000, "fam1": 90_000, "fam2": 40_000}  # caps (4 epochs) do not bind
+    rec = report.recommend_for_report(fit, 4e5, 1.3e5, family_tokens=counts)
+    med = {f: s["median"] for f, s in rec["p_star"].items()}
+    assert sum(rec["recommended"].values()) == pytest.approx(1.0)
+    for f, s in rec["p_star"].items():
+        assert 0 < s["q05"] <= s["median"] <= s["q95"] < 1
+    # p* minimizes the objective draw by draw, so no baseline beats it on any draw
+    assert {"uniform", "temperature_0.3", "unimax", "proportional"} <= set(rec["comparison"])
+    for name, c in rec["comparison"].items():
+        if name != "p*":
+            assert c["objective_gain"]["q05"] >= -1e-9, name
+    # normalized objective: p* depends only on gamma; fam1 has the largest gamma, so the largest share
+    assert max(med, key=med.get) == "fam1"
+    text = "\n".join(rec["text"])
+    assert "nats/token" in text and "temperature τ=0.3" in text and "90%" in text
+    json.dumps({k: v for k, v in rec.items()})  # JSON-ready
+
+
+def _write_inputs(tmp_path, heldout_runs=("r18", "r19")):
+    """A saved fit, the table it saw (FIT_DIR/runs.csv) and the full table with held-out runs."""
+    fit, df = _bayes_fit(), _runs()
+    fit_dir = tmp_path / "fit"
+    fit.save(fit_dir)
+    df[~df["run"].isin(heldout_runs)].to_csv(fit_dir / "runs.csv", index=False)
+    df.to_csv(tmp_path / "all.csv", index=False)
+    return fit_dir, tmp_path / "all.csv"
+
+
+def test_write_report_end_to_end(tmp_path):
+    fit_dir, runs = _write_inputs(tmp_path)
+    rep = report.write_report(fit_dir, tmp_path / "rep", runs=runs,
+                              family_tokens={"fam0": 9e6, "fam1": 3e6, "fam2": 1e6})
+    names = sorted(p.split("/")[-1] for p in rep.figures)
+    assert names == ["independence.png", "loss_vs_p.png", "p_star.png", "pred_vs_obs.png"]
+    for p in rep.figures:
+        assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        plots.check_png(p)
+    md = open(rep.markdown).read()
+    for piece in ("## Recommendation", "nats/token", "90%", "uniform", "temperature", "## Independence test",
+                  "(loss_vs_p.png)", "(p_star.png)", "(pred_vs_obs.png)", "(independence.png)"):
+        assert piece in md, piece
+    # held-out runs come from the difference between the table and the fitted table
+    assert rep.metrics["heldout"]["rows"] == 6 and rep.metrics["fitted"]["rows"] == 54
+    # data from the law itself: predictive intervals cover most rows, R² is high
+    assert rep.metrics["fitted"]["r2"] > 0.9 and rep.metrics["fitted"]["coverage90"] >= 0.7
+    pred = pd.read_csv(tmp_path / "rep" / "predictions.csv")
+    assert len(pred) == 60 and (pred["pred_lo"] <= pred["pred"]).all() and (pred["pred"] <= pred["pred_hi"]).all()
+    rec = json.loads((tmp_path / "rep" / "recommendation.json").read_text())
+    assert rec["N"] == 4e5 and rec["D"] == 1.3e5 and sum(rec["recommended"].values()) == pytest.approx(1)
+
+
+def test_report_cli_and_bad_input(tmp_path, capsys):
+    from multiscale.cli import main
+
+    fit_dir, runs = _write_inputs(tmp_path)
+    assert main(["report", str(fit_dir), "--out", str(tmp_path / "r"), "--heldout", "r00", "--N", "1e6",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["recommendation"]["N"] == 1e6 and out["metrics"]["heldout"]["rows"] == 3
+    assert main(["report", str(fit_dir), "--out", str(tmp_path / "r"), "--heldout", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert "missing" in capsys.readouterr().err
+    bad = pd.read_csv(runs).assign(family=lambda d: d["family"].replace("fam2", "klingon"))
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["report", str(fit_dir), "--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "r")]) == 2
+    assert "klingon" in capsys.readouterr().err
