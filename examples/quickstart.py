@@ -14,6 +14,8 @@ import argparse
 import os
 
 import multiscale
+from multiscale.laws import fit_bayes, optimal_ratios
+from multiscale.runs import read_runs
 
 
 def main(argv=None) -> int:
@@ -49,11 +51,11 @@ def main(argv=None) -> int:
 
     # %% 3. Train them (skips finished runs); the rows land in one run table.
     result = multiscale.run_sweep(plan, os.path.join(out, "sweep"), corpus=corpus_dir)
-    table = multiscale.read_runs(result.runs_csv)   # one row per (run, family); loss in nats/token
+    table = read_runs(result.runs_csv)   # one row per (run, family); loss in nats/token
     print(table[["run", "family", "N", "D", "p", "loss"]].head(10).to_string(index=False))
 
     # %% 4. Fit the multilingual law L_i(N, D, p_i) = (E_i + A_i/N^alpha_i + B_i/D^beta_i) * p_i^-gamma_i.
-    fit = multiscale.fit_bayes(table, law="multilingual", shared=("alpha", "beta"),
+    fit = fit_bayes(table, law="multilingual", shared=("alpha", "beta"),
                                chains=2, draws=200 if args.tiny else 500, warmup=200 if args.tiny else 500)
     print(fit)
     fit_dir = os.path.join(out, "fit")
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
     table.to_csv(os.path.join(fit_dir, "runs.csv"), index=False)
 
     # %% 5. Recommend family ratios for a larger model (median and 90% interval of p*).
-    rec = multiscale.optimal_ratios(fit, N=float(table["N"].max()), D=float(table["D"].max()))
+    rec = optimal_ratios(fit, N=float(table["N"].max()), D=float(table["D"].max()))
     print(rec)
 
     # %% 6. The report: plots and report.md.

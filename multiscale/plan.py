@@ -313,7 +313,10 @@ def _unimax(n: Mapping[str, int], fams: tuple[str, ...], budget: int, max_epochs
     """UniMax (Chung et al. 2023) over families, via the law engine's implementation."""
     from multiscale.laws import baselines
 
-    out = baselines.unimax({f: n[f] for f in fams}, budget=budget, max_epochs=max_epochs)
+    try:
+        out = baselines.unimax({f: n[f] for f in fams}, budget=budget, max_epochs=max_epochs)
+    except ValueError as err:
+        raise PlanError(f"baseline 'unimax' at {budget} tokens: {err}") from None
     out = dict(out)
     return {f: float(out[f]) for f in fams}
 

@@ -148,7 +148,7 @@ def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str,
     families (nats/token, equal weights) with its 90% interval. Returns a JSON-ready dict
     (`p_star`, `baselines`, `comparison`, `text` lines, and `p_star_draws` for the plot).
     """
-    from multiscale.laws.optimal import optimal_ratios
+    from multiscale.laws import optimal_ratios
 
     rec = optimal_ratios(fit, N, D, objective=objective, available_tokens=family_tokens)
     fams = list(rec.families)
@@ -274,7 +274,7 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
 
 def _independence(df: pd.DataFrame):
     """The independence test's dict (`IndependenceResult.to_dict()`), or (None, why not)."""
-    from multiscale.laws.independence import independence_test
+    from multiscale.laws import independence_test
     from multiscale.runs import mixture_columns
 
     if len(mixture_columns(df)) < 2:
