@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -37,17 +38,22 @@ GRID = {
     "gamma": np.array([0.0, 0.3]),
     "logc": np.arange(-1.0, 1.01, 0.5),
 }
-MAX_ITERS = 100
+MAX_ITERS = 300
 CHUNK = 1024
 GRAD_TOL = 1e-10
 # Stop when one step lowers the objective by less than this fraction of it.
 FTOL = 1e-11
 
 
-def start_grid(law: Law) -> tuple[tuple[str, ...], np.ndarray]:
-    """(raw names, G x K array of starts): the Cartesian product of `GRID` for the law."""
+def start_grid(law: Law, grid: dict | None = None) -> tuple[tuple[str, ...], np.ndarray]:
+    """(raw names, G x K array of starts): the Cartesian product of `GRID` (entries replaced
+    by `grid`'s) for the law."""
     names = RAW_NAMES[law.name]
-    pts = np.array(list(itertools.product(*[GRID[n] for n in names])), dtype=np.float64)
+    g = {**GRID, **(grid or {})}
+    unknown = set(grid or {}) - set(GRID)
+    if unknown:
+        raise ValueError(f"grid: unknown start parameters {sorted(unknown)}; known {sorted(GRID)}")
+    pts = np.array(list(itertools.product(*[np.atleast_1d(g[n]) for n in names])), dtype=np.float64)
     return names, pts
 
 
@@ -244,7 +250,7 @@ def _expand_starts(names, layout, dim, G_pts):
 
 
 def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS,
-               starts: np.ndarray | None = None, chunk: int = CHUNK) -> dict:
+               starts: np.ndarray | None = None, chunk: int = CHUNK, grid: dict | None = None) -> dict:
     """Approach-3 fit on prepared arrays. Returns raw params ``name -> (F,)`` and extras.
 
     `starts` (G x K in `RAW_NAMES[law]` order) replaces the default grid (the bootstrap
@@ -257,7 +263,7 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
     import jax
     import jax.numpy as jnp
 
-    names, G_pts = start_grid(law)
+    names, G_pts = start_grid(law, grid)
     if starts is not None:
         G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
     F = data.n_families
@@ -322,13 +328,16 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
 
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
-              max_iters: int = MAX_ITERS) -> PointFit:
+              max_iters: int = MAX_ITERS, grid: dict | None = None) -> PointFit:
     """Fit `law` to a run table by Hoffmann et al. approach 3 (see module docstring).
 
     Args:
       df: run table (`multiscale.runs` columns; loss in nats/token).
       law: "multilingual", "chinchilla" or "ratio".
       shared: exponents shared by all families, e.g. ("alpha", "beta") or "alpha,beta".
+      max_iters: L-BFGS iterations per start.
+      grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``); the default
+        is the full grid of DESIGN.md.
 
     Returns:
       `PointFit` with the best start's parameters per family.
@@ -336,7 +345,12 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
     law_obj = get_law(law)
     t0 = time.perf_counter()
     df, data, shared = prepare(df, law_obj, shared)
-    res = fit_arrays(law_obj, data, shared, max_iters=max_iters)
+    res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid)
+    slow = [f for f, g in zip(data.families, res["grad_norm_F"]) if not g < 1e-6]
+    if slow:
+        warnings.warn(f"L-BFGS stopped with gradient norm above 1e-6 for {slow} after {max_iters} "
+                      "iterations: raise max_iters, or share exponents if the table cannot pin "
+                      "the law down", RuntimeWarning, stacklevel=2)
     nat = natural_from_raw(law_obj, res["raw"])
     draws = {n: np.asarray(nat[n], dtype=float)[None, :] for n in law_obj.params}
     fams = data.families
