@@ -1,0 +1,75 @@
+"""Point fit (Hoffmann et al. approach 3): the start grid, recovery of known parameters."""
+
+import numpy as np
+import pytest
+
+from multiscale.laws.forms import get_law
+from multiscale.laws.point import GRID, HUBER_DELTA, fit_point, start_grid
+from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+from multiscale.runs import RunTableError
+
+# A reduced start grid keeps the tests fast; the full DESIGN.md grid runs in benchmarks/bench_fit.py.
+SMALL_GRID = {"alpha": [0.5], "beta": [0.5], "e": [0.0, 1.0], "a": [5.0, 10.0], "b": [5.0, 10.0],
+              "gamma": [0.0]}
+WIDE = dict(N=(1e7, 3e7, 1e8, 3e8, 1e9), D=(1e9, 4e9, 1.6e10, 6.4e10), n_mixtures=3)
+
+
+def test_full_grid_is_design_grid():
+    names, pts = start_grid(get_law("multilingual"))
+    assert names == ("a", "b", "e", "alpha", "beta", "gamma")
+    assert HUBER_DELTA == 1e-3
+    np.testing.assert_allclose(GRID["alpha"], [0, 0.5, 1, 1.5, 2])
+    np.testing.assert_allclose(GRID["e"], [-1, -0.5, 0, 0.5, 1])
+    np.testing.assert_allclose(GRID["a"], [0, 5, 10, 15, 20, 25])
+    assert pts.shape == (6 * 6 * 5 * 5 * 5 * len(GRID["gamma"]), 6)
+    _, chin = start_grid(get_law("chinchilla"))
+    assert chin.shape == (4500, 5)  # exactly Hoffmann et al.'s grid
+
+
+def test_recovers_known_parameters_noise_free():
+    truth = synthetic_truth(2, seed=3)
+    df = synthetic_runs(truth, noise=0.0, seed=0, **WIDE)
+    fit = fit_point(df, grid=SMALL_GRID)
+    for fam, t in truth.items():
+        got = fit.params()[fam]
+        for k, v in t.items():
+            assert got[k] == pytest.approx(v, rel=2e-3), (fam, k)
+        assert fit.grad_norm[fam] < 1e-6
+
+
+def test_recovers_with_noise_and_shared_exponents():
+    truth = synthetic_truth(2, seed=3)
+    for t in truth.values():  # one alpha and beta for both families
+        t["alpha"], t["beta"] = 0.33, 0.29
+    df = synthetic_runs(truth, noise=0.002, seed=1, **WIDE)
+    fit = fit_point(df, shared=("alpha", "beta"), grid=SMALL_GRID)
+    p = fit.params()
+    assert p["fam0"]["alpha"] == p["fam1"]["alpha"]
+    assert p["fam0"]["alpha"] == pytest.approx(0.33, abs=0.02)
+    assert p["fam0"]["beta"] == pytest.approx(0.29, abs=0.02)
+    for fam, t in truth.items():
+        assert p[fam]["gamma"] == pytest.approx(t["gamma"], abs=0.005)
+        assert p[fam]["E"] == pytest.approx(t["E"], rel=0.05)
+
+
+def test_ratio_law_and_best_start_kept():
+    truth = synthetic_truth(3, seed=5, law="ratio")
+    df = synthetic_runs(truth, law="ratio", noise=0.0, n_mixtures=12, seed=2)
+    fit = fit_point(df, law="ratio")
+    for fam, t in truth.items():
+        assert fit.params()[fam]["gamma"] == pytest.approx(t["gamma"], rel=1e-5)
+        assert fit.params()[fam]["c"] == pytest.approx(t["c"], rel=1e-5)
+    assert fit.n_starts == len(GRID["logc"]) * len(GRID["gamma"])
+    assert max(fit.objective.values()) < 1e-12
+
+
+def test_refuses_bad_tables():
+    truth = synthetic_truth(2, seed=3)
+    df = synthetic_runs(truth, noise=0.0, seed=0, N=(1e7,), D=(1e9,), n_mixtures=3)
+    with pytest.raises(RunTableError, match="needs at least 7 runs per family"):
+        fit_point(df)
+    df2 = synthetic_runs(truth, seed=0, n_mixtures=2)
+    with pytest.raises(RunTableError, match="law 'ratio' needs runs that share one"):
+        fit_point(df2, law="ratio")
+    with pytest.raises(ValueError, match="cannot share"):
+        fit_point(df2, shared="E")

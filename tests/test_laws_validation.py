@@ -1,0 +1,26 @@
+"""Held-out validation: fit on small models, score the large ones."""
+
+import numpy as np
+
+from multiscale.laws import fit_point, holdout, score
+from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+
+GRID = {"alpha": [0.5], "beta": [0.5], "e": [0.0, 1.0], "a": [5.0, 10.0], "b": [5.0, 10.0],
+        "gamma": [0.0]}
+
+
+def test_holdout_extrapolates_in_N():
+    truth = synthetic_truth(2, seed=3)
+    df = synthetic_runs(truth, noise=0.003, seed=4, N=(1e7, 3e7, 1e8, 3e8, 1e9),
+                        D=(1e9, 4e9, 1.6e10), n_mixtures=3)
+    fit, s = holdout(df, lambda d: fit_point(d, grid=GRID), by="N", train_fraction=0.6)
+    assert max(fit.draws["alpha"].shape) == 2
+    assert set(s.per_family) == {"fam0", "fam1"}
+    assert s.overall["n"] == (df["N"] > 1e8).sum()
+    assert s.overall["mape"] < 2.0 and s.overall["r2"] > 0.8
+    assert np.isnan(s.overall["coverage"])  # point fit: no interval
+    # scoring the training rows of a noise-free table is exact
+    clean = synthetic_runs(truth, noise=0.0, seed=4, N=(1e7, 1e8, 1e9), D=(1e9, 1e10), n_mixtures=3)
+    exact = score(fit_point(clean, grid=GRID), clean)
+    assert exact.overall["mape"] < 1e-3 and exact.overall["r2"] > 0.9999
+    assert "MAPE" in str(exact)
