@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from typing import Any
 
 import yaml
@@ -208,8 +209,10 @@ def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
             pass
     log(f"fitting {fit_df['run'].nunique()} runs x {fit_df['family'].nunique()} families "
         f"({len(held)} runs held out); {s.chains} chains x {s.draws} draws")
-    fit = fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
-                    seed=0, shared=s.shared)
+    with warnings.catch_warnings():  # the fit's summary below repeats its warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
+                        seed=0, shared=s.shared)
     os.makedirs(fit_dir, exist_ok=True)
     fit.save(fit_dir)
     fit_df.to_csv(os.path.join(fit_dir, "runs.csv"), index=False)  # the rows this fit saw

@@ -184,15 +184,22 @@ def _pretty(name: str) -> str:
     return {"unimax": "UniMax"}.get(name, name)
 
 
+def _short(name: str) -> str:
+    """Column label for the text table: temperature_0.3 -> 'temp τ=0.3'."""
+    if name.startswith("temperature_"):
+        return f"temp τ={name.split('_', 1)[1]}"
+    return {"unimax": "UniMax"}.get(name, name)[:12]
+
+
 def _recommendation_text(summary, base, comparison, rec) -> list[str]:
     lines = [f"Recommended family sampling ratios p* for a model of N = {plots._si(rec.N)} non-embedding "
              f"parameters trained on D = {plots._si(rec.D)} tokens ({rec.objective} objective; "
              f"median and 90% credible interval):"]
-    lines.append("  " + "family".ljust(14) + "p*".rjust(7) + "   90% interval   " + "".join(
-        _pretty(k)[:15].rjust(16) for k in base))
+    lines.append("  " + "family".ljust(14) + "p*".rjust(7) + "   90% interval  " + "".join(
+        _short(k).rjust(13) for k in base))
     for f, s in summary.items():
         lines.append("  " + f[:14].ljust(14) + f"{s['median']:7.3f}   [{s['q05']:.3f}, {s['q95']:.3f}]" + "".join(
-            f"{base[k][f]:16.3f}" for k in base))
+            f"{base[k][f]:13.3f}" for k in base))
     star = comparison["p*"]["loss"]
     lines.append(f"Predicted mean loss over families at p*: {star['median']:.4f} nats/token "
                  f"(90% interval [{star['q05']:.4f}, {star['q95']:.4f}]).")
