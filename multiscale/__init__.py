@@ -40,6 +40,17 @@ _EXPORTS: dict[str, str] = {
     "run_training": "multiscale.train",
     "rows_frame": "multiscale.train",
     "NonFiniteLossError": "multiscale.train",
+    # run table and law engine (issue 4)
+    "read_runs": "multiscale.runs",
+    "write_runs": "multiscale.runs",
+    "validate_runs": "multiscale.runs",
+    "RunTableError": "multiscale.runs",
+    "fit_point": "multiscale.laws",
+    "fit_bayes": "multiscale.laws",
+    "load_fit": "multiscale.laws",
+    "predict": "multiscale.laws",
+    "optimal_ratios": "multiscale.laws",
+    "independence_test": "multiscale.laws",
     # sweeps, reports, demo (issue 5)
     "SweepPlan": "multiscale.plan",
     "PlannedRun": "multiscale.plan",
