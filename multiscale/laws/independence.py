@@ -71,11 +71,11 @@ class IndependenceResult:
         lines = ["independence test: log L_i on log p_i alone vs adding the other families' ratios",
                  f"(cross effect: change in log-loss when {SHIFT} of the mixture moves to that family, p_i fixed)",
                  f"{'family':22s}{'runs':>5s}{'R2 own':>8s}{'R2 full':>8s}{'share':>7s}"
-                 f"{'largest cross effect':>42s}  verdict"]
+                 f"  {'largest cross effect':>44s}  verdict"]
         for f, r in self.families.items():
             eff = f"{r.top_family[:16]} {r.top_effect:+.4f} [{r.top_interval[0]:+.4f},{r.top_interval[1]:+.4f}]"
             lines.append(f"{f[:22]:22s}{r.n_runs:5d}{r.r2_own:8.3f}{r.r2_full:8.3f}{r.share_own:7.2f}"
-                         f"{eff:>42s}  {r.verdict}")
+                         f"  {eff:>44s}  {r.verdict}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
