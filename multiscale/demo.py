@@ -208,7 +208,7 @@ def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
         except (FileNotFoundError, ValueError):
             pass
     log(f"fitting {fit_df['run'].nunique()} runs x {fit_df['family'].nunique()} families "
-        f"({len(held)} runs held out); {s.chains} chains x {s.draws} draws")
+        f"({len(held)} held out); {s.chains} chains x {s.draws} draws")
     with warnings.catch_warnings():  # the fit's summary below repeats its warnings
         warnings.simplefilter("ignore", RuntimeWarning)
         fit = fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,

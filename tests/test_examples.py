@@ -122,3 +122,45 @@ def test_paper_scale_plans_are_valid(plan):
     for r in runs:  # every run is a valid TrainConfig
         TrainConfig(corpus="c", model=r.preset, tokens=r.tokens, ratios=r.ratio_dict, seed=r.seed,
                     out="o", run_name=r.run_id, **dict(r.train))
+
+
+# ---------------------------------------------------------------- the Python examples
+
+
+def test_fit_your_runs_on_the_real_regmix_tables(tmp_path, capsys):
+    mod = _load(EXAMPLES / "fit_your_runs.py")
+    train = mod.regmix_table("train")
+    assert train["run"].nunique() == 512 and train["family"].nunique() == 13
+    assert (train["p"] > 0).all() and (train["N"] == 1e6).all()
+    assert mod.main(["--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    # the ratio law fitted on 512 runs predicts the 256 test runs it never saw
+    line = next(x for x in out.splitlines() if x.startswith("held-out test runs"))
+    r2 = float(line.split("R^2 = ")[1].split(",")[0])
+    assert r2 > 0.9, line
+    assert "own ratio suffices" in out and "depends on other families" in out  # honest both ways
+    assert "optimal ratios" in out and (tmp_path / "o" / "fit" / "fit.json").exists()
+
+
+def test_fit_your_runs_with_a_users_table(tmp_path, capsys):
+    from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+
+    # another trainer's runs at one (N, D): the ratio law (the multilingual law's grid fit is slower)
+    df = synthetic_runs(synthetic_truth(3, seed=1, law="ratio"), law="ratio", n_mixtures=12, noise=0.005)
+    df.to_csv(tmp_path / "mine.csv", index=False)
+    mod = _load(EXAMPLES / "fit_your_runs.py")
+    assert mod.main(["--runs", str(tmp_path / "mine.csv"), "--law", "ratio", "--N", "1e9", "--D", "1e11",
+                     "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "optimal ratios at N = 1e+09, D = 1e+11" in out and "independence test" in out
+    (tmp_path / "bad.csv").write_text("run,family,N,D,p,loss\nr1,a,1e6,1e9,1.5,3.0\n")
+    with pytest.raises(ValueError, match="'p'"):
+        mod.main(["--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o2")])
+
+
+def test_quickstart_tiny_runs_the_whole_loop(tmp_path, capsys):
+    mod = _load(EXAMPLES / "quickstart.py")
+    assert mod.main(["--out", str(tmp_path / "qs"), "--tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "6 planned runs" in out and "optimal ratios" in out and "report:" in out
+    assert (tmp_path / "qs" / "report" / "report.md").exists()
