@@ -74,7 +74,7 @@ def _sweep_record(runs_path: str) -> dict | None:
 
 
 def _heldout_runs(fit_dir: str, runs_path: str, df: pd.DataFrame, record: dict | None,
-                  heldout: Sequence[str] | None) -> list[str]:
+                  heldout: Sequence[str] | None, fit=None) -> list[str]:
     all_runs = list(dict.fromkeys(df["run"]))
     if heldout is not None:
         unknown = sorted(set(heldout) - set(all_runs))
@@ -87,7 +87,12 @@ def _heldout_runs(fit_dir: str, runs_path: str, df: pd.DataFrame, record: dict |
         return [r for r in all_runs if r not in seen]
     if record is not None:
         flagged = {r["run_id"] for r in record.get("runs", []) if r.get("heldout")}
-        return [r for r in all_runs if r in flagged]
+        held = [r for r in all_runs if r in flagged]
+        # a fit of the whole table (e.g. `multiscale fit RUNS.csv`) saw the flagged runs too
+        fitted_rows = sum(getattr(fit, "n_runs", {}).values()) if fit is not None else 0
+        if held and fitted_rows >= int(df["family"].isin(getattr(fit, "families", ())).sum()):
+            return []
+        return held
     return []
 
 
@@ -131,11 +136,13 @@ def fit_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
         y, yhat = sub["loss"].to_numpy(float), sub["pred"].to_numpy(float)
         ss_res = float(((y - yhat) ** 2).sum())
         ss_tot = float(((y - y.mean()) ** 2).sum())
+        has_interval = bool((sub["pred_hi"] > sub["pred_lo"]).any())  # a point fit has none
         out[name] = {
             "rows": int(len(sub)),
             "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
             "mape_pct": float(np.mean(np.abs(yhat - y) / y) * 100),
-            "coverage90": float(np.mean((y >= sub["pred_lo"]) & (y <= sub["pred_hi"]))),
+            "coverage90": float(np.mean((y >= sub["pred_lo"]) & (y <= sub["pred_hi"]))) if has_interval
+            else float("nan"),
         }
     return out
 
@@ -192,9 +199,9 @@ def _short(name: str) -> str:
 
 
 def _recommendation_text(summary, base, comparison, rec) -> list[str]:
+    kind = "median and 90% credible interval" if rec.p_star.shape[0] > 1 else "point fit: no interval"
     lines = [f"Recommended family sampling ratios p* for a model of N = {plots._si(rec.N)} non-embedding "
-             f"parameters trained on D = {plots._si(rec.D)} tokens ({rec.objective} objective; "
-             f"median and 90% credible interval):"]
+             f"parameters trained on D = {plots._si(rec.D)} tokens ({rec.objective} objective; {kind}):"]
     lines.append("  " + "family".ljust(14) + "p*".rjust(7) + "   90% interval  " + "".join(
         _short(k).rjust(13) for k in base))
     for f, s in summary.items():
@@ -237,7 +244,7 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
     if unknown:
         raise ValueError(f"run table {runs_path}: families {unknown} are not in the fit ({list(fit.families)})")
     record = _sweep_record(runs_path)
-    held = _heldout_runs(fit_dir, runs_path, df, record, heldout)
+    held = _heldout_runs(fit_dir, runs_path, df, record, heldout, fit)
     if family_tokens is None and record is not None:
         family_tokens = record.get("family_tokens")
     N = float(N) if N is not None else float(df["N"].max())
@@ -250,7 +257,8 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
     table = prediction_table(fit, df, held)
     metrics = fit_metrics(table)
     table.to_csv(os.path.join(out_dir, "predictions.csv"), index=False)
-    subtitle = "; ".join(f"{k}: R²={m['r2']:.3f}, MAPE={m['mape_pct']:.2f}%, 90% coverage={m['coverage90']:.0%}"
+    subtitle = "\n".join(f"{k.replace('heldout', 'held-out')} runs: R²={m['r2']:.3f}, MAPE={m['mape_pct']:.2f}%"
+                         + ("" if np.isnan(m["coverage90"]) else f", 90% coverage={m['coverage90']:.0%}")
                          for k, m in metrics.items())
     figs.append(plots.plot_pred_vs_obs(table, os.path.join(out_dir, "pred_vs_obs.png"), title_extra=subtitle))
 
@@ -331,7 +339,8 @@ def _markdown(fit, df, runs_path, held, metrics, rec, indep, indep_note, figs, o
               "(line, posterior median) and its 90% credible band, one colour per (N, D).", "",
               f"![loss vs p]({rel.get('loss_vs_p', 'loss_vs_p.png')})", ""]
     lines += ["## Predicted vs observed", ""]
-    mrows = [[k, m["rows"], f"{m['r2']:.3f}", f"{m['mape_pct']:.2f}", f"{m['coverage90']:.0%}"]
+    mrows = [[k, m["rows"], f"{m['r2']:.3f}", f"{m['mape_pct']:.2f}",
+              "n/a (point fit)" if np.isnan(m["coverage90"]) else f"{m['coverage90']:.0%}"]
              for k, m in metrics.items()]
     lines += [_fmt_table(["rows", "count", "R²", "MAPE (%)", "90% interval coverage"], mrows), "",
               "Intervals are 90% posterior predictive intervals (the law's parameter uncertainty plus the "

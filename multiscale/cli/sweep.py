@@ -126,7 +126,11 @@ def _demo(args: argparse.Namespace) -> int:
 
     from multiscale.demo import run_demo
 
-    result = run_demo(args.out, quick=args.quick, progress=not args.no_progress and not args.json)
+    import sys
+
+    progress = sys.stderr.isatty() and not args.no_progress and not args.json
+    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
+    result = run_demo(args.out, quick=args.quick, progress=progress, log=log)
     if args.json:
         print(json.dumps(result.to_dict()))
     return 0
