@@ -132,6 +132,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, quick: bool = False, pr
     df_all = _read_table(os.path.join(sweep_dir, "runs.csv"))
     N, D = float(df_all["N"].max()), float(df_all["D"].max())
     rec = recommend_for_report(fit, N, D, family_tokens=record.get("family_tokens"), objective=s.objective)
+    rec.pop("p_star_draws", None)  # the report plots them; keep the JSON small
     with open(os.path.join(out, "recommendation.json"), "w") as f:
         json.dump(rec, f, indent=2)
     for line in rec["text"]:

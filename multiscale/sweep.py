@@ -22,7 +22,8 @@ of runs with a fresh listing of the fragments; if they differ (another process r
 with an older listing in the meantime, or a fragment arrived), it rebuilds again. The last
 process to replace runs.csv therefore always checks it against a listing made after its own
 replacement, so the final runs.csv holds every fragment: no row is lost, and since rows come from
-one fragment per run id, none is duplicated. This needs only atomic replace and read-after-write
+one fragment per run id, none is duplicated. (Each rebuild reads every fragment: cheap next to a
+training run, even for thousands of runs on an object store.) This needs only atomic replace and read-after-write
 consistency (local and network file systems, Google Cloud Storage), and no lock that a killed
 process could leave behind. `consolidate(DIR)` can be called at any time to rebuild by hand.
 
@@ -160,7 +161,8 @@ def consolidate(out_dir, *, max_rounds: int = 50) -> int:
         atomic_write_text(out / FAILURES_JSONL, "".join(line + "\n" for line in lines))
         # verify against a listing made after our replacement
         now = set(_fragment_ids(out))
-        on_disk = pd.read_csv(out / RUNS_CSV, usecols=["run"]) if len(df) else pd.DataFrame({"run": []})
+        on_disk = (pd.read_csv(io.StringIO((out / RUNS_CSV).read_text()), usecols=["run"]) if len(df)
+                   else pd.DataFrame({"run": []}))
         if set(on_disk["run"].astype(str)) == now and ids <= now:
             return int(len(on_disk))
         time.sleep(0.01)
