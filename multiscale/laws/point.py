@@ -39,6 +39,8 @@ GRID = {
     "logc": np.arange(-1.0, 1.01, 0.5),
 }
 MAX_ITERS = 300
+ROUND = 25  # iterations between repacking the starts still running
+MEMORY = 10  # L-BFGS curvature pairs
 CHUNK = 1024
 GRAD_TOL = 1e-10
 # Stop when one step lowers the objective by less than this fraction of it.
@@ -119,20 +121,21 @@ def _norm(u):
     return jnp.sqrt(jnp.sum(u * u, axis=-1))
 
 
-def _lbfgs_solve(objective, x0, rows, max_iters=MAX_ITERS, tol=GRAD_TOL, memory=10):
-    """L-BFGS (two-loop recursion, backtracking Armijo line search) from x0.
+def _lbfgs_steps(objective, state, rows, n_steps, tol=GRAD_TOL, memory=MEMORY):
+    """Up to `n_steps` L-BFGS iterations (two-loop recursion, backtracking Armijo line search
+    with quadratic interpolation) from `state` (see `_lbfgs_init`).
 
     Written for small parameter vectors (one family: <= 6 numbers) solved from thousands of
-    starts at once under vmap. Stops at ``|grad| < tol``, when a step no longer lowers the
-    objective, or after `max_iters`. Returns (x, value, grad_norm, iters).
+    starts at once under vmap. A start is done at ``|grad| < tol``, when a step no longer
+    lowers the objective, or when it lowers it by less than FTOL of its value.
     """
     import jax
     import jax.numpy as jnp
 
     f = lambda x: objective(x, rows)  # noqa: E731
     vg = jax.value_and_grad(f)
-    dim = x0.shape[0]
     c1 = 1e-4
+    k_end = state["k"] + n_steps
 
     def direction(g, S, Y, valid):
         q = g
@@ -153,7 +156,7 @@ def _lbfgs_solve(objective, x0, rows, max_iters=MAX_ITERS, tol=GRAD_TOL, memory=
         return -r
 
     def cond(c):
-        return (c["k"] < max_iters) & ~c["done"]
+        return (c["k"] < k_end) & ~c["done"]
 
     def body(c):
         x, fx, g = c["x"], c["f"], c["g"]
@@ -193,42 +196,86 @@ def _lbfgs_solve(objective, x0, rows, max_iters=MAX_ITERS, tol=GRAD_TOL, memory=
         done = (gnorm < tol) | ~improved | (fx - f_new <= FTOL * jnp.abs(fx))
         return dict(x=x_new, f=f_new, g=g_new, S=S, Y=Y, valid=valid, k=c["k"] + 1, done=done)
 
-    f0, g0 = vg(x0)
-    init = dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory, dim)), Y=jnp.zeros((memory, dim)),
-                valid=jnp.zeros(memory, bool), k=0, done=_norm(g0) < tol)
-    out = jax.lax.while_loop(cond, body, init)
-    return out["x"], out["f"], _norm(out["g"]), out["k"]
+    return jax.lax.while_loop(cond, body, state)
+
+
+def _lbfgs_init(objective, x0, rows, tol=GRAD_TOL, memory=MEMORY):
+    """L-BFGS state at x0: value, gradient, empty curvature memory."""
+    import jax
+    import jax.numpy as jnp
+
+    f0, g0 = jax.value_and_grad(lambda x: objective(x, rows))(x0)
+    dim = x0.shape[0]
+    return dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory, dim)), Y=jnp.zeros((memory, dim)),
+                valid=jnp.zeros(memory, bool), k=jnp.zeros((), jnp.int32), done=_norm(g0) < tol)
 
 
 _SOLVERS: dict = {}
 
 
-def _solver(law: Law, names, layout, n_fam: int, max_iters: int):
-    """A jitted ``(X0_CxK, rows) -> (x, value, grad_norm, iters)`` for one chunk of starts,
-    cached so that every family and chunk of the same shapes reuses one compilation."""
+def _solver(law: Law, names, layout, n_fam: int):
+    """Jitted, vmapped ``init(X0, rows)`` and ``steps(state, rows)`` (ROUND iterations),
+    cached so that every family, chunk and call reuses the compilations."""
     import jax
 
-    key = (law.name, tuple(names), tuple(sorted(layout.items())), n_fam, max_iters)
+    key = (law.name, tuple(names), tuple(sorted(layout.items())), n_fam)
     if key not in _SOLVERS:
         objective, _ = _make_objective(law, names, layout, n_fam)
-        _SOLVERS[key] = jax.jit(jax.vmap(
-            lambda x0, rows: _lbfgs_solve(objective, x0, rows, max_iters), in_axes=(0, None)))
+        init = jax.jit(jax.vmap(lambda x0, rows: _lbfgs_init(objective, x0, rows), in_axes=(0, None)))
+        steps = jax.jit(jax.vmap(lambda st, rows: _lbfgs_steps(objective, st, rows, ROUND),
+                                 in_axes=(0, None)))
+        _SOLVERS[key] = (init, steps)
     return _SOLVERS[key]
 
 
-def _solve_starts(solve, X0_GxK: np.ndarray, rows, chunk: int):
-    """Run `solve` over the starts chunk by chunk (padding the last chunk), as numpy."""
+def _solve_starts(solver, X0_GxK: np.ndarray, rows, chunk: int, max_iters: int):
+    """Run L-BFGS from every start: rounds of ROUND iterations; after each round the starts
+    still running are packed together (into a few fixed bucket sizes, so compilations stay
+    few), so that converged starts stop costing anything. Returns numpy
+    (x, value, grad_norm, iterations)."""
+    import jax
     import jax.numpy as jnp
 
+    init, steps = solver
     G = X0_GxK.shape[0]
     chunk = min(chunk, G)
-    outs = []
-    for s in range(0, G, chunk):
-        X = X0_GxK[s:s + chunk]
-        if X.shape[0] < chunk:
-            X = np.concatenate([X, np.repeat(X[:1], chunk - X.shape[0], axis=0)])
-        outs.append([np.asarray(o) for o in solve(jnp.asarray(X), rows)])
-    return tuple(np.concatenate([o[i] for o in outs])[:G] for i in range(4))
+    small = max(1, chunk // 16)
+
+    def batches(idx, sizes):
+        for s0 in range(0, len(idx), chunk):
+            part = idx[s0:s0 + chunk]
+            size = next(b for b in sizes if b >= len(part))
+            yield part, np.concatenate([part, np.repeat(part[:1], size - len(part))])
+
+    state = None
+    for part, padded in batches(np.arange(G), (chunk,)):
+        st = jax.tree.map(np.asarray, init(jnp.asarray(X0_GxK[padded]), rows))
+        if state is None:
+            state = {k: np.zeros((G,) + v.shape[1:], v.dtype) for k, v in st.items()}
+        for k, v in st.items():
+            state[k][part] = v[:len(part)]
+    while True:
+        active = np.flatnonzero(~state["done"] & (state["k"] < max_iters))
+        if len(active) == 0:
+            break
+        for part, padded in batches(active, (small, chunk)):
+            sub = {k: jnp.asarray(v[padded]) for k, v in state.items()}
+            st = jax.tree.map(np.asarray, steps(sub, rows))
+            for k, v in st.items():
+                state[k][part] = v[:len(part)]
+    gn = np.sqrt(np.sum(state["g"] ** 2, axis=-1))
+    return state["x"], state["f"], gn, state["k"]
+
+
+def _bucket(n: int) -> int:
+    """Round a row count up to a power of two (>= 16), so tables of similar size share one
+    compilation; padded rows carry weight 0."""
+    return max(16, 1 << (int(n) - 1).bit_length())
+
+
+def _pad(a, m: int):
+    a = np.asarray(a)
+    return np.concatenate([a, np.zeros(m - len(a), dtype=a.dtype)])
 
 
 def _layout(names, shared, n_fam):
@@ -278,11 +325,12 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
         if shared:
             layout, dim = _layout(names, shared, F)
             cell_R, fam_C, logN_C, logD_C = _cells(data.fam_R, logN_c, logD_c)
+            R, C = _bucket(data.n_rows), _bucket(len(logN_C))
             rows = tuple(jnp.asarray(a) for a in (
-                data.fam_R, cell_R, data.logp_R, data.logL_R, np.ones(data.n_rows),
-                fam_C, logN_C, logD_C))
-            solve = _solver(law, names, layout, F, max_iters)
-            x, val, gn, it = _solve_starts(solve, _expand_starts(names, layout, dim, P), rows, chunk)
+                _pad(data.fam_R, R), _pad(cell_R, R), _pad(data.logp_R, R), _pad(data.logL_R, R),
+                _pad(np.ones(data.n_rows), R), _pad(fam_C, C), _pad(logN_C, C), _pad(logD_C, C)))
+            solve = _solver(law, names, layout, F)
+            x, val, gn, it = _solve_starts(solve, _expand_starts(names, layout, dim, P), rows, chunk, max_iters)
             val = np.where(np.isfinite(val), val, np.inf)
             best = int(np.argmin(val))
             raw = {n: np.broadcast_to(x[best, o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
@@ -294,26 +342,25 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
             # One problem per family; rows and cells padded to common shapes (weight 0) so
             # that one compiled solver serves every family.
             layout, dim = _layout(names, (), 1)
-            solve = _solver(law, names, layout, 1, max_iters)
+            solve = _solver(law, names, layout, 1)
             X0 = _expand_starts(names, layout, dim, P)
             per = []
             for j in range(F):
                 sel = np.flatnonzero(data.fam_R == j)
                 cell_R, _, logN_C, logD_C = _cells(np.zeros(len(sel), np.int32), logN_c[sel], logD_c[sel])
                 per.append((sel, cell_R, logN_C, logD_C))
-            R = max(len(p[0]) for p in per)
-            C = max(len(p[2]) for p in per)
+            R = _bucket(max(len(p[0]) for p in per))
+            C = _bucket(max(len(p[2]) for p in per))
             raw = {n: np.zeros(F) for n in names}
             best_F, obj_F, gn_F = np.zeros(F, int), np.zeros(F), np.zeros(F)
             iters = 0
             for j, (sel, cell_R, logN_C, logD_C) in enumerate(per):
                 n, c = len(sel), len(logN_C)
-                pad = lambda a, m, fill=0.0: np.concatenate([a, np.full(m - len(a), fill, dtype=np.asarray(a).dtype)])  # noqa: E731
                 rows = tuple(jnp.asarray(a) for a in (
-                    np.zeros(R, np.int32), pad(cell_R.astype(np.int32), R, 0), pad(data.logp_R[sel], R),
-                    pad(data.logL_R[sel], R), pad(np.ones(n), R), np.zeros(C, np.int32),
-                    pad(logN_C, C), pad(logD_C, C)))
-                x, val, gn, it = _solve_starts(solve, X0, rows, chunk)
+                    np.zeros(R, np.int32), _pad(cell_R.astype(np.int32), R), _pad(data.logp_R[sel], R),
+                    _pad(data.logL_R[sel], R), _pad(np.ones(n), R), np.zeros(C, np.int32),
+                    _pad(logN_C, C), _pad(logD_C, C)))
+                x, val, gn, it = _solve_starts(solve, X0, rows, chunk, max_iters)
                 val = np.where(np.isfinite(val), val, np.inf)
                 b = int(np.argmin(val))
                 for name, (o, s) in layout.items():
