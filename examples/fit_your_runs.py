@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REGMIX = os.path.join(os.path.dirname(ROOT), "shared", "datasets", "regmix")
+# read in place (../shared/datasets/regmix beside the project), or from $MULTISCALE_REGMIX / --regmix
+REGMIX = os.environ.get("MULTISCALE_REGMIX", os.path.join(os.path.dirname(ROOT), "shared", "datasets", "regmix"))
 # RegMix's proxy setup (1M-parameter models); D is not used by the ratio law but the run table needs it.
 REGMIX_N, REGMIX_D = 1e6, 1e9
 
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     ap.add_argument("--N", type=float, help="model size for the recommendation (default: largest in the table)")
     ap.add_argument("--D", type=float, help="training tokens for the recommendation (default: largest)")
     ap.add_argument("--out", default="fit_your_runs_out", help="where the fit and the table go")
+    ap.add_argument("--regmix", default=REGMIX, help="folder of the RegMix CSV files (without --runs)")
     args = ap.parse_args(argv)
 
     from multiscale.laws import fit_bayes, fit_point, independence_test, optimal_ratios
@@ -81,7 +83,7 @@ def main(argv=None) -> int:
         train, test = read_runs(args.runs), None
         law = args.law or "multilingual"
     else:
-        train, test = regmix_table("train"), regmix_table("test")
+        train, test = regmix_table("train", args.regmix), regmix_table("test", args.regmix)
         law = args.law or "ratio"
         print(f"RegMix: {train['run'].nunique()} training runs -> {len(train)} rows over "
               f"{train['family'].nunique()} domains; {test['run'].nunique()} test runs held out")
