@@ -55,6 +55,11 @@ def test_tpu_step_selection_and_bad_arguments():
         argv = ["--tpus", "a", "--zone", "z", *bad, "--dry-run"]
         r = _run(EXAMPLES / "tpu_vm" / "launch.py", *argv)
         assert r.returncode == 2 and msg in r.stderr
+    hf = mod.parse_args(["--tpus", "a", "--zone", "z", "--out", "gs://b/o", "--corpus", "gs://b/c",
+                         "--corpus-source", "hf", "--vocab", "spm:64000", "--dry-run"])
+    build = mod.corpus_commands(hf)[0][-1]
+    assert "--source hf" in build and "--hf-path allenai/c4" in build and "--vocab spm:64000" in build
+    assert "--grouping paper" in build and build.endswith("--out gs://b/c")
     r = _run(EXAMPLES / "tpu_vm" / "launch.py", "--zone", "z")
     assert r.returncode == 2 and "--tpus" in r.stderr
 

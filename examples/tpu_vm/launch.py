@@ -46,6 +46,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--corpus", required=True, help="corpus folder, a gs:// path")
     p.add_argument("--corpus-source", choices=("tfds", "hf"), default="tfds")
     p.add_argument("--max-docs", type=int, default=200_000, help="documents per language for the corpus")
+    p.add_argument("--hf-path", default="allenai/c4", help="Hugging Face dataset (with --corpus-source hf)")
+    p.add_argument("--vocab", default="byte",
+                   help="corpus vocabulary: byte, or spm:SIZE to train a family-balanced SentencePiece model")
     p.add_argument("--repo", default=DEFAULT_REPO, help="git URL of multiscale to install on the workers")
     p.add_argument("--ref", default="main", help="git branch or tag to install")
     p.add_argument("--step", choices=("setup", "corpus", "sweep", "all"), default="all")
@@ -86,7 +89,9 @@ def setup_commands(args) -> list[list[str]]:
 
 def corpus_commands(args) -> list[list[str]]:
     build = (f"cd {REMOTE_DIR} && .venv/bin/multiscale corpus build --source {args.corpus_source} "
-             f"--grouping paper --max-docs {args.max_docs} --out {shlex.quote(args.corpus)}")
+             f"--grouping paper --max-docs {args.max_docs} --vocab {shlex.quote(args.vocab)} "
+             + (f"--hf-path {shlex.quote(args.hf_path)} " if args.corpus_source == "hf" else "")
+             + f"--out {shlex.quote(args.corpus)}")
     return [_ssh(args, args.tpu_list[0], build, worker="0")]
 
 
