@@ -10,7 +10,8 @@ def register(sub) -> None:
         "sweep", help="run a sweep plan (presets x token budgets x mixtures) into one run table",
         description="Runs each planned run of PLAN.yaml once (skipping complete runs, resuming "
                     "half-finished ones) and collects the rows in OUT/runs.csv. Shards of one plan "
-                    "may run at once on several machines sharing OUT.")
+                    "may run at once on several machines sharing OUT. A failed run is recorded in "
+                    "OUT/failures.jsonl and the sweep goes on; the exit status is then 1.")
     p.add_argument("plan", metavar="PLAN.yaml")
     p.add_argument("--out", required=True, metavar="DIR", help="sweep folder (local, shared or gs://)")
     p.add_argument("--corpus", metavar="DIR", help="corpus folder (default: the plan's 'corpus:')")
