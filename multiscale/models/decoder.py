@@ -20,6 +20,8 @@ from multiscale.models.config import ModelConfig
 from multiscale.models.sharding import constrain
 
 _RESIDUAL = ("batch", "length", "act_embed")
+# Vocabularies up to this size embed by one-hot matmul rather than a gather.
+ONE_HOT_MAX_VOCAB = 4096
 
 
 def _param(rngs: nnx.Rngs, shape: tuple[int, ...], axes: tuple[str | None, ...],
@@ -153,7 +155,14 @@ class Decoder(nnx.Module):
         rope = rotary_tables(positions_BxL, self.cfg.head_dim, self.cfg.rope_base)
         # Gather whole rows: the table's `embed` (fsdp) split is undone before the lookup.
         table_VxD = constrain(self.embed_VxD[...], ("act_vocab", None))
-        x_BxLxD = constrain(jnp.take(table_VxD, inputs_BxL, axis=0).astype(dtype), _RESIDUAL)
+        if self.cfg.vocab_size <= ONE_HOT_MAX_VOCAB:
+            # A one-hot matmul: its gradient is a matmul too, where a gather's is a scatter-add
+            # (slow on CPU). Costs 2*V*D FLOPs per token, small for byte-level vocabularies.
+            onehot_BxLxV = jax.nn.one_hot(inputs_BxL, self.cfg.vocab_size, dtype=dtype)
+            x_BxLxD = onehot_BxLxV @ table_VxD.astype(dtype)
+        else:
+            x_BxLxD = jnp.take(table_VxD, inputs_BxL, axis=0).astype(dtype)
+        x_BxLxD = constrain(x_BxLxD, _RESIDUAL)
         for block in self.blocks:
             x_BxLxD = constrain(block(x_BxLxD, positions_BxL, mask_Bx1xLxL, rope), _RESIDUAL)
         x_BxLxD = self.final_norm(x_BxLxD)

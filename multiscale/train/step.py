@@ -43,8 +43,10 @@ def token_nll(graphdef, params, batch) -> tuple[jax.Array, jax.Array]:
     logits_BxLxV = model(batch["inputs"], positions_BxL=batch["positions"],
                          segment_ids_BxL=batch["segment_ids"])
     logz_BxL = jax.nn.logsumexp(logits_BxLxV, axis=-1)
-    target_logit_BxL = jnp.take_along_axis(
-        logits_BxLxV, batch["targets"][..., None], axis=-1)[..., 0]
+    # Select the target logit with a one-hot product: its gradient is elementwise, where
+    # take_along_axis's is a scatter.
+    onehot_BxLxV = jax.nn.one_hot(batch["targets"], logits_BxLxV.shape[-1], dtype=jnp.float32)
+    target_logit_BxL = jnp.sum(logits_BxLxV * onehot_BxLxV, axis=-1)
     weights_BxL = batch["weights"].astype(jnp.float32)
     return (logz_BxL - target_logit_BxL) * weights_BxL, weights_BxL
 
