@@ -1,6 +1,5 @@
 """Parameter counts of presets, checked against instantiated parameters; FLOPs per token."""
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx

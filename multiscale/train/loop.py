@@ -31,7 +31,7 @@ from multiscale.models.params import count_params, flops_per_token
 from multiscale.models.presets import get_preset
 from multiscale.train import hooks as hooks_lib
 from multiscale.train.checkpoint import Checkpointer
-from multiscale.train.config import TrainConfig, TrainConfigError
+from multiscale.train.config import TrainConfig
 from multiscale.train.data_source import RunData, check_ratios, load_run_data
 from multiscale.train.evaluation import EvalResult, Evaluator
 from multiscale.train.optim import schedule_scalars
