@@ -215,7 +215,6 @@ def load_fit(directory: str | os.PathLike) -> Fit:
         if not nc.exists():
             raise FileNotFoundError(f"{str(directory)!r} has no {POSTERIOR_NC}")
         idata = az.from_netcdf(str(nc))
-        idata.load() if hasattr(idata, "load") else None
         draws = draws_from_idata(idata, law, families)
         return BayesFit(draws=draws, idata=idata, diagnostics=meta.get("diagnostics", {}),
                         warnings=meta.get("warnings", []), options=meta.get("options", {}),

@@ -14,8 +14,9 @@ from multiscale.laws.forms import predict_loss
 
 @dataclass
 class Prediction:
-    """Per family: posterior median loss and 90% interval, nats/token (a point fit gives
-    the same number three times). `draws` holds the (S, F') loss draws."""
+    """Per family: posterior median of the law's loss and its 90% credible interval, in
+    nats/token (the interval of the mean law, without run-to-run noise; a point fit gives the
+    same number three times). `draws` holds the (S, F') loss draws."""
 
     families: tuple[str, ...]
     N: float
