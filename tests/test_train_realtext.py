@@ -4,8 +4,9 @@ import json
 import math
 
 import numpy as np
+import pytest
 
-from multiscale.train import TrainConfig, read_metrics, run_training
+from multiscale.train import Hook, TrainConfig, read_metrics, run_training
 
 
 def test_loss_falls_on_real_text(tiny_corpus, tmp_path):
@@ -29,3 +30,34 @@ def test_loss_falls_on_real_text(tiny_corpus, tmp_path):
     assert set(summary["families"]) == set(families)
     assert [r["family"] for r in summary["rows"]] == families[:2]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["D"] == 40 * 8 * 64
+
+
+class _Crash(Hook):
+    def on_step(self, info):
+        if info.step == 7:
+            raise RuntimeError("crash at step 7")
+
+
+def test_interrupted_run_on_real_text_resumes_exactly(tiny_corpus, tmp_path):
+    # The grain mixture iterator's state travels with the checkpoint (the SIGKILL test in
+    # test_train_resume.py does the same with synthetic data in a subprocess).
+    families = list(tiny_corpus.grouping.family_names)
+    ratios = {f: 1 / len(families) for f in families}
+
+    def config(name):
+        return TrainConfig(corpus=str(tiny_corpus.path), model="cpu-100k", tokens=10 * 8 * 32,
+                           ratios=ratios, out=str(tmp_path / name), seq_len=32, batch=8,
+                           checkpoint_every=5, eval_tokens_per_language=256)
+
+    with pytest.raises(RuntimeError, match="crash at step 7"):
+        run_training(config("a"), hooks=[_Crash()], progress=False)
+    resumed = run_training(config("a"), progress=False)
+    assert resumed["resumed_from_step"] == 5
+    full = run_training(config("b"), progress=False)
+
+    def losses(name):
+        return [(m["step"], m["loss"]) for m in read_metrics(tmp_path / name / "metrics.jsonl")
+                if "loss" in m]
+
+    assert losses("a") == losses("b") and len(losses("a")) == 10
+    assert resumed["rows"] == [dict(r, run="a") for r in full["rows"]]
