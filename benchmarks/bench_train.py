@@ -144,6 +144,7 @@ def main(argv=None) -> int:
 
     from multiscale.models.params import count_params, flops_per_token
 
+    load_start = os.getloadavg()[0]
     measured_peak = measure_peak_flops()
     peak = args.peak_flops or measured_peak
     backend = jax.default_backend()
@@ -189,7 +190,9 @@ def main(argv=None) -> int:
         "machine": {"backend": backend, "devices": [str(d) for d in jax.devices()],
                     "cpu_count": threads, "platform": platform.platform(),
                     "python": sys.version.split()[0], "jax": jax.__version__,
-                    "peer": torch_version},
+                    "peer": torch_version,
+                    # other jobs on the machine skew every number: the 1-minute load average
+                    "loadavg_start": load_start, "loadavg_end": os.getloadavg()[0]},
         "peak_f32_matmul_flops": measured_peak, "mfu_peak_flops": peak,
         "batch": args.batch, "seq_len": args.seq_len, "steps_per_trial": args.steps,
         "trials": args.trials, "compute_dtype": args.dtype,
