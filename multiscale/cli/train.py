@@ -22,7 +22,11 @@ def register(sub) -> None:
         description="Trains PRESET on D tokens of the mixture, evaluates every family and "
                     "language on the held-out set (nats/token, SEM, bits per byte), and writes "
                     "metrics.jsonl, TensorBoard events, summary.json and rows.csv into --out. "
-                    "Re-running the same command resumes from the latest checkpoint.")
+                    "Re-running the same command resumes from the latest checkpoint.",
+        epilog="Several hosts (TPU pod slices, GPU clusters): run the same command on every host "
+               "with MULTISCALE_DISTRIBUTED=1 (or JAX_COORDINATOR_ADDRESS set); "
+               "jax.distributed.initialize() connects them, --batch is the global batch and each "
+               "host reads its own shard of the mixture.")
     t.add_argument("--corpus", required=True, metavar="DIR", help="a built corpus folder")
     t.add_argument("--model", required=True, metavar="PRESET", help="preset name (see `multiscale presets`)")
     t.add_argument("--tokens", required=True, type=_int, metavar="D",
