@@ -1,0 +1,204 @@
+"""Glue for the CPU-scale study (run_study.sh): table selection, the transfer plans, the summary.
+
+Everything that trains or fits goes through the `multiscale` commands in run_study.sh; this file
+only selects rows, turns a recommendation into a sweep plan, and gathers the headline numbers
+(loss in nats/token throughout) into one JSON file that report.md and tests/test_cpu_study.py read.
+
+    python study_tools.py select RUNS.csv --out FIT.csv --max-N 500000
+    python study_tools.py transfer-plan REC.json --name pstar-small --template large.yaml --out PLAN.yaml
+    python study_tools.py summarize --runs RUNS.csv --fit-small DIR --fit-small-point DIR \
+        --fit-large DIR --rec-small REC.json [--rec-large REC.json] --out summary.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+
+import numpy as np
+import pandas as pd
+
+# run ids are "<preset>-D<tokens>-<mixture label>-s<seed>-<8 hex digits>" (multiscale.plan)
+RUN_ID = re.compile(r"^(?P<preset>cpu-[^-]+)-D(?P<tokens>[^-]+)-(?P<label>.+)-s(?P<seed>\d+)-[0-9a-f]{8}$")
+
+
+def mixture_label(run: str) -> str:
+    """'cpu-800k-D200k-temp0.3-s0-4d5a9b65' -> 'temp0.3'."""
+    m = RUN_ID.match(run)
+    if not m:
+        raise ValueError(f"run id {run!r} does not look like a sweep run id (<preset>-D<tokens>-<label>-s<seed>-<hash>)")
+    return m.group("label")
+
+
+def select(runs: pd.DataFrame, *, max_N: float | None = None, min_N: float | None = None,
+           exclude_labels: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Rows with min_N <= N < max_N whose mixture label is not excluded."""
+    keep = np.ones(len(runs), bool)
+    if max_N is not None:
+        keep &= runs["N"].to_numpy(float) < max_N
+    if min_N is not None:
+        keep &= runs["N"].to_numpy(float) >= min_N
+    if exclude_labels:
+        keep &= ~runs["run"].map(mixture_label).isin(exclude_labels).to_numpy()
+    out = runs[keep]
+    if out.empty:
+        raise ValueError(f"no rows with {min_N} <= N < {max_N} outside labels {list(exclude_labels)}")
+    return out
+
+
+def transfer_plan(rec: dict, template: dict, name: str) -> dict:
+    """A copy of `template` (a sweep plan) whose only mixture is the recommended one."""
+    ratios = {f: round(float(p), 6) for f, p in rec["ratios"].items()}
+    plan = {k: v for k, v in template.items() if k not in ("mixtures", "name")}
+    plan["name"] = f"cpu-study-{name}"
+    plan["mixtures"] = [{"name": name, "ratios": ratios, "normalize": True}]
+    return plan
+
+
+def _interval(x) -> dict[str, float]:
+    x = np.asarray(x, float)
+    return {"median": float(np.median(x)), "q05": float(np.quantile(x, 0.05)),
+            "q95": float(np.quantile(x, 0.95))}
+
+
+def measured_mixtures(runs: pd.DataFrame, c_by_family: dict[str, float]) -> dict[str, dict]:
+    """Per run of one (N, D), keyed by mixture label (plus -s<seed> for seeds other than 0):
+    mixture, raw mean loss and normalized objective.
+
+    raw: equal-weight mean of the families' held-out losses (nats/token).
+    normalized: equal-weight mean of L_i / c_i, c_i the monolingual loss L_i(N, D, p=1)
+      estimated by the ratio-law fit at this size (He et al.'s normalized objective, with
+      the measured losses in place of the law's predictions).
+    """
+    out = {}
+    for run, sub in runs.groupby("run", sort=False):
+        fams = sub["family"].tolist()
+        loss = sub["loss"].to_numpy(float)
+        norm = np.array([L / c_by_family[f] for f, L in zip(fams, loss)])
+        seed = int(RUN_ID.match(run).group("seed"))
+        out[mixture_label(run) + (f"-s{seed}" if seed else "")] = {
+            "run": run, "ratios": dict(zip(fams, sub["p"].astype(float).round(6).tolist())),
+            "losses": dict(zip(fams, loss.tolist())),
+            "mean_loss": float(loss.mean()), "normalized_objective": float(norm.mean()),
+        }
+    return out
+
+
+def summarize(args) -> dict:
+    from multiscale.laws import independence_test, load_fit, score
+    from multiscale.runs import read_runs
+
+    runs = read_runs(args.runs)
+    n_large = float(runs["N"].max())
+    small, large = runs[runs["N"] < n_large], runs[runs["N"] == n_large]
+    fit_small = load_fit(args.fit_small)
+    fit_point = load_fit(args.fit_small_point)
+    fit_large = load_fit(args.fit_large)
+    out: dict = {"loss_units": "nats/token", "n_runs": int(runs["run"].nunique()),
+                 "n_rows": int(len(runs)), "N_large": n_large,
+                 "D_large": float(large["D"].iloc[0])}
+    out["sizes"] = {str(int(n)): sorted(int(d) for d in g["D"].unique())
+                    for n, g in runs.groupby("N")}
+
+    # claim 1: independence
+    ind = independence_test(runs).to_dict()
+    out["independence"] = ind
+
+    # claim 2: fit on the small models, score the largest
+    out["fit_small"] = {"method": fit_small.method, "summary": fit_small.summary(),
+                        "diagnostics": getattr(fit_small, "diagnostics", {}),
+                        "warnings": list(getattr(fit_small, "warnings", []))}
+    out["fit_small_point"] = {"params": fit_point.params}
+    out["scores"] = {
+        "nuts_heldout": score(fit_small, large).to_dict(),
+        "nuts_fitted": score(fit_small, small).to_dict(),
+        "point_heldout": score(fit_point, large).to_dict(),
+        "point_fitted": score(fit_point, small).to_dict(),
+    }
+
+    # claim 3: transfer, measured at the largest size
+    c = {f: float(np.median(fit_large.draws["c"][:, j])) for j, f in enumerate(fit_large.families)}
+    out["fit_large"] = {"method": fit_large.method, "summary": fit_large.summary(),
+                        "diagnostics": getattr(fit_large, "diagnostics", {})}
+    out["measured_large"] = measured_mixtures(large, c)
+    for key, path in (("rec_small", args.rec_small), ("rec_large", args.rec_large)):
+        if path:
+            with open(path) as fh:
+                rec = json.load(fh)
+            out[key] = {"ratios": rec["ratios"],
+                        "p_star": {f: v["p_star"] for f, v in rec["families"].items()},
+                        "objective_at_p_star": rec["objective_at_p_star"],
+                        "baselines": rec.get("baselines", {})}
+    if "rec_small" in out and "rec_large" in out:
+        a, b = out["rec_small"]["ratios"], out["rec_large"]["ratios"]
+        out["pstar_l1_small_vs_large"] = float(sum(abs(a[f] - b[f]) for f in a))
+    return out
+
+
+def _print_summary(s: dict) -> None:
+    print(f"# {s['n_runs']} runs, {s['n_rows']} rows; sizes (N: D values) {s['sizes']}")
+    for name in ("nuts_heldout", "point_heldout", "nuts_fitted"):
+        sc = s["scores"][name]
+        print(f"\n{name}: overall R2 {sc['overall']['r2']:.3f} MAPE {sc['overall']['mape']:.2f}% "
+              f"cov90 {sc['overall']['coverage']:.2f} (n={sc['overall']['n']})")
+        for f, v in sc["per_family"].items():
+            print(f"  {f:14s} R2 {v['r2']:7.3f}  MAPE {v['mape']:6.2f}%  cov90 {v['coverage']:.2f}  n={v['n']}")
+    print("\nmeasured at the largest size (mean loss nats/token, normalized objective):")
+    for label, m in sorted(s["measured_large"].items(), key=lambda kv: kv[1]["normalized_objective"]):
+        print(f"  {label:22s} {m['mean_loss']:.4f}  {m['normalized_objective']:.5f}  "
+              + " ".join(f"{f}={p:.3f}" for f, p in m["ratios"].items()))
+    for key in ("rec_small", "rec_large"):
+        if key in s:
+            print(f"\n{key}: " + ", ".join(f"{f}={p:.3f}" for f, p in s[key]["ratios"].items()))
+    if "pstar_l1_small_vs_large" in s:
+        print(f"L1(p*_small, p*_large) = {s['pstar_l1_small_vs_large']:.3f}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("select")
+    p.add_argument("runs")
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-N", type=float)
+    p.add_argument("--min-N", type=float)
+    p.add_argument("--exclude", default="", help="mixture labels to leave out, comma-separated")
+    p = sub.add_parser("transfer-plan")
+    p.add_argument("rec")
+    p.add_argument("--name", required=True)
+    p.add_argument("--template", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("summarize")
+    for flag in ("--runs", "--fit-small", "--fit-small-point", "--fit-large", "--rec-small", "--out"):
+        p.add_argument(flag, required=True)
+    p.add_argument("--rec-large")
+    args = ap.parse_args(argv)
+    if args.cmd == "select":
+        from multiscale.runs import read_runs, write_runs
+
+        exclude = tuple(x for x in args.exclude.split(",") if x)
+        df = select(read_runs(args.runs), max_N=args.max_N, min_N=args.min_N, exclude_labels=exclude)
+        write_runs(df, args.out)
+        print(f"{args.out}: {df['run'].nunique()} runs, {len(df)} rows")
+    elif args.cmd == "transfer-plan":
+        import yaml
+
+        with open(args.rec) as fh:
+            rec = json.load(fh)
+        with open(args.template) as fh:
+            template = yaml.safe_load(fh)
+        with open(args.out, "w") as fh:
+            yaml.safe_dump(transfer_plan(rec, template, args.name), fh, sort_keys=False)
+        print(f"{args.out}: {args.name} = {rec['ratios']}")
+    else:
+        s = summarize(args)
+        with open(args.out, "w") as fh:
+            json.dump(s, fh, indent=1, default=float)
+        _print_summary(s)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
