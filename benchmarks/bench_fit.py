@@ -11,7 +11,7 @@ Prints ONE JSON object. Tables are synthetic (known multilingual-law parameters,
   extrapolation (1,000 x the measured full-grid fit), labelled as such.
 - 25 families x 500 runs: NUTS time with the same settings (`--skip-large` to leave it out).
 
-Usage: python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--resamples 1000] [--skip-large]
+Usage: python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--resamples 1000] [--skip-large | --only-large]
 """
 
 from __future__ import annotations
@@ -103,10 +103,15 @@ def main() -> None:
     ap.add_argument("--chains", type=int, default=4)
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--skip-large", action="store_true")
+    ap.add_argument("--only-large", action="store_true", help="only the 25 x 500 NUTS timing")
     args = ap.parse_args()
     out = {"benchmark": "fit", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "load_avg_1m": os.getloadavg()[0]},
            "units": "seconds; ESS = min bulk ESS over all parameters and families"}
+    if args.only_large:
+        out["nuts_25x500"] = _nuts(_table(25, 500, seed=1), args.chains, args.draws)
+        print(json.dumps(out))
+        return
     small = _table(5, 100)
     out["nuts_5x100"] = _nuts(small, args.chains, args.draws)
     out["point_5x100"] = _bootstrap(small, args.resamples)
