@@ -12,9 +12,9 @@ The report shows, for a fitted law and its run table (losses in nats/token):
   effects) when the table has several mixtures at one (N, D);
 - `report.md` tying them together, with the recommendation in words and numbers.
 
-Which runs are held out: `heldout=` if given; else, when FIT_DIR holds the table it was fitted
-on (`FIT_DIR/runs.csv`, as the demo writes), the runs missing from it; else, when the run table
-sits in a sweep folder, the runs its plan marked held-out. The corpus's per-family token counts
+Which runs are held out: `heldout=` if given; else, given the table the fit saw (`fitted=`, or
+`FIT_DIR/runs.csv` as the demo writes), the runs missing from it; else, when the run table sits in
+a sweep folder, the runs its plans marked held-out (unless the fit saw every row). The corpus's per-family token counts
 (for the proportional, temperature and UniMax baselines) come from the sweep folder's plan.json.
 """
 
@@ -66,22 +66,26 @@ def _locate_runs(fit_dir: str, runs) -> str:
 
 
 def _sweep_record(runs_path: str) -> dict | None:
-    plan = os.path.join(os.path.dirname(os.path.abspath(runs_path)), "plan.json")
-    if os.path.exists(plan):
-        with open(plan) as f:
-            return json.load(f)
-    return None
+    """The plans of the sweep folder holding `runs_path`, if it is one."""
+    from multiscale.sweep import read_plan_json
+
+    try:
+        return read_plan_json(os.path.dirname(os.path.abspath(runs_path)), full=True)
+    except FileNotFoundError:
+        return None
 
 
 def _heldout_runs(fit_dir: str, runs_path: str, df: pd.DataFrame, record: dict | None,
-                  heldout: Sequence[str] | None, fit=None) -> list[str]:
+                  heldout: Sequence[str] | None, fit=None, fitted_table: str | None = None) -> list[str]:
     all_runs = list(dict.fromkeys(df["run"]))
     if heldout is not None:
         unknown = sorted(set(heldout) - set(all_runs))
         if unknown:
             raise ValueError(f"--heldout names runs that are not in {runs_path}: {unknown[:5]}")
         return list(heldout)
-    fitted = os.path.join(fit_dir, "runs.csv")
+    fitted = fitted_table or os.path.join(fit_dir, "runs.csv")
+    if fitted_table is not None and not os.path.exists(fitted_table):
+        raise FileNotFoundError(f"--fitted {fitted_table} does not exist")
     if os.path.exists(fitted) and os.path.abspath(fitted) != os.path.abspath(runs_path):
         seen = set(pd.read_csv(fitted, usecols=["run"])["run"].astype(str))
         return [r for r in all_runs if r not in seen]
@@ -227,11 +231,12 @@ def _recommendation_text(summary, base, comparison, rec) -> list[str]:
 
 def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: float | None = None,
                  heldout: Sequence[str] | None = None, objective: str = "normalized",
-                 family_tokens: Mapping[str, int] | None = None) -> Report:
+                 family_tokens: Mapping[str, int] | None = None, fitted=None) -> Report:
     """Writes the figures and report.md for the fit in `fit_dir` into `out_dir`.
 
     runs: the run table (default FIT_DIR/runs.csv); N, D: the scale of the recommendation
-    (default: the largest N and D in the table); heldout: run names to mark as held out.
+    (default: the largest N and D in the table); heldout: run names to mark as held out;
+    fitted: the run table the fit saw (runs missing from it are held out).
     """
     from multiscale.laws import load_fit
     from multiscale.runs import read_runs
@@ -244,7 +249,7 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
     if unknown:
         raise ValueError(f"run table {runs_path}: families {unknown} are not in the fit ({list(fit.families)})")
     record = _sweep_record(runs_path)
-    held = _heldout_runs(fit_dir, runs_path, df, record, heldout, fit)
+    held = _heldout_runs(fit_dir, runs_path, df, record, heldout, fit, None if fitted is None else os.fspath(fitted))
     if family_tokens is None and record is not None:
         family_tokens = record.get("family_tokens")
     N = float(N) if N is not None else float(df["N"].max())

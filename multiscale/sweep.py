@@ -2,8 +2,10 @@
 
 Layout of a sweep folder DIR (a local path, a shared file system, or gs:// through etils.epath)::
 
-    DIR/plan.json              the expanded plan: every run id with its preset, D, ratios, held-out flag,
-                               and the corpus's unique training tokens per family (for baselines)
+    DIR/plans/<name>-<hash>.json  each expanded plan swept here: every run id with its preset, D,
+                               ratios, held-out flag, and the corpus's unique training tokens per
+                               family (for baselines); several plans may share one folder
+    DIR/plan.json              a copy of the latest plan, for people
     DIR/runs/<run_id>/         the trainer's run folder (checkpoints, metrics, rows.csv, summary.json)
     DIR/rows/<run_id>.csv      the run's finished run-table rows (one fragment per run)
     DIR/failures/<run_id>.json the error of a run that failed (removed when it later succeeds)
@@ -35,6 +37,7 @@ written) but whose fragment was not yet written is harvested without training ag
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
@@ -210,12 +213,32 @@ def read_failures(out_dir) -> list[dict]:
 
 
 def read_plan_json(out_dir, *, full: bool = False):
-    """The expanded plan a sweep wrote: its runs (run ids, presets, D, ratios, held-out flags),
-    or with full=True the whole record (also `family_tokens` and `corpus`)."""
-    p = _path(out_dir) / PLAN_JSON
-    if not p.exists():
-        raise FileNotFoundError(f"{p} does not exist: is {out_dir} a sweep folder?")
-    record = json.loads(p.read_text())
+    """The expanded plans swept into `out_dir`: their runs (run ids, presets, D, ratios, held-out
+    flags), or with full=True a record with `runs`, `family_tokens`, `corpus` and plan `names`.
+
+    Several plans may share one sweep folder (each is kept in DIR/plans/); their runs are
+    united by run id, a run being held out when any plan marks it so.
+    """
+    out = _path(out_dir)
+    files = sorted(p for p in (out / "plans").glob("*.json") if not p.name.startswith(".")) \
+        if (out / "plans").exists() else []
+    if not files and (out / PLAN_JSON).exists():
+        files = [out / PLAN_JSON]
+    if not files:
+        raise FileNotFoundError(f"{out / 'plans'} holds no plan: is {out_dir} a sweep folder?")
+    runs: dict[str, dict] = {}
+    record: dict[str, Any] = {"names": [], "family_tokens": None, "corpus": None}
+    for f in files:
+        rec = json.loads(f.read_text())
+        record["names"].append(rec.get("name"))
+        record["family_tokens"] = record["family_tokens"] or rec.get("family_tokens")
+        record["corpus"] = record["corpus"] or rec.get("corpus")
+        for r in rec["runs"]:
+            if r["run_id"] in runs:
+                runs[r["run_id"]]["heldout"] = runs[r["run_id"]]["heldout"] or r["heldout"]
+            else:
+                runs[r["run_id"]] = dict(r)
+    record["runs"] = list(runs.values())
     return record if full else record["runs"]
 
 
@@ -295,9 +318,13 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
         progress = sys.stderr.isatty()
     out = _path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / PLAN_JSON, json.dumps(
+    plan_text = json.dumps(
         {"name": plan.name, "corpus": None if corpus is None else str(getattr(corpus, "path", corpus)),
-         "family_tokens": counts, "runs": [r.to_dict() for r in runs]}, indent=1, default=str))
+         "family_tokens": counts, "runs": [r.to_dict() for r in runs]}, indent=1, default=str)
+    digest = hashlib.sha256("\n".join(r.run_id for r in runs).encode()).hexdigest()[:8]
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in plan.name)
+    atomic_write_text(out / "plans" / f"{safe}-{digest}.json", plan_text)  # one file per plan
+    atomic_write_text(out / PLAN_JSON, plan_text)  # the latest plan, for people
     mine = shard_runs(runs, *shard)
     done = set(_fragment_ids(out))
     skipped = tuple(r.run_id for r in mine if r.run_id in done)

@@ -162,3 +162,15 @@ def test_report_cli_and_bad_input(tmp_path, capsys):
     bad.to_csv(tmp_path / "bad.csv", index=False)
     assert main(["report", str(fit_dir), "--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "r")]) == 2
     assert "klingon" in capsys.readouterr().err
+
+
+def test_report_fitted_table_marks_held_out_runs(tmp_path):
+    fit, df = _bayes_fit(), _runs()
+    fit_dir = tmp_path / "fit"
+    fit.save(fit_dir)  # as `multiscale fit` leaves it: no copy of the fitted table
+    df.to_csv(tmp_path / "all.csv", index=False)
+    df[df["N"] < 4e5].to_csv(tmp_path / "small.csv", index=False)
+    rep = report.write_report(fit_dir, tmp_path / "rep", runs=tmp_path / "all.csv", fitted=tmp_path / "small.csv")
+    assert rep.metrics["heldout"]["rows"] == int((df["N"] == 4e5).sum())
+    rep = report.write_report(fit_dir, tmp_path / "rep2", runs=tmp_path / "all.csv")
+    assert "heldout" not in rep.metrics  # nothing says which runs the fit did not see

@@ -229,3 +229,17 @@ def test_consolidation_survives_an_interleaved_writer(tmp_path, fake, monkeypatc
     sweep.consolidate(out)  # A: stale listing, then verification
     assert raced
     _check_table(out, plan)
+
+
+def test_two_plans_share_one_sweep_folder(tmp_path, fake):
+    mod, _ = fake
+    out = tmp_path / "sw"
+    a = _plan(2)
+    b = SweepPlan.from_dict({"name": "b", "presets": ["cpu-200k"], "tokens": [1000], "families": FAMS,
+                             "mixtures": [{"design": "vary_one", "grid": [0.5], "heldout": True}]})
+    sweep.run_sweep(a, out, train_fn=mod.train, progress=False, log=lambda *a: None)
+    sweep.run_sweep(b, out, train_fn=mod.train, progress=False, log=lambda *a: None)
+    runs = sweep.read_plan_json(out)
+    assert len(runs) == 2 + 3 and sum(r["heldout"] for r in runs) == 3
+    assert sorted(sweep.read_plan_json(out, full=True)["names"]) == ["b", "t"]
+    assert pd.read_csv(out / "runs.csv")["run"].nunique() == 5

@@ -35,6 +35,8 @@ def register(sub) -> None:
                                            "(default: the largest in the run table)")
     r.add_argument("--D", type=float, help="training tokens for the recommendation (default: the largest)")
     r.add_argument("--heldout", metavar="RUN,RUN,...", help="runs to mark held-out (default: runs not in the fit)")
+    r.add_argument("--fitted", metavar="FITTED.csv", help="the run table the fit saw: runs of --runs missing "
+                                                          "from it are marked held-out")
     r.add_argument("--corpus", metavar="DIR", help="corpus whose per-family token counts give the proportional, "
                                                    "temperature and UniMax baselines (default: the sweep's plan.json)")
     r.add_argument("--json", action="store_true")
@@ -112,7 +114,7 @@ def _report(args: argparse.Namespace) -> int:
 
         tokens = _corpus_info(args.corpus)[1]
     out = write_report(args.fit_dir, args.out, runs=args.runs, N=args.N, D=args.D, heldout=heldout,
-                       family_tokens=tokens)
+                       family_tokens=tokens, fitted=args.fitted)
     if args.json:
         print(json.dumps(out.to_dict()))
     else:
