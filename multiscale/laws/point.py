@@ -38,8 +38,8 @@ GRID = {
     "gamma": np.array([0.0, 0.3]),
     "logc": np.arange(-1.0, 1.01, 0.5),
 }
-MAX_ITERS = 300
-ROUND = 25  # iterations between repacking the starts still running
+MAX_ITERS = 600  # objective evaluations per start (one per L-BFGS trial step)
+ROUND = 50  # evaluations between repacking the starts still running
 MEMORY = 10  # L-BFGS curvature pairs
 CHUNK = 1024
 GRAD_TOL = 1e-10
@@ -122,18 +122,20 @@ def _norm(u):
 
 
 def _lbfgs_steps(objective, state, rows, n_steps, tol=GRAD_TOL, memory=MEMORY):
-    """Up to `n_steps` L-BFGS iterations (two-loop recursion, backtracking Armijo line search
-    with quadratic interpolation) from `state` (see `_lbfgs_init`).
+    """Up to `n_steps` objective evaluations of L-BFGS (two-loop recursion; backtracking
+    Armijo line search with quadratic interpolation, Nocedal & Wright sec. 3.5) from `state`.
 
-    Written for small parameter vectors (one family: <= 6 numbers) solved from thousands of
-    starts at once under vmap. A start is done at ``|grad| < tol``, when a step no longer
-    lowers the objective, or when it lowers it by less than FTOL of its value.
+    Each step evaluates the objective and its gradient at ONE trial point: if the Armijo
+    condition holds the iterate moves and the next direction is computed, otherwise the
+    trial step shrinks and is retried at the next step. Under vmap over thousands of starts
+    this costs one evaluation per step for every start, instead of letting the slowest line
+    search in the batch set the pace. A start is done at ``|grad| < tol``, when an accepted
+    step lowers the objective by less than FTOL of its value, or after 30 rejected trials.
     """
     import jax
     import jax.numpy as jnp
 
-    f = lambda x: objective(x, rows)  # noqa: E731
-    vg = jax.value_and_grad(f)
+    vg = jax.value_and_grad(lambda x: objective(x, rows))
     c1 = 1e-4
     k_end = state["k"] + n_steps
 
@@ -159,42 +161,37 @@ def _lbfgs_steps(objective, state, rows, n_steps, tol=GRAD_TOL, memory=MEMORY):
         return (c["k"] < k_end) & ~c["done"]
 
     def body(c):
-        x, fx, g = c["x"], c["f"], c["g"]
-        d = direction(g, c["S"], c["Y"], c["valid"])
-        gd = _vdot(g, d)
-        bad = ~(gd < 0) | ~jnp.all(jnp.isfinite(d))
-        d = jnp.where(bad, -g, d)
-        gd = jnp.where(bad, -_vdot(g, g), gd)
-        t0 = jnp.where(c["k"] == 0, jnp.minimum(1.0, 1.0 / (_norm(g) + 1e-300)), 1.0)
-
-        def ls_cond(s):
-            t, ft, n = s
-            return (n < 30) & ~(ft <= fx + c1 * t * gd)
-
-        def ls_body(s):
-            # Quadratic-interpolation backtracking (Nocedal & Wright, sec. 3.5), the new
-            # step kept within [0.02 t, 0.5 t]; a non-finite value just shrinks t 50-fold.
-            t, ft, n = s
-            denom = 2.0 * (ft - fx - gd * t)
-            tq = jnp.where(jnp.isfinite(ft) & (denom > 0), -gd * t * t / jnp.where(denom > 0, denom, 1.0), 0.02 * t)
-            t = jnp.clip(tq, 0.02 * t, 0.5 * t)
-            ft = f(x + t * d)
-            return t, jnp.where(jnp.isfinite(ft), ft, jnp.inf), n + 1
-
-        ft0 = f(x + t0 * d)
-        t, ft, _ = jax.lax.while_loop(ls_cond, ls_body,
-                                      (t0, jnp.where(jnp.isfinite(ft0), ft0, jnp.inf), 0))
-        improved = ft < fx
-        x_new = jnp.where(improved, x + t * d, x)
-        f_new, g_new = vg(x_new)
-        s, y = x_new - x, g_new - g
-        push = improved & (_vdot(s, y) > 1e-300)
-        S = jnp.where(push, jnp.concatenate([s[None], c["S"][:-1]]), c["S"])
-        Y = jnp.where(push, jnp.concatenate([y[None], c["Y"][:-1]]), c["Y"])
+        x, fx, g, fresh = c["x"], c["f"], c["g"], c["fresh"]
+        dn = direction(g, c["S"], c["Y"], c["valid"])
+        gdn = _vdot(g, dn)
+        bad = ~(gdn < 0) | ~jnp.all(jnp.isfinite(dn))
+        dn = jnp.where(bad, -g, dn)
+        gdn = jnp.where(bad, -_vdot(g, g), gdn)
+        d = jnp.where(fresh, dn, c["d"])
+        gd = jnp.where(fresh, gdn, c["gd"])
+        t_first = jnp.where(c["it"] == 0, jnp.minimum(1.0, 1.0 / (_norm(g) + 1e-300)), 1.0)
+        t = jnp.where(fresh, t_first, c["t"])
+        xt = x + t * d
+        ft, gt = vg(xt)
+        ok = jnp.isfinite(ft) & jnp.all(jnp.isfinite(gt))
+        accept = ok & (ft <= fx + c1 * t * gd)
+        # accepted: move, store the curvature pair
+        sv, yv = xt - x, gt - g
+        push = accept & (_vdot(sv, yv) > 1e-300)
+        S = jnp.where(push, jnp.concatenate([sv[None], c["S"][:-1]]), c["S"])
+        Y = jnp.where(push, jnp.concatenate([yv[None], c["Y"][:-1]]), c["Y"])
         valid = jnp.where(push, jnp.concatenate([jnp.ones(1, bool), c["valid"][:-1]]), c["valid"])
-        gnorm = _norm(g_new)
-        done = (gnorm < tol) | ~improved | (fx - f_new <= FTOL * jnp.abs(fx))
-        return dict(x=x_new, f=f_new, g=g_new, S=S, Y=Y, valid=valid, k=c["k"] + 1, done=done)
+        done_acc = (_norm(gt) < tol) | (fx - ft <= FTOL * jnp.abs(fx))
+        # rejected: shrink the trial step by quadratic interpolation within [0.02 t, 0.5 t]
+        denom = 2.0 * (ft - fx - gd * t)
+        tq = jnp.where(ok & (denom > 0), -gd * t * t / jnp.where(ok & (denom > 0), denom, 1.0), 0.02 * t)
+        t_next = jnp.clip(tq, 0.02 * t, 0.5 * t)
+        fails = jnp.where(accept, 0, c["fails"] + 1)
+        return dict(
+            x=jnp.where(accept, xt, x), f=jnp.where(accept, ft, fx), g=jnp.where(accept, gt, g),
+            S=S, Y=Y, valid=valid, k=c["k"] + 1, it=c["it"] + accept.astype(jnp.int32),
+            done=jnp.where(accept, done_acc, fails >= 30), d=d, gd=gd, t=t_next, fresh=accept,
+            fails=fails)
 
     return jax.lax.while_loop(cond, body, state)
 
@@ -206,8 +203,11 @@ def _lbfgs_init(objective, x0, rows, tol=GRAD_TOL, memory=MEMORY):
 
     f0, g0 = jax.value_and_grad(lambda x: objective(x, rows))(x0)
     dim = x0.shape[0]
+    zero = jnp.zeros((), jnp.int32)
     return dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory, dim)), Y=jnp.zeros((memory, dim)),
-                valid=jnp.zeros(memory, bool), k=jnp.zeros((), jnp.int32), done=_norm(g0) < tol)
+                valid=jnp.zeros(memory, bool), k=zero, it=zero, done=_norm(g0) < tol,
+                d=jnp.zeros(dim), gd=jnp.zeros(()), t=jnp.ones(()), fresh=jnp.ones((), bool),
+                fails=zero)
 
 
 _SOLVERS: dict = {}
@@ -382,7 +382,7 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       df: run table (`multiscale.runs` columns; loss in nats/token).
       law: "multilingual", "chinchilla" or "ratio".
       shared: exponents shared by all families, e.g. ("alpha", "beta") or "alpha,beta".
-      max_iters: L-BFGS iterations per start.
+      max_iters: objective evaluations (L-BFGS trial steps) per start.
       grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``); the default
         is the full grid of DESIGN.md.
 
