@@ -63,3 +63,15 @@ def test_train_json_prints_one_object_with_rows(tiny_corpus, tmp_path, capsys):
     assert summary["steps"] == 8 and summary["D"] == 2048
     assert [r["family"] for r in summary["rows"]] == ["germanic", "romance"]
     assert (out / "rows.csv").exists() and (out / "summary.json").exists()
+
+
+def test_relative_run_folder_checkpoints_and_resumes(tiny_corpus, tmp_path, monkeypatch, capsys):
+    # orbax needs absolute paths; a user's `--out runs/a` must work all the same.
+    monkeypatch.chdir(tmp_path)
+    args = _train_args(str(tiny_corpus.path), "runs/a", **{"--json": None, "--checkpoint-every": "4"})
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (tmp_path / "runs" / "a" / "checkpoints").is_dir()
+    assert main(args) == 0  # resumes from the finished run's checkpoint, same result
+    again = json.loads(capsys.readouterr().out)
+    assert [r["loss"] for r in again["rows"]] == [r["loss"] for r in first["rows"]]

@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args) or 0)
+    except BrokenPipeError:  # e.g. `multiscale ... | head`: stop quietly, as Unix tools do
+        sys.stderr.close()
+        return 0
     except (UsageError, ValueError, FileNotFoundError, KeyError) as err:
         # Library code raises these with messages that name the offending input.
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err

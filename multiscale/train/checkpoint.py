@@ -70,7 +70,11 @@ class Checkpointer:
     """Async save and restore of (train state, data iterator state) under `<run>/checkpoints`."""
 
     def __init__(self, directory: epath.PathLike, *, keep: int = 2):
-        self.directory = epath.Path(directory)
+        directory = epath.Path(directory)
+        # orbax refuses relative paths; a local one is made absolute (gs:// and the like are kept).
+        if "://" not in str(directory):
+            directory = directory.absolute()
+        self.directory = directory
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
