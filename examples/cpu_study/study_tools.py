@@ -92,7 +92,8 @@ def summarize(args) -> dict:
 
     runs = read_runs(args.runs)
     n_large = float(runs["N"].max())
-    small, large = runs[runs["N"] < n_large], runs[runs["N"] == n_large]
+    fit_max = float(args.fit_max_N) if args.fit_max_N else n_large
+    small, held, large = runs[runs["N"] < fit_max], runs[runs["N"] >= fit_max], runs[runs["N"] == n_large]
     fit_small = load_fit(args.fit_small)
     fit_point = load_fit(args.fit_small_point)
     fit_large = load_fit(args.fit_large)
@@ -110,13 +111,17 @@ def summarize(args) -> dict:
     out["fit_small"] = {"method": fit_small.method, "summary": fit_small.summary(),
                         "diagnostics": getattr(fit_small, "diagnostics", {}),
                         "warnings": list(getattr(fit_small, "warnings", []))}
-    out["fit_small_point"] = {"params": fit_point.params}
+    out["fit_small_point"] = {"params": fit_point.params()}
+    out["fit_max_N"] = fit_max
     out["scores"] = {
-        "nuts_heldout": score(fit_small, large).to_dict(),
+        "nuts_heldout": score(fit_small, held).to_dict(),
         "nuts_fitted": score(fit_small, small).to_dict(),
-        "point_heldout": score(fit_point, large).to_dict(),
+        "point_heldout": score(fit_point, held).to_dict(),
         "point_fitted": score(fit_point, small).to_dict(),
     }
+    for n, sub in held.groupby("N"):
+        out["scores"][f"nuts_heldout_N{int(n)}"] = score(fit_small, sub).to_dict()
+        out["scores"][f"point_heldout_N{int(n)}"] = score(fit_point, sub).to_dict()
 
     # claim 3: transfer, measured at the largest size
     c = {f: float(np.median(fit_large.draws["c"][:, j])) for j, f in enumerate(fit_large.families)}
@@ -137,9 +142,17 @@ def summarize(args) -> dict:
     return out
 
 
+def _json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, (np.generic,)):
+        return o.item()
+    raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
 def _print_summary(s: dict) -> None:
     print(f"# {s['n_runs']} runs, {s['n_rows']} rows; sizes (N: D values) {s['sizes']}")
-    for name in ("nuts_heldout", "point_heldout", "nuts_fitted"):
+    for name in [k for k in s["scores"] if k.startswith(("nuts", "point_heldout"))]:
         sc = s["scores"][name]
         print(f"\n{name}: overall R2 {sc['overall']['r2']:.3f} MAPE {sc['overall']['mape']:.2f}% "
               f"cov90 {sc['overall']['coverage']:.2f} (n={sc['overall']['n']})")
@@ -174,6 +187,7 @@ def main(argv=None) -> int:
     for flag in ("--runs", "--fit-small", "--fit-small-point", "--fit-large", "--rec-small", "--out"):
         p.add_argument(flag, required=True)
     p.add_argument("--rec-large")
+    p.add_argument("--fit-max-N", type=float, help="rows with N below this were fitted (default: all but the largest N)")
     args = ap.parse_args(argv)
     if args.cmd == "select":
         from multiscale.runs import read_runs, write_runs
@@ -195,7 +209,7 @@ def main(argv=None) -> int:
     else:
         s = summarize(args)
         with open(args.out, "w") as fh:
-            json.dump(s, fh, indent=1, default=float)
+            json.dump(s, fh, indent=1, default=_json_default)
         _print_summary(s)
     return 0
 
