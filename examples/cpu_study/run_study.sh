@@ -82,6 +82,7 @@ cp "$WORK/sweep/runs.csv" "$DOCS/runs.csv"
 $TOOLS summarize --runs "$DOCS/runs.csv" --fit-small "$WORK/fit_small" --fit-small-point "$WORK/fit_small_point" \
   --fit-large "$WORK/fit_large" --rec-small "$WORK/rec_small.json" --rec-large "$WORK/rec_large.json" \
   --fit-max-N "$FIT_MAX_N" --out "$DOCS/summary.json" | tee "$WORK/summary.txt"
-$MS report "$WORK/fit_small" --runs "$DOCS/runs.csv" --N "$N_LARGE" --D "$D_LARGE" --corpus "$WORK/corpus" \
+$MS report "$WORK/fit_small" --runs "$DOCS/runs.csv" --fitted "$WORK/fit_small.csv" --N "$N_LARGE" --D "$D_LARGE" \
+  --corpus "$WORK/corpus" \
   --out "$DOCS/library_report"
 echo "study done in $(( $(date +%s) - t0 )) s; run table $DOCS/runs.csv, summary $DOCS/summary.json"
