@@ -76,6 +76,14 @@ fi
 # 5. an intermediate size, held out too (planned last: the session's time allowed it at the end)
 if [ "${SKIP_MID:-0}" != 1 ]; then sweep "$HERE/mid.yaml"; fi
 
+# 5b. a second seed of both p* runs (planned after the fits, so it changes neither of them)
+$TOOLS transfer-plan "$WORK/rec_small.json" --name pstar-small --seeds 1 --template "$HERE/large.yaml" --out "$WORK/transfer_small_s1.yaml"
+sweep "$WORK/transfer_small_s1.yaml"
+if [ "${SKIP_LARGE_PSTAR:-0}" != 1 ]; then
+  $TOOLS transfer-plan "$WORK/rec_large.json" --name pstar-large --seeds 1 --template "$HERE/large.yaml" --out "$WORK/transfer_large_s1.yaml"
+  sweep "$WORK/transfer_large_s1.yaml"
+fi
+
 # 6. independence test, held-out scores, measured transfer -> summary.json; the library's report
 $MS independence "$WORK/sweep/runs.csv" > "$WORK/independence.txt"
 cp "$WORK/sweep/runs.csv" "$DOCS/runs.csv"

@@ -48,11 +48,14 @@ def select(runs: pd.DataFrame, *, max_N: float | None = None, min_N: float | Non
     return out
 
 
-def transfer_plan(rec: dict, template: dict, name: str) -> dict:
-    """A copy of `template` (a sweep plan) whose only mixture is the recommended one."""
+def transfer_plan(rec: dict, template: dict, name: str, seeds: list[int] | None = None) -> dict:
+    """A copy of `template` (a sweep plan) whose only mixture is the recommended one
+    (with `seeds` in place of the template's, when given)."""
     ratios = {f: round(float(p), 6) for f, p in rec["ratios"].items()}
     plan = {k: v for k, v in template.items() if k not in ("mixtures", "name")}
-    plan["name"] = f"cpu-study-{name}"
+    plan["name"] = f"cpu-study-{name}" + (f"-seeds{'-'.join(map(str, seeds))}" if seeds else "")
+    if seeds:
+        plan["seeds"] = list(seeds)
     plan["mixtures"] = [{"name": name, "ratios": ratios, "normalize": True}]
     return plan
 
@@ -126,6 +129,7 @@ def summarize(args) -> dict:
     # claim 3: transfer, measured at the largest size
     c = {f: float(np.median(fit_large.draws["c"][:, j])) for j, f in enumerate(fit_large.families)}
     out["fit_large"] = {"method": fit_large.method, "summary": fit_large.summary(),
+                        "n_runs": int(next(iter(fit_large.n_runs.values()))),
                         "diagnostics": getattr(fit_large, "diagnostics", {})}
     out["measured_large"] = measured_mixtures(large, c)
     for key, path in (("rec_small", args.rec_small), ("rec_large", args.rec_large)):
@@ -183,6 +187,7 @@ def main(argv=None) -> int:
     p.add_argument("--name", required=True)
     p.add_argument("--template", required=True)
     p.add_argument("--out", required=True)
+    p.add_argument("--seeds", default=None, help="seeds of the planned runs, comma-separated (default: the template's)")
     p = sub.add_parser("summarize")
     for flag in ("--runs", "--fit-small", "--fit-small-point", "--fit-large", "--rec-small", "--out"):
         p.add_argument(flag, required=True)
@@ -204,7 +209,8 @@ def main(argv=None) -> int:
         with open(args.template) as fh:
             template = yaml.safe_load(fh)
         with open(args.out, "w") as fh:
-            yaml.safe_dump(transfer_plan(rec, template, args.name), fh, sort_keys=False)
+            seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+            yaml.safe_dump(transfer_plan(rec, template, args.name, seeds), fh, sort_keys=False)
         print(f"{args.out}: {args.name} = {rec['ratios']}")
     else:
         s = summarize(args)
