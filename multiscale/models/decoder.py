@@ -107,9 +107,15 @@ class Mlp(nnx.Module):
 
     def __call__(self, x_BxLxD):
         dtype = x_BxLxD.dtype
-        gate_BxLxF = x_BxLxD @ self.w_gate_DxF[...].astype(dtype)
-        up_BxLxF = x_BxLxD @ self.w_up_DxF[...].astype(dtype)
-        return (jax.nn.silu(gate_BxLxF) * up_BxLxF) @ self.w_down_FxD[...].astype(dtype)
+        b, l, d = x_BxLxD.shape
+        f = self.w_up_DxF.shape[1]
+        # Gate and up as one [B*L, D] x [D, 2F] matmul: on XLA:CPU the fused product and its
+        # gradient ran the train step ~10% faster (cpu-800k, side by side in one process).
+        w_Dx2F = jnp.concatenate([self.w_gate_DxF[...], self.w_up_DxF[...]], axis=1)
+        gate_up_NxF2 = x_BxLxD.reshape(b * l, d) @ w_Dx2F.astype(dtype)
+        gate_NxF, up_NxF = gate_up_NxF2[:, :f], gate_up_NxF2[:, f:]
+        out_NxD = (jax.nn.silu(gate_NxF) * up_NxF) @ self.w_down_FxD[...].astype(dtype)
+        return out_NxD.reshape(b, l, d)
 
 
 class Block(nnx.Module):
