@@ -107,24 +107,14 @@ def prediction_table(fit, df: pd.DataFrame, heldout: Sequence[str], *, noise: bo
                      seed: int = 0) -> pd.DataFrame:
     """Observed vs predicted loss per (run, family): median and 90% interval.
 
-    For a Bayesian fit with an observation scale (sigma per family) the interval is posterior
-    predictive (each draw adds its Student-t noise, as `multiscale.laws.validation.score` does),
-    so about 90% of new runs should fall inside; otherwise it is the mean law's interval.
+    The interval is posterior predictive for a Bayesian fit with an observation scale
+    (`multiscale.laws.validation.predictive_draws`); otherwise it is the mean law's interval.
     """
-    from multiscale.laws.predict import predict_rows
+    from multiscale.laws.validation import predictive_draws
 
     held = set(heldout)
     df = df[df["family"].isin(fit.families)].reset_index(drop=True)
-    draws_SxR = np.asarray(predict_rows(fit, df), float)
-    idata = getattr(fit, "idata", None)
-    if noise and draws_SxR.shape[0] > 1 and idata is not None and "sigma" in idata.posterior:
-        from multiscale.laws.bayes import STUDENT_NU
-
-        sig = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
-        sig = sig.reshape(-1, sig.shape[-1])
-        idx = np.array([fit.family_index(f) for f in df["family"]])
-        eps = np.random.default_rng(seed).standard_t(STUDENT_NU, size=draws_SxR.shape)
-        draws_SxR = draws_SxR * np.exp(sig[:, idx] * eps)
+    draws_SxR = predictive_draws(fit, df, noise=noise, seed=seed)
     lo, mid, hi = np.quantile(draws_SxR, [0.05, 0.5, 0.95], axis=0)
     return pd.DataFrame({"run": df["run"], "family": df["family"], "N": df["N"], "D": df["D"], "p": df["p"],
                          "loss": df["loss"], "pred_lo": lo, "pred": mid, "pred_hi": hi,

@@ -50,25 +50,33 @@ def _score(y, draws_SxR) -> dict[str, float]:
     return {"n": int(len(y)), "r2": r2, "mape": mape, "coverage": cov}
 
 
-def score(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0) -> Scores:
-    """Score a fit on the rows of a run table.
+def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0) -> np.ndarray:
+    """Draws [S, R] of the predicted loss (nats/token) for the R rows of `df`.
 
-    For a Bayesian fit the 90% interval is posterior *predictive* when `noise` is true (each
-    draw adds its Student-t observation noise, sigma of that family), else the interval of
-    the mean law.
+    For a Bayesian fit with an observation scale and `noise` true, each draw adds its Student-t
+    observation noise (sigma of the row's family): a posterior *predictive* draw, so about 90%
+    of new runs should fall in its 90% interval. Otherwise the draws are the mean law's.
     """
-    df = validate_runs(df)
-    draws = predict_rows(fit, df)
-    if noise and fit.n_draws > 1 and getattr(fit, "idata", None) is not None and \
-            "sigma" in fit.idata.posterior:
+    draws_SxR = np.asarray(predict_rows(fit, df), float)
+    idata = getattr(fit, "idata", None)
+    if noise and draws_SxR.shape[0] > 1 and idata is not None and "sigma" in idata.posterior:
         from multiscale.laws.bayes import STUDENT_NU
 
-        sig = np.asarray(fit.idata.posterior["sigma"].transpose("chain", "draw", "family").values)
-        sig = sig.reshape(-1, sig.shape[-1])
+        sig = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
+        sig_SxF = sig.reshape(-1, sig.shape[-1])
         idx = np.array([fit.family_index(f) for f in df["family"]])
-        rng = np.random.default_rng(seed)
-        eps = rng.standard_t(STUDENT_NU, size=draws.shape)
-        draws = draws * np.exp(sig[:, idx] * eps)
+        eps_SxR = np.random.default_rng(seed).standard_t(STUDENT_NU, size=draws_SxR.shape)
+        draws_SxR = draws_SxR * np.exp(sig_SxF[:, idx] * eps_SxR)
+    return draws_SxR
+
+
+def score(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0) -> Scores:
+    """Score a fit on the rows of a run table: R^2, MAPE and 90%-interval coverage.
+
+    The interval is posterior predictive when `noise` is true (see `predictive_draws`).
+    """
+    df = validate_runs(df)
+    draws = predictive_draws(fit, df, noise=noise, seed=seed)
     y = df["loss"].to_numpy(float)
     per = {}
     for f in dict.fromkeys(df["family"]):
