@@ -5,9 +5,10 @@ only selects rows, turns a recommendation into a sweep plan, and gathers the hea
 (loss in nats/token throughout) into one JSON file that report.md and tests/test_cpu_study.py read.
 
     python study_tools.py select RUNS.csv --out FIT.csv --max-N 500000
-    python study_tools.py transfer-plan REC.json --name pstar-small --template large.yaml --out PLAN.yaml
+    python study_tools.py transfer-plan pstar-small3=REC.json [pstar-at1.6m=REC2.json] \
+        --template large.yaml --seeds 0,1 --out PLAN.yaml
     python study_tools.py summarize --runs RUNS.csv --fit-small DIR --fit-small-point DIR \
-        --fit-large DIR --rec-small REC.json [--rec-large REC.json] --out summary.json
+        --fit-large DIR --rec-small REC.json [--rec-large REC.json] --fit-max-N 500000 --out summary.json
 """
 
 from __future__ import annotations
@@ -48,15 +49,21 @@ def select(runs: pd.DataFrame, *, max_N: float | None = None, min_N: float | Non
     return out
 
 
-def transfer_plan(rec: dict, template: dict, name: str, seeds: list[int] | None = None) -> dict:
-    """A copy of `template` (a sweep plan) whose only mixture is the recommended one
-    (with `seeds` in place of the template's, when given)."""
-    ratios = {f: round(float(p), 6) for f, p in rec["ratios"].items()}
+def transfer_plan(recs: dict[str, dict], template: dict, seeds: list[int] | None = None) -> dict:
+    """A copy of `template` (a sweep plan) whose mixtures are the recommended ones, one per
+    {mixture name: recommendation} item (with `seeds` in place of the template's, when given)."""
+    if not recs:
+        raise ValueError("transfer-plan needs at least one NAME=REC.json")
     plan = {k: v for k, v in template.items() if k not in ("mixtures", "name")}
-    plan["name"] = f"cpu-study-{name}" + (f"-seeds{'-'.join(map(str, seeds))}" if seeds else "")
+    plan["name"] = "cpu-study-" + "+".join(recs) + (f"-seeds{'-'.join(map(str, seeds))}" if seeds else "")
     if seeds:
         plan["seeds"] = list(seeds)
-    plan["mixtures"] = [{"name": name, "ratios": ratios, "normalize": True}]
+    plan["mixtures"] = []
+    for name, rec in recs.items():
+        if "ratios" not in rec:
+            raise ValueError(f"recommendation for {name!r} has no 'ratios' (is it `multiscale recommend --json` output?)")
+        ratios = {f: round(float(p), 6) for f, p in rec["ratios"].items()}
+        plan["mixtures"].append({"name": name, "ratios": ratios, "normalize": True})
     return plan
 
 
@@ -183,8 +190,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-N", type=float)
     p.add_argument("--exclude", default="", help="mixture labels to leave out, comma-separated")
     p = sub.add_parser("transfer-plan")
-    p.add_argument("rec")
-    p.add_argument("--name", required=True)
+    p.add_argument("recs", nargs="+", metavar="NAME=REC.json", help="mixture name and its recommendation")
     p.add_argument("--template", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seeds", default=None, help="seeds of the planned runs, comma-separated (default: the template's)")
@@ -204,14 +210,21 @@ def main(argv=None) -> int:
     elif args.cmd == "transfer-plan":
         import yaml
 
-        with open(args.rec) as fh:
-            rec = json.load(fh)
+        recs = {}
+        for item in args.recs:
+            name, sep, path = item.partition("=")
+            if not sep or not name or not path:
+                raise SystemExit(f"transfer-plan: {item!r} is not NAME=REC.json")
+            with open(path) as fh:
+                recs[name] = json.load(fh)
         with open(args.template) as fh:
             template = yaml.safe_load(fh)
+        seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
+        plan = transfer_plan(recs, template, seeds)
         with open(args.out, "w") as fh:
-            seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else None
-            yaml.safe_dump(transfer_plan(rec, template, args.name, seeds), fh, sort_keys=False)
-        print(f"{args.out}: {args.name} = {rec['ratios']}")
+            yaml.safe_dump(plan, fh, sort_keys=False)
+        for m in plan["mixtures"]:
+            print(f"{args.out}: {m['name']} = {m['ratios']}")
     else:
         s = summarize(args)
         with open(args.out, "w") as fh:
