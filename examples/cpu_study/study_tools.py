@@ -73,26 +73,70 @@ def _interval(x) -> dict[str, float]:
             "q95": float(np.quantile(x, 0.95))}
 
 
-def measured_mixtures(runs: pd.DataFrame, c_by_family: dict[str, float]) -> dict[str, dict]:
+def measured_mixtures(runs: pd.DataFrame, c_by_family: dict[str, float] | None) -> dict[str, dict]:
     """Per run of one (N, D), keyed by mixture label (plus -s<seed> for seeds other than 0):
     mixture, raw mean loss and normalized objective.
 
     raw: equal-weight mean of the families' held-out losses (nats/token).
     normalized: equal-weight mean of L_i / c_i, c_i the monolingual loss L_i(N, D, p=1)
       estimated by the ratio-law fit at this size (He et al.'s normalized objective, with
-      the measured losses in place of the law's predictions).
+      the measured losses in place of the law's predictions); None without `c_by_family`.
     """
     out = {}
     for run, sub in runs.groupby("run", sort=False):
         fams = sub["family"].tolist()
         loss = sub["loss"].to_numpy(float)
-        norm = np.array([L / c_by_family[f] for f, L in zip(fams, loss)])
         seed = int(RUN_ID.match(run).group("seed"))
+        norm = None
+        if c_by_family is not None:
+            norm = float(np.mean([L / c_by_family[f] for f, L in zip(fams, loss)]))
         out[mixture_label(run) + (f"-s{seed}" if seed else "")] = {
-            "run": run, "ratios": dict(zip(fams, sub["p"].astype(float).round(6).tolist())),
+            "run": run, "seed": seed, "ratios": dict(zip(fams, sub["p"].astype(float).round(6).tolist())),
             "losses": dict(zip(fams, loss.tolist())),
-            "mean_loss": float(loss.mean()), "normalized_objective": float(norm.mean()),
+            "mean_loss": float(loss.mean()), "normalized_objective": norm,
         }
+    return out
+
+
+def over_seeds(measured: dict[str, dict]) -> dict[str, dict]:
+    """The runs of `measured_mixtures` grouped by mixture label over seeds: the seeds, each
+    seed's mean loss, and their mean and sample SD (None with one seed), for the raw mean loss
+    and the normalized objective."""
+    groups: dict[str, list[dict]] = {}
+    for key, m in measured.items():
+        groups.setdefault(mixture_label(m["run"]), []).append(m)
+    out = {}
+    for label, ms in groups.items():
+        ms = sorted(ms, key=lambda m: m["seed"])
+        entry = {"seeds": [m["seed"] for m in ms]}
+        for name in ("mean_loss", "normalized_objective"):
+            vals = [m[name] for m in ms]
+            if any(v is None for v in vals):
+                continue
+            entry[name] = vals
+            entry[f"{name}_mean"] = float(np.mean(vals))
+            entry[f"{name}_sd"] = float(np.std(vals, ddof=1)) if len(vals) > 1 else None
+        out[label] = entry
+    return out
+
+
+def prediction_errors(fit, rows: pd.DataFrame) -> dict:
+    """Signed error of the fit's median prediction on `rows`: mean of (pred - obs) / obs overall
+    and per family (the level shift), and per family the Spearman correlation of prediction with
+    observation (whether the ordering of mixtures is right even when the level is off)."""
+    from scipy.stats import spearmanr
+
+    from multiscale.laws.validation import predictive_draws
+
+    pred = np.median(predictive_draws(fit, rows, noise=False), axis=0)
+    obs = rows["loss"].to_numpy(float)
+    rel = (pred - obs) / obs
+    fams = rows["family"].to_numpy()
+    out = {"mean_rel_error": float(rel.mean()), "per_family": {}}
+    for f in dict.fromkeys(fams):
+        m = fams == f
+        rho = float(spearmanr(pred[m], obs[m]).statistic) if m.sum() > 2 else None
+        out["per_family"][f] = {"mean_rel_error": float(rel[m].mean()), "spearman": rho, "n": int(m.sum())}
     return out
 
 
@@ -132,6 +176,9 @@ def summarize(args) -> dict:
     for n, sub in held.groupby("N"):
         out["scores"][f"nuts_heldout_N{int(n)}"] = score(fit_small, sub).to_dict()
         out["scores"][f"point_heldout_N{int(n)}"] = score(fit_point, sub).to_dict()
+    for n, sub in small.groupby("N"):
+        out["scores"][f"nuts_fitted_N{int(n)}"] = score(fit_small, sub).to_dict()
+    out["errors"] = {f"N{int(n)}": prediction_errors(fit_small, sub) for n, sub in runs.groupby("N")}
 
     # claim 3: transfer, measured at the largest size
     c = {f: float(np.median(fit_large.draws["c"][:, j])) for j, f in enumerate(fit_large.families)}
@@ -139,6 +186,14 @@ def summarize(args) -> dict:
                         "n_runs": int(next(iter(fit_large.n_runs.values()))),
                         "diagnostics": getattr(fit_large, "diagnostics", {})}
     out["measured_large"] = measured_mixtures(large, c)
+    out["measured_large_over_seeds"] = over_seeds(out["measured_large"])
+    # the largest size held out below the transfer size (cpu-800k): raw mean loss only
+    sizes = sorted(held["N"].unique())
+    if len(sizes) > 1:
+        mid = held[held["N"] == sizes[-2]]
+        out["N_mid"] = float(sizes[-2])
+        out["measured_mid"] = measured_mixtures(mid, None)
+        out["measured_mid_over_seeds"] = over_seeds(out["measured_mid"])
     for key, path in (("rec_small", args.rec_small), ("rec_large", args.rec_large)):
         if path:
             with open(path) as fh:
@@ -169,10 +224,19 @@ def _print_summary(s: dict) -> None:
               f"cov90 {sc['overall']['coverage']:.2f} (n={sc['overall']['n']})")
         for f, v in sc["per_family"].items():
             print(f"  {f:14s} R2 {v['r2']:7.3f}  MAPE {v['mape']:6.2f}%  cov90 {v['coverage']:.2f}  n={v['n']}")
+    print("\nheld-out level shift (mean (pred - obs) / obs) and Spearman per family:")
+    for key, e in s["errors"].items():
+        print(f"  {key:10s} {100 * e['mean_rel_error']:+.2f}%  " + " ".join(
+            f"{f}={v['spearman']:.2f}" for f, v in e["per_family"].items() if v["spearman"] is not None))
     print("\nmeasured at the largest size (mean loss nats/token, normalized objective):")
     for label, m in sorted(s["measured_large"].items(), key=lambda kv: kv[1]["normalized_objective"]):
         print(f"  {label:22s} {m['mean_loss']:.4f}  {m['normalized_objective']:.5f}  "
               + " ".join(f"{f}={p:.3f}" for f, p in m["ratios"].items()))
+    print("\nover seeds (mean loss: mean, SD; normalized: mean):")
+    for label, g in sorted(s["measured_large_over_seeds"].items(), key=lambda kv: kv[1]["mean_loss_mean"]):
+        sd = g["mean_loss_sd"]
+        print(f"  {label:22s} seeds {g['seeds']}  {g['mean_loss_mean']:.4f}  "
+              f"{'-' if sd is None else f'{sd:.4f}'}  {g['normalized_objective_mean']:.5f}")
     for key in ("rec_small", "rec_large"):
         if key in s:
             print(f"\n{key}: " + ", ".join(f"{f}={p:.3f}" for f, p in s[key]["ratios"].items()))
