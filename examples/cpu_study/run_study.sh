@@ -7,7 +7,7 @@
 #
 # Environment: SHARDS (parallel sweep processes, default 2), MULTISCALE (the CLI, default
 # `multiscale`), PYTHON (default python), DOCS (where the run table, summary, printouts and report
-# plots go, default docs/cpu_study), NUTS_CHAINS (default 4), NUTS_DRAWS (default 1000; warm-up
+# plots go, default docs/cpu_study), NUTS_CHAINS (default 4), NUTS_DRAWS (default 2000; warm-up
 # as many), NICE (default 19: every sweep and fit runs at this niceness).
 #
 # Sizes: the law is fitted on cpu-100k, cpu-200k and cpu-400k (N 100,672 / 201,280 / 443,232),
@@ -22,7 +22,7 @@ MS="nice -n ${NICE:-19} ${MULTISCALE:-multiscale}"
 PY="${PYTHON:-python}"
 DOCS="${DOCS:-docs/cpu_study}"
 CHAINS="${NUTS_CHAINS:-4}"
-DRAWS="${NUTS_DRAWS:-1000}"
+DRAWS="${NUTS_DRAWS:-2000}"
 TOOLS="nice -n ${NICE:-19} $PY $HERE/study_tools.py"
 N_LARGE=1550560  # cpu-1.6m non-embedding parameters (`multiscale presets`)
 D_LARGE=198656   # 2e5 tokens rounded down to whole steps of 16 x 128 tokens
