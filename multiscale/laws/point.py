@@ -12,10 +12,17 @@ Start grid (DESIGN.md section 5): alpha, beta in {0, 0.5, ..., 2}; e in {-1, -0.
 a, b in {0, 5, ..., 25}. gamma (not in Hoffmann et al.): {0, 0.3} -- log-loss is linear in
 gamma given the rest, so two starts suffice (He et al. report gamma well inside [0, 0.5]);
 9,000 starts per family in all. The ratio law's log c starts from the e grid. Every start
-runs in float64, vectorized with vmap in chunks; starts still running are repacked every
-ROUND evaluations so converged ones stop costing. Without shared exponents each family is its
-own problem; with shared exponents all families are fitted jointly from each grid point (every
-family starting at that point). log N and log D are centred internally (an exact
+runs in float64.
+
+Speed (the full grid in seconds): all problems -- one per family, or one joint problem when
+exponents are shared -- run side by side in one small compiled L-BFGS program, the starts on
+the arrays' last axis and in chunks of CHUNK per problem that stay in cache; the table's rows
+are grouped in blocks sharing (family, N, D), so the log-sum-exp is computed once per block.
+By default every start first gets SCREEN_ITERS evaluations and only the KEEP best per
+problem run on to convergence, each continuing its own trajectory (a common multi-start
+strategy); ``keep=None`` runs every start to convergence, and tests/test_laws_point.py
+checks on realistic tables that both keep the same optimum. Converged starts are dropped
+every ROUND evaluations. log N and log D are centred internally (an exact
 reparameterization, see `fit_arrays`).
 """
 
@@ -43,9 +50,11 @@ GRID = {
     "logc": np.arange(-1.0, 1.01, 0.5),
 }
 MAX_ITERS = 600  # objective evaluations per start (one per L-BFGS trial step)
-ROUND = 50  # evaluations between repacking the starts still running
 MEMORY = 10  # L-BFGS curvature pairs
-CHUNK = 1024
+SCREEN_ITERS = 10  # evaluations every start gets before only the best KEEP per problem go on
+KEEP = 256
+CHUNK = 64  # starts per problem per compiled call (a working set that stays in cache)
+ROUND = 50  # exhaustive mode: evaluations between dropping finished starts
 GRAD_TOL = 1e-10
 # Stop when one step lowers the objective by less than this fraction of it.
 FTOL = 1e-11
@@ -71,104 +80,147 @@ def _huber(r, delta):
 
 
 def _make_objective(law: Law, names, layout, n_fam: int):
-    """objective(x, rows) where x is the flat parameter vector laid out by `layout`.
+    """objective(x_KxPxG, rows) -> f_PxG: the Huber objective of P problems x G starts at once.
 
-    layout: name -> (offset, size) with size F (per family) or 1 (shared).
-    rows: (fam_R, cell_R, logp_R, logL_R, w_R, fam_C, logN_C, logD_C): the scale part
-      LSE(a - alpha log N, b - beta log D, e) is computed once per distinct
-      (family, N, D) cell C and gathered to the rows (runs share few (N, D) pairs).
+    x_KxPxG: flat parameter vectors laid out by `layout` (name -> (offset, size), size F
+      per family or 1 shared), with the starts on the LAST axis, so that every operation is
+      elementwise across starts and vectorizes on CPU.
+    rows: (famB_BxFxPx1, logp_BxMxPx1, logL_BxMxPx1, w_BxMxPx1, logN_BxPx1, logD_BxPx1):
+      each problem's table rows in B blocks of M rows that share one family, N and D (see
+      `_problem_blocks`; padding rows weigh 0). The scale part
+      LSE(a - alpha log N, b - beta log D, e) is computed once per block and broadcast over
+      its rows: no gather or scatter anywhere. famB is the blocks' family one-hot (F = 1
+      when each family is its own problem).
     """
     import jax.numpy as jnp
 
     def unpack(x):
         return {n: x[o:o + s] for n, (o, s) in layout.items()}
 
-    def pick(v, idx):
-        return v[idx] if v.shape[0] > 1 else jnp.broadcast_to(v[0], idx.shape)
+    def pick(v_FxPxG, famB):  # -> BxPxG (or 1xPxG for one value)
+        if v_FxPxG.shape[0] == 1:
+            return v_FxPxG
+        return jnp.sum(famB * v_FxPxG[None], axis=1)
 
     def objective(x, rows):
-        fam_R, cell_R, logp, logL, w, fam_C, logN_C, logD_C = rows
+        famB, logp, logL, w, logN_B, logD_B = rows
         th = unpack(x)
         if law.uses_scale:
-            th_C = {n: pick(th[n], fam_C) for n in ("a", "b", "e", "alpha", "beta")}
-            scale_C = log_loss_from_raw(law, th_C, logN_C, logD_C, 0.0 * logN_C, xp=jnp) \
-                if not law.uses_ratio else log_loss_from_raw(
-                    law, {**th_C, "gamma": 0.0}, logN_C, logD_C, 0.0 * logN_C, xp=jnp)
-            pred = scale_C[cell_R]
+            th_B = {n: pick(th[n], famB) for n in ("a", "b", "e", "alpha", "beta")}
+            if law.uses_ratio:
+                th_B["gamma"] = 0.0
+            scale_B = log_loss_from_raw(law, th_B, logN_B, logD_B, 0.0 * logN_B, xp=jnp)
         else:
-            pred = pick(th["logc"], fam_R)
+            scale_B = pick(th["logc"], famB)
+        pred = scale_B[:, None]
         if law.uses_ratio:
-            pred = pred - pick(th["gamma"], fam_R) * logp
-        return jnp.sum(w * _huber(pred - logL, HUBER_DELTA))
+            pred = pred - pick(th["gamma"], famB)[:, None] * logp
+        return jnp.sum(w * _huber(pred - logL, HUBER_DELTA), axis=(0, 1))
 
     return objective, unpack
 
 
-def _cells(fam_R, logN_R, logD_R):
-    """Distinct (family, N, D) cells: (cell_R, fam_C, logN_C, logD_C)."""
-    keys = np.stack([fam_R.astype(float), logN_R, logD_R], axis=1)
-    uniq, cell_R = np.unique(keys, axis=0, return_inverse=True)
-    return cell_R.reshape(-1).astype(np.int32), uniq[:, 0].astype(np.int32), uniq[:, 1], uniq[:, 2]
+def _value_and_grads(objective, rows):
+    """x_KxPxG -> (f_PxG, g_KxPxG): the starts are independent, so the gradient of the
+    summed objective is every start's own gradient."""
+    import jax
+
+    def total(x):
+        f = objective(x, rows)
+        return f.sum(), f
+
+    def vg(x):
+        (_, f), g = jax.value_and_grad(total, has_aux=True)(x)
+        return f, g
+
+    return vg
+
+
+def _cell_groups(fam, logN, logD) -> list[np.ndarray]:
+    """Row indices of each distinct (family, N, D) cell."""
+    keys = np.stack([np.asarray(fam, float), logN, logD], axis=1)
+    _, inv = np.unique(keys, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    return [np.flatnonzero(inv == c) for c in range(inv.max() + 1)]
+
+
+def _block_size(groups_per_problem: list[list[np.ndarray]]) -> int:
+    """Rows per block M minimizing the padded work ``max_p(blocks_p) * (M + 8)`` (the 8
+    stands for a block's log-sum-exp); a cell larger than M splits into several blocks."""
+    sizes = {len(g) for gs in groups_per_problem for g in gs}
+    cands = sorted(sizes | {1 << k for k in range(int(max(sizes)).bit_length() + 1)})
+
+    def cost(m):
+        return max(sum(-(-len(g) // m) for g in gs) for gs in groups_per_problem) * (m + 8)
+
+    return min(cands, key=cost)
 
 
 def _vdot(u, v):
-    """Dot product as multiply-and-sum: under vmap this stays elementwise (a batched
-    dot_general of 6-vectors is far slower on CPU)."""
+    """Dot product over the parameter axis (first), per start."""
     import jax.numpy as jnp
 
-    return jnp.sum(u * v, axis=-1)
+    return jnp.sum(u * v, axis=0)
 
 
 def _norm(u):
     import jax.numpy as jnp
 
-    return jnp.sqrt(jnp.sum(u * u, axis=-1))
+    return jnp.sqrt(jnp.sum(u * u, axis=0))
 
 
-def _lbfgs_steps(objective, state, rows, n_steps, tol=GRAD_TOL, memory=MEMORY):
-    """Up to `n_steps` objective evaluations of L-BFGS (two-loop recursion; backtracking
-    Armijo line search with quadratic interpolation, Nocedal & Wright sec. 3.5) from `state`.
+def _lbfgs_run(vg, state, k_end, tol=GRAD_TOL, memory=MEMORY):
+    """L-BFGS (two-loop recursion; backtracking Armijo line search with quadratic
+    interpolation, Nocedal & Wright sec. 3.5) on a batch of independent starts, until every
+    start is done or has used `k_end` objective evaluations.
 
-    Each step evaluates the objective and its gradient at ONE trial point: if the Armijo
-    condition holds the iterate moves and the next direction is computed, otherwise the
-    trial step shrinks and is retried at the next step. Under vmap over thousands of starts
-    this costs one evaluation per step for every start, instead of letting the slowest line
-    search in the batch set the pace. A start is done at ``|grad| < tol``, when an accepted
-    step lowers the objective by less than FTOL of its value, or after 30 rejected trials.
+    Arrays carry the starts on their last axes (x is K x batch). Each step evaluates the
+    objective and its gradient at ONE trial point per start: if the Armijo condition holds
+    the iterate moves and the next direction is computed, otherwise the trial step shrinks
+    and is retried at the next step, so every start costs one evaluation per step and no
+    line search sets the pace of the batch. A start is done at ``|grad| < tol``, when an
+    accepted step lowers the objective by less than FTOL of its value, or after 30
+    rejected trials; from then on its state is frozen.
     """
     import jax
     import jax.numpy as jnp
 
-    vg = jax.value_and_grad(lambda x: objective(x, rows))
     c1 = 1e-4
-    k_end = state["k"] + n_steps
 
     def direction(g, S, Y, valid):
-        q = g
-        alphas = []
-        for i in range(memory):  # newest (0) to oldest
+        # the two-loop recursion as fori_loops: a small program whatever the memory length
+        def newest_first(i, carry):
+            q, a_MxB = carry
             sy = _vdot(S[i], Y[i])
             rho = jnp.where(valid[i], 1.0 / jnp.where(sy == 0, 1.0, sy), 0.0)
             a = rho * _vdot(S[i], q)
-            q = q - a * Y[i]
-            alphas.append((a, rho))
+            return q - a * Y[i], a_MxB.at[i].set(a)
+
+        q, a_MxB = jax.lax.fori_loop(0, memory, newest_first, (g, jnp.zeros(valid.shape, g.dtype)))
         yy = _vdot(Y[0], Y[0])
         h0 = jnp.where(valid[0] & (yy > 0), _vdot(S[0], Y[0]) / jnp.where(yy > 0, yy, 1.0), 1.0)
-        r = h0 * q
-        for i in reversed(range(memory)):  # oldest to newest
-            a, rho = alphas[i]
-            b = rho * _vdot(Y[i], r)
-            r = r + S[i] * (a - b)
-        return -r
 
-    def cond(c):
+        def oldest_first(j, r):
+            i = memory - 1 - j
+            sy = _vdot(S[i], Y[i])
+            rho = jnp.where(valid[i], 1.0 / jnp.where(sy == 0, 1.0, sy), 0.0)
+            b = rho * _vdot(Y[i], r)
+            return r + S[i] * (a_MxB[i] - b)
+
+        return -jax.lax.fori_loop(0, memory, oldest_first, h0 * q)
+
+    def active(c):
         return (c["k"] < k_end) & ~c["done"]
 
+    def cond(c):
+        return jnp.any(active(c))
+
     def body(c):
+        run = active(c)
         x, fx, g, fresh = c["x"], c["f"], c["g"], c["fresh"]
         dn = direction(g, c["S"], c["Y"], c["valid"])
         gdn = _vdot(g, dn)
-        bad = ~(gdn < 0) | ~jnp.all(jnp.isfinite(dn))
+        bad = ~(gdn < 0) | ~jnp.all(jnp.isfinite(dn), axis=0)
         dn = jnp.where(bad, -g, dn)
         gdn = jnp.where(bad, -_vdot(g, g), gdn)
         d = jnp.where(fresh, dn, c["d"])
@@ -177,109 +229,131 @@ def _lbfgs_steps(objective, state, rows, n_steps, tol=GRAD_TOL, memory=MEMORY):
         t = jnp.where(fresh, t_first, c["t"])
         xt = x + t * d
         ft, gt = vg(xt)
-        ok = jnp.isfinite(ft) & jnp.all(jnp.isfinite(gt))
+        ok = jnp.isfinite(ft) & jnp.all(jnp.isfinite(gt), axis=0)
         accept = ok & (ft <= fx + c1 * t * gd)
         # accepted: move, store the curvature pair
         sv, yv = xt - x, gt - g
         push = accept & (_vdot(sv, yv) > 1e-300)
         S = jnp.where(push, jnp.concatenate([sv[None], c["S"][:-1]]), c["S"])
         Y = jnp.where(push, jnp.concatenate([yv[None], c["Y"][:-1]]), c["Y"])
-        valid = jnp.where(push, jnp.concatenate([jnp.ones(1, bool), c["valid"][:-1]]), c["valid"])
+        valid = jnp.where(push, jnp.concatenate([jnp.ones_like(push)[None], c["valid"][:-1]]),
+                          c["valid"])
         done_acc = (_norm(gt) < tol) | (fx - ft <= FTOL * jnp.abs(fx))
         # rejected: shrink the trial step by quadratic interpolation within [0.02 t, 0.5 t]
         denom = 2.0 * (ft - fx - gd * t)
-        tq = jnp.where(ok & (denom > 0), -gd * t * t / jnp.where(ok & (denom > 0), denom, 1.0), 0.02 * t)
+        good = ok & (denom > 0)
+        tq = jnp.where(good, -gd * t * t / jnp.where(good, denom, 1.0), 0.02 * t)
         t_next = jnp.clip(tq, 0.02 * t, 0.5 * t)
         fails = jnp.where(accept, 0, c["fails"] + 1)
-        return dict(
+        new = dict(
             x=jnp.where(accept, xt, x), f=jnp.where(accept, ft, fx), g=jnp.where(accept, gt, g),
             S=S, Y=Y, valid=valid, k=c["k"] + 1, it=c["it"] + accept.astype(jnp.int32),
             done=jnp.where(accept, done_acc, fails >= 30), d=d, gd=gd, t=t_next, fresh=accept,
             fails=fails)
+        return {n: jnp.where(run, v, c[n]) for n, v in new.items()}
 
     return jax.lax.while_loop(cond, body, state)
 
 
-def _lbfgs_init(objective, x0, rows, tol=GRAD_TOL, memory=MEMORY):
-    """L-BFGS state at x0: value, gradient, empty curvature memory."""
-    import jax
+def _lbfgs_init(vg, x0, tol=GRAD_TOL, memory=MEMORY):
+    """L-BFGS state at x0 (K x batch): value, gradient, empty curvature memory."""
     import jax.numpy as jnp
 
-    f0, g0 = jax.value_and_grad(lambda x: objective(x, rows))(x0)
-    dim = x0.shape[0]
-    zero = jnp.zeros((), jnp.int32)
-    return dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory, dim)), Y=jnp.zeros((memory, dim)),
-                valid=jnp.zeros(memory, bool), k=zero, it=zero, done=_norm(g0) < tol,
-                d=jnp.zeros(dim), gd=jnp.zeros(()), t=jnp.ones(()), fresh=jnp.ones((), bool),
-                fails=zero)
+    f0, g0 = vg(x0)
+    batch = f0.shape
+    zero = jnp.zeros(batch, jnp.int32)
+    return dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory,) + x0.shape), Y=jnp.zeros((memory,) + x0.shape),
+                valid=jnp.zeros((memory,) + batch, bool), k=zero, it=zero, done=_norm(g0) < tol,
+                d=jnp.zeros_like(x0), gd=jnp.zeros(batch), t=jnp.ones(batch),
+                fresh=jnp.ones(batch, bool), fails=zero)
 
 
-_SOLVERS: dict = {}
+_PROGRAMS: dict = {}
 
 
-def _solver(law: Law, names, layout, n_fam: int):
-    """Jitted, vmapped ``init(X0, rows)`` and ``steps(state, rows)`` (ROUND iterations),
-    cached so that every family, chunk and call reuses the compilations."""
+def _programs(law: Law, names, layout, n_fam: int):
+    """Jitted ``init(X0_KxPxC, rows) -> state`` and ``run(state, rows, k_end) -> state`` for
+    P problems x C starts, cached per law and layout so that every chunk, phase and call
+    with the same shapes reuses two small compilations."""
     import jax
 
     key = (law.name, tuple(names), tuple(sorted(layout.items())), n_fam)
-    if key not in _SOLVERS:
+    if key not in _PROGRAMS:
         objective, _ = _make_objective(law, names, layout, n_fam)
-        init = jax.jit(jax.vmap(lambda x0, rows: _lbfgs_init(objective, x0, rows), in_axes=(0, None)))
-        steps = jax.jit(jax.vmap(lambda st, rows: _lbfgs_steps(objective, st, rows, ROUND),
-                                 in_axes=(0, None)))
-        _SOLVERS[key] = (init, steps)
-    return _SOLVERS[key]
+        init = jax.jit(lambda x0, rows: _lbfgs_init(_value_and_grads(objective, rows), x0))
+        run = jax.jit(lambda st, rows, k_end: _lbfgs_run(_value_and_grads(objective, rows), st, k_end))
+        _PROGRAMS[key] = (init, run)
+    return _PROGRAMS[key]
 
 
-def _solve_starts(solver, X0_GxK: np.ndarray, rows, chunk: int, max_iters: int):
-    """Run L-BFGS from every start: rounds of ROUND iterations; after each round the starts
-    still running are packed together (into a few fixed bucket sizes, so compilations stay
-    few), so that converged starts stop costing anything. Returns numpy
-    (x, value, grad_norm, iterations)."""
+def _run_chunks(init, run, state, X0_KxG, rows, P: int, C: int, idx_PxN, k_end: int):
+    """Advance the starts idx_PxN (per problem; initialized from X0_KxG when `state` is
+    None) to `k_end` evaluations, C per problem per call (the last call pads by repeating
+    starts; repeats are dropped). Returns the numpy state of the N starts per problem."""
     import jax
     import jax.numpy as jnp
 
-    init, steps = solver
-    G = X0_GxK.shape[0]
-    chunk = min(chunk, G)
-    small = max(1, chunk // 16)
-
-    def batches(idx, sizes):
-        for s0 in range(0, len(idx), chunk):
-            part = idx[s0:s0 + chunk]
-            size = next(b for b in sizes if b >= len(part))
-            yield part, np.concatenate([part, np.repeat(part[:1], size - len(part))])
-
-    state = None
-    for part, padded in batches(np.arange(G), (chunk,)):
-        st = jax.tree.map(np.asarray, init(jnp.asarray(X0_GxK[padded]), rows))
+    N = idx_PxN.shape[1]
+    out = None
+    for s0 in range(0, N, C):
+        cols = np.arange(s0, s0 + C) % N
+        m = min(C, N - s0)
         if state is None:
-            state = {k: np.zeros((G,) + v.shape[1:], v.dtype) for k, v in st.items()}
-        for k, v in st.items():
-            state[k][part] = v[:len(part)]
-    while True:
-        active = np.flatnonzero(~state["done"] & (state["k"] < max_iters))
-        if len(active) == 0:
+            x0 = np.take_along_axis(X0_KxG[:, None, :], idx_PxN[None, :, cols], axis=-1)
+            st = init(jnp.asarray(x0), rows)
+        else:
+            st = {n: jnp.asarray(v[..., cols]) for n, v in state.items()}
+        st = jax.tree.map(np.asarray, run(st, rows, jnp.asarray(k_end)))
+        if out is None:
+            out = {n: np.zeros(v.shape[:-1] + (N,), v.dtype) for n, v in st.items()}
+        for n, v in st.items():
+            out[n][..., s0:s0 + m] = v[..., :m]
+    return out
+
+
+def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_screen: int,
+           max_iters: int) -> dict:
+    """Multi-start L-BFGS for P problems that share the G starts of X0_KxG.
+
+    Starts go through in chunks of CHUNK per problem (one compilation serves every chunk).
+    Screening (``keep < G``): every start runs `n_screen` evaluations, then only the `keep`
+    starts per problem with the lowest objective go on -- each from its own state, so it
+    follows exactly the trajectory it would have followed alone. Exhaustive (``keep >=
+    G``): every start goes on. Either way the starts still running are repacked every ROUND
+    evaluations, so converged ones stop costing, until all are done or at `max_iters`.
+    Returns numpy arrays per problem: the best start's index, x, objective, gradient norm;
+    the largest evaluation count; and the final objective of every start that ran on."""
+    K, G = X0_KxG.shape
+    P = n_problems
+    C = CHUNK
+    idx_PxG = np.broadcast_to(np.arange(G), (P, G))
+    k_end = min(n_screen if keep < G else ROUND, max_iters)
+    state = _run_chunks(init, run, None, X0_KxG, rows, P, C, idx_PxG, k_end)
+    if keep < G:
+        f = np.where(np.isfinite(state["f"]), state["f"], np.inf)
+        idx_PxG = np.argsort(f, axis=-1, kind="stable")[:, :keep]
+        state = {n: np.take_along_axis(v, np.broadcast_to(idx_PxG, v.shape[:-1] + (keep,)), axis=-1)
+                 for n, v in state.items()}
+    while k_end < max_iters:
+        act = ~state["done"] & (state["k"] < max_iters)
+        n_act = int(act.sum(axis=-1).max())
+        if n_act == 0:
             break
-        for part, padded in batches(active, (small, chunk)):
-            sub = {k: jnp.asarray(v[padded]) for k, v in state.items()}
-            st = jax.tree.map(np.asarray, steps(sub, rows))
-            for k, v in st.items():
-                state[k][part] = v[:len(part)]
-    gn = np.sqrt(np.sum(state["g"] ** 2, axis=-1))
-    return state["x"], state["f"], gn, state["k"]
-
-
-def _bucket(n: int) -> int:
-    """Round a row count up to a power of two (>= 16), so tables of similar size share one
-    compilation; padded rows carry weight 0."""
-    return max(16, 1 << (int(n) - 1).bit_length())
-
-
-def _pad(a, m: int):
-    a = np.asarray(a)
-    return np.concatenate([a, np.zeros(m - len(a), dtype=a.dtype)])
+        k_end = min(k_end + ROUND, max_iters)
+        # per problem, its active starts first (stable), padded with finished ones
+        order_PxA = np.argsort(~act, axis=-1, kind="stable")[:, :n_act]
+        sub = {n: np.take_along_axis(v, np.broadcast_to(order_PxA, v.shape[:-1] + (n_act,)), axis=-1)
+               for n, v in state.items()}
+        sub = _run_chunks(init, run, sub, X0_KxG, rows, P, C,
+                          np.broadcast_to(np.arange(n_act), (P, n_act)), k_end)
+        for n, v in sub.items():
+            np.put_along_axis(state[n], np.broadcast_to(order_PxA, v.shape), v, axis=-1)
+    f = np.where(np.isfinite(state["f"]), state["f"], np.inf)
+    b = np.argmin(f, axis=-1)
+    ar = np.arange(P)
+    return {"best": idx_PxG[ar, b], "x": state["x"][:, ar, b], "f": f[ar, b],
+            "grad_norm": np.sqrt(np.sum(state["g"][:, ar, b] ** 2, axis=0)),
+            "iters": state["k"].max(axis=-1), "f_kept": f}
 
 
 def _layout(names, shared, n_fam):
@@ -292,20 +366,45 @@ def _layout(names, shared, n_fam):
 
 
 def _expand_starts(names, layout, dim, G_pts):
-    """Grid points (G x K, one value per raw name) -> flat start vectors (G x dim)."""
-    X0 = np.zeros((G_pts.shape[0], dim))
+    """Grid points (G x K, one value per raw name) -> flat start vectors (dim x G)."""
+    X0 = np.zeros((dim, G_pts.shape[0]))
     for k, n in enumerate(names):
         o, s = layout[n]
-        X0[:, o:o + s] = G_pts[:, k:k + 1]
+        X0[o:o + s, :] = G_pts[None, :, k]
     return X0
 
 
+def _problem_blocks(data: FitData, sel, logN_c, logD_c, fam_local, n_fam_local: int,
+                    groups, M: int, B: int):
+    """One problem's part of the `rows` of `_make_objective` for the table rows `sel` (cells
+    `groups`, as indices into `sel`), in B blocks of M rows; padding weighs 0."""
+    famB, logN_B, logD_B = np.zeros((B, n_fam_local)), np.zeros(B), np.zeros(B)
+    logp, logL, w = np.zeros((B, M)), np.zeros((B, M)), np.zeros((B, M))
+    k = 0
+    for g in groups:
+        for s0 in range(0, len(g), M):
+            part = sel[g[s0:s0 + M]]
+            n = len(part)
+            famB[k, fam_local[g[0]]] = 1.0
+            logN_B[k], logD_B[k] = logN_c[part[0]], logD_c[part[0]]
+            logp[k, :n], logL[k, :n], w[k, :n] = data.logp_R[part], data.logL_R[part], 1.0
+            k += 1
+    return famB, logp, logL, w, logN_B, logD_B
+
+
 def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS,
-               starts: np.ndarray | None = None, chunk: int = CHUNK, grid: dict | None = None) -> dict:
+               starts: np.ndarray | None = None, grid: dict | None = None,
+               keep: int | None = KEEP, n_screen: int = SCREEN_ITERS) -> dict:
     """Approach-3 fit on prepared arrays. Returns raw params ``name -> (F,)`` and extras.
 
     `starts` (G x K in `RAW_NAMES[law]` order) replaces the default grid (the bootstrap
-    uses this to restart from the full-data optimum).
+    uses this to restart from the full-data optimum). `keep`: after `n_screen` L-BFGS
+    evaluations from every start, only the `keep` best starts per problem run on to
+    convergence; ``keep=None`` runs every start to convergence (the exhaustive procedure,
+    ``tests/test_laws_point.py`` checks that both keep the same optimum).
+
+    All problems (one per family, or one joint problem with shared exponents) and all
+    starts run in one compiled program (see `_program`).
 
     Internally log N and log D are centred on the table's geometric means (N_ref, D_ref)
     and ``a' = a - alpha log N_ref``, ``b' = b - beta log D_ref`` are optimized: the same
@@ -317,6 +416,8 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
     names, G_pts = start_grid(law, grid)
     if starts is not None:
         G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    G = G_pts.shape[0]
+    keep = G if keep is None else int(min(max(keep, 1), G))
     F = data.n_families
     lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
     col = {n: k for k, n in enumerate(names)}
@@ -325,57 +426,39 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
         P[:, col["a"]] -= P[:, col["alpha"]] * lN0
         P[:, col["b"]] -= P[:, col["beta"]] * lD0
     logN_c, logD_c = data.logN_R - lN0, data.logD_R - lD0
+    if shared:  # one joint problem over all families
+        layout, dim = _layout(names, shared, F)
+        sels, fams_local, n_local = [np.arange(data.n_rows)], [data.fam_R], F
+    else:  # one problem per family, all padded to common shapes (weight 0)
+        layout, dim = _layout(names, (), 1)
+        sels = [np.flatnonzero(data.fam_R == j) for j in range(F)]
+        fams_local, n_local = [np.zeros(len(s), np.int32) for s in sels], 1
+    groups = [_cell_groups(f, logN_c[s], logD_c[s]) for s, f in zip(sels, fams_local)]
+    M = _block_size(groups)
+    B = max(sum(-(-len(g) // M) for g in gs) for gs in groups)
+    per = [_problem_blocks(data, s, logN_c, logD_c, f, n_local, gs, M, B)
+           for s, f, gs in zip(sels, fams_local, groups)]
+    # problems on the second-to-last axis, a trailing axis of 1 for the starts
+    rows = tuple(np.moveaxis(np.stack(parts), 0, -1)[..., None] for parts in zip(*per))
+    X0 = _expand_starts(names, layout, dim, P)
     with jax.enable_x64(True):
-        if shared:
-            layout, dim = _layout(names, shared, F)
-            cell_R, fam_C, logN_C, logD_C = _cells(data.fam_R, logN_c, logD_c)
-            R, C = _bucket(data.n_rows), _bucket(len(logN_C))
-            rows = tuple(jnp.asarray(a) for a in (
-                _pad(data.fam_R, R), _pad(cell_R, R), _pad(data.logp_R, R), _pad(data.logL_R, R),
-                _pad(np.ones(data.n_rows), R), _pad(fam_C, C), _pad(logN_C, C), _pad(logD_C, C)))
-            solve = _solver(law, names, layout, F)
-            x, val, gn, it = _solve_starts(solve, _expand_starts(names, layout, dim, P), rows, chunk, max_iters)
-            val = np.where(np.isfinite(val), val, np.inf)
-            best = int(np.argmin(val))
-            raw = {n: np.broadcast_to(x[best, o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
-            best_F = np.full(F, best)
-            obj_F = np.full(F, val[best])
-            gn_F = np.full(F, gn[best])
-            iters = int(it.max())
-        else:
-            # One problem per family; rows and cells padded to common shapes (weight 0) so
-            # that one compiled solver serves every family.
-            layout, dim = _layout(names, (), 1)
-            solve = _solver(law, names, layout, 1)
-            X0 = _expand_starts(names, layout, dim, P)
-            per = []
-            for j in range(F):
-                sel = np.flatnonzero(data.fam_R == j)
-                cell_R, _, logN_C, logD_C = _cells(np.zeros(len(sel), np.int32), logN_c[sel], logD_c[sel])
-                per.append((sel, cell_R, logN_C, logD_C))
-            R = _bucket(max(len(p[0]) for p in per))
-            C = _bucket(max(len(p[2]) for p in per))
-            raw = {n: np.zeros(F) for n in names}
-            best_F, obj_F, gn_F = np.zeros(F, int), np.zeros(F), np.zeros(F)
-            iters = 0
-            for j, (sel, cell_R, logN_C, logD_C) in enumerate(per):
-                n, c = len(sel), len(logN_C)
-                rows = tuple(jnp.asarray(a) for a in (
-                    np.zeros(R, np.int32), _pad(cell_R.astype(np.int32), R), _pad(data.logp_R[sel], R),
-                    _pad(data.logL_R[sel], R), _pad(np.ones(n), R), np.zeros(C, np.int32),
-                    _pad(logN_C, C), _pad(logD_C, C)))
-                x, val, gn, it = _solve_starts(solve, X0, rows, chunk, max_iters)
-                val = np.where(np.isfinite(val), val, np.inf)
-                b = int(np.argmin(val))
-                for name, (o, s) in layout.items():
-                    raw[name][j] = x[b, o]
-                best_F[j], obj_F[j], gn_F[j] = b, val[b], gn[b]
-                iters = max(iters, int(it.max()))
+        init, run = _programs(law, names, layout, n_local)
+        out = _solve(init, run, X0, tuple(jnp.asarray(a) for a in rows), len(sels), keep,
+                     n_screen, max_iters)
+    if shared:
+        x = out["x"][:, 0]
+        raw = {n: np.broadcast_to(x[o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
+        best_F = np.full(F, out["best"][0])
+        obj_F, gn_F = np.full(F, out["f"][0]), np.full(F, out["grad_norm"][0])
+    else:
+        raw = {n: out["x"][o].copy() for n, (o, s) in layout.items()}
+        best_F, obj_F, gn_F = out["best"], out["f"], out["grad_norm"]
     if law.uses_scale:
         raw["a"] = raw["a"] + raw["alpha"] * lN0
         raw["b"] = raw["b"] + raw["beta"] * lD0
     return {"raw": raw, "best_F": best_F, "objective_F": obj_F, "grad_norm_F": gn_F,
-            "starts": G_pts, "names": names, "iters": iters}
+            "starts": G_pts, "names": names, "iters": int(out["iters"].max()),
+            "kept": keep, "objective_kept": out["f_kept"]}
 
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
