@@ -84,6 +84,8 @@ class PointFit(Fit):
         repeated), in the units of log-loss.
       start: the winning start of the grid, per family, as ``raw name -> value``.
       grad_norm: gradient norm at the solution, per family.
+      search: how the start grid was searched (``screen_iters``, ``keep``, and the families
+        whose every start ran to the end, see `multiscale.laws.point`).
     """
 
     objective: dict[str, float] = field(default_factory=dict)
@@ -91,6 +93,7 @@ class PointFit(Fit):
     grad_norm: dict[str, float] = field(default_factory=dict)
     n_starts: int = 0
     seconds: float = 0.0
+    search: dict[str, Any] = field(default_factory=dict)
 
     method = "lbfgs"
 
@@ -102,7 +105,7 @@ class PointFit(Fit):
     def to_dict(self) -> dict[str, Any]:
         return {**self._meta(), "params": self.params(), "objective": self.objective,
                 "start": self.start, "grad_norm": self.grad_norm, "n_starts": self.n_starts,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "search": self.search}
 
     def __str__(self) -> str:
         lines = [f"point fit (L-BFGS, Huber delta 1e-3, {self.n_starts} starts) of law "
@@ -207,7 +210,7 @@ def load_fit(directory: str | os.PathLike) -> Fit:
         return PointFit(draws=draws, objective=meta.get("objective", {}),
                         start=meta.get("start", {}), grad_norm=meta.get("grad_norm", {}),
                         n_starts=int(meta.get("n_starts", 0)), seconds=float(meta.get("seconds", 0)),
-                        **common)
+                        search=meta.get("search", {}), **common)
     if meta["method"] == "nuts":
         import arviz as az
 

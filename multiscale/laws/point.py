@@ -53,6 +53,7 @@ MAX_ITERS = 600  # objective evaluations per start (one per L-BFGS trial step)
 MEMORY = 10  # L-BFGS curvature pairs
 SCREEN_ITERS = 10  # evaluations every start gets before only the best KEEP per problem go on
 KEEP = 256
+CONSENSUS = 3  # fewer kept starts than this at the best optimum: rerun with every start
 CHUNK = 64  # starts per problem per compiled call (a working set that stays in cache)
 ROUND = 50  # exhaustive mode: evaluations between dropping finished starts
 GRAD_TOL = 1e-10
@@ -356,6 +357,12 @@ def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_sc
             "iters": state["k"].max(axis=-1), "f_kept": f}
 
 
+def _consensus(f_PxM: np.ndarray) -> np.ndarray:
+    """Per problem, how many starts end within a relative 1e-9 of the best objective."""
+    best = f_PxM.min(axis=-1, keepdims=True)
+    return np.sum(f_PxM <= best * (1 + 1e-9) + 1e-14, axis=-1)
+
+
 def _layout(names, shared, n_fam):
     layout, off = {}, 0
     for n in names:
@@ -443,8 +450,20 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
     X0 = _expand_starts(names, layout, dim, P)
     with jax.enable_x64(True):
         init, run = _programs(law, names, layout, n_local)
-        out = _solve(init, run, X0, tuple(jnp.asarray(a) for a in rows), len(sels), keep,
-                     n_screen, max_iters)
+        rows_j = tuple(jnp.asarray(a) for a in rows)
+        out = _solve(init, run, X0, rows_j, len(sels), keep, n_screen, max_iters)
+        # Consensus check: on a well-posed problem many kept starts end at the same optimum.
+        # Where fewer than CONSENSUS do, the optimum is a rare or flat-valley one that the
+        # screen may have cut: those problems rerun with every start (the full procedure).
+        redo = np.flatnonzero(_consensus(out["f_kept"]) < CONSENSUS) if keep < G else np.array([], int)
+        if len(redo):
+            sub = tuple(jnp.asarray(np.take(a, redo, axis=-2)) for a in rows)
+            ex = _solve(init, run, X0, sub, len(redo), G, n_screen, max_iters)
+            for n in ("best", "f", "grad_norm", "iters"):
+                out[n] = out[n].copy()
+                out[n][redo] = ex[n]
+            out["x"] = out["x"].copy()
+            out["x"][:, redo] = ex["x"]
     if shared:
         x = out["x"][:, 0]
         raw = {n: np.broadcast_to(x[o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
@@ -458,11 +477,13 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
         raw["b"] = raw["b"] + raw["beta"] * lD0
     return {"raw": raw, "best_F": best_F, "objective_F": obj_F, "grad_norm_F": gn_F,
             "starts": G_pts, "names": names, "iters": int(out["iters"].max()),
-            "kept": keep, "objective_kept": out["f_kept"]}
+            "kept": keep, "objective_kept": out["f_kept"], "exhaustive_P": redo if keep < G
+            else np.arange(len(sels))}
 
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
-              max_iters: int = MAX_ITERS, grid: dict | None = None) -> PointFit:
+              max_iters: int = MAX_ITERS, grid: dict | None = None, keep: int | None = KEEP,
+              n_screen: int = SCREEN_ITERS) -> PointFit:
     """Fit `law` to a run table by Hoffmann et al. approach 3 (see module docstring).
 
     Args:
@@ -472,6 +493,9 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       max_iters: objective evaluations (L-BFGS trial steps) per start.
       grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``); the default
         is the full grid of DESIGN.md.
+      keep, n_screen: every start gets `n_screen` evaluations, then the `keep` best per
+        family run on to convergence (a family whose kept starts do not agree on the optimum
+        reruns with every start); ``keep=None`` runs every start to convergence.
 
     Returns:
       `PointFit` with the best start's parameters per family.
@@ -479,7 +503,8 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
     law_obj = get_law(law)
     t0 = time.perf_counter()
     df, data, shared = prepare(df, law_obj, shared)
-    res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid)
+    res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid, keep=keep,
+                     n_screen=n_screen)
     slow = [f for f, g in zip(data.families, res["grad_norm_F"]) if not g < 1e-6]
     if slow:
         warnings.warn(f"L-BFGS stopped with gradient norm above 1e-6 for {slow} after {max_iters} "
@@ -496,4 +521,7 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
         start={f: {n: float(res["starts"][res["best_F"][j], k]) for k, n in enumerate(res["names"])}
                for j, f in enumerate(fams)},
         grad_norm={f: float(res["grad_norm_F"][j]) for j, f in enumerate(fams)},
-        n_starts=int(res["starts"].shape[0]), seconds=time.perf_counter() - t0)
+        n_starts=int(res["starts"].shape[0]), seconds=time.perf_counter() - t0,
+        search={"screen_iters": int(n_screen), "keep": int(res["kept"]),
+                "every_start_to_the_end": [fams[j] for j in range(len(fams))
+                                           if (0 if shared else j) in set(res["exhaustive_P"].tolist())]})
