@@ -6,7 +6,9 @@ peak measured in the same run (best of several timed 2048^3 `jnp.dot`s), and the
 same architecture, batch and optimizer in PyTorch (Hugging Face `transformers`
 LlamaForCausalLM built from a LlamaConfig, no weights; torch.optim.AdamW, clip_grad_norm_).
 Model FLOPs per token are 6N + 12 * layers * d_model * seq_len (DESIGN.md section 6), N = non-
-embedding parameters. Timings alternate between the two frameworks and keep each one's best
+embedding parameters. For the largest preset it also times the step's own forward matmul shapes,
+XLA's `jnp.dot` against `torch.matmul` (`matmul_kernels_largest`): the kernel-level bound on the
+step's ratio. Timings alternate between the two frameworks and keep each one's best
 trial, because the machine is shared and noisy.
 
 Usage: python benchmarks/bench_train.py [--presets cpu-100k,cpu-3m] [--batch 32] [--seq-len 128]
@@ -57,6 +59,61 @@ def _batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict[str, np.
             "segment_ids": np.ones((batch, seq_len), np.int32),
             "positions": np.broadcast_to(np.arange(seq_len, dtype=np.int32), (batch, seq_len)).copy(),
             "weights": np.ones((batch, seq_len), np.float32)}
+
+
+def step_matmul_shapes(cfg, batch: int, seq_len: int) -> list[tuple[int, int, int]]:
+    """(M, K, N) of the forward pass's weight matmuls per layer and for the vocabulary."""
+    tokens, d, hk = batch * seq_len, cfg.d_model, cfg.num_heads * cfg.head_dim
+    layer = [(tokens, d, hk)] * 3 + [(tokens, hk, d), (tokens, d, 2 * cfg.d_ff),
+                                     (tokens, cfg.d_ff, d)]
+    return layer * cfg.num_layers + [(tokens, cfg.vocab_size, d), (tokens, d, cfg.vocab_size)]
+
+
+def matmul_kernel_rates(cfg, batch: int, seq_len: int, trials: int = 5,
+                        torch_too: bool = True) -> dict:
+    """FLOP/s of the step's own matmul shapes: one jitted `jnp.dot` per distinct shape (XLA:CPU's
+    kernels) against `torch.matmul` on the same f32 operands, alternating, best of `trials`.
+
+    The train step cannot beat the peer by more than its matmul kernels do on the matmuls that
+    dominate both steps, so this bounds what model-level changes can reach.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    shapes = step_matmul_shapes(cfg, batch, seq_len)
+    rng = np.random.default_rng(0)
+    dot = jax.jit(jnp.dot)
+    jax_s, torch_s, flops = 0.0, 0.0, 0.0
+    for shape in sorted(set(shapes)):
+        m, k, n = shape
+        count = shapes.count(shape)
+        a_np = rng.standard_normal((m, k)).astype(np.float32)
+        b_np = rng.standard_normal((k, n)).astype(np.float32)
+        a, b = jnp.asarray(a_np), jnp.asarray(b_np)
+        dot(a, b).block_until_ready()
+        if torch_too:
+            import torch
+            ta, tb = torch.from_numpy(a_np), torch.from_numpy(b_np)
+            torch.matmul(ta, tb)
+        best_j, best_t = float("inf"), float("inf")
+        for _ in range(trials):
+            t = time.perf_counter()
+            for _ in range(10):
+                out = dot(a, b)
+            out.block_until_ready()
+            best_j = min(best_j, (time.perf_counter() - t) / 10)
+            if torch_too:
+                t = time.perf_counter()
+                for _ in range(10):
+                    torch.matmul(ta, tb)
+                best_t = min(best_t, (time.perf_counter() - t) / 10)
+        jax_s += count * best_j
+        torch_s += count * best_t
+        flops += count * 2 * m * k * n
+    out = {"shapes_mkn": sorted(set(shapes)), "jax_flops_per_s": flops / jax_s}
+    if torch_too:
+        out.update({"torch_flops_per_s": flops / torch_s, "jax_over_torch": torch_s / jax_s})
+    return out
 
 
 class JaxRunner:
@@ -148,7 +205,7 @@ def main(argv=None) -> int:
     measured_peak = measure_peak_flops()
     peak = args.peak_flops or measured_peak
     backend = jax.default_backend()
-    threads = os.cpu_count()
+    threads = len(os.sched_getaffinity(0))  # the cores this process may use (taskset)
     torch_version = None
     if not args.no_torch:
         import torch
@@ -185,6 +242,10 @@ def main(argv=None) -> int:
                 row_["torch_mfu"] = round(row_["torch_tokens_per_s"] * row_["flops_per_token"] / peak, 4)
         del jr, tr
     largest = results[-1]
+    from multiscale.models.presets import get_preset
+    kernels = matmul_kernel_rates(get_preset(largest["preset"]), args.batch, args.seq_len,
+                                  torch_too=not args.no_torch)
+    kernels["preset"] = largest["preset"]
     print(json.dumps({
         "benchmark": "train_step",
         "machine": {"backend": backend, "devices": [str(d) for d in jax.devices()],
@@ -198,6 +259,8 @@ def main(argv=None) -> int:
         "trials": args.trials, "compute_dtype": args.dtype,
         "flops_per_token_formula": "6N + 12*layers*d_model*seq_len",
         "presets": results,
+        # the step's forward matmul shapes of the largest preset, kernel against kernel
+        "matmul_kernels_largest": kernels,
         "goals": {"speedup_vs_torch_min": 1.3, "mfu_largest_min": 0.35,
                   "largest_preset": largest["preset"],
                   "met_speedup": all(r.get("speedup_vs_torch", 0) >= 1.3 for r in results),

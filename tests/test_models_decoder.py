@@ -132,3 +132,25 @@ def test_both_attention_layouts_give_the_same_logits(monkeypatch):
     monkeypatch.setattr(dec, "use_fused_attention", lambda: False)
     heads_first = np.asarray(model(x))
     np.testing.assert_allclose(heads_first, fused, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("heads_first", [False, True])
+def test_rotary_matches_the_pairwise_rotation(heads_first):
+    """out_i = x_i cos - x_{i+K/2} sin, out_{i+K/2} = x_{i+K/2} cos + x_i sin, theta = pos base^(-2i/K)."""
+    from multiscale.models.decoder import rotary_tables
+
+    rng = np.random.default_rng(7)
+    b, length, h, k = 2, 5, 3, 8
+    x = rng.standard_normal((b, length, h, k)).astype(np.float32)
+    pos = rng.integers(0, 100, (b, length))
+    theta = pos[..., None] * 10_000.0 ** (-np.arange(0, k, 2) / k)  # [B, L, K/2]
+    cos, sin = np.cos(theta)[:, :, None], np.sin(theta)[:, :, None]
+    x1, x2 = x[..., : k // 2], x[..., k // 2:]
+    want = np.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    if heads_first:
+        tables = rotary_tables(jnp.asarray(pos), k, 10_000.0, heads_first=True)
+        got = np.swapaxes(np.asarray(rotary(jnp.asarray(np.swapaxes(x, 1, 2)), None, 10_000.0,
+                                            tables)), 1, 2)
+    else:
+        got = np.asarray(rotary(jnp.asarray(x), jnp.asarray(pos), 10_000.0))
+    np.testing.assert_allclose(got, want, atol=2e-5, rtol=2e-5)
