@@ -28,6 +28,14 @@ def resolve_compute_dtype(name: str) -> jnp.dtype:
     raise ValueError(f"compute_dtype must be 'auto', 'float32' or 'bfloat16', got {name!r}")
 
 
+def check_compute_dtype(name: str) -> None:
+    """Validate a compute_dtype name without resolving it: resolving 'auto' asks jax for the
+    backend, which must not happen before `jax.distributed.initialize()` (presets are built at
+    import time)."""
+    if name not in ("auto", "float32", "f32", "bfloat16", "bf16"):
+        resolve_compute_dtype(name)  # raises the error that names the value
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """A pre-norm decoder-only transformer (RMSNorm, rotary positions, SwiGLU MLP).
@@ -66,7 +74,7 @@ class ModelConfig:
                 f"ModelConfig.d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.head_dim % 2:
             raise ValueError(f"head size d_model/num_heads={self.head_dim} must be even for rotary")
-        resolve_compute_dtype(self.compute_dtype)
+        check_compute_dtype(self.compute_dtype)
 
     @property
     def head_dim(self) -> int:

@@ -59,11 +59,22 @@ ROW_COLUMNS = ("run", "family", "N", "D", "p", "loss", "loss_sem", "bpb", "eval_
 def maybe_initialize_distributed() -> None:
     """`jax.distributed.initialize()` when launched on several hosts.
 
-    Triggered by MULTISCALE_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS; on TPU pods and SLURM
-    clusters jax discovers the coordinator itself. Must run before any other jax call."""
+    Triggered by MULTISCALE_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS. On TPU pods, SLURM and MPI
+    jax discovers the coordinator, the process count and this process's id itself; elsewhere
+    (GPU hosts started by hand or by another launcher) set JAX_COORDINATOR_ADDRESS=host:port,
+    JAX_NUM_PROCESSES and JAX_PROCESS_ID on every host. Must run before any other jax call."""
     if os.environ.get("MULTISCALE_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         if not jax.distributed.is_initialized():
-            jax.distributed.initialize()
+            kwargs = {}
+            for env, key in (("JAX_NUM_PROCESSES", "num_processes"),
+                             ("JAX_PROCESS_ID", "process_id")):
+                value = os.environ.get(env)
+                if value is not None:
+                    try:
+                        kwargs[key] = int(value)
+                    except ValueError:
+                        raise ValueError(f"{env}={value!r} is not an integer") from None
+            jax.distributed.initialize(**kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -145,7 +145,6 @@ def compiled_steps(model_cfg: ModelConfig, mesh_shape: tuple[tuple[str, int], ..
                                    param_sh, transform_non_params=lambda _: replicated)
     state_sh = TrainState(param_sh, opt_sh, replicated)
     batch_sh = msharding.batch_sharding(mesh)
-    row_sh = msharding.batch_sharding(mesh, ndim=1)
 
     init = jax.jit(functools.partial(_init, model_cfg, optimizer), out_shardings=state_sh)
     train = jax.jit(
@@ -153,7 +152,9 @@ def compiled_steps(model_cfg: ModelConfig, mesh_shape: tuple[tuple[str, int], ..
         in_shardings=(state_sh, batch_sh, replicated),
         out_shardings=(state_sh, replicated),
         donate_argnums=(0,))
+    # Per-row sums come back replicated: every host reads all rows (the eval set is the same on
+    # every host), which a data-sharded output would not allow on several hosts.
     evaluate = jax.jit(functools.partial(_eval_step, graphdef, mesh),
-                       in_shardings=(param_sh, batch_sh), out_shardings=(row_sh, row_sh))
+                       in_shardings=(param_sh, batch_sh), out_shardings=(replicated, replicated))
     return CompiledSteps(graphdef, mesh, param_sh, state_sh, batch_sh, init, train, evaluate,
                          optimizer)
