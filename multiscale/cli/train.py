@@ -24,7 +24,8 @@ def register(sub) -> None:
                     "metrics.jsonl, TensorBoard events, summary.json and rows.csv into --out. "
                     "Re-running the same command resumes from the latest checkpoint.",
         epilog="Several hosts (TPU pod slices, GPU clusters): run the same command on every host "
-               "with MULTISCALE_DISTRIBUTED=1 (or JAX_COORDINATOR_ADDRESS set); "
+               "with MULTISCALE_DISTRIBUTED=1 (TPU pods, SLURM, MPI) or with "
+               "JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=n JAX_PROCESS_ID=i; "
                "jax.distributed.initialize() connects them, --batch is the global batch and each "
                "host reads its own shard of the mixture.")
     t.add_argument("--corpus", required=True, metavar="DIR", help="a built corpus folder")
