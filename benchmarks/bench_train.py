@@ -12,7 +12,7 @@ step's ratio. Timings alternate between the two frameworks and keep each one's b
 trial, because the machine is shared and noisy.
 
 Usage: python benchmarks/bench_train.py [--presets cpu-100k,cpu-3m] [--batch 32] [--seq-len 128]
-       [--steps 10] [--trials 3] [--no-torch] [--dtype float32|bfloat16]
+       [--steps 10] [--trials 3] [--no-torch] [--dtype float32|bfloat16] [--host-devices 2]
 (torch and transformers are needed only for the peer: pip install torch transformers.)
 """
 
@@ -195,7 +195,13 @@ def main(argv=None) -> int:
     parser.add_argument("--peak-flops", type=float, default=None,
                         help="use this peak (FLOP/s, e.g. a GPU's bf16 dense peak) for MFU "
                              "instead of the measured f32 matmul rate")
+    parser.add_argument("--host-devices", type=int, default=None,
+                        help="split the CPU into this many XLA devices (data-parallel over them "
+                             "in one process); must be set before jax starts")
     args = parser.parse_args(argv)
+    if args.host_devices:  # jax is first imported below, so the flag still takes effect
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                                   f" --xla_force_host_platform_device_count={args.host_devices}")
 
     import jax
 
