@@ -121,3 +121,26 @@ def test_default_search_equals_exhaustive_on_the_cpu_study_table():
     full, fast = _exhaustive_and_default(df)
     for fam in fast.families:
         assert fast.objective[fam] == pytest.approx(full.objective[fam], rel=SAME_OPTIMUM, abs=0), fam
+
+
+def test_row_weights_equal_repeated_rows():
+    """A bootstrap resample as row weights gives the objective of the table with the rows
+    repeated (same optimum, same value)."""
+    import dataclasses
+
+    from multiscale.laws.data import prepare
+    from multiscale.laws.point import fit_arrays
+
+    law = get_law("multilingual")
+    df = synthetic_runs(synthetic_truth(2, seed=3), noise=0.01, seed=4, **WIDE)
+    _, data, _ = prepare(df, law)
+    w = np.random.default_rng(0).integers(0, 3, size=data.n_rows)
+    weighted = fit_arrays(law, dataclasses.replace(data, weight_R=w.astype(float)), grid=SMALL_GRID)
+    idx = np.repeat(np.arange(data.n_rows), w)
+    repeated = dataclasses.replace(
+        data, fam_R=data.fam_R[idx], logN_R=data.logN_R[idx], logD_R=data.logD_R[idx],
+        logp_R=data.logp_R[idx], logL_R=data.logL_R[idx], sem_rel_R=data.sem_rel_R[idx])
+    rep = fit_arrays(law, repeated, grid=SMALL_GRID)
+    np.testing.assert_allclose(weighted["objective_F"], rep["objective_F"], rtol=1e-9)
+    for n in weighted["raw"]:
+        np.testing.assert_allclose(weighted["raw"][n], rep["raw"][n], rtol=1e-6, err_msg=n)

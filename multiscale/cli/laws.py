@@ -129,7 +129,7 @@ def register(subparsers) -> None:
     p.add_argument("--method", default="lbfgs", choices=["lbfgs", "nuts"])
     p.add_argument("--chains", type=int, default=4)
     p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=None, help="warmup steps (default: --draws)")
+    p.add_argument("--warmup", type=int, default=None, help="warmup steps per chain, extra to --draws (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shared", default=None, help="exponents shared by all families, e.g. alpha,beta")
     p.add_argument("--out", required=True, help="folder to save the fit in")

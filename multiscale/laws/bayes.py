@@ -41,6 +41,16 @@ STUDENT_NU = 5.0
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 SIGMA_PRIOR = 0.05
+# Sampler settings (measured in benchmarks/FIT_RESULTS.md). Within a family, log E and the N
+# and D terms and exponents are strongly correlated: a dense mass matrix cuts the leapfrog
+# steps per draw about 5x (5 families x 100 runs: ~39 instead of ~200). Its cost is O(d^2)
+# per step and it needs about d warm-up draws to estimate, so above DENSE_MAX_DIMS sampled
+# dimensions the mass matrix stays diagonal. Chains run one after another ("sequential"):
+# "vectorized" runs them in lockstep, each step waiting for the longest tree, and was 2.7x
+# slower on CPU. Warm-up is WARMUP steps per chain (on top of the draws).
+DENSE_MAX_DIMS = 200
+CHAIN_METHOD = "sequential"
+WARMUP = 500
 
 # site -> (loc relative to ybar or absolute, scale, is_relative_to_ybar)
 PRIORS = {
@@ -68,7 +78,7 @@ def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
 
     shared_sites = {_SITE_OF[n] for n in shared}
 
-    def model(fam_R, logN_R, logD_R, logp_R, logL_R, sem_R):
+    def model(famR_RxF, logN_R, logD_R, logp_R, logL_R, sem_R):
         vals = {}
         for site in _sites(law):
             loc, scale, rel = PRIORS[site]
@@ -78,17 +88,19 @@ def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
             v = loc + scale * z
             vals[site] = jnp.broadcast_to(v, (F,))
         sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
+
+        def at(v_F):  # per-row value; a one-hot matmul, not a gather (whose gradient is a slow scatter)
+            return famR_RxF @ v_F
+
         if law.uses_scale:
-            alpha = jnp.exp(vals["log_alpha"])
-            beta = jnp.exp(vals["log_beta"])
-            tN = vals["log_Nterm"][fam_R] - alpha[fam_R] * logN_R
-            tD = vals["log_Dterm"][fam_R] - beta[fam_R] * logD_R
-            mu = jnp.logaddexp(jnp.logaddexp(tN, tD), vals["log_E"][fam_R])
+            tN = at(vals["log_Nterm"]) - at(jnp.exp(vals["log_alpha"])) * logN_R
+            tD = at(vals["log_Dterm"]) - at(jnp.exp(vals["log_beta"])) * logD_R
+            mu = jnp.logaddexp(jnp.logaddexp(tN, tD), at(vals["log_E"]))
         else:
-            mu = vals["log_c"][fam_R]
+            mu = at(vals["log_c"])
         if law.uses_ratio:
-            mu = mu - jnp.exp(vals["log_gamma"])[fam_R] * logp_R
-        scale = jnp.sqrt(sigma[fam_R] ** 2 + sem_R ** 2)
+            mu = mu - at(jnp.exp(vals["log_gamma"])) * logp_R
+        scale = jnp.sqrt(at(sigma ** 2) + sem_R ** 2)
         numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale), obs=logL_R)
 
     return model
@@ -119,24 +131,33 @@ def _natural(law: Law, z: dict, ybar: float, N_ref: float, D_ref: float, shared,
     return out
 
 
+def n_dims(law: Law, shared, n_families: int) -> int:
+    """Number of sampled (unconstrained) dimensions: per-family sites, shared sites, sigma."""
+    shared_sites = {_SITE_OF[n] for n in shared}
+    return sum(1 if s in shared_sites else n_families for s in _sites(law)) + n_families
+
+
 def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int = 1000,
              warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
-             chain_method: str = "vectorized", progress: bool = False, x64: bool = False,
-             dense_mass: bool = False):
+             chain_method: str = CHAIN_METHOD, progress: bool = False, x64: bool = False,
+             dense_mass: bool | None = None):
     """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F), sigma,
-    extra sample stats dict, seconds)."""
+    extra sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS
+    sampled dimensions, diagonal above; `warmup` None: WARMUP."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
 
-    warmup = draws if warmup is None else warmup
+    warmup = WARMUP if warmup is None else warmup
     F = data.n_families
+    if dense_mass is None:
+        dense_mass = n_dims(law, shared, F) <= DENSE_MAX_DIMS
     ybar = float(np.mean(data.logL_R))
     lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
     model = _model(law, shared, F, ybar)
     t0 = time.perf_counter()
     with jax.enable_x64(x64):
-        args = (jnp.asarray(data.fam_R), jnp.asarray(data.logN_R - lN0),
+        args = (jnp.asarray(np.eye(F)[data.fam_R]), jnp.asarray(data.logN_R - lN0),
                 jnp.asarray(data.logD_R - lD0), jnp.asarray(data.logp_R),
                 jnp.asarray(data.logL_R), jnp.asarray(data.sem_rel_R))
         kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass)
@@ -147,6 +168,7 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
             mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("diverging", "num_steps"))
         z = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
+        extra["dense_mass"] = bool(dense_mass)
     seconds = time.perf_counter() - t0
     nat = _natural(law, z, ybar, data.N_ref, data.D_ref, shared, F)
     return nat, z["sigma"], extra, seconds
@@ -195,15 +217,18 @@ def _diagnose(idata, law: Law, families, chains: int) -> tuple[dict, list[str]]:
 
 def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains: int = 4,
               draws: int = 1000, warmup: int | None = None, seed: int = 0,
-              target_accept: float = 0.85, progress: bool = False, warn: bool = True) -> BayesFit:
+              target_accept: float = 0.85, progress: bool = False, warn: bool = True,
+              dense_mass: bool | None = None, chain_method: str = CHAIN_METHOD) -> BayesFit:
     """Posterior of `law`'s parameters given a run table (see module docstring for the model).
 
     Args:
       df: run table; ``loss_sem`` (nats/token) is added to the noise in quadrature where given.
       law: "multilingual", "chinchilla" or "ratio".
       shared: exponents shared by all families, e.g. ("alpha", "beta").
-      chains, draws, warmup: NUTS settings (warmup defaults to draws). Chains run vectorized
-        on one device.
+      chains, draws, warmup: NUTS settings; warmup (extra to the draws) defaults to WARMUP.
+      dense_mass: None (default) dense up to DENSE_MAX_DIMS sampled dimensions, else
+        diagonal; True/False force it.
+      chain_method: numpyro's "sequential" (default), "vectorized" or "parallel".
       seed: PRNG seed.
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
 
@@ -217,7 +242,8 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     df, data, shared = prepare(df, law_obj, shared)
     nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, chains=chains, draws=draws,
                                           warmup=warmup, seed=seed, target_accept=target_accept,
-                                          progress=progress)
+                                          progress=progress, dense_mass=dense_mass,
+                                          chain_method=chain_method)
     fams = list(data.families)
     post = {**nat, "sigma": sigma}
     idata = az.from_dict(
@@ -236,6 +262,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         law=law_obj, families=tuple(fams), shared=shared, draws=draws_SF, N_ref=data.N_ref,
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)}, idata=idata,
         diagnostics=diag, warnings=msgs,
-        options={"chains": chains, "draws": draws, "warmup": draws if warmup is None else warmup,
+        options={"chains": chains, "draws": draws, "warmup": WARMUP if warmup is None else warmup,
+                 "dense_mass": extra["dense_mass"], "chain_method": chain_method,
                  "seed": seed, "target_accept": target_accept, "student_nu": STUDENT_NU,
                  "sigma_prior": SIGMA_PRIOR})

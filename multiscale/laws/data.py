@@ -16,7 +16,10 @@ class FitData:
     """The rows of a run table as float64 arrays, one entry per row (R rows, F families).
 
     ``sem_rel_R`` is the standard error of log-loss (``loss_sem / loss``, delta method),
-    0 where the table gives none.
+    0 where the table gives none. ``weight_R`` (None: all 1) multiplies each row's term of
+    the point-fit objective: a bootstrap resample of whole runs is the same table with each
+    row weighted by how often its run was drawn (the same objective as repeating the rows,
+    with the table's shapes unchanged).
     """
 
     families: tuple[str, ...]
@@ -28,6 +31,7 @@ class FitData:
     sem_rel_R: np.ndarray
     N_ref: float
     D_ref: float
+    weight_R: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:

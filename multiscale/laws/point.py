@@ -326,7 +326,7 @@ def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_sc
     the largest evaluation count; and the final objective of every start that ran on."""
     K, G = X0_KxG.shape
     P = n_problems
-    C = CHUNK
+    C = min(CHUNK, G)
     idx_PxG = np.broadcast_to(np.arange(G), (P, G))
     k_end = min(n_screen if keep < G else ROUND, max_iters)
     state = _run_chunks(init, run, None, X0_KxG, rows, P, C, idx_PxG, k_end)
@@ -394,7 +394,8 @@ def _problem_blocks(data: FitData, sel, logN_c, logD_c, fam_local, n_fam_local: 
             n = len(part)
             famB[k, fam_local[g[0]]] = 1.0
             logN_B[k], logD_B[k] = logN_c[part[0]], logD_c[part[0]]
-            logp[k, :n], logL[k, :n], w[k, :n] = data.logp_R[part], data.logL_R[part], 1.0
+            logp[k, :n], logL[k, :n] = data.logp_R[part], data.logL_R[part]
+            w[k, :n] = 1.0 if data.weight_R is None else data.weight_R[part]
             k += 1
     return famB, logp, logL, w, logN_B, logD_B
 
