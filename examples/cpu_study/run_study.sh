@@ -76,9 +76,9 @@ $TOOLS select "$WORK/sweep/runs.csv" --min-N "$N_LARGE" --exclude "$TRANSFER" --
 fit fit_large "$WORK/fit_large.csv" --law ratio --method nuts --chains "$CHAINS" --draws "$DRAWS"
 $MS recommend "$WORK/fit_large" --N "$N_LARGE" --D "$D_LARGE" --objective normalized --json > "$WORK/rec_large.json"
 
-# 5. both recommendations trained at cpu-1.6m with seeds 0 and 1
+# 5. both recommendations trained at cpu-1.6m with seeds 0, 1 and 2 (uniform has 3 seeds too)
 $TOOLS transfer-plan "pstar-small3=$WORK/rec_small.json" "pstar-at1.6m=$WORK/rec_large.json" \
-  --template "$HERE/large.yaml" --seeds 0,1 --out "$WORK/transfer.yaml"
+  --template "$HERE/large.yaml" --seeds 0,1,2 --out "$WORK/transfer.yaml"
 sweep "$WORK/transfer.yaml"
 
 # 6. independence test, held-out scores, measured transfer -> summary.json; the library's report

@@ -120,6 +120,33 @@ def over_seeds(measured: dict[str, dict]) -> dict[str, dict]:
     return out
 
 
+def paired_differences(measured: dict[str, dict], reference: str = "uniform") -> dict[str, dict]:
+    """Each mixture minus `reference`, seed by seed (runs with the same seed share the model's
+    initialisation), in mean loss and normalized objective: per-seed differences, their mean, and
+    with two or more seeds their sample SD and standard error."""
+    by_label: dict[str, dict[int, dict]] = {}
+    for m in measured.values():
+        by_label.setdefault(mixture_label(m["run"]), {})[m["seed"]] = m
+    if reference not in by_label:
+        raise ValueError(f"paired_differences: no {reference!r} run to compare with")
+    ref = by_label[reference]
+    out = {}
+    for label, seeds in by_label.items():
+        common = sorted(set(seeds) & set(ref))
+        if label == reference or not common:
+            continue
+        entry: dict = {"seeds": common}
+        for name in ("mean_loss", "normalized_objective"):
+            if any(seeds[s][name] is None or ref[s][name] is None for s in common):
+                continue
+            d = np.array([seeds[s][name] - ref[s][name] for s in common])
+            entry[name] = {"diffs": d.tolist(), "mean": float(d.mean()),
+                           "sd": float(d.std(ddof=1)) if len(d) > 1 else None,
+                           "se": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None}
+        out[label] = entry
+    return out
+
+
 def prediction_errors(fit, rows: pd.DataFrame) -> dict:
     """Signed error of the fit's median prediction on `rows`: mean of (pred - obs) / obs overall
     and per family (the level shift), and per family the Spearman correlation of prediction with
@@ -164,6 +191,7 @@ def summarize(args) -> dict:
     # claim 2: fit on the small models, score the largest
     out["fit_small"] = {"method": fit_small.method, "summary": fit_small.summary(),
                         "diagnostics": getattr(fit_small, "diagnostics", {}),
+                        "options": getattr(fit_small, "options", {}),
                         "warnings": list(getattr(fit_small, "warnings", []))}
     out["fit_small_point"] = {"params": fit_point.params()}
     out["fit_max_N"] = fit_max
@@ -184,9 +212,13 @@ def summarize(args) -> dict:
     c = {f: float(np.median(fit_large.draws["c"][:, j])) for j, f in enumerate(fit_large.families)}
     out["fit_large"] = {"method": fit_large.method, "summary": fit_large.summary(),
                         "n_runs": int(next(iter(fit_large.n_runs.values()))),
-                        "diagnostics": getattr(fit_large, "diagnostics", {})}
+                        "diagnostics": getattr(fit_large, "diagnostics", {}),
+                        "options": getattr(fit_large, "options", {})}
     out["measured_large"] = measured_mixtures(large, c)
     out["measured_large_over_seeds"] = over_seeds(out["measured_large"])
+    out["paired_vs_uniform"] = paired_differences(out["measured_large"], "uniform")
+    if "pstar-small3" in out["measured_large_over_seeds"]:
+        out["paired_vs_pstar_small3"] = paired_differences(out["measured_large"], "pstar-small3")
     # the largest size held out below the transfer size (cpu-800k): raw mean loss only
     sizes = sorted(held["N"].unique())
     if len(sizes) > 1:
@@ -237,6 +269,12 @@ def _print_summary(s: dict) -> None:
         sd = g["mean_loss_sd"]
         print(f"  {label:22s} seeds {g['seeds']}  {g['mean_loss_mean']:.4f}  "
               f"{'-' if sd is None else f'{sd:.4f}'}  {g['normalized_objective_mean']:.5f}")
+    print("\npaired by seed, minus uniform (mean loss: mean diff, SE, per-seed diffs):")
+    for label, e in sorted(s["paired_vs_uniform"].items(), key=lambda kv: kv[1]["mean_loss"]["mean"]):
+        ml = e["mean_loss"]
+        se = "-" if ml["se"] is None else f"{ml['se']:.4f}"
+        print(f"  {label:22s} seeds {e['seeds']}  {ml['mean']:+.4f}  {se}  "
+              + " ".join(f"{d:+.4f}" for d in ml["diffs"]))
     for key in ("rec_small", "rec_large"):
         if key in s:
             print(f"\n{key}: " + ", ".join(f"{f}={p:.3f}" for f, p in s[key]["ratios"].items()))
