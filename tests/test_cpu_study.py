@@ -20,6 +20,7 @@ FITTED_N = {100672, 201280, 443232}       # cpu-100k, cpu-200k, cpu-400k
 HELD_OUT_N = {803968, 1550560}            # cpu-800k, cpu-1.6m
 BUDGETS = {198656, 399360}                # 2e5 and 4e5 tokens in whole steps of 16 x 128
 TRANSFER = ("pstar-small3", "pstar-at1.6m")
+LATE = ("temp0.3-s1", "temp0.3-s2", "temp0.7-s1", "temp0.7-s2")  # trained after the largest-size fit
 
 
 def _tools():
@@ -89,10 +90,9 @@ def test_measured_transfer_numbers_match_the_table(runs, summary, tools):
         ref = summary["measured_large_over_seeds"][label]
         assert grouped[label]["seeds"] == ref["seeds"]
         assert grouped[label]["mean_loss_mean"] == pytest.approx(ref["mean_loss_mean"], rel=1e-12)
-    # seeds to judge noise: uniform and each recommendation with 3
-    assert len(grouped["uniform"]["seeds"]) >= 3
-    for label in TRANSFER:
-        assert len(grouped[label]["seeds"]) >= 3
+    # seeds to judge noise: every mixture of the comparison with seeds 0, 1 and 2
+    for label in ("uniform", "temp0.3", "temp0.7") + TRANSFER:
+        assert grouped[label]["seeds"] == [0, 1, 2], label
     # the trained mixtures are the recommendations
     for label, key in zip(TRANSFER, ("rec_small", "rec_large")):
         for fam, p in summary[key]["ratios"].items():
@@ -109,7 +109,7 @@ def test_largest_size_fit_reproduces_gamma_and_pstar(runs, summary, tools):
     4 x 2000): its gamma and p* medians lie inside the reported 90% intervals. (A point fit is
     not used here: it can put a gamma at the boundary ~0, where the prior of log gamma keeps the
     posterior away -- see report.md.)"""
-    large = tools.select(runs, min_N=float(runs["N"].max()), exclude_labels=TRANSFER)
+    large = tools.select(runs, min_N=float(runs["N"].max()), exclude_labels=TRANSFER + LATE)
     assert large["run"].nunique() == summary["fit_large"]["n_runs"]
     fit = fit_bayes(large, law="ratio", chains=1, draws=300, warmup=300, seed=1, warn=False)
     for j, fam in enumerate(fit.families):
@@ -152,3 +152,15 @@ def test_transfer_plan_names_each_recommendation(tools):
     assert plan["seeds"] == [0, 1] and plan["presets"] == ["cpu-1.6m"]
     with pytest.raises(ValueError, match="'bad' has no 'ratios'"):
         tools.transfer_plan({"bad": {"p": 1}}, template)
+
+
+def test_select_excludes_a_label_or_one_seed_of_it(runs, tools):
+    large = runs[runs["N"] == runs["N"].max()]
+    labels = large["run"].map(tools.mixture_label)
+    all_uniform = tools.select(large, exclude_labels=("uniform",))
+    assert not all_uniform["run"].map(tools.mixture_label).eq("uniform").any()
+    one_seed = tools.select(large, exclude_labels=("uniform-s1",))
+    assert one_seed["run"].nunique() == large["run"].nunique() - 1
+    assert one_seed["run"].map(tools.mixture_label).eq("uniform").sum() == (labels == "uniform").sum() - 5
+    with pytest.raises(ValueError, match="no rows"):
+        tools.select(large, max_N=1.0)

@@ -28,6 +28,7 @@ N_LARGE=1550560  # cpu-1.6m non-embedding parameters (`multiscale presets`)
 D_LARGE=198656   # 2e5 tokens rounded down to whole steps of 16 x 128 tokens
 FIT_MAX_N=500000 # fitted: N < 5e5 (cpu-100k, cpu-200k, cpu-400k); held out: cpu-800k, cpu-1.6m
 TRANSFER=pstar-small3,pstar-at1.6m  # the mixture names of the recommended runs at cpu-1.6m
+LATE=temp0.3-s1,temp0.3-s2,temp0.7-s1,temp0.7-s2  # stage 5b (noise_temp.yaml): not in the largest-size fit
 mkdir -p "$WORK" "$DOCS"
 t0=$(date +%s)
 
@@ -71,8 +72,8 @@ wait "$fits"
 # 3. p* from the small models' fit (normalized objective, as He et al.), for cpu-1.6m at 2e5 tokens
 $MS recommend "$WORK/fit_small" --N "$N_LARGE" --D "$D_LARGE" --objective normalized --json > "$WORK/rec_small.json"
 
-# 4. p* at the largest size: the ratio law fitted to the cpu-1.6m runs of stage 2 only
-$TOOLS select "$WORK/sweep/runs.csv" --min-N "$N_LARGE" --exclude "$TRANSFER" --out "$WORK/fit_large.csv"
+# 4. p* at the largest size: the ratio law fitted to the cpu-1.6m runs of stage 2 only (10 runs)
+$TOOLS select "$WORK/sweep/runs.csv" --min-N "$N_LARGE" --exclude "$TRANSFER,$LATE" --out "$WORK/fit_large.csv"
 fit fit_large "$WORK/fit_large.csv" --law ratio --method nuts --chains "$CHAINS" --draws "$DRAWS"
 $MS recommend "$WORK/fit_large" --N "$N_LARGE" --D "$D_LARGE" --objective normalized --json > "$WORK/rec_large.json"
 
@@ -80,6 +81,9 @@ $MS recommend "$WORK/fit_large" --N "$N_LARGE" --D "$D_LARGE" --objective normal
 $TOOLS transfer-plan "pstar-small3=$WORK/rec_small.json" "pstar-at1.6m=$WORK/rec_large.json" \
   --template "$HERE/large.yaml" --seeds 0,1,2 --out "$WORK/transfer.yaml"
 sweep "$WORK/transfer.yaml"
+
+# 5b. the temperature baselines with seeds 1 and 2, so every mixture of claim 3 has 3 seeds
+sweep "$HERE/noise_temp.yaml"
 
 # 6. independence test, held-out scores, measured transfer -> summary.json; the library's report
 $MS independence "$WORK/sweep/runs.csv" > "$WORK/independence.txt"

@@ -35,14 +35,18 @@ def mixture_label(run: str) -> str:
 
 def select(runs: pd.DataFrame, *, max_N: float | None = None, min_N: float | None = None,
            exclude_labels: tuple[str, ...] = ()) -> pd.DataFrame:
-    """Rows with min_N <= N < max_N whose mixture label is not excluded."""
+    """Rows with min_N <= N < max_N whose runs are not excluded. An excluded item is a mixture
+    label (every seed: 'pstar-small3') or a label and one seed ('temp0.3-s1')."""
     keep = np.ones(len(runs), bool)
     if max_N is not None:
         keep &= runs["N"].to_numpy(float) < max_N
     if min_N is not None:
         keep &= runs["N"].to_numpy(float) >= min_N
     if exclude_labels:
-        keep &= ~runs["run"].map(mixture_label).isin(exclude_labels).to_numpy()
+        def excluded(run: str) -> bool:
+            label = mixture_label(run)
+            return label in exclude_labels or f"{label}-s{RUN_ID.match(run).group('seed')}" in exclude_labels
+        keep &= ~runs["run"].map(excluded).to_numpy(bool)
     out = runs[keep]
     if out.empty:
         raise ValueError(f"no rows with {min_N} <= N < {max_N} outside labels {list(exclude_labels)}")
@@ -290,7 +294,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--max-N", type=float)
     p.add_argument("--min-N", type=float)
-    p.add_argument("--exclude", default="", help="mixture labels to leave out, comma-separated")
+    p.add_argument("--exclude", default="", help="mixture labels (LABEL or LABEL-sSEED) to leave out, comma-separated")
     p = sub.add_parser("transfer-plan")
     p.add_argument("recs", nargs="+", metavar="NAME=REC.json", help="mixture name and its recommendation")
     p.add_argument("--template", required=True)
