@@ -139,7 +139,7 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     df, truths = stacked_experiments(2, 2, N=(2e7, 6e7, 2e8), D=(2e9, 8e9), n_mixtures=4, noise=0.02)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = fit_bayes(df, law="multilingual", chains=2, draws=150, warmup=150, seed=0)
+        fit = fit_bayes(df, law="multilingual", chains=2, draws=600, warmup=500, seed=0)
     assert fit.options["dense_mass"]  # 28 sampled dimensions
     assert fit.diagnostics["max_rhat"] < 1.05
     cov = coverage(fit, truths, 2, 2, level=0.999, N=4e8, D=1.6e10)

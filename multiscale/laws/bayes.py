@@ -78,7 +78,10 @@ def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
 
     shared_sites = {_SITE_OF[n] for n in shared}
 
-    def model(famR_RxF, logN_R, logD_R, logp_R, logL_R, sem_R):
+    def model(mask_FxR, logN_FxR, logD_FxR, logp_FxR, logL_FxR, sem_FxR):
+        # rows laid out per family (F x R, padded; the mask drops the padding), so every
+        # family parameter reaches its rows by broadcasting: no gather (whose gradient is a
+        # slow scatter) and no one-hot product (which grows as rows x families)
         vals = {}
         for site in _sites(law):
             loc, scale, rel = PRIORS[site]
@@ -86,22 +89,18 @@ def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
             shape = () if site in shared_sites else (F,)
             z = numpyro.sample(f"z_{site}", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape)))
             v = loc + scale * z
-            vals[site] = jnp.broadcast_to(v, (F,))
+            vals[site] = jnp.broadcast_to(v, (F,))[:, None]
         sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
-
-        def at(v_F):  # per-row value; a one-hot matmul, not a gather (whose gradient is a slow scatter)
-            return famR_RxF @ v_F
-
         if law.uses_scale:
-            tN = at(vals["log_Nterm"]) - at(jnp.exp(vals["log_alpha"])) * logN_R
-            tD = at(vals["log_Dterm"]) - at(jnp.exp(vals["log_beta"])) * logD_R
-            mu = jnp.logaddexp(jnp.logaddexp(tN, tD), at(vals["log_E"]))
+            tN = vals["log_Nterm"] - jnp.exp(vals["log_alpha"]) * logN_FxR
+            tD = vals["log_Dterm"] - jnp.exp(vals["log_beta"]) * logD_FxR
+            mu = jnp.logaddexp(jnp.logaddexp(tN, tD), vals["log_E"])
         else:
-            mu = at(vals["log_c"])
+            mu = jnp.broadcast_to(vals["log_c"], logL_FxR.shape)
         if law.uses_ratio:
-            mu = mu - at(jnp.exp(vals["log_gamma"])) * logp_R
-        scale = jnp.sqrt(at(sigma ** 2) + sem_R ** 2)
-        numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale), obs=logL_R)
+            mu = mu - jnp.exp(vals["log_gamma"]) * logp_FxR
+        scale = jnp.sqrt(sigma[:, None] ** 2 + sem_FxR ** 2)
+        numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask_FxR), obs=logL_FxR)
 
     return model
 
@@ -131,6 +130,24 @@ def _natural(law: Law, z: dict, ybar: float, N_ref: float, D_ref: float, shared,
     return out
 
 
+def _per_family(data: FitData, cols_R) -> list[np.ndarray]:
+    """[mask_FxR] + each row array laid out F x R (R = most rows of any family; padding 0)."""
+    F, counts = data.n_families, data.counts_F()
+    R = int(counts.max())
+    slot_R = np.zeros(data.n_rows, int)
+    for j in range(F):
+        sel = np.flatnonzero(data.fam_R == j)
+        slot_R[sel] = np.arange(len(sel))
+    mask = np.zeros((F, R), bool)
+    mask[data.fam_R, slot_R] = True
+    out = [mask]
+    for c in cols_R:
+        a = np.zeros((F, R))
+        a[data.fam_R, slot_R] = c
+        out.append(a)
+    return out
+
+
 def n_dims(law: Law, shared, n_families: int) -> int:
     """Number of sampled (unconstrained) dimensions: per-family sites, shared sites, sigma."""
     shared_sites = {_SITE_OF[n] for n in shared}
@@ -157,9 +174,8 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     model = _model(law, shared, F, ybar)
     t0 = time.perf_counter()
     with jax.enable_x64(x64):
-        args = (jnp.asarray(np.eye(F)[data.fam_R]), jnp.asarray(data.logN_R - lN0),
-                jnp.asarray(data.logD_R - lD0), jnp.asarray(data.logp_R),
-                jnp.asarray(data.logL_R), jnp.asarray(data.sem_rel_R))
+        args = tuple(jnp.asarray(a) for a in _per_family(
+            data, (data.logN_R - lN0, data.logD_R - lD0, data.logp_R, data.logL_R, data.sem_rel_R)))
         kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass)
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method=chain_method, progress_bar=progress)
