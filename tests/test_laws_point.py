@@ -73,6 +73,10 @@ def test_refuses_bad_tables():
         fit_point(df2, law="ratio")
     with pytest.raises(ValueError, match="cannot share"):
         fit_point(df2, shared="E")
+    with pytest.raises(ValueError, match="keep must be a positive integer"):
+        fit_point(df2, keep=0)
+    with pytest.raises(ValueError, match="n_screen must be a positive integer"):
+        fit_point(df2, n_screen=0)
 
 
 # "The same optimum": within a relative 1e-9 (the library's consensus tolerance). L-BFGS

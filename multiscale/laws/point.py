@@ -55,7 +55,7 @@ SCREEN_ITERS = 10  # evaluations every start gets before only the best KEEP per 
 KEEP = 256
 CONSENSUS = 3  # fewer kept starts than this at the best optimum: rerun with every start
 CHUNK = 64  # starts per problem per compiled call (a working set that stays in cache)
-ROUND = 50  # exhaustive mode: evaluations between dropping finished starts
+ROUND = 50  # evaluations between dropping the starts that have finished
 GRAD_TOL = 1e-10
 # Stop when one step lowers the objective by less than this fraction of it.
 FTOL = 1e-11
@@ -425,7 +425,11 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
     if starts is not None:
         G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
     G = G_pts.shape[0]
-    keep = G if keep is None else int(min(max(keep, 1), G))
+    if keep is not None and not (isinstance(keep, (int, np.integer)) and keep >= 1):
+        raise ValueError(f"keep must be a positive integer or None (every start), got {keep!r}")
+    if not (isinstance(n_screen, (int, np.integer)) and n_screen >= 1):
+        raise ValueError(f"n_screen must be a positive integer, got {n_screen!r}")
+    keep = G if keep is None else int(min(keep, G))
     F = data.n_families
     lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
     col = {n: k for k, n in enumerate(names)}
