@@ -35,6 +35,12 @@ def main() -> None:
                     help="mixtures per (N, D) cell: runs per family = 6 x this")
     args = ap.parse_args()
     table = {**TABLE, "n_mixtures": args.mixtures}
+
+    from multiscale.laws.bayes import host_devices_for_chains
+
+    # as `multiscale fit --method nuts` does: one XLA CPU device per chain, before jax starts
+    host_devices_for_chains(args.chains)
+
     from multiscale.laws import fit_bayes
     from multiscale.laws.calibration import coverage, stacked_experiments
 
@@ -56,6 +62,7 @@ def main() -> None:
         "coverage_90": cov, "goal_80_97": goal, "wall_s": round(wall, 1),
         "max_rhat": round(d["max_rhat"], 4), "min_ess_bulk": round(d["min_ess_bulk"], 1),
         "divergences": d["divergences"], "warnings": fit.warnings,
+        "chain_method": fit.options["chain_method"], "dense_mass": fit.options["dense_mass"],
         "machine": {"cpus": os.cpu_count(), "load_avg_1m": load0,
                     "load_avg_1m_end": os.getloadavg()[0]}}))
 

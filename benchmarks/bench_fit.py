@@ -145,9 +145,16 @@ def main() -> None:
     ap.add_argument("--only-large", action="store_true", help="only the 25 x 500 NUTS timing")
     ap.add_argument("--only-point", action="store_true", help="only the point fit and bootstrap")
     args = ap.parse_args()
+
+    from multiscale.laws.bayes import host_devices_for_chains
+
+    # as `multiscale fit --method nuts` does: one XLA CPU device per chain, before jax starts
+    parallel = host_devices_for_chains(args.chains)
+
     out = {"benchmark": "fit", "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                            "load_avg_1m": os.getloadavg()[0]},
-           "units": "seconds; ESS = min bulk ESS over all parameters and families"}
+           "units": "seconds; ESS = min bulk ESS over all parameters and families",
+           "host_devices_for_chains": parallel}
     if args.only_large:
         out["nuts_25x500"] = _nuts(_table(25, 500, seed=1), args.chains, args.draws)
         print(json.dumps(out))

@@ -145,3 +145,22 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     cov = coverage(fit, truths, 2, 2, level=0.999, N=4e8, D=1.6e10)
     assert cov["cases"] == 4
     assert cov["gamma"] == cov["p_star_normalized"] == cov["p_star_raw"] == 1.0, cov
+
+
+def test_host_devices_for_chains_gives_parallel_chains_before_jax_starts():
+    """In a fresh process the helper asks XLA for one CPU device per chain (then the "auto"
+    chain method runs them in parallel); once jax is imported it changes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from multiscale.laws.bayes import host_devices_for_chains, _chain_method\n"
+            "added = host_devices_for_chains(3)\n"
+            "import jax\n"
+            "print(added, jax.local_device_count(), _chain_method('auto', 3), _chain_method('auto', 4),"
+            " host_devices_for_chains(3))\n")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True, timeout=120).stdout.split()
+    assert out == ["True", "3", "parallel", "sequential", "False"]

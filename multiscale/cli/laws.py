@@ -82,6 +82,10 @@ def _fit(args) -> int:
     from multiscale.laws import fit_bayes, fit_point
     from multiscale.runs import read_runs
 
+    if args.method == "nuts":
+        from multiscale.laws.bayes import host_devices_for_chains
+
+        host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
     df = read_runs(args.runs)
     _compile_cache()
     if args.method == "lbfgs":

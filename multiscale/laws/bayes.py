@@ -47,10 +47,37 @@ SIGMA_PRIOR = 0.05
 # per step and it needs about d warm-up draws to estimate, so above DENSE_MAX_DIMS sampled
 # dimensions the mass matrix stays diagonal. Chains run one after another ("sequential"):
 # "vectorized" runs them in lockstep, each step waiting for the longest tree, and was 2.7x
-# slower on CPU. Warm-up is WARMUP steps per chain (on top of the draws).
+# slower on CPU. "auto" runs the chains in parallel, one per XLA device, when the process has
+# at least as many devices as chains (on a CPU host: `host_devices_for_chains` before jax
+# starts; 2.6x faster than one after another on 2 cores), else one after another.
+# Warm-up is WARMUP steps per chain (on top of the draws).
 DENSE_MAX_DIMS = 200
-CHAIN_METHOD = "sequential"
+CHAIN_METHOD = "auto"
 WARMUP = 500
+_DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def host_devices_for_chains(chains: int) -> bool:
+    """Ask XLA for `chains` CPU devices so that NUTS chains run in parallel threads (numpyro's
+    "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
+    already set a device count; returns whether the flag was added. The CLI calls this for
+    `fit --method nuts`; a Python user calls it first thing, before importing jax."""
+    import os
+    import sys
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "jax" in sys.modules or _DEVICE_FLAG in flags or chains < 2:
+        return False
+    os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={int(chains)}".strip()
+    return True
+
+
+def _chain_method(method: str, chains: int) -> str:
+    import jax
+
+    if method != "auto":
+        return method
+    return "parallel" if chains > 1 and jax.local_device_count() >= chains else "sequential"
 
 # site -> (loc relative to ybar or absolute, scale, is_relative_to_ybar)
 PRIORS = {
@@ -169,6 +196,7 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     F = data.n_families
     if dense_mass is None:
         dense_mass = n_dims(law, shared, F) <= DENSE_MAX_DIMS
+    chain_method = _chain_method(chain_method, chains)
     ybar = float(np.mean(data.logL_R))
     lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
     model = _model(law, shared, F, ybar)
@@ -185,6 +213,7 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
         z = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
         extra["dense_mass"] = bool(dense_mass)
+        extra["chain_method"] = chain_method
     seconds = time.perf_counter() - t0
     nat = _natural(law, z, ybar, data.N_ref, data.D_ref, shared, F)
     return nat, z["sigma"], extra, seconds
@@ -244,7 +273,9 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       chains, draws, warmup: NUTS settings; warmup (extra to the draws) defaults to WARMUP.
       dense_mass: None (default) dense up to DENSE_MAX_DIMS sampled dimensions, else
         diagonal; True/False force it.
-      chain_method: numpyro's "sequential" (default), "vectorized" or "parallel".
+      chain_method: "auto" (default: "parallel" when there are at least `chains` devices,
+        see `host_devices_for_chains`, else "sequential"), or numpyro's "sequential",
+        "vectorized" or "parallel".
       seed: PRNG seed.
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
 
@@ -279,6 +310,6 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)}, idata=idata,
         diagnostics=diag, warnings=msgs,
         options={"chains": chains, "draws": draws, "warmup": WARMUP if warmup is None else warmup,
-                 "dense_mass": extra["dense_mass"], "chain_method": chain_method,
+                 "dense_mass": extra["dense_mass"], "chain_method": extra["chain_method"],
                  "seed": seed, "target_accept": target_accept, "student_nu": STUDENT_NU,
                  "sigma_prior": SIGMA_PRIOR})
