@@ -45,11 +45,11 @@ SIGMA_PRIOR = 0.05
 # and D terms and exponents are strongly correlated: a dense mass matrix cuts the leapfrog
 # steps per draw about 5x (5 families x 100 runs: ~39 instead of ~200). Its cost is O(d^2)
 # per step and it needs about d warm-up draws to estimate, so above DENSE_MAX_DIMS sampled
-# dimensions the mass matrix stays diagonal. Chains run one after another ("sequential"):
-# "vectorized" runs them in lockstep, each step waiting for the longest tree, and was 2.7x
-# slower on CPU. "auto" runs the chains in parallel, one per XLA device, when the process has
-# at least as many devices as chains (on a CPU host: `host_devices_for_chains` before jax
-# starts; 2.6x faster than one after another on 2 cores), else one after another.
+# dimensions the mass matrix stays diagonal. "auto" runs the chains in parallel, one per XLA
+# device, when the process has at least as many devices as chains (on a CPU host:
+# `host_devices_for_chains` before jax starts; 2.6x faster than one after another on 2
+# cores), else one after another ("sequential"). Not "vectorized": it runs the chains in
+# lockstep, each step waiting for the longest tree, and was 1.4-2.7x slower on CPU.
 # Warm-up is WARMUP steps per chain (on top of the draws).
 DENSE_MAX_DIMS = 200
 CHAIN_METHOD = "auto"
