@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from multiscale import host_devices
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -20,6 +22,7 @@ def register(sub) -> None:
     p.add_argument("--train-fn", metavar="MODULE:FUNCTION",
                    help="train runs with another function fn(run, run_dir, corpus, progress) -> rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    host_devices.add_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the sweep's outcome)")
     p.set_defaults(handler=_sweep)
 
@@ -59,6 +62,7 @@ def _sweep(args: argparse.Namespace) -> int:
     import json
     import sys
 
+    host_devices.apply_argument(args.host_devices, "sweep")  # before jax starts
     from multiscale.plan import SweepPlan, parse_shard, shard_runs
     from multiscale import sweep
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from multiscale import host_devices
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -49,6 +51,7 @@ def register(sub) -> None:
     t.add_argument("--mesh", default=None, metavar="data=2,fsdp=2,tensor=2",
                    help="device mesh (default: all devices on data)")
     t.add_argument("--compute-dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    host_devices.add_argument(t)
     t.add_argument("--run-name", default=None, help="the run table's `run` (default: RUN_DIR's name)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -99,6 +102,7 @@ def _train(args: argparse.Namespace) -> int:
     import json
     import math
 
+    host_devices.apply_argument(args.host_devices, "train")  # before jax starts
     from multiscale.train.loop import maybe_initialize_distributed
 
     maybe_initialize_distributed()

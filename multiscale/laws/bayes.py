@@ -54,7 +54,6 @@ SIGMA_PRIOR = 0.05
 DENSE_MAX_DIMS = 200
 CHAIN_METHOD = "auto"
 WARMUP = 500
-_DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
 def host_devices_for_chains(chains: int) -> bool:
@@ -62,14 +61,9 @@ def host_devices_for_chains(chains: int) -> bool:
     "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
     already set a device count; returns whether the flag was added. The CLI calls this for
     `fit --method nuts`; a Python user calls it first thing, before importing jax."""
-    import os
-    import sys
+    from multiscale.host_devices import request_host_devices
 
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" in sys.modules or _DEVICE_FLAG in flags or chains < 2:
-        return False
-    os.environ["XLA_FLAGS"] = f"{flags} {_DEVICE_FLAG}={int(chains)}".strip()
-    return True
+    return chains >= 2 and request_host_devices(int(chains))
 
 
 def _chain_method(method: str, chains: int) -> str:
