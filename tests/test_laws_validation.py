@@ -24,3 +24,26 @@ def test_holdout_extrapolates_in_N():
     exact = score(fit_point(clean, grid=GRID), clean)
     assert exact.overall["mape"] < 1e-3 and exact.overall["r2"] > 0.9999
     assert "MAPE" in str(exact)
+
+
+def test_non_finite_predictions_are_named_in_a_warning(monkeypatch):
+    """A fit that ran to a boundary (e.g. B ~ 1e256) predicts inf: score says which family."""
+    import pytest
+
+    from multiscale.laws import validation
+
+    truth = synthetic_truth(2, seed=3)
+    df = synthetic_runs(truth, noise=0.0, seed=4, N=(1e7, 1e8), D=(1e9, 1e10), n_mixtures=2)
+    fit = fit_point(df, grid=GRID)
+    real = validation.predictive_draws
+
+    def overflowing(fit, rows, **kw):
+        draws = real(fit, rows, **kw)
+        draws[:, (rows["family"] == "fam1").to_numpy()] = np.inf
+        return draws
+
+    monkeypatch.setattr(validation, "predictive_draws", overflowing)
+    with pytest.warns(RuntimeWarning, match="non-finite losses for fam1 on these rows"):
+        s = validation.score(fit, df)
+    assert not np.isfinite(s.per_family["fam1"]["mape"])
+    assert np.isfinite(s.per_family["fam0"]["mape"])

@@ -77,6 +77,17 @@ def score(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0) -> S
     """
     df = validate_runs(df)
     draws = predictive_draws(fit, df, noise=noise, seed=seed)
+    bad = [f for f in dict.fromkeys(df["family"])
+           if not np.all(np.isfinite(draws[:, (df["family"] == f).to_numpy()]))]
+    if bad:
+        import warnings
+
+        warnings.warn(
+            f"the fit predicts non-finite losses for {', '.join(bad)} on these rows, so their "
+            "R^2 and MAPE are meaningless (+-inf/nan): the fit ran to a boundary of parameter "
+            "space, typically an exponent the table cannot identify (e.g. beta with token "
+            "budgets too close together). Check the fitted parameters, share exponents, or "
+            "score a Bayesian fit", RuntimeWarning, stacklevel=2)
     y = df["loss"].to_numpy(float)
     per = {}
     for f in dict.fromkeys(df["family"]):
