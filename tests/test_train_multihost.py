@@ -32,18 +32,11 @@ _HOST = textwrap.dedent("""
     from multiscale.train.loop import maybe_initialize_distributed
     maybe_initialize_distributed()  # before any other jax call, as the CLI does
     import jax
-    from multiscale.train import Hook, run_training
+    from multiscale.train import run_training
     from multiscale.train.synthetic import SyntheticData
-    from tests.test_train_multihost import _config, RATIOS, SEQ
+    from tests.test_train_multihost import _config, _Losses, RATIOS, SEQ
 
-    class Losses(Hook):
-        every = 1
-        def __init__(self):
-            self.losses = []
-        def on_step(self, info):
-            self.losses.append(info.loss)
-
-    hook = Losses()
+    hook = _Losses()
     summary = run_training(_config({out!r}, mesh="data=2"),
                            data=SyntheticData().run_data(RATIOS, seq_len=SEQ), progress=False,
                            hooks=[hook])

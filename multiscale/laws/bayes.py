@@ -208,6 +208,7 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
         extra["dense_mass"] = bool(dense_mass)
         extra["chain_method"] = chain_method
+        extra["warmup"] = warmup
     seconds = time.perf_counter() - t0
     nat = _natural(law, z, ybar, data.N_ref, data.D_ref, shared, F)
     return nat, z["sigma"], extra, seconds
@@ -303,7 +304,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         law=law_obj, families=tuple(fams), shared=shared, draws=draws_SF, N_ref=data.N_ref,
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)}, idata=idata,
         diagnostics=diag, warnings=msgs,
-        options={"chains": chains, "draws": draws, "warmup": WARMUP if warmup is None else warmup,
+        options={"chains": chains, "draws": draws, "warmup": extra["warmup"],
                  "dense_mass": extra["dense_mass"], "chain_method": extra["chain_method"],
                  "seed": seed, "target_accept": target_accept, "student_nu": STUDENT_NU,
                  "sigma_prior": SIGMA_PRIOR})
