@@ -3,6 +3,11 @@
 Each command group lives in its own module under `multiscale/cli/` and exposes
 `register(subparsers)`. Registration must stay cheap: heavy imports (jax, tensorflow,
 matplotlib) happen inside the handlers, so `multiscale --help` is instant.
+
+Errors (docs/design.md, "Command line and errors"): a `multiscale.errors.MultiscaleError`
+raised by a handler is a user's mistake and is printed as one line,
+`multiscale COMMAND: error: MESSAGE`, with exit status 2. Every other exception is a bug and
+propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -11,35 +16,56 @@ import argparse
 import importlib
 import sys
 
+from multiscale.errors import InputError, MultiscaleError
+
 # Command modules, in the order they appear in `multiscale --help`.
-_COMMAND_MODULES = (
-    "multiscale.cli.corpus",    # corpus build / info
+COMMAND_MODULES = (
+    "multiscale.cli.corpus",    # corpus build / info / verify
     "multiscale.cli.mixture",   # mixture sample
     "multiscale.cli.train",     # presets, train
     "multiscale.cli.laws",      # fit, recommend, predict, independence
     "multiscale.cli.sweep",     # sweep, report, demo
 )
 
-
-class UsageError(Exception):
-    """A bad argument or input file; printed without a traceback."""
+EXIT_USER_ERROR = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+class UsageError(InputError):
+    """A bad combination of command-line arguments; printed without a traceback."""
+
+
+def _import_command(name: str):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as err:
+        if err.name == name:  # the package is incomplete: a bug of the installation, not of the user
+            raise ImportError(f"multiscale command module {name!r} is missing; reinstall multiscale") from err
+        raise
+
+
+def build_parser(modules: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
+    """The parser with every command group of `modules` (default `COMMAND_MODULES`) registered;
+    a missing module raises ImportError."""
     parser = argparse.ArgumentParser(
         prog="multiscale",
         description="Find multilingual sampling ratios with a scaling law.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in _COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as err:
-            if err.name == name:  # this command group is not built yet
-                continue
-            raise
-        module.register(sub)
+    for name in COMMAND_MODULES if modules is None else modules:
+        _import_command(name).register(sub)
     return parser
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """'corpus build', 'fit', ...: the command as the user typed it (for error messages)."""
+    words = [args.command, getattr(args, f"{args.command}_command", None)]
+    return " ".join(w for w in words if w)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message is joined with '; ')."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines) or type(err).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,17 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
-        return 2
+        return EXIT_USER_ERROR
     try:
         return int(args.handler(args) or 0)
     except BrokenPipeError:  # e.g. `multiscale ... | head`: stop quietly, as Unix tools do
         sys.stderr.close()
         return 0
-    except (UsageError, ValueError, FileNotFoundError, KeyError) as err:
-        # Library code raises these with messages that name the offending input.
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"multiscale {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    except MultiscaleError as err:  # the user's mistake; anything else is a bug and keeps its traceback
+        print(f"multiscale {command_name(args)}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
 
 
 if __name__ == "__main__":

@@ -1,0 +1,156 @@
+"""The `multiscale` entry point: every command's --help, unknown commands, and the error contract
+(a MultiscaleError is one line on stderr and exit status 2; any other exception keeps its traceback;
+a missing command module is an error)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import types
+
+import pytest
+
+import multiscale.cli as cli
+from multiscale.errors import DamagedFileError, InputError, MissingFileError, MultiscaleError
+
+
+def _subcommands(parser: argparse.ArgumentParser, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.append(prefix + (name,))
+                found.extend(_subcommands(sub, prefix + (name,)))
+    return found
+
+
+COMMANDS = _subcommands(cli.build_parser())
+
+
+def test_every_command_group_is_registered():
+    top = {c[0] for c in COMMANDS}
+    expected = {"corpus", "mixture", "presets", "train", "fit", "recommend", "predict",
+                "independence", "sweep", "report", "demo"}
+    assert expected <= top, sorted(expected - top)
+    assert ("corpus", "build") in COMMANDS and ("mixture", "sample") in COMMANDS
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_of_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([*command, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: multiscale " + " ".join(command))
+
+
+def test_top_level_help(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--help"])
+    assert exc.value.code == 0
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert capsys.readouterr().out.startswith("usage: multiscale")
+
+
+def test_unknown_command_is_refused(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'no-such-command'" in capsys.readouterr().err
+
+
+def _install_fake_command(monkeypatch, error: BaseException) -> None:
+    """A command module `multiscale_fake_cli` whose `boom` and `group sub` handlers raise `error`."""
+
+    def handler(args):
+        raise error
+
+    def register(sub):
+        sub.add_parser("boom").set_defaults(handler=handler)
+        group = sub.add_parser("group").add_subparsers(dest="group_command")
+        group.add_parser("sub").set_defaults(handler=handler)
+
+    module = types.ModuleType("multiscale_fake_cli")
+    module.register = register
+    monkeypatch.setitem(sys.modules, "multiscale_fake_cli", module)
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("multiscale_fake_cli",))
+
+
+@pytest.mark.parametrize("error", [
+    InputError("--ratios: family 'germanic' given twice"),
+    MissingFileError("run table 'x.csv' does not exist"),
+    DamagedFileError("fit/posterior.nc is truncated"),
+])
+def test_library_error_is_one_line_and_exit_2(monkeypatch, capsys, error):
+    _install_fake_command(monkeypatch, error)
+    assert cli.main(["boom"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == f"multiscale boom: error: {error}\n"
+    assert "Traceback" not in captured.err
+
+
+def test_error_names_the_subcommand_and_joins_lines(monkeypatch, capsys):
+    _install_fake_command(monkeypatch, InputError("first line\n  second line\n"))
+    assert cli.main(["group", "sub"]) == 2
+    assert capsys.readouterr().err == "multiscale group sub: error: first line; second line\n"
+
+
+def test_usage_error_is_an_input_error():
+    assert issubclass(cli.UsageError, InputError) and issubclass(cli.UsageError, MultiscaleError)
+    assert issubclass(cli.UsageError, ValueError)
+
+
+@pytest.mark.parametrize("error", [KeyError("params"), ValueError("a bug"), FileNotFoundError("bug")])
+def test_other_exceptions_propagate(monkeypatch, capsys, error):
+    """Builtin exceptions are bugs, not user errors: main() does not swallow them."""
+    _install_fake_command(monkeypatch, error)
+    with pytest.raises(type(error)) as exc:
+        cli.main(["boom"])
+    assert exc.value is error
+    assert capsys.readouterr().err == ""
+
+
+def test_missing_command_module_raises(monkeypatch):
+    monkeypatch.setattr(cli, "COMMAND_MODULES", (*cli.COMMAND_MODULES, "multiscale.cli.no_such_module"))
+    with pytest.raises(ImportError, match="multiscale.cli.no_such_module"):
+        cli.build_parser()
+
+
+def test_broken_import_inside_a_command_module_is_not_hidden(monkeypatch):
+    module = types.ModuleType("multiscale_fake_cli")
+
+    def register(sub):
+        import multiscale_dependency_that_does_not_exist  # noqa: F401
+
+    module.register = register
+    monkeypatch.setitem(sys.modules, "multiscale_fake_cli", module)
+    with pytest.raises(ModuleNotFoundError, match="multiscale_dependency_that_does_not_exist"):
+        cli.build_parser(("multiscale_fake_cli",))
+
+
+@pytest.mark.slow
+def test_python_dash_m_error_contract(tmp_path):
+    """Through a real process: a user error is one line on stderr, exit 2; a bug exits 1 with a traceback."""
+    missing = tmp_path / "missing.csv"
+    done = subprocess.run([sys.executable, "-m", "multiscale", "independence", str(missing)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("multiscale independence: error: ")
+    assert str(missing) in lines[0]
+    code = ("import multiscale.cli as c, sys, types\n"
+            "m = types.ModuleType('fake')\n"
+            "def h(a): raise KeyError('bug')\n"
+            "m.register = lambda s: s.add_parser('boom').set_defaults(handler=h)\n"
+            "sys.modules['fake'] = m\n"
+            "c.COMMAND_MODULES = ('fake',)\n"
+            "sys.exit(c.main(['boom']))\n")
+    bug = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert bug.returncode == 1
+    assert "Traceback" in bug.stderr and "KeyError: 'bug'" in bug.stderr
