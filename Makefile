@@ -1,5 +1,6 @@
-# multiscale: `make demo` runs the quickstart, `make test` the test suite.
-# Both create .venv in the repository root when it is missing and install the package into it.
+# multiscale: `make demo` runs the quickstart, `make test` the lint and the whole test suite,
+# `make test-fast` the lint and the tests not marked slow (under 2 minutes on 2 cores), `make lint` ruff alone.
+# Each creates .venv in the repository root when it is missing and installs the package into it.
 
 PYTHON ?= python3
 VENV := .venv
@@ -14,7 +15,7 @@ MANPAGES_PKGS := manpages-de manpages-nl manpages-sv manpages-da manpages-nb \
 	manpages-zh manpages-ja
 export XLA_PYTHON_CLIENT_PREALLOCATE ?= false
 
-.PHONY: venv corpus-packages test demo bench clean
+.PHONY: venv corpus-packages lint test test-fast demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,8 +38,14 @@ corpus-packages:
 	  fi; \
 	fi
 
-test: venv corpus-packages
+lint: venv
+	$(VENV)/bin/ruff check .
+
+test: lint corpus-packages
 	$(PY) -m pytest -q tests
+
+test-fast: lint corpus-packages
+	$(PY) -m pytest -q tests -m "not slow"
 
 demo: venv corpus-packages
 	$(VENV)/bin/multiscale demo --out demo_out
