@@ -5,13 +5,13 @@ clipping, AdamW) at a fixed batch and sequence length, MFU against this machine'
 peak measured in the same run (best of several timed 2048^3 `jnp.dot`s), and the tokens/s of the
 same architecture, batch and optimizer in PyTorch (Hugging Face `transformers`
 LlamaForCausalLM built from a LlamaConfig, no weights; torch.optim.AdamW, clip_grad_norm_).
-Model FLOPs per token are 6N + 12 * layers * d_model * seq_len (DESIGN.md section 6), N = non-
-embedding parameters. For the largest preset it also times the step's own forward matmul shapes,
-XLA's `jnp.dot` against `torch.matmul` (`matmul_kernels_largest`): the kernel-level bound on the
-step's ratio. Timings alternate between the two frameworks and keep each one's best
+Model FLOPs per token are 6N + 12 * layers * d_model * seq_len (docs/design.md, "Testing and
+benchmarks"), N = non-embedding parameters. For the largest preset it also times the step's own
+forward matmul shapes, XLA's `jnp.dot` against `torch.matmul` (`matmul_kernels_largest`): the
+kernel-level bound on the step's ratio. Timings alternate between the two frameworks and keep each one's best
 trial, because the machine is shared and noisy.
 
-Usage: python benchmarks/bench_train.py [--presets cpu-100k,cpu-3m] [--batch 32] [--seq-len 128]
+Usage: python benchmarks/bench_train.py [--presets cpu-100k,cpu-3m] [--batch-size 32] [--seq-len 128]
        [--steps 10] [--trials 3] [--no-torch] [--dtype float32|bfloat16] [--host-devices 2]
 (torch and transformers are needed only for the peer: pip install torch transformers.)
 """
@@ -186,7 +186,8 @@ class TorchRunner:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--presets", default="cpu-100k,cpu-400k,cpu-800k,cpu-1.6m,cpu-3m")
-    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--batch-size", "--batch", dest="batch", type=int, default=32,
+                        help="global batch in sequences (--batch: the older name)")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--steps", type=int, default=8, help="steps per timed trial")
     parser.add_argument("--trials", type=int, default=3)

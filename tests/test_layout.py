@@ -1,0 +1,147 @@
+"""The layout rules of docs/design.md ("Layout", "Style"), checked on the source: imports flow one
+way, the law engine never reaches models/data/training, the low-level values import nothing
+heavy, no function in multiscale/ exceeds 60 lines, and nothing cites a design file outside the
+repository."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "multiscale"
+MAX_FUNCTION_LINES = 60
+# Functions allowed over MAX_FUNCTION_LINES ("module:qualified name"), at most three jitted
+# numerical kernels, each named with its reason in docs/design.md ("Style").
+LONG_FUNCTION_EXCEPTIONS: set[str] = set()
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _sources() -> dict[str, ast.Module]:
+    return {_module_name(p): ast.parse(p.read_text(), filename=str(p)) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+SOURCES = _sources()
+
+
+def _imports(tree: ast.Module) -> set[str]:
+    """Every module the source imports, at top level or inside functions (lazy imports count)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _package_imports(module: str) -> set[str]:
+    return {m for m in _imports(SOURCES[module]) if m.split(".")[0] == "multiscale" and m in SOURCES}
+
+
+def _under(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+UPPER = ("multiscale.cli", "multiscale.sweep", "multiscale.report", "multiscale.demo", "multiscale.plan",
+         "multiscale.plots")
+LOWER = ("multiscale.models", "multiscale.data", "multiscale.train", "multiscale.laws", "multiscale.runs",
+         "multiscale.mixture", "multiscale.families", "multiscale.errors", "multiscale.fileio",
+         "multiscale.datasets", "multiscale.host_devices")
+
+
+def test_sources_found():
+    assert "multiscale.cli" in SOURCES and "multiscale.errors" in SOURCES and len(SOURCES) > 30
+
+
+@pytest.mark.parametrize("module", sorted(m for m in SOURCES if _under(m, LOWER)))
+def test_lower_layers_do_not_import_upper_ones(module):
+    bad = sorted(m for m in _package_imports(module) if _under(m, UPPER))
+    assert not bad, f"{module} imports {bad}: imports flow from the command line down (docs/design.md, Layout)"
+
+
+LAWS_MAY_IMPORT = ("multiscale.laws", "multiscale.runs", "multiscale.mixture", "multiscale.errors",
+                   "multiscale.fileio", "multiscale.host_devices", "multiscale.datasets")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in SOURCES if _under(m, ("multiscale.laws",))))
+def test_law_engine_depends_only_on_the_run_table(module):
+    bad = sorted(m for m in _package_imports(module) if not _under(m, LAWS_MAY_IMPORT))
+    assert not bad, f"{module} imports {bad}; laws/ may import only {LAWS_MAY_IMPORT}"
+    heavy = sorted(m for m in _imports(SOURCES[module]) if m.split(".")[0] in {"tensorflow", "seqio", "flax", "grain"})
+    assert not heavy, f"{module} imports {heavy}"
+
+
+@pytest.mark.parametrize("module,allowed", [
+    ("multiscale.errors", ()),
+    ("multiscale.fileio", ("multiscale.errors",)),
+    ("multiscale.mixture", ("multiscale.errors",)),
+])
+def test_low_level_values_import_almost_nothing(module, allowed):
+    if module not in SOURCES:
+        pytest.fail(f"{module} is missing")
+    bad = sorted(m for m in _package_imports(module) if not _under(m, allowed))
+    assert not bad, f"{module} imports {bad}"
+    heavy = sorted(m for m in _imports(SOURCES[module])
+                   if m.split(".")[0] in {"jax", "flax", "grain", "pandas", "tensorflow", "seqio", "matplotlib"})
+    assert not heavy, f"{module} imports {heavy}"
+
+
+def _long_functions() -> list[str]:
+    found = []
+    for module, tree in SOURCES.items():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                name = f"{module}:{node.name}"
+                if lines > MAX_FUNCTION_LINES and name not in LONG_FUNCTION_EXCEPTIONS:
+                    found.append(f"{name} ({lines} lines)")
+    return found
+
+
+def test_no_function_longer_than_60_lines():
+    assert len(LONG_FUNCTION_EXCEPTIONS) <= 3
+    assert not _long_functions(), "split into named helpers: " + ", ".join(_long_functions())
+
+
+SKIPPED_FOLDERS = {"demo_out", "build", "dist", "__pycache__"}
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".sh", ".txt", ".cfg", ".sbatch", ".json"}
+
+
+def _repository_text_files() -> list[Path]:
+    """The repository's text files (hidden folders such as .git and .venv, and build outputs, left out)."""
+    found = []
+    for path in ROOT.rglob("*"):
+        parts = path.relative_to(ROOT).parts
+        if any(p.startswith(".") or p in SKIPPED_FOLDERS or p.endswith(".egg-info") for p in parts[:-1]):
+            continue
+        if path.is_file() and (path.suffix in TEXT_SUFFIXES or path.name in {"Makefile", "run"}):
+            found.append(path)
+    return found
+
+
+def test_design_is_cited_inside_the_repository():
+    """The design lives in docs/design.md; nothing cites a design file that is not in the repository."""
+    stale = "DESIGN" + ".md"
+    hits = [str(p.relative_to(ROOT)) for p in _repository_text_files() if stale in p.read_text(errors="replace")]
+    assert not hits, f"{stale} cited in {hits}; cite docs/design.md and its section"
+    assert (ROOT / "docs" / "design.md").is_file()
+    assert "docs/design.md" in (ROOT / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_import_multiscale_is_lazy():
+    """`import multiscale` imports no submodule until a public name is used."""
+    code = ("import sys, multiscale; "
+            "print(sorted(m for m in sys.modules if m.startswith('multiscale.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
