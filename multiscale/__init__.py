@@ -16,7 +16,15 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    # families, corpus, vocabulary, mixture, eval set (issue 2)
+    # errors and the mixture value (docs/design.md: "Command line and errors", "Mixtures and baselines")
+    "MultiscaleError": "multiscale.errors",
+    "InputError": "multiscale.errors",
+    "MissingFileError": "multiscale.errors",
+    "DamagedFileError": "multiscale.errors",
+    "Mixture": "multiscale.mixture",
+    "MixtureError": "multiscale.mixture",
+    "parse_pairs": "multiscale.mixture",
+    # families, corpus, vocabulary, mixture pipeline, eval set ("Data and training")
     "Language": "multiscale.families",
     "Family": "multiscale.families",
     "Grouping": "multiscale.families",
@@ -30,7 +38,7 @@ _EXPORTS: dict[str, str] = {
     "make_train_iterator": "multiscale.data.mixture",
     "repetition_report": "multiscale.data.mixture",
     "load_eval_set": "multiscale.data.evalset",
-    # models and training (issue 3)
+    # models and training
     "ModelConfig": "multiscale.models",
     "PRESETS": "multiscale.models",
     "get_preset": "multiscale.models",
@@ -40,27 +48,30 @@ _EXPORTS: dict[str, str] = {
     "run_training": "multiscale.train",
     "rows_frame": "multiscale.train",
     "NonFiniteLossError": "multiscale.train",
-    # run table and law engine (issue 4)
+    # run table, built-in run tables, law engine ("The run table", "Laws: forms, fits, optimal ratios")
     "read_runs": "multiscale.runs",
     "write_runs": "multiscale.runs",
     "validate_runs": "multiscale.runs",
     "RunTableError": "multiscale.runs",
+    "load_regmix": "multiscale.datasets",
     "fit_point": "multiscale.laws",
     "fit_bayes": "multiscale.laws",
     "load_fit": "multiscale.laws",
     "predict": "multiscale.laws",
     "optimal_ratios": "multiscale.laws",
     "independence_test": "multiscale.laws",
-    # sweeps, reports, demo (issue 5)
-    "SweepPlan": "multiscale.plan",
-    "PlannedRun": "multiscale.plan",
-    "shard_runs": "multiscale.plan",
+    # sweeps, reports, demo ("Sweeps: plan, runner, store", "Reports and study analysis")
+    "SweepPlan": "multiscale.sweep",
+    "PlannedRun": "multiscale.sweep",
+    "shard_runs": "multiscale.sweep",
+    "SweepStore": "multiscale.sweep",
     "run_sweep": "multiscale.sweep",
     "consolidate": "multiscale.sweep",
     "read_fragments": "multiscale.sweep",
     "write_report": "multiscale.report",
     "run_demo": "multiscale.demo",
 }
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
