@@ -1,10 +1,11 @@
 """Does a domain's loss depend only on its own sampling ratio? The real RegMix runs answer.
 
 RegMix (Liu et al. 2024, arXiv 2407.01492) trained 512 (+256 held-out) 1M-parameter models on
-random mixtures of 17 Pile domains. This example converts them into a multiscale run table
-(one row per run and evaluated domain; rows where the domain had weight 0 are dropped, since
-``c * p^(-gamma)`` cannot describe a domain absent from training), runs the independence test,
-fits the ratio law on the training runs and scores it on the held-out runs.
+random mixtures of 17 Pile domains. multiscale ships their tables (`multiscale.datasets`, MIT
+licence) as a run table (one row per run and evaluated domain; rows where the domain had weight 0
+are dropped, since ``c * p^(-gamma)`` cannot describe a domain absent from training). This example
+runs the independence test, fits the ratio law on the training runs and scores it on the held-out
+runs.
 
 Run from the project root:  .venv/bin/python examples/regmix_independence.py [--json]
 """
@@ -14,19 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
-from pathlib import Path
 
+from multiscale.datasets import REGMIX_FOLDER, regmix_run_table
 from multiscale.laws import fit_point, independence_test, score
-from multiscale.laws.regmix import regmix_run_table
-
-REGMIX = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "regmix"
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(REGMIX), help="folder with the RegMix CSV files")
+    ap.add_argument("--data", default=str(REGMIX_FOLDER),
+                    help="folder with the RegMix CSV files (default: the copies shipped in multiscale)")
     ap.add_argument("--json", action="store_true")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     train, dropped = regmix_run_table(args.data, "train")
     test, dropped_test = regmix_run_table(args.data, "test")

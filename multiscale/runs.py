@@ -1,6 +1,8 @@
 """The run table: one row per (run, family), the hinge between training and the law fits.
 
-Required columns (DESIGN.md section 4):
+The contract is written in docs/design.md, section "The run table". In short:
+
+Required columns:
 
 - ``run`` (str): the run's name.
 - ``family`` (str): the language family this row's loss was measured on.
@@ -9,26 +11,51 @@ Required columns (DESIGN.md section 4):
 - ``p``: the family's sampling ratio in the run, ``0 < p <= 1``.
 - ``loss``: mean held-out cross-entropy of the family, in nats per token.
 
-Optional columns: ``loss_sem`` (standard error of ``loss``, nats/token), ``bpb``,
-``eval_tokens``, ``step``, ``model``, ``seed``, and one ``p_<family>`` column per family
-holding the run's whole mixture (the independence test needs it).
+Optional columns: ``loss_sem`` (standard error of ``loss``, nats/token), ``bpb`` (bits per
+byte), ``eval_tokens``, ``step``, ``model``, ``seed``, ``unique_tokens`` (the family's unique
+training tokens available to the run: its epochs are ``p * D / unique_tokens``), and one
+``p_<family>`` column per family holding the run's whole mixture (the independence test needs it).
 
-`validate_runs` refuses a bad table with a `RunTableError` (a ValueError) whose message
-names the offending rows (by ``run`` and by 0-based row number) and the column.
+`make_rows` builds the rows of one run in this schema (training and the sweep use it);
+`validate_runs` is the one check of a table (every reader goes through it, `read_runs` adds the
+file-level checks); a bad table raises `RunTableError` naming the file, the rows and the column.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import math
 import os
-import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import as_path, atomic_write_bytes, atomic_write_text, is_remote
+
 REQUIRED_COLUMNS = ("run", "family", "N", "D", "p", "loss")
-OPTIONAL_COLUMNS = ("loss_sem", "bpb", "eval_tokens", "step", "model", "seed")
+# The columns training writes, in this order, before the p_<family> columns.
+ROW_COLUMNS = (*REQUIRED_COLUMNS, "loss_sem", "bpb", "eval_tokens", "step", "model", "seed")
+UNIQUE_TOKENS = "unique_tokens"
+OPTIONAL_COLUMNS = (*ROW_COLUMNS[len(REQUIRED_COLUMNS):], UNIQUE_TOKENS)
 MIXTURE_PREFIX = "p_"
+# Per-family values a row builder takes from an evaluation (only "loss" is required).
+EVAL_KEYS = ("loss", "loss_sem", "bpb", "eval_tokens")
+
+# |p - p_<family>| on one row, and the spread of one run's p_<family> values over its rows.
+# Training writes both from one float, so they agree exactly; the slack admits float32 storage
+# and tables written with 4 or more decimals.
+P_TOLERANCE = 1e-4
+# |sum - 1| of a run's mixture (its p_<family> columns, or its p values when every family of the
+# mixture is evaluated). Published tables round ratios: RegMix writes 17 domains with 3 decimals
+# and its mixtures sum to 0.996..1.003; 20 families rounded to 3 decimals stay within 0.01.
+SUM_TOLERANCE = 1e-2
+# Characters a family name may not hold: they separate FAMILY=VALUE lists on the command line.
+_FORBIDDEN_IN_FAMILY = ",="
 
 # Fewest runs per family each law needs: one more than its free parameters per family
 # when nothing is shared (multilingual: E, A, B, alpha, beta, gamma).
@@ -37,27 +64,16 @@ MIN_RUNS_PER_FAMILY = {"multilingual": 7, "chinchilla": 6, "ratio": 3}
 _MAX_LISTED = 8
 
 
-class RunTableError(ValueError):
-    """A run table that cannot be fitted; the message names the rows and the column."""
+class RunTableError(InputError):
+    """A run table that cannot be fitted; the message names the file, the rows and the column."""
 
 
-def _rows_text(df: pd.DataFrame, mask) -> str:
-    """'row 3 (run 'r3'), row 7 (run 'r7'), ...' for the rows where mask is true."""
-    idx = np.flatnonzero(np.asarray(mask))
-    parts = []
-    for i in idx[:_MAX_LISTED]:
-        run = df["run"].iloc[i] if "run" in df.columns else "?"
-        parts.append(f"row {i} (run {run!r})")
-    more = f" and {len(idx) - _MAX_LISTED} more" if len(idx) > _MAX_LISTED else ""
-    return ", ".join(parts) + more
+# ---------------------------------------------------------------------------------- the schema
 
 
-def _numeric(df: pd.DataFrame, col: str) -> np.ndarray:
-    values = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
-    bad = np.isnan(values) & df[col].notna().to_numpy()
-    if bad.any():
-        raise RunTableError(f"column {col!r} is not numeric at {_rows_text(df, bad)}")
-    return values
+def mixture_column(family: str) -> str:
+    """The name of the column holding `family`'s share of a run's mixture: ``p_<family>``."""
+    return f"{MIXTURE_PREFIX}{family}"
 
 
 def mixture_columns(df: pd.DataFrame) -> list[str]:
@@ -65,121 +81,425 @@ def mixture_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if isinstance(c, str) and c.startswith(MIXTURE_PREFIX)]
 
 
-def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | None = None) -> pd.DataFrame:
+def column_order(families: Sequence[str], *, unique_tokens: bool = False) -> list[str]:
+    """The columns of rows built by `make_rows`: `ROW_COLUMNS`, then ``unique_tokens`` when
+    given, then one ``p_<family>`` column per family of `families`, in that order."""
+    extra = [UNIQUE_TOKENS] if unique_tokens else []
+    return [*ROW_COLUMNS, *extra, *(mixture_column(f) for f in families)]
+
+
+def make_rows(*, run: str, N, D, step, model, seed, mixture: Mapping[str, float],
+              per_family: Mapping[str, Mapping[str, Any]], families: Sequence[str] | None = None,
+              unique_tokens: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """The run-table rows of one run, as dicts in `column_order`.
+
+    Args:
+      run, N, D, step, model, seed: written as given on every row (N non-embedding parameters,
+        D training tokens of the whole run).
+      mixture: family -> the ratio the data pipeline SAMPLED (families absent count 0).
+      per_family: family -> {"loss": nats/token, "loss_sem", "bpb", "eval_tokens"} from the
+        evaluation (only "loss" required).
+      families: every family of the corpus, in order: one ``p_<family>`` column each
+        (default: the families of `mixture`).
+      unique_tokens: family -> unique training tokens available (adds the column when given).
+
+    Returns:
+      One row per family with a ratio > 0 and an evaluation, in `families` order.
+    """
+    families = list(mixture) if families is None else list(families)
+    unknown = [f for f in mixture if f not in families]
+    if unknown:
+        raise InputError(f"mixture names famil{'y' if len(unknown) == 1 else 'ies'} "
+                         f"{', '.join(map(repr, unknown))} outside the families {families}")
+    shares = {mixture_column(f): mixture.get(f, 0.0) for f in families}
+    rows = []
+    for family in families:
+        p, stats = mixture.get(family, 0.0), per_family.get(family)
+        if not p > 0 or stats is None:
+            continue
+        if "loss" not in stats:
+            raise InputError(f"the evaluation of family {family!r} has no 'loss'")
+        row = {"run": run, "family": family, "N": N, "D": D, "p": p}
+        row.update({k: stats.get(k) for k in EVAL_KEYS})
+        row.update({"step": step, "model": model, "seed": seed})
+        if unique_tokens is not None:
+            row[UNIQUE_TOKENS] = unique_tokens.get(family)
+        row.update(shares)
+        rows.append(row)
+    return rows
+
+
+def rows_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """CSV text of `rows` (e.g. from `make_rows`) under the header `columns` (None -> empty)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(columns))
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------- validation
+
+
+class _Table:
+    """A table under validation: the frame, and where its rows came from (for messages)."""
+
+    def __init__(self, df: pd.DataFrame, source: str | None, lines: Sequence[int] | None):
+        self.df = df
+        self.source = source
+        self.lines = lines if lines is not None and len(lines) == len(df) else None
+
+    def error(self, message: str) -> RunTableError:
+        return RunTableError(f"{self.source}: {message}" if self.source else message)
+
+    def rows(self, mask) -> str:
+        """'row 3 (run 'r3', line 5), ...' for the rows where mask is true (rows count from 0)."""
+        idx = np.flatnonzero(np.asarray(mask))
+        parts = []
+        for i in idx[:_MAX_LISTED]:
+            where = [f"run {self.df['run'].iloc[i]!r}"] if "run" in self.df.columns else []
+            if self.lines is not None:
+                where.append(f"line {self.lines[i]}")
+            parts.append(f"row {i} ({', '.join(where)})" if where else f"row {i}")
+        more = f" and {len(idx) - _MAX_LISTED} more" if len(idx) > _MAX_LISTED else ""
+        return ", ".join(parts) + more
+
+    def numeric(self, col: str) -> np.ndarray:
+        values = pd.to_numeric(self.df[col], errors="coerce").to_numpy(dtype=float)
+        bad = np.isnan(values) & self.df[col].notna().to_numpy()
+        if bad.any():
+            raise self.error(f"column {col!r} is not numeric at {self.rows(bad)}")
+        return values
+
+
+def _check_columns(t: _Table) -> None:
+    """Column names stripped (' loss' is 'loss'); the required ones present, none twice."""
+    names = [c.strip() if isinstance(c, str) else c for c in t.df.columns]
+    twice = sorted({c for c in names if names.count(c) > 1}, key=str)
+    if twice:
+        raise t.error(f"column(s) {twice} appear more than once (names compared without "
+                      f"surrounding spaces)")
+    t.df.columns = names
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise t.error(f"run table is missing required column(s) {missing}; it has {names}")
+    if len(t.df) == 0:
+        raise t.error("run table has no rows")
+    bad = [c for c in mixture_columns(t.df) if not c[len(MIXTURE_PREFIX):]
+           or any(ch in c for ch in _FORBIDDEN_IN_FAMILY)]
+    if bad:
+        raise t.error(f"mixture column(s) {bad} do not name a family (p_<family>, the family "
+                      f"without {' or '.join(map(repr, _FORBIDDEN_IN_FAMILY))})")
+
+
+def _check_names(t: _Table) -> None:
+    """`run` and `family` are strings with surrounding spaces removed: ' germanic' IS 'germanic'
+    (so written twice in one run it is a duplicate); empty names and ',' or '=' in a family
+    are refused."""
+    for col in ("run", "family"):
+        null = t.df[col].isna().to_numpy()
+        if null.any():
+            raise t.error(f"column {col!r} is empty at {t.rows(null)}")
+        t.df[col] = t.df[col].astype(str).str.strip()
+        empty = (t.df[col] == "").to_numpy()
+        if empty.any():
+            raise t.error(f"column {col!r} is empty (or only spaces) at {t.rows(empty)}")
+    fam = t.df["family"]
+    bad = np.zeros(len(fam), dtype=bool)
+    for ch in _FORBIDDEN_IN_FAMILY:
+        bad |= fam.str.contains(ch, regex=False).to_numpy()
+    if bad.any():
+        raise t.error(f"column 'family' holds a name with ',' or '=' (they separate "
+                      f"FAMILY=VALUE lists) at {t.rows(bad)}")
+
+
+def _check_required_numbers(t: _Table) -> None:
+    """N, D > 0; 0 < p <= 1; loss > 0; all finite (NaN and inf refused)."""
+    rules = {"N": (lambda v: v > 0, "positive and finite"),
+             "D": (lambda v: v > 0, "positive and finite"),
+             "p": (lambda v: (v > 0) & (v <= 1), "in (0, 1]"),
+             "loss": (lambda v: v > 0, "positive and finite (nats/token)")}
+    for col, (ok, what) in rules.items():
+        v = t.numeric(col)
+        bad = ~np.isfinite(v) | ~ok(np.nan_to_num(v))
+        if bad.any():
+            raise t.error(f"column {col!r} must be {what}; bad at {t.rows(bad)} "
+                          f"(values {v[bad][:_MAX_LISTED].tolist()})")
+        t.df[col] = v
+
+
+def _check_optional_numbers(t: _Table) -> None:
+    """Optional numeric columns: empty (NaN) allowed, inf refused, each in its range."""
+    non_negative = (lambda v: v >= 0, ">= 0 and finite")
+    rules = {"loss_sem": non_negative, "bpb": non_negative, "eval_tokens": non_negative,
+             "step": non_negative, "seed": (lambda v: v == v, "finite"),
+             UNIQUE_TOKENS: (lambda v: v > 0, "positive and finite")}
+    rules.update({c: ((lambda v: (v >= 0) & (v <= 1)), "in [0, 1]") for c in mixture_columns(t.df)})
+    for col, (ok, what) in rules.items():
+        if col not in t.df.columns:
+            continue
+        v = t.numeric(col)
+        bad = ~np.isnan(v) & (np.isinf(v) | ~ok(np.nan_to_num(v)))
+        if bad.any():
+            raise t.error(f"column {col!r} must be {what} (or empty); bad at {t.rows(bad)}")
+        t.df[col] = v
+
+
+def _check_duplicates(t: _Table) -> None:
+    dup = t.df.duplicated(subset=["run", "family"], keep=False).to_numpy()
+    if dup.any():
+        raise t.error(f"duplicate (run, family) pairs in columns 'run', 'family' at {t.rows(dup)}")
+
+
+def _check_one_scale_per_run(t: _Table) -> None:
+    """Every row of a run carries the same N and the same D."""
+    for col in ("N", "D"):
+        spread = t.df.groupby("run", sort=False)[col].transform("nunique").to_numpy()
+        bad = spread > 1
+        if bad.any():
+            run = t.df["run"].to_numpy()[bad][0]
+            values = sorted(set(t.df.loc[t.df["run"] == run, col].tolist()))
+            raise t.error(f"column {col!r} differs within run {run!r} ({values}): one run has one "
+                          f"{col}; bad at {t.rows(bad)}")
+
+
+def _mixture_frame(t: _Table) -> pd.DataFrame | None:
+    """The p_<family> columns (NaN read as 0) of the rows whose mixture is recorded (any cell
+    set), or None when the table has no mixture columns."""
+    cols = mixture_columns(t.df)
+    if not cols:
+        return None
+    recorded = t.df[cols].notna().any(axis=1)
+    return t.df.loc[recorded, ["run", *cols]].fillna({c: 0.0 for c in cols})
+
+
+def _check_one_mixture_per_run(t: _Table, mix: pd.DataFrame) -> None:
+    """The rows of a run carry one mixture (within P_TOLERANCE), or none at all."""
+    cols = mixture_columns(t.df)
+    runs_with = set(mix["run"])
+    partial = t.df["run"].isin(runs_with).to_numpy() & ~t.df.index.isin(mix.index)
+    if partial.any():
+        raise t.error(f"the p_<family> columns are empty on some rows of a run whose other rows "
+                      f"hold its mixture, at {t.rows(partial)}")
+    g = mix.groupby("run", sort=False)[cols]
+    spread = (g.transform("max") - g.transform("min")).to_numpy()
+    bad_rows = (spread > P_TOLERANCE).any(axis=1)
+    if bad_rows.any():
+        col = cols[int(np.argmax((spread > P_TOLERANCE).any(axis=0)))]
+        mask = t.df.index.isin(mix.index[bad_rows])
+        raise t.error(f"one run carries different mixtures on different rows: column {col!r} "
+                      f"differs by more than {P_TOLERANCE:g} at {t.rows(mask)}")
+
+
+def _check_own_ratio(t: _Table, mix: pd.DataFrame) -> None:
+    """Each row's p equals its own column p_<family> within P_TOLERANCE."""
+    fam = t.df.loc[mix.index, "family"]
+    cols = {mixture_column(f) for f in fam}
+    missing = sorted(c for c in cols if c not in mix.columns)
+    if missing:
+        mask = t.df.index.isin(fam.index[fam.map(mixture_column).isin(missing)])
+        raise t.error(f"the table records mixtures but has no column {missing[0]!r} for the "
+                      f"family of {t.rows(mask)}")
+    col_index = {c: j for j, c in enumerate(mix.columns)}
+    which = fam.map(lambda f: col_index[mixture_column(f)]).to_numpy(dtype=int)
+    own = mix.to_numpy()[np.arange(len(mix)), which].astype(float)
+    p = t.df.loc[mix.index, "p"].to_numpy(dtype=float)
+    off = np.abs(own - p) > P_TOLERANCE
+    if off.any():
+        i = mix.index[off][0]
+        col = mixture_column(t.df.at[i, "family"])
+        mask = t.df.index.isin(mix.index[off])
+        raise t.error(f"column 'p' disagrees with column {col!r} (p = {t.df.at[i, 'p']:.6g}, "
+                      f"{col} = {own[off][0]:.6g}; tolerance {P_TOLERANCE:g}) at {t.rows(mask)}")
+
+
+def _check_mixture_sums(t: _Table, mix: pd.DataFrame) -> None:
+    """A run's p_<family> columns sum to 1 within SUM_TOLERANCE."""
+    cols = mixture_columns(t.df)
+    total = mix[cols].sum(axis=1)
+    off = (total - 1.0).abs() > SUM_TOLERANCE
+    if off.any():
+        i = total.index[off.to_numpy()][0]
+        mask = t.df.index.isin(total.index[off.to_numpy()])
+        raise t.error(f"the p_<family> columns of run {t.df.at[i, 'run']!r} sum to "
+                      f"{total[i]:.6g}, not 1 (tolerance {SUM_TOLERANCE:g}), at {t.rows(mask)}")
+
+
+def _complete_runs(t: _Table, mix: pd.DataFrame | None) -> set[str]:
+    """Runs whose every family with a share > 0 in the recorded mixture has a row."""
+    if mix is None or mix.empty:
+        return set()
+    cols = mixture_columns(t.df)
+    first = mix.drop_duplicates("run").set_index("run")[cols]
+    run_at = {r: i for i, r in enumerate(first.index)}
+    fam_at = {c[len(MIXTURE_PREFIX):]: j for j, c in enumerate(cols)}
+    present = np.zeros(first.shape, dtype=bool)
+    for run, fam in zip(t.df["run"].tolist(), t.df["family"].tolist()):
+        if run in run_at and fam in fam_at:
+            present[run_at[run], fam_at[fam]] = True
+    lacking = ((first.to_numpy() > 0) & ~present).any(axis=1)
+    return set(first.index[~lacking])
+
+
+def _check_ratio_sums(t: _Table, mix: pd.DataFrame | None) -> None:
+    """A run's p over its rows sums to 1 (within SUM_TOLERANCE) when every family of its
+    recorded mixture is evaluated, and to at most 1 + SUM_TOLERANCE otherwise."""
+    total = t.df.groupby("run", sort=False)["p"].sum()
+    complete = _complete_runs(t, mix)
+    for run, s in total.items():
+        whole = run in complete
+        if s > 1.0 + SUM_TOLERANCE or (whole and s < 1.0 - SUM_TOLERANCE):
+            mask = (t.df["run"] == run).to_numpy()
+            need = "1" if whole else "at most 1"
+            raise t.error(f"column 'p' of run {run!r} sums to {s:.6g} over its families, not {need} "
+                          f"(tolerance {SUM_TOLERANCE:g}), at {t.rows(mask)}")
+
+
+def _check_mixtures(t: _Table) -> None:
+    mix = _mixture_frame(t)
+    if mix is not None and not mix.empty:
+        _check_one_mixture_per_run(t, mix)
+        _check_own_ratio(t, mix)
+        _check_mixture_sums(t, mix)
+    _check_ratio_sums(t, mix)
+
+
+def _check_min_runs(t: _Table, law: str | None, min_runs: int | None) -> None:
+    if law is not None and law not in MIN_RUNS_PER_FAMILY and min_runs is None:
+        raise t.error(f"unknown law {law!r}; choose one of {sorted(MIN_RUNS_PER_FAMILY)}")
+    need = min_runs if min_runs is not None else (MIN_RUNS_PER_FAMILY.get(law) if law else None)
+    if not need:
+        return
+    counts = t.df.groupby("family", sort=False)["run"].count()
+    few = counts[counts < need]
+    if len(few):
+        detail = ", ".join(f"{fam!r} has {n}" for fam, n in few.items())
+        raise t.error(f"column 'family': law {law!r} needs at least {need} runs per family; {detail}")
+
+
+def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | None = None,
+                  source: str | None = None, lines: Sequence[int] | None = None) -> pd.DataFrame:
     """Check a run table and return a clean, typed copy (index reset to 0..n-1).
+
+    The rules (docs/design.md, "The run table"): names stripped and checked; required columns
+    present and finite; one N and one D per run; one mixture per run, each row's ``p`` equal to
+    its ``p_<family>`` (`P_TOLERANCE`), a run's ``p_<family>`` summing to 1 and its ``p`` summing
+    to 1 when every family of its mixture is evaluated, or to at most 1 (`SUM_TOLERANCE`); no
+    (run, family) twice.
 
     Args:
       df: the table.
       law: when given ("multilingual", "chinchilla" or "ratio"), also refuse a family with
         fewer runs than `MIN_RUNS_PER_FAMILY[law]`.
       min_runs: overrides the per-law minimum (e.g. when exponents are shared).
+      source: the file the table came from, named in messages.
+      lines: the file line of each row, named in messages.
 
     Raises:
-      RunTableError: naming the offending rows and column.
+      RunTableError: naming the file, the offending rows and the column.
     """
     if not isinstance(df, pd.DataFrame):
         raise RunTableError(f"a run table must be a pandas DataFrame, got {type(df).__name__}")
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise RunTableError(
-            f"run table is missing required column(s) {missing}; it has {list(df.columns)}")
-    if len(df) == 0:
-        raise RunTableError("run table has no rows")
-    df = df.reset_index(drop=True).copy()
-    for col in ("run", "family"):
-        null = df[col].isna().to_numpy()
-        if null.any():
-            raise RunTableError(f"column {col!r} is empty at {_rows_text(df, null)}")
-        df[col] = df[col].astype(str)
-    for col in ("N", "D"):
-        v = _numeric(df, col)
-        bad = ~np.isfinite(v) | (v <= 0)
-        if bad.any():
+    t = _Table(df.reset_index(drop=True).copy(), source, lines)
+    _check_columns(t)
+    _check_names(t)
+    _check_required_numbers(t)
+    _check_optional_numbers(t)
+    _check_duplicates(t)
+    _check_one_scale_per_run(t)
+    _check_mixtures(t)
+    _check_min_runs(t, law, min_runs)
+    return t.df
+
+
+# ---------------------------------------------------------------------------------- files
+
+
+def _is_parquet(path) -> bool:
+    return str(path).lower().endswith((".parquet", ".pq"))
+
+
+def _read_bytes(path) -> bytes:
+    p = as_path(path)
+    if not p.exists():
+        raise MissingFileError(f"run table {str(path)!r} does not exist")
+    if p.is_dir():
+        raise MissingFileError(f"run table {str(path)!r} is a folder, not a CSV or Parquet file")
+    return p.read_bytes()
+
+
+def csv_row_lines(data: bytes, source: str) -> list[int]:
+    """The file line of each data row of CSV `data`, refusing a ragged or truncated file.
+
+    Every row must have as many fields as the header (pandas would silently fill a short row
+    with NaN, or turn an extra field into an index); blank lines are skipped, as pandas does.
+    """
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise RunTableError(f"{source}: not a UTF-8 CSV file ({err})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise RunTableError(f"{source}: the file is empty (no header line)")
+    lines, start = [], reader.line_num
+    for record in reader:
+        if not record:
+            start = reader.line_num
+            continue
+        if len(record) != len(header):
             raise RunTableError(
-                f"column {col!r} must be positive and finite; bad at {_rows_text(df, bad)}")
-        df[col] = v
-    p = _numeric(df, "p")
-    bad = ~np.isfinite(p) | (p <= 0) | (p > 1)
-    if bad.any():
-        raise RunTableError(
-            f"column 'p' must lie in (0, 1]; bad at {_rows_text(df, bad)} "
-            f"(values {p[bad][:_MAX_LISTED].tolist()})")
-    df["p"] = p
-    loss = _numeric(df, "loss")
-    bad = ~np.isfinite(loss) | (loss <= 0)
-    if bad.any():
-        raise RunTableError(
-            f"column 'loss' must be positive and finite (nats/token); bad at {_rows_text(df, bad)}")
-    df["loss"] = loss
-    if "loss_sem" in df.columns:
-        sem = _numeric(df, "loss_sem")
-        bad = ~np.isnan(sem) & (~np.isfinite(sem) | (sem < 0))
-        if bad.any():
-            raise RunTableError(
-                f"column 'loss_sem' must be non-negative; bad at {_rows_text(df, bad)}")
-        df["loss_sem"] = sem
-    for col in ("bpb", "eval_tokens", "step", "seed"):
-        if col in df.columns:
-            df[col] = _numeric(df, col)
-    for col in mixture_columns(df):
-        v = _numeric(df, col)
-        bad = ~np.isnan(v) & ((v < 0) | (v > 1))
-        if bad.any():
-            raise RunTableError(f"column {col!r} must lie in [0, 1]; bad at {_rows_text(df, bad)}")
-        df[col] = v
-    dup = df.duplicated(subset=["run", "family"], keep=False).to_numpy()
-    if dup.any():
-        raise RunTableError(
-            f"duplicate (run, family) pairs in columns 'run', 'family' at {_rows_text(df, dup)}")
-    need = min_runs if min_runs is not None else (MIN_RUNS_PER_FAMILY.get(law) if law else None)
-    if law is not None and law not in MIN_RUNS_PER_FAMILY and min_runs is None:
-        raise RunTableError(f"unknown law {law!r}; choose one of {sorted(MIN_RUNS_PER_FAMILY)}")
-    if need:
-        counts = df.groupby("family", sort=False)["run"].count()
-        few = counts[counts < need]
-        if len(few):
-            detail = ", ".join(f"{fam!r} has {n}" for fam, n in few.items())
-            raise RunTableError(
-                f"column 'family': law {law!r} needs at least {need} runs per family; {detail}")
-    return df
+                f"{source}: line {start + 1} (row {len(lines)}) has {len(record)} fields, the header "
+                f"has {len(header)}: the row is ragged or the file is cut{_cut_note(text, reader)}")
+        lines.append(start + 1)
+        start = reader.line_num
+    return lines
+
+
+def _cut_note(text: str, reader) -> str:
+    """A note when the short row is the file's last line and has no line end: a cut file."""
+    last = reader.line_num == text.count("\n") + 1 and not text.endswith(("\n", "\r"))
+    return "; the file ends mid-row (truncated?)" if last else ""
 
 
 def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFrame:
-    """Read a run table from CSV or Parquet (by extension) and validate it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"run table {str(path)!r} does not exist")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_csv(path)
+    """Read a run table from CSV or Parquet (by extension; local or gs://) and validate it.
+
+    Raises:
+      MissingFileError: no such file (or a folder).
+      RunTableError: a ragged, truncated or unreadable file, or a table `validate_runs` refuses;
+        the message names the file, the rows (and their lines) and the column.
+    """
+    source = str(path)
+    data = _read_bytes(path)
+    lines = None
     try:
-        return validate_runs(df, law=law)
-    except RunTableError as err:
-        raise RunTableError(f"{path}: {err}") from None
+        if _is_parquet(path):
+            df = pd.read_parquet(io.BytesIO(data))
+        else:
+            lines = csv_row_lines(data, source)
+            df = pd.read_csv(io.BytesIO(data))
+    except RunTableError:
+        raise
+    except (OSError, ValueError) as err:  # pandas' ParserError, pyarrow's ArrowInvalid
+        raise RunTableError(f"{source}: cannot read the run table ({err})") from None
+    return validate_runs(df, law=law, source=source, lines=lines)
 
 
-def write_runs(df: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Validate and write a run table atomically (temp file in the same folder, then rename).
+def write_runs(df: pd.DataFrame, path: str | os.PathLike):
+    """Validate and write a run table atomically; CSV unless the path ends in ``.parquet``.
 
-    CSV unless the path ends in ``.parquet``.
+    Returns the path (a `pathlib.Path` locally, an `etils.epath.Path` for gs://).
     """
     df = validate_runs(df)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            df.to_parquet(tmp, index=False)
-        else:
-            df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
+    if _is_parquet(path):
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+    else:
+        atomic_write_text(path, df.to_csv(index=False))
+    return as_path(path) if is_remote(path) else Path(path)
 
 
 def mixture_matrix(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
@@ -190,7 +510,8 @@ def mixture_matrix(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
       and the R x F matrix of sampling ratios (float64).
 
     Raises:
-      RunTableError: no ``p_`` columns, or one run with two different mixtures.
+      RunTableError: no ``p_`` columns, an empty cell, or one run with two different mixtures
+        (more than `P_TOLERANCE` apart).
     """
     cols = mixture_columns(df)
     if not cols:
@@ -201,13 +522,14 @@ def mixture_matrix(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
     sub = df[["run", *cols]].copy()
     for c in cols:
         sub[c] = pd.to_numeric(sub[c], errors="coerce")
-    first = sub.drop_duplicates("run", keep="first").reset_index(drop=True)
-    again = sub.drop_duplicates().groupby("run", sort=False).size()
-    conflict = again[again > 1]
+    g = sub.groupby("run", sort=False)[cols]
+    spread = (g.max() - g.min()).to_numpy()
+    conflict = g.max().index[(spread > P_TOLERANCE).any(axis=1)]
     if len(conflict):
         raise RunTableError(
-            f"runs {list(conflict.index[:_MAX_LISTED])} carry different values in the "
+            f"runs {list(conflict[:_MAX_LISTED])} carry different values in the "
             f"'p_<family>' columns on different rows")
+    first = sub.drop_duplicates("run", keep="first").reset_index(drop=True)
     P_RxF = first[cols].to_numpy(dtype=float)
     if np.isnan(P_RxF).any():
         r, c = np.argwhere(np.isnan(P_RxF))[0]

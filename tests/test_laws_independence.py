@@ -1,16 +1,12 @@
 """Independence test: honest both ways on synthetic data, and on the real RegMix runs."""
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 
+from multiscale.datasets import load_regmix, regmix_run_table
 from multiscale.laws.independence import independence_test
-from multiscale.laws.regmix import regmix_run_table
 from multiscale.runs import RunTableError
-
-REGMIX = Path(__file__).resolve().parents[1] / ".." / "shared" / "datasets" / "regmix"
 
 
 def _mixture_runs(transfer: float, n=200, seed=0):
@@ -54,7 +50,7 @@ def test_needs_mixture_columns():
 
 
 def test_regmix_real_runs_show_both_outcomes():
-    df, dropped = regmix_run_table(REGMIX, "train")
+    df, dropped = regmix_run_table(split="train")  # the tables shipped in the package
     assert dropped > 0 and (df["p"] > 0).all()
     assert df["family"].nunique() == 13 and df["run"].nunique() == 512
     res = independence_test(df)
@@ -69,6 +65,6 @@ def test_regmix_real_runs_show_both_outcomes():
     assert pa.top_interval[1] < 0
     assert dropped == 512 * 13 - len(df)  # every (run, domain) with weight 0 was left out
     # the held-out RegMix runs agree on the clear cases
-    test_df, _ = regmix_run_table(REGMIX, "test")
+    test_df = load_regmix("test")
     res2 = independence_test(test_df)
     assert res2.families["dm_mathematics"].share_own > 0.9
