@@ -1,5 +1,3 @@
-import math
-import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +11,7 @@ from multiscale.data.mixture import (
     make_train_iterator,
     repetition_report,
 )
+from multiscale.mixture import Mixture
 
 RATIOS = {"germanic": 0.45, "romance": 0.3, "slavic": 0.15, "sino_tibetan": 0.06, "japonic": 0.04}
 
@@ -45,7 +44,7 @@ def test_within_family_policies(tiny_corpus):
         ("uniform", np.full(len(n), 1 / len(n))),
         ("temperature", n ** 0.3 / (n ** 0.3).sum()),
     ]:
-        w = MixtureSpec({"germanic": 1.0}, within=within, temperature=1 / 0.3).language_weights(tiny_corpus)
+        w = MixtureSpec({"germanic": 1.0}, within=within, tau=0.3).language_weights(tiny_corpus)
         np.testing.assert_allclose([w[l] for l in fam.languages], expect, rtol=1e-12)
         assert sum(w.values()) == pytest.approx(1.0)
         assert w["fr"] == 0.0
@@ -168,12 +167,13 @@ def test_repetition_report(tiny_corpus):
 @pytest.mark.parametrize(
     "ratios, match",
     [
-        ({"germanic": 0.5, "romance": 0.3}, r"sum to 0\.8.*'germanic'"),
+        ({"germanic": 0.5, "romance": 0.3}, r"ratios: the ratios sum to 0\.8, not 1 \(germanic=0\.5, romance=0\.3\)"),
         ({"germanic": 1.2, "romance": -0.2}, "'romance' is negative"),
         ({"germanic": float("nan"), "romance": 1.0}, "'germanic' is not finite"),
         ({"germanic": float("inf")}, "'germanic' is not finite"),
         ({"germanic": "x"}, "'germanic' is not a number"),
-        ({}, "non-empty"),
+        ({"germanic": 0.5, " germanic": 0.5}, "'germanic' is given twice"),
+        ({}, "ratios is empty"),
     ],
 )
 def test_bad_ratios_name_the_family(ratios, match):
@@ -181,11 +181,34 @@ def test_bad_ratios_name_the_family(ratios, match):
         MixtureSpec(ratios)
 
 
+def test_spec_is_built_on_the_one_mixture_value(tiny_corpus):
+    mixture = Mixture.parse("germanic=0.5,romance=0.5")
+    spec = MixtureSpec(mixture)
+    assert spec.mixture is mixture and dict(spec.ratios) == {"germanic": 0.5, "romance": 0.5}
+    assert MixtureSpec("germanic=0.5,romance=0.5") == spec
+    assert MixtureSpec.parse("germanic=0.5, romance=0.3,slavic=0.2").ratios["slavic"] == 0.2
+    assert MixtureSpec(mixture, within="temperature", tau=0.5).to_dict() == {
+        "ratios": {"germanic": 0.5, "romance": 0.5}, "within": "temperature", "tau": 0.5}
+    # what the pipeline samples: every family of the corpus, in its order, 0 for the absent ones
+    assert spec.family_ratios(tiny_corpus) == {f: mixture.get(f) for f in tiny_corpus.families}
+    assert list(spec.family_ratios(tiny_corpus)) == list(tiny_corpus.families)
+
+
+def test_iterator_reports_the_family_ratios_it_samples(tiny_corpus):
+    ratios = {"romance": 0.25, "germanic": 0.75}
+    spec = MixtureSpec(ratios, within="uniform")
+    it = make_train_iterator(tiny_corpus, spec, seq_len=16, batch_size=4, seed=0, shard_index=0, shard_count=1)
+    assert it.family_ratios == {f: ratios.get(f, 0.0) for f in tiny_corpus.families}
+    # the language weights of a family add up to its ratio: the family ratio is what is sampled
+    w = spec.language_weights(tiny_corpus)
+    for fam in tiny_corpus.grouping.families:
+        assert sum(w[lang] for lang in fam.languages) == pytest.approx(it.family_ratios[fam.name], abs=1e-15)
+
+
 def test_normalize_and_parse_and_options(tiny_corpus):
     spec = MixtureSpec({"germanic": 2, "romance": 2}, normalize=True)
     assert dict(spec.ratios) == {"germanic": 0.5, "romance": 0.5}
     assert MixtureSpec({"germanic": 0.5, "romance": 0.5 + 5e-7}).ratios["germanic"] == 0.5
-    assert MixtureSpec.parse("germanic=0.5, romance=0.3,slavic=0.2").ratios["slavic"] == 0.2
     with pytest.raises(MixtureError, match="'germanic' is given twice"):
         MixtureSpec.parse("germanic=0.5,germanic=0.5")
     with pytest.raises(MixtureError, match="not FAMILY=VALUE"):
@@ -194,11 +217,12 @@ def test_normalize_and_parse_and_options(tiny_corpus):
         MixtureSpec.parse("germanic=0.5,romance=x")
     with pytest.raises(MixtureError, match="within"):
         MixtureSpec({"germanic": 1.0}, within="sqrt")
-    with pytest.raises(MixtureError, match="temperature"):
-        MixtureSpec({"germanic": 1.0}, within="temperature", temperature=0)
+    for bad in (-1, float("nan"), float("inf")):
+        with pytest.raises(MixtureError, match="tau"):
+            MixtureSpec({"germanic": 1.0}, within="temperature", tau=bad)
     with pytest.raises(MixtureError, match="cannot normalize"):
         MixtureSpec({"germanic": 0.0}, normalize=True)
-    with pytest.raises(MixtureError, match="unknown family 'celtic'"):
+    with pytest.raises(MixtureError, match="ratios: unknown family 'celtic'; the known families are: germanic"):
         make_train_iterator(tiny_corpus, MixtureSpec({"celtic": 1.0}), seq_len=8, batch_size=2, seed=0)
     good = MixtureSpec({"germanic": 1.0})
     with pytest.raises(MixtureError, match="shard_index"):

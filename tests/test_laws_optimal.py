@@ -1,4 +1,4 @@
-"""Optimal ratios (exact Lagrange + bisection) against a generic optimizer; baselines; UniMax."""
+"""Optimal ratios (exact Lagrange + bisection) against a generic optimizer; the baselines they are compared with."""
 
 import numpy as np
 import pytest
@@ -65,32 +65,14 @@ def test_zero_gamma_family_gets_its_floor_and_infeasible_bounds():
         solve_ratios(np.array([[0.1, 0.2]]), 1.0, np.ones(2), [0.6, 0.6], None)
 
 
-def test_unimax_test_vector():
-    # DESIGN.md: budget 250e9, 4 epochs, fao isl ekk swe fas -> 0.008795, 0.160441, 0.276921 x3.
-    # The vector fixes only the two smallest corpora: fao = 0.008795 * 250e9 / 4 tokens and
-    # isl = 0.160441 * 250e9 / 4 (to 6 digits); the three largest need only
-    # 4 * size >= their equal share 69.23e9, i.e. >= 17.31e9 tokens each. We could not find the
-    # corpus sizes behind the vector, so these are derived, and the three large sizes are
-    # arbitrary values above that bound (the test also checks any such values give the vector).
-    sizes = {"fao": 0.008795 * 250e9 / 4, "isl": 0.160441 * 250e9 / 4,
-             "ekk": 20e9, "swe": 60e9, "fas": 80e9}
-    q = baselines.unimax(sizes, budget=250e9, max_epochs=4)
-    expect = [0.008795, 0.160441, 0.276921, 0.276921, 0.276921]
-    np.testing.assert_allclose([q[k] for k in sizes], expect, atol=5e-7)
-    q2 = baselines.unimax({**sizes, "ekk": 17.4e9, "fas": 1e12}, budget=250e9, max_epochs=4)
-    np.testing.assert_allclose([q2[k] for k in sizes], expect, atol=5e-7)
-    with pytest.raises(ValueError, match="cannot fill"):
-        baselines.unimax({"a": 1e9, "b": 1e9}, budget=1e11, max_epochs=4)
+def test_laws_baselines_is_the_mixture_module():
+    # one implementation of each baseline (multiscale.mixture, tested in test_mixture.py); the
+    # recommendation compares p* with exactly these
+    import multiscale.mixture as mx
 
-
-def test_baselines():
-    tok = {"a": 1e9, "b": 4e9, "c": 16e9}
-    assert baselines.uniform(list(tok)) == {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}
-    assert baselines.proportional(tok)["c"] == pytest.approx(16 / 21)
-    t = baselines.temperature(tok, 0.5)
-    assert t["b"] / t["a"] == pytest.approx(2.0) and sum(t.values()) == pytest.approx(1.0)
-    assert set(baselines.all_baselines(list(tok), tok, 1e10)) == {
-        "uniform", "proportional", "temperature_0.3", "temperature_0.5", "temperature_0.7", "unimax"}
+    for name in ("uniform", "proportional", "temperature", "unimax", "all_baselines", "TEMPERATURE_TAUS",
+                 "DEFAULT_MAX_EPOCHS"):
+        assert getattr(baselines, name) is getattr(mx, name), name
 
 
 def _fit(gammas, c=(2.0, 3.0, 4.0), S=1, spread=0.0, seed=0):

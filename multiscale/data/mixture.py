@@ -1,8 +1,11 @@
 """The family-weighted mixture: sampling ratios -> packed token batches (grain hot path).
 
-`MixtureSpec.ratios[f]` is the share of *training tokens* drawn from family f. Inside a family,
-languages share its part proportionally to their unique training tokens (`within=
-"proportional"`), equally (`"uniform"`), or by temperature (`q_l ∝ n_l^(1/T)`).
+`MixtureSpec.ratios[f]` is the share of *training tokens* drawn from family f; the ratios are a
+`multiscale.mixture.Mixture` (one parser, one validation). Inside a family, languages share its
+part proportionally to their unique training tokens (`within="proportional"`), equally
+(`"uniform"`), or by temperature (`q_l ∝ n_l^tau`, tau = 1/T as everywhere in multiscale).
+The language weights of a family sum to 1, so the family ratios the pipeline samples are exactly
+the mixture's ratios (`MixtureSpec.family_ratios`, `MixtureIterator.family_ratios`).
 
 Every language is one packed stream of fixed-length rows (`multiscale.data.packing`), and the
 streams are interleaved by grain's deterministic weighted mix with weights
@@ -22,23 +25,20 @@ import dataclasses
 import hashlib
 import math
 import sys
-import types
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
+import grain
 import numpy as np
 
-import grain
-
 from multiscale.data.packing import PackIterDataset
+from multiscale.mixture import DEFAULT_TAU, Mixture, MixtureError, proportional, temperature, uniform
 
 WITHIN = ("proportional", "uniform", "temperature")
-RATIO_TOLERANCE = 1e-6
 
-
-class MixtureError(ValueError):
-    """Bad ratios or a mixture the corpus cannot serve."""
+__all__ = ["WITHIN", "MixtureError", "MixtureSpec", "MixtureIterator", "TokenAccount", "RepetitionWarning",
+           "make_train_iterator", "repetition_report", "language_epochs", "language_stream"]
 
 
 class RepetitionWarning(UserWarning):
@@ -49,79 +49,51 @@ class RepetitionWarning(UserWarning):
 class MixtureSpec:
     """Family sampling ratios (token shares) and the within-family language policy.
 
-    ratios: family -> ratio; finite, >= 0, summing to 1 within 1e-6 (families of the corpus
-        absent here get 0). With `normalize=True` any non-negative ratios are scaled to sum 1.
+    ratios: a `Mixture`, a mapping family -> ratio or ``'germanic=0.5,...'`` text, validated by
+        `Mixture.parse` (finite, >= 0, summing to 1 within `RATIO_TOLERANCE`; families of the
+        corpus absent here get 0). With `normalize=True` any non-negative ratios are scaled to
+        sum 1. Stored as a read-only mapping; `mixture` is the `Mixture` itself.
     within: "proportional" (to unique training tokens), "uniform", or "temperature".
-    temperature: T of `q ∝ n^(1/T)` (within="temperature"); T = 1 is proportional, large T
-        approaches uniform. Default 1/0.3 as in mT5.
+    tau: exponent of `q ∝ n^tau` (within="temperature"); tau = 1 is proportional, 0 uniform.
+        Default 0.3 as in mT5.
     """
 
-    ratios: Mapping[str, float]
+    ratios: Mapping[str, float] | Mixture | str
     within: str = "proportional"
-    temperature: float = 1 / 0.3
+    tau: float = DEFAULT_TAU
     normalize: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.ratios, Mapping) or not self.ratios:
-            raise MixtureError("ratios must be a non-empty mapping family -> ratio")
-        clean: dict[str, float] = {}
-        for fam, value in self.ratios.items():
-            if not isinstance(fam, str):
-                raise MixtureError(f"family names must be strings, got {fam!r}")
-            try:
-                v = float(value)
-            except (TypeError, ValueError):
-                raise MixtureError(f"ratio of family {fam!r} is not a number: {value!r}") from None
-            if not math.isfinite(v):
-                raise MixtureError(f"ratio of family {fam!r} is not finite: {value!r}")
-            if v < 0:
-                raise MixtureError(f"ratio of family {fam!r} is negative: {v}")
-            clean[fam] = v
-        total = sum(clean.values())
-        if self.normalize:
-            if total <= 0:
-                raise MixtureError("ratios sum to 0; cannot normalize")
-            clean = {f: v / total for f, v in clean.items()}
-        elif abs(total - 1.0) > RATIO_TOLERANCE:
-            largest = max(clean, key=clean.get)
-            raise MixtureError(
-                f"ratios sum to {total:.9g}, not 1 (families: "
-                + ", ".join(f"{f}={v:g}" for f, v in clean.items())
-                + f"; largest: {largest!r}); fix them or pass normalize=True"
-            )
-        object.__setattr__(self, "ratios", types.MappingProxyType(clean))
+        mixture = Mixture.parse(self.ratios, normalize=self.normalize, what="ratios")
+        object.__setattr__(self, "_mixture", mixture)
+        object.__setattr__(self, "ratios", mixture.ratios)
         if self.within not in WITHIN:
             raise MixtureError(f"within must be one of {WITHIN}, got {self.within!r}")
-        t = float(self.temperature)
-        if not math.isfinite(t) or t <= 0:
-            raise MixtureError(f"temperature must be finite and > 0, got {self.temperature!r}")
+        tau = float(self.tau)
+        if not (math.isfinite(tau) and tau >= 0):
+            raise MixtureError(f"tau (within-family temperature exponent) must be finite and >= 0, got {self.tau!r}")
 
     @classmethod
     def parse(cls, text: str, **kwargs) -> MixtureSpec:
-        """'germanic=0.5,romance=0.3,slavic=0.2' -> MixtureSpec."""
-        ratios: dict[str, float] = {}
-        for part in filter(None, (p.strip() for p in text.split(","))):
-            if "=" not in part:
-                raise MixtureError(f"ratio {part!r} is not FAMILY=VALUE")
-            fam, value = (s.strip() for s in part.split("=", 1))
-            if fam in ratios:
-                raise MixtureError(f"family {fam!r} is given twice")
-            try:
-                ratios[fam] = float(value)
-            except ValueError:
-                raise MixtureError(f"ratio of family {fam!r} is not a number: {value!r}") from None
-        return cls(ratios, **kwargs)
+        """'germanic=0.5,romance=0.3,slavic=0.2' -> MixtureSpec (see `multiscale.mixture.parse_pairs`)."""
+        return cls(text, **kwargs)
+
+    @property
+    def mixture(self) -> Mixture:
+        return self._mixture
 
     def check(self, corpus) -> None:
-        unknown = [f for f in self.ratios if f not in corpus.families]
-        if unknown:
-            raise MixtureError(
-                f"unknown famil{'y' if len(unknown) == 1 else 'ies'} "
-                f"{', '.join(map(repr, unknown))}; the corpus has: {', '.join(corpus.families)}"
-            )
+        """Refuses families the corpus does not have."""
+        self.mixture.check_families(corpus.families, what="ratios")
 
     def family_ratio(self, family: str) -> float:
-        return float(self.ratios.get(family, 0.0))
+        return self.mixture.get(family)
+
+    def family_ratios(self, corpus) -> dict[str, float]:
+        """The family ratios the pipeline samples, for every family of the corpus in its order
+        (0 for families the mixture leaves out). These are what a run table's `p` and
+        `p_<family>` columns record."""
+        return self.mixture.over(corpus.families, what="ratios")
 
     def language_weights(self, corpus) -> dict[str, float]:
         """Share of training tokens per language (sums to 1), in corpus language order."""
@@ -129,21 +101,25 @@ class MixtureSpec:
         weights: dict[str, float] = {}
         for fam in corpus.grouping.families:
             p = self.family_ratio(fam.name)
-            n = np.array([corpus.tokens(lang) for lang in fam.languages], dtype=np.float64)
-            if self.within == "proportional":
-                q = n / n.sum()
-            elif self.within == "uniform":
-                q = np.full(len(n), 1.0 / len(n))
-            else:
-                logq = np.log(n) / float(self.temperature)
-                q = np.exp(logq - logq.max())
-                q /= q.sum()
-            for lang, ql in zip(fam.languages, q):
-                weights[lang] = p * float(ql)
+            n = {lang: float(corpus.tokens(lang)) for lang in fam.languages}
+            q = self._within_family(fam.name, n) if p > 0 else {}
+            for lang in fam.languages:
+                weights[lang] = p * q.get(lang, 0.0)
         return weights
 
+    def _within_family(self, family: str, tokens: Mapping[str, float]) -> dict[str, float]:
+        """The within-family policy: language -> share of the family's tokens (sums to 1)."""
+        if self.within == "uniform":
+            return uniform(list(tokens))
+        present = {lang: n for lang, n in tokens.items() if n > 0}
+        if not present:
+            raise MixtureError(f"family {family!r} has ratio {self.family_ratio(family):g} but no training tokens")
+        if self.within == "proportional":
+            return proportional(present)
+        return temperature(present, float(self.tau))
+
     def to_dict(self) -> dict[str, Any]:
-        return {"ratios": dict(self.ratios), "within": self.within, "temperature": self.temperature}
+        return {"ratios": self.mixture.to_dict(), "within": self.within, "tau": float(self.tau)}
 
 
 # -- repetition --------------------------------------------------------------------------------
@@ -212,14 +188,17 @@ class MixtureIterator(grain.DatasetIterator):
     """The train iterator: batches from the mixed streams, with exact token accounting.
 
     `accounting()` -> TokenAccount of everything this iterator has yielded (state included in
-    `get_state`, so a restored iterator continues the same counts).
+    `get_state`, so a restored iterator continues the same counts). `family_ratios`: the family
+    ratios it samples, every family of the corpus in its order (`MixtureSpec.family_ratios`).
     """
 
     def __init__(self, parent: grain.DatasetIterator, languages: tuple[str, ...],
-                 family_of_language: np.ndarray, family_names: tuple[str, ...]):
+                 family_of_language: np.ndarray, family_names: tuple[str, ...],
+                 family_ratios: Mapping[str, float]):
         super().__init__(parent)
         self.languages = languages
         self.family_names = family_names
+        self.family_ratios = dict(family_ratios)
         self._family_of_language = family_of_language
         self._tokens = np.zeros(len(languages), np.int64)
         self._targets = np.zeros(len(languages), np.int64)
@@ -262,9 +241,9 @@ class MixtureIterator(grain.DatasetIterator):
 
 
 class _MixtureDataset(grain.IterDataset):
-    def __init__(self, parent, languages, family_of_language, family_names):
+    def __init__(self, parent, languages, family_of_language, family_names, family_ratios):
         super().__init__(parent)
-        self._args = (languages, family_of_language, family_names)
+        self._args = (languages, family_of_language, family_names, family_ratios)
 
     def __iter__(self):
         return MixtureIterator(self._parent.__iter__(), *self._args)
@@ -384,4 +363,5 @@ def make_train_iterator(corpus, spec: MixtureSpec, *, seq_len: int, batch_size: 
     fam_of_lang = np.array(
         [corpus.families.index(corpus.grouping.family_of(lang)) for lang in corpus.languages], np.int64
     )
-    return _MixtureDataset(batched, corpus.languages, fam_of_lang, corpus.families).__iter__()
+    return _MixtureDataset(batched, corpus.languages, fam_of_lang, corpus.families,
+                           spec.family_ratios(corpus)).__iter__()

@@ -3,30 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping
 
+from multiscale.errors import InputError
+from multiscale.mixture import Mixture, MixtureError
 
-class TrainConfigError(ValueError):
+
+class TrainConfigError(InputError):
     """An invalid training configuration; the message names the field."""
-
-
-def parse_ratios(text: str) -> dict[str, float]:
-    """'germanic=0.4,romance=0.6' -> {'germanic': 0.4, 'romance': 0.6}."""
-    out: dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = part.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise TrainConfigError(f"ratio entry {part!r} is not FAMILY=P (e.g. germanic=0.4)")
-        try:
-            out[name] = float(value)
-        except ValueError:
-            raise TrainConfigError(f"ratio of family {name!r} is not a number: {value!r}") from None
-    if not out:
-        raise TrainConfigError("--ratios is empty; give FAMILY=P pairs, e.g. germanic=0.5,romance=0.5")
-    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +23,10 @@ class TrainConfig:
       model: preset name (`multiscale presets`).
       tokens: training budget D in tokens; steps = tokens // (batch * seq_len), and the run
         table records the tokens actually trained, steps * batch * seq_len.
-      ratios: family -> sampling ratio p (non-negative, summing to 1).
+      ratios: family -> sampling ratio p: a mapping, 'germanic=0.5,...' text or a `Mixture`,
+        validated by `Mixture.parse` (finite, >= 0, summing to 1 within `RATIO_TOLERANCE`) and
+        divided by its sum (`Mixture.normalized`); stored as a plain dict, in the given order
+        (`mixture` gives the `Mixture`, which the data pipeline samples as is).
       out: run folder (local path or any etils.epath path, e.g. gs://...).
       seq_len, batch: tokens per row and rows per *global* step (all hosts and accumulation).
       lr, warmup_steps, min_lr_ratio: peak learning rate, linear warm-up steps (None: 5% of
@@ -85,19 +73,15 @@ class TrainConfig:
     keep_checkpoints: int = 2
 
     def __post_init__(self):
-        ratios = self.ratios
-        if isinstance(ratios, str):
-            ratios = parse_ratios(ratios)
-        ratios = {str(k): float(v) for k, v in dict(ratios).items()}
-        object.__setattr__(self, "ratios", ratios)
-        for name, p in ratios.items():
-            if not math.isfinite(p) or p < 0:
-                raise TrainConfigError(f"ratio of family {name!r} must be >= 0, got {p}")
-        total = sum(ratios.values())
-        if not ratios or abs(total - 1.0) > 1e-4:
-            raise TrainConfigError(f"ratios must sum to 1, got {total:.6g} ({ratios})")
-        # Remove rounding left by e.g. three decimals per family.
-        object.__setattr__(self, "ratios", {k: v / total for k, v in ratios.items()})
+        # The one validation of a mixture (text comes from the command line's --ratios), then
+        # divided by its sum once, so the ratios sum to 1 to float precision (as always before).
+        what = "--ratios" if isinstance(self.ratios, str) else "TrainConfig.ratios"
+        try:
+            mixture = Mixture.parse(self.ratios, what=what).normalized()
+        except MixtureError as err:
+            raise TrainConfigError(str(err)) from None
+        object.__setattr__(self, "ratios", mixture.to_dict())
+        object.__setattr__(self, "_mixture", mixture)
         for name in ("tokens", "seq_len", "batch", "grad_accum", "eval_batch", "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -119,6 +103,11 @@ class TrainConfig:
             raise TrainConfigError(
                 f"TrainConfig.tokens={self.tokens} is less than one step of batch*seq_len = "
                 f"{self.tokens_per_step} tokens")
+
+    @property
+    def mixture(self) -> Mixture:
+        """`ratios` as the validated `Mixture` (what the data pipeline samples)."""
+        return self._mixture
 
     @property
     def tokens_per_step(self) -> int:
