@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from multiscale import plots
+from multiscale.report import plots
 from multiscale.demo import DEMO_PLAN, QUICK, run_demo
-from multiscale.plan import SweepPlan
+from multiscale.sweep import SweepPlan
 
 
 def test_quick_demo_end_to_end_and_rerun_reuses_everything(tmp_path):

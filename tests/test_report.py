@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multiscale import plots, report
+from multiscale import report
+from multiscale.report import plots
 
 FAMS = ("fam0", "fam1", "fam2")
 TRUTH = {  # a multilingual law at CPU scale (losses in nats/token around 3-5)

@@ -1,7 +1,7 @@
 """The report's figures (matplotlib, Agg backend, imported lazily). Losses in nats/token.
 
 Each function takes plain values (a run table, a fit's parameter draws, a recommendation's
-dict) and writes one PNG, returning its path. `write_report` (multiscale/report.py) calls them.
+dict) and writes one PNG, returning its path. `write_report` (multiscale/report/writer.py) calls them.
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from multiscale.laws.summary import interval
+from multiscale.report.labels import scale_label
 
 LOSS_LABEL = "held-out loss (nats/token)"
 _DPI = 110
@@ -44,17 +47,6 @@ def law_band(fit, family: str, N, D, p, q=(0.05, 0.5, 0.95)) -> np.ndarray:
     return np.quantile(L_SxP, q, axis=0)
 
 
-def _scale_label(N: float, D: float) -> str:
-    return f"N={_si(N)}, D={_si(D)}"
-
-
-def _si(x: float) -> str:
-    for div, s in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if x >= div:
-            return f"{x / div:.3g}{s}"
-    return f"{x:.3g}"
-
-
 def plot_loss_vs_p(df: pd.DataFrame, fit, path, *, heldout: Sequence[str] = ()) -> str:
     """Per family: loss vs p on log-log axes at each (N, D): observed runs, law and 90% band."""
     plt = _plt()
@@ -74,7 +66,7 @@ def plot_loss_vs_p(df: pd.DataFrame, fit, path, *, heldout: Sequence[str] = ()) 
                 continue
             lo, mid, hi = law_band(fit, fam, N, D, p_grid)
             ax.fill_between(p_grid, lo, hi, color=color, alpha=0.18, lw=0)
-            ax.plot(p_grid, mid, color=color, lw=1.6, label=_scale_label(N, D))
+            ax.plot(p_grid, mid, color=color, lw=1.6, label=scale_label(N, D))
             is_held = pts["run"].isin(held).to_numpy()
             ax.scatter(pts["p"][~is_held], pts["loss"][~is_held], color=color, s=22, zorder=3,
                        edgecolor="black", linewidth=0.4)
@@ -159,7 +151,7 @@ def plot_p_star(p_star_draws: Mapping[str, np.ndarray], baselines: Mapping[str, 
         for body in parts["bodies"]:
             body.set_facecolor("#4C72B0")
             body.set_alpha(0.35)
-    q = np.array([np.quantile(d, [0.05, 0.5, 0.95]) for d in data])
+    q = np.array([[s["q05"], s["median"], s["q95"]] for s in map(interval, data)])
     ax.errorbar(pos, q[:, 1], yerr=[q[:, 1] - q[:, 0], q[:, 2] - q[:, 1]], fmt="o", color="#1f3b73",
                 capsize=5, lw=1.5, label="p* (median, 90% interval)")
     markers = ["x", "D", "^", "v", "P", "*", "<", ">"]

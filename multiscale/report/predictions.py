@@ -1,0 +1,91 @@
+"""Observed vs predicted loss per (run, family), the fit's scores on those rows, and the signed
+prediction errors (level shift and ordering) by family and model size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from multiscale.errors import InputError
+from multiscale.laws.summary import Q_HIGH, Q_LOW
+
+
+def prediction_table(fit, df: pd.DataFrame, heldout: Sequence[str], *, noise: bool = True,
+                     seed: int = 0) -> pd.DataFrame:
+    """Observed vs predicted loss (nats/token) per (run, family): median and 90% interval.
+
+    The interval is posterior predictive for a Bayesian fit with an observation scale
+    (`multiscale.laws.validation.predictive_draws`); otherwise it is the mean law's interval.
+    Rows of families the fit does not know are left out; `heldout` runs are flagged.
+    """
+    from multiscale.laws.validation import predictive_draws
+
+    held = set(heldout)
+    df = df[df["family"].isin(fit.families)].reset_index(drop=True)
+    draws_SxR = predictive_draws(fit, df, noise=noise, seed=seed)
+    lo, mid, hi = np.quantile(draws_SxR, [Q_LOW, 0.5, Q_HIGH], axis=0)
+    return pd.DataFrame({"run": df["run"], "family": df["family"], "N": df["N"], "D": df["D"], "p": df["p"],
+                         "loss": df["loss"], "pred_lo": lo, "pred": mid, "pred_hi": hi,
+                         "heldout": df["run"].isin(held).to_numpy()})
+
+
+def fit_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """R² of loss, MAPE (%), and 90%-interval coverage, for the fitted and the held-out rows of
+    a `prediction_table` (a group with no rows is left out; coverage is NaN for a point fit)."""
+    out = {}
+    for name, sub in (("fitted", table[~table["heldout"]]), ("heldout", table[table["heldout"]])):
+        if not sub.empty:
+            out[name] = _metrics(sub)
+    return out
+
+
+def _metrics(sub: pd.DataFrame) -> dict[str, float]:
+    y, yhat = sub["loss"].to_numpy(float), sub["pred"].to_numpy(float)
+    ss_res = float(((y - yhat) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    has_interval = bool((sub["pred_hi"] > sub["pred_lo"]).any())  # a point fit has none
+    return {
+        "rows": int(len(sub)),
+        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        "mape_pct": float(np.mean(np.abs(yhat - y) / y) * 100),
+        "coverage90": float(np.mean((y >= sub["pred_lo"]) & (y <= sub["pred_hi"]))) if has_interval
+        else float("nan"),
+    }
+
+
+def median_predictions(fit, rows: pd.DataFrame) -> np.ndarray:
+    """The fit's median predicted loss (nats/token) per row of `rows`: the mean law's median over
+    the fit's draws, without observation noise."""
+    from multiscale.laws.validation import predictive_draws
+
+    return np.median(predictive_draws(fit, rows, noise=False), axis=0)
+
+
+def prediction_errors(rows: pd.DataFrame, predicted) -> dict:
+    """Signed error of predictions of the losses of `rows`: the mean of (pred - obs) / obs
+    overall and per family (the level shift), and per family the Spearman correlation of
+    prediction with observation (whether the ordering of mixtures is right even when the level
+    is off; None with fewer than 3 rows) and the row count."""
+    from scipy.stats import spearmanr
+
+    pred = np.asarray(predicted, float)
+    obs = rows["loss"].to_numpy(float)
+    if pred.shape != obs.shape:
+        raise InputError(f"prediction_errors: {pred.shape[0] if pred.ndim else 0} predictions for {len(obs)} rows")
+    rel = (pred - obs) / obs
+    fams = rows["family"].to_numpy()
+    out = {"mean_rel_error": float(rel.mean()), "per_family": {}}
+    for f in dict.fromkeys(fams):
+        m = fams == f
+        rho = float(spearmanr(pred[m], obs[m]).statistic) if m.sum() > 2 else None
+        out["per_family"][f] = {"mean_rel_error": float(rel[m].mean()), "spearman": rho, "n": int(m.sum())}
+    return out
+
+
+def errors_by_size(rows: pd.DataFrame, predicted) -> dict[str, dict]:
+    """`prediction_errors` within each model size, keyed 'N<int(N)>' in increasing N."""
+    pred = np.asarray(predicted, float)
+    n = rows["N"].to_numpy(float)
+    return {f"N{int(size)}": prediction_errors(rows[n == size], pred[n == size]) for size in np.unique(n)}
