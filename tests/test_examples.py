@@ -1,7 +1,6 @@
 """The examples: launch scripts (argument parsing, dry runs), their sweep plans, the Python examples."""
 
 import importlib.util
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,7 +80,8 @@ def test_gpu_local_dry_runs():
     r = _run(EXAMPLES / "gpu" / "launch.py", "local", "--out", "sw", "--corpus", "c", "--gpus", "0,1",
              "--mode", "all-gpus", "--dry-run")
     assert r.stdout.strip().splitlines() == [
-        "CUDA_VISIBLE_DEVICES=0,1 multiscale sweep examples/gpu/plan.yaml --out sw --corpus c --shard 0/1 --no-progress"]
+        "CUDA_VISIBLE_DEVICES=0,1 multiscale sweep examples/gpu/plan.yaml --out sw --corpus c --shard 0/1 "
+        "--no-progress"]
     r = _run(EXAMPLES / "gpu" / "launch.py", "local", "--out", "sw", "--corpus", "c", "--gpus", "0,x", "--dry-run")
     assert r.returncode == 2 and "--gpus '0,x'" in r.stderr
 

@@ -4,8 +4,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multiscale.runs import (REQUIRED_COLUMNS, RunTableError, mixture_matrix, read_runs,
-                             validate_runs, write_runs)
+from multiscale.errors import InputError, MissingFileError
+from multiscale.runs import (
+    P_TOLERANCE,
+    REQUIRED_COLUMNS,
+    ROW_COLUMNS,
+    SUM_TOLERANCE,
+    RunTableError,
+    column_order,
+    make_rows,
+    mixture_columns,
+    mixture_matrix,
+    read_runs,
+    rows_csv,
+    validate_runs,
+    write_runs,
+)
 
 
 def _table(n_runs=8, fams=("a", "b")):
@@ -89,3 +103,253 @@ def test_mixture_matrix():
     df.loc[1, "p_a"] = 0.9  # run r0 has two different mixtures on its two rows
     with pytest.raises(RunTableError, match="r0"):
         mixture_matrix(df)
+
+
+# ---------------------------------------------------------------- the row builder
+
+
+def test_make_rows_schema_order_and_sampled_mixture():
+    evals = {"a": {"loss": 3.1, "loss_sem": 0.01, "bpb": 4.2, "eval_tokens": 100},
+             "b": {"loss": 3.3, "loss_sem": 0.02, "bpb": 4.5, "eval_tokens": 90},
+             "c": {"loss": 3.9, "loss_sem": 0.03, "bpb": 5.0, "eval_tokens": 80}}
+    rows = make_rows(run="r", N=1550560, D=198656, step=97, model="cpu-1.6m", seed=0,
+                     mixture={"a": 0.75, "b": 0.25}, per_family=evals, families=["a", "b", "c"])
+    # one row per family with a ratio > 0 (c was evaluated but not trained on: no row)
+    assert [r["family"] for r in rows] == ["a", "b"]
+    assert list(rows[0]) == column_order(["a", "b", "c"]) == [*ROW_COLUMNS, "p_a", "p_b", "p_c"]
+    assert rows[1]["p"] == 0.25 and rows[1]["p_a"] == 0.75 and rows[1]["p_c"] == 0.0
+    assert rows[0]["N"] == 1550560 and isinstance(rows[0]["N"], int)  # written as given
+    assert rows[0]["eval_tokens"] == 100 and rows[1]["loss_sem"] == 0.02
+    text = rows_csv(rows, column_order(["a", "b", "c"]))
+    assert text.splitlines()[0] == ",".join(column_order(["a", "b", "c"]))
+    back = read_runs_text(text)
+    assert back["p_c"].tolist() == [0.0, 0.0] and back["N"].tolist() == [1550560.0] * 2
+
+
+def test_make_rows_unique_tokens_and_refusals():
+    rows = make_rows(run="r", N=1, D=2, step=3, model="m", seed=4, mixture={"a": 1.0},
+                     per_family={"a": {"loss": 2.0}}, unique_tokens={"a": 5e6})
+    assert list(rows[0]) == column_order(["a"], unique_tokens=True)
+    assert rows[0]["unique_tokens"] == 5e6 and rows[0]["bpb"] is None
+    with pytest.raises(InputError, match="'z'"):
+        make_rows(run="r", N=1, D=2, step=3, model="m", seed=4, mixture={"z": 1.0},
+                  per_family={}, families=["a"])
+    with pytest.raises(InputError, match="family 'a' has no 'loss'"):
+        make_rows(run="r", N=1, D=2, step=3, model="m", seed=4, mixture={"a": 1.0},
+                  per_family={"a": {"bpb": 1.0}})
+
+
+def read_runs_text(text):
+    import io
+
+    return validate_runs(pd.read_csv(io.StringIO(text)))
+
+
+# ---------------------------------------------------------------- contradictions within a run
+# (issue 11: each was fitted without complaint before)
+
+
+def _no_mixture(df):
+    return df.drop(columns=mixture_columns(df))
+
+
+def test_run_table_error_is_an_input_error():
+    assert issubclass(RunTableError, InputError) and issubclass(RunTableError, ValueError)
+
+
+def test_ratios_of_a_run_summing_to_4_5_are_refused():
+    fams = ("a", "b", "c", "d", "e")
+    df = pd.DataFrame([{"run": f"r{r}", "family": f, "N": 1e7, "D": 1e9, "p": 0.2, "loss": 3.0}
+                       for r in range(4) for f in fams])
+    validate_runs(df)
+    df.loc[df["run"] == "r3", "p"] = 0.9  # each family 0.9: the run's ratios sum to 4.5
+    with pytest.raises(RunTableError) as e:
+        validate_runs(df)
+    msg = str(e.value)
+    assert "column 'p' of run 'r3' sums to 4.5 over its families, not at most 1" in msg
+    assert "row 15 (run 'r3')" in msg
+
+
+def test_ratios_summing_below_1_with_every_family_evaluated_are_refused():
+    df = _table()
+    for col in ("p", "p_a", "p_b"):
+        df.loc[df["run"] == "r2", col] = df.loc[df["run"] == "r2", col] * 0.8
+    with pytest.raises(RunTableError, match=r"p_<family> columns of run 'r2' sum to 0\.8"):
+        validate_runs(df)
+    # without p_ columns nothing says the run evaluated every family: at most 1 is all we know
+    validate_runs(_no_mixture(df))
+
+
+def test_some_families_evaluated_sum_to_at_most_1():
+    df = _table(n_runs=4, fams=("a", "b"))
+    only_a = df[df["family"] == "a"]  # p_b > 0 but b has no row: a partial run, sum p <= 1
+    assert validate_runs(only_a)["p"].sum() < 4
+
+
+def test_p_disagreeing_with_its_mixture_column_is_refused():
+    df = _table()
+    df.loc[6, "p"] = 0.45  # row 6: run r3, family a, whose p_a is 0.4
+    with pytest.raises(RunTableError) as e:
+        validate_runs(df)
+    msg = str(e.value)
+    assert "column 'p' disagrees with column 'p_a'" in msg and "row 6 (run 'r3')" in msg
+    assert "p = 0.45" in msg and "p_a = 0.4" in msg
+    df.loc[6, "p"] = 0.4 + P_TOLERANCE / 2  # within the stated tolerance
+    validate_runs(df)
+
+
+def test_mixture_columns_summing_above_1_are_refused():
+    df = _table()
+    df["p_c"] = 0.5  # a third family in every mixture: the p_ columns sum to 1.5
+    with pytest.raises(RunTableError) as e:
+        validate_runs(df)
+    assert "p_<family> columns of run 'r0' sum to 1.5, not 1" in str(e.value)
+    df["p_c"] = SUM_TOLERANCE / 2  # rounding in a published table is tolerated
+    validate_runs(df)
+
+
+def test_a_row_without_its_mixture_column_is_refused():
+    df = _table()
+    df.loc[df["family"] == "b", "family"] = "c"  # the table has p_a, p_b but rows of family c
+    with pytest.raises(RunTableError, match="no column 'p_c' for the family of row 1"):
+        validate_runs(df)
+
+
+def test_two_mixtures_in_one_run_are_refused():
+    df = _table()
+    df.loc[3, ["p_a", "p_b"]] = [0.5, 0.5]  # run r1's second row carries another mixture
+    df.loc[3, "p"] = 0.5
+    with pytest.raises(RunTableError, match=r"different mixtures.*'p_a'.*row 2 \(run 'r1'\), row 3"):
+        validate_runs(df)
+
+
+@pytest.mark.parametrize("col", ["N", "D"])
+def test_N_or_D_differing_within_a_run_is_refused(col):
+    df = _table()
+    df.loc[9, col] = df.loc[9, col] * 2  # run r4, family b
+    with pytest.raises(RunTableError) as e:
+        validate_runs(df)
+    msg = str(e.value)
+    assert f"column {col!r} differs within run 'r4'" in msg and "row 8" in msg and "row 9" in msg
+
+
+# ---------------------------------------------------------------- names, duplicates, NaN
+
+
+def test_family_with_spaces_is_the_same_family():
+    df = _table()
+    df["family"] = df["family"].astype(object)
+    df.loc[0, "family"] = " a"
+    df.loc[3, "family"] = "b\t"
+    out = validate_runs(df)
+    assert sorted(out["family"].unique()) == ["a", "b"]  # never a second family
+    df.loc[1, "family"] = "a "  # now run r0 has family a twice
+    with pytest.raises(RunTableError, match=r"duplicate \(run, family\).*row 0 \(run 'r0'\), row 1"):
+        validate_runs(df)
+
+
+def test_names_empty_or_with_separators_are_refused():
+    df = _table().astype({"family": object, "run": object})
+    df.loc[4, "family"] = "  "
+    with pytest.raises(RunTableError, match=r"column 'family' is empty \(or only spaces\) at row 4"):
+        validate_runs(df)
+    df = _table().astype({"family": object})
+    df.loc[2, "family"] = "a=b"
+    with pytest.raises(RunTableError, match="',' or '='.*row 2"):
+        validate_runs(df)
+
+
+def test_column_names_are_stripped():
+    df = _table().rename(columns={"loss": " loss", "p_a": "p_a "})
+    assert list(validate_runs(df).columns) == list(_table().columns)
+    df = _table().rename(columns={"p_a": " p_b"})
+    with pytest.raises(RunTableError, match=r"\['p_b'\] appear more than once"):
+        validate_runs(df)
+
+
+@pytest.mark.parametrize("col", ["run", "family", "N", "D", "p", "loss"])
+def test_nan_in_a_required_column_is_refused(col):
+    df = _table().astype({col: object})
+    df.loc[11, col] = np.nan
+    with pytest.raises(RunTableError) as e:
+        validate_runs(df)
+    assert f"column {col!r}" in str(e.value) and "row 11" in str(e.value)
+
+
+@pytest.mark.parametrize("col, value", [("loss_sem", np.inf), ("bpb", -1.0), ("p_a", 1.5),
+                                        ("unique_tokens", 0.0), ("eval_tokens", np.inf)])
+def test_optional_columns_in_range(col, value):
+    df = _table()
+    df[col] = df.get(col, 1.0)
+    df.loc[5, col] = value
+    with pytest.raises(RunTableError, match=rf"column {col!r} must be .*row 5"):
+        validate_runs(df)
+    df.loc[5, col] = np.nan  # empty optional cells are allowed
+    if col != "p_a":
+        validate_runs(df)
+
+
+# ---------------------------------------------------------------- files
+
+
+def test_file_cut_mid_row_is_refused_with_file_and_line(tmp_path):
+    path = write_runs(_table(), tmp_path / "runs.csv")
+    text = path.read_text()
+    path.write_text(text[: len(text) - 30])  # cut inside the last row
+    with pytest.raises(RunTableError) as e:
+        read_runs(path)
+    msg = str(e.value)
+    assert str(path) in msg and "line 17 (row 15)" in msg and "ends mid-row" in msg
+
+
+def test_ragged_row_is_refused_with_file_and_line(tmp_path):
+    lines = _table().to_csv(index=False).splitlines()
+    lines[4] += ",0.3"  # one field too many on line 5
+    (tmp_path / "r.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunTableError, match=r"r\.csv: line 5 \(row 3\) has 9 fields, the header has 8"):
+        read_runs(tmp_path / "r.csv")
+    lines = _table().to_csv(index=False).splitlines()
+    lines[2] = ",".join(lines[2].split(",")[:6])  # a short row in the middle
+    (tmp_path / "s.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunTableError, match=r"line 3 \(row 1\) has 6 fields") as e:
+        read_runs(tmp_path / "s.csv")
+    assert "ends mid-row" not in str(e.value)
+
+
+def test_file_errors_name_the_line(tmp_path):
+    bad = _table()
+    bad.loc[12, "loss"] = -1.0
+    lines = bad.to_csv(index=False).splitlines()
+    lines[6] = lines[6].replace("r2,b,", " r2, b ,")  # spaces around names are stripped
+    lines.insert(3, "")  # a blank line is skipped (as pandas does) but counted in line numbers
+    (tmp_path / "u.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunTableError, match=r"u\.csv: column 'loss' .*row 12 \(run 'r6', line 15\)"):
+        read_runs(tmp_path / "u.csv")
+    bad.loc[12, "loss"] = 1.0
+    lines = bad.to_csv(index=False).splitlines()
+    lines[6] = lines[6].replace("r2,b,", " r2, b ,")
+    (tmp_path / "v.csv").write_text("\n".join(lines) + "\n")
+    assert read_runs(tmp_path / "v.csv").loc[5, ["run", "family"]].tolist() == ["r2", "b"]
+
+
+def test_missing_folder_and_unreadable_files(tmp_path):
+    with pytest.raises(MissingFileError, match="does not exist"):
+        read_runs(tmp_path / "nope.csv")
+    with pytest.raises(MissingFileError, match="is a folder"):
+        read_runs(tmp_path)
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(RunTableError, match="empty.csv: the file is empty"):
+        read_runs(tmp_path / "empty.csv")
+    (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00run")
+    with pytest.raises(RunTableError, match="bin.csv: not a UTF-8"):
+        read_runs(tmp_path / "bin.csv")
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 cut")
+    with pytest.raises(RunTableError, match=r"t\.parquet: cannot read the run table"):
+        read_runs(tmp_path / "t.parquet")
+
+
+def test_mixture_matrix_tolerance():
+    df = _table()
+    df.loc[1, "p_a"] = df.loc[0, "p_a"] + P_TOLERANCE / 10
+    runs, fams, P = mixture_matrix(df)
+    assert P[0, 0] == df.loc[0, "p_a"]
