@@ -28,9 +28,15 @@ import json
 import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+from multiscale.fileio import atomic_write_text, read_json, write_json
+from multiscale.report.inputs import check_out_dir
+from multiscale.runs import read_runs
+from multiscale.sweep.store import SweepStore
 
 DEMO_PLAN: dict[str, Any] = {
     "name": "demo",
@@ -100,61 +106,42 @@ class DemoResult:
 def run_demo(out_dir: str | os.PathLike = "demo_out", *, quick: bool = False, progress: bool = True,
              settings: DemoSettings | None = None, log=print) -> DemoResult:
     """Runs (or resumes) the quickstart in `out_dir`; prints the recommendation and where outputs went."""
-    from multiscale import sweep
-    from multiscale.plan import SweepPlan
+    from multiscale.report import write_report
 
     t0 = time.perf_counter()
     s = settings or (QUICK if quick else FULL)
     out = os.path.abspath(os.fspath(out_dir))
+    check_out_dir(out)
     os.makedirs(out, exist_ok=True)
     corpus_dir = os.path.join(out, "corpus")
     _log_step(log, 1, "corpus", corpus_dir)
-    corpus = _corpus(corpus_dir, s.max_docs_per_language, progress, log)
+    _corpus(corpus_dir, s.max_docs_per_language, progress, log)
 
-    _log_step(log, 2, "sweep", os.path.join(out, "sweep"))
-    plan = SweepPlan.from_dict(s.plan)
-    with open(os.path.join(out, "plan.yaml"), "w") as f:
-        yaml.safe_dump(s.plan, f, sort_keys=False)
     sweep_dir = os.path.join(out, "sweep")
-    res = sweep.run_sweep(plan, sweep_dir, corpus=corpus_dir, progress=progress, log=log)
-    if res.failed:
-        raise RuntimeError(f"{len(res.failed)} demo run(s) failed; see {sweep_dir}/failures.jsonl "
-                           f"(re-run the demo to retry them)")
+    _log_step(log, 2, "sweep", sweep_dir)
+    res = _sweep(s.plan, out, sweep_dir, corpus_dir, progress, log)
 
-    _log_step(log, 3, "Bayesian fit (NUTS)", os.path.join(out, "fit"))
     fit_dir = os.path.join(out, "fit")
+    _log_step(log, 3, "Bayesian fit (NUTS)", fit_dir)
     fit, reused_fit = _fit(sweep_dir, fit_dir, s, log)
 
     _log_step(log, 4, "recommendation", os.path.join(out, "recommendation.json"))
-    from multiscale.report import recommend_for_report
-
-    record = sweep.read_plan_json(sweep_dir, full=True)
-    df_all = _read_table(os.path.join(sweep_dir, "runs.csv"))
-    N, D = float(df_all["N"].max()), float(df_all["D"].max())
-    rec = recommend_for_report(fit, N, D, family_tokens=record.get("family_tokens"), objective=s.objective)
-    rec.pop("p_star_draws", None)  # the report plots them; keep the JSON small
-    with open(os.path.join(out, "recommendation.json"), "w") as f:
-        json.dump(rec, f, indent=2)
-    for line in rec["text"]:
-        log(line)
+    runs_csv = SweepStore(sweep_dir).runs_csv
+    N, D, rec = _recommend(fit, sweep_dir, runs_csv, os.path.join(out, "recommendation.json"), s.objective, log)
 
     _log_step(log, 5, "report", os.path.join(out, "report"))
-    from multiscale.report import write_report
-
-    report = write_report(fit_dir, os.path.join(out, "report"), runs=os.path.join(sweep_dir, "runs.csv"),
-                          N=N, D=D, objective=s.objective)
+    report = write_report(fit_dir, os.path.join(out, "report"), runs=runs_csv, N=N, D=D, objective=s.objective)
     wall = time.perf_counter() - t0
     log("")
     log(f"demo finished in {wall / 60:.1f} min. Outputs:")
     log(f"  corpus        {corpus_dir}")
-    log(f"  run table     {os.path.join(sweep_dir, 'runs.csv')}  ({res.planned} runs; loss in nats/token)")
+    log(f"  run table     {runs_csv}  ({res.planned} runs; loss in nats/token)")
     log(f"  fit           {fit_dir}")
     log(f"  ratios        {os.path.join(out, 'recommendation.json')}")
     log(f"  report        {report.markdown}")
-    return DemoResult(out_dir=out, corpus=corpus_dir, runs_csv=os.path.join(sweep_dir, "runs.csv"),
-                      fit_dir=fit_dir, report=report.markdown, recommendation=rec,
-                      trained=len(res.completed), reused_runs=len(res.skipped), reused_fit=reused_fit,
-                      wall_s=wall)
+    return DemoResult(out_dir=out, corpus=corpus_dir, runs_csv=runs_csv, fit_dir=fit_dir, report=report.markdown,
+                      recommendation=rec, trained=len(res.completed), reused_runs=len(res.skipped),
+                      reused_fit=reused_fit, wall_s=wall)
 
 
 def _log_step(log, k: int, what: str, where: str) -> None:
@@ -162,62 +149,94 @@ def _log_step(log, k: int, what: str, where: str) -> None:
 
 
 def _corpus(corpus_dir: str, max_docs: int, progress: bool, log):
+    """The demo's corpus, reused when built with the same settings (its stamp file says so)."""
     from multiscale.data.corpus import Corpus, build_corpus
 
     stamp = os.path.join(corpus_dir, "demo_settings.json")
     want = {"source": "manpages", "max_docs_per_language": max_docs}
     if os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f) == want:
-                try:
-                    corpus = Corpus.open(corpus_dir)
-                    log(f"reusing the corpus in {corpus_dir}")
-                    return corpus
-                except (FileNotFoundError, ValueError):
-                    pass
-    if os.path.exists(stamp):
+        try:
+            if read_json(stamp, what="demo corpus stamp") == want:
+                corpus = Corpus.open(corpus_dir)
+                log(f"reusing the corpus in {corpus_dir}")
+                return corpus
+        except (FileNotFoundError, ValueError):  # missing, damaged or another corpus: rebuild it
+            pass
         os.remove(stamp)
     corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress)
-    with open(stamp, "w") as f:
-        json.dump(want, f)
+    write_json(stamp, want)
     return corpus
 
 
-def _read_table(path: str):
-    from multiscale.runs import read_runs
+def _sweep(plan_dict: dict, out: str, sweep_dir: str, corpus_dir: str, progress: bool, log):
+    """Trains the demo's plan (finished runs are skipped); a failed run stops the demo."""
+    from multiscale.sweep import SweepPlan, run_sweep
 
-    return read_runs(path)
+    plan = SweepPlan.from_dict(plan_dict)
+    atomic_write_text(os.path.join(out, "plan.yaml"), yaml.safe_dump(plan_dict, sort_keys=False))
+    res = run_sweep(plan, sweep_dir, corpus=corpus_dir, progress=progress, log=log)
+    if res.failed:
+        raise RuntimeError(f"{len(res.failed)} demo run(s) failed; see {sweep_dir}/failures.jsonl "
+                           f"(re-run the demo to retry them)")
+    return res
+
+
+def _recommend(fit, sweep_dir: str, runs_csv: str, path: str, objective: str, log):
+    """p* at the largest (N, D) of the sweep, against the baselines on the swept corpus's token
+    counts; written to `path` and logged. Returns (N, D, the recommendation without its draws)."""
+    from multiscale.report import recommend_for_report
+
+    df_all = read_runs(runs_csv)
+    N, D = float(df_all["N"].max()), float(df_all["D"].max())
+    rec = recommend_for_report(fit, N, D, family_tokens=SweepStore(sweep_dir).corpus_tokens(), objective=objective)
+    rec.pop("p_star_draws", None)  # the report plots them; keep the JSON small
+    write_json(path, rec)
+    for line in rec["text"]:
+        log(line)
+    return N, D, rec
 
 
 def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
     """Bayesian fit of the non-held-out runs; reused when the table and options are unchanged."""
-    from multiscale import sweep
-    from multiscale.laws import fit_bayes, load_fit
-
-    df = _read_table(os.path.join(sweep_dir, "runs.csv"))
-    held = {r["run_id"] for r in sweep.read_plan_json(sweep_dir) if r["heldout"]}
+    store = SweepStore(sweep_dir)
+    df = read_runs(store.runs_csv)
+    held = {r["run_id"] for r in store.planned_runs(heldout=True)}
     fit_df = df[~df["run"].isin(held)].reset_index(drop=True)
     options = {"law": "multilingual", "chains": s.chains, "draws": s.draws, "warmup": s.warmup,
                "shared": list(s.shared), "seed": 0}
     key = hashlib.sha256((fit_df.to_csv(index=False) + json.dumps(options, sort_keys=True)).encode()).hexdigest()
     stamp = os.path.join(fit_dir, "demo_inputs.sha256")
-    if os.path.exists(stamp) and open(stamp).read().strip() == key:
-        try:
-            fit = load_fit(fit_dir)
-            log(f"reusing the fit in {fit_dir} (same {fit_df['run'].nunique()} runs, same options)")
-            return fit, True
-        except (FileNotFoundError, ValueError):
-            pass
+    reused = _reuse_fit(fit_dir, stamp, key)
+    if reused is not None:
+        log(f"reusing the fit in {fit_dir} (same {fit_df['run'].nunique()} runs, same options)")
+        return reused, True
     log(f"fitting {fit_df['run'].nunique()} runs x {fit_df['family'].nunique()} families "
         f"({len(held)} held out); {s.chains} chains x {s.draws} draws")
-    with warnings.catch_warnings():  # the fit's summary below repeats its warnings
-        warnings.simplefilter("ignore", RuntimeWarning)
-        fit = fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
-                        seed=0, shared=s.shared)
+    fit = _fit_bayes(fit_df, s)
     os.makedirs(fit_dir, exist_ok=True)
     fit.save(fit_dir)
-    fit_df.to_csv(os.path.join(fit_dir, "runs.csv"), index=False)  # the rows this fit saw
-    with open(stamp, "w") as f:
-        f.write(key)
+    atomic_write_text(os.path.join(fit_dir, "runs.csv"), fit_df.to_csv(index=False))  # the rows this fit saw
+    atomic_write_text(stamp, key)
     log(str(fit))
     return fit, False
+
+
+def _reuse_fit(fit_dir: str, stamp: str, key: str):
+    """The saved fit when its stamp matches `key` and it loads, else None."""
+    from multiscale.laws import load_fit
+
+    if not os.path.exists(stamp) or Path(stamp).read_text().strip() != key:
+        return None
+    try:
+        return load_fit(fit_dir)
+    except (FileNotFoundError, ValueError):  # missing or damaged: fit again
+        return None
+
+
+def _fit_bayes(fit_df, s: DemoSettings):
+    from multiscale.laws import fit_bayes
+
+    with warnings.catch_warnings():  # the fit's summary, logged after it, repeats its warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
+                         seed=0, shared=s.shared)

@@ -101,7 +101,7 @@ def test_recommendation_beats_every_baseline_on_its_objective():
     med = {f: s["median"] for f, s in rec["p_star"].items()}
     assert sum(rec["recommended"].values()) == pytest.approx(1.0)
     for f, s in rec["p_star"].items():
-        assert 0 < s["q05"] <= s["median"] <= s["q95"] < 1
+        assert 0 < s["q05"] <= s["median"] <= s["q95"] < 1, f
     # p* minimizes the objective draw by draw, so no baseline beats it on any draw
     assert {"uniform", "temperature_0.3", "unimax", "proportional"} <= set(rec["comparison"])
     for name, c in rec["comparison"].items():
@@ -175,3 +175,57 @@ def test_report_fitted_table_marks_held_out_runs(tmp_path):
     assert rep.metrics["heldout"]["rows"] == int((df["N"] == 4e5).sum())
     rep = report.write_report(fit_dir, tmp_path / "rep2", runs=tmp_path / "all.csv")
     assert "heldout" not in rep.metrics  # nothing says which runs the fit did not see
+
+
+def test_report_refuses_bad_paths_and_scales_before_any_work(tmp_path, capsys):
+    from multiscale.cli import main
+
+    fit_dir, runs = _write_inputs(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    cases = [(["--out", str(tmp_path / "afile")], "is a file"),
+             (["--out", str(tmp_path / "afile" / "rep")], "lies under"),
+             (["--out", str(tmp_path / "r"), "--runs", str(tmp_path / "nope.csv")], "nope.csv"),
+             (["--out", str(tmp_path / "r"), "--fitted", str(tmp_path / "gone.csv")], "--fitted"),
+             (["--out", str(tmp_path / "r"), "--N", "nan"], "--N must be a finite number"),
+             (["--out", str(tmp_path / "r"), "--D", "-1"], "--D must be a finite number")]
+    for extra, message in cases:
+        assert main(["report", str(fit_dir), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "r").exists()  # nothing was written
+    assert main(["report", str(runs), "--out", str(tmp_path / "r")]) == 2  # a file is not a FIT_DIR
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_report_reads_held_out_runs_and_token_counts_from_the_sweep_store(tmp_path):
+    """A run table inside a sweep folder: the runs its plans mark held-out are held out (when the
+    fit did not see them) and the corpus's token counts give the proportional baseline."""
+    from multiscale.report.inputs import sweep_facts
+    from multiscale.sweep import SweepStore
+
+    fit, df = _bayes_fit(), _runs()
+    fit_dir = tmp_path / "fit"
+    fit.save(fit_dir)
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    df.to_csv(sweep_dir / "runs.csv", index=False)
+    assert sweep_facts(str(sweep_dir / "runs.csv")) is None  # no plan recorded: not a sweep folder
+
+    class Planned:  # what SweepStore.save_plan records of a planned run
+        def __init__(self, run_id, heldout):
+            self.run_id, self.heldout = run_id, heldout
+
+        def to_dict(self):
+            return {"run_id": self.run_id, "heldout": self.heldout}
+
+    counts = {"fam0": 9_000_000, "fam1": 3_000_000, "fam2": 1_000_000}
+    SweepStore(sweep_dir).save_plan("p", [Planned(r, r in ("r18", "r19")) for r in dict.fromkeys(df["run"])],
+                                    corpus=None, family_tokens=counts)
+    facts = sweep_facts(str(sweep_dir / "runs.csv"))
+    assert facts.heldout == {"r18", "r19"} and facts.family_tokens == counts
+    fit.n_runs = {f: 4 for f in fit.families}  # the fit saw fewer rows than the table has
+    fit.save(fit_dir)
+    rep = report.write_report(fit_dir, tmp_path / "rep", runs=sweep_dir / "runs.csv")
+    assert rep.metrics["heldout"]["rows"] == 6
+    assert rep.recommendation["baselines"]["proportional"] == pytest.approx(
+        {f: n / sum(counts.values()) for f, n in counts.items()})

@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     for flag in ("--runs", "--fit-small", "--fit-small-point", "--fit-large", "--rec-small", "--out"):
         p.add_argument(flag, required=True)
     p.add_argument("--rec-large")
-    p.add_argument("--fit-max-N", type=float, help="rows with N below this were fitted (default: all but the largest N)")
+    p.add_argument("--fit-max-N", type=float,
+                   help="rows with N below this were fitted (default: all but the largest N)")
     return ap
 
 

@@ -20,6 +20,7 @@ given, else those the sweep folder holding the run table recorded.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -77,10 +78,18 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
                         facts=facts)
     if family_tokens is None and facts is not None:
         family_tokens = facts.family_tokens
-    N = float(N) if N is not None else float(df["N"].max())
-    D = float(D) if D is not None else float(df["D"].max())
+    N = _scale(N, df["N"].max(), "--N")
+    D = _scale(D, df["D"].max(), "--D")
     os.makedirs(out_dir, exist_ok=True)
     return _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens)
+
+
+def _scale(value, default, flag: str) -> float:
+    """The recommendation's N or D: `value` (finite, > 0) or the table's largest."""
+    x = float(default if value is None else value)
+    if not math.isfinite(x) or x <= 0:
+        raise InputError(f"{flag} must be a finite number > 0, got {value}")
+    return x
 
 
 def _fitted_table(fit_dir: str, fitted) -> str | None:
