@@ -12,9 +12,7 @@ metrics are read, so a checkpoint is only written after every loss before it was
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import json
 import math
 import os
@@ -29,6 +27,7 @@ from etils import epath
 from multiscale.models import sharding as msharding
 from multiscale.models.params import count_params, flops_per_token
 from multiscale.models.presets import get_preset
+from multiscale.runs import column_order, make_rows, rows_csv
 from multiscale.train import hooks as hooks_lib
 from multiscale.train.checkpoint import Checkpointer
 from multiscale.train.config import TrainConfig
@@ -50,10 +49,6 @@ class ResumeMismatchError(ValueError):
 _RESUME_FIELDS = ("model", "tokens", "ratios", "seq_len", "batch", "lr", "warmup_steps",
                   "min_lr_ratio", "weight_decay", "b1", "b2", "eps", "clip", "grad_accum", "seed",
                   "compute_dtype", "tie_embeddings")
-
-
-ROW_COLUMNS = ("run", "family", "N", "D", "p", "loss", "loss_sem", "bpb", "eval_tokens", "step",
-               "model", "seed")
 
 
 def maybe_initialize_distributed() -> None:
@@ -267,18 +262,12 @@ class _Run:
     def _summary(self, result: EvalResult, wall_s: float, start: int) -> dict:
         cfg, model_cfg = self.config, self.plan.model_cfg
         counts = count_params(model_cfg)
-        rows = []
-        for family in self.data.family_names:
-            p = cfg.ratios.get(family, 0.0)
-            stats = result.families.get(family)
-            if p <= 0 or stats is None:
-                continue
-            row = {"run": cfg.name, "family": family, "N": counts.non_embedding,
-                   "D": cfg.tokens_trained, "p": p, "loss": stats.loss,
-                   "loss_sem": stats.loss_sem, "bpb": stats.bpb, "eval_tokens": stats.tokens,
-                   "step": result.step, "model": cfg.model, "seed": cfg.seed}
-            row.update({f"p_{f}": cfg.ratios.get(f, 0.0) for f in self.data.family_names})
-            rows.append(row)
+        rows = make_rows(
+            run=cfg.name, N=counts.non_embedding, D=cfg.tokens_trained, step=result.step,
+            model=cfg.model, seed=cfg.seed, mixture=self._sampled_mixture(),
+            families=self.data.family_names,
+            per_family={f: {"loss": s.loss, "loss_sem": s.loss_sem, "bpb": s.bpb, "eval_tokens": s.tokens}
+                        for f, s in result.families.items()})
         return {
             "run": cfg.name, "model": cfg.model, "seed": cfg.seed,
             "N": counts.non_embedding, "N_embedding": counts.embedding,
@@ -296,13 +285,14 @@ class _Run:
 
     def _write_outputs(self, summary: dict) -> None:
         (self.out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
-        family_cols = [f"p_{f}" for f in self.data.family_names]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=list(ROW_COLUMNS) + family_cols)
-        writer.writeheader()
-        for row in summary["rows"]:
-            writer.writerow(row)
-        (self.out / "rows.csv").write_text(buf.getvalue())
+        columns = column_order(self.data.family_names)
+        (self.out / "rows.csv").write_text(rows_csv(summary["rows"], columns))
+
+    def _sampled_mixture(self) -> dict[str, float]:
+        """The family ratios the data pipeline sampled (`RunData.sampled_ratios`), which the run
+        table's p and p_<family> columns record; the config's ratios when the source does not say."""
+        sampled = getattr(self.data, "sampled_ratios", None)
+        return dict(self.config.ratios if sampled is None else sampled)
 
 
 def _due(step: int, every: int) -> bool:
