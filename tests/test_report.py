@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from multiscale import report
+from multiscale.errors import DamagedFileError
 from multiscale.report import plots
 
 FAMS = ("fam0", "fam1", "fam2")
@@ -90,7 +91,7 @@ def test_figures_are_valid_pngs(tmp_path):
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
         plots.check_png(p)  # matplotlib reads it back
     (tmp_path / "bad.png").write_bytes(b"not a png")
-    with pytest.raises(ValueError, match="not a PNG"):
+    with pytest.raises(DamagedFileError, match="not a PNG"):
         plots.check_png(tmp_path / "bad.png")
 
 
@@ -229,3 +230,14 @@ def test_report_reads_held_out_runs_and_token_counts_from_the_sweep_store(tmp_pa
     assert rep.metrics["heldout"]["rows"] == 6
     assert rep.recommendation["baselines"]["proportional"] == pytest.approx(
         {f: n / sum(counts.values()) for f, n in counts.items()})
+
+
+def test_labels_and_markdown_table():
+    from multiscale.report.labels import pretty, scale_label, short, si
+    from multiscale.report.markdown import markdown_table
+
+    assert [si(x) for x in (950, 1550560, 2e5, 1.2e9, 3e12)] == ["950", "1.55M", "200k", "1.2B", "3T"]
+    assert scale_label(1e5, 6.5e4) == "N=100k, D=65k"
+    assert pretty("temperature_0.3") == "temperature τ=0.3" and pretty("unimax") == "UniMax"
+    assert short("temperature_0.7") == "temp τ=0.7" and short("proportional") == "proportional"
+    assert markdown_table(["a", "b"], [[1, "x"], [2.5, "y"]]) == "| a | b |\n|---|---|\n| 1 | x |\n| 2.5 | y |"

@@ -226,12 +226,14 @@ def plot_independence(families: Mapping[str, Mapping], path, *, material: float 
 
 
 def check_png(path) -> None:
-    """Raises ValueError unless `path` is a PNG that matplotlib reads back."""
+    """Raises `DamagedFileError` naming `path` unless it is a PNG that matplotlib reads back."""
+    from multiscale.errors import DamagedFileError
+
     with open(path, "rb") as f:
         head = f.read(8)
     if head != b"\x89PNG\r\n\x1a\n":
-        raise ValueError(f"{path} is not a PNG file")
+        raise DamagedFileError(f"{path} is not a PNG file")
     plt = _plt()
     img = plt.imread(path)
     if img.ndim != 3 or img.shape[0] < 50 or img.shape[1] < 50:
-        raise ValueError(f"{path}: unexpected image shape {img.shape}")
+        raise DamagedFileError(f"{path}: unexpected image shape {img.shape}")
