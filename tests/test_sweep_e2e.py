@@ -3,11 +3,11 @@
 import json
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
 
 from multiscale import sweep
-from multiscale.plan import SweepPlan
+from multiscale.sweep import SweepPlan
 
 
 def test_two_run_sweep_with_the_real_trainer(tiny_corpus, tmp_path):

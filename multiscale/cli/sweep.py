@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 
-from multiscale import host_devices
+from multiscale.cli._common import add_host_devices_argument, apply_host_devices, check_output_folder
+from multiscale.errors import InputError
+from multiscale.sweep.lease import DEFAULT_LEASE_S
 
 
 def register(sub) -> None:
     p = sub.add_parser(
         "sweep", help="run a sweep plan (presets x token budgets x mixtures) into one run table",
         description="Runs each planned run of PLAN.yaml once (skipping complete runs, resuming "
-                    "half-finished ones) and collects the rows in OUT/runs.csv. Shards of one plan "
-                    "may run at once on several machines sharing OUT. A failed run is recorded in "
-                    "OUT/failures.jsonl and the sweep goes on; the exit status is then 1.")
+                    "half-finished ones) and collects the rows in OUT/runs.csv. Several sweeps may "
+                    "run at once on one or several machines sharing OUT, with or without --shard: "
+                    "each run is trained by the process holding its lease. A failed run is recorded "
+                    "in OUT/failures.jsonl and the sweep goes on; the exit status is then 1.")
     p.add_argument("plan", metavar="PLAN.yaml")
     p.add_argument("--out", required=True, metavar="DIR", help="sweep folder (local, shared or gs://)")
     p.add_argument("--corpus", metavar="DIR", help="corpus folder (default: the plan's 'corpus:')")
@@ -22,7 +25,10 @@ def register(sub) -> None:
     p.add_argument("--train-fn", metavar="MODULE:FUNCTION",
                    help="train runs with another function fn(run, run_dir, corpus, progress) -> rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    host_devices.add_argument(p)
+    p.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_S, metavar="S",
+                   help="a run's lease expires S seconds after its owner's last heartbeat; another sweep "
+                        "on the same OUT then takes the run over (default %(default)g)")
+    add_host_devices_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the sweep's outcome)")
     p.set_defaults(handler=_sweep)
 
@@ -41,8 +47,11 @@ def register(sub) -> None:
     r.add_argument("--fitted", metavar="FITTED.csv", help="the run table the fit saw: runs of --runs missing "
                                                           "from it are marked held-out")
     r.add_argument("--corpus", metavar="DIR", help="corpus whose per-family token counts give the proportional, "
-                                                   "temperature and UniMax baselines (default: the sweep's plan.json)")
-    r.add_argument("--json", action="store_true")
+                                                   "temperature and UniMax baselines (default: the counts the "
+                                                   "sweep folder holding --runs recorded)")
+    r.add_argument("--objective", default="normalized", choices=["normalized", "raw"],
+                   help="what p* minimizes, as for `recommend` (default normalized)")
+    r.add_argument("--json", action="store_true", help="print one JSON object (where the report went, its numbers)")
     r.set_defaults(handler=_report)
 
     d = sub.add_parser(
@@ -62,35 +71,60 @@ def _sweep(args: argparse.Namespace) -> int:
     import json
     import sys
 
-    host_devices.apply_argument(args.host_devices, "sweep")  # before jax starts
-    from multiscale.plan import SweepPlan, parse_shard, shard_runs
+    apply_host_devices(args.host_devices, "sweep")  # before jax starts
     from multiscale import sweep
 
-    plan = SweepPlan.load(args.plan)
-    shard = parse_shard(args.shard)
+    check_output_folder(args.out)
+    plan = sweep.SweepPlan.load(args.plan)
+    shard = sweep.parse_shard(args.shard)
+    if not args.lease_seconds > 0:
+        raise InputError(f"--lease-seconds must be > 0, got {args.lease_seconds}")
     corpus = args.corpus or plan.corpus
-    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     if args.dry_run:
-        runs = sweep.plan_runs(plan, corpus)
-        mine = shard_runs(runs, *shard)
-        done = set(sweep._fragment_ids(args.out)) if sweep._path(args.out).exists() else set()
-        rows = [{"run": r.run_id, "preset": r.preset, "D": r.tokens, "mixture": r.mixture,
-                 "heldout": r.heldout, "ratios": r.ratio_dict,
-                 "state": "complete" if r.run_id in done else "planned"} for r in mine]
-        if args.json:
-            print(json.dumps({"planned": len(runs), "shard": list(shard), "runs": rows}))
-        else:
-            print(f"{len(runs)} runs planned; shard {shard[0]}/{shard[1]} would run {len(mine)}:")
-            for row in rows:
-                ratios = " ".join(f"{f}={p:.3g}" for f, p in row["ratios"].items())
-                print(f"  [{row['state']:8s}] {row['run']}  {ratios}" + ("  (held-out)" if row["heldout"] else ""))
-        return 0
+        return _dry_run(plan, args, shard, corpus)
+    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     train_fn = _load_callable(args.train_fn) if args.train_fn else None
     result = sweep.run_sweep(plan, args.out, corpus=corpus, shard=shard, train_fn=train_fn,
-                             progress=False if args.no_progress else None, log=log)
+                             progress=False if args.no_progress else None, log=log,
+                             lease_s=args.lease_seconds)
     if args.json:
         print(json.dumps(result.to_dict()))
     return 1 if result.failed else 0
+
+
+def _dry_run(plan, args: argparse.Namespace, shard: tuple[int, int], corpus) -> int:
+    """Lists this shard's runs and their state (complete, damaged, running, failed, planned)."""
+    import json
+
+    from multiscale import sweep
+
+    runs = sweep.plan_runs(plan, corpus)
+    mine = sweep.shard_runs(runs, *shard)
+    store = sweep.SweepStore(args.out)
+    rows = [{"run": r.run_id, "preset": r.preset, "D": r.tokens, "mixture": r.mixture,
+             "heldout": r.heldout, "ratios": r.ratio_dict, "state": _state(store, r.run_id, args.lease_seconds)}
+            for r in mine]
+    if args.json:
+        print(json.dumps({"planned": len(runs), "shard": list(shard), "runs": rows}))
+        return 0
+    print(f"{len(runs)} runs planned; shard {shard[0]}/{shard[1]} would run {len(mine)}:")
+    for row in rows:
+        ratios = " ".join(f"{f}={p:.3g}" for f, p in row["ratios"].items())
+        print(f"  [{row['state']:8s}] {row['run']}  {ratios}" + ("  (held-out)" if row["heldout"] else ""))
+    return 0
+
+
+def _state(store, run_id: str, lease_s: float) -> str:
+    if not store.exists():
+        return "planned"
+    state, _ = store.fragment_state(run_id)
+    if state == "intact":
+        return "complete"
+    if store.claim_state(run_id, lease_s) == "live":
+        return "running"
+    if state == "damaged":
+        return "damaged"
+    return "failed" if store.failure(run_id) is not None else "planned"
 
 
 def _load_callable(spec: str):
@@ -98,29 +132,30 @@ def _load_callable(spec: str):
 
     module, _, attr = spec.partition(":")
     if not module or not attr:
-        raise ValueError(f"--train-fn {spec!r}: expected MODULE:FUNCTION")
+        raise InputError(f"--train-fn {spec!r}: expected MODULE:FUNCTION")
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as err:
-        raise ValueError(f"--train-fn {spec!r}: {err}") from None
+        raise InputError(f"--train-fn {spec!r}: {err}") from None
+    if not callable(fn):
+        raise InputError(f"--train-fn {spec!r} is not a function")
     return fn
 
 
 def _report(args: argparse.Namespace) -> int:
-    import json
-
+    from multiscale.fileio import dumps, json_safe
     from multiscale.report import write_report
 
-    heldout = [s for s in args.heldout.split(",") if s] if args.heldout else None
+    heldout = [s.strip() for s in args.heldout.split(",") if s.strip()] if args.heldout else None
     tokens = None
     if args.corpus:
-        from multiscale.sweep import _corpus_info
+        from multiscale.sweep import corpus_info
 
-        tokens = _corpus_info(args.corpus)[1]
+        tokens = corpus_info(args.corpus)[1]
     out = write_report(args.fit_dir, args.out, runs=args.runs, N=args.N, D=args.D, heldout=heldout,
-                       family_tokens=tokens, fitted=args.fitted)
+                       objective=args.objective, family_tokens=tokens, fitted=args.fitted)
     if args.json:
-        print(json.dumps(out.to_dict()))
+        print(dumps(json_safe(out.to_dict())))
     else:
         print(f"report: {out.markdown}")
         for f in out.figures:
@@ -129,15 +164,14 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import json
+    import sys
 
     from multiscale.demo import run_demo
-
-    import sys
+    from multiscale.fileio import dumps, json_safe
 
     progress = sys.stderr.isatty() and not args.no_progress and not args.json
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     result = run_demo(args.out, quick=args.quick, progress=progress, log=log)
     if args.json:
-        print(json.dumps(result.to_dict()))
+        print(dumps(json_safe(result.to_dict())))
     return 0

@@ -1,0 +1,217 @@
+"""Per-run leases: which process of a sweep trains a run now.
+
+A lease is a small JSON file `DIR/claims/<run_id>.json` holding its owner (host, pid and a random
+token), the time of its last heartbeat and its duration. It is created atomically and exclusively:
+
+- on a local or network file system with `os.open(O_CREAT | O_EXCL)`, which fails when the file
+  exists (atomic on local disks and on NFS v3 and later);
+- on gs:// with an upload under the precondition `if_generation_match=0` (the object must not
+  exist yet), when the `google-cloud-storage` client is installed; without it, by writing the
+  claim, waiting `REMOTE_SETTLE_S` and reading it back (the last writer wins and the others see
+  its owner and back off). That fallback narrows the window in which two processes both believe
+  they hold a run to the settle time; should it happen, each run still appears once in runs.csv
+  (one fragment per run id), only the training is done twice.
+
+The owner rewrites the file every `lease_s / 5` seconds (the heartbeat, from a background thread)
+and deletes it when the run is finished or has failed. A lease whose heartbeat is older than its
+duration is expired: its owner was killed or lost its machine. Another process may then take it
+over: it first moves the expired file aside (a rename, which only one process can win), then
+creates its own claim exclusively. A killed process therefore leaves no lock that outlives its
+lease. Clocks of the hosts sharing a sweep folder must agree to well within the lease duration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import threading
+import time
+import uuid
+from typing import Any
+
+from multiscale.fileio import as_path, atomic_write_text, is_remote
+
+DEFAULT_LEASE_S = 300.0
+REMOTE_SETTLE_S = 2.0
+
+
+def new_owner() -> dict[str, Any]:
+    """A unique owner record for this process (one per sweep call)."""
+    return {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+
+
+@dataclasses.dataclass
+class Lease:
+    """A held claim on one run; `release()` (or leaving a `with` block) gives it back."""
+
+    path: Any
+    owner: dict[str, Any]
+    lease_s: float
+    taken_over: bool = False
+    lost: bool = False
+    _stop: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = dataclasses.field(default=None, repr=False)
+
+    def start(self) -> Lease:
+        interval = max(self.lease_s / 5.0, 0.02)
+        self._thread = threading.Thread(target=self._beat, args=(interval,), daemon=True,
+                                        name=f"lease-{as_path(self.path).name}")
+        self._thread.start()
+        return self
+
+    def _beat(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            current = read_claim(self.path)
+            if current is None or current.get("token") != self.owner["token"]:
+                self.lost = True  # expired and taken over by another process
+                return
+            atomic_write_text(self.path, _record(self.owner, self.lease_s))
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        current = read_claim(self.path)
+        if current is not None and current.get("token") == self.owner["token"]:
+            try:
+                as_path(self.path).unlink()
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _record(owner: dict[str, Any], lease_s: float) -> str:
+    return json.dumps({**owner, "heartbeat": time.time(), "lease_s": float(lease_s)})
+
+
+def read_claim(path) -> dict[str, Any] | None:
+    """The claim's record; None when there is no claim; {} when it exists but cannot be read yet
+    (being created)."""
+    p = as_path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def is_expired(path, record: dict[str, Any] | None, lease_s: float, now: float | None = None) -> bool:
+    """Whether a claim is stale: heartbeat older than its lease (a record that cannot be read is
+    judged by the file's modification time against `lease_s`)."""
+    if record is None:
+        return True
+    now = time.time() if now is None else now
+    try:
+        beat, span = float(record["heartbeat"]), float(record["lease_s"])
+    except (KeyError, TypeError, ValueError):
+        try:
+            beat, span = float(os.path.getmtime(str(path))), float(lease_s)
+        except OSError:
+            return True
+    return now - beat > span
+
+
+def try_claim(path, owner: dict[str, Any], lease_s: float = DEFAULT_LEASE_S) -> Lease | None:
+    """Claims the run of `path`, taking over an expired claim; None while another live process
+    holds it. The returned lease is heartbeating."""
+    text = _record(owner, lease_s)
+    if create_exclusive(path, text):
+        return Lease(path, owner, lease_s).start()
+    current = read_claim(path)
+    if current is not None and not is_expired(path, current, lease_s):
+        return None
+    if current is not None and not _break_claim(path, current):
+        return None
+    if create_exclusive(path, text):
+        return Lease(path, owner, lease_s, taken_over=current is not None).start()
+    return None
+
+
+def claim_state(path, lease_s: float = DEFAULT_LEASE_S) -> str:
+    """'free', 'live' or 'expired'."""
+    record = read_claim(path)
+    if record is None:
+        return "free"
+    return "expired" if is_expired(path, record, lease_s) else "live"
+
+
+# ----------------------------------------------------------------------------- primitives
+
+
+def create_exclusive(path, text: str) -> bool:
+    """Creates `path` holding `text` only if it does not exist; True when this call created it."""
+    p = as_path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    if is_remote(p):
+        return _remote_create_exclusive(p, text)
+    try:
+        fd = os.open(str(p), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
+
+
+def _remote_create_exclusive(p, text: str) -> bool:
+    try:
+        from google.cloud import storage  # optional: exact, with a generation precondition
+    except ImportError:
+        storage = None
+    if storage is not None and str(p).startswith("gs://"):
+        from google.api_core import exceptions
+
+        bucket, _, name = str(p)[len("gs://"):].partition("/")
+        blob = storage.Client().bucket(bucket).blob(name)
+        try:
+            blob.upload_from_string(text, if_generation_match=0)
+        except exceptions.PreconditionFailed:
+            return False
+        return True
+    if p.exists():
+        return False
+    p.write_text(text)
+    time.sleep(REMOTE_SETTLE_S)
+    return p.read_text() == text
+
+
+def _break_claim(path, seen: dict[str, Any]) -> bool:
+    """Removes the expired claim `seen`; False when it changed meanwhile or another process
+    removed it first."""
+    p = as_path(path)
+    if is_remote(p):
+        if read_claim(p) != seen:
+            return False
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+    aside = p.parent / f".{p.name}.stale-{uuid.uuid4().hex[:8]}"
+    try:
+        os.rename(str(p), str(aside))  # only one process wins this rename
+    except FileNotFoundError:
+        return False
+    moved = read_claim(aside)
+    if seen and moved != seen:  # its owner beat in between: put the live claim back
+        try:
+            os.link(str(aside), str(p))
+        except FileExistsError:
+            pass
+        os.unlink(str(aside))
+        return False
+    os.unlink(str(aside))
+    return True

@@ -1,0 +1,264 @@
+"""Running a sweep: every planned run once, into one shared run table.
+
+Many processes, on one machine or several, may sweep the same folder at once, with or without
+`--shard`. Each run is trained by the process holding its lease (lease.py): a process claims a run
+before training it, skips runs that a live process holds, and returns to them at the end, where it
+waits for their fragment or takes the run over once its lease has expired (its owner was killed).
+
+Why fragments. Appending to one CSV from many writers loses rows on object stores (no append) and
+can interleave on network file systems. Instead each run writes its own fragment
+`rows/<run_id>.csv` atomically, with a checksum line (store.py). An intact fragment is the mark
+that the run is complete; a damaged one (cut short, cut mid-line, failing its checksum) is left
+out of runs.csv, and the next process to claim the run moves it to `quarantine/` and trains the
+run again (or harvests it from its finished run folder).
+
+Consolidation without a lock. After writing a fragment, a process rebuilds runs.csv from all
+intact fragments it can list and replaces it atomically, then compares the runs in it with a
+fresh listing of the fragments; if they differ (another process replaced runs.csv with an older
+listing, or a fragment arrived), it rebuilds again. The last process to replace runs.csv therefore
+checks it against a listing made after its own replacement, so the final runs.csv holds every
+intact fragment once. This needs only atomic replace and read-after-write consistency (local and
+network file systems, Google Cloud Storage).
+
+Kill and restart. A run killed mid-training has no fragment; the next sweep resumes it from the
+trainer's checkpoints in its run folder once its lease has expired. A run whose trainer finished
+(rows.csv and summary.json written) but whose fragment was not yet written is harvested without
+training again.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from multiscale.errors import InputError
+from multiscale.fileio import as_path
+from multiscale.sweep.lease import DEFAULT_LEASE_S, new_owner
+from multiscale.sweep.plan import PlannedRun, SweepPlan, shard_runs
+from multiscale.sweep.store import SweepStore
+
+# train_fn(run, run_dir, corpus, progress) -> rows (a DataFrame or a list of dicts)
+TrainFn = Callable[[PlannedRun, Any, Any, bool], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    """What one `run_sweep` call did; `runs_csv` is the consolidated table's path."""
+
+    out_dir: str
+    shard: tuple[int, int]
+    planned: int            # runs in the whole plan
+    assigned: int           # runs of this shard
+    skipped: tuple[str, ...]   # already complete before this call
+    completed: tuple[str, ...]  # trained (or harvested) by this call
+    failed: tuple[str, ...]     # failed in this call (see failures.jsonl)
+    runs_csv: str
+    wall_s: float
+    elsewhere: tuple[str, ...] = ()  # completed by another process during this call
+    repaired: tuple[str, ...] = ()   # had a damaged fragment, quarantined (and run again)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        for k in ("skipped", "completed", "failed", "shard", "elsewhere", "repaired"):
+            d[k] = list(d[k])
+        return d
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def default_train_fn(run: PlannedRun, rdir, corpus, progress: bool):
+    """Trains one planned run with multiscale.train.run_training; returns its rows."""
+    import pandas as pd
+
+    from multiscale.train import TrainConfig, run_training
+
+    config = TrainConfig(corpus=str(corpus), model=run.preset, tokens=run.tokens,
+                         ratios=dict(run.ratios), seed=run.seed, run_name=run.run_id,
+                         out=str(rdir), **dict(run.train))
+    summary = run_training(config, progress=progress)
+    rows_path = as_path(rdir) / "rows.csv"
+    if rows_path.exists():
+        return pd.read_csv(io.StringIO(rows_path.read_text()))
+    return pd.DataFrame(summary["rows"])
+
+
+def finished_rows(rdir):
+    """Rows of a run whose trainer already finished (rows.csv and summary.json, rows.csv whole:
+    a header, at least one row, every row as wide as the header), else None."""
+    import pandas as pd
+
+    rdir = as_path(rdir)
+    rows, summary = rdir / "rows.csv", rdir / "summary.json"
+    if not (rows.exists() and summary.exists()):
+        return None
+    text = rows.read_text()
+    records = list(csv.reader(io.StringIO(text)))
+    if not text.endswith("\n") or len(records) < 2 or any(len(r) != len(records[0]) for r in records):
+        return None
+    return pd.read_csv(io.StringIO(text))
+
+
+def corpus_info(corpus) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(family names, unique training tokens per family) of a corpus folder or Corpus."""
+    from multiscale.data.corpus import Corpus
+
+    c = corpus if hasattr(corpus, "grouping") else Corpus.open(str(corpus))
+    fams = tuple(c.grouping.family_names)
+    return fams, {f: int(c.train_tokens(f)) for f in fams}
+
+
+def plan_runs(plan: SweepPlan, corpus=None) -> list[PlannedRun]:
+    """Expands `plan` against a corpus (path or Corpus) or, without one, the plan's families."""
+    return _expand(plan, corpus)[0]
+
+
+def _expand(plan: SweepPlan, corpus) -> tuple[list[PlannedRun], dict[str, int] | None]:
+    if corpus is None:
+        return plan.expand(), None
+    fams, counts = corpus_info(corpus)
+    return plan.expand(fams, family_tokens=counts), counts
+
+
+# ------------------------------------------------------------------------------ one session
+
+
+@dataclasses.dataclass
+class _Session:
+    """One `run_sweep` call's work on a folder: claims, trains, records."""
+
+    store: SweepStore
+    train_fn: TrainFn
+    corpus: Any
+    progress: bool
+    log: Callable[..., Any]
+    lease_s: float
+    owner: dict[str, Any] = dataclasses.field(default_factory=new_owner)
+    started: float = dataclasses.field(default_factory=time.time)
+    completed: list[str] = dataclasses.field(default_factory=list)
+    failed: list[str] = dataclasses.field(default_factory=list)
+    elsewhere: list[str] = dataclasses.field(default_factory=list)
+    repaired: list[str] = dataclasses.field(default_factory=list)
+
+    def attempt(self, run: PlannedRun) -> bool:
+        """Settles `run` if this process can claim it now; False while another live process
+        holds it."""
+        lease = self.store.claim(run.run_id, self.owner, self.lease_s)
+        if lease is None:
+            return False
+        with lease:
+            if lease.taken_over:
+                self.log(f"  run {run.run_id}: its lease expired (owner gone); taking it over")
+            self._settle(run)
+        return True
+
+    def _settle(self, run: PlannedRun) -> None:
+        state, reason = self.store.fragment_state(run.run_id)
+        if state == "intact":
+            self.elsewhere.append(run.run_id)
+            return
+        if state == "damaged":
+            moved = self.store.quarantine(run.run_id, reason)
+            self.log(f"  run {run.run_id}: fragment {self.store.fragment_path(run.run_id)} is damaged "
+                     f"({reason}); moved to {moved}; running it again")
+            self.repaired.append(run.run_id)
+        fail = self.store.failure(run.run_id)
+        if fail is not None and float(fail.get("unix", 0)) >= self.started and run.run_id not in self.failed:
+            self.failed.append(run.run_id)  # failed in another process during this call
+            return
+        self._train(run)
+
+    def _train(self, run: PlannedRun) -> None:
+        rdir = self.store.run_dir(run.run_id)
+        try:
+            rows = finished_rows(rdir)
+            if rows is None:
+                rows = self.train_fn(run, rdir, self.corpus, self.progress)
+            self.store.write_fragment(run.run_id, rows)
+        except Exception as err:  # a failed run is recorded and the sweep goes on
+            self.store.record_failure(run.run_id, err)
+            self.failed.append(run.run_id)
+            self.log(f"  run {run.run_id} FAILED: {type(err).__name__}: {err}")
+            self.store.consolidate()
+            return
+        self.store.clear_failure(run.run_id)
+        self.completed.append(run.run_id)
+        self.store.consolidate()
+
+    def work(self, todo: Sequence[PlannedRun], poll_s: float) -> None:
+        """Every run of `todo` once: first those free now, then those other processes held."""
+        waiting = []
+        for k, run in enumerate(_progress(todo, self.progress, "runs")):
+            self.log(f"[{k + 1}/{len(todo)}] {run.run_id}  ({run.preset}, D={run.tokens:,} tokens, "
+                     f"p={{{', '.join(f'{f}: {p:.3g}' for f, p in run.ratios)}}})")
+            if not self.attempt(run):
+                self.log(f"  run {run.run_id} is being trained by another process; back to it at the end")
+                waiting.append(run)
+        while waiting:
+            time.sleep(poll_s)
+            waiting = [run for run in waiting if not self.attempt(run)]
+
+
+def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] = (0, 1),
+              train_fn: TrainFn | None = None, progress: bool | None = None,
+              runs: Sequence[PlannedRun] | None = None, log=print,
+              lease_s: float = DEFAULT_LEASE_S, poll_s: float | None = None) -> SweepResult:
+    """Runs this shard's planned runs that are not complete yet; returns what happened.
+
+    corpus: corpus folder (default: the plan's `corpus:`); train_fn: how to train one run
+    (default: the real trainer); runs: an already expanded plan (skips expansion); lease_s: how
+    long a run's lease outlives its owner's last heartbeat; poll_s: how often to look again at
+    runs other processes hold (default: lease_s / 10, at most 10 s).
+    """
+    t0 = time.perf_counter()
+    corpus = corpus if corpus is not None else plan.corpus
+    counts = None
+    if runs is None:
+        runs, counts = _expand(plan, corpus)
+    if train_fn is None:
+        if corpus is None:
+            raise InputError("no corpus: pass --corpus DIR or set 'corpus:' in the plan")
+        train_fn = default_train_fn
+    if not lease_s > 0:
+        raise InputError(f"lease duration must be > 0 seconds, got {lease_s}")
+    store = SweepStore(out_dir)
+    store.root.mkdir(parents=True, exist_ok=True)
+    store.save_plan(plan.name, runs, corpus=None if corpus is None else str(getattr(corpus, "path", corpus)),
+                    family_tokens=counts)
+    mine = shard_runs(runs, *shard)
+    done = set(store.scan().intact)
+    skipped = tuple(r.run_id for r in mine if r.run_id in done)
+    todo = [r for r in mine if r.run_id not in done]
+    log(f"sweep {plan.name}: {len(runs)} runs planned, shard {shard[0]}/{shard[1]} has {len(mine)}: "
+        f"{len(skipped)} complete, {len(todo)} to run -> {store.root}")
+    session = _Session(store, train_fn, corpus, sys.stderr.isatty() if progress is None else progress,
+                       log, float(lease_s))
+    session.work(todo, poll_s if poll_s is not None else min(lease_s / 10.0, 10.0))
+    n_rows = store.consolidate()
+    log(f"sweep {plan.name}: {len(session.completed)} trained, {len(skipped)} skipped, "
+        f"{len(session.elsewhere)} done by other processes, {len(session.failed)} failed; "
+        f"{store.runs_csv} has {n_rows} rows (loss in nats/token)"
+        + (f"; failures in {store.failures_jsonl}" if session.failed else ""))
+    return SweepResult(out_dir=str(store.root), shard=tuple(shard), planned=len(runs), assigned=len(mine),
+                       skipped=skipped, completed=tuple(session.completed), failed=tuple(session.failed),
+                       runs_csv=store.runs_csv, wall_s=time.perf_counter() - t0,
+                       elsewhere=tuple(session.elsewhere), repaired=tuple(session.repaired))
+
+
+def _progress(items: Sequence, enabled: bool, label: str) -> Iterable:
+    if not enabled or not items:
+        yield from items
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), transient=False) as bar:
+        task = bar.add_task(label, total=len(items))
+        for item in items:
+            yield item
+            bar.advance(task)
