@@ -6,7 +6,8 @@ Prints ONE JSON object. Tables are synthetic (known multilingual-law parameters,
   warm-up steps per chain; dense mass matrix; chains run one after another on one CPU
   device) -- wall time including compilation, leapfrog steps per draw, min bulk ESS over
   all parameters, ESS/s.
-- The approach-3 point fit on the full DESIGN.md start grid (9,000 starts per family): the
+- The approach-3 point fit on the full start grid (9,000 starts per family; docs/design.md,
+  "Laws: forms, fits, optimal ratios"): the
   first call (compilation included), a second call (compiled), and the exhaustive search
   (every start to convergence) with a check that both reach the same optimum.
 - The bootstrap comparator, as specified: the full-grid point fit on each resample of whole
@@ -126,7 +127,7 @@ def _point(df, resamples, boot_sample, seed=0):
     gam = []
     t0 = time.perf_counter()
     for _ in range(resamples):
-        gam.append(fit_arrays(law, resample(), (), starts=best)["raw"]["gamma"])
+        gam.append(fit_arrays(law, resample(), (), starts=best).raw["gamma"])
     out["bootstrap_resamples"] = resamples
     out["bootstrap_warm_start_s"] = round(time.perf_counter() - t0, 2)
     out["bootstrap_gamma_sd_mean"] = float(np.array(gam).std(axis=0).mean())

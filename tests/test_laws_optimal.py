@@ -106,6 +106,6 @@ def test_recommendation_objectives_caps_and_baselines():
     assert "unimax" in capped.baselines and "temperature_0.3" in capped.baselines
     with pytest.raises(ValueError, match="caps sum to"):
         optimal_ratios(fit, 1e9, 1e11, available_tokens=tok, epochs=1)
-    with pytest.raises(ValueError, match="unknown families"):
+    with pytest.raises(ValueError, match="weights: unknown family 'nope'"):
         optimal_ratios(fit, 1e9, 1e10, weights={"nope": 1.0})
     assert "f0" in str(rec) and "nats/token" in str(rec)

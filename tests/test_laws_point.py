@@ -8,7 +8,7 @@ from multiscale.laws.point import GRID, HUBER_DELTA, fit_point, start_grid
 from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 from multiscale.runs import RunTableError
 
-# A reduced start grid keeps the tests fast; the full DESIGN.md grid runs in benchmarks/bench_fit.py.
+# A reduced start grid keeps the tests fast; the full grid (docs/design.md) runs in benchmarks/bench_fit.py.
 SMALL_GRID = {"alpha": [0.5], "beta": [0.5], "e": [0.0, 1.0], "a": [5.0, 10.0], "b": [5.0, 10.0],
               "gamma": [0.0]}
 WIDE = dict(N=(1e7, 3e7, 1e8, 3e8, 1e9), D=(1e9, 4e9, 1.6e10, 6.4e10), n_mixtures=3)
@@ -96,7 +96,7 @@ def _exhaustive_and_default(df, shared=()):
 
 
 def test_screened_search_keeps_the_exhaustive_optimum_on_a_noisy_table():
-    """Full DESIGN.md grid (9,000 starts per family): screening every start for
+    """Full start grid (9,000 starts per family): screening every start for
     SCREEN_ITERS evaluations and running only the best KEEP on ends at the same optimum as
     running every start to convergence, on a small noisy table (3% noise, 12 runs per family)."""
     truth = synthetic_truth(3, seed=7)
@@ -160,6 +160,6 @@ def test_row_weights_equal_repeated_rows():
         data, fam_R=data.fam_R[idx], logN_R=data.logN_R[idx], logD_R=data.logD_R[idx],
         logp_R=data.logp_R[idx], logL_R=data.logL_R[idx], sem_rel_R=data.sem_rel_R[idx])
     rep = fit_arrays(law, repeated, grid=SMALL_GRID)
-    np.testing.assert_allclose(weighted["objective_F"], rep["objective_F"], rtol=1e-9)
-    for n in weighted["raw"]:
-        np.testing.assert_allclose(weighted["raw"][n], rep["raw"][n], rtol=1e-6, err_msg=n)
+    np.testing.assert_allclose(weighted.objective_F, rep.objective_F, rtol=1e-9)
+    for n in weighted.raw:
+        np.testing.assert_allclose(weighted.raw[n], rep.raw[n], rtol=1e-6, err_msg=n)

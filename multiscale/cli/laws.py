@@ -1,64 +1,37 @@
 """`multiscale fit | recommend | predict | independence`: the law engine from the shell.
 
 Losses are in nats/token in every output. `--json` prints exactly one JSON object.
+Every argument is checked before any work (paths first); a mistake raises a
+`multiscale.errors` error naming the flag, which the CLI prints as one line (exit 2).
+FAMILY=VALUE flags are read by `multiscale.mixture.parse_pairs` (via
+`multiscale.laws.optimal.family_values` and `multiscale.laws.predict.check_ratios`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import sys
 
-
-def _pairs(text: str | None, flag: str) -> dict[str, float] | None:
-    """'a=0.3,b=0.7' -> {'a': 0.3, 'b': 0.7}; a ValueError naming the flag otherwise."""
-    if text is None:
-        return None
-    out = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        if "=" not in item:
-            raise ValueError(f"{flag}: expected FAMILY=VALUE pairs separated by commas, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = float(v)
-        except ValueError:
-            raise ValueError(f"{flag}: value for {k.strip()!r} is not a number: {v!r}") from None
-    if not out:
-        raise ValueError(f"{flag}: no FAMILY=VALUE pairs given")
-    return out
+from multiscale.errors import InputError, MissingFileError
+from multiscale.laws.forms import LAWS
 
 
-def _positive(flag):
-    def parse(s):
-        try:
-            v = float(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{flag} must be a number, got {s!r}") from None
-        if not (math.isfinite(v) and v > 0):
-            raise argparse.ArgumentTypeError(f"{flag} must be positive, got {s!r}")
-        return v
-    return parse
+def _finite(value: float, flag: str, *, positive: bool = True) -> float:
+    if not math.isfinite(value) or (positive and value <= 0):
+        raise InputError(f"{flag} must be a finite{' positive' if positive else ''} number, got {value!r}")
+    return value
+
+
+def _at_least(value: int, flag: str, low: int) -> int:
+    if value < low:
+        raise InputError(f"{flag} must be >= {low}, got {value}")
+    return value
 
 
 def _emit(obj, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj, default=_default))
-    else:
-        print(obj)
+    from multiscale.fileio import dumps
 
-
-def _default(o):
-    import numpy as np
-
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o).__name__)
+    print(dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj) if as_json else obj)
 
 
 def _compile_cache() -> None:
@@ -76,34 +49,61 @@ def _compile_cache() -> None:
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def _fit(args) -> int:
+def _check_fit_args(args) -> None:
+    """Everything `fit` needs, checked before any work: the table, the output folder, the
+    NUTS settings and the shared exponents."""
+    from pathlib import Path
+
+    from multiscale.laws.fits import check_fit_dir
+    from multiscale.laws.forms import check_shared
+
+    runs = Path(args.runs)
+    if not runs.exists():
+        raise MissingFileError(f"run table {args.runs!r} does not exist")
+    if not runs.is_file():
+        raise MissingFileError(f"run table {args.runs!r} is a folder, not a CSV or Parquet file")
+    check_fit_dir(args.out, what="--out")
+    _at_least(args.chains, "--chains", 1)
+    _at_least(args.draws, "--draws", 1)
+    if args.num_warmup is not None:
+        _at_least(args.num_warmup, "--num-warmup", 0)
+    check_shared(LAWS[args.law], args.shared)
+
+
+def _fit_bayes(df, args):
     import warnings
 
-    from multiscale.laws import fit_bayes, fit_point
+    from multiscale.laws import fit_bayes
+
+    progress = sys.stderr.isatty() and not (args.json or args.no_progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
+        fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
+                        warmup=args.num_warmup, seed=args.seed, progress=progress)
+    for w in fit.warnings:
+        print(f"multiscale fit: warning: {w}", file=sys.stderr)
+    return fit
+
+
+def _fit(args) -> int:
+    from multiscale.fileio import dumps
+    from multiscale.laws import fit_point
     from multiscale.runs import read_runs
 
+    _check_fit_args(args)
     if args.method == "nuts":
         from multiscale.laws.bayes import host_devices_for_chains
 
         host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
     df = read_runs(args.runs)
     _compile_cache()
-    if args.method == "lbfgs":
-        fit = fit_point(df, law=args.law, shared=args.shared)
-    else:
-        progress = sys.stderr.isatty() and not args.json
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
-            fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains,
-                            draws=args.draws, warmup=args.warmup, seed=args.seed, progress=progress)
-        for w in fit.warnings:
-            print(f"multiscale fit: warning: {w}", file=sys.stderr)
+    fit = fit_point(df, law=args.law, shared=args.shared) if args.method == "lbfgs" else _fit_bayes(df, args)
     fit.save(args.out)
     if args.json:
         d = fit.to_dict()
         d["out"] = args.out
         d["params"] = fit.summary() if args.method == "nuts" else d["params"]
-        print(json.dumps(d, default=_default))
+        print(dumps(d))
     else:
         print(fit)
         print(f"saved to {args.out}")
@@ -112,21 +112,41 @@ def _fit(args) -> int:
 
 def _recommend(args) -> int:
     from multiscale.laws import load_fit, optimal_ratios
+    from multiscale.laws.optimal import family_values
 
+    _finite(args.N, "--N")
+    _finite(args.D, "--D")
+    if args.epochs is not None:
+        _finite(args.epochs, "--epochs")
     fit = load_fit(args.fit_dir)
+    fams = fit.families
+
+    def per_family(value, flag, **kw):  # checked here so that the message names the flag
+        return None if value is None else dict(zip(fams, family_values(value, fams, what=flag, **kw).tolist()))
+
+    tokens = None
+    if args.tokens is not None:
+        from multiscale.mixture import parse_pairs
+
+        tokens = parse_pairs(args.tokens, what="--tokens", known=fams)
+        family_values(tokens, fams, what="--tokens", default=math.inf, positive=True)
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective,
-                         weights=_pairs(args.weights, "--weights"), floor=args.floor,
-                         caps=_pairs(args.caps, "--caps"),
-                         available_tokens=_pairs(args.tokens, "--tokens"), epochs=args.epochs)
+                         weights=per_family(args.weights, "--weights", default=1.0),
+                         floor=per_family(args.floor, "--floor", default=0.0, upper=1.0),
+                         caps=per_family(args.cap, "--cap", default=1.0, upper=1.0, positive=True),
+                         available_tokens=tokens, epochs=args.epochs)
     _emit(rec, args.json)
     return 0
 
 
 def _predict(args) -> int:
     from multiscale.laws import load_fit, predict
+    from multiscale.laws.predict import check_ratios
 
+    _finite(args.N, "--N")
+    _finite(args.D, "--D")
     fit = load_fit(args.fit_dir)
-    pred = predict(fit, args.N, args.D, _pairs(args.ratios, "--ratios"))
+    pred = predict(fit, args.N, args.D, check_ratios(fit, args.ratios, what="--ratios"))
     _emit(pred, args.json)
     return 0
 
@@ -140,47 +160,63 @@ def _independence(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def _register_fit(subparsers) -> None:
+    import argparse
+
     p = subparsers.add_parser("fit", help="fit a scaling law to a run table (loss in nats/token)",
                               description="Fit a law: L-BFGS point fit (Hoffmann et al. approach 3) "
                                           "or NUTS posterior. Loss in nats/token.")
     p.add_argument("runs", help="run table (CSV or Parquet)")
-    p.add_argument("--law", default="multilingual", choices=["multilingual", "chinchilla", "ratio"])
+    p.add_argument("--law", default="multilingual", choices=list(LAWS),
+                   help="; ".join(f"{name}: {law.doc}" for name, law in LAWS.items()))
     p.add_argument("--method", default="lbfgs", choices=["lbfgs", "nuts"])
-    p.add_argument("--chains", type=int, default=4)
-    p.add_argument("--draws", type=int, default=1000)
-    p.add_argument("--warmup", type=int, default=None, help="warmup steps per chain, extra to --draws (default 500)")
+    p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
+    p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
+    p.add_argument("--num-warmup", dest="num_warmup", type=int, default=None,
+                   help="NUTS warm-up steps per chain, extra to --draws (default 500)")
+    # the flag's name before --num-warmup: still accepted, not advertised
+    p.add_argument("--warmup", dest="num_warmup", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shared", default=None, help="exponents shared by all families, e.g. alpha,beta")
     p.add_argument("--out", required=True, help="folder to save the fit in")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
     p.set_defaults(handler=_fit)
 
+
+def register(subparsers) -> None:
+    import argparse
+
+    _register_fit(subparsers)
     p = subparsers.add_parser("recommend", help="optimal sampling ratios at a target (N, D)")
     p.add_argument("fit_dir")
-    p.add_argument("--N", type=_positive("--N"), required=True, help="non-embedding parameters")
-    p.add_argument("--D", type=_positive("--D"), required=True, help="training tokens")
+    p.add_argument("--N", type=float, required=True, help="non-embedding parameters")
+    p.add_argument("--D", type=float, required=True, help="training tokens")
     p.add_argument("--objective", default="normalized", choices=["normalized", "raw"])
-    p.add_argument("--weights", default=None, help="FAM=W,... (default equal)")
-    p.add_argument("--floor", type=float, default=None, help="minimum ratio of every family")
-    p.add_argument("--caps", default=None, help="FAM=MAX,... maximum ratios")
+    p.add_argument("--weights", default=None, help="FAM=W,... (default equal; normalized to sum 1)")
+    p.add_argument("--floor", default=None, metavar="P|FAM=P,...",
+                   help="minimum ratio: one number for every family, or per family")
+    p.add_argument("--cap", dest="cap", default=None, metavar="P|FAM=P,...",
+                   help="maximum ratio: one number for every family, or per family")
+    p.add_argument("--caps", dest="cap", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
     p.add_argument("--tokens", default=None,
                    help="FAM=TOKENS,... available unique tokens (caps p*D <= epochs*tokens; enables "
                         "proportional, temperature and UniMax baselines)")
     p.add_argument("--epochs", type=float, default=None, help="epoch cap with --tokens (default 4)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_recommend)
 
     p = subparsers.add_parser("predict", help="predicted loss (nats/token) at (N, D, ratios)")
     p.add_argument("fit_dir")
-    p.add_argument("--N", type=_positive("--N"), required=True)
-    p.add_argument("--D", type=_positive("--D"), required=True)
-    p.add_argument("--ratios", required=True, help="FAM=P,...")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--N", type=float, required=True, help="non-embedding parameters")
+    p.add_argument("--D", type=float, required=True, help="training tokens")
+    p.add_argument("--ratios", required=True, metavar="FAM=P,...",
+                   help="ratios of some families (summing to at most 1) or of all (summing to 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_predict)
 
     p = subparsers.add_parser("independence",
                               help="does each family's loss depend only on its own ratio?")
     p.add_argument("runs", help="run table with p_<family> mixture columns")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_independence)

@@ -33,6 +33,7 @@ import warnings as _warnings
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError
 from multiscale.laws.data import FitData, prepare
 from multiscale.laws.fits import BayesFit
 from multiscale.laws.forms import Law, get_law
@@ -64,6 +65,15 @@ def host_devices_for_chains(chains: int) -> bool:
     from multiscale.host_devices import request_host_devices
 
     return chains >= 2 and request_host_devices(int(chains))
+
+
+def check_settings(chains, draws, warmup) -> None:
+    """NUTS settings as whole numbers: chains and draws >= 1, warm-up >= 0 (None: WARMUP)."""
+    for name, v, low in (("chains", chains, 1), ("draws", draws, 1), ("warmup", warmup, 0)):
+        if name == "warmup" and v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
 def _chain_method(method: str, chains: int) -> str:
@@ -281,6 +291,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     import arviz as az
 
     law_obj = get_law(law)
+    check_settings(chains, draws, warmup)
     df, data, shared = prepare(df, law_obj, shared)
     nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, chains=chains, draws=draws,
                                           warmup=warmup, seed=seed, target_accept=target_accept,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError
 from multiscale.laws.fits import Fit
 from multiscale.laws.forms import scale_term
 from multiscale.laws.optimal import solve_ratios
@@ -29,7 +30,7 @@ def stacked_experiments(n_seeds: int, n_families: int, *, law: str = "multilingu
     truths from `synthetic_truth(n_families, seed=seed0 + s)`), families and runs renamed
     ``s<s>_...``, concatenated. Returns (table, truth per renamed family)."""
     if n_seeds < 1 or n_families < 2:
-        raise ValueError(f"need n_seeds >= 1 and n_families >= 2, got {n_seeds}, {n_families}")
+        raise InputError(f"need n_seeds >= 1 and n_families >= 2, got {n_seeds}, {n_families}")
     tables, truths = [], {}
     for s in range(n_seeds):
         truth = synthetic_truth(n_families, seed=seed0 + s, law=law)

@@ -1,12 +1,18 @@
 """Fit results (point and Bayesian), their summaries, and saving/loading them.
 
 A saved fit is a folder: ``fit.json`` (law, families, options, point values or a summary)
-and, for a Bayesian fit, ``posterior.nc`` (the ArviZ InferenceData as netCDF).
+and, for a Bayesian fit, ``posterior.nc`` (the ArviZ InferenceData as netCDF). Since format
+2, ``fit.json`` carries ``checksums``: the SHA-256 of its own payload (every other key, as
+canonical JSON: sorted keys, no spaces) and of ``posterior.nc``'s bytes. `load_fit` checks
+them, and the types and finiteness of every value it uses, and refuses a damaged fit with
+`DamagedFileError` naming the file. Fits saved before format 2 (no checksums) still load,
+validated the same way otherwise.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +20,16 @@ from typing import Any
 
 import numpy as np
 
-from multiscale.laws.forms import Law, get_law
+from multiscale.errors import DamagedFileError, InputError, MissingFileError
+from multiscale.fileio import json_default, read_json, sha256_bytes, sha256_file, write_json
+from multiscale.laws.forms import LAWS, Law
+from multiscale.laws.summary import interval
 
 FIT_JSON = "fit.json"
 POSTERIOR_NC = "posterior.nc"
 LOSS_UNITS = "nats/token"
+FORMAT = 2  # 2: fit.json carries "format" and "checksums"; 1 (no "format" key): neither
+METHODS = ("lbfgs", "nuts")
 
 
 @dataclass
@@ -52,17 +63,13 @@ class Fit:
         try:
             return self.families.index(family)
         except ValueError:
-            raise KeyError(f"family {family!r} is not in the fit; it has {list(self.families)}") from None
+            raise InputError(f"family {family!r} is not in the fit; it has {list(self.families)}") from None
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
         """``family -> parameter -> {median, q05, q95}`` (all equal for a point fit)."""
         out: dict[str, dict[str, dict[str, float]]] = {}
         for j, fam in enumerate(self.families):
-            out[fam] = {}
-            for name in self.law.params:
-                v = self.draws[name][:, j]
-                out[fam][name] = {"median": float(np.median(v)), "q05": float(np.quantile(v, 0.05)),
-                                  "q95": float(np.quantile(v, 0.95))}
+            out[fam] = {name: interval(self.draws[name][:, j]) for name in self.law.params}
         return out
 
     def _meta(self) -> dict[str, Any]:
@@ -120,9 +127,10 @@ class PointFit(Fit):
         return "\n".join(lines)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        directory = Path(directory)
+        """Writes ``fit.json`` (with its checksum) into `directory`; returns the folder."""
+        directory = check_fit_dir(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _write_json_atomic(directory / FIT_JSON, self.to_dict())
+        _write_fit_json(directory, self.to_dict(), {})
         return directory
 
 
@@ -169,60 +177,188 @@ class BayesFit(Fit):
         return "\n".join(lines)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        directory = Path(directory)
+        """Writes ``posterior.nc`` (atomically) and then ``fit.json`` with the checksums of both;
+        returns the folder."""
+        directory = check_fit_dir(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / (POSTERIOR_NC + ".tmp")
-        self.idata.to_netcdf(str(tmp))
-        os.replace(tmp, directory / POSTERIOR_NC)
-        _write_json_atomic(directory / FIT_JSON, self.to_dict())
+        tmp = directory / f".{POSTERIOR_NC}.tmp-{os.getpid()}"
+        try:
+            self.idata.to_netcdf(str(tmp))
+            nc_sha = sha256_file(tmp)
+            os.replace(tmp, directory / POSTERIOR_NC)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        _write_fit_json(directory, self.to_dict(), {POSTERIOR_NC: nc_sha})
         return directory
 
 
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
+# ------------------------------------------------------------------------------ saving
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+def check_fit_dir(directory: str | os.PathLike, *, what: str = "fit folder") -> Path:
+    """`directory` as a Path, refused (`InputError`, naming `what`) where no fit can be saved:
+    an existing file, or a path under one. Called before any work, so none is lost."""
+    d = Path(directory)
+    if d.exists() and not d.is_dir():
+        raise InputError(f"{what} {str(d)!r} is an existing file, not a folder")
+    for parent in d.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what} {str(d)!r} lies under {str(parent)!r}, which is a file")
+            break
+    return d
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=json_default)
+
+
+def payload_sha256(payload: dict) -> str:
+    """SHA-256 of a ``fit.json`` payload: the canonical JSON of every key but ``checksums``."""
+    return sha256_bytes(_canonical({k: v for k, v in payload.items() if k != "checksums"}).encode("utf-8"))
+
+
+def _write_fit_json(directory: Path, payload: dict, file_sums: dict[str, str]) -> None:
+    payload = json.loads(json.dumps(payload, default=json_default))  # exactly as it reads back
+    payload["format"] = FORMAT
+    payload["checksums"] = {**file_sums, FIT_JSON: payload_sha256(payload)}
+    write_json(directory / FIT_JSON, payload)
+
+
+# ------------------------------------------------------------------------------ loading
+
+
+def _damaged(path, what: str) -> DamagedFileError:
+    return DamagedFileError(f"saved fit {str(path)!r} is damaged: {what}; fit the runs again to replace it")
+
+
+def _get(meta: dict, key: str, kind: type | tuple, path, *, default: Any = ...) -> Any:
+    """meta[key], of type `kind` (bools are not numbers)."""
+    if key not in meta:
+        if default is not ...:
+            return default
+        raise _damaged(path, f"the key {key!r} is missing")
+    v = meta[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(v, kinds) or (isinstance(v, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise _damaged(path, f"{key!r} must be a {names}, found {type(v).__name__} {v!r}"[:300])
+    return v
+
+
+def _number(v: Any, name: str, path, *, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
+        raise _damaged(path, f"{name} is {v!r}, not a finite{' positive' if positive else ''} number")
+    return float(v)
+
+
+def _check_checksum(meta: dict, path) -> dict:
+    """The file checksums recorded in `meta` (empty for a fit saved before format 2), after
+    checking the payload's own."""
+    if "checksums" not in meta and "format" not in meta:
+        return {}
+    sums = _get(meta, "checksums", dict, path)
+    if not isinstance(sums.get(FIT_JSON), str):
+        raise _damaged(path, f"its checksums have no entry for {FIT_JSON}")
+    if sums[FIT_JSON] != payload_sha256(meta):
+        raise _damaged(path, "its content does not match its checksum (edited or damaged after it was saved)")
+    return sums
+
+
+def _common(meta: dict, path) -> dict:
+    """The `Fit` fields every saved fit has, checked."""
+    name = _get(meta, "law", str, path)
+    if name not in LAWS:
+        raise _damaged(path, f"unknown law {name!r} (known: {', '.join(LAWS)})")
+    law = LAWS[name]
+    families = _get(meta, "families", list, path)
+    if not families or not all(isinstance(f, str) and f for f in families) or len(set(families)) < len(families):
+        raise _damaged(path, f"'families' must be distinct non-empty names, found {families!r}"[:300])
+    shared = _get(meta, "shared", list, path)
+    if not all(s in law.exponents for s in shared):
+        raise _damaged(path, f"'shared' {shared!r} is not a list of {name!r}'s exponents {list(law.exponents)}")
+    n_runs = _get(meta, "n_runs", dict, path)
+    return dict(law=law, families=tuple(families), shared=tuple(shared),
+                N_ref=_number(_get(meta, "N_ref", (int, float), path), "N_ref", path, positive=True),
+                D_ref=_number(_get(meta, "D_ref", (int, float), path), "D_ref", path, positive=True),
+                n_runs={k: int(_number(v, f"n_runs[{k!r}]", path)) for k, v in n_runs.items()})
+
+
+def _load_point(meta: dict, path, common: dict) -> PointFit:
+    params = _get(meta, "params", dict, path)
+    law, families = common["law"], common["families"]
+    draws = {}
+    for n in law.params:
+        row = []
+        for f in families:
+            ps = params.get(f)
+            if not isinstance(ps, dict) or n not in ps:
+                raise _damaged(path, f"'params' has no value of {n!r} for family {f!r}")
+            row.append(_number(ps[n], f"parameter {n!r} of family {f!r}", path))
+        draws[n] = np.array([row], dtype=float)
+    return PointFit(draws=draws, objective=_get(meta, "objective", dict, path, default={}),
+                    start=_get(meta, "start", dict, path, default={}),
+                    grad_norm=_get(meta, "grad_norm", dict, path, default={}),
+                    n_starts=int(_number(_get(meta, "n_starts", (int, float), path, default=0), "n_starts", path)),
+                    seconds=_number(_get(meta, "seconds", (int, float), path, default=0.0), "seconds", path),
+                    search=_get(meta, "search", dict, path, default={}), **common)
+
+
+def _read_posterior(directory: Path, sums: dict, law: Law, families) -> tuple[Any, dict]:
+    """(InferenceData, finite draws) from ``posterior.nc``, checked against its checksum."""
+    import arviz as az
+
+    nc = directory / POSTERIOR_NC
+    if not nc.is_file():
+        raise _damaged(nc, f"the Bayesian fit's {POSTERIOR_NC} is missing")
+    if POSTERIOR_NC in sums and sha256_file(nc) != sums[POSTERIOR_NC]:
+        raise _damaged(nc, "its bytes do not match the checksum in fit.json (truncated or replaced)")
+    try:
+        idata = az.from_netcdf(str(nc))
+        draws = draws_from_idata(idata, law, families)
+    except (OSError, RuntimeError, ValueError, KeyError, AttributeError) as err:
+        raise _damaged(nc, f"it cannot be read as a posterior ({type(err).__name__}: {err})"[:400]) from None
+    for n, v in draws.items():
+        if not np.all(np.isfinite(v)):
+            raise _damaged(nc, f"parameter {n!r} has non-finite draws")
+    return idata, draws
+
+
+def _load_bayes(meta: dict, directory: Path, sums: dict, common: dict) -> BayesFit:
+    path = directory / FIT_JSON
+    if "format" in meta and POSTERIOR_NC not in sums:
+        raise _damaged(path, f"its checksums have no entry for {POSTERIOR_NC}")
+    idata, draws = _read_posterior(directory, sums, common["law"], common["families"])
+    warnings = _get(meta, "warnings", list, path, default=[])
+    return BayesFit(draws=draws, idata=idata, diagnostics=_get(meta, "diagnostics", dict, path, default={}),
+                    warnings=[str(w) for w in warnings], options=_get(meta, "options", dict, path, default={}),
+                    **common)
 
 
 def load_fit(directory: str | os.PathLike) -> Fit:
-    """Load a fit saved by ``PointFit.save`` or ``BayesFit.save``."""
+    """Load a fit saved by ``PointFit.save`` or ``BayesFit.save``.
+
+    Raises:
+      MissingFileError: `directory` is not a folder holding ``fit.json``.
+      DamagedFileError: ``fit.json`` is not a JSON object, fails its checksum, lacks a key,
+        names an unknown law or method, or holds a value of the wrong type or a non-finite
+        number; or ``posterior.nc`` is missing, fails its checksum or cannot be read. The
+        message names the file.
+    """
     directory = Path(directory)
     meta_path = directory / FIT_JSON
-    if not meta_path.exists():
-        raise FileNotFoundError(f"{str(directory)!r} is not a saved fit (no {FIT_JSON})")
-    meta = json.loads(meta_path.read_text())
-    law = get_law(meta["law"])
-    families = tuple(meta["families"])
-    common = dict(law=law, families=families, shared=tuple(meta["shared"]),
-                  N_ref=float(meta["N_ref"]), D_ref=float(meta["D_ref"]),
-                  n_runs={k: int(v) for k, v in meta["n_runs"].items()})
-    if meta["method"] == "lbfgs":
-        draws = {n: np.array([[meta["params"][f][n] for f in families]], dtype=float)
-                 for n in law.params}
-        return PointFit(draws=draws, objective=meta.get("objective", {}),
-                        start=meta.get("start", {}), grad_norm=meta.get("grad_norm", {}),
-                        n_starts=int(meta.get("n_starts", 0)), seconds=float(meta.get("seconds", 0)),
-                        search=meta.get("search", {}), **common)
-    if meta["method"] == "nuts":
-        import arviz as az
-
-        nc = directory / POSTERIOR_NC
-        if not nc.exists():
-            raise FileNotFoundError(f"{str(directory)!r} has no {POSTERIOR_NC}")
-        idata = az.from_netcdf(str(nc))
-        draws = draws_from_idata(idata, law, families)
-        return BayesFit(draws=draws, idata=idata, diagnostics=meta.get("diagnostics", {}),
-                        warnings=meta.get("warnings", []), options=meta.get("options", {}),
-                        **common)
-    raise ValueError(f"{meta_path}: unknown fit method {meta['method']!r}")
+    if not directory.is_dir() or not meta_path.is_file():
+        raise MissingFileError(f"{str(directory)!r} is not a saved fit (no {FIT_JSON})")
+    meta = read_json(meta_path, what="saved fit", expect=dict)
+    sums = _check_checksum(meta, meta_path)
+    method = _get(meta, "method", str, meta_path)
+    if method not in METHODS:
+        raise _damaged(meta_path, f"unknown fit method {method!r} (known: {', '.join(METHODS)})")
+    common = _common(meta, meta_path)
+    if method == "lbfgs":
+        return _load_point(meta, meta_path, common)
+    return _load_bayes(meta, directory, sums, common)
 
 
 def draws_from_idata(idata, law: Law, families) -> dict[str, np.ndarray]:

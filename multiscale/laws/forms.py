@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from multiscale.errors import InputError
+
 
 @dataclass(frozen=True)
 class Law:
@@ -65,11 +67,11 @@ LAWS: dict[str, Law] = {
 
 
 def get_law(name: str) -> Law:
-    """The law registered under `name`; a ValueError naming the choices otherwise."""
+    """The law registered under `name`; an `InputError` naming the choices otherwise."""
     try:
         return LAWS[name]
-    except KeyError:
-        raise ValueError(f"unknown law {name!r}; choose one of {sorted(LAWS)}") from None
+    except (KeyError, TypeError):
+        raise InputError(f"unknown law {name!r}; choose one of {sorted(LAWS)}") from None
 
 
 def check_shared(law: Law, shared) -> tuple[str, ...]:
@@ -81,7 +83,7 @@ def check_shared(law: Law, shared) -> tuple[str, ...]:
     shared = tuple(dict.fromkeys(shared))
     bad = [s for s in shared if s not in law.exponents]
     if bad:
-        raise ValueError(
+        raise InputError(
             f"law {law.name!r} cannot share {bad}; shareable exponents are {list(law.exponents)}")
     return shared
 

@@ -91,65 +91,85 @@ def _ols(X, y):
     return beta, rss, rank, dof, cov
 
 
-def independence_test(df: pd.DataFrame) -> IndependenceResult:
-    """Run the test on a run table carrying ``p_<family>`` mixture columns (see module doc)."""
+def _nested_fits(X_own, X_full, y, g) -> dict[str, Any]:
+    """OLS of y on the own-ratio design and on the full design; R^2 of both (after the
+    per-(N, D) means), the share own-p explains and the nested-model F test."""
     from scipy import stats
 
+    b_own, rss_own, r_own, _, _ = _ols(X_own, y)
+    b_full, rss_full, r_full, dof_full, cov = _ols(X_full, y)
+    tss = float(((y - np.array([y[g == k].mean() for k in g])) ** 2).sum())
+    r2_own = 1 - rss_own / tss if tss > 0 else np.nan
+    r2_full = 1 - rss_full / tss if tss > 0 else np.nan
+    share = r2_own / r2_full if r2_full > 0 else np.nan
+    q = r_full - r_own
+    Fstat = ((rss_own - rss_full) / q) / (rss_full / dof_full) if q > 0 and dof_full > 0 else np.nan
+    pval = float(stats.f.sf(Fstat, q, dof_full)) if np.isfinite(Fstat) else np.nan
+    return {"b_own": b_own, "b_full": b_full, "dof_full": dof_full, "cov": cov, "r2_own": r2_own,
+            "r2_full": r2_full, "share": share, "pval": pval}
+
+
+def _cross_effects(c_M, cov_MxM, dof: int) -> tuple[int, float, float, float, bool]:
+    """The contrasts ``SHIFT * (c_j - mean_k c_k)`` with 90% Student-t intervals: (index of the
+    largest effect among the clearly nonzero ones, or of all when none is; the effect; its
+    interval; whether any effect is both clearly nonzero and material)."""
+    from scipy import stats
+
+    m = len(c_M)
+    Cm = SHIFT * (np.eye(m) - np.full((m, m), 1.0 / m))
+    eff = Cm @ c_M
+    var = np.einsum("ij,jk,ik->i", Cm, cov_MxM, Cm)
+    se = np.sqrt(np.maximum(var, 0))
+    tq = stats.t.ppf(0.95, dof)
+    clear = (eff - tq * se > 0) | (eff + tq * se < 0)
+    j = int(np.argmax(np.where(clear, np.abs(eff), -1.0))) if clear.any() else int(np.argmax(np.abs(eff)))
+    lo, hi = float(eff[j] - tq * se[j]), float(eff[j] + tq * se[j])
+    return j, float(eff[j]), lo, hi, bool(np.any((np.abs(eff) > MATERIAL) & clear))
+
+
+def _test_family(fam: str, sub: pd.DataFrame, g: np.ndarray, mix: list[str],
+                 mix_fams: list[str]) -> FamilyIndependence:
+    """The test for one family's rows `sub` (g: their (N, D) group)."""
+    own_col = f"{MIXTURE_PREFIX}{fam}"
+    p_own = sub[own_col].to_numpy(float) if own_col in sub.columns else sub["p"].to_numpy(float)
+    keep = p_own > 0
+    dropped = int((~keep).sum())
+    sub, p_own, g = sub[keep], p_own[keep], g[keep]
+    others = [c for c in mix if c != own_col]
+    y = np.log(sub["loss"].to_numpy(float))
+    n = len(y)
+    D_grp = (g[:, None] == np.unique(g)[None, :]).astype(float)  # one intercept per (N, D)
+    X_own = np.column_stack([D_grp, np.log(p_own)])
+    X_full = np.column_stack([X_own, sub[others].to_numpy(float)])
+    if n <= X_full.shape[1] + 2:
+        raise RunTableError(f"family {fam!r}: {n} usable runs (p > 0) are too few for the "
+                            f"independence test with {len(others)} other families")
+    fits = _nested_fits(X_own, X_full, y, g)
+    k0 = X_own.shape[1]
+    j, eff, lo, hi, material_clear = _cross_effects(fits["b_full"][k0:], fits["cov"][k0:, k0:], fits["dof_full"])
+    ok = (fits["share"] >= SHARE_MIN) and not material_clear
+    return FamilyIndependence(
+        family=fam, n_runs=n, n_dropped_zero_p=dropped, r2_own=float(fits["r2_own"]),
+        r2_full=float(fits["r2_full"]), share_own=float(fits["share"]), f_pvalue=fits["pval"],
+        gamma_own=float(-fits["b_own"][-1]), top_family=mix_fams[mix.index(others[j])],
+        top_effect=eff, top_interval=(lo, hi),
+        verdict="own ratio suffices" if ok else "depends on other families")
+
+
+def independence_test(df: pd.DataFrame) -> IndependenceResult:
+    """Run the test on a run table carrying ``p_<family>`` mixture columns (see module doc).
+    The table is checked by `multiscale.runs.validate_runs` first."""
     df = validate_runs(df)
     mix = mixture_columns(df)
     if len(mix) < 2:
         raise RunTableError("independence test needs the whole mixture: at least two 'p_<family>' columns")
     mix_fams = [c[len(MIXTURE_PREFIX):] for c in mix]
     groups = df.groupby(["N", "D"]).ngroup().to_numpy()
-    notes = []
-    out = {}
+    notes, out = [], {}
     for fam in dict.fromkeys(df["family"]):
-        sub = df[df["family"] == fam]
-        own_col = f"{MIXTURE_PREFIX}{fam}"
-        p_own = sub[own_col].to_numpy(float) if own_col in sub.columns else sub["p"].to_numpy(float)
-        keep = p_own > 0
-        dropped = int((~keep).sum())
-        sub, p_own, g = sub[keep], p_own[keep], groups[df["family"].to_numpy() == fam][keep]
-        others = [c for c in mix if c != own_col]
-        y = np.log(sub["loss"].to_numpy(float))
-        n = len(y)
-        G = np.unique(g)
-        D_grp = (g[:, None] == G[None, :]).astype(float)  # one intercept per (N, D)
-        X_own = np.column_stack([D_grp, np.log(p_own)])
-        P_oth = sub[others].to_numpy(float)
-        X_full = np.column_stack([X_own, P_oth])
-        if n <= X_full.shape[1] + 2:
-            raise RunTableError(f"family {fam!r}: {n} usable runs (p > 0) are too few for the "
-                                f"independence test with {len(others)} other families")
-        b_own, rss_own, r_own, _, _ = _ols(X_own, y)
-        b_full, rss_full, r_full, dof_full, cov = _ols(X_full, y)
-        tss = float(((y - np.array([y[g == k].mean() for k in g])) ** 2).sum())
-        r2_own = 1 - rss_own / tss if tss > 0 else np.nan
-        r2_full = 1 - rss_full / tss if tss > 0 else np.nan
-        share = r2_own / r2_full if r2_full > 0 else np.nan
-        q = r_full - r_own
-        Fstat = ((rss_own - rss_full) / q) / (rss_full / dof_full) if q > 0 and dof_full > 0 else np.nan
-        pval = float(stats.f.sf(Fstat, q, dof_full)) if np.isfinite(Fstat) else np.nan
-        # contrast: SHIFT * (c_j - mean_k c_k)
-        k0 = X_own.shape[1]
-        m = len(others)
-        Cm = SHIFT * (np.eye(m) - np.full((m, m), 1.0 / m))
-        eff = Cm @ b_full[k0:]
-        var = np.einsum("ij,jk,ik->i", Cm, cov[k0:, k0:], Cm)
-        se = np.sqrt(np.maximum(var, 0))
-        tq = stats.t.ppf(0.95, dof_full)
-        clear = (eff - tq * se > 0) | (eff + tq * se < 0)
-        # the largest effect among the clearly nonzero ones (the largest overall if none is)
-        j = int(np.argmax(np.where(clear, np.abs(eff), -1.0))) if clear.any() else int(np.argmax(np.abs(eff)))
-        lo, hi = float(eff[j] - tq * se[j]), float(eff[j] + tq * se[j])
-        material = np.abs(eff) > MATERIAL
-        ok = (share >= SHARE_MIN) and not np.any(material & clear)
-        verdict = "own ratio suffices" if ok else "depends on other families"
-        out[fam] = FamilyIndependence(
-            family=fam, n_runs=n, n_dropped_zero_p=dropped, r2_own=float(r2_own),
-            r2_full=float(r2_full), share_own=float(share), f_pvalue=pval,
-            gamma_own=float(-b_own[-1]), top_family=mix_fams[mix.index(others[j])],
-            top_effect=float(eff[j]), top_interval=(lo, hi), verdict=verdict)
+        rows = (df["family"] == fam).to_numpy()
+        out[fam] = _test_family(fam, df[rows], groups[rows], mix, mix_fams)
+        dropped = out[fam].n_dropped_zero_p
         if dropped:
             notes.append(f"{fam}: {dropped} runs with p = 0 dropped (log p undefined; the law "
                          "cannot describe a family absent from training)")

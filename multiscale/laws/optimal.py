@@ -19,15 +19,19 @@ Caps from data: ``p_i * D <= epochs * U_i`` for ``U_i`` available tokens of fami
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
-from multiscale.laws.baselines import all_baselines
+from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import predict_loss, scale_term
+from multiscale.laws.summary import interval as _interval
+from multiscale.mixture import all_baselines, parse_pairs
 
 BISECTION_STEPS = 200
 DEFAULT_EPOCHS = 4.0  # Muennighoff et al. (2023): up to ~4 epochs of repeated data cost little.
@@ -51,7 +55,7 @@ def solve_ratios(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
     lo = np.zeros(F) if lo_F is None else np.broadcast_to(np.asarray(lo_F, float), (F,))
     hi = np.ones(F) if hi_F is None else np.broadcast_to(np.asarray(hi_F, float), (F,))
     if lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12 or np.any(lo > hi):
-        raise ValueError(f"infeasible bounds: floors sum to {lo.sum():.6g}, caps to {hi.sum():.6g} "
+        raise InputError(f"infeasible bounds: floors sum to {lo.sum():.6g}, caps to {hi.sum():.6g} "
                          "(need floors <= 1 <= caps, each floor <= its cap)")
     k = w * g * c
     active = k > 0
@@ -93,21 +97,42 @@ def _water_fill_uniform(lo, hi) -> np.ndarray:
     return np.clip(0.5 * (a + b), lo, hi)
 
 
-def _per_family(value, families, name, default) -> np.ndarray:
+def _scalar(value: Any, what: str) -> float:
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            raise InputError(f"{what}: expected a number or FAMILY=VALUE pairs, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InputError(f"{what}: expected a number or a family -> number mapping, got {value!r}")
+    return float(value)
+
+
+def family_values(value: Any, families, *, what: str, default: float, upper: float | None = None,
+                  positive: bool = False) -> np.ndarray:
+    """One number per family from `value`: None (`default` for every family), one number (for
+    every family), ``'FAM=V,...'`` text or a family -> number mapping (parsed by
+    `multiscale.mixture.parse_pairs`, so duplicates, unknown families, NaN, inf and negatives
+    are refused; families not named get `default`). Every value must be finite and >= 0,
+    > 0 when `positive`, <= `upper` when given. Errors are `InputError`s naming `what` (a flag
+    such as ``--floor`` or an argument such as ``floor``) and the family."""
+    families = list(families)
     if value is None:
         return np.full(len(families), default, dtype=float)
-    if isinstance(value, Mapping):
-        unknown = [k for k in value if k not in families]
-        if unknown:
-            raise ValueError(f"{name}: unknown families {unknown}; the fit has {list(families)}")
-        return np.array([float(value.get(f, default)) for f in families])
-    return np.full(len(families), float(value))
-
-
-def _interval(x) -> dict[str, float]:
-    x = np.asarray(x, dtype=float)
-    return {"median": float(np.median(x)), "q05": float(np.quantile(x, 0.05)),
-            "q95": float(np.quantile(x, 0.95))}
+    if isinstance(value, Mapping) or (isinstance(value, str) and "=" in value):
+        pairs = parse_pairs(value, what=what, known=families)
+        items = [(f, pairs[f]) for f in families if f in pairs]
+        out = np.array([pairs.get(f, default) for f in families], dtype=float)
+    else:
+        v = _scalar(value, what)
+        items = [("every family", v)]
+        out = np.full(len(families), v)
+    for fam, v in items:
+        if not math.isfinite(v) or v < 0 or (positive and v <= 0) or (upper is not None and v > upper):
+            bound = f"in (0, {upper:g}]" if positive and upper is not None else (
+                "> 0" if positive else f"in [0, {upper:g}]" if upper is not None else ">= 0")
+            raise InputError(f"{what}: the value for {fam} is {v!r}; it must be finite and {bound}")
+    return out
 
 
 @dataclass
@@ -213,6 +238,85 @@ def _objective(fit: Fit, params, N, D, P_SxF, w, normalized: bool, can_predict: 
     return obj, np.asarray(loss, dtype=float)
 
 
+def _check_target(fit: Fit, objective: str, N: float, D: float) -> None:
+    if objective not in ("normalized", "raw"):
+        raise InputError(f"objective must be 'normalized' or 'raw', got {objective!r}")
+    if not fit.law.uses_ratio:
+        raise InputError(f"law {fit.law.name!r} has no dependence on p: it cannot recommend ratios; "
+                         "fit the 'multilingual' or 'ratio' law")
+    if not all(isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in (N, D)):
+        raise InputError(f"N and D must be finite positive numbers, got N={N!r}, D={D!r}")
+
+
+def _tokens(available_tokens, fams) -> dict[str, float] | None:
+    """Available unique tokens of the families they are given for (None: not given)."""
+    if available_tokens is None or (isinstance(available_tokens, (Mapping, str)) and not available_tokens):
+        return None
+    U = family_values(available_tokens, fams, what="available_tokens", default=np.inf, positive=True)
+    return {f: float(u) for f, u in zip(fams, U) if np.isfinite(u)}
+
+
+def _bounds(fams, weights, floor, caps, tokens: dict | None, epochs: float, D: float):
+    """(weights normalized to sum 1, floors, caps after the data caps), each checked."""
+    w = family_values(weights, fams, what="weights", default=1.0)
+    if w.sum() <= 0:
+        raise InputError(f"weights must not all be zero, got {dict(zip(fams, w.tolist()))}")
+    w = w / w.sum()
+    lo = family_values(floor, fams, what="floor", default=0.0, upper=1.0)
+    hi = family_values(caps, fams, what="caps", default=1.0, upper=1.0, positive=True)
+    if tokens:
+        U = np.array([tokens.get(f, np.inf) for f in fams])
+        hi = np.minimum(hi, epochs * U / D)
+    if lo.sum() > 1 + 1e-12:
+        raise InputError(f"floors sum to {lo.sum():.4g} > 1: " + ", ".join(f"{f}={v:g}" for f, v in zip(fams, lo)))
+    if hi.sum() < 1 - 1e-12:
+        detail = ", ".join(f"{f}<={v:.4g}" for f, v in zip(fams, hi))
+        raise InputError(f"caps sum to {hi.sum():.4g} < 1 ({detail}): not enough data for D = {D:.3g} "
+                         f"tokens at {epochs:g} epochs; lower D or allow more epochs")
+    bad = [f for f, a, b in zip(fams, lo, hi) if a > b]
+    if bad:
+        raise InputError(f"floor above cap for families {bad}")
+    return w, lo, hi
+
+
+def _ratio_law_scope(fit: Fit, N: float, D: float, normalized: bool) -> tuple[bool, list[str]]:
+    """(whether the law predicts losses at (N, D), notes); refuses the ratio law's raw
+    objective away from the (N, D) it was fitted at."""
+    if fit.law.uses_scale:
+        return True, []
+    if np.isclose(N, fit.N_ref, rtol=1e-6) and np.isclose(D, fit.D_ref, rtol=1e-6):
+        return True, []
+    if not normalized:
+        raise InputError(
+            f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g}; its raw objective is "
+            "unknown at another (N, D). Use --objective normalized (scale-free) or the multilingual law")
+    return False, ["ratio law: p* (normalized) is scale-free, but losses are only predicted at "
+                   f"the fitted N={fit.N_ref:.4g}, D={fit.D_ref:.4g}"]
+
+
+def _repetition_notes(fams, P, tokens: dict | None, D: float) -> list[str]:
+    if not tokens:
+        return []
+    U = np.array([tokens.get(f, np.inf) for f in fams])
+    reps = np.median(P, axis=0) * D / U
+    heavy = [f"{f} ({r:.2g} epochs)" for f, r in zip(fams, reps) if r > 1.0]
+    if not heavy:
+        return []
+    return ["p* repeats data (the law ignores repetition, ATLAS 2025): " + ", ".join(heavy)]
+
+
+def _baseline_scores(fit: Fit, N, D, w, normalized, can_predict, tokens: dict | None, epochs) -> dict:
+    """name -> {"ratios", "objective" draws, "loss" draws} for every baseline with all ratios > 0."""
+    fams, base = fit.families, {}
+    for name, q in all_baselines(fams, tokens, D, epochs).items():
+        qv = np.array([q[f] for f in fams])
+        if np.any(qv <= 0):
+            continue
+        ob, lb = _objective(fit, fit.draws, N, D, qv[None, :], w, normalized, can_predict)
+        base[name] = {"ratios": q, "objective": ob, "loss": lb}
+    return base
+
+
 def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized",
                    weights=None, floor=None, caps=None, available_tokens: Mapping[str, float] | None = None,
                    epochs: float | None = None, baselines: bool = True) -> Recommendation:
@@ -230,67 +334,25 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
         and enables the proportional, temperature and UniMax baselines.
       epochs: epoch cap for available tokens (default 4).
       baselines: also score the baseline mixtures.
-    """
-    if objective not in ("normalized", "raw"):
-        raise ValueError(f"objective must be 'normalized' or 'raw', got {objective!r}")
-    if not fit.law.uses_ratio:
-        raise ValueError(f"law {fit.law.name!r} has no dependence on p: it cannot recommend ratios; "
-                         "fit the 'multilingual' or 'ratio' law")
-    if not (np.isfinite(N) and N > 0 and np.isfinite(D) and D > 0):
-        raise ValueError(f"N and D must be positive, got N={N}, D={D}")
-    fams = fit.families
-    F = len(fams)
-    notes = []
-    w = _per_family(weights, fams, "weights", 1.0)
-    if np.any(w < 0) or w.sum() <= 0:
-        raise ValueError(f"weights must be non-negative and not all zero, got {dict(zip(fams, w))}")
-    w = w / w.sum()
-    lo = _per_family(floor, fams, "floor", 0.0)
-    hi = _per_family(caps, fams, "caps", 1.0)
-    if np.any(lo < 0) or np.any(hi > 1) or np.any(hi <= 0):
-        raise ValueError("floors must be >= 0 and caps in (0, 1]")
-    epochs = DEFAULT_EPOCHS if epochs is None else float(epochs)
-    if available_tokens:
-        U = _per_family(available_tokens, fams, "available_tokens", np.inf)
-        hi = np.minimum(hi, epochs * U / D)
-    if lo.sum() > 1 + 1e-12:
-        raise ValueError(f"floors sum to {lo.sum():.4g} > 1: " + ", ".join(f"{f}={v:g}" for f, v in zip(fams, lo)))
-    if hi.sum() < 1 - 1e-12:
-        detail = ", ".join(f"{f}<={v:.4g}" for f, v in zip(fams, hi))
-        raise ValueError(f"caps sum to {hi.sum():.4g} < 1 ({detail}): not enough data for D = {D:.3g} "
-                         f"tokens at {epochs:g} epochs; lower D or allow more epochs")
-    bad = [f for f, a, b in zip(fams, lo, hi) if a > b]
-    if bad:
-        raise ValueError(f"floor above cap for families {bad}")
 
-    params = fit.draws
+    Every per-family argument is read by `family_values` (finite, non-negative, known
+    families, no duplicates); bad input raises `InputError` naming the argument.
+    """
+    _check_target(fit, objective, N, D)
+    epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
+    if not (math.isfinite(epochs) and epochs > 0):
+        raise InputError(f"epochs must be a finite positive number, got {epochs!r}")
+    fams = fit.families
+    tokens = _tokens(available_tokens, fams)
+    w, lo, hi = _bounds(fams, weights, floor, caps, tokens, epochs, D)
     normalized = objective == "normalized"
-    can_predict = fit.law.uses_scale or (np.isclose(N, fit.N_ref, rtol=1e-6) and np.isclose(D, fit.D_ref, rtol=1e-6))
-    if not fit.law.uses_scale:
-        if not normalized and not can_predict:
-            raise ValueError(
-                f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g}; its raw objective is "
-                "unknown at another (N, D). Use --objective normalized (scale-free) or the multilingual law")
-        if not can_predict:
-            notes.append("ratio law: p* (normalized) is scale-free, but losses are only predicted at "
-                         f"the fitted N={fit.N_ref:.4g}, D={fit.D_ref:.4g}")
+    can_predict, notes = _ratio_law_scope(fit, N, D, normalized)
+    params = fit.draws
     c = np.ones_like(params["gamma"]) if normalized else scale_term(fit.law, params, N, D)
     P = solve_ratios(params["gamma"], c, w, lo, hi)
     obj_star, loss_star = _objective(fit, params, N, D, P, w, normalized, can_predict)
-    if available_tokens:
-        U = _per_family(available_tokens, fams, "available_tokens", np.inf)
-        reps = np.median(P, axis=0) * D / U
-        heavy = [f"{f} ({r:.2g} epochs)" for f, r in zip(fams, reps) if r > 1.0]
-        if heavy:
-            notes.append("p* repeats data (the law ignores repetition, ATLAS 2025): " + ", ".join(heavy))
-    base = {}
-    if baselines:
-        for name, q in all_baselines(fams, available_tokens, D, epochs).items():
-            qv = np.array([q[f] for f in fams])
-            if np.any(qv <= 0):
-                continue
-            ob, lb = _objective(fit, params, N, D, qv[None, :], w, normalized, can_predict)
-            base[name] = {"ratios": q, "objective": ob, "loss": lb}
+    notes += _repetition_notes(fams, P, tokens, D)
+    base = _baseline_scores(fit, N, D, w, normalized, can_predict, tokens, epochs) if baselines else {}
     return Recommendation(families=fams, N=float(N), D=float(D), objective=objective, weights=w,
                           lower=lo, upper=hi, p_star=P, loss_star=loss_star, objective_star=obj_star,
                           baselines=base, law=fit.law.name, method=fit.method, notes=notes)

@@ -4,15 +4,15 @@ Minimize, per family (or jointly when exponents are shared),
 
     sum_runs Huber_delta( LSE(a - alpha log N, b - beta log D, e) - gamma log p - log L ),
 
-delta = 1e-3, with L-BFGS (written here in jax) from every point of the grid below; keep the start with
-the lowest objective. ``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``. The ratio law
-minimizes ``sum Huber(logc - gamma log p - log L)``; chinchilla drops the gamma term.
+delta = 1e-3, with L-BFGS (`multiscale.laws.lbfgs`) from every point of the grid below; keep
+the start with the lowest objective. ``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``. The
+ratio law minimizes ``sum Huber(logc - gamma log p - log L)``; chinchilla drops the gamma term.
 
-Start grid (DESIGN.md section 5): alpha, beta in {0, 0.5, ..., 2}; e in {-1, -0.5, ..., 1};
-a, b in {0, 5, ..., 25}. gamma (not in Hoffmann et al.): {0, 0.3} -- log-loss is linear in
-gamma given the rest, so two starts suffice (He et al. report gamma well inside [0, 0.5]);
-9,000 starts per family in all. The ratio law's log c starts from the e grid. Every start
-runs in float64.
+Start grid (docs/design.md, "Laws: forms, fits, optimal ratios"): alpha, beta in
+{0, 0.5, ..., 2}; e in {-1, -0.5, ..., 1}; a, b in {0, 5, ..., 25}. gamma (not in Hoffmann et
+al.): {0, 0.3} -- log-loss is linear in gamma given the rest, so two starts suffice (He et al.
+report gamma well inside [0, 0.5]); 9,000 starts per family in all. The ratio law's log c
+starts from the e grid. Every start runs in float64.
 
 Speed (the full grid in seconds): all problems -- one per family, or one joint problem when
 exponents are shared -- run side by side in one small compiled L-BFGS program, the starts on
@@ -31,13 +31,18 @@ from __future__ import annotations
 import itertools
 import time
 import warnings
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError
+from multiscale.laws import lbfgs
 from multiscale.laws.data import FitData, prepare
 from multiscale.laws.fits import PointFit
 from multiscale.laws.forms import RAW_NAMES, Law, get_law, log_loss_from_raw, natural_from_raw
+from multiscale.laws.lbfgs import FTOL, GRAD_TOL, MEMORY, LBFGSState
 
 HUBER_DELTA = 1e-3
 GRID = {
@@ -50,15 +55,12 @@ GRID = {
     "logc": np.arange(-1.0, 1.01, 0.5),
 }
 MAX_ITERS = 600  # objective evaluations per start (one per L-BFGS trial step)
-MEMORY = 10  # L-BFGS curvature pairs
 SCREEN_ITERS = 10  # evaluations every start gets before only the best KEEP per problem go on
 KEEP = 256
 CONSENSUS = 3  # fewer kept starts than this at the best optimum: rerun with every start
 CHUNK = 64  # starts per problem per compiled call (a working set that stays in cache)
 ROUND = 50  # evaluations between dropping the starts that have finished
-GRAD_TOL = 1e-10
-# Stop when one step lowers the objective by less than this fraction of it.
-FTOL = 1e-11
+# L-BFGS settings (GRAD_TOL, MEMORY, FTOL) are `multiscale.laws.lbfgs`'s defaults.
 
 
 def start_grid(law: Law, grid: dict | None = None) -> tuple[tuple[str, ...], np.ndarray]:
@@ -68,7 +70,7 @@ def start_grid(law: Law, grid: dict | None = None) -> tuple[tuple[str, ...], np.
     g = {**GRID, **(grid or {})}
     unknown = set(grid or {}) - set(GRID)
     if unknown:
-        raise ValueError(f"grid: unknown start parameters {sorted(unknown)}; known {sorted(GRID)}")
+        raise InputError(f"grid: unknown start parameters {sorted(unknown)}; known {sorted(GRID)}")
     pts = np.array(list(itertools.product(*[np.atleast_1d(g[n]) for n in names])), dtype=np.float64)
     return names, pts
 
@@ -121,22 +123,6 @@ def _make_objective(law: Law, names, layout, n_fam: int):
     return objective, unpack
 
 
-def _value_and_grads(objective, rows):
-    """x_KxPxG -> (f_PxG, g_KxPxG): the starts are independent, so the gradient of the
-    summed objective is every start's own gradient."""
-    import jax
-
-    def total(x):
-        f = objective(x, rows)
-        return f.sum(), f
-
-    def vg(x):
-        (_, f), g = jax.value_and_grad(total, has_aux=True)(x)
-        return f, g
-
-    return vg
-
-
 def _cell_groups(fam, logN, logD) -> list[np.ndarray]:
     """Row indices of each distinct (family, N, D) cell."""
     keys = np.stack([np.asarray(fam, float), logN, logD], axis=1)
@@ -157,118 +143,6 @@ def _block_size(groups_per_problem: list[list[np.ndarray]]) -> int:
     return min(cands, key=cost)
 
 
-def _vdot(u, v):
-    """Dot product over the parameter axis (first), per start."""
-    import jax.numpy as jnp
-
-    return jnp.sum(u * v, axis=0)
-
-
-def _norm(u):
-    import jax.numpy as jnp
-
-    return jnp.sqrt(jnp.sum(u * u, axis=0))
-
-
-def _lbfgs_run(vg, state, k_end, tol=GRAD_TOL, memory=MEMORY):
-    """L-BFGS (two-loop recursion; backtracking Armijo line search with quadratic
-    interpolation, Nocedal & Wright sec. 3.5) on a batch of independent starts, until every
-    start is done or has used `k_end` objective evaluations.
-
-    Arrays carry the starts on their last axes (x is K x batch). Each step evaluates the
-    objective and its gradient at ONE trial point per start: if the Armijo condition holds
-    the iterate moves and the next direction is computed, otherwise the trial step shrinks
-    and is retried at the next step, so every start costs one evaluation per step and no
-    line search sets the pace of the batch. A start is done at ``|grad| < tol``, when an
-    accepted step lowers the objective by less than FTOL of its value, or after 30
-    rejected trials; from then on its state is frozen.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    c1 = 1e-4
-
-    def direction(g, S, Y, valid):
-        # the two-loop recursion as fori_loops: a small program whatever the memory length
-        def newest_first(i, carry):
-            q, a_MxB = carry
-            sy = _vdot(S[i], Y[i])
-            rho = jnp.where(valid[i], 1.0 / jnp.where(sy == 0, 1.0, sy), 0.0)
-            a = rho * _vdot(S[i], q)
-            return q - a * Y[i], a_MxB.at[i].set(a)
-
-        q, a_MxB = jax.lax.fori_loop(0, memory, newest_first, (g, jnp.zeros(valid.shape, g.dtype)))
-        yy = _vdot(Y[0], Y[0])
-        h0 = jnp.where(valid[0] & (yy > 0), _vdot(S[0], Y[0]) / jnp.where(yy > 0, yy, 1.0), 1.0)
-
-        def oldest_first(j, r):
-            i = memory - 1 - j
-            sy = _vdot(S[i], Y[i])
-            rho = jnp.where(valid[i], 1.0 / jnp.where(sy == 0, 1.0, sy), 0.0)
-            b = rho * _vdot(Y[i], r)
-            return r + S[i] * (a_MxB[i] - b)
-
-        return -jax.lax.fori_loop(0, memory, oldest_first, h0 * q)
-
-    def active(c):
-        return (c["k"] < k_end) & ~c["done"]
-
-    def cond(c):
-        return jnp.any(active(c))
-
-    def body(c):
-        run = active(c)
-        x, fx, g, fresh = c["x"], c["f"], c["g"], c["fresh"]
-        dn = direction(g, c["S"], c["Y"], c["valid"])
-        gdn = _vdot(g, dn)
-        bad = ~(gdn < 0) | ~jnp.all(jnp.isfinite(dn), axis=0)
-        dn = jnp.where(bad, -g, dn)
-        gdn = jnp.where(bad, -_vdot(g, g), gdn)
-        d = jnp.where(fresh, dn, c["d"])
-        gd = jnp.where(fresh, gdn, c["gd"])
-        t_first = jnp.where(c["it"] == 0, jnp.minimum(1.0, 1.0 / (_norm(g) + 1e-300)), 1.0)
-        t = jnp.where(fresh, t_first, c["t"])
-        xt = x + t * d
-        ft, gt = vg(xt)
-        ok = jnp.isfinite(ft) & jnp.all(jnp.isfinite(gt), axis=0)
-        accept = ok & (ft <= fx + c1 * t * gd)
-        # accepted: move, store the curvature pair
-        sv, yv = xt - x, gt - g
-        push = accept & (_vdot(sv, yv) > 1e-300)
-        S = jnp.where(push, jnp.concatenate([sv[None], c["S"][:-1]]), c["S"])
-        Y = jnp.where(push, jnp.concatenate([yv[None], c["Y"][:-1]]), c["Y"])
-        valid = jnp.where(push, jnp.concatenate([jnp.ones_like(push)[None], c["valid"][:-1]]),
-                          c["valid"])
-        done_acc = (_norm(gt) < tol) | (fx - ft <= FTOL * jnp.abs(fx))
-        # rejected: shrink the trial step by quadratic interpolation within [0.02 t, 0.5 t]
-        denom = 2.0 * (ft - fx - gd * t)
-        good = ok & (denom > 0)
-        tq = jnp.where(good, -gd * t * t / jnp.where(good, denom, 1.0), 0.02 * t)
-        t_next = jnp.clip(tq, 0.02 * t, 0.5 * t)
-        fails = jnp.where(accept, 0, c["fails"] + 1)
-        new = dict(
-            x=jnp.where(accept, xt, x), f=jnp.where(accept, ft, fx), g=jnp.where(accept, gt, g),
-            S=S, Y=Y, valid=valid, k=c["k"] + 1, it=c["it"] + accept.astype(jnp.int32),
-            done=jnp.where(accept, done_acc, fails >= 30), d=d, gd=gd, t=t_next, fresh=accept,
-            fails=fails)
-        return {n: jnp.where(run, v, c[n]) for n, v in new.items()}
-
-    return jax.lax.while_loop(cond, body, state)
-
-
-def _lbfgs_init(vg, x0, tol=GRAD_TOL, memory=MEMORY):
-    """L-BFGS state at x0 (K x batch): value, gradient, empty curvature memory."""
-    import jax.numpy as jnp
-
-    f0, g0 = vg(x0)
-    batch = f0.shape
-    zero = jnp.zeros(batch, jnp.int32)
-    return dict(x=x0, f=f0, g=g0, S=jnp.zeros((memory,) + x0.shape), Y=jnp.zeros((memory,) + x0.shape),
-                valid=jnp.zeros((memory,) + batch, bool), k=zero, it=zero, done=_norm(g0) < tol,
-                d=jnp.zeros_like(x0), gd=jnp.zeros(batch), t=jnp.ones(batch),
-                fresh=jnp.ones(batch, bool), fails=zero)
-
-
 _PROGRAMS: dict = {}
 
 
@@ -281,17 +155,22 @@ def _programs(law: Law, names, layout, n_fam: int):
     key = (law.name, tuple(names), tuple(sorted(layout.items())), n_fam)
     if key not in _PROGRAMS:
         objective, _ = _make_objective(law, names, layout, n_fam)
-        init = jax.jit(lambda x0, rows: _lbfgs_init(_value_and_grads(objective, rows), x0))
-        run = jax.jit(lambda st, rows, k_end: _lbfgs_run(_value_and_grads(objective, rows), st, k_end))
+
+        def vg(rows):
+            return lbfgs.batched_value_and_grad(lambda x: objective(x, rows))
+
+        init = jax.jit(lambda x0, rows: lbfgs.init_state(vg(rows), x0, tol=GRAD_TOL, memory=MEMORY))
+        run = jax.jit(lambda st, rows, k_end: lbfgs.run(vg(rows), st, k_end, tol=GRAD_TOL, memory=MEMORY,
+                                                         ftol=FTOL))
         _PROGRAMS[key] = (init, run)
     return _PROGRAMS[key]
 
 
-def _run_chunks(init, run, state, X0_KxG, rows, P: int, C: int, idx_PxN, k_end: int):
+def _run_chunks(init, run, state: LBFGSState | None, X0_KxG, rows, C: int, idx_PxN,
+                k_end: int) -> LBFGSState:
     """Advance the starts idx_PxN (per problem; initialized from X0_KxG when `state` is
     None) to `k_end` evaluations, C per problem per call (the last call pads by repeating
     starts; repeats are dropped). Returns the numpy state of the N starts per problem."""
-    import jax
     import jax.numpy as jnp
 
     N = idx_PxN.shape[1]
@@ -303,17 +182,40 @@ def _run_chunks(init, run, state, X0_KxG, rows, P: int, C: int, idx_PxN, k_end: 
             x0 = np.take_along_axis(X0_KxG[:, None, :], idx_PxN[None, :, cols], axis=-1)
             st = init(jnp.asarray(x0), rows)
         else:
-            st = {n: jnp.asarray(v[..., cols]) for n, v in state.items()}
-        st = jax.tree.map(np.asarray, run(st, rows, jnp.asarray(k_end)))
+            st = state.map(lambda v: jnp.asarray(v[..., cols]))  # noqa: B023 (used at once)
+        st = run(st, rows, jnp.asarray(k_end)).map(np.asarray)
         if out is None:
-            out = {n: np.zeros(v.shape[:-1] + (N,), v.dtype) for n, v in st.items()}
-        for n, v in st.items():
-            out[n][..., s0:s0 + m] = v[..., :m]
+            out = st.map(lambda v: np.zeros(v.shape[:-1] + (N,), v.dtype))
+        for dst, v in zip(out, st):
+            dst[..., s0:s0 + m] = v[..., :m]
     return out
 
 
+def _select(state: LBFGSState, idx_PxN: np.ndarray) -> LBFGSState:
+    """The starts idx_PxN of every problem (the last axis of every field)."""
+    n = idx_PxN.shape[-1]
+    return state.map(lambda v: np.take_along_axis(v, np.broadcast_to(idx_PxN, v.shape[:-1] + (n,)), axis=-1))
+
+
+def _finite_f(state: LBFGSState) -> np.ndarray:
+    return np.where(np.isfinite(state.f), state.f, np.inf)
+
+
+class _Search(NamedTuple):
+    """`_solve`'s answer per problem: the best start's index, x (K x P), objective and
+    gradient norm; the largest evaluation count; the final objective of every start that
+    ran on (P x kept)."""
+
+    best: np.ndarray
+    x: np.ndarray
+    f: np.ndarray
+    grad_norm: np.ndarray
+    iters: np.ndarray
+    f_kept: np.ndarray
+
+
 def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_screen: int,
-           max_iters: int) -> dict:
+           max_iters: int) -> _Search:
     """Multi-start L-BFGS for P problems that share the G starts of X0_KxG.
 
     Starts go through in chunks of CHUNK per problem (one compilation serves every chunk).
@@ -321,40 +223,34 @@ def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_sc
     starts per problem with the lowest objective go on -- each from its own state, so it
     follows exactly the trajectory it would have followed alone. Exhaustive (``keep >=
     G``): every start goes on. Either way the starts still running are repacked every ROUND
-    evaluations, so converged ones stop costing, until all are done or at `max_iters`.
-    Returns numpy arrays per problem: the best start's index, x, objective, gradient norm;
-    the largest evaluation count; and the final objective of every start that ran on."""
+    evaluations, so converged ones stop costing, until all are done or at `max_iters`."""
     K, G = X0_KxG.shape
     P = n_problems
     C = min(CHUNK, G)
     idx_PxG = np.broadcast_to(np.arange(G), (P, G))
     k_end = min(n_screen if keep < G else ROUND, max_iters)
-    state = _run_chunks(init, run, None, X0_KxG, rows, P, C, idx_PxG, k_end)
+    state = _run_chunks(init, run, None, X0_KxG, rows, C, idx_PxG, k_end)
     if keep < G:
-        f = np.where(np.isfinite(state["f"]), state["f"], np.inf)
-        idx_PxG = np.argsort(f, axis=-1, kind="stable")[:, :keep]
-        state = {n: np.take_along_axis(v, np.broadcast_to(idx_PxG, v.shape[:-1] + (keep,)), axis=-1)
-                 for n, v in state.items()}
+        idx_PxG = np.argsort(_finite_f(state), axis=-1, kind="stable")[:, :keep]
+        state = _select(state, idx_PxG)
     while k_end < max_iters:
-        act = ~state["done"] & (state["k"] < max_iters)
+        act = ~state.done & (state.k < max_iters)
         n_act = int(act.sum(axis=-1).max())
         if n_act == 0:
             break
         k_end = min(k_end + ROUND, max_iters)
         # per problem, its active starts first (stable), padded with finished ones
         order_PxA = np.argsort(~act, axis=-1, kind="stable")[:, :n_act]
-        sub = {n: np.take_along_axis(v, np.broadcast_to(order_PxA, v.shape[:-1] + (n_act,)), axis=-1)
-               for n, v in state.items()}
-        sub = _run_chunks(init, run, sub, X0_KxG, rows, P, C,
+        sub = _run_chunks(init, run, _select(state, order_PxA), X0_KxG, rows, C,
                           np.broadcast_to(np.arange(n_act), (P, n_act)), k_end)
-        for n, v in sub.items():
-            np.put_along_axis(state[n], np.broadcast_to(order_PxA, v.shape), v, axis=-1)
-    f = np.where(np.isfinite(state["f"]), state["f"], np.inf)
+        for dst, v in zip(state, sub):
+            np.put_along_axis(dst, np.broadcast_to(order_PxA, v.shape), v, axis=-1)
+    f = _finite_f(state)
     b = np.argmin(f, axis=-1)
     ar = np.arange(P)
-    return {"best": idx_PxG[ar, b], "x": state["x"][:, ar, b], "f": f[ar, b],
-            "grad_norm": np.sqrt(np.sum(state["g"][:, ar, b] ** 2, axis=0)),
-            "iters": state["k"].max(axis=-1), "f_kept": f}
+    return _Search(best=idx_PxG[ar, b], x=state.x[:, ar, b], f=f[ar, b],
+                   grad_norm=np.sqrt(np.sum(state.g[:, ar, b] ** 2, axis=0)),
+                   iters=state.k.max(axis=-1), f_kept=f)
 
 
 def _consensus(f_PxM: np.ndarray) -> np.ndarray:
@@ -400,48 +296,34 @@ def _problem_blocks(data: FitData, sel, logN_c, logD_c, fam_local, n_fam_local: 
     return famB, logp, logL, w, logN_B, logD_B
 
 
-def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS,
-               starts: np.ndarray | None = None, grid: dict | None = None,
-               keep: int | None = KEEP, n_screen: int = SCREEN_ITERS) -> dict:
-    """Approach-3 fit on prepared arrays. Returns raw params ``name -> (F,)`` and extras.
+class _Problems(NamedTuple):
+    """The fit as `_solve` sees it: the parameter layout, the families per problem, the
+    number of problems, the `rows` of `_make_objective` (numpy, problems on the second-to-last
+    axis) and the flat start vectors (dim x G)."""
 
-    `starts` (G x K in `RAW_NAMES[law]` order) replaces the default grid (the bootstrap
-    uses this to restart from the full-data optimum). `keep`: after `n_screen` L-BFGS
-    evaluations from every start, only the `keep` best starts per problem run on to
-    convergence; ``keep=None`` runs every start to convergence (the exhaustive procedure,
-    ``tests/test_laws_point.py`` checks that both keep the same optimum).
+    layout: dict
+    n_local: int
+    n_problems: int
+    rows: tuple
+    X0: np.ndarray
 
-    All problems (one per family, or one joint problem with shared exponents) and all
-    starts run in one compiled program (see `_program`).
 
-    Internally log N and log D are centred on the table's geometric means (N_ref, D_ref)
-    and ``a' = a - alpha log N_ref``, ``b' = b - beta log D_ref`` are optimized: the same
-    objective and the same starts (mapped exactly), but far better conditioned for L-BFGS.
-    """
-    import jax
-    import jax.numpy as jnp
-
-    names, G_pts = start_grid(law, grid)
-    if starts is not None:
-        G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
-    G = G_pts.shape[0]
-    if keep is not None and not (isinstance(keep, (int, np.integer)) and keep >= 1):
-        raise ValueError(f"keep must be a positive integer or None (every start), got {keep!r}")
-    if not (isinstance(n_screen, (int, np.integer)) and n_screen >= 1):
-        raise ValueError(f"n_screen must be a positive integer, got {n_screen!r}")
-    keep = G if keep is None else int(min(keep, G))
+def _problems(law: Law, names, G_pts: np.ndarray, data: FitData, shared, lN0: float,
+              lD0: float) -> _Problems:
+    """One joint problem over all families (shared exponents) or one per family, all padded
+    to common shapes (weight 0), with log N, log D centred on lN0, lD0 and the starts mapped
+    to the centred parameters."""
     F = data.n_families
-    lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
     col = {n: k for k, n in enumerate(names)}
     P = G_pts.copy()
     if law.uses_scale:
         P[:, col["a"]] -= P[:, col["alpha"]] * lN0
         P[:, col["b"]] -= P[:, col["beta"]] * lD0
     logN_c, logD_c = data.logN_R - lN0, data.logD_R - lD0
-    if shared:  # one joint problem over all families
+    if shared:
         layout, dim = _layout(names, shared, F)
         sels, fams_local, n_local = [np.arange(data.n_rows)], [data.fam_R], F
-    else:  # one problem per family, all padded to common shapes (weight 0)
+    else:
         layout, dim = _layout(names, (), 1)
         sels = [np.flatnonzero(data.fam_R == j) for j in range(F)]
         fams_local, n_local = [np.zeros(len(s), np.int32) for s in sels], 1
@@ -452,38 +334,125 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS
            for s, f, gs in zip(sels, fams_local, groups)]
     # problems on the second-to-last axis, a trailing axis of 1 for the starts
     rows = tuple(np.moveaxis(np.stack(parts), 0, -1)[..., None] for parts in zip(*per))
-    X0 = _expand_starts(names, layout, dim, P)
+    return _Problems(layout, n_local, len(sels), rows, _expand_starts(names, layout, dim, P))
+
+
+def _merge(out: _Search, ex: _Search, redo: np.ndarray) -> _Search:
+    """`out` with the problems `redo` replaced by the exhaustive search `ex` of them."""
+    best, f, gn, iters, x = (a.copy() for a in (out.best, out.f, out.grad_norm, out.iters, out.x))
+    best[redo], f[redo], gn[redo], iters[redo] = ex.best, ex.f, ex.grad_norm, ex.iters
+    x[:, redo] = ex.x
+    return out._replace(best=best, f=f, grad_norm=gn, iters=iters, x=x)
+
+
+def _search(law: Law, names, pr: _Problems, G: int, keep: int, n_screen: int,
+            max_iters: int) -> tuple[_Search, np.ndarray]:
+    """(the search's answer, the problems whose every start ran to the end)."""
+    import jax
+    import jax.numpy as jnp
+
     with jax.enable_x64(True):
-        init, run = _programs(law, names, layout, n_local)
-        rows_j = tuple(jnp.asarray(a) for a in rows)
-        out = _solve(init, run, X0, rows_j, len(sels), keep, n_screen, max_iters)
+        init, run = _programs(law, names, pr.layout, pr.n_local)
+        rows_j = tuple(jnp.asarray(a) for a in pr.rows)
+        out = _solve(init, run, pr.X0, rows_j, pr.n_problems, keep, n_screen, max_iters)
+        if keep >= G:
+            return out, np.arange(pr.n_problems)
         # Consensus check: on a well-posed problem many kept starts end at the same optimum.
         # Where fewer than CONSENSUS do, the optimum is a rare or flat-valley one that the
         # screen may have cut: those problems rerun with every start (the full procedure).
-        redo = np.flatnonzero(_consensus(out["f_kept"]) < CONSENSUS) if keep < G else np.array([], int)
+        redo = np.flatnonzero(_consensus(out.f_kept) < CONSENSUS)
         if len(redo):
-            sub = tuple(jnp.asarray(np.take(a, redo, axis=-2)) for a in rows)
-            ex = _solve(init, run, X0, sub, len(redo), G, n_screen, max_iters)
-            for n in ("best", "f", "grad_norm", "iters"):
-                out[n] = out[n].copy()
-                out[n][redo] = ex[n]
-            out["x"] = out["x"].copy()
-            out["x"][:, redo] = ex["x"]
+            sub = tuple(jnp.asarray(np.take(a, redo, axis=-2)) for a in pr.rows)
+            out = _merge(out, _solve(init, run, pr.X0, sub, len(redo), G, n_screen, max_iters), redo)
+    return out, redo
+
+
+def _check_search(keep, n_screen, G: int) -> int:
+    """`keep` as the number of starts per problem that go past the screen."""
+    if keep is not None and not (isinstance(keep, (int, np.integer)) and keep >= 1):
+        raise InputError(f"keep must be a positive integer or None (every start), got {keep!r}")
+    if not (isinstance(n_screen, (int, np.integer)) and n_screen >= 1):
+        raise InputError(f"n_screen must be a positive integer, got {n_screen!r}")
+    return G if keep is None else int(min(keep, G))
+
+
+@dataclass(frozen=True)
+class ArrayFit:
+    """The approach-3 fit of prepared arrays (`fit_arrays`), per family (F) where it says _F.
+
+    Attributes:
+      raw: approach-3 parameters, ``raw name -> (F,)`` (``a = log A``, ``b = log B``,
+        ``e = log E``, exponents; ``logc`` for the ratio law).
+      best_F: index into `starts` of each family's winning start.
+      objective_F: final Huber objective per family (a shared fit: the joint one, repeated).
+      grad_norm_F: gradient norm at the solution per family.
+      starts: the G x K start grid; names: its columns (`RAW_NAMES[law]`).
+      iters: the most objective evaluations any start used.
+      kept: starts per problem that went past the screen (G when none was cut).
+      objective_kept: the final objective of every start that went on, problems x kept.
+      exhaustive_P: the problems (families, or the one joint problem) whose every start ran to
+        the end (all of them with ``keep=None``; otherwise those that failed the consensus).
+    """
+
+    raw: dict
+    best_F: np.ndarray
+    objective_F: np.ndarray
+    grad_norm_F: np.ndarray
+    starts: np.ndarray
+    names: tuple
+    iters: int
+    kept: int
+    objective_kept: np.ndarray
+    exhaustive_P: np.ndarray
+
+
+def _family_results(law: Law, out: _Search, layout, F: int, shared, lN0: float, lD0: float):
+    """(raw params per family in the natural (uncentred) scale, best start, objective and
+    gradient norm per family) from the search over problems."""
     if shared:
-        x = out["x"][:, 0]
+        x = out.x[:, 0]
         raw = {n: np.broadcast_to(x[o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
-        best_F = np.full(F, out["best"][0])
-        obj_F, gn_F = np.full(F, out["f"][0]), np.full(F, out["grad_norm"][0])
+        best_F = np.full(F, out.best[0])
+        obj_F, gn_F = np.full(F, out.f[0]), np.full(F, out.grad_norm[0])
     else:
-        raw = {n: out["x"][o].copy() for n, (o, s) in layout.items()}
-        best_F, obj_F, gn_F = out["best"], out["f"], out["grad_norm"]
+        raw = {n: out.x[o].copy() for n, (o, s) in layout.items()}
+        best_F, obj_F, gn_F = out.best, out.f, out.grad_norm
     if law.uses_scale:
         raw["a"] = raw["a"] + raw["alpha"] * lN0
         raw["b"] = raw["b"] + raw["beta"] * lD0
-    return {"raw": raw, "best_F": best_F, "objective_F": obj_F, "grad_norm_F": gn_F,
-            "starts": G_pts, "names": names, "iters": int(out["iters"].max()),
-            "kept": keep, "objective_kept": out["f_kept"], "exhaustive_P": redo if keep < G
-            else np.arange(len(sels))}
+    return raw, best_F, obj_F, gn_F
+
+
+def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS,
+               starts: np.ndarray | None = None, grid: dict | None = None,
+               keep: int | None = KEEP, n_screen: int = SCREEN_ITERS) -> ArrayFit:
+    """Approach-3 fit on prepared arrays (see `ArrayFit` for what it returns).
+
+    `starts` (G x K in `RAW_NAMES[law]` order) replaces the default grid (the bootstrap
+    uses this to restart from the full-data optimum). `keep`: after `n_screen` L-BFGS
+    evaluations from every start, only the `keep` best starts per problem run on to
+    convergence; ``keep=None`` runs every start to convergence (the exhaustive procedure,
+    ``tests/test_laws_point.py`` checks that both keep the same optimum).
+
+    All problems (one per family, or one joint problem with shared exponents) and all
+    starts run in one compiled program (see `_programs`).
+
+    Internally log N and log D are centred on the table's geometric means (N_ref, D_ref)
+    and ``a' = a - alpha log N_ref``, ``b' = b - beta log D_ref`` are optimized: the same
+    objective and the same starts (mapped exactly), but far better conditioned for L-BFGS.
+    """
+    names, G_pts = start_grid(law, grid)
+    if starts is not None:
+        G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    G = G_pts.shape[0]
+    keep = _check_search(keep, n_screen, G)
+    lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
+    pr = _problems(law, names, G_pts, data, shared, lN0, lD0)
+    out, exhaustive = _search(law, names, pr, G, keep, n_screen, max_iters)
+    raw, best_F, obj_F, gn_F = _family_results(law, out, pr.layout, data.n_families, shared, lN0, lD0)
+    return ArrayFit(raw=raw, best_F=best_F, objective_F=obj_F, grad_norm_F=gn_F, starts=G_pts,
+                    names=names, iters=int(out.iters.max()), kept=keep, objective_kept=out.f_kept,
+                    exhaustive_P=exhaustive)
 
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
@@ -497,7 +466,7 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       shared: exponents shared by all families, e.g. ("alpha", "beta") or "alpha,beta".
       max_iters: objective evaluations (L-BFGS trial steps) per start.
       grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``); the default
-        is the full grid of DESIGN.md.
+        is the full grid (docs/design.md).
       keep, n_screen: every start gets `n_screen` evaluations, then the `keep` best per
         family run on to convergence (a family whose kept starts do not agree on the optimum
         reruns with every start); ``keep=None`` runs every start to convergence.
@@ -510,23 +479,23 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
     df, data, shared = prepare(df, law_obj, shared)
     res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid, keep=keep,
                      n_screen=n_screen)
-    slow = [f for f, g in zip(data.families, res["grad_norm_F"]) if not g < 1e-6]
+    slow = [f for f, g in zip(data.families, res.grad_norm_F) if not g < 1e-6]
     if slow:
         warnings.warn(f"L-BFGS stopped with gradient norm above 1e-6 for {slow} after {max_iters} "
                       "iterations: raise max_iters, or share exponents if the table cannot pin "
                       "the law down", RuntimeWarning, stacklevel=2)
-    nat = natural_from_raw(law_obj, res["raw"])
+    nat = natural_from_raw(law_obj, res.raw)
     draws = {n: np.asarray(nat[n], dtype=float)[None, :] for n in law_obj.params}
     fams = data.families
     counts = data.counts_F()
     return PointFit(
         law=law_obj, families=fams, shared=shared, draws=draws, N_ref=data.N_ref,
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
-        objective={f: float(res["objective_F"][j]) for j, f in enumerate(fams)},
-        start={f: {n: float(res["starts"][res["best_F"][j], k]) for k, n in enumerate(res["names"])}
+        objective={f: float(res.objective_F[j]) for j, f in enumerate(fams)},
+        start={f: {n: float(res.starts[res.best_F[j], k]) for k, n in enumerate(res.names)}
                for j, f in enumerate(fams)},
-        grad_norm={f: float(res["grad_norm_F"][j]) for j, f in enumerate(fams)},
-        n_starts=int(res["starts"].shape[0]), seconds=time.perf_counter() - t0,
-        search={"screen_iters": int(n_screen), "keep": int(res["kept"]),
+        grad_norm={f: float(res.grad_norm_F[j]) for j, f in enumerate(fams)},
+        n_starts=int(res.starts.shape[0]), seconds=time.perf_counter() - t0,
+        search={"screen_iters": int(n_screen), "keep": int(res.kept),
                 "every_start_to_the_end": [fams[j] for j in range(len(fams))
-                                           if (0 if shared else j) in set(res["exhaustive_P"].tolist())]})
+                                           if (0 if shared else j) in set(res.exhaustive_P.tolist())]})

@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import predict_loss
+from multiscale.laws.summary import interval
+from multiscale.mixture import RATIO_TOLERANCE, Mixture, parse_pairs
 
 
 @dataclass
@@ -29,9 +32,7 @@ class Prediction:
     def table(self) -> dict[str, dict[str, float]]:
         out = {}
         for j, f in enumerate(self.families):
-            v = self.draws[:, j]
-            out[f] = {"p": self.ratios[f], "median": float(np.median(v)),
-                      "q05": float(np.quantile(v, 0.05)), "q95": float(np.quantile(v, 0.95))}
+            out[f] = {"p": self.ratios[f], **interval(self.draws[:, j])}
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,32 +48,43 @@ class Prediction:
         return "\n".join(lines)
 
 
-def predict(fit: Fit, N: float, D: float, p_by_family: Mapping[str, float] | None = None) -> Prediction:
-    """Loss of each family in `p_by_family` (default: every family at p = 1 / F) for a model of
-    N non-embedding parameters trained on D tokens.
+def check_ratios(fit: Fit, ratios: str | Mapping[str, float], *, what: str = "ratios") -> dict[str, float]:
+    """The family ratios to predict at, checked: ``'FAM=P,...'`` text or a mapping, read by
+    `multiscale.mixture.parse_pairs` (no duplicates, NaN, inf, negatives, or families outside
+    the fit); each ratio in (0, 1]; ratios of every family of the fit sum to 1, ratios of some
+    of them to at most 1 (both within `multiscale.mixture.RATIO_TOLERANCE`). `InputError`s
+    name `what` (e.g. ``--ratios``) and the family."""
+    p = parse_pairs(ratios, what=what, known=fit.families)
+    for f, v in p.items():
+        if not 0 < v <= 1:
+            raise InputError(f"{what}: the ratio of family {f!r} must lie in (0, 1], got {v:g}")
+    if set(p) == set(fit.families):
+        Mixture.parse(p, what=what)  # all families: they must sum to 1
+    elif sum(p.values()) > 1 + RATIO_TOLERANCE:
+        raise InputError(f"{what}: the ratios sum to {sum(p.values()):.9g} > 1 (a mixture's ratios sum to 1)")
+    return p
 
-    The ratio law only predicts at the (N, D) it was fitted on; elsewhere a ValueError.
+
+def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float] | None = None) -> Prediction:
+    """Loss of each family in `p_by_family` (default: every family at p = 1 / F) for a model of
+    N non-embedding parameters trained on D tokens. `p_by_family` is checked by `check_ratios`.
+
+    The ratio law only predicts at the (N, D) it was fitted on; elsewhere an `InputError`.
     """
-    if not (np.isfinite(N) and N > 0 and np.isfinite(D) and D > 0):
-        raise ValueError(f"N and D must be positive, got N={N}, D={D}")
+    if not all(isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0 for v in (N, D)):
+        raise InputError(f"N and D must be finite positive numbers, got N={N!r}, D={D!r}")
     if p_by_family is None:
         p_by_family = {f: 1.0 / len(fit.families) for f in fit.families}
-    if not p_by_family:
-        raise ValueError("predict: no family ratios given")
-    for f, p in p_by_family.items():
-        fit.family_index(f)
-        if not (0 < float(p) <= 1):
-            raise ValueError(f"ratio for family {f!r} must lie in (0, 1], got {p}")
+    p_by_family = check_ratios(fit, p_by_family, what="p_by_family")
     if not fit.law.uses_scale and not (np.isclose(N, fit.N_ref, rtol=1e-6) and np.isclose(D, fit.D_ref, rtol=1e-6)):
-        raise ValueError(f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g} and cannot "
+        raise InputError(f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g} and cannot "
                          f"predict at N={N:.4g}, D={D:.4g}")
     fams = tuple(p_by_family)
     idx = [fit.family_index(f) for f in fams]
     params = {k: v[:, idx] for k, v in fit.draws.items()}
-    p = np.array([float(p_by_family[f]) for f in fams])
+    p = np.array([p_by_family[f] for f in fams])
     draws = np.asarray(predict_loss(fit.law, params, N, D, p[None, :]), dtype=float)
-    return Prediction(families=fams, N=float(N), D=float(D),
-                      ratios={f: float(p_by_family[f]) for f in fams}, draws=draws,
+    return Prediction(families=fams, N=float(N), D=float(D), ratios=dict(p_by_family), draws=draws,
                       law=fit.law.name, method=fit.method)
 
 
