@@ -353,3 +353,13 @@ def test_mixture_matrix_tolerance():
     df.loc[1, "p_a"] = df.loc[0, "p_a"] + P_TOLERANCE / 10
     runs, fams, P = mixture_matrix(df)
     assert P[0, 0] == df.loc[0, "p_a"]
+
+
+def test_mixture_recorded_on_some_rows_of_a_run_only_is_refused():
+    df = _table()
+    df.loc[5, ["p_a", "p_b"]] = np.nan  # run r2: row 4 holds the mixture, row 5 none
+    with pytest.raises(RunTableError, match=r"empty on some rows of a run.*row 5 \(run 'r2'\)"):
+        validate_runs(df)
+    df.loc[4, ["p_a", "p_b"]] = np.nan  # no mixture recorded for run r2 at all: allowed
+    out = validate_runs(df)
+    assert out.loc[4:5, "p_a"].isna().all()
