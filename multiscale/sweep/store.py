@@ -367,7 +367,9 @@ def _table(bodies: dict[str, str]):
     import pandas as pd
 
     if not bodies:
-        return pd.DataFrame(columns=["run", "family", "N", "D", "p", "loss"])
+        from multiscale.runs import REQUIRED_COLUMNS
+
+        return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     df = pd.concat([pd.read_csv(io.StringIO(bodies[k])) for k in sorted(bodies)], ignore_index=True)
     return df.sort_values(["run", "family"], kind="stable").reset_index(drop=True)
 
