@@ -1,8 +1,10 @@
 """`multiscale fit | recommend | predict | independence` end to end (ratio law: fast)."""
 
+import inspect
 import json
 
 import numpy as np
+import pytest
 
 from multiscale.cli import main
 from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
@@ -56,3 +58,144 @@ def test_errors_name_the_problem(tmp_path, capsys):
     assert "--weights" in capsys.readouterr().err
     assert main(["recommend", str(tmp_path / "nope"), "--N", "1", "--D", "1"]) == 2
     assert "not a saved fit" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- refusals (issue 11)
+
+
+@pytest.fixture(scope="module")
+def saved_fit(tmp_path_factory):
+    """A ratio-law fit of three families saved by `multiscale fit` (shared by the refusal tests)."""
+    tmp = tmp_path_factory.mktemp("lawcli")
+    runs, _ = _runs(tmp)
+    out = tmp / "fit"
+    assert main(["fit", str(runs), "--law", "ratio", "--out", str(out), "--no-progress"]) == 0
+    return runs, out
+
+
+def _refused(capsys, argv, *needles):
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith(f"multiscale {argv[0]}: error:"), err
+    assert "\n" not in err and "Traceback" not in err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    assert captured.out == ""  # nothing printed as a result
+    return err
+
+
+@pytest.mark.parametrize("extra, needles", [
+    (["--floor", "nan"], ["--floor", "nan", "finite"]),
+    (["--floor", "fam0=nan"], ["--floor", "'fam0'", "not finite"]),
+    (["--floor", "-0.1"], ["--floor", "-0.1"]),
+    (["--floor", "0.5"], ["floors sum to 1.5 > 1"]),
+    (["--weights", "fam0=nan,fam1=1,fam2=1"], ["--weights", "'fam0'", "not finite"]),
+    (["--weights", "fam0=inf"], ["--weights", "not finite"]),
+    (["--weights", "fam0=1,fam0=2"], ["--weights", "'fam0' is given twice"]),
+    (["--weights", "germanic=1"], ["--weights", "unknown family 'germanic'", "fam0, fam1, fam2"]),
+    (["--weights", "fam0=-1"], ["--weights", "negative"]),
+    (["--weights", "fam0=0,fam1=0,fam2=0"], ["weights must not all be zero"]),
+    (["--cap", "0"], ["--cap", "in (0, 1]"]),
+    (["--cap", "fam0=1.5"], ["--cap", "fam0", "1.5"]),
+    (["--caps", "fam0=nan"], ["--cap", "not finite"]),
+    (["--tokens", "fam0=1e9,fam0=2e9"], ["--tokens", "given twice"]),
+    (["--tokens", "fam0=1e9,fam1=1e9,fam2=1e9", "--epochs", "nan"], ["--epochs", "finite"]),
+    (["--tokens", "fam0=0,fam1=1e9,fam2=1e9"], ["--tokens", "fam0", "> 0"]),
+    (["--N", "nan"], ["--N", "finite positive"]),
+    (["--D", "-5"], ["--D", "finite positive"]),
+])
+def test_recommend_refuses_bad_values_naming_the_flag(saved_fit, capsys, extra, needles):
+    _, out = saved_fit
+    argv = ["recommend", str(out), "--N", "2e7", "--D", "2e9", *extra]
+    if "--N" in extra:
+        argv = ["recommend", str(out), "--D", "2e9", *extra]
+    if "--D" in extra:
+        argv = ["recommend", str(out), "--N", "2e7", *extra]
+    _refused(capsys, argv, *needles)
+
+
+def test_recommend_floor_and_cap_per_family_or_scalar(saved_fit, capsys):
+    _, out = saved_fit
+    base = ["recommend", str(out), "--N", "2e7", "--D", "2e9", "--json"]
+    assert main([*base, "--floor", "fam1=0.3", "--cap", "fam0=0.2"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["ratios"]["fam1"] >= 0.3 - 1e-12 and r["ratios"]["fam0"] <= 0.2 + 1e-12
+    assert r["families"]["fam2"]["floor"] == 0.0 and r["families"]["fam2"]["cap"] == 1.0
+    assert main([*base, "--floor", "0.2", "--caps", "0.4"]) == 0  # --caps: the old name, kept
+    r = json.loads(capsys.readouterr().out)
+    assert all(0.2 - 1e-12 <= v <= 0.4 + 1e-12 for v in r["ratios"].values())
+    assert all(np.isfinite(v) for v in r["ratios"].values())
+
+
+@pytest.mark.parametrize("ratios, needles", [
+    ("fam0=0.9,fam0=0.1", ["--ratios", "'fam0' is given twice"]),
+    ("fam0=1.5,fam1=1.5,fam2=1.5", ["--ratios", "'fam0'", "(0, 1]"]),
+    ("fam0=0.9,fam1=0.9", ["--ratios", "sum to 1.8", "> 1"]),
+    ("fam0=0.5,fam1=0.5,fam2=0.5", ["--ratios", "sum to 1.5", "not 1"]),
+    ("fam0=nan", ["--ratios", "not finite"]),
+    ("fam0=0", ["--ratios", "(0, 1]"]),
+    ("germanic=0.5", ["--ratios", "unknown family 'germanic'"]),
+    ("fam0", ["--ratios", "not FAMILY=VALUE"]),
+])
+def test_predict_refuses_bad_ratios(saved_fit, capsys, ratios, needles):
+    _, out = saved_fit
+    _refused(capsys, ["predict", str(out), "--N", "2e7", "--D", "2e9", "--ratios", ratios], *needles)
+
+
+def test_predict_accepts_all_families_summing_to_one(saved_fit, capsys):
+    _, out = saved_fit
+    assert main(["predict", str(out), "--N", "2e7", "--D", "2e9", "--ratios", "fam0=0.2,fam1=0.3,fam2=0.5",
+                 "--json"]) == 0
+    assert set(json.loads(capsys.readouterr().out)["families"]) == {"fam0", "fam1", "fam2"}
+
+
+def test_fit_checks_paths_and_settings_before_any_work(saved_fit, tmp_path, capsys):
+    runs, _ = saved_fit
+    _refused(capsys, ["fit", str(tmp_path), "--out", str(tmp_path / "f")], "is a folder")
+    _refused(capsys, ["fit", str(tmp_path / "none.csv"), "--out", str(tmp_path / "f")], "does not exist")
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    _refused(capsys, ["fit", str(runs), "--law", "ratio", "--out", str(taken)], "--out", "existing file")
+    assert taken.read_text() == "keep me"
+    _refused(capsys, ["fit", str(runs), "--law", "ratio", "--out", str(taken / "fit")], "--out", "which is a file")
+    _refused(capsys, ["fit", str(runs), "--method", "nuts", "--chains", "0", "--out", str(tmp_path / "f")],
+             "--chains must be >= 1")
+    _refused(capsys, ["fit", str(runs), "--method", "nuts", "--num-warmup", "-1", "--out", str(tmp_path / "f")],
+             "--num-warmup must be >= 0")
+    _refused(capsys, ["fit", str(runs), "--law", "ratio", "--shared", "alpha", "--out", str(tmp_path / "f")],
+             "cannot share ['alpha']")
+    assert not (tmp_path / "f").exists()
+
+
+def test_damaged_saved_fit_is_one_line_naming_the_file(saved_fit, tmp_path, capsys):
+    import shutil
+
+    _, out = saved_fit
+    bad = tmp_path / "bad"
+    shutil.copytree(out, bad)
+    (bad / "fit.json").write_text("[1, 2]")
+    _refused(capsys, ["recommend", str(bad), "--N", "2e7", "--D", "2e9"], str(bad / "fit.json"), "damaged")
+    _refused(capsys, ["predict", str(bad), "--N", "2e7", "--D", "2e9", "--ratios", "fam0=0.5"], "damaged")
+
+
+def test_law_flags_follow_the_registry_and_python_defaults():
+    import argparse
+
+    from multiscale.cli import build_parser
+    from multiscale.laws import bayes
+    from multiscale.laws.forms import LAWS
+
+    parser = build_parser(("multiscale.cli.laws",))
+    fit = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "fit")[1]
+    law = next(a for a in fit._actions if a.dest == "law")
+    assert list(law.choices) == list(LAWS)
+    sig = inspect.signature(bayes.fit_bayes).parameters
+    args = parser.parse_args(["fit", "r.csv", "--out", "o"])
+    assert args.chains == sig["chains"].default and args.draws == sig["draws"].default
+    assert args.num_warmup is None and sig["warmup"].default is None  # both mean bayes.WARMUP
+    assert f"default {bayes.WARMUP}" in fit.format_help()
+    assert "--warmup " not in fit.format_help() and "--no-progress" in fit.format_help()
+    assert parser.parse_args(["fit", "r.csv", "--out", "o", "--warmup", "7"]).num_warmup == 7  # hidden alias
+    assert parser.parse_args(["fit", "r.csv", "--out", "o", "--num-warmup", "9"]).num_warmup == 9
+    assert isinstance(fit, argparse.ArgumentParser)
