@@ -477,6 +477,7 @@ def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFram
         if _is_parquet(path):
             df = pd.read_parquet(io.BytesIO(data))
         else:
+            data = _decompress(data, source)
             lines = csv_row_lines(data, source)
             df = pd.read_csv(io.BytesIO(data))
     except RunTableError:
@@ -484,6 +485,22 @@ def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFram
     except (OSError, ValueError) as err:  # pandas' ParserError, pyarrow's ArrowInvalid
         raise RunTableError(f"{source}: cannot read the run table ({err})") from None
     return validate_runs(df, law=law, source=source, lines=lines)
+
+
+def _decompress(data: bytes, source: str) -> bytes:
+    """The CSV bytes of a ``.csv.gz``, ``.csv.bz2`` or ``.csv.xz`` file (others as they are)."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}
+    for suffix, decompress in opener.items():
+        if source.lower().endswith(suffix):
+            try:
+                return decompress(data)
+            except (OSError, EOFError, lzma.LZMAError) as err:
+                raise RunTableError(f"{source}: cannot read the run table ({err or 'cut short'})") from None
+    return data
 
 
 def write_runs(df: pd.DataFrame, path: str | os.PathLike):

@@ -363,3 +363,18 @@ def test_mixture_recorded_on_some_rows_of_a_run_only_is_refused():
     df.loc[4, ["p_a", "p_b"]] = np.nan  # no mixture recorded for run r2 at all: allowed
     out = validate_runs(df)
     assert out.loc[4:5, "p_a"].isna().all()
+
+
+def test_compressed_csv(tmp_path):
+    import gzip
+    import lzma
+
+    text = _table().to_csv(index=False).encode()
+    (tmp_path / "runs.csv.gz").write_bytes(gzip.compress(text))
+    pd.testing.assert_frame_equal(read_runs(tmp_path / "runs.csv.gz"), validate_runs(_table()))
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(text)[:-40])
+    with pytest.raises(RunTableError, match=r"cut\.csv\.gz: cannot read the run table"):
+        read_runs(tmp_path / "cut.csv.gz")
+    (tmp_path / "cut.csv.xz").write_bytes(lzma.compress(text)[:-40])
+    with pytest.raises(RunTableError, match=r"cut\.csv\.xz: cannot read the run table"):
+        read_runs(tmp_path / "cut.csv.xz")
