@@ -109,3 +109,50 @@ def test_recommendation_objectives_caps_and_baselines():
     with pytest.raises(ValueError, match="weights: unknown family 'nope'"):
         optimal_ratios(fit, 1e9, 1e10, weights={"nope": 1.0})
     assert "f0" in str(rec) and "nats/token" in str(rec)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(floor=float("nan")), "floor: the value for every family is nan"),
+    (dict(floor={"f0": float("nan")}), "floor: the value of family 'f0' is not finite"),
+    (dict(floor="f0=0.1,f0=0.2"), "floor: family 'f0' is given twice"),
+    (dict(floor=1.5), r"floor: .* in \[0, 1\]"),
+    (dict(floor=0.4), "floors sum to 1.2 > 1"),
+    (dict(weights={"f0": float("nan")}), "weights: the value of family 'f0' is not finite"),
+    (dict(weights={"f0": -1.0}), "weights: family 'f0' is negative"),
+    (dict(weights=0.0), "weights must not all be zero"),
+    (dict(weights={"nope": 1.0}), "weights: unknown family 'nope'; the known families are: f0, f1, f2"),
+    (dict(caps=0.0), r"caps: .* in \(0, 1\]"),
+    (dict(caps={"f1": float("inf")}), "caps: the value of family 'f1' is not finite"),
+    (dict(caps=0.2), "caps sum to 0.6 < 1"),
+    (dict(caps={"f0": 0.1}, floor={"f0": 0.2}), r"floor above cap for families \['f0'\]"),
+    (dict(available_tokens={"f0": 0.0, "f1": 1e9, "f2": 1e9}), "available_tokens: .*f0.* > 0"),
+    (dict(available_tokens={"f0": 1e9, "f1": 1e9, "f2": 1e9}, epochs=float("nan")), "epochs must be a finite"),
+    (dict(available_tokens={"f0": 1e9}), r"available tokens missing for families \['f1', 'f2'\]"),
+    (dict(objective="mean"), "objective must be 'normalized' or 'raw'"),
+])
+def test_bad_arguments_are_refused_naming_them(kw, message):
+    from multiscale.errors import InputError
+
+    with pytest.raises(InputError, match=message):
+        optimal_ratios(_fit([0.1, 0.2, 0.4]), 1e9, 1e10, **kw)
+
+
+@pytest.mark.parametrize("N, D", [(float("nan"), 1e10), (1e9, float("inf")), (-1.0, 1e10)])
+def test_bad_target_is_refused(N, D):
+    from multiscale.errors import InputError
+
+    with pytest.raises(InputError, match="N and D must be finite positive numbers"):
+        optimal_ratios(_fit([0.1, 0.2, 0.4]), N, D)
+
+
+def test_per_family_values_scalar_text_and_mapping_agree():
+    from multiscale.laws.optimal import family_values
+
+    fams = ("f0", "f1", "f2")
+    np.testing.assert_array_equal(family_values(None, fams, what="floor", default=0.0), [0, 0, 0])
+    np.testing.assert_array_equal(family_values(0.1, fams, what="floor", default=0.0), [0.1] * 3)
+    np.testing.assert_array_equal(family_values("0.1", fams, what="floor", default=0.0), [0.1] * 3)
+    np.testing.assert_array_equal(family_values("f1=0.2", fams, what="floor", default=0.0), [0, 0.2, 0])
+    np.testing.assert_array_equal(family_values({"f1": 0.2}, fams, what="floor", default=0.0), [0, 0.2, 0])
+    rec = optimal_ratios(_fit([0.1, 0.2, 0.4]), 1e9, 1e10, floor="f0=0.3", caps=0.5)
+    assert rec.p_star[0, 0] == pytest.approx(0.3) and rec.p_star.max() <= 0.5 + 1e-12

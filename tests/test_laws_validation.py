@@ -26,7 +26,7 @@ def test_holdout_extrapolates_in_N():
     assert "MAPE" in str(exact)
 
 
-def test_non_finite_predictions_are_named_in_a_warning(monkeypatch):
+def test_non_finite_predictions_are_flagged_and_named(monkeypatch):
     """A fit that ran to a boundary (e.g. B ~ 1e256) predicts inf: score says which family."""
     import pytest
 
@@ -47,3 +47,10 @@ def test_non_finite_predictions_are_named_in_a_warning(monkeypatch):
         s = validation.score(fit, df)
     assert not np.isfinite(s.per_family["fam1"]["mape"])
     assert np.isfinite(s.per_family["fam0"]["mape"])
+    # the result itself is flagged, not only the warning
+    assert s.non_finite == ("fam1",) and not s.ok
+    assert s.to_dict()["non_finite_predictions"] == ["fam1"]
+    assert "WARNING: the fit predicts non-finite losses for fam1" in str(s)
+    monkeypatch.setattr(validation, "predictive_draws", real)
+    clean = validation.score(fit, df)
+    assert clean.ok and clean.non_finite == () and "WARNING" not in str(clean)
