@@ -23,8 +23,10 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from multiscale.errors import InputError, MissingFileError
 
-class GroupingError(ValueError):
+
+class GroupingError(InputError):
     """A grouping that cannot be used: unknown language, duplicate, empty family."""
 
 
@@ -254,13 +256,8 @@ def load_grouping(path_or_dict: str | os.PathLike | Mapping[str, Any] | Grouping
         data: Any = path_or_dict
         where = "grouping dict"
     else:
-        import yaml
-
         path = os.fspath(path_or_dict)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"grouping file not found: {path}")
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = _read_yaml(path)
         where = path
     if not isinstance(data, Mapping):
         raise GroupingError(f"{where}: expected a mapping with a 'families:' key")
@@ -282,6 +279,24 @@ def load_grouping(path_or_dict: str | os.PathLike | Mapping[str, Any] | Grouping
         return Grouping.from_mapping(families, extra)
     except GroupingError as err:
         raise GroupingError(f"{where}: {err}") from None
+
+
+def _read_yaml(path: str) -> Any:
+    """A grouping file's YAML; a missing file or a YAML syntax error names the file (and line)."""
+    import yaml
+
+    if not os.path.isfile(path):
+        raise MissingFileError(f"grouping file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except UnicodeDecodeError as err:
+        raise GroupingError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else path
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise GroupingError(f"{where}: not valid YAML ({problem})") from None
 
 
 # He et al. (2024), 23 languages in 5 families. The family split is the paper's; the member list is

@@ -15,7 +15,7 @@ import socket
 import uuid
 from typing import Any
 
-from multiscale.errors import DamagedFileError, MissingFileError
+from multiscale.errors import DamagedFileError, InputError, MissingFileError
 
 
 def as_path(p):
@@ -102,6 +102,21 @@ def read_json(path, *, what: str = "JSON file", expect: type | None = dict) -> A
             f"{what} {str(path)!r} is damaged: expected a JSON {expect.__name__}, "
             f"found {type(obj).__name__}")
     return obj
+
+
+def check_output_folder(path, *, what: str = "--out") -> None:
+    """Refuses, before any work, a local output folder that is a file or lies under a file
+    (`InputError` naming `what` and the path). Object-store URLs are not checked."""
+    if is_remote(path):
+        return
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InputError(f"{what} {path!r} is a file, not a folder")
+    parent = os.path.dirname(path)
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise InputError(f"{what} {path!r} lies under {parent!r}, which is a file")
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import sys
 
+from multiscale.errors import InputError
+
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
 
@@ -23,30 +25,9 @@ def request_host_devices(count: int) -> bool:
     a device count (the user's choice wins), or when count is 1.
     """
     if not isinstance(count, int) or count < 1:
-        raise ValueError(f"host device count must be a positive int, got {count!r}")
+        raise InputError(f"host device count must be a positive int, got {count!r}")
     flags = os.environ.get("XLA_FLAGS", "")
     if count == 1 or "jax" in sys.modules or DEVICE_FLAG in flags:
         return False
     os.environ["XLA_FLAGS"] = f"{flags} {DEVICE_FLAG}={count}".strip()
     return True
-
-
-def add_argument(parser) -> None:
-    """The CLI's `--host-devices N` option (train, sweep)."""
-    parser.add_argument(
-        "--host-devices", type=int, default=None, metavar="N",
-        help="split this CPU host into N XLA devices and train data-parallel over them (the "
-             "default mesh puts every device on `data`); 1.06-1.16x faster for the CPU presets "
-             "on 2 cores with N=2. Ignored when XLA_FLAGS already sets a device count; no "
-             "effect on GPU/TPU")
-
-
-def apply_argument(value: int | None, command: str) -> None:
-    """Honour `--host-devices` before jax starts; say so on stderr when it cannot."""
-    if value is None:
-        return
-    if value < 1:
-        raise ValueError(f"--host-devices must be >= 1, got {value}")
-    if value > 1 and not request_host_devices(value):
-        print(f"multiscale {command}: --host-devices {value} ignored: XLA_FLAGS already sets "
-              f"{DEVICE_FLAG} or jax has already started", file=sys.stderr)

@@ -52,7 +52,7 @@ def test_corpus_build_errors(tmp_path, capsys):
     assert main(["corpus", "build", "--source", "files", "--input", "de=/nonexistent/*.txt",
                  "--grouping", "paper", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "multiscale corpus: error:" in err and "no file matches" in err
+    assert "multiscale corpus build: error:" in err and "no file matches" in err
     assert main(["corpus", "build", "--source", "files", "--input", "xx=/x/*.txt",
                  "--grouping", "paper", "--out", str(tmp_path / "o")]) == 2
     assert "'xx' in no family" in capsys.readouterr().err
@@ -84,7 +84,7 @@ def test_mixture_sample_json(tiny_corpus, capsys):
 def test_mixture_sample_bad_ratios(tiny_corpus, capsys, ratios, needle):
     assert main(["mixture", "sample", "--corpus", tiny_corpus.path, "--ratios", ratios, "--json"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("multiscale mixture: error:") and needle in err
+    assert err.startswith("multiscale mixture sample: error:") and needle in err
 
 
 def test_human_readable_outputs_and_bare_groups(tiny_corpus, capsys):

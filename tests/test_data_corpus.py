@@ -1,6 +1,5 @@
 import json
 
-import numpy as np
 import pytest
 
 from multiscale.data.corpus import Corpus, CorpusError, build_corpus, doc_hash

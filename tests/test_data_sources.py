@@ -1,12 +1,10 @@
 import gzip
 import json
 
-import numpy as np
 import pytest
 
 from multiscale.data.corpus import build_corpus
 from multiscale.data.sources import (
-    MANPAGES_LOCALES,
     FilesSource,
     HFSource,
     ManpagesSource,

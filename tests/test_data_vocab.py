@@ -27,7 +27,8 @@ def test_byte_vocab_matches_seqio_without_importing_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, multiscale.data.vocab as v; v.get_vocabulary('byte').encode('x'); print('tensorflow' in sys.modules)"
+    code = ("import sys, multiscale.data.vocab as v; v.get_vocabulary('byte').encode('x'); "
+            "print('tensorflow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -62,7 +63,8 @@ def test_sentencepiece_trained_family_balanced(tmp_path, tiny_corpus):
         fam_bytes[family_of[lang]] += sum(len(p.encode("utf-8")) for p in pieces)
     # every family gets (nearly) the same budget, whatever its size in the corpus
     assert min(fam_bytes.values()) > 0.95 * 20_000 and max(fam_bytes.values()) <= 20_000
-    v = train_sentencepiece(texts, family_of, tmp_path / "sp", SentencePieceConfig(vocab_size=2000, bytes_per_family=20_000))
+    v = train_sentencepiece(texts, family_of, tmp_path / "sp",
+                            SentencePieceConfig(vocab_size=2000, bytes_per_family=20_000))
     assert (v.pad_id, v.eos_id, v.unk_id) == (0, 1, 2)
     assert get_vocabulary(str(tmp_path / "sp.model")).vocab_size == v.vocab_size
     for text in TEXTS[:5]:

@@ -26,7 +26,7 @@ def test_presets_table(capsys):
 
 def _train_args(corpus, out, **kw):
     args = {"--corpus": corpus, "--model": "cpu-100k", "--tokens": "2048", "--ratios":
-            "germanic=0.5,romance=0.5", "--out": str(out), "--seq-len": "32", "--batch": "8",
+            "germanic=0.5,romance=0.5", "--out": str(out), "--seq-len": "32", "--batch-size": "8",
             "--eval-tokens-per-language": "256", "--no-progress": None}
     args.update(kw)
     argv = ["train"]
@@ -40,7 +40,8 @@ def _train_args(corpus, out, **kw):
     ({"--mesh": "data=3"}, "has 3 devices but 1 are available"),
     ({"--mesh": "tensor=2,data=2"}, "has 4 devices"),
     ({"--ratios": "germanic=0.5,celtic=0.5"}, "'celtic' that the corpus lacks"),
-    ({"--ratios": "germanic=0.5,romance=0.2"}, "ratios must sum to 1"),
+    ({"--ratios": "germanic=0.5,romance=0.2"}, "ratios sum to 0.7"),
+    ({"--ratios": "germanic=0.5,germanic=0.5"}, "'germanic'"),
     ({"--tokens": "1e2"}, "less than one step"),
 ])
 def test_bad_input_exits_2_with_a_message(tiny_corpus, tmp_path, capsys, change, message):
@@ -75,3 +76,71 @@ def test_relative_run_folder_checkpoints_and_resumes(tiny_corpus, tmp_path, monk
     assert main(args) == 0  # resumes from the finished run's checkpoint, same result
     again = json.loads(capsys.readouterr().out)
     assert [r["loss"] for r in again["rows"]] == [r["loss"] for r in first["rows"]]
+
+
+def test_cli_defaults_equal_train_config_defaults():
+    import dataclasses
+
+    from multiscale.cli import build_parser
+    from multiscale.cli import train as cli_train
+    from multiscale.train import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    args = build_parser().parse_args(["train", "--corpus", "c", "--model", "m", "--tokens", "1e3",
+                                      "--ratios", "a=1", "--out", "o"])
+    for field in ("seq_len", "batch", "checkpoint_every", "eval_batch", "eval_memory_tokens", "lr",
+                  "warmup_steps", "grad_accum", "seed", "eval_every", "eval_tokens_per_language",
+                  "mesh", "compute_dtype", "run_name"):
+        assert getattr(args, field) == defaults[field], field
+    assert cli_train.CHECKPOINT_EVERY == defaults["checkpoint_every"] == 100
+
+
+def test_old_flag_names_are_hidden_aliases(capsys):
+    from multiscale.cli import build_parser
+
+    base = ["train", "--corpus", "c", "--model", "m", "--tokens", "1e3", "--ratios", "a=1", "--out", "o"]
+    parser = build_parser()
+    old = parser.parse_args(base + ["--batch", "4", "--warmup", "7"])
+    new = parser.parse_args(base + ["--batch-size", "4", "--warmup-steps", "7"])
+    assert (old.batch, old.warmup_steps) == (new.batch, new.warmup_steps) == (4, 7)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--batch-size" in help_text and "--warmup-steps" in help_text
+    assert "--batch " not in help_text and "--warmup " not in help_text and "--eval-memory-tokens" in help_text
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_out_that_is_or_lies_under_a_file_is_refused_before_work(tiny_corpus, tmp_path, capsys, where):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("not a folder")
+    out = blocker if where == "file" else blocker / "run"
+    assert main(_train_args(str(tiny_corpus.path), out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("multiscale train: error: ") and "blocker" in err and len(err.splitlines()) == 1
+    assert blocker.read_text() == "not a folder"
+
+
+def _damaged_copy(tiny_corpus, tmp_path, how):
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus.path, corpus)
+    shard = corpus / "train" / "de-00000-of-00001.tokens"
+    if how == "missing":
+        shard.unlink()
+    else:
+        with open(shard, "r+b") as fh:
+            fh.truncate(shard.stat().st_size // 2)
+    return corpus
+
+
+@pytest.mark.parametrize("how", ["missing", "truncated"])
+def test_damaged_corpus_shard_is_named_and_nothing_is_trained(tiny_corpus, tmp_path, capsys, how):
+    corpus = _damaged_copy(tiny_corpus, tmp_path, how)
+    out = tmp_path / "run"
+    assert main(_train_args(str(corpus), out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("multiscale train: error: ") and len(err.splitlines()) == 1
+    assert "train/de-00000-of-00001.tokens" in err and ("missing" in err if how == "missing" else "truncated" in err)
+    assert not out.exists()

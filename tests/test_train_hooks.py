@@ -7,8 +7,7 @@ import math
 from rich.console import Console
 
 from multiscale.train.evaluation import EvalResult, LossStats
-from multiscale.train.hooks import (Hook, MetricsJsonlHook, ProgressHook, StepInfo,
-                                    read_metrics)
+from multiscale.train.hooks import Hook, MetricsJsonlHook, ProgressHook, StepInfo, read_metrics
 
 
 def _info(step, loss=2.5):

@@ -9,8 +9,16 @@ import pytest
 
 from multiscale.models.params import count_params
 from multiscale.models.presets import get_preset
-from multiscale.train import (Hook, NonFiniteLossError, ResumeMismatchError, TrainConfig,
-                              TrainConfigError, UnknownFamilyError, read_metrics, run_training)
+from multiscale.train import (
+    Hook,
+    NonFiniteLossError,
+    ResumeMismatchError,
+    TrainConfig,
+    TrainConfigError,
+    UnknownFamilyError,
+    read_metrics,
+    run_training,
+)
 from multiscale.train.checkpoint import Checkpointer
 from multiscale.train.data_source import RunData
 from multiscale.train.synthetic import SyntheticData

@@ -1,15 +1,18 @@
-"""`multiscale corpus build` and `multiscale corpus info`."""
+"""`multiscale corpus build`, `multiscale corpus info` and `multiscale corpus verify`."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from multiscale.errors import InputError
 
 
 def register(sub) -> None:
     p = sub.add_parser("corpus", help="build or inspect a multilingual corpus",
                        description="Build a corpus (per-language ArrayRecord shards, manifest, fixed "
                                    "eval split) or print what one holds.")
-    csub = p.add_subparsers(dest="corpus_command", metavar="{build,info}")
+    csub = p.add_subparsers(dest="corpus_command", metavar="{build,info,verify}")
     b = csub.add_parser(
         "build", help="build a corpus from the manual pages, files, TFDS or Hugging Face",
         description="Reads documents per language, deduplicates them, holds out a fixed eval set "
@@ -31,7 +34,8 @@ def register(sub) -> None:
     eval_group.add_argument("--eval-fraction", type=float, default=0.05,
                             help="share of each language's documents held out (default 0.05)")
     eval_group.add_argument("--eval-docs", type=int, metavar="K", help="hold out K documents per language")
-    b.add_argument("--vocab", default="byte", help="'byte' (default), a SentencePiece .model file, or spm:SIZE to train one (family-balanced)")
+    b.add_argument("--vocab", default="byte", help="'byte' (default), a SentencePiece .model file, or "
+                                                   "spm:SIZE to train one (family-balanced)")
     b.add_argument("--tfds-name", default="c4/multilingual:3.1.0")
     b.add_argument("--hf-path", default="allenai/c4")
     b.add_argument("--text-field", default="text", help="JSONL/TFDS/HF field holding the text")
@@ -40,10 +44,21 @@ def register(sub) -> None:
     b.add_argument("--json", action="store_true", help="print the corpus summary as one JSON object")
     b.set_defaults(handler=_build)
 
-    i = csub.add_parser("info", help="documents, bytes and tokens per family and language")
+    i = csub.add_parser("info", help="documents, bytes and tokens per family and language",
+                        description="Prints the manifest's counts and checks cheaply that every shard "
+                                    "is present with the size the manifest records (exit 1 when not).")
     i.add_argument("corpus", metavar="DIR")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(handler=_info)
+
+    v = csub.add_parser("verify", help="check every file of a corpus against its manifest's SHA-256",
+                        description="Reads every shard and compares its size and SHA-256 with the "
+                                    "manifest; prints each missing or damaged file and exits 1 if "
+                                    "there is one (corpora built before checksums were recorded: "
+                                    "checks that every record can be read).")
+    v.add_argument("corpus", metavar="DIR")
+    v.add_argument("--json", action="store_true", help="print one JSON object")
+    v.set_defaults(handler=_verify)
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
@@ -51,10 +66,10 @@ def _parse_inputs(items: list[str]) -> dict[str, list[str]]:
     inputs: dict[str, list[str]] = {}
     for item in items:
         if "=" not in item:
-            raise ValueError(f"--input {item!r} is not LANG=GLOB")
+            raise InputError(f"--input {item!r} is not LANG=GLOB")
         lang, pattern = (s.strip() for s in item.split("=", 1))
         if not lang or not pattern:
-            raise ValueError(f"--input {item!r} is not LANG=GLOB")
+            raise InputError(f"--input {item!r} is not LANG=GLOB")
         inputs.setdefault(lang, []).append(pattern)
     return inputs
 
@@ -63,7 +78,7 @@ def _grouping(args):
     from multiscale.families import MANPAGES_GROUPING, PAPER_GROUPING, load_grouping
 
     if args.families and args.grouping:
-        raise ValueError("give --families or --grouping, not both")
+        raise InputError("give --families or --grouping, not both")
     if args.families:
         return load_grouping(args.families)
     if args.grouping == "paper":
@@ -75,7 +90,6 @@ def _grouping(args):
 
 def _build(args: argparse.Namespace) -> int:
     import json
-    import sys
 
     from multiscale.data import sources
     from multiscale.data.corpus import build_corpus
@@ -83,30 +97,30 @@ def _build(args: argparse.Namespace) -> int:
 
     grouping = _grouping(args)
     if args.source != "files" and args.input:
-        raise ValueError(f"--input is for --source files, not --source {args.source}")
+        raise InputError(f"--input is for --source files, not --source {args.source}")
     if args.source == "manpages":
         source = sources.ManpagesSource()
     elif args.source == "files":
         inputs = _parse_inputs(args.input)
         if not inputs:
-            raise ValueError("--source files needs at least one --input LANG=GLOB")
+            raise InputError("--source files needs at least one --input LANG=GLOB")
         if grouping is None:
             grouping = grouping_by_genealogy(inputs)
         stray = [lang for lang in inputs if lang not in grouping.languages]
         if stray:
-            raise ValueError(f"--input language(s) {', '.join(map(repr, stray))} in no family of the "
+            raise InputError(f"--input language(s) {', '.join(map(repr, stray))} in no family of the "
                              f"grouping ({', '.join(grouping.languages)})")
         if args.grouping:  # a built-in grouping: keep only the languages given
             from multiscale.families import Grouping
 
             grouping = Grouping.from_mapping({
-                f.name: [l for l in f.languages if l in inputs]
-                for f in grouping.families if any(l in inputs for l in f.languages)
+                f.name: [lang for lang in f.languages if lang in inputs]
+                for f in grouping.families if any(lang in inputs for lang in f.languages)
             })
         source = sources.FilesSource(inputs, text_field=args.text_field)
     else:
         if grouping is None and not args.languages:
-            raise ValueError(f"--source {args.source} needs --languages or a grouping (--families/--grouping)")
+            raise InputError(f"--source {args.source} needs --languages or a grouping (--families/--grouping)")
         langs = args.languages.split(",") if args.languages else list(grouping.languages)
         if grouping is None:
             grouping = grouping_by_genealogy(langs)
@@ -136,11 +150,47 @@ def _info(args: argparse.Namespace) -> int:
     from multiscale.data.corpus import Corpus
 
     corpus = Corpus.open(args.corpus)
+    problems = corpus.check(full=False)
     if args.json:
-        print(json.dumps(corpus.summary(), ensure_ascii=False))
+        print(json.dumps({**corpus.summary(), **_check_json(problems, "sizes")}, ensure_ascii=False))
     else:
         _print_table(corpus)
-    return 0
+    return _report_problems(corpus, problems, "info", quiet=args.json)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from multiscale.data.corpus import Corpus
+
+    corpus = Corpus.open(args.corpus)
+    problems = corpus.check(full=True)
+    method = "sha256" if corpus.has_checksums else "readable"
+    if args.json:
+        print(json.dumps({"path": corpus.path, "files": len(corpus.file_names()),
+                          **_check_json(problems, method)}, ensure_ascii=False))
+    elif not problems:
+        how = "SHA-256 and size" if corpus.has_checksums else \
+            "readable (built before checksums were recorded: no SHA-256 to compare)"
+        print(f"corpus {corpus.path}: all {len(corpus.file_names())} files intact ({how})")
+    return _report_problems(corpus, problems, "verify", quiet=args.json)
+
+
+def _check_json(problems, method: str) -> dict:
+    return {"check": method, "intact": not problems,
+            "damaged": [{"file": p.file, "problem": p.problem} for p in problems]}
+
+
+def _report_problems(corpus, problems, command: str, *, quiet: bool) -> int:
+    """Name each damaged file on stderr (unless the JSON carries them); 1 if any, else 0."""
+    if not problems:
+        return 0
+    if not quiet:
+        for p in problems:
+            print(f"multiscale corpus {command}: damaged: {corpus.path}/{p}", file=sys.stderr)
+        print(f"multiscale corpus {command}: {len(problems)} damaged file(s); rebuild the corpus "
+              "with `multiscale corpus build`", file=sys.stderr)
+    return 1
 
 
 def _print_table(corpus) -> None:

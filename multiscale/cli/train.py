@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 
-from multiscale import host_devices
+from multiscale.cli._common import add_host_devices_argument, apply_host_devices, check_corpus_folder
+from multiscale.fileio import check_output_folder
+
+# TrainConfig's defaults (the command line must not import jax to register: tests/test_train_cli.py
+# checks that these equal the dataclass's).
+SEQ_LEN, BATCH, CHECKPOINT_EVERY, EVAL_BATCH, EVAL_MEMORY_TOKENS = 128, 32, 100, 32, 8192
 
 
 def register(sub) -> None:
@@ -28,30 +34,41 @@ def register(sub) -> None:
         epilog="Several hosts (TPU pod slices, GPU clusters): run the same command on every host "
                "with MULTISCALE_DISTRIBUTED=1 (TPU pods, SLURM, MPI) or with "
                "JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=n JAX_PROCESS_ID=i; "
-               "jax.distributed.initialize() connects them, --batch is the global batch and each "
+               "jax.distributed.initialize() connects them, --batch-size is the global batch and each "
                "host reads its own shard of the mixture.")
     t.add_argument("--corpus", required=True, metavar="DIR", help="a built corpus folder")
     t.add_argument("--model", required=True, metavar="PRESET", help="preset name (see `multiscale presets`)")
     t.add_argument("--tokens", required=True, type=_int, metavar="D",
-                   help="training tokens (e.g. 2e6); steps = D // (batch * seq_len)")
+                   help="training tokens (e.g. 2e6); steps = D // (batch size * seq_len)")
     t.add_argument("--ratios", required=True, metavar="FAM=P,...",
                    help="family sampling ratios summing to 1, e.g. germanic=0.4,romance=0.6")
     t.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (local or gs://)")
-    t.add_argument("--seq-len", type=int, default=128)
-    t.add_argument("--batch", type=int, default=32, help="global batch in rows (default 32)")
+    t.add_argument("--seq-len", type=int, default=SEQ_LEN, help=f"tokens per sequence (default {SEQ_LEN})")
+    t.add_argument("--batch-size", type=int, default=BATCH, dest="batch",
+                   help=f"global batch in sequences, all hosts together (default {BATCH})")
+    t.add_argument("--batch", type=int, dest="batch", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    t.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 5%% of steps)")
+    t.add_argument("--warmup-steps", type=int, default=None, dest="warmup_steps",
+                   help="learning-rate warm-up steps (default 5%% of the steps)")
+    t.add_argument("--warmup", type=int, dest="warmup_steps", default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
     t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-every", type=int, default=0, help="steps between evals (0: only at the end)")
-    t.add_argument("--checkpoint-every", type=int, default=100,
-                   help="steps between checkpoints (0: only at the end; default 100)")
+    t.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY,
+                   help=f"steps between checkpoints (0: only at the end; default {CHECKPOINT_EVERY})")
     t.add_argument("--eval-tokens-per-language", type=int, default=32_768, metavar="N",
                    help="cap on each language's eval tokens (default 32768)")
+    t.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH, dest="eval_batch", metavar="ROWS",
+                   help=f"at most ROWS sequences per eval batch (default {EVAL_BATCH})")
+    t.add_argument("--eval-memory-tokens", type=int, default=EVAL_MEMORY_TOKENS, metavar="T",
+                   help="at most T tokens (rows x seq_len) per eval batch, at least one row, so "
+                        f"long sequences evaluate a few at a time (default {EVAL_MEMORY_TOKENS}); "
+                        "the losses do not depend on it")
     t.add_argument("--mesh", default=None, metavar="data=2,fsdp=2,tensor=2",
                    help="device mesh (default: all devices on data)")
     t.add_argument("--compute-dtype", default="auto", choices=("auto", "float32", "bfloat16"))
-    host_devices.add_argument(t)
+    add_host_devices_argument(t)
     t.add_argument("--run-name", default=None, help="the run table's `run` (default: RUN_DIR's name)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
@@ -59,8 +76,11 @@ def register(sub) -> None:
 
 
 def _int(text: str) -> int:
-    value = float(text)
-    if value != int(value):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of tokens: {text}") from None
+    if not math.isfinite(value) or value != int(value):
         raise argparse.ArgumentTypeError(f"not a whole number of tokens: {text}")
     return int(value)
 
@@ -102,7 +122,9 @@ def _train(args: argparse.Namespace) -> int:
     import json
     import math
 
-    host_devices.apply_argument(args.host_devices, "train")  # before jax starts
+    check_corpus_folder(args.corpus)
+    check_output_folder(args.out)  # before jax starts
+    apply_host_devices(args.host_devices, "train")  # before jax starts
     from multiscale.train.loop import maybe_initialize_distributed
 
     maybe_initialize_distributed()
@@ -111,13 +133,14 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(
         corpus=args.corpus, model=args.model, tokens=args.tokens, ratios=args.ratios,
         out=args.out, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
-        warmup_steps=args.warmup, grad_accum=args.grad_accum, seed=args.seed,
+        warmup_steps=args.warmup_steps, grad_accum=args.grad_accum, seed=args.seed,
         eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, mesh=args.mesh,
         compute_dtype=args.compute_dtype, run_name=args.run_name,
-        eval_tokens_per_language=args.eval_tokens_per_language)
+        eval_tokens_per_language=args.eval_tokens_per_language, eval_batch=args.eval_batch,
+        eval_memory_tokens=args.eval_memory_tokens)
     summary = run_training(config, progress=not args.no_progress)
     if args.json:
-        from multiscale.train.loop import json_safe
+        from multiscale.fileio import json_safe
 
         print(json.dumps(json_safe(summary)))
         return 0

@@ -6,7 +6,8 @@ normalization), splits each language into train and eval by a hash of the docume
 (stable: the same document is always on the same side, whatever the mixture, the seed or
 `max_docs_per_language`), tokenizes with the vocabulary and writes:
 
-    out_dir/manifest.json                         documents, bytes, tokens per language/family/split
+    out_dir/manifest.json                         documents, bytes, tokens per language/family/split,
+                                                  and the size and SHA-256 of every file below
     out_dir/<split>/<lang>-00000-of-0000N.tokens  ArrayRecord, one record per document:
                                                   token ids (uint16 or uint32, little endian), EOS
                                                   appended
@@ -14,34 +15,42 @@ normalization), splits each language into train and eval by a hash of the docume
     out_dir/vocab.model                           SentencePiece model (only with that vocabulary)
 
 Token counts include the one EOS token per document (that is what the packed stream sees).
-`Corpus.open(out_dir)` reads it back.
+The corpus is built in a temporary sibling folder and moved into place at the end (the manifest
+last), so a failed build leaves nothing behind. `Corpus.open(out_dir)` reads it back;
+`Corpus.check()` compares the files with the manifest (sizes, or with `full=True` SHA-256 too)
+and every shard is size-checked before it is read, so a missing or truncated shard raises
+`DamagedFileError` naming the file. Manifests written before checksums existed still open
+(their shards are checked for presence and readability only).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from multiscale.families import MANPAGES_GROUPING, Grouping, grouping_by_genealogy, load_grouping
 from multiscale.data import vocab as vocab_lib
+from multiscale.errors import DamagedFileError, InputError, MissingFileError
+from multiscale.families import MANPAGES_GROUPING, Grouping, grouping_by_genealogy, load_grouping
+from multiscale.fileio import check_output_folder, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval")
 MAX_SHARD_BYTES = 256 << 20  # token bytes per shard
+_CORPUS_ITEMS = (MANIFEST, "vocab.model") + SPLITS  # what a build writes (and an overwrite replaces)
 
 
-class CorpusError(ValueError):
-    """A corpus that cannot be built or opened."""
+class CorpusError(InputError):
+    """A corpus that cannot be built or opened, or a query it cannot answer."""
 
 
 def doc_hash(text: str) -> float:
@@ -119,6 +128,22 @@ def _write_split(
     }
 
 
+# ---------------------------------------------------------------------------------- building
+
+
+@dataclasses.dataclass(frozen=True)
+class _BuildRequest:
+    """The validated arguments of one build."""
+
+    source: Any
+    grouping: Grouping
+    eval_fraction: float | None
+    eval_docs: int | None
+    max_docs: int | None
+    spm_size: int | None
+    vocab: Any  # a vocabulary object, or None when one is trained (spm_size)
+
+
 def build_corpus(
     source: Any,
     out_dir: str | os.PathLike,
@@ -140,7 +165,34 @@ def build_corpus(
     SIZE pieces on a family-balanced sample of the training split (saved as vocab.model).
     `eval_docs_per_language` (an int) overrides `eval_fraction`. `seed` is recorded; the split
     itself does not depend on it (it is a content hash).
+
+    `out_dir` must be new, an empty folder, or a folder holding a corpus (replaced when
+    `overwrite`; other files in it are kept). The corpus is written to a temporary sibling folder
+    and moved into place at the end: a failed build leaves `out_dir` as it was.
     """
+    req = _build_request(source, grouping, eval_fraction, eval_docs_per_language,
+                         max_docs_per_language, vocab)
+    out = os.path.abspath(os.fspath(out_dir))
+    _check_out_dir(out, overwrite)
+    t0 = time.perf_counter()
+    created = _make_parents(os.path.dirname(out))
+    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.building-{uuid.uuid4().hex[:8]}")
+    try:
+        os.mkdir(tmp)
+        splits = _read_splits(req, progress)
+        manifest = _write_corpus(tmp, req, splits, seed)
+        manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
+        _install(tmp, out, manifest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in reversed(created):
+            _rmdir_quietly(d)
+        raise
+    return Corpus.open(out_dir)
+
+
+def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) -> _BuildRequest:
+    """Resolve the source and grouping and check every argument before any work."""
     from multiscale.data.sources import ManpagesSource, get_source
 
     if isinstance(source, str):
@@ -153,14 +205,14 @@ def build_corpus(
         else:
             grouping = grouping_by_genealogy(source.languages)
     grouping = load_grouping(grouping)
-    if eval_docs_per_language is not None:
-        if int(eval_docs_per_language) < 1:
-            raise CorpusError(f"eval_docs_per_language must be >= 1, got {eval_docs_per_language}")
+    if eval_docs is not None:
+        if int(eval_docs) < 1:
+            raise CorpusError(f"eval_docs_per_language must be >= 1, got {eval_docs}")
         eval_fraction = None
     elif eval_fraction is None or not (0.0 < float(eval_fraction) < 1.0):
         raise CorpusError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
-    if max_docs_per_language is not None and int(max_docs_per_language) < 2:
-        raise CorpusError(f"max_docs_per_language must be >= 2, got {max_docs_per_language}")
+    if max_docs is not None and int(max_docs) < 2:
+        raise CorpusError(f"max_docs_per_language must be >= 2, got {max_docs}")
     missing = [lang for lang in grouping.languages if lang not in source.languages]
     if missing:
         raise CorpusError(
@@ -169,50 +221,110 @@ def build_corpus(
         )
     spm_size = _spm_request(vocab)
     voc = None if spm_size else vocab_lib.get_vocabulary(vocab)
+    return _BuildRequest(source, grouping, eval_fraction, eval_docs, max_docs, spm_size, voc)
 
-    out = os.fspath(out_dir)
+
+def _check_out_dir(out: str, overwrite: bool) -> None:
+    """`out` may be missing, an empty folder, or a corpus folder (replaced when `overwrite`)."""
+    check_output_folder(out, what="corpus folder")
+    if not os.path.exists(out):
+        return
     if os.path.exists(os.path.join(out, MANIFEST)):
         if not overwrite:
             raise CorpusError(f"{out} already holds a corpus (pass overwrite=True)")
-        for split in SPLITS:
-            shutil.rmtree(os.path.join(out, split), ignore_errors=True)
-    os.makedirs(out, exist_ok=True)
+        return
+    if os.listdir(out):
+        raise CorpusError(f"{out} is a folder that holds no corpus but is not empty: give a new or "
+                          "empty folder (a corpus build writes manifest.json, train/, eval/ into it)")
 
-    t0 = time.perf_counter()
-    splits: dict[str, tuple[list[str], list[str], int]] = {}
-    bar = _progress(progress, len(grouping.languages))
+
+def _make_parents(path: str) -> list[str]:
+    """Create `path` and its missing parents; return the folders created (outermost first)."""
+    created = []
+    while path and not os.path.exists(path):
+        created.append(path)
+        path = os.path.dirname(path)
+    created.reverse()
+    for d in created:
+        os.mkdir(d)
+    return created
+
+
+def _rmdir_quietly(path: str) -> None:
     try:
-        for lang in grouping.languages:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _install(tmp: str, out: str, manifest: dict) -> None:
+    """Move the finished corpus from `tmp` to `out`: a rename when `out` is missing or empty,
+    else the old corpus's items are replaced one by one, the manifest written last."""
+    if os.path.isdir(out) and not os.listdir(out):
+        os.rmdir(out)
+    if not os.path.exists(out):
+        write_json(os.path.join(tmp, MANIFEST), manifest, indent=1)
+        os.rename(tmp, out)
+        return
+    os.remove(os.path.join(out, MANIFEST))  # from here on `out` holds no corpus until the end
+    for item in _CORPUS_ITEMS[1:]:
+        old = os.path.join(out, item)
+        if os.path.isdir(old):
+            shutil.rmtree(old)
+        elif os.path.exists(old):
+            os.remove(old)
+        if os.path.exists(os.path.join(tmp, item)):
+            os.rename(os.path.join(tmp, item), old)
+    write_json(os.path.join(out, MANIFEST), manifest, indent=1)
+    shutil.rmtree(tmp)
+
+
+def _read_language(source, lang: str, max_docs: int | None) -> tuple[list[str], int]:
+    """A language's documents, exact duplicates (after whitespace normalization) removed."""
+    seen: set[str] = set()
+    texts: list[str] = []
+    duplicates = 0
+    for text in source.iter_documents(lang):
+        key = hashlib.sha1(_normalize(text).encode("utf-8")).hexdigest()
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        texts.append(text)
+        if max_docs is not None and len(texts) >= max_docs:
+            break
+    return texts, duplicates
+
+
+def _read_splits(req: _BuildRequest, progress: bool | None) -> dict[str, tuple[list[str], list[str], int]]:
+    """lang -> (train texts, eval texts, duplicates removed)."""
+    splits: dict[str, tuple[list[str], list[str], int]] = {}
+    bar = _progress(progress, len(req.grouping.languages))
+    try:
+        for lang in req.grouping.languages:
             if bar is not None:
                 bar[0].update(bar[1], description=f"corpus {lang}")
-            seen: set[str] = set()
-            texts: list[str] = []
-            duplicates = 0
-            for text in source.iter_documents(lang):
-                key = hashlib.sha1(_normalize(text).encode("utf-8")).hexdigest()
-                if key in seen:
-                    duplicates += 1
-                    continue
-                seen.add(key)
-                texts.append(text)
-                if max_docs_per_language is not None and len(texts) >= max_docs_per_language:
-                    break
-            train, held = split_documents(
-                texts, eval_fraction=eval_fraction, eval_docs=eval_docs_per_language, lang=lang
-            )
+            texts, duplicates = _read_language(req.source, lang, req.max_docs)
+            train, held = split_documents(texts, eval_fraction=req.eval_fraction,
+                                          eval_docs=req.eval_docs, lang=lang)
             splits[lang] = (train, held, duplicates)
             if bar is not None:
                 bar[0].advance(bar[1])
     finally:
         if bar is not None:
             bar[0].stop()
+    return splits
 
-    if spm_size:  # trained on the training split only, family-balanced
+
+def _write_corpus(out: str, req: _BuildRequest, splits, seed: int) -> dict[str, Any]:
+    """Tokenize and write every split into `out`; return the manifest (without build time)."""
+    grouping, voc = req.grouping, req.vocab
+    if req.spm_size:  # trained on the training split only, family-balanced
         voc = vocab_lib.train_sentencepiece(
             {lang: tr for lang, (tr, _, _) in splits.items()},
             {lang: grouping.family_of(lang) for lang in splits},
             os.path.join(out, "vocab"),
-            vocab_lib.SentencePieceConfig(vocab_size=spm_size),
+            vocab_lib.SentencePieceConfig(vocab_size=req.spm_size),
         )
     dtype = np.dtype("<u2") if voc.vocab_size <= 65536 else np.dtype("<u4")
     languages: dict[str, Any] = {}
@@ -223,29 +335,35 @@ def build_corpus(
             "train": _write_split(out, "train", lang, train, voc, dtype),
             "eval": _write_split(out, "eval", lang, held, voc, dtype),
         }
-
     vocab_info = voc.to_dict()
     if isinstance(voc, vocab_lib.SentencePieceVocabulary):
         if os.path.abspath(voc.path) != os.path.abspath(os.path.join(out, "vocab.model")):
             shutil.copyfile(voc.path, os.path.join(out, "vocab.model"))
         vocab_info["model"] = "vocab.model"
-    manifest = {
+    return {
         "format": FORMAT_VERSION,
-        "source": source.name,
+        "source": req.source.name,
         "vocab": vocab_info,
         "token_dtype": dtype.str,
         "seed": seed,
-        "split": {"method": "sha256(content)", "eval_fraction": eval_fraction,
-                  "eval_docs_per_language": eval_docs_per_language},
-        "max_docs_per_language": max_docs_per_language,
+        "split": {"method": "sha256(content)", "eval_fraction": req.eval_fraction,
+                  "eval_docs_per_language": req.eval_docs},
+        "max_docs_per_language": req.max_docs,
         "grouping": grouping.to_dict(),
         "languages": languages,
         "families": _family_totals(grouping, languages),
-        "build_seconds": round(time.perf_counter() - t0, 3),
+        "files": _file_records(out, languages, "model" in vocab_info),
     }
-    with open(os.path.join(out, MANIFEST), "w", encoding="utf-8") as fh:
-        json.dump(manifest, fh, indent=1, ensure_ascii=False)
-    return Corpus.open(out)
+
+
+def _file_records(out: str, languages: Mapping[str, Any], has_model: bool) -> dict[str, Any]:
+    """Relative path -> {bytes, sha256} of every shard (and the vocabulary model)."""
+    names = [p for info in languages.values() for split in SPLITS
+             for key in ("shards", "text_shards") for p in info[split][key]]
+    if has_model:
+        names.append("vocab.model")
+    return {name: {"bytes": os.path.getsize(os.path.join(out, name)),
+                   "sha256": sha256_file(os.path.join(out, name))} for name in names}
 
 
 def _spm_request(vocab: Any) -> int | None:
@@ -294,6 +412,60 @@ def _family_totals(grouping: Grouping, languages: Mapping[str, Any]) -> dict[str
     return fams
 
 
+# ---------------------------------------------------------------------------------- checking
+
+
+@dataclasses.dataclass(frozen=True)
+class FileProblem:
+    """A corpus file that is missing or does not match the manifest."""
+
+    file: str      # path relative to the corpus folder
+    problem: str   # e.g. "missing", "1024 bytes, the manifest records 2048 (truncated?)"
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.problem}"
+
+
+def _check_file(root: str, name: str, record: Mapping[str, Any] | None, full: bool) -> FileProblem | None:
+    path = os.path.join(root, name)
+    if not os.path.isfile(path):
+        return FileProblem(name, "missing")
+    if record is None:  # a manifest written before checksums existed
+        return _check_readable(path, name) if full else None
+    size = os.path.getsize(path)
+    if size != record["bytes"]:
+        return FileProblem(name, f"{size} bytes, the manifest records {record['bytes']} "
+                                 f"({'truncated' if size < record['bytes'] else 'changed'})")
+    if full and sha256_file(path) != record["sha256"]:
+        return FileProblem(name, "its SHA-256 differs from the manifest's (damaged or changed)")
+    return None
+
+
+def _check_readable(path: str, name: str) -> FileProblem | None:
+    """Old manifests (no checksums): can every record of an ArrayRecord shard be read?"""
+    if not name.endswith((".tokens", ".text")):
+        return None
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    try:
+        reader = ArrayRecordReader(path)
+        try:
+            reader.read(list(range(reader.num_records())))
+        finally:
+            reader.close()
+    except RuntimeError as err:
+        return FileProblem(name, f"unreadable ({_first_line(err)})")
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+# ---------------------------------------------------------------------------------- reading
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Corpus:
     """A built corpus (read-only). Token counts include one EOS per document.
@@ -309,13 +481,16 @@ class Corpus:
     def open(cls, path: str | os.PathLike) -> Corpus:
         path = os.fspath(path)
         mpath = os.path.join(path, MANIFEST)
-        if not os.path.exists(mpath):
-            raise FileNotFoundError(f"no corpus at {path} (missing {MANIFEST}); build one with "
-                                    "`multiscale corpus build`")
-        with open(mpath, encoding="utf-8") as fh:
-            manifest = json.load(fh)
+        if not os.path.isfile(mpath):
+            raise MissingFileError(f"no corpus at {path} (missing {MANIFEST}); build one with "
+                                   "`multiscale corpus build`")
+        manifest = read_json(mpath, what="corpus manifest")
         if manifest.get("format") != FORMAT_VERSION:
             raise CorpusError(f"{mpath}: unsupported corpus format {manifest.get('format')!r}")
+        missing = [k for k in ("source", "vocab", "token_dtype", "grouping", "languages", "families")
+                   if k not in manifest]
+        if missing:
+            raise DamagedFileError(f"corpus manifest {mpath!r} is damaged: no {', '.join(missing)}")
         return cls(path, manifest, load_grouping(manifest["grouping"]))
 
     # -- structure ----------------------------------------------------------------------------
@@ -336,6 +511,7 @@ class Corpus:
         info = self.manifest["vocab"]
         if info["name"] == "byte":
             return vocab_lib.ByteVocabulary()
+        self._require(["vocab.model"])
         return vocab_lib.SentencePieceVocabulary(os.path.join(self.path, info["model"]))
 
     def _lang(self, lang: str) -> Mapping[str, Any]:
@@ -377,6 +553,46 @@ class Corpus:
         self._check_split(split)
         return int(self._lang(lang)[split]["bytes"])
 
+    # -- integrity ----------------------------------------------------------------------------
+    @property
+    def has_checksums(self) -> bool:
+        """Whether the manifest records each file's size and SHA-256 (corpora built since)."""
+        return isinstance(self.manifest.get("files"), Mapping)
+
+    def file_names(self) -> list[str]:
+        """Every data file of the corpus, relative to its folder."""
+        if self.has_checksums:
+            return list(self.manifest["files"])
+        names = [p for lang in self.languages for split in SPLITS
+                 for key in ("shards", "text_shards") for p in self._lang(lang)[split][key]]
+        return names + (["vocab.model"] if "model" in self.manifest["vocab"] else [])
+
+    def check(self, *, full: bool = False, files: list[str] | None = None) -> list[FileProblem]:
+        """The files (default: all) that are missing or differ from the manifest.
+
+        Cheap (`full=False`): presence and size. `full=True`: also the SHA-256 of every file
+        (for manifests without checksums: that every shard's records can be read)."""
+        records = self.manifest["files"] if self.has_checksums else {}
+        problems = []
+        for name in files if files is not None else self.file_names():
+            problem = _check_file(self.path, name, records.get(name), full)
+            if problem is not None:
+                problems.append(problem)
+        return problems
+
+    def require_intact(self) -> None:
+        """Raise `DamagedFileError` naming every file that is missing or of the wrong size
+        (cheap: no hashing; run before a long job reads the corpus)."""
+        self._require(self.file_names())
+
+    def _require(self, files: list[str]) -> None:
+        """Raise `DamagedFileError` naming each of `files` that is missing or truncated."""
+        problems = self.check(files=files)
+        if problems:
+            raise DamagedFileError(
+                f"corpus {self.path} is damaged: {'; '.join(map(str, problems))}; rebuild it "
+                "with `multiscale corpus build` (`multiscale corpus verify` checks every file)")
+
     # -- data ---------------------------------------------------------------------------------
     def shard_paths(self, lang: str, split: str = "train", kind: str = "tokens") -> list[str]:
         self._check_split(split)
@@ -384,10 +600,20 @@ class Corpus:
         return [os.path.join(self.path, p) for p in self._lang(lang)[split][key]]
 
     def data_source(self, lang: str, split: str = "train", kind: str = "tokens"):
-        """A grain random-access source of one language's documents (raw bytes records)."""
+        """A grain random-access source of one language's documents (raw bytes records).
+
+        The shards are checked first (present, of the recorded size): a damaged one raises
+        `DamagedFileError` naming it."""
         import grain
 
-        return grain.sources.ArrayRecordDataSource(self.shard_paths(lang, split, kind))
+        paths = self.shard_paths(lang, split, kind)
+        self._require([os.path.relpath(p, self.path) for p in paths])
+        try:
+            return grain.sources.ArrayRecordDataSource(paths)
+        except RuntimeError as err:
+            raise DamagedFileError(
+                f"corpus {self.path}: a shard of {lang!r} ({split}) cannot be read: "
+                f"{', '.join(paths)} ({_first_line(err)})") from None
 
     def read_tokens(self, lang: str, split: str = "train") -> list[np.ndarray]:
         """Every document of a language/split as int32 token ids (EOS included)."""

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from multiscale.data.packing import pack_documents
+from multiscale.errors import InputError
 
 DEFAULT_MAX_TOKENS_PER_LANGUAGE = 32_768
 KEYS = ("inputs", "targets", "segment_ids", "positions", "weights")
@@ -43,7 +44,7 @@ class EvalSet:
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Deterministic batches in language order; the last is padded with weight-0 rows."""
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
         n = self.num_rows
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -75,9 +76,9 @@ def load_eval_set(corpus, *, seq_len: int,
                   max_tokens_per_language: int | None = DEFAULT_MAX_TOKENS_PER_LANGUAGE) -> EvalSet:
     """The eval set of `corpus` at sequence length `seq_len` (None: no cap on tokens)."""
     if int(seq_len) < 1:
-        raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+        raise InputError(f"seq_len must be >= 1, got {seq_len}")
     if max_tokens_per_language is not None and int(max_tokens_per_language) < 2:
-        raise ValueError(f"max_tokens_per_language must be >= 2 or None, got {max_tokens_per_language}")
+        raise InputError(f"max_tokens_per_language must be >= 2 or None, got {max_tokens_per_language}")
     vocab = corpus.vocab
     fam_index = {f: i for i, f in enumerate(corpus.families)}
     parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS + ("language_ids", "family_ids")}

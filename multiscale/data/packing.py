@@ -22,10 +22,10 @@ import collections
 from collections.abc import Sequence
 from typing import Any
 
+import grain
 import numpy as np
 
-import grain
-
+from multiscale.errors import InputError
 
 _CONST: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
@@ -125,7 +125,7 @@ class PackIterDataset(grain.IterDataset):
     def __init__(self, parent: grain.IterDataset, seq_len: int, extra: dict[str, Any] | None = None):
         super().__init__(parent)
         if seq_len < 1:
-            raise ValueError(f"seq_len must be >= 1, got {seq_len}")
+            raise InputError(f"seq_len must be >= 1, got {seq_len}")
         self._seq_len = seq_len
         self._extra = dict(extra or {})
 

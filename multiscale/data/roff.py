@@ -91,70 +91,86 @@ def _split_args(rest: str) -> list[str]:
     return args
 
 
-def roff_to_text(source: str) -> str:
-    """Prose of a roff page: paragraphs joined by newlines, whitespace normalized."""
-    paragraphs: list[str] = []
-    current: list[str] = []
-    skip_until: str | None = None
-    table_format = False
+class _RoffReader:
+    """The state of one pass over a roff page: finished paragraphs, the open one, and what
+    is being skipped (a macro definition, an example, a table's format lines)."""
 
-    def flush():
-        if current:
-            text = " ".join(current).strip()
+    def __init__(self):
+        self.paragraphs: list[str] = []
+        self.current: list[str] = []
+        self.skip_until: str | None = None
+        self.table_format = False
+
+    def flush(self) -> None:
+        if self.current:
+            text = " ".join(self.current).strip()
             text = re.sub(r"[ \t]+", " ", text)
             if text:
-                paragraphs.append(text)
-            current.clear()
+                self.paragraphs.append(text)
+            self.current.clear()
 
-    for raw in source.splitlines():
-        if skip_until is not None:
-            if raw.strip().startswith(skip_until):
-                skip_until = None
-            continue
-        if table_format:
+    def line(self, raw: str) -> None:
+        if self.skip_until is not None:
+            if raw.strip().startswith(self.skip_until):
+                self.skip_until = None
+            return
+        if self.table_format:
             if raw.rstrip().endswith("."):
-                table_format = False
-            continue
+                self.table_format = False
+            return
         if raw.startswith((".", "'")):
-            body = raw[1:].lstrip()
-            if body.startswith('\\"') or not body:
-                continue
-            parts = body.split(None, 1)
-            macro = parts[0]
-            rest = parts[1] if len(parts) > 1 else ""
-            if macro in ("de", "de1", "am", "ig"):
-                skip_until = ".."
-                continue
-            if macro == "EX":
-                skip_until = ".EE"
-                continue
-            if macro == "TS":
-                table_format = True
-                flush()
-                continue
-            if macro == "so":  # a link to another page: no text of its own
-                continue
-            if macro in _BREAK_MACROS:
-                flush()
-            if macro in _TEXT_MACROS:
-                args = _split_args(_strip_escapes(rest))
-                if macro[:1].isupper() and macro[1:2].islower():  # mdoc
-                    args = [a for a in args if a not in _MDOC_INLINE]
-                if macro in ("BR", "BI", "IB", "IR", "RB", "RI"):
-                    text = "".join(args)
-                else:
-                    text = " ".join(args)
-                if text:
-                    current.append(text)
-                if macro in ("SH", "SS", "Sh", "Ss"):
-                    flush()
-            continue
+            self.request(raw[1:].lstrip())
+            return
         line = _strip_escapes(raw)
         if "\t" in line:
             line = line.replace("\t", " ")
         if line.strip():
-            current.append(line.strip())
+            self.current.append(line.strip())
         else:
-            flush()
-    flush()
-    return "\n".join(paragraphs)
+            self.flush()
+
+    def request(self, body: str) -> None:
+        """A control line (`.XX args`)."""
+        if body.startswith('\\"') or not body:
+            return
+        parts = body.split(None, 1)
+        macro = parts[0]
+        rest = parts[1] if len(parts) > 1 else ""
+        if macro in ("de", "de1", "am", "ig"):
+            self.skip_until = ".."
+            return
+        if macro == "EX":
+            self.skip_until = ".EE"
+            return
+        if macro == "TS":
+            self.table_format = True
+            self.flush()
+            return
+        if macro == "so":  # a link to another page: no text of its own
+            return
+        if macro in _BREAK_MACROS:
+            self.flush()
+        if macro in _TEXT_MACROS:
+            self.text_macro(macro, rest)
+
+    def text_macro(self, macro: str, rest: str) -> None:
+        args = _split_args(_strip_escapes(rest))
+        if macro[:1].isupper() and macro[1:2].islower():  # mdoc
+            args = [a for a in args if a not in _MDOC_INLINE]
+        if macro in ("BR", "BI", "IB", "IR", "RB", "RI"):
+            text = "".join(args)
+        else:
+            text = " ".join(args)
+        if text:
+            self.current.append(text)
+        if macro in ("SH", "SS", "Sh", "Ss"):
+            self.flush()
+
+
+def roff_to_text(source: str) -> str:
+    """Prose of a roff page: paragraphs joined by newlines, whitespace normalized."""
+    reader = _RoffReader()
+    for raw in source.splitlines():
+        reader.line(raw)
+    reader.flush()
+    return "\n".join(reader.paragraphs)

@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from multiscale.data.roff import roff_to_text
+from multiscale.errors import InputError
 
 
-class SourceError(ValueError):
+class SourceError(InputError):
     """A source that cannot serve a language, or an unreadable input."""
 
 

@@ -17,12 +17,14 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from multiscale.errors import InputError, MissingFileError
+
 PAD_ID = 0
 EOS_ID = 1
 UNK_ID = 2
 
 
-class VocabularyError(ValueError):
+class VocabularyError(InputError):
     """An unknown vocabulary name or a bad model file."""
 
 
@@ -70,7 +72,7 @@ class SentencePieceVocabulary:
 
         path = os.fspath(model_path)
         if not os.path.exists(path):
-            raise FileNotFoundError(f"SentencePiece model not found: {path}")
+            raise MissingFileError(f"SentencePiece model not found: {path}")
         self.path = path
         self._sp = spm.SentencePieceProcessor(model_file=path)
         self.name = f"sentencepiece:{os.path.basename(path)}"
@@ -142,7 +144,7 @@ def family_balanced_sample(
             raise VocabularyError(f"language {lang!r} has no family in the grouping")
         families.setdefault(family_of[lang], []).append(lang)
     sample: dict[str, list[str]] = {}
-    for fam, langs in families.items():
+    for langs in families.values():
         per_lang = max(1, bytes_per_family // len(langs))
         for lang in langs:
             used = 0

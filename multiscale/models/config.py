@@ -11,6 +11,8 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from multiscale.errors import InputError
+
 _ACCELERATORS = ("gpu", "tpu", "cuda", "rocm")
 
 
@@ -25,7 +27,7 @@ def resolve_compute_dtype(name: str) -> jnp.dtype:
         return jnp.float32
     if name in ("bfloat16", "bf16"):
         return jnp.bfloat16
-    raise ValueError(f"compute_dtype must be 'auto', 'float32' or 'bfloat16', got {name!r}")
+    raise InputError(f"compute_dtype must be 'auto', 'float32' or 'bfloat16', got {name!r}")
 
 
 def check_compute_dtype(name: str) -> None:
@@ -68,12 +70,12 @@ class ModelConfig:
         for name in ("vocab_size", "d_model", "num_layers", "num_heads", "d_ff"):
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"ModelConfig.{name} must be a positive int, got {value!r}")
+                raise InputError(f"ModelConfig.{name} must be a positive int, got {value!r}")
         if self.d_model % self.num_heads:
-            raise ValueError(
+            raise InputError(
                 f"ModelConfig.d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"head size d_model/num_heads={self.head_dim} must be even for rotary")
+            raise InputError(f"head size d_model/num_heads={self.head_dim} must be even for rotary")
         check_compute_dtype(self.compute_dtype)
 
     @property

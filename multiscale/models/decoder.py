@@ -3,9 +3,9 @@
 Pre-norm blocks (RMSNorm), rotary positions taken from the batch's `positions`, causal
 attention restricted to the same packed document (`segment_ids`) -- through
 `jax.nn.dot_product_attention` on GPU (the fused cuDNN kernel when it applies), heads-first
-einsums elsewhere (faster on XLA:CPU) --, and a gated SwiGLU MLP. Parameters are f32 and carry *logical* axis names in their `out_sharding`
-metadata; `multiscale.models.sharding` maps those to mesh axes, so this file knows nothing about
-meshes. Activations use `cfg.dtype` (bf16 on accelerators, f32 on CPU).
+einsums elsewhere (faster on XLA:CPU) --, and a gated SwiGLU MLP. Parameters are f32 and carry
+*logical* axis names in their `out_sharding` metadata; `multiscale.models.sharding` maps those
+to mesh axes, so this file knows nothing about meshes. Activations use `cfg.dtype` (bf16 on accelerators, f32 on CPU).
 
 Shape suffixes: B batch, L length, D d_model, H heads, K head size, F d_ff, V vocabulary.
 """

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from multiscale.errors import InputError
 from multiscale.models.config import ModelConfig
 
 PRESETS: dict[str, ModelConfig] = {
@@ -28,7 +29,7 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
-class UnknownPresetError(ValueError):
+class UnknownPresetError(InputError):
     """A preset name that is not in `PRESETS`."""
 
 

@@ -23,6 +23,8 @@ import jax
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from multiscale.errors import InputError
+
 MESH_AXES = ("data", "fsdp", "tensor")
 
 AXIS_RULES: dict[str, str | tuple[str, ...] | None] = {
@@ -64,7 +66,7 @@ def constrain(x: jax.Array, axes: tuple[str | None, ...]) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, spec))
 
 
-class MeshError(ValueError):
+class MeshError(InputError):
     """A mesh that does not fit the devices, the batch or the model."""
 
 

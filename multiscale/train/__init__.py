@@ -8,8 +8,7 @@ from multiscale.train.config import TrainConfig, TrainConfigError
 from multiscale.train.data_source import RunData, UnknownFamilyError
 from multiscale.train.evaluation import EvalResult, LossStats
 from multiscale.train.hooks import EvalHook, Hook, StepInfo, read_metrics
-from multiscale.train.loop import (NonFiniteLossError, ResumeMismatchError, rows_frame,
-                                   run_training, validate)
+from multiscale.train.loop import NonFiniteLossError, ResumeMismatchError, rows_frame, run_training, validate
 
 __all__ = ["TrainConfig", "TrainConfigError", "RunData", "UnknownFamilyError",
            "EvalResult", "LossStats", "Hook", "EvalHook", "StepInfo", "read_metrics",

@@ -6,6 +6,16 @@
   so it is multi-host safe) and restored directly into the run's shardings,
 - `data`: the data iterator's state, one JSON file per process
   (`process_<i>-of-<n>.json`), since each host reads its own data shard.
+
+Integrity. Once a step is finalized (orbax renames it into place only when every host has
+written it), the checkpointer records the size of every file in it in
+`<run>/checkpoint_sizes/<step>.json` (written atomically; recorded at the next save and at
+close, when the async write is known to be done). `restore_latest` restores the newest step
+whose files match that record and that orbax can read; a step that is truncated, half-written or
+unreadable is named in a `DamagedCheckpointWarning`, moved aside to
+`<run>/checkpoints_damaged/<step>-<id>` (deleted on object stores, where folders cannot be
+renamed) and the next older step is tried. With no intact step the run starts from step 0.
+Sizes, not hashes: hashing a large model's checkpoint would cost as much as writing it.
 """
 
 from __future__ import annotations
@@ -13,11 +23,20 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import uuid
+import warnings
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
+
+from multiscale.errors import DamagedFileError
+from multiscale.fileio import read_json, write_json
+
+
+class DamagedCheckpointWarning(UserWarning):
+    """A checkpoint step was damaged and skipped; resume used an older one."""
 
 
 class IteratorStateHandler(ocp.CheckpointHandler):
@@ -26,19 +45,19 @@ class IteratorStateHandler(ocp.CheckpointHandler):
     def _file(self, directory: epath.Path) -> epath.Path:
         return directory / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
 
-    def save(self, directory: epath.Path, args: "IteratorStateSave"):
+    def save(self, directory: epath.Path, args: IteratorStateSave):
         state = args.state
         payload = ({"bytes_b64": base64.b64encode(state).decode()}
                    if isinstance(state, (bytes, bytearray)) else {"json": state})
         self._file(epath.Path(directory)).write_text(json.dumps(payload))
 
-    def restore(self, directory: epath.Path, args: "IteratorStateRestore | None" = None):
+    def restore(self, directory: epath.Path, args: IteratorStateRestore | None = None):
         path = self._file(epath.Path(directory))
-        if not path.exists():
-            raise FileNotFoundError(f"no data-iterator state for this process at {path}")
-        payload = json.loads(path.read_text())
+        payload = read_json(path, what="data-iterator state")
         if "bytes_b64" in payload:
             return base64.b64decode(payload["bytes_b64"])
+        if "json" not in payload:
+            raise DamagedFileError(f"data-iterator state {str(path)!r} is damaged: no 'json' key")
         return payload["json"]
 
     def metadata(self, directory: epath.Path):
@@ -66,6 +85,30 @@ class IteratorStateRestore(ocp.args.CheckpointArgs):
     pass
 
 
+def _file_sizes(step_dir: epath.Path) -> dict[str, int]:
+    """Relative path -> size of every file under a step folder."""
+    sizes, todo = {}, [step_dir]
+    while todo:  # epath has no recursive glob on object stores: walk the folders
+        for path in todo.pop().iterdir():
+            if path.is_dir():
+                todo.append(path)
+            else:
+                sizes[str(path.relative_to(step_dir))] = path.stat().length
+    return dict(sorted(sizes.items()))
+
+
+def _size_problem(step_dir: epath.Path, recorded: dict[str, int]) -> str | None:
+    """What differs between a step folder and its recorded sizes (None: nothing)."""
+    for name, size in sorted(recorded.items()):
+        path = step_dir / name
+        if not path.exists():
+            return f"{name} is missing"
+        actual = path.stat().length
+        if actual != size:
+            return f"{name} has {actual} bytes, {size} were written"
+    return None
+
+
 class Checkpointer:
     """Async save and restore of (train state, data iterator state) under `<run>/checkpoints`."""
 
@@ -75,6 +118,9 @@ class Checkpointer:
         if "://" not in str(directory):
             directory = directory.absolute()
         self.directory = directory
+        self.sizes_dir = directory.parent / "checkpoint_sizes"
+        self.damaged_dir = directory.parent / "checkpoints_damaged"
+        self.is_writer = jax.process_index() == 0
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
                                                enable_async_checkpointing=True)
         self._manager = ocp.CheckpointManager(self.directory, options=options,
@@ -83,10 +129,15 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
 
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
     def save(self, step: int, state, data_state) -> None:
         """Start an async save; the arrays are copied before this returns."""
         self._manager.save(step, args=ocp.args.Composite(
             state=ocp.args.StandardSave(state), data=IteratorStateSave(data_state)))
+        # orbax waited for the previous save before starting this one: record what is final.
+        self._record_sizes(exclude=step)
 
     def restore(self, step: int, abstract_state):
         """(train state placed with `abstract_state`'s shardings, data iterator state)."""
@@ -94,9 +145,73 @@ class Checkpointer:
             state=ocp.args.StandardRestore(abstract_state), data=IteratorStateRestore()))
         return restored["state"], restored["data"]
 
+    def restore_latest(self, abstract_state) -> tuple[int, Any, Any] | None:
+        """(step, train state, data state) of the newest intact checkpoint, or None.
+
+        Damaged steps are warned about (`DamagedCheckpointWarning`, naming the step and what is
+        wrong), moved aside, and skipped."""
+        for step in reversed(self.all_steps()):
+            problem = self._damage(step)
+            if problem is None:
+                try:
+                    return (step, *self.restore(step, abstract_state))
+                # tensorstore raises bare Exceptions for unreadable data; a step that cannot be
+                # read for any reason is skipped and named, and the older ones are tried.
+                except Exception as err:  # noqa: BLE001
+                    text = str(err).strip()
+                    problem = f"orbax cannot read it ({type(err).__name__}: " \
+                              f"{text.splitlines()[0][:200] if text else ''})"
+            self._set_aside(step, problem)
+        return None
+
+    def _damage(self, step: int) -> str | None:
+        record = self.sizes_dir / f"{step}.json"
+        if not record.exists():
+            return None  # finalized but not yet recorded (the run stopped right after): try it
+        try:
+            recorded = read_json(record, what="checkpoint size record")
+        except DamagedFileError:
+            return None  # the record itself is damaged: let orbax judge the step
+        return _size_problem(self.directory / str(step), recorded)
+
+    def _set_aside(self, step: int, problem: str) -> None:
+        step_dir = self.directory / str(step)
+        where = "deleted"
+        if self.is_writer:
+            if "://" in str(step_dir):
+                step_dir.rmtree()
+            else:
+                self.damaged_dir.mkdir(parents=True, exist_ok=True)
+                target = self.damaged_dir / f"{step}-{uuid.uuid4().hex[:8]}"
+                step_dir.rename(target)
+                where = f"moved to {target}"
+            record = self.sizes_dir / f"{step}.json"
+            if record.exists():
+                record.unlink()
+        warnings.warn(f"checkpoint step {step} in {self.directory} is damaged ({problem}); "
+                      f"{where}; resuming from an older checkpoint", DamagedCheckpointWarning,
+                      stacklevel=3)
+        self._manager.reload()
+
+    def _record_sizes(self, exclude: int | None = None) -> None:
+        """Write the size record of every finalized step that has none; drop stale records."""
+        if not self.is_writer:
+            return
+        steps = set(self._manager.all_steps())
+        self.sizes_dir.mkdir(parents=True, exist_ok=True)
+        for step in steps - {exclude}:
+            record = self.sizes_dir / f"{step}.json"
+            if not record.exists():
+                write_json(record, _file_sizes(self.directory / str(step)))
+        for record in self.sizes_dir.glob("*.json"):
+            if record.stem.isdigit() and int(record.stem) not in steps:
+                record.unlink()
+
     def wait(self) -> None:
         self._manager.wait_until_finished()
+        self._record_sizes()
 
     def close(self) -> None:
         self._manager.wait_until_finished()
+        self._record_sizes()
         self._manager.close()

@@ -34,8 +34,11 @@ class TrainConfig:
       weight_decay, b1, b2, eps, clip: AdamW and global-norm clipping (clip <= 0 disables).
       grad_accum: micro-batches per step (each of batch / grad_accum rows).
       seed: parameter initialisation and data order.
-      eval_every, checkpoint_every: in steps; 0 means only at the end.
-      eval_batch: rows per eval batch.
+      eval_every, checkpoint_every: in steps; 0 means only at the end (checkpoints: every 100
+        steps by default, the command line's default too, so a stopped run resumes).
+      eval_batch, eval_memory_tokens: an eval batch holds at most `eval_batch` rows and at most
+        `eval_memory_tokens` tokens (rows * seq_len), but at least one row (`eval_rows`), so long
+        sequences evaluate a few rows at a time; the losses do not depend on it.
       eval_tokens_per_language: cap on each language's eval tokens (the same cap gives the
         same eval text to every run; None: the whole eval split).
       mesh: 'data=2,fsdp=2,tensor=2' style; None puts all devices on `data`.
@@ -63,8 +66,9 @@ class TrainConfig:
     grad_accum: int = 1
     seed: int = 0
     eval_every: int = 0
-    checkpoint_every: int = 0
+    checkpoint_every: int = 100
     eval_batch: int = 32
+    eval_memory_tokens: int = 8192
     eval_tokens_per_language: int | None = 32_768
     mesh: str | None = None
     compute_dtype: str = "auto"
@@ -82,7 +86,8 @@ class TrainConfig:
             raise TrainConfigError(str(err)) from None
         object.__setattr__(self, "ratios", mixture.to_dict())
         object.__setattr__(self, "_mixture", mixture)
-        for name in ("tokens", "seq_len", "batch", "grad_accum", "eval_batch", "keep_checkpoints"):
+        for name in ("tokens", "seq_len", "batch", "grad_accum", "eval_batch", "eval_memory_tokens",
+                     "keep_checkpoints"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise TrainConfigError(f"TrainConfig.{name} must be a positive int, got {value!r}")
@@ -122,6 +127,12 @@ class TrainConfig:
     def tokens_trained(self) -> int:
         """D of the run table: steps * batch * seq_len."""
         return self.steps * self.tokens_per_step
+
+    @property
+    def eval_rows(self) -> int:
+        """Rows per eval batch: `eval_batch`, fewer when rows * seq_len would pass
+        `eval_memory_tokens`, and at least 1."""
+        return max(1, min(self.eval_batch, self.eval_memory_tokens // self.seq_len))
 
     @property
     def warmup(self) -> int:

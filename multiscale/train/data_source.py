@@ -13,8 +13,10 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from multiscale.errors import InputError
 
-class UnknownFamilyError(ValueError):
+
+class UnknownFamilyError(InputError):
     """Ratios that name a family the corpus does not have."""
 
 
@@ -23,12 +25,16 @@ class RunData:
     """family_names: the corpus's families (rows get a p_<family> column each).
     make_train_iterator(batch_size, shard_index, shard_count): this host's batches, each a dict
     of numpy arrays inputs/targets/segment_ids/positions [B, L] int32, weights [B, L] f32.
-    eval_set: `.languages`, `.family_of`, `.bytes_per_language`, `.batches(batch_size)`."""
+    eval_set: `.languages`, `.family_of`, `.bytes_per_language`, `.batches(batch_size)`.
+    sampled_ratios: the family ratios the train iterator samples, every family in
+    `family_names` order (`MixtureSpec.family_ratios`); the run table's `p` and `p_<family>`
+    columns record these. None when a data source does not say (the config's ratios then)."""
 
     family_names: tuple[str, ...]
     vocab_size: int
     make_train_iterator: Callable[[int, int, int], Iterator[dict[str, Any]]]
     eval_set: Any
+    sampled_ratios: Mapping[str, float] | None = None
 
 
 def check_ratios(ratios: Mapping[str, float], family_names) -> None:
@@ -46,9 +52,10 @@ def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int
 
     corpus, eval_set = _open(str(corpus_path), _mtime(corpus_path), seq_len,
                              eval_tokens_per_language)
+    corpus.require_intact()  # every shard present, of its recorded size (not cached: cheap)
     family_names = tuple(corpus.grouping.family_names)
     check_ratios(ratios, family_names)
-    spec = MixtureSpec(ratios={f: p for f, p in ratios.items() if p > 0})
+    spec = MixtureSpec(ratios)  # a Mixture (TrainConfig.mixture) is used as is
 
     def make_iterator(batch_size: int, shard_index: int, shard_count: int):
         return make_train_iterator(corpus, spec, seq_len=seq_len, batch_size=batch_size,
@@ -57,7 +64,8 @@ def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int
     return RunData(family_names=family_names,
                    vocab_size=int(corpus.vocab.vocab_size),
                    make_train_iterator=make_iterator,
-                   eval_set=eval_set)
+                   eval_set=eval_set,
+                   sampled_ratios=spec.family_ratios(corpus))
 
 
 def _mtime(path) -> int | None:

@@ -112,7 +112,7 @@ class Evaluator:
     _cache: dict = {}
 
     @classmethod
-    def cached(cls, eval_set, steps: CompiledSteps, batch_size: int) -> "Evaluator":
+    def cached(cls, eval_set, steps: CompiledSteps, batch_size: int) -> Evaluator:
         """One evaluator per (eval set, compiled steps, batch size), so repeated runs in one
         process (a sweep) place the eval batches on the devices once."""
         key = (id(eval_set), id(steps), batch_size)

@@ -24,6 +24,8 @@ import jax
 import numpy as np
 from etils import epath
 
+from multiscale.errors import InputError
+from multiscale.fileio import check_output_folder, json_safe, read_json, write_json
 from multiscale.models import sharding as msharding
 from multiscale.models.params import count_params, flops_per_token
 from multiscale.models.presets import get_preset
@@ -37,11 +39,11 @@ from multiscale.train.optim import schedule_scalars
 from multiscale.train.step import TRAIN_KEYS, OptimizerSpec, TrainState, compiled_steps
 
 
-class NonFiniteLossError(ValueError):
+class NonFiniteLossError(InputError):
     """The training loss became NaN or infinite; the message names the step."""
 
 
-class ResumeMismatchError(ValueError):
+class ResumeMismatchError(InputError):
     """The run folder holds checkpoints of a run with a different configuration."""
 
 
@@ -68,7 +70,7 @@ def maybe_initialize_distributed() -> None:
                     try:
                         kwargs[key] = int(value)
                     except ValueError:
-                        raise ValueError(f"{env}={value!r} is not an integer") from None
+                        raise InputError(f"{env}={value!r} is not an integer") from None
             jax.distributed.initialize(**kwargs)
 
 
@@ -107,6 +109,7 @@ def run_training(config: TrainConfig, *, hooks: list[hooks_lib.Hook] | None = No
     and timings. `data` replaces the corpus pipeline (tests, other data sources).
     """
     maybe_initialize_distributed()
+    check_output_folder(config.out, what="run folder")
     validate(config)  # cheap checks first: preset, mesh, batch
     if data is None:
         data = load_run_data(config.corpus, config.ratios, seq_len=config.seq_len,
@@ -134,24 +137,15 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_resumable()
         if self.is_writer:
-            (self.out / "config.json").write_text(json.dumps(cfg.to_json(), indent=2))
+            write_json(self.out / "config.json", cfg.to_json())
 
         iterator = self.data.make_train_iterator(plan.local_batch, jax.process_index(),
                                                  jax.process_count())
         ckpt = Checkpointer(self.out / "checkpoints", keep=cfg.keep_checkpoints)
-        start = ckpt.latest_step()
-        if start is not None:
-            abstract = jax.tree.map(
-                lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                jax.eval_shape(steps.init, 0), steps.state_shardings)
-            state, data_state = ckpt.restore(start, abstract)
-            iterator.set_state(data_state)
-        else:
-            start = 0
-            state = steps.init(cfg.seed)
+        start, state = self._restore(ckpt, iterator)
 
         writers = self._writers(start)
-        evaluator = Evaluator.cached(self.data.eval_set, steps, cfg.eval_batch)
+        evaluator = Evaluator.cached(self.data.eval_set, steps, cfg.eval_rows)
         eval_hook = hooks_lib.EvalHook(evaluator, cfg.eval_every, writers)
         all_hooks = writers + [eval_hook]
         run_info = {"run": cfg.name, "start_step": start, "total_steps": cfg.steps}
@@ -174,12 +168,25 @@ class _Run:
                 hook.close()
         return summary
 
+    def _restore(self, ckpt: Checkpointer, iterator) -> tuple[int, TrainState]:
+        """(start step, state): the newest intact checkpoint's (a damaged one is skipped with a
+        warning naming its step), else step 0 and a fresh state."""
+        abstract = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+            jax.eval_shape(self.steps.init, 0), self.steps.state_shardings)
+        restored = ckpt.restore_latest(abstract) if ckpt.all_steps() else None
+        if restored is None:
+            return 0, self.steps.init(self.config.seed)
+        start, state, data_state = restored
+        iterator.set_state(data_state)
+        return start, state
+
     def _check_resumable(self) -> None:
         """Refuse to resume checkpoints written under another configuration."""
         path = self.out / "config.json"
         if not path.exists() or not (self.out / "checkpoints").exists():
             return
-        saved = json.loads(path.read_text())
+        saved = read_json(path, what="run configuration")
         now = self.config.to_json()
         for key in _RESUME_FIELDS:
             if key in saved and saved[key] != now[key]:
@@ -297,16 +304,6 @@ class _Run:
 
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
-
-
-def json_safe(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def rows_frame(summary: dict):

@@ -52,7 +52,7 @@ def _pack(docs, batch: int, seq_len: int) -> dict[str, np.ndarray]:
 class SyntheticIterator:
     """Batches of a family mixture; state = batches drawn."""
 
-    def __init__(self, data: "SyntheticData", ratios, batch: int, seq_len: int, seed: int,
+    def __init__(self, data: SyntheticData, ratios, batch: int, seq_len: int, seed: int,
                  shard_index: int, shard_count: int):
         self.data, self.batch, self.seq_len = data, batch, seq_len
         self.seed, self.shard = seed, (shard_index, shard_count)
@@ -93,7 +93,7 @@ class SyntheticIterator:
 class SyntheticEvalSet:
     """A fixed eval set: `rows_per_language` single-document rows per language."""
 
-    def __init__(self, data: "SyntheticData", seq_len: int, rows_per_language: int, seed: int):
+    def __init__(self, data: SyntheticData, seq_len: int, rows_per_language: int, seed: int):
         rng = np.random.default_rng([seed, 12345])
         self.languages = list(data.chains)
         self.family_of = dict(data.family_of)

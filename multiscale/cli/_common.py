@@ -1,0 +1,46 @@
+"""Helpers shared by several command modules: `--host-devices` and path checks
+(`check_output_folder` is `multiscale.fileio`'s, re-exported for the commands).
+
+Cheap to import (no jax): commands register their options at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import check_output_folder, is_remote
+from multiscale.host_devices import DEVICE_FLAG, request_host_devices
+
+__all__ = ["add_host_devices_argument", "apply_host_devices", "check_corpus_folder", "check_output_folder"]
+
+
+def add_host_devices_argument(parser) -> None:
+    """The `--host-devices N` option (train, sweep)."""
+    parser.add_argument(
+        "--host-devices", type=int, default=None, metavar="N",
+        help="split this CPU host into N XLA devices and train data-parallel over them (the "
+             "default mesh puts every device on `data`); 1.06-1.16x faster for the CPU presets "
+             "on 2 cores with N=2. Ignored when XLA_FLAGS already sets a device count; no "
+             "effect on GPU/TPU")
+
+
+def apply_host_devices(value: int | None, command: str) -> None:
+    """Honour `--host-devices` before jax starts; say so on stderr when it cannot."""
+    if value is None:
+        return
+    if value < 1:
+        raise InputError(f"--host-devices must be >= 1, got {value}")
+    if value > 1 and not request_host_devices(value):
+        print(f"multiscale {command}: --host-devices {value} ignored: XLA_FLAGS already sets "
+              f"{DEVICE_FLAG} or jax has already started", file=sys.stderr)
+
+
+def check_corpus_folder(path: str, flag: str = "--corpus") -> None:
+    """Refuse, before any work, a corpus folder without a manifest."""
+    if is_remote(path):
+        return
+    if not os.path.isfile(os.path.join(path, "manifest.json")):
+        raise MissingFileError(f"{flag} {path!r}: no corpus there (no manifest.json); build one with "
+                               "`multiscale corpus build`")
