@@ -46,9 +46,11 @@ class FitData:
 
 
 def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitData, tuple[str, ...]]:
-    """Validate `df` for `law` (refusing families with too few runs) and build `FitData`."""
+    """Validate `df` for `law` with the one run-table validation (`multiscale.runs.validate_runs`,
+    which also refuses families with too few runs for the law) and build `FitData`."""
     shared = check_shared(law, shared)
-    n_fam = pd.Series(df["family"]).nunique() if "family" in df.columns else 1
+    # families as validate_runs will see them (names stripped), for the minimum runs per family
+    n_fam = pd.Series(df["family"]).astype(str).str.strip().nunique() if "family" in df.columns else 1
     df = validate_runs(df, law=law.name, min_runs=law.min_runs(n_fam, shared))
     if not law.uses_scale:
         for col in ("N", "D"):

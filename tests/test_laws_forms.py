@@ -1,0 +1,52 @@
+"""Law forms: the registry, the formulas and the approach-3 parameterization agree."""
+
+import numpy as np
+import pytest
+
+from multiscale.errors import InputError
+from multiscale.laws.forms import (
+    LAWS,
+    RAW_NAMES,
+    check_shared,
+    get_law,
+    log_loss_from_raw,
+    natural_from_raw,
+    predict_loss,
+)
+
+
+def test_registry():
+    assert list(LAWS) == ["multilingual", "chinchilla", "ratio"]
+    assert set(RAW_NAMES) == set(LAWS)
+    for name, law in LAWS.items():
+        assert get_law(name) is law and len(RAW_NAMES[name]) == law.n_params
+    with pytest.raises(InputError, match="unknown law 'quadratic'; choose one of"):
+        get_law("quadratic")
+
+
+def test_multilingual_formula_and_log_form_agree():
+    law = get_law("multilingual")
+    p = {"E": np.array(1.6), "A": np.array(400.0), "B": np.array(900.0), "alpha": np.array(0.34),
+         "beta": np.array(0.3), "gamma": np.array(0.15)}
+    N, D, q = 3e8, 2e10, 0.25
+    want = (1.6 + 400.0 * N ** -0.34 + 900.0 * D ** -0.3) * q ** -0.15
+    assert predict_loss(law, p, N, D, q) == pytest.approx(want, rel=1e-14)
+    raw = {"a": np.log(400.0), "b": np.log(900.0), "e": np.log(1.6), "alpha": 0.34, "beta": 0.3, "gamma": 0.15}
+    assert np.exp(log_loss_from_raw(law, raw, np.log(N), np.log(D), np.log(q))) == pytest.approx(want, rel=1e-13)
+    back = natural_from_raw(law, raw)
+    for k, v in p.items():
+        assert back[k] == pytest.approx(float(v), rel=1e-14)
+    # chinchilla ignores p; the ratio law ignores N and D
+    assert predict_loss(get_law("chinchilla"), p, N, D, q) == pytest.approx(want * q ** 0.15, rel=1e-14)
+    r = {"c": np.array(3.0), "gamma": np.array(0.2)}
+    assert predict_loss(get_law("ratio"), r, 1e7, 1e9, 0.5) == pytest.approx(3.0 * 0.5 ** -0.2)
+
+
+def test_shared_exponents_and_minimum_runs():
+    law = get_law("multilingual")
+    assert check_shared(law, "alpha, beta,alpha") == ("alpha", "beta")
+    assert check_shared(law, None) == () == check_shared(law, "")
+    with pytest.raises(InputError, match=r"cannot share \['E'\]"):
+        check_shared(law, ("E",))
+    assert law.min_runs() == 7 and get_law("ratio").min_runs() == 3
+    assert law.min_runs(5, ("alpha", "beta")) < law.min_runs(5)
