@@ -106,7 +106,7 @@ def _clean_number(raw: Any, name: str, what: str, allow_negative: bool) -> float
     if not math.isfinite(v):
         raise MixtureError(f"{what}: the value of family {name!r} is not finite: {raw!r}")
     if v < 0 and not allow_negative:
-        raise MixtureError(f"{what}: family {name!r} must be >= 0, got {v:g}")
+        raise MixtureError(f"{what}: family {name!r} is negative ({v:g}); each value must be >= 0")
     return v
 
 
