@@ -10,6 +10,7 @@ from multiscale import sweep
 from multiscale.sweep import SweepPlan
 
 
+@pytest.mark.slow
 def test_two_run_sweep_with_the_real_trainer(tiny_corpus, tmp_path):
     fams = tiny_corpus.grouping.family_names
     skewed = {f: (0.6 if k == 0 else 0.4 / (len(fams) - 1)) for k, f in enumerate(fams)}
@@ -21,7 +22,7 @@ def test_two_run_sweep_with_the_real_trainer(tiny_corpus, tmp_path):
     })
     out = tmp_path / "sweep"
     res = sweep.run_sweep(plan, out, corpus=tiny_corpus.path, progress=False, log=lambda *a: None)
-    assert not res.failed, sweep.read_failures(out)
+    assert not res.failed, [f["error"] for f in sweep.SweepStore(out).failures()]
     assert len(res.completed) == 2
     df = pd.read_csv(out / "runs.csv")
     # one row per (run, family), in the run-table schema, with the mixture columns
