@@ -166,16 +166,28 @@ def test_report_cli_and_bad_input(tmp_path, capsys):
     assert "klingon" in capsys.readouterr().err
 
 
-def test_report_fitted_table_marks_held_out_runs(tmp_path):
+def test_held_out_runs_follow_the_evidence_in_order(tmp_path):
+    """--heldout as given; else the runs missing from the table the fit saw; else (outside a sweep
+    folder) none: nothing says which runs the fit did not see."""
+    from multiscale.errors import InputError
+    from multiscale.report.inputs import SweepFacts, heldout_runs
+
     fit, df = _bayes_fit(), _runs()
-    fit_dir = tmp_path / "fit"
-    fit.save(fit_dir)  # as `multiscale fit` leaves it: no copy of the fitted table
     df.to_csv(tmp_path / "all.csv", index=False)
     df[df["N"] < 4e5].to_csv(tmp_path / "small.csv", index=False)
-    rep = report.write_report(fit_dir, tmp_path / "rep", runs=tmp_path / "all.csv", fitted=tmp_path / "small.csv")
-    assert rep.metrics["heldout"]["rows"] == int((df["N"] == 4e5).sum())
-    rep = report.write_report(fit_dir, tmp_path / "rep2", runs=tmp_path / "all.csv")
-    assert "heldout" not in rep.metrics  # nothing says which runs the fit did not see
+    all_csv, small_csv = str(tmp_path / "all.csv"), str(tmp_path / "small.csv")
+    big = list(dict.fromkeys(df[df["N"] == 4e5]["run"]))
+    assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=small_csv, facts=None) == big
+    assert heldout_runs(fit, df, all_csv, heldout=["r01"], fitted_table=small_csv, facts=None) == ["r01"]
+    assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=all_csv, facts=None) == []
+    assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=None, facts=None) == []
+    with pytest.raises(InputError, match="--heldout names runs that are not in"):
+        heldout_runs(fit, df, all_csv, heldout=["r99"], fitted_table=None, facts=None)
+    facts = SweepFacts(heldout=frozenset({"r00"}), family_tokens=None)
+    fit.n_runs = {f: 20 for f in FAMS}  # as many rows as the table has: the fit saw the flagged run too
+    assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=None, facts=facts) == []
+    fit.n_runs = {f: 4 for f in FAMS}
+    assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=None, facts=facts) == ["r00"]
 
 
 def test_report_refuses_bad_paths_and_scales_before_any_work(tmp_path, capsys):
