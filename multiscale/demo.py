@@ -33,8 +33,7 @@ from typing import Any
 
 import yaml
 
-from multiscale.fileio import atomic_write_text, read_json, write_json
-from multiscale.report.inputs import check_out_dir
+from multiscale.fileio import atomic_write_text, check_output_folder, read_json, write_json
 from multiscale.runs import read_runs
 from multiscale.sweep.store import SweepStore
 
@@ -111,7 +110,7 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, quick: bool = False, pr
     t0 = time.perf_counter()
     s = settings or (QUICK if quick else FULL)
     out = os.path.abspath(os.fspath(out_dir))
-    check_out_dir(out)
+    check_output_folder(out)
     os.makedirs(out, exist_ok=True)
     corpus_dir = os.path.join(out, "corpus")
     _log_step(log, 1, "corpus", corpus_dir)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 
 from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import check_output_folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,20 +30,8 @@ def check_paths(fit_dir: str, out_dir: str, runs, fitted) -> str:
     runs_path = locate_runs(fit_dir, runs)
     if fitted is not None and not os.path.isfile(fitted):
         raise MissingFileError(f"--fitted {os.fspath(fitted)!r} does not exist")
-    check_out_dir(out_dir)
+    check_output_folder(out_dir)
     return runs_path
-
-
-def check_out_dir(out_dir, flag: str = "--out") -> None:
-    """Refuses an output folder that is an existing file or lies under a file."""
-    path = os.path.abspath(os.fspath(out_dir))
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"{flag} {os.fspath(out_dir)!r} is a file, not a folder")
-    parent = os.path.dirname(path)
-    while parent and not os.path.exists(parent):
-        parent = os.path.dirname(parent)
-    if parent and not os.path.isdir(parent):
-        raise InputError(f"{flag} {os.fspath(out_dir)!r} lies under {parent!r}, which is a file")
 
 
 def locate_runs(fit_dir: str, runs) -> str:
