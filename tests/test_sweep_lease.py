@@ -4,6 +4,8 @@ import json
 import os
 import time
 
+import pytest
+
 from multiscale.sweep.lease import claim_state, create_exclusive, new_owner, read_claim, try_claim
 
 
@@ -79,3 +81,17 @@ def test_a_lease_taken_over_is_noticed_by_its_old_owner(tmp_path):
     slow.release()  # gives back nothing that is not its own
     assert read_claim(path)["token"] == taker.owner["token"]
     taker.release()
+
+
+def test_a_claim_of_a_dead_process_on_this_host_is_stale_at_once(tmp_path):
+    gone = 2**30  # above any pid_max: no such process on this host
+    with pytest.raises(ProcessLookupError):
+        os.kill(gone, 0)
+    path = tmp_path / "r1.json"
+    path.write_text(json.dumps({**new_owner(), "pid": gone, "heartbeat": time.time(), "lease_s": 300.0}))
+    assert claim_state(path, lease_s=300) == "expired"
+    lease = try_claim(path, new_owner(), lease_s=300)
+    assert lease is not None and lease.taken_over
+    lease.release()
+    path.write_text(json.dumps({**new_owner(), "heartbeat": time.time(), "lease_s": 300.0}))  # this process
+    assert claim_state(path, lease_s=300) == "live"

@@ -158,7 +158,6 @@ def test_plans_planned_runs_and_corpus_tokens(tmp_path, fake):
     assert {r["run_id"] for r in store.planned_runs(heldout=False)} == {r.run_id for r in runs}
     assert store.corpus_tokens() == {"germanic": 5, "romance": 6, "slavic": 7} and store.corpus() == "/c"
     assert sorted(store.plan_names()) == ["h", "t"]
-    assert sweep.read_plan_json(out, full=True)["family_tokens"] == store.corpus_tokens()
     (out / "plans" / "zz-broken.json").write_text('{"name": "x"')
     with pytest.raises(DamagedFileError, match="zz-broken.json"):
         store.plans()

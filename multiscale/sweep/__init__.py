@@ -36,10 +36,9 @@ from multiscale.sweep.store import (
     SweepStore,
     consolidate,
     read_fragments,
-    read_plan_json,
 )
 
 __all__ = ["MixtureDesign", "PlanError", "PlannedRun", "RunId", "SweepPlan", "format_run_id",
            "parse_run_id", "parse_shard", "shard_runs", "SweepResult", "TrainFn", "corpus_info",
            "default_train_fn", "finished_rows", "plan_runs", "run_sweep", "DamagedFragmentWarning",
-           "FragmentScan", "SweepStore", "consolidate", "read_fragments", "read_plan_json"]
+           "FragmentScan", "SweepStore", "consolidate", "read_fragments"]

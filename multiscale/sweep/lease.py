@@ -17,7 +17,9 @@ and deletes it when the run is finished or has failed. A lease whose heartbeat i
 duration is expired: its owner was killed or lost its machine. Another process may then take it
 over: it first moves the expired file aside (a rename, which only one process can win), then
 creates its own claim exclusively. A killed process therefore leaves no lock that outlives its
-lease. Clocks of the hosts sharing a sweep folder must agree to well within the lease duration.
+lease; a claim whose owner ran on this host and whose process is gone is stale at once (a sweep
+killed and restarted on one machine does not wait). Clocks of the hosts sharing a sweep folder
+must agree to well within the lease duration, and their host names must differ.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ def is_expired(path, record: dict[str, Any] | None, lease_s: float, now: float |
     judged by the file's modification time against `lease_s`)."""
     if record is None:
         return True
+    if _dead_here(record):
+        return True
     now = time.time() if now is None else now
     try:
         beat, span = float(record["heartbeat"]), float(record["lease_s"])
@@ -120,6 +124,20 @@ def is_expired(path, record: dict[str, Any] | None, lease_s: float, now: float |
         except OSError:
             return True
     return now - beat > span
+
+
+def _dead_here(record: dict[str, Any]) -> bool:
+    """Whether the claim's owner ran on this host and its process is gone (killed): such a claim
+    need not wait for its lease to expire."""
+    if record.get("host") != socket.gethostname() or not isinstance(record.get("pid"), int):
+        return False
+    try:
+        os.kill(record["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by another user
+        return False
+    return False
 
 
 def try_claim(path, owner: dict[str, Any], lease_s: float = DEFAULT_LEASE_S) -> Lease | None:

@@ -398,14 +398,3 @@ def consolidate(out_dir, *, max_rounds: int = 50) -> int:
 def read_fragments(out_dir):
     """`SweepStore(out_dir).read_table()`."""
     return SweepStore(out_dir).read_table()
-
-
-def read_plan_json(out_dir, *, full: bool = False):
-    """The planned runs of the sweep folder (full=True: a record with `runs`, `family_tokens`,
-    `corpus` and plan `names`). Kept for callers of the previous API; prefer `SweepStore`."""
-    store = SweepStore(out_dir)
-    runs = store.planned_runs()
-    if not full:
-        return runs
-    return {"names": store.plan_names(), "family_tokens": store.corpus_tokens(),
-            "corpus": store.corpus(), "runs": runs}
