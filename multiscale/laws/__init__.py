@@ -1,6 +1,8 @@
 """The law engine: scaling-law forms, point and Bayesian fits, predictions, optimal ratios,
 baselines, the independence test and held-out validation. Depends only on the run table
-(`multiscale.runs`); jax, numpyro and arviz are imported inside the functions that use them.
+(`multiscale.runs`) and the mixture value (`multiscale.mixture`); jax, numpyro and arviz are
+imported inside the functions that use them. `multiscale.laws.lbfgs` is a general batched
+L-BFGS in jax (the point fit's optimizer). See docs/design.md, "Laws: forms, fits, optimal ratios".
 
 Losses are mean cross-entropies in nats per token throughout.
 """
