@@ -308,3 +308,23 @@ def test_two_unsharded_sweeps_on_one_folder_train_each_run_once(tmp_path, fake):
     for r, mine in zip(results, done):
         assert set(r["elsewhere"]) | set(r["skipped"]) | mine == ids and not r["failed"]
     check_table(out, plan)
+
+
+def test_cli_checks_paths_and_flags_before_any_work(tmp_path, capsys):
+    from multiscale.cli import main
+
+    plan_file = write_plan(tmp_path, 2)
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    cases = [(["--out", str(a_file)], "is a file"),
+             (["--out", str(a_file / "sub")], "which is a file"),
+             (["--out", str(tmp_path / "o"), "--corpus", str(tmp_path / "nowhere")], "no corpus there"),
+             (["--out", str(tmp_path / "o"), "--lease-seconds", "nan"], "--lease-seconds"),
+             (["--out", str(tmp_path / "o"), "--lease-seconds", "0"], "--lease-seconds")]
+    for extra, named in cases:
+        assert main(["sweep", str(plan_file), *extra, "--train-fn", "fake_trainer:train"]) == 2
+        err = capsys.readouterr().err
+        assert named in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+    assert main(["sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
+    assert "none.yaml" in capsys.readouterr().err

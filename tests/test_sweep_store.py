@@ -14,8 +14,8 @@ from multiscale.sweep import DamagedFragmentWarning, SweepStore
 from multiscale.sweep.store import FRAGMENT_MARK, check_fragment, fragment_text
 
 ROWS = [{"family": "germanic", "N": 1e5, "D": 1000, "p": 0.5, "loss": 3.25},
-        {"family": "romance", "N": 1e5, "D": 1000, "p": 0.5, "loss": 3.5},
-        {"family": "slavic", "N": 1e5, "D": 1000, "p": 0.0, "loss": 4.0}]
+        {"family": "romance", "N": 1e5, "D": 1000, "p": 0.3, "loss": 3.5},
+        {"family": "slavic", "N": 1e5, "D": 1000, "p": 0.2, "loss": 4.0}]
 
 
 @pytest.fixture()
@@ -176,3 +176,18 @@ def test_failures_are_recorded_listed_and_cleared(tmp_path):
     store.clear_failure("r1")
     store.clear_failure("r1")
     assert store.failures() == [] and store.failure("r1") is None
+
+
+@pytest.mark.parametrize("bad, named", [
+    ([{k: v for k, v in r.items() if k != "family"} for r in ROWS], "family"),
+    ([{**r, "loss": float("nan")} for r in ROWS], "loss"),
+    ([{**ROWS[0], "N": 1e5}, {**ROWS[1], "N": 2e5}, ROWS[2]], "N"),
+    ([{**r, "p": 0.9} for r in ROWS], "sum"),
+])
+def test_rows_that_are_not_a_run_table_are_refused(tmp_path, bad, named):
+    from multiscale.runs import RunTableError
+
+    store = SweepStore(tmp_path / "sw")
+    with pytest.raises(RunTableError, match=named):
+        store.write_fragment("r1", bad)
+    assert not store.fragment_path("r1").exists()

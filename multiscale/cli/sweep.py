@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from multiscale.cli._common import add_host_devices_argument, apply_host_devices, check_output_folder
+from multiscale.cli._common import (
+    add_host_devices_argument,
+    apply_host_devices,
+    check_corpus_folder,
+    check_output_folder,
+)
 from multiscale.errors import InputError
 from multiscale.sweep.lease import DEFAULT_LEASE_S
 
@@ -69,6 +74,7 @@ def register(sub) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     import json
+    import math
     import sys
 
     apply_host_devices(args.host_devices, "sweep")  # before jax starts
@@ -77,9 +83,11 @@ def _sweep(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     plan = sweep.SweepPlan.load(args.plan)
     shard = sweep.parse_shard(args.shard)
-    if not args.lease_seconds > 0:
-        raise InputError(f"--lease-seconds must be > 0, got {args.lease_seconds}")
+    if not (math.isfinite(args.lease_seconds) and args.lease_seconds > 0):
+        raise InputError(f"--lease-seconds must be a finite number > 0, got {args.lease_seconds}")
     corpus = args.corpus or plan.corpus
+    if corpus is not None:
+        check_corpus_folder(corpus, "--corpus" if args.corpus else "the plan's 'corpus:'")
     if args.dry_run:
         return _dry_run(plan, args, shard, corpus)
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print

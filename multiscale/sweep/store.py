@@ -64,14 +64,18 @@ class FragmentScan:
 
 def fragment_text(run_id: str, rows) -> str:
     """A fragment: the rows as CSV (the `run` column first, set to `run_id`), then one trailer
-    line `# multiscale-fragment rows=<n> sha256=<hex of the CSV bytes>`."""
+    line `# multiscale-fragment rows=<n> sha256=<hex of the CSV bytes>`. The rows must pass the
+    run table's validation (`multiscale.runs.validate_runs`), so runs.csv never holds a junk row."""
     import pandas as pd
+
+    from multiscale.runs import validate_runs
 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     if df.empty:
         raise ValueError(f"run {run_id}: the trainer returned no run-table rows")
     df = df.copy()
     df["run"] = run_id
+    df = validate_runs(df, source=f"the rows of run {run_id}")
     body = df[["run"] + [c for c in df.columns if c != "run"]].to_csv(index=False, lineterminator="\n")
     return f"{body}{FRAGMENT_MARK} rows={len(df)} sha256={sha256_bytes(body.encode('utf-8'))}\n"
 
