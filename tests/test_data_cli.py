@@ -94,3 +94,90 @@ def test_human_readable_outputs_and_bare_groups(tiny_corpus, capsys):
     assert "japonic" in out and "tokens/s" in out and "1.0000" in out
     assert main(["corpus"]) == 2
     assert main(["mixture"]) == 2
+
+
+# -- damaged corpora -------------------------------------------------------------------------------
+
+SHARD = "train/de-00000-of-00001.tokens"
+OTHER = "eval/fr-00000-of-00001.text"
+
+
+def _damaged(tiny_corpus, tmp_path):
+    """A copy of the corpus with one shard missing and one cut short."""
+    import shutil
+
+    dst = tmp_path / "damaged"
+    shutil.copytree(tiny_corpus.path, dst)
+    (dst / SHARD).unlink()
+    with open(dst / OTHER, "r+b") as fh:
+        fh.truncate((dst / OTHER).stat().st_size // 2)
+    return dst
+
+
+def test_corpus_verify_intact(tiny_corpus, capsys):
+    assert main(["corpus", "verify", tiny_corpus.path]) == 0
+    assert "all 72 files intact (SHA-256 and size)" in capsys.readouterr().out
+    assert main(["corpus", "verify", tiny_corpus.path, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"path": tiny_corpus.path, "files": 72, "check": "sha256", "intact": True, "damaged": []}
+
+
+def test_corpus_verify_and_info_name_every_damaged_file(tiny_corpus, tmp_path, capsys):
+    corpus = _damaged(tiny_corpus, tmp_path)
+    assert main(["corpus", "verify", str(corpus)]) == 1
+    err = capsys.readouterr().err
+    assert f"damaged: {corpus}/{SHARD}: missing" in err
+    assert f"damaged: {corpus}/{OTHER}: " in err and "(truncated)" in err
+    assert "2 damaged file(s)" in err
+    assert main(["corpus", "verify", str(corpus), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["intact"] is False and [d["file"] for d in out["damaged"]] == [SHARD, OTHER]
+    # info: the cheap check (sizes) reports the same files instead of a clean bill of health
+    assert main(["corpus", "info", str(corpus)]) == 1
+    captured = capsys.readouterr()
+    assert "germanic" in captured.out and f"{SHARD}: missing" in captured.err
+    assert main(["corpus", "info", str(corpus), "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["check"] == "sizes" and [d["file"] for d in out["damaged"]] == [SHARD, OTHER]
+
+
+def test_corpus_verify_catches_a_changed_byte_that_info_cannot(tiny_corpus, tmp_path, capsys):
+    import shutil
+
+    dst = tmp_path / "flipped"
+    shutil.copytree(tiny_corpus.path, dst)
+    with open(dst / SHARD, "r+b") as fh:
+        fh.seek(20)
+        b = fh.read(1)
+        fh.seek(20)
+        fh.write(bytes([b[0] ^ 1]))
+    assert main(["corpus", "info", str(dst), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["intact"] is True
+    assert main(["corpus", "verify", str(dst)]) == 1
+    assert f"{SHARD}: its SHA-256 differs" in capsys.readouterr().err
+
+
+def test_mixture_sample_on_a_damaged_corpus_names_the_file(tiny_corpus, tmp_path, capsys):
+    corpus = _damaged(tiny_corpus, tmp_path)
+    assert main(["mixture", "sample", "--corpus", str(corpus), "--ratios", "germanic=0.5,romance=0.5",
+                 "--sequences", "10", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("multiscale mixture sample: error: ") and len(err.splitlines()) == 1
+    assert SHARD in err and "missing" in err
+
+
+def test_corpus_build_with_a_broken_families_yaml_names_file_and_line(tmp_path, capsys):
+    fam = tmp_path / "fam.yaml"
+    fam.write_text("families:\n  germanic: [de\n  romance: [fr]\n")
+    assert main(["corpus", "build", "--source", "files", "--input", "de=/x/*.txt", "--families", str(fam),
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("multiscale corpus build: error: ") and f"{fam}:3: not valid YAML" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def test_failed_corpus_build_leaves_no_folder(tmp_path, capsys):
+    assert main(["corpus", "build", "--source", "files", "--input", "de=/nonexistent/*.txt",
+                 "--grouping", "paper", "--out", str(tmp_path / "o")]) == 2
+    assert "no file matches" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -125,3 +125,165 @@ def test_sentencepiece_corpus_trained_while_building(tmp_path, tiny_corpus):
 
     with pytest.raises(VocabularyError, match="vocab_size 300"):
         build_corpus(FilesSource(inputs), tmp_path / "small", grouping=g, vocab="spm:300")
+
+
+# -- integrity ------------------------------------------------------------------------------------
+
+SHARD = "train/de-00000-of-00001.tokens"
+
+
+def _copy(corpus, tmp_path, name="copy"):
+    import shutil
+
+    dst = tmp_path / name
+    shutil.copytree(corpus.path, dst)
+    return Corpus.open(dst)
+
+
+def test_manifest_records_the_size_and_sha256_of_every_file(tiny_corpus):
+    import hashlib
+    import os
+
+    files = tiny_corpus.manifest["files"]
+    assert tiny_corpus.has_checksums and SHARD in files
+    assert len(files) == 4 * len(tiny_corpus.languages)  # tokens + text, train + eval
+    for name, record in files.items():
+        data = open(os.path.join(tiny_corpus.path, name), "rb").read()
+        assert record == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert tiny_corpus.check() == [] and tiny_corpus.check(full=True) == []
+
+
+def _damage(corpus, how):
+    import os
+
+    path = os.path.join(corpus.path, SHARD)
+    if how == "missing":
+        os.remove(path)
+    elif how == "truncated":
+        with open(path, "r+b") as fh:
+            fh.truncate(os.path.getsize(path) - 100)
+    else:  # same size, one byte changed: only the SHA-256 tells
+        with open(path, "r+b") as fh:
+            fh.seek(10)
+            byte = fh.read(1)
+            fh.seek(10)
+            fh.write(bytes([byte[0] ^ 0xFF]))
+
+
+@pytest.mark.parametrize("how, cheap", [("missing", True), ("truncated", True), ("flipped", False)])
+def test_damaged_shard_is_found_and_named(tiny_corpus, tmp_path, how, cheap):
+    from multiscale.errors import DamagedFileError
+
+    c = _copy(tiny_corpus, tmp_path)
+    _damage(c, how)
+    full = c.check(full=True)
+    assert [p.file for p in full] == [SHARD]
+    assert [p.file for p in c.check()] == ([SHARD] if cheap else [])
+    if cheap:  # reading the shard refuses it, naming the file, instead of an array_record error
+        with pytest.raises(DamagedFileError, match=f"{SHARD}: {'missing' if how == 'missing' else '.*truncated'}"):
+            c.read_tokens("de")
+        with pytest.raises(DamagedFileError, match=SHARD):
+            c.require_intact()
+        assert len(c.read_tokens("fr")) == c.documents("fr")  # the other shards still read
+
+
+def test_old_manifest_without_checksums_still_opens_and_is_checked_for_readability(tiny_corpus, tmp_path):
+    import json
+    import os
+
+    from multiscale.errors import DamagedFileError
+
+    c = _copy(tiny_corpus, tmp_path)
+    manifest = dict(c.manifest)
+    del manifest["files"]
+    with open(os.path.join(c.path, "manifest.json"), "w") as fh:
+        json.dump(manifest, fh)
+    old = Corpus.open(c.path)
+    assert not old.has_checksums and len(old.file_names()) == 4 * len(old.languages)
+    assert old.read_texts("de") == tiny_corpus.read_texts("de") and old.check(full=True) == []
+    _damage(old, "truncated")
+    assert old.check() == []  # no sizes recorded: the cheap check cannot tell
+    assert [p.file for p in old.check(full=True)] == [SHARD]
+    with pytest.raises(DamagedFileError, match="de-00000-of-00001.tokens"):
+        old.read_tokens("de")
+    os.remove(os.path.join(c.path, SHARD))
+    assert [(p.file, p.problem) for p in old.check()] == [(SHARD, "missing")]
+
+
+def test_damaged_manifest_is_named(tmp_path):
+    from multiscale.errors import DamagedFileError
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "manifest.json").write_text('{"format": 1, "sour')
+    with pytest.raises(DamagedFileError, match="manifest.json.*not valid JSON"):
+        Corpus.open(tmp_path / "c")
+    (tmp_path / "c" / "manifest.json").write_text('{"format": 1}')
+    with pytest.raises(DamagedFileError, match="manifest.json.*damaged: no source"):
+        Corpus.open(tmp_path / "c")
+
+
+class _FailingSource(FilesSource):
+    """Serves the first language, then fails on the second (as a broken input file would)."""
+
+    def iter_documents(self, lang):
+        if lang == "fr":
+            raise RuntimeError("the source broke")
+        yield from super().iter_documents(lang)
+
+
+GROUPING = {"germanic": ["de"], "romance": ["fr"]}
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    (tmp_path / "docs").mkdir()
+    return _files(tmp_path / "docs", {"de": [f"Haus {i} " * 10 for i in range(4)],
+                                      "fr": [f"maison {i} " * 10 for i in range(4)]})
+
+
+@pytest.mark.parametrize("existing", ["new", "empty", "corpus"])
+def test_failed_build_leaves_nothing_behind(tmp_path, inputs, existing):
+    import os
+
+    out = tmp_path / "out" / "corpus"
+    if existing == "empty":
+        out.mkdir(parents=True)
+    if existing == "corpus":
+        good = build_corpus(FilesSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1)
+        before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(RuntimeError, match="the source broke"):
+        build_corpus(_FailingSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1)
+    if existing == "new":
+        assert not (tmp_path / "out").exists()  # not even the parent it would have created
+    elif existing == "empty":
+        assert out.is_dir() and os.listdir(out) == []
+        assert os.listdir(out.parent) == ["corpus"]  # no temporary folder left
+    else:
+        assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+        assert Corpus.open(out).manifest == good.manifest
+        assert os.listdir(out.parent) == ["corpus"]
+
+
+def test_rebuild_replaces_a_corpus_and_keeps_other_files(tmp_path, inputs):
+    out = tmp_path / "c"
+    build_corpus(FilesSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1)
+    (out / "notes.txt").write_text("mine")
+    again = build_corpus(FilesSource(inputs), out, grouping={"germanic": ["de"]}, eval_docs_per_language=1)
+    assert again.families == ("germanic",) and (out / "notes.txt").read_text() == "mine"
+    assert not list((out / "train").glob("fr-*")) and again.check(full=True) == []
+    with pytest.raises(CorpusError, match="already holds a corpus"):
+        build_corpus(FilesSource(inputs), out, grouping=GROUPING, overwrite=False)
+
+
+def test_out_folder_that_is_not_a_corpus_is_refused_before_reading(tmp_path, inputs):
+    from multiscale.errors import InputError
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("x")
+    with pytest.raises(CorpusError, match="busy.*not empty"):
+        build_corpus(_FailingSource(inputs), tmp_path / "busy", grouping=GROUPING)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="lies under .*file.*which is a file"):
+        build_corpus(_FailingSource(inputs), tmp_path / "file" / "c", grouping=GROUPING)
+    with pytest.raises(InputError, match="is a file"):
+        build_corpus(_FailingSource(inputs), tmp_path / "file", grouping=GROUPING)

@@ -118,3 +118,27 @@ def test_grouping_by_genealogy_covers_the_registry():
             assert GENEALOGY[lang] == grouping.family_of(lang)
     with pytest.raises(GroupingError, match="'xx' has no known family"):
         grouping_by_genealogy(["de", "xx"])
+
+
+@pytest.mark.parametrize("text, line", [
+    ("families:\n  germanic: [de, nl\n  romance: [fr]\n", 3),   # an unclosed list
+    ("families:\n  germanic: [de]\n bad indent: [fr]\n", 3),
+])
+def test_broken_yaml_names_the_file_and_line(tmp_path, text, line):
+    from multiscale.errors import InputError
+
+    path = tmp_path / "fam.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError, match=rf"fam\.yaml:{line}: not valid YAML") as info:
+        load_grouping(path)
+    assert isinstance(info.value, GroupingError)
+
+
+def test_missing_or_binary_grouping_file(tmp_path):
+    from multiscale.errors import MissingFileError
+
+    with pytest.raises(MissingFileError, match="grouping file not found: .*none.yaml"):
+        load_grouping(tmp_path / "none.yaml")
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00families")
+    with pytest.raises(GroupingError, match="bin.yaml: not UTF-8"):
+        load_grouping(tmp_path / "bin.yaml")
