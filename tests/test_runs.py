@@ -378,3 +378,25 @@ def test_compressed_csv(tmp_path):
     (tmp_path / "cut.csv.xz").write_bytes(lzma.compress(text)[:-40])
     with pytest.raises(RunTableError, match=r"cut\.csv\.xz: cannot read the run table"):
         read_runs(tmp_path / "cut.csv.xz")
+
+
+@pytest.mark.slow  # trains a tiny model (compilation dominates: 30-70 s on 2 busy cores)
+def test_training_rows_record_the_mixture_the_pipeline_sampled(tmp_path):
+    """rows.csv's p and p_<family> come from RunData.sampled_ratios (what the pipeline draws),
+    not from the ratios the user typed; the file is a valid run table in the schema."""
+    import dataclasses
+
+    from multiscale.train import TrainConfig, run_training
+    from multiscale.train.synthetic import SyntheticData
+
+    asked = {"germanic": 0.6, "romance": 0.4, "slavic": 0.0}
+    sampled = {"germanic": 0.625, "romance": 0.375, "slavic": 0.0}  # e.g. after rounding
+    data = dataclasses.replace(SyntheticData().run_data(asked, seq_len=32), sampled_ratios=sampled)
+    cfg = TrainConfig(corpus="unused", model="cpu-100k", tokens=4 * 8 * 32, ratios=asked,
+                      out=str(tmp_path / "run"), seq_len=32, batch=8, eval_batch=8, checkpoint_every=0)
+    summary = run_training(cfg, data=data, progress=False)
+    table = read_runs(tmp_path / "run" / "rows.csv")
+    assert list(table.columns) == column_order(["germanic", "romance", "slavic"])
+    assert table["family"].tolist() == ["germanic", "romance"]
+    assert table["p"].tolist() == [0.625, 0.375] and table["p_slavic"].tolist() == [0.0, 0.0]
+    assert summary["rows"][0]["p_germanic"] == 0.625
