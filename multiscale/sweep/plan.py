@@ -435,6 +435,8 @@ def _round_ratios(ratios: Mapping[str, float], label: str) -> tuple[tuple[str, f
 
 
 def _check_top(raw: Any) -> None:
+    if raw is None:
+        raise PlanError("the plan is empty")
     if not isinstance(raw, Mapping):
         raise PlanError(f"a sweep plan must be a mapping of keys, got {type(raw).__name__}")
     unknown = sorted(map(str, set(raw) - set(PLAN_KEYS)))
@@ -525,7 +527,8 @@ def _explicit_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
     try:
         mx.Mixture.parse(raw["ratios"], normalize=normalize, what=f"{where}.ratios")
     except mx.MixtureError as err:
-        raise PlanError(str(err) + ("" if normalize else " (set normalize: true to rescale)")) from None
+        hint = " (set normalize: true to rescale)" if "sum to" in str(err) and not normalize else ""
+        raise PlanError(f"{err}{hint}") from None
     ratios = mx.parse_pairs(raw["ratios"], what=f"{where}.ratios")
     return {"ratios": ratios, "name": name, "normalize": normalize}
 
