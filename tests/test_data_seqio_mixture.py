@@ -17,6 +17,7 @@ def tf_quiet():
     return tf
 
 
+@pytest.mark.slow  # TensorFlow and seqio
 def test_seqio_task_tokens_match_the_corpus(tiny_corpus, tf_quiet):
     from multiscale.data.seqio_mixture import seqio_mixture
 
@@ -38,6 +39,7 @@ def test_seqio_task_tokens_match_the_corpus(tiny_corpus, tf_quiet):
         assert r["language_id"] == tiny_corpus.languages.index("zh")
 
 
+@pytest.mark.slow  # TensorFlow and seqio
 def test_seqio_mixture_token_shares_agree_with_grain(tiny_corpus, tf_quiet):
     from multiscale.data.seqio_mixture import seqio_dataset
 

@@ -73,6 +73,7 @@ def test_files_source_errors(tmp_path):
         get_source("web")
 
 
+@pytest.mark.slow  # TensorFlow and seqio
 def test_tfds_source_through_seqio_with_local_data(tmp_path):
     import seqio
     import tensorflow as tf

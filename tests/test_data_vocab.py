@@ -23,6 +23,7 @@ def test_byte_layout():
     assert v.decode([ord("a") + 3, 1, ord("b") + 3]) == "a"  # stops at EOS
 
 
+@pytest.mark.slow  # a subprocess, then TensorFlow
 def test_byte_vocab_matches_seqio_without_importing_tensorflow():
     import subprocess
     import sys

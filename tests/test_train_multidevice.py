@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from multiscale.train import TrainConfig, read_metrics, run_training
 from multiscale.train.synthetic import SyntheticData
@@ -57,6 +58,7 @@ _EIGHT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess with 8 XLA devices
 def test_eight_devices_match_one(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",

@@ -9,6 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 from multiscale.train import Hook, TrainConfig, run_training
 from multiscale.train.data_source import RunData
@@ -84,6 +85,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # two processes (multi-host on localhost)
 def test_two_hosts_match_one_process_fed_both_shards(tmp_path):
     port = _free_port()
     out = tmp_path / "two_hosts"
@@ -132,7 +134,5 @@ def test_process_count_from_the_environment_must_be_an_integer(monkeypatch):
 
     monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1")
     monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
-    import pytest
-
     with pytest.raises(ValueError, match="JAX_NUM_PROCESSES='two'"):
         maybe_initialize_distributed()

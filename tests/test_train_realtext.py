@@ -9,6 +9,7 @@ import pytest
 from multiscale.train import Hook, TrainConfig, read_metrics, run_training
 
 
+@pytest.mark.slow  # trains on the real corpus
 def test_loss_falls_on_real_text(tiny_corpus, tmp_path):
     families = list(tiny_corpus.grouping.family_names)
     ratios = {f: 0.0 for f in families}
@@ -38,6 +39,7 @@ class _Crash(Hook):
             raise RuntimeError("crash at step 7")
 
 
+@pytest.mark.slow  # trains on the real corpus three times
 def test_interrupted_run_on_real_text_resumes_exactly(tiny_corpus, tmp_path):
     # The grain mixture iterator's state travels with the checkpoint (the SIGKILL test in
     # test_train_resume.py does the same with synthetic data in a subprocess).

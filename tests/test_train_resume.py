@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from multiscale.train import TrainConfig, read_metrics, run_training
 from multiscale.train.synthetic import SyntheticData
 
@@ -36,6 +38,7 @@ _KILLED_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a subprocess killed with SIGKILL
 def test_sigkill_and_resume_reproduce_the_uninterrupted_run(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     killed_dir = tmp_path / "killed"

@@ -92,13 +92,11 @@ def seqio_mixture(corpus, spec, *, name: str | None = None):
     tasks = []
     for lang in weights:
         lang_id = corpus.languages.index(lang)
-        paths = corpus.shard_paths(lang, "train", "text")
 
-        def dataset_fn(split, shuffle_files, seed=None, _paths=paths, _lang_id=lang_id):
-            # the language's texts in stored order (held in memory: this is the reference path)
-            import grain
-
-            src = grain.sources.ArrayRecordDataSource(_paths)
+        def dataset_fn(split, shuffle_files, seed=None, _lang=lang, _lang_id=lang_id):
+            # the language's texts in stored order (held in memory: this is the reference path);
+            # read through the corpus, which names a damaged shard
+            src = corpus.data_source(_lang, "train", "text")
             texts = [bytes(src[i]) for i in range(len(src))]
             return tf.data.Dataset.from_tensor_slices(
                 {"text": tf.constant(texts, tf.string),

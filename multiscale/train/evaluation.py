@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from multiscale.errors import InputError
 from multiscale.train.step import TRAIN_KEYS, CompiledSteps
 
 LN2 = math.log(2.0)
@@ -107,7 +108,7 @@ class Evaluator:
             self._batches.append({k: _global(np.asarray(batch[k]), steps.batch_sharding)
                                   for k in TRAIN_KEYS})
         if not self._batches:
-            raise ValueError("the eval set has no sequences")
+            raise InputError("the eval set has no sequences (no held-out text for any language)")
 
     _cache: dict = {}
 
