@@ -37,6 +37,7 @@ def calibration_fit():
     return fit, truths
 
 
+@pytest.mark.slow
 def test_gamma_and_p_star_intervals_are_calibrated(calibration_fit):
     fit, truths = calibration_fit
     g = fit.draws["gamma"]
@@ -57,6 +58,7 @@ def test_gamma_and_p_star_intervals_are_calibrated(calibration_fit):
     assert fit.diagnostics["max_rhat"] < 1.05
 
 
+@pytest.mark.slow
 def test_diagnostics_recorded(calibration_fit):
     fit, _ = calibration_fit
     d = fit.diagnostics
@@ -66,6 +68,7 @@ def test_diagnostics_recorded(calibration_fit):
     assert fit.draws["gamma"].shape == (1200, SEEDS * FAMS)
 
 
+@pytest.mark.slow
 def test_multilingual_fit_save_load_predict_recommend(tmp_path):
     truth = synthetic_truth(2, seed=3)
     df = synthetic_runs(truth, noise=0.01, seed=0, N=(1e7, 1e8, 1e9), D=(1e9, 1e10), n_mixtures=3)
@@ -129,6 +132,7 @@ def test_calibration_coverage_counts_exactly():
     assert centred["gamma"] == centred["p_star_normalized"] == centred["p_star_raw"] == 1.0
 
 
+@pytest.mark.slow
 def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     """The stacked multilingual calibration of benchmarks/bench_calibration.py, small: 2 seeds
     x 2 families in one NUTS run. (The >= 20-seed coverage result is recorded in
@@ -147,6 +151,7 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     assert cov["gamma"] == cov["p_star_normalized"] == cov["p_star_raw"] == 1.0, cov
 
 
+@pytest.mark.slow
 def test_host_devices_for_chains_gives_parallel_chains_before_jax_starts():
     """In a fresh process the helper asks XLA for one CPU device per chain (then the "auto"
     chain method runs them in parallel); once jax is imported it changes nothing."""

@@ -95,6 +95,7 @@ def _exhaustive_and_default(df, shared=()):
     return full, fast
 
 
+@pytest.mark.slow
 def test_screened_search_keeps_the_exhaustive_optimum_on_a_noisy_table():
     """Full start grid (9,000 starts per family): screening every start for
     SCREEN_ITERS evaluations and running only the best KEEP on ends at the same optimum as
@@ -111,6 +112,7 @@ def test_screened_search_keeps_the_exhaustive_optimum_on_a_noisy_table():
         assert fast.objective[fam] == pytest.approx(full.objective[fam], rel=SAME_OPTIMUM, abs=0)
 
 
+@pytest.mark.slow
 def test_default_search_equals_exhaustive_on_the_cpu_study_table():
     """The real CPU-study runs (docs/cpu_study/runs.csv). There a family's optimum can be a
     flat valley that few starts reach (with the committed table: romance); the consensus

@@ -52,12 +52,11 @@ def _compile_cache() -> None:
 def _check_fit_args(args) -> None:
     """Everything `fit` needs, checked before any work: the table, the output folder, the
     NUTS settings and the shared exponents."""
-    from pathlib import Path
-
+    from multiscale.fileio import as_path
     from multiscale.laws.fits import check_fit_dir
     from multiscale.laws.forms import check_shared
 
-    runs = Path(args.runs)
+    runs = as_path(args.runs)  # local or gs://, as read_runs reads it
     if not runs.exists():
         raise MissingFileError(f"run table {args.runs!r} does not exist")
     if not runs.is_file():
