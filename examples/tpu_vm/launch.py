@@ -5,8 +5,8 @@ Each TPU VM (or slice) named in --tpus runs one shard of the plan: slice k of K 
 `multiscale sweep PLAN --shard k/K` on *all* its workers at once (`--worker=all`), which makes one
 JAX program over the slice's hosts (the trainer calls jax.distributed.initialize()). All shards
 write into one gs:// sweep folder; the run table OUT/runs.csv is rebuilt atomically by each shard
-(see multiscale/sweep/runner.py and docs/design.md, "Sweeps: plan, runner, store"), so nothing needs merging afterwards. Re-running the same command
-skips finished runs and resumes interrupted ones from their checkpoints, so a preempted slice
+(docs/design.md, "Sweeps: plan, runner, store"), so nothing needs merging afterwards. Re-running
+the same command skips finished runs and resumes interrupted ones from their checkpoints, so a preempted slice
 only needs the command again. There is no scheduler here: a slice is a shard.
 
 Steps (--step, default all):
