@@ -24,13 +24,17 @@ def register(sub) -> None:
     p.add_argument("--seq-len", type=int, default=128, help="context for FLOPs per token (default 128)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_presets)
+    _register_train(sub)
 
+
+def _register_train(sub) -> None:
     t = sub.add_parser(
         "train", help="train one model on a family mixture and write its run-table rows",
         description="Trains PRESET on D tokens of the mixture, evaluates every family and "
                     "language on the held-out set (nats/token, SEM, bits per byte), and writes "
                     "metrics.jsonl, TensorBoard events, summary.json and rows.csv into --out. "
-                    "Re-running the same command resumes from the latest checkpoint.",
+                    "Re-running the same command resumes from the newest intact checkpoint (a damaged one "
+                    "is named on stderr and set aside).",
         epilog="Several hosts (TPU pod slices, GPU clusters): run the same command on every host "
                "with MULTISCALE_DISTRIBUTED=1 (TPU pods, SLURM, MPI) or with "
                "JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=n JAX_PROCESS_ID=i; "

@@ -38,7 +38,7 @@ def count_params(cfg: ModelConfig) -> ParamCount:
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Training FLOPs per token: 6N + 12 * layers * d_model * seq_len (DESIGN.md section 6).
+    """Training FLOPs per token: 6N + 12 * layers * d_model * seq_len (docs/design.md, "Testing and benchmarks").
 
     N is the non-embedding count; the second term is the attention score/value work
     (forward and backward) at context length `seq_len`.

@@ -191,6 +191,10 @@ class Checkpointer:
         warnings.warn(f"checkpoint step {step} in {self.directory} is damaged ({problem}); "
                       f"{where}; resuming from an older checkpoint", DamagedCheckpointWarning,
                       stacklevel=3)
+        if jax.process_count() > 1:  # every host sees the step gone before any lists the steps
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"multiscale checkpoint {step} set aside")
         self._manager.reload()
 
     def _record_sizes(self, exclude: int | None = None) -> None:
