@@ -54,3 +54,18 @@ def test_due():
     assert [s for s in range(1, 11) if hook.due(s, 10)] == [3, 6, 9, 10]
     hook.every = 0
     assert [s for s in range(1, 11) if hook.due(s, 10)] == [10]
+
+
+def test_resume_drops_a_metrics_line_cut_short_by_a_kill(tmp_path):
+    import pytest
+
+    path = tmp_path / "metrics.jsonl"
+    hook = MetricsJsonlHook(path)
+    for step in (1, 2, 3):
+        hook.on_step(_info(step))
+    hook.close()
+    with open(path, "a") as fh:
+        fh.write('{"step": 4, "loss": 2.')  # the process died mid-write
+    with pytest.warns(UserWarning, match=r"metrics.jsonl: dropped line\(s\) 4, not JSON"):
+        MetricsJsonlHook(path, truncate_after_step=2).close()
+    assert [r["step"] for r in read_metrics(path)] == [1, 2]

@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from typing import Any
 
 from etils import epath
 
+from multiscale.fileio import atomic_write_text
 from multiscale.train.evaluation import EvalResult
 
 
@@ -102,12 +104,25 @@ class MetricsJsonlHook(Hook):
 
 
 def _truncate_jsonl(path: epath.Path, max_step: int) -> None:
-    """Drop records of steps after `max_step` (left by a run killed after its last checkpoint)."""
+    """Drop records of steps after `max_step` (left by a run killed after its last checkpoint),
+    and lines that are not JSON records (a line cut short by the kill), with a warning."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= max_step]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept, cut = [], []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            cut.append(number)
+            continue
+        if isinstance(record, dict) and record.get("step", 0) <= max_step:
+            kept.append(line)
+    if cut:
+        warnings.warn(f"{path}: dropped line(s) {', '.join(map(str, cut))}, not JSON records "
+                      "(cut short when the run stopped)", stacklevel=3)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(path: epath.PathLike) -> list[dict]:
