@@ -254,7 +254,7 @@ def _diagnose(idata, law: Law, families, chains: int) -> tuple[dict, list[str]]:
         msgs.append("only one chain: R-hat cannot be computed; run --chains 4 to check convergence")
     elif worst_rhat[1] > RHAT_MAX:
         msgs.append(f"R-hat {worst_rhat[1]:.3f} > {RHAT_MAX} for {worst_rhat[0]}: the chains disagree. "
-                    "Run longer (more --draws and warmup), or share exponents across families "
+                    "Run longer (more --draws and --num-warmup), or share exponents across families "
                     "(--shared alpha,beta) when the table is small.")
     if worst_ess[1] < ESS_MIN_PER_CHAIN * max(chains, 1):
         msgs.append(f"bulk ESS {worst_ess[1]:.0f} < {ESS_MIN_PER_CHAIN * max(chains, 1)} for {worst_ess[0]}: "
