@@ -154,3 +154,56 @@ def test_python_dash_m_error_contract(tmp_path):
     bug = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert bug.returncode == 1
     assert "Traceback" in bug.stderr and "KeyError: 'bug'" in bug.stderr
+
+
+# The flag decisions of docs/design.md ("Command line and errors"), checked on every command.
+
+def _options(command: tuple[str, ...]) -> dict[str, argparse.Action]:
+    parser = cli.build_parser()
+    for word in command:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[word]
+    return {option: action for action in parser._actions for option in action.option_strings}
+
+
+def _train_config_default(name: str):
+    import dataclasses
+
+    from multiscale.train.config import TrainConfig
+
+    return next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_flags_have_one_name_and_one_default(command):
+    options = _options(command)
+    assert "--temperature" not in options, "temperature flags say --tau (q ∝ n^tau)"
+    if "--seq-len" in options:
+        assert options["--seq-len"].default == _train_config_default("seq_len")
+    if "--checkpoint-every" in options:
+        assert options["--checkpoint-every"].default == _train_config_default("checkpoint_every")
+    if "--batch-size" in options and command == ("train",):
+        assert options["--batch-size"].default == _train_config_default("batch")
+    for old, new in (("--batch", "--batch-size"), ("--warmup", "--warmup-steps" if "--warmup-steps" in options
+                                                            else "--num-warmup")):
+        if old in options:  # an older name: accepted, hidden from --help, same destination as the new one
+            assert options[old].help == argparse.SUPPRESS
+            assert options[old].dest == options[new].dest
+
+
+def test_batch_size_and_warmup_names():
+    assert "--batch-size" in _options(("train",)) and "--batch-size" in _options(("mixture", "sample"))
+    assert "--warmup-steps" in _options(("train",)) and "--num-warmup" in _options(("fit",))
+
+
+def test_law_choices_come_from_the_registry():
+    from multiscale.laws.forms import LAWS
+
+    assert sorted(_options(("fit",))["--law"].choices) == sorted(LAWS)
+
+
+@pytest.mark.parametrize("command", [("corpus", "build"), ("mixture", "sample"), ("train",), ("fit",),
+                                     ("sweep",), ("demo",)], ids=" ".join)
+def test_long_commands_take_no_progress_and_json(command):
+    options = _options(command)
+    assert "--no-progress" in options and "--json" in options
