@@ -169,3 +169,17 @@ def test_host_devices_for_chains_gives_parallel_chains_before_jax_starts():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120).stdout.split()
     assert out == ["True", "3", "parallel", "sequential", "False"]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(chains=0), "chains must be an integer >= 1, got 0"),
+    (dict(draws=2.5), "draws must be an integer >= 1, got 2.5"),
+    (dict(warmup=-1), "warmup must be an integer >= 0, got -1"),
+    (dict(chains=True), "chains must be an integer"),
+])
+def test_bad_sampler_settings_are_refused_before_sampling(kw, message):
+    from multiscale.errors import InputError
+
+    df = synthetic_runs(synthetic_truth(2, seed=0, law="ratio"), law="ratio", n_mixtures=4, seed=0)
+    with pytest.raises(InputError, match=message):
+        fit_bayes(df, law="ratio", **kw)
