@@ -98,6 +98,12 @@ def test_run_writes_all_outputs_and_resumes_as_a_no_op(tmp_path):
     # the same folder with another seed is refused before any compute
     with pytest.raises(ResumeMismatchError, match="seed=0"):
         run_training(dataclasses.replace(cfg, seed=1), data=_data(), progress=False)
+    # a damaged config.json is named, not a JSON traceback
+    from multiscale.errors import DamagedFileError
+
+    (out / "config.json").write_text('{"model": "cpu-1')
+    with pytest.raises(DamagedFileError, match="run configuration .*config.json.* is damaged"):
+        run_training(cfg, data=_data(), progress=False)
 
 
 def test_loss_falls_on_synthetic_text(tmp_path):

@@ -13,7 +13,6 @@ metrics are read, so a checkpoint is only written after every loss before it was
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 from etils import epath
 
 from multiscale.errors import InputError
-from multiscale.fileio import check_output_folder, json_safe, read_json, write_json
+from multiscale.fileio import atomic_write_text, check_output_folder, json_safe, read_json, write_json
 from multiscale.models import sharding as msharding
 from multiscale.models.params import count_params, flops_per_token
 from multiscale.models.presets import get_preset
@@ -291,9 +290,10 @@ class _Run:
         }
 
     def _write_outputs(self, summary: dict) -> None:
-        (self.out / "summary.json").write_text(json.dumps(json_safe(summary), indent=2))
+        # rows.csv last and both atomic: a run folder holding both is a finished run (the sweep's test)
+        write_json(self.out / "summary.json", json_safe(summary))
         columns = column_order(self.data.family_names)
-        (self.out / "rows.csv").write_text(rows_csv(summary["rows"], columns))
+        atomic_write_text(self.out / "rows.csv", rows_csv(summary["rows"], columns))
 
     def _sampled_mixture(self) -> dict[str, float]:
         """The family ratios the data pipeline sampled (`RunData.sampled_ratios`), which the run
