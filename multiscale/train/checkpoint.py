@@ -206,7 +206,11 @@ class Checkpointer:
         for step in steps - {exclude}:
             record = self.sizes_dir / f"{step}.json"
             if not record.exists():
-                write_json(record, _file_sizes(self.directory / str(step)))
+                try:
+                    sizes = _file_sizes(self.directory / str(step))
+                except FileNotFoundError:  # removed meanwhile (orbax keeps `keep` steps)
+                    continue
+                write_json(record, sizes)
         for record in self.sizes_dir.glob("*.json"):
             if record.stem.isdigit() and int(record.stem) not in steps:
                 record.unlink()
