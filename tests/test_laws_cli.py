@@ -101,6 +101,7 @@ def _refused(capsys, argv, *needles):
     (["--caps", "fam0=nan"], ["--cap", "not finite"]),
     (["--tokens", "fam0=1e9,fam0=2e9"], ["--tokens", "given twice"]),
     (["--tokens", "fam0=1e9,fam1=1e9,fam2=1e9", "--epochs", "nan"], ["--epochs", "finite"]),
+    (["--tokens", "fam0=-1,fam1=1e9,fam2=1e9"], ["--tokens", "'fam0' is negative"]),
     (["--tokens", "fam0=0,fam1=1e9,fam2=1e9"], ["--tokens", "fam0", "> 0"]),
     (["--N", "nan"], ["--N", "finite positive"]),
     (["--D", "-5"], ["--D", "finite positive"]),

@@ -125,6 +125,7 @@ def test_recommendation_objectives_caps_and_baselines():
     (dict(caps={"f1": float("inf")}), "caps: the value of family 'f1' is not finite"),
     (dict(caps=0.2), "caps sum to 0.6 < 1"),
     (dict(caps={"f0": 0.1}, floor={"f0": 0.2}), r"floor above cap for families \['f0'\]"),
+    (dict(available_tokens={"f0": -5.0, "f1": 1e9, "f2": 1e9}), "available_tokens: family 'f0' is negative"),
     (dict(available_tokens={"f0": 0.0, "f1": 1e9, "f2": 1e9}), "available_tokens: .*f0.* > 0"),
     (dict(available_tokens={"f0": 1e9, "f1": 1e9, "f2": 1e9}, epochs=float("nan")), "epochs must be a finite"),
     (dict(available_tokens={"f0": 1e9}), r"available tokens missing for families \['f1', 'f2'\]"),
@@ -156,3 +157,4 @@ def test_per_family_values_scalar_text_and_mapping_agree():
     np.testing.assert_array_equal(family_values({"f1": 0.2}, fams, what="floor", default=0.0), [0, 0.2, 0])
     rec = optimal_ratios(_fit([0.1, 0.2, 0.4]), 1e9, 1e10, floor="f0=0.3", caps=0.5)
     assert rec.p_star[0, 0] == pytest.approx(0.3) and rec.p_star.max() <= 0.5 + 1e-12
+

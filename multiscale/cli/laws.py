@@ -128,7 +128,7 @@ def _recommend(args) -> int:
         from multiscale.mixture import parse_pairs
 
         tokens = parse_pairs(args.tokens, what="--tokens", known=fams)
-        family_values(tokens, fams, what="--tokens", default=math.inf, positive=True)
+        family_values(tokens, fams, what="--tokens", default=math.inf, positive=True)  # no zero either
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective,
                          weights=per_family(args.weights, "--weights", default=1.0),
                          floor=per_family(args.floor, "--floor", default=0.0, upper=1.0),
