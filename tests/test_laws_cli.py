@@ -200,3 +200,19 @@ def test_law_flags_follow_the_registry_and_python_defaults():
     assert parser.parse_args(["fit", "r.csv", "--out", "o", "--warmup", "7"]).num_warmup == 7  # hidden alias
     assert parser.parse_args(["fit", "r.csv", "--out", "o", "--num-warmup", "9"]).num_warmup == 9
     assert isinstance(fit, argparse.ArgumentParser)
+
+
+def test_json_output_is_strict(saved_fit, capsys):
+    """The ratio law cannot predict losses away from its (N, D): they are NaN in Python and
+    null in the JSON, which must parse without NaN or Infinity."""
+    _, out = saved_fit
+
+    def strict(text):
+        def refuse(name):
+            raise AssertionError(f"non-standard JSON constant {name}")
+        return json.loads(text, parse_constant=refuse)
+
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "1e11", "--json"]) == 0
+    r = strict(capsys.readouterr().out)
+    assert r["families"]["fam0"]["loss_at_p_star"]["median"] is None
+    assert any("only predicted at the fitted" in n for n in r["notes"])

@@ -29,9 +29,10 @@ def _at_least(value: int, flag: str, low: int) -> int:
 
 
 def _emit(obj, as_json: bool) -> None:
-    from multiscale.fileio import dumps
+    """`obj` as text, or as one strict JSON object (NaN and inf written as null)."""
+    from multiscale.fileio import dumps, json_safe
 
-    print(dumps(obj.to_dict() if hasattr(obj, "to_dict") else obj) if as_json else obj)
+    print(dumps(json_safe(obj.to_dict() if hasattr(obj, "to_dict") else obj)) if as_json else obj)
 
 
 def _compile_cache() -> None:
@@ -85,7 +86,6 @@ def _fit_bayes(df, args):
 
 
 def _fit(args) -> int:
-    from multiscale.fileio import dumps
     from multiscale.laws import fit_point
     from multiscale.runs import read_runs
 
@@ -102,7 +102,7 @@ def _fit(args) -> int:
         d = fit.to_dict()
         d["out"] = args.out
         d["params"] = fit.summary() if args.method == "nuts" else d["params"]
-        print(dumps(d))
+        _emit(d, True)
     else:
         print(fit)
         print(f"saved to {args.out}")
