@@ -253,3 +253,16 @@ def test_labels_and_markdown_table():
     assert pretty("temperature_0.3") == "temperature τ=0.3" and pretty("unimax") == "UniMax"
     assert short("temperature_0.7") == "temp τ=0.7" and short("proportional") == "proportional"
     assert markdown_table(["a", "b"], [[1, "x"], [2.5, "y"]]) == "| a | b |\n|---|---|\n| 1 | x |\n| 2.5 | y |"
+
+
+def test_independence_section_says_why_it_was_not_run():
+    from multiscale.report.writer import _independence
+
+    df = _runs()
+    few = df[df["run"].isin(["r00", "r01", "r02"])]
+    indep, why = _independence(few)
+    assert indep is None and "too few" in why
+    indep, why = _independence(df.drop(columns=[f"p_{f}" for f in FAMS]))
+    assert indep is None and "no p_<family> mixture columns" in why
+    indep, why = _independence(df)
+    assert why == "" and set(indep["families"]) == set(FAMS)

@@ -143,6 +143,6 @@ def _independence(df: pd.DataFrame):
         return None, "the run table has no p_<family> mixture columns"
     try:
         res = independence_test(df)
-    except ValueError as err:  # too few runs or mixtures for the regression (InputError is one)
+    except InputError as err:  # too few runs or mixtures for the regression; a bug keeps its traceback
         return None, str(err)
     return res.to_dict(), ""
