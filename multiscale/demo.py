@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from multiscale.errors import MultiscaleError
 from multiscale.fileio import atomic_write_text, check_output_folder, read_json, write_json
 from multiscale.runs import read_runs
 from multiscale.sweep.store import SweepStore
@@ -159,7 +160,7 @@ def _corpus(corpus_dir: str, max_docs: int, progress: bool, log):
                 corpus = Corpus.open(corpus_dir)
                 log(f"reusing the corpus in {corpus_dir}")
                 return corpus
-        except (FileNotFoundError, ValueError):  # missing, damaged or another corpus: rebuild it
+        except MultiscaleError:  # missing or damaged: rebuild it
             pass
         os.remove(stamp)
     corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress)
@@ -228,7 +229,7 @@ def _reuse_fit(fit_dir: str, stamp: str, key: str):
         return None
     try:
         return load_fit(fit_dir)
-    except (FileNotFoundError, ValueError):  # missing or damaged: fit again
+    except MultiscaleError:  # missing or damaged: fit again
         return None
 
 
