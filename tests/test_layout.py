@@ -6,6 +6,7 @@ repository."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -118,14 +119,13 @@ TEXT_SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".sh", ".txt", ".cfg", 
 
 
 def _repository_text_files() -> list[Path]:
-    """The repository's text files (hidden folders such as .git and .venv, and build outputs, left out)."""
+    """The repository's text files (hidden folders such as .git and .venv, but .ci, and build outputs left out)."""
     found = []
-    for path in ROOT.rglob("*"):
-        parts = path.relative_to(ROOT).parts
-        if any(p.startswith(".") or p in SKIPPED_FOLDERS or p.endswith(".egg-info") for p in parts[:-1]):
-            continue
-        if path.is_file() and (path.suffix in TEXT_SUFFIXES or path.name in {"Makefile", "run"}):
-            found.append(path)
+    for folder, subfolders, files in os.walk(ROOT):
+        subfolders[:] = [d for d in subfolders
+                         if d == ".ci" or not (d.startswith(".") or d in SKIPPED_FOLDERS or d.endswith(".egg-info"))]
+        found.extend(Path(folder, f) for f in files
+                     if Path(f).suffix in TEXT_SUFFIXES or f in {"Makefile", "run"})
     return found
 
 
