@@ -168,6 +168,7 @@ def test_fit_your_runs_with_a_users_table(tmp_path, capsys):
         mod.main(["--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "o2")])
 
 
+@pytest.mark.slow  # fits and scores the RegMix tables: ~10 s
 def test_regmix_independence_example_json(capsys):
     import json
 

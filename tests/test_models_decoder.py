@@ -83,6 +83,7 @@ def test_logits_shape_and_initial_loss_near_uniform():
     assert abs(float(nll) - np.log(CFG.vocab_size)) < 0.1  # small init: near-uniform predictions
 
 
+@pytest.mark.slow  # two eager forward passes, one in bf16 (slow on the CPU): ~8 s
 def test_bf16_compute_keeps_f32_params_and_f32_logits():
     import dataclasses
 
