@@ -207,3 +207,31 @@ def test_law_choices_come_from_the_registry():
 def test_long_commands_take_no_progress_and_json(command):
     options = _options(command)
     assert "--no-progress" in options and "--json" in options
+
+
+# Every command refuses a missing or wrong input path with one line naming it, before any work.
+
+MISSING = "no-such-input"
+
+
+@pytest.mark.parametrize("argv", [
+    ["corpus", "info", MISSING],
+    ["corpus", "verify", MISSING],
+    ["mixture", "sample", "--corpus", MISSING, "--ratios", "germanic=1"],
+    ["train", "--corpus", MISSING, "--model", "cpu-100k", "--tokens", "1e4", "--ratios", "germanic=1",
+     "--out", "OUT"],
+    ["fit", MISSING, "--out", "OUT"],
+    ["recommend", MISSING, "--N", "1e9", "--D", "1e10"],
+    ["predict", MISSING, "--N", "1e9", "--D", "1e10", "--ratios", "germanic=1"],
+    ["independence", MISSING],
+    ["sweep", MISSING, "--out", "OUT"],
+    ["report", MISSING, "--out", "OUT"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_missing_input_is_one_line_naming_it(argv, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith(f"multiscale {cli.command_name(cli.build_parser().parse_args(argv))}: error: ")
+    assert MISSING in err
+    assert not (tmp_path / "OUT").exists(), "nothing is written when the input is missing"
