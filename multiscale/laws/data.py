@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from multiscale.laws.forms import Law, check_shared
-from multiscale.runs import RunTableError, validate_runs
+from multiscale.runs import RunTableError, mixture_columns, validate_runs
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,12 @@ class FitData:
     the point-fit objective: a bootstrap resample of whole runs is the same table with each
     row weighted by how often its run was drawn (the same objective as repeating the rows,
     with the table's shapes unchanged).
+
+    For the laws of the whole mixture: ``mixture_families`` (M) are the families of the
+    table's ``p_<family>`` columns (empty when it has none), ``P_RxM`` each row's whole
+    mixture (None without those columns), ``fam_in_mix_F`` each fitted family's index among
+    them (-1 where absent), and ``logU_R`` the log of each row's ``unique_tokens`` (+inf
+    where the table gives none: unlimited fresh data).
     """
 
     families: tuple[str, ...]
@@ -32,6 +38,10 @@ class FitData:
     N_ref: float
     D_ref: float
     weight_R: np.ndarray | None = None
+    mixture_families: tuple[str, ...] = ()
+    P_RxM: np.ndarray | None = None
+    fam_in_mix_F: np.ndarray | None = None
+    logU_R: np.ndarray | None = None
 
     @property
     def n_rows(self) -> int:
@@ -44,6 +54,46 @@ class FitData:
     def counts_F(self) -> np.ndarray:
         return np.bincount(self.fam_R, minlength=self.n_families)
 
+    def unique_tokens_F(self) -> dict[str, float]:
+        """The largest finite unique-token count seen per family (families without one omitted):
+        what a fit keeps of the U it saw."""
+        if self.logU_R is None:
+            return {}
+        out = {}
+        for j, f in enumerate(self.families):
+            u = self.logU_R[self.fam_R == j]
+            u = u[np.isfinite(u)]
+            if len(u):
+                out[f] = float(np.exp(u.max()))
+        return out
+
+
+def mixture_arrays(df: pd.DataFrame, families) -> dict:
+    """The FitData fields of the whole mixture (see `FitData`) from a validated table."""
+    from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS
+
+    cols = mixture_columns(df)
+    out: dict = {"logU_R": np.full(len(df), np.inf)}
+    if UNIQUE_TOKENS in df.columns:
+        u = pd.to_numeric(df[UNIQUE_TOKENS], errors="coerce").to_numpy(dtype=float)
+        with np.errstate(divide="ignore"):
+            out["logU_R"] = np.where(np.isfinite(u) & (u > 0), np.log(np.where(u > 0, u, 1.0)), np.inf)
+    if cols:
+        mix = tuple(c[len(MIXTURE_PREFIX):] for c in cols)
+        out["mixture_families"] = mix
+        out["P_RxM"] = np.nan_to_num(df[cols].to_numpy(dtype=float), nan=0.0)
+        out["fam_in_mix_F"] = np.array([mix.index(f) if f in mix else -1 for f in families], dtype=np.int64)
+    return out
+
+
+def _min_runs(df: pd.DataFrame, law: Law, n_fam: int, shared) -> int:
+    """Fewest runs per family: the law's own count, plus one per coefficient of a matrix
+    parameter (M - 1 other mixture families each)."""
+    need = law.min_runs(n_fam, shared)
+    if law.matrix:
+        need += len(law.matrix) * max(len(mixture_columns(df)) - 1, 0)
+    return need
+
 
 def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitData, tuple[str, ...]]:
     """Validate `df` for `law` with the one run-table validation (`multiscale.runs.validate_runs`,
@@ -51,13 +101,17 @@ def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitDat
     shared = check_shared(law, shared)
     # families as validate_runs will see them (names stripped), for the minimum runs per family
     n_fam = pd.Series(df["family"]).astype(str).str.strip().nunique() if "family" in df.columns else 1
-    df = validate_runs(df, law=law.name, min_runs=law.min_runs(n_fam, shared))
+    df = validate_runs(df, law=law.name, min_runs=_min_runs(df, law, n_fam, shared))
     if not law.uses_scale:
         for col in ("N", "D"):
             if df[col].nunique() > 1:
+                other = "multilingual" if law.is_seed else "transfer"
                 raise RunTableError(
-                    f"column {col!r}: law 'ratio' needs runs that share one (N, D); found "
-                    f"{sorted(df[col].unique().tolist())[:6]}; use law 'multilingual'")
+                    f"column {col!r}: law {law.name!r} needs runs that share one (N, D); found "
+                    f"{sorted(df[col].unique().tolist())[:6]}; use law {other!r}")
+    if law.uses_mixture and not mixture_columns(df):
+        raise RunTableError(f"law {law.name!r} needs each run's whole mixture: the table has no "
+                            "p_<family> columns")
     families = tuple(dict.fromkeys(df["family"].tolist()))
     fam_index = {f: i for i, f in enumerate(families)}
     fam_R = df["family"].map(fam_index).to_numpy(dtype=np.int32)
@@ -69,5 +123,6 @@ def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitDat
     data = FitData(
         families=families, fam_R=fam_R, logN_R=logN, logD_R=logD,
         logp_R=np.log(df["p"].to_numpy(dtype=float)), logL_R=np.log(loss),
-        sem_rel_R=sem / loss, N_ref=float(np.exp(logN.mean())), D_ref=float(np.exp(logD.mean())))
+        sem_rel_R=sem / loss, N_ref=float(np.exp(logN.mean())), D_ref=float(np.exp(logD.mean())),
+        **mixture_arrays(df, families))
     return df, data, shared

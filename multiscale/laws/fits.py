@@ -43,6 +43,10 @@ class Fit:
       draws: natural parameters, ``name -> (S, F)`` float64 (S = 1 for a point fit).
       N_ref, D_ref: geometric-mean N and D of the fitted runs (the ratio law's (N, D)).
       n_runs: rows per family used in the fit.
+      mixture_families: the M families of the mixture (the second axis of a matrix parameter,
+        ``draws["tau"]`` of shape (S, F, M)); empty for laws without matrix parameters.
+      unique_tokens: the unique tokens U per family that the fit saw (the largest per family;
+        families without one omitted): the default U of a prediction or recommendation.
     """
 
     law: Law
@@ -52,6 +56,8 @@ class Fit:
     N_ref: float
     D_ref: float
     n_runs: dict[str, int]
+    mixture_families: tuple[str, ...] = ()
+    unique_tokens: dict[str, float] = field(default_factory=dict)
 
     method = "?"
 
@@ -70,13 +76,21 @@ class Fit:
         out: dict[str, dict[str, dict[str, float]]] = {}
         for j, fam in enumerate(self.families):
             out[fam] = {name: interval(self.draws[name][:, j]) for name in self.law.params}
+            for name in self.law.matrix:  # family -> matrix parameter -> mixture family -> interval
+                out[fam][name] = {g: interval(self.draws[name][:, j, m])
+                                  for m, g in enumerate(self.mixture_families)}
         return out
 
     def _meta(self) -> dict[str, Any]:
-        return {"law": self.law.name, "law_form": self.law.doc, "method": self.method,
+        meta = {"law": self.law.name, "law_form": self.law.doc, "method": self.method,
                 "families": list(self.families), "shared": list(self.shared),
                 "N_ref": self.N_ref, "D_ref": self.D_ref, "n_runs": dict(self.n_runs),
                 "loss_units": LOSS_UNITS}
+        if self.mixture_families:
+            meta["mixture_families"] = list(self.mixture_families)
+        if self.unique_tokens:
+            meta["unique_tokens"] = dict(self.unique_tokens)
+        return meta
 
     def save(self, directory: str | os.PathLike) -> Path:
         raise NotImplementedError
@@ -106,8 +120,12 @@ class PointFit(Fit):
 
     def params(self) -> dict[str, dict[str, float]]:
         """``family -> parameter -> value``."""
-        return {fam: {n: float(self.draws[n][0, j]) for n in self.law.params}
-                for j, fam in enumerate(self.families)}
+        out = {fam: {n: float(self.draws[n][0, j]) for n in self.law.params}
+               for j, fam in enumerate(self.families)}
+        for j, fam in enumerate(self.families):
+            for n in self.law.matrix:
+                out[fam][n] = {g: float(self.draws[n][0, j, m]) for m, g in enumerate(self.mixture_families)}
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {**self._meta(), "params": self.params(), "objective": self.objective,
@@ -148,13 +166,14 @@ class BayesFit(Fit):
     diagnostics: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
+    extrapolation: dict[str, Any] = field(default_factory=dict)  # multiscale.laws.extrapolation
 
     method = "nuts"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self._meta(), "summary": self.summary(), "diagnostics": self.diagnostics,
                 "warnings": list(self.warnings), "options": self.options,
-                "n_draws": self.n_draws}
+                "n_draws": self.n_draws, "extrapolation": self.extrapolation}
 
     def __str__(self) -> str:
         d = self.diagnostics
@@ -279,10 +298,22 @@ def _common(meta: dict, path) -> dict:
     if not all(s in law.exponents for s in shared):
         raise _damaged(path, f"'shared' {shared!r} is not a list of {name!r}'s exponents {list(law.exponents)}")
     n_runs = _get(meta, "n_runs", dict, path)
-    return dict(law=law, families=tuple(families), shared=tuple(shared),
+    mix = _get(meta, "mixture_families", list, path, default=[])
+    if law.matrix and (not mix or not all(isinstance(f, str) and f for f in mix)):
+        raise _damaged(path, f"law {name!r} needs 'mixture_families', found {mix!r}"[:300])
+    U = _get(meta, "unique_tokens", dict, path, default={})
+    return dict(law=law, families=tuple(families), shared=tuple(shared), mixture_families=tuple(mix),
+                unique_tokens={k: _number(v, f"unique_tokens[{k!r}]", path, positive=True) for k, v in U.items()},
                 N_ref=_number(_get(meta, "N_ref", (int, float), path), "N_ref", path, positive=True),
                 D_ref=_number(_get(meta, "D_ref", (int, float), path), "D_ref", path, positive=True),
                 n_runs={k: int(_number(v, f"n_runs[{k!r}]", path)) for k, v in n_runs.items()})
+
+
+def _matrix_value(params: dict, family: str, name: str, source: str, path) -> float:
+    """params[family][name][source] of a saved point fit, checked."""
+    row = params.get(family, {}).get(name) if isinstance(params.get(family), dict) else None
+    v = row.get(source) if isinstance(row, dict) else None
+    return _number(v, f"parameter {name!r} of family {family!r} for mixture family {source!r}", path)
 
 
 def _load_point(meta: dict, path, common: dict) -> PointFit:
@@ -297,6 +328,9 @@ def _load_point(meta: dict, path, common: dict) -> PointFit:
                 raise _damaged(path, f"'params' has no value of {n!r} for family {f!r}")
             row.append(_number(ps[n], f"parameter {n!r} of family {f!r}", path))
         draws[n] = np.array([row], dtype=float)
+    for n in law.matrix:
+        draws[n] = np.array([[[_matrix_value(params, f, n, g, path) for g in common["mixture_families"]]
+                              for f in families]], dtype=float)
     return PointFit(draws=draws, objective=_get(meta, "objective", dict, path, default={}),
                     start=_get(meta, "start", dict, path, default={}),
                     grad_norm=_get(meta, "grad_norm", dict, path, default={}),
@@ -305,7 +339,7 @@ def _load_point(meta: dict, path, common: dict) -> PointFit:
                     search=_get(meta, "search", dict, path, default={}), **common)
 
 
-def _read_posterior(directory: Path, sums: dict, law: Law, families) -> tuple[Any, dict]:
+def _read_posterior(directory: Path, sums: dict, law: Law, families, mixture_families=()) -> tuple[Any, dict]:
     """(InferenceData, finite draws) from ``posterior.nc``, checked against its checksum."""
     import arviz as az
 
@@ -316,7 +350,7 @@ def _read_posterior(directory: Path, sums: dict, law: Law, families) -> tuple[An
         raise _damaged(nc, "its bytes do not match the checksum in fit.json (truncated or replaced)")
     try:
         idata = az.from_netcdf(str(nc))
-        draws = draws_from_idata(idata, law, families)
+        draws = draws_from_idata(idata, law, families, mixture_families)
     except (OSError, RuntimeError, ValueError, KeyError, AttributeError) as err:
         raise _damaged(nc, f"it cannot be read as a posterior ({type(err).__name__}: {err})"[:400]) from None
     for n, v in draws.items():
@@ -329,11 +363,12 @@ def _load_bayes(meta: dict, directory: Path, sums: dict, common: dict) -> BayesF
     path = directory / FIT_JSON
     if "format" in meta and POSTERIOR_NC not in sums:
         raise _damaged(path, f"its checksums have no entry for {POSTERIOR_NC}")
-    idata, draws = _read_posterior(directory, sums, common["law"], common["families"])
+    idata, draws = _read_posterior(directory, sums, common["law"], common["families"],
+                                   common["mixture_families"])
     warnings = _get(meta, "warnings", list, path, default=[])
     return BayesFit(draws=draws, idata=idata, diagnostics=_get(meta, "diagnostics", dict, path, default={}),
                     warnings=[str(w) for w in warnings], options=_get(meta, "options", dict, path, default={}),
-                    **common)
+                    extrapolation=_get(meta, "extrapolation", dict, path, default={}), **common)
 
 
 def load_fit(directory: str | os.PathLike) -> Fit:
@@ -361,11 +396,18 @@ def load_fit(directory: str | os.PathLike) -> Fit:
     return _load_bayes(meta, directory, sums, common)
 
 
-def draws_from_idata(idata, law: Law, families) -> dict[str, np.ndarray]:
+def draws_from_idata(idata, law: Law, families, mixture_families=()) -> dict[str, np.ndarray]:
     """``name -> (chains * draws, F)`` from the posterior group (variables ``<name>``, dims
-    chain, draw, family)."""
+    chain, draw, family; matrix parameters ``(chains * draws, F, M)``, dims chain, draw,
+    family, source)."""
     post = idata.posterior
     out = {}
+    for name in law.matrix:
+        v = np.asarray(post[name].transpose("chain", "draw", "family", "source").values, dtype=float)
+        out[name] = v.reshape(-1, v.shape[-2], v.shape[-1])
+        if out[name].shape[1:] != (len(families), len(mixture_families)):
+            raise ValueError(f"posterior variable {name!r} has shape {out[name].shape[1:]}, expected "
+                             f"{(len(families), len(mixture_families))}")
     for name in law.params:
         v = np.asarray(post[name].transpose("chain", "draw", "family").values, dtype=float)
         out[name] = v.reshape(-1, v.shape[-1])

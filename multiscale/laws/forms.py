@@ -8,6 +8,13 @@ All losses are mean cross-entropies in nats per token.
   each family on its own; ``p`` is ignored.
 - ``ratio``: ``L_i(p_i) = c_i * p_i^(-gamma_i)`` for runs that share one (N, D).
 
+Laws of the whole mixture (``uses_mixture`` / ``uses_unique_tokens``; computed in
+`multiscale.laws.mixture_forms`): ``transfer``, ``repetition``, ``transfer_repetition``,
+``mixing``, ``ratio_transfer``, ``ratio_mixing``. Each maps (N, D, the run's whole mixture P
+over the mixture families, the unique tokens U of every family) to each family's loss; the
+three laws above are the special cases that read only p_i. See docs/design.md, "Laws of the
+whole mixture".
+
 Parameters are held as a dict ``name -> array`` with shape ``(S, F)``: S draws (1 for a point
 fit) by F families. A parameter shared across families simply repeats along F. Every function
 here works with numpy or jax.numpy arrays (``xp``) and broadcasts.
@@ -33,6 +40,11 @@ class Law:
       uses_scale: whether the law depends on N and D (``ratio`` does not: its ``c`` belongs
         to the one (N, D) of the runs it was fitted on).
       uses_ratio: whether the law depends on p (``chinchilla`` does not).
+      uses_mixture: whether a family's loss depends on the ratios of other families (its
+        `matrix` parameters hold one value per (family, mixture family)).
+      uses_unique_tokens: whether the law reads the unique tokens U of each family.
+      matrix: parameters of shape (S, F, M): family i's coefficient of mixture family j.
+      base: the seed law it generalizes ("multilingual" or "ratio"; "" for the seed laws).
     """
 
     name: str
@@ -41,6 +53,15 @@ class Law:
     uses_scale: bool
     uses_ratio: bool
     doc: str
+    uses_mixture: bool = False
+    uses_unique_tokens: bool = False
+    matrix: tuple[str, ...] = ()
+    base: str = ""
+
+    @property
+    def is_seed(self) -> bool:
+        """One of the three laws that read only the family's own ratio and no unique tokens."""
+        return not (self.uses_mixture or self.uses_unique_tokens)
 
     @property
     def n_params(self) -> int:
@@ -63,6 +84,30 @@ LAWS: dict[str, Law] = {
     "ratio": Law(
         "ratio", ("c", "gamma"), ("gamma",),
         False, True, "c * p^(-gamma)  at one fixed (N, D)"),
+    "transfer": Law(
+        "transfer", ("E", "A", "B", "alpha", "beta", "gamma"), (), True, True,
+        "(E + A/N^alpha + B/D^beta) * (p_i + sum_j tau_ij p_j)^(-gamma), tau >= 0",
+        uses_mixture=True, matrix=("tau",), base="multilingual"),
+    "repetition": Law(
+        "repetition", ("E", "A", "B", "alpha", "beta", "gamma", "R_star"), (), True, True,
+        "(E + A/N^alpha + B/(D'_i/p_i)^beta) * p^(-gamma), D'_i = U_i + U_i R* (1 - exp(-R_i/R*)) "
+        "(Muennighoff et al. 2023)", uses_unique_tokens=True, base="multilingual"),
+    "transfer_repetition": Law(
+        "transfer_repetition", ("E", "A", "B", "alpha", "beta", "gamma", "R_star"), (), True, True,
+        "repetition's effective data with transfer's effective ratio",
+        uses_mixture=True, uses_unique_tokens=True, matrix=("tau",), base="multilingual"),
+    "mixing": Law(
+        "mixing", ("E", "A", "B", "alpha", "beta", "k"), (), True, True,
+        "E + A/N^alpha + B/D^beta + k * exp(sum_{j != i} t_ij p_j)  (Ye et al. 2024)",
+        uses_mixture=True, matrix=("t",), base="multilingual"),
+    "ratio_transfer": Law(
+        "ratio_transfer", ("c", "gamma"), (), False, True,
+        "c * (p_i + sum_j tau_ij p_j)^(-gamma) at one fixed (N, D), tau >= 0",
+        uses_mixture=True, matrix=("tau",), base="ratio"),
+    "ratio_mixing": Law(
+        "ratio_mixing", ("c", "k"), (), False, True,
+        "c + k * exp(sum_{j != i} t_ij p_j) at one fixed (N, D)  (Ye et al. 2024)",
+        uses_mixture=True, matrix=("t",), base="ratio"),
 }
 
 
@@ -86,6 +131,14 @@ def check_shared(law: Law, shared) -> tuple[str, ...]:
         raise InputError(
             f"law {law.name!r} cannot share {bad}; shareable exponents are {list(law.exponents)}")
     return shared
+
+
+def law_info(law: Law) -> dict:
+    """The law's contract as `multiscale laws --json` prints it."""
+    return {"name": law.name, "form": law.doc, "params": list(law.params) + list(law.matrix),
+            "matrix_params": list(law.matrix), "shareable": list(law.exponents),
+            "uses_scale": law.uses_scale, "uses_ratio": law.uses_ratio,
+            "uses_mixture": law.uses_mixture, "uses_unique_tokens": law.uses_unique_tokens}
 
 
 def scale_term(law: Law, params: dict, N, D, xp=np):

@@ -462,7 +462,9 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
 
     Args:
       df: run table (`multiscale.runs` columns; loss in nats/token).
-      law: "multilingual", "chinchilla" or "ratio".
+      law: any registered law (`multiscale.laws.forms.LAWS`); the laws of the whole mixture
+        are fitted by `multiscale.laws.mixture_fit.fit_point_mixture` (their own starts and
+        evaluation budget; `max_iters`, `grid`, `keep`, `n_screen` apply to the seed laws).
       shared: exponents shared by all families, e.g. ("alpha", "beta") or "alpha,beta".
       max_iters: objective evaluations (L-BFGS trial steps) per start.
       grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``); the default
@@ -475,6 +477,10 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       `PointFit` with the best start's parameters per family.
     """
     law_obj = get_law(law)
+    if not law_obj.is_seed:  # a law of the whole mixture
+        from multiscale.laws.mixture_fit import fit_point_mixture
+
+        return fit_point_mixture(df, law_obj, shared)
     t0 = time.perf_counter()
     df, data, shared = prepare(df, law_obj, shared)
     res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid, keep=keep,
