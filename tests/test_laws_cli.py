@@ -216,3 +216,29 @@ def test_json_output_is_strict(saved_fit, capsys):
     r = strict(capsys.readouterr().out)
     assert r["families"]["fam0"]["loss_at_p_star"]["median"] is None
     assert any("only predicted at the fitted" in n for n in r["notes"])
+
+
+def test_predict_runs_writes_a_table(tmp_path, capsys):
+    """`predict FIT --runs TABLE --out PRED.csv`: one row per (run, family) of the table."""
+    import pandas as pd
+
+    runs, _ = _runs(tmp_path)
+    out = tmp_path / "fit"
+    assert main(["fit", str(runs), "--law", "ratio", "--out", str(out)]) == 0
+    capsys.readouterr()
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(out), "--runs", str(runs), "--out", str(pred), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    table, src = pd.read_csv(pred), pd.read_csv(runs)
+    assert d["rows"] == len(src) == len(table) and d["rows_beyond_fitted_range"] == 0
+    assert list(table.columns[:8]) == ["run", "family", "N", "D", "p", "median", "q05", "q95"]
+    assert "loss" in table.columns and np.allclose(table["loss"], src["loss"])
+    assert (table["q05"] == table["median"]).all() and (table["median"] == table["q95"]).all()  # point fit
+    assert abs(table["median"] / table["loss"] - 1).mean() < 0.02
+    for args, needle in ((["--runs", str(runs)], "needs --out"),
+                         (["--runs", str(runs), "--out", str(tmp_path)], "is a folder"),
+                         (["--runs", str(runs), "--out", str(pred), "--N", "1e7"], "drop --N"),
+                         (["--N", "1e7", "--D", "1e9"], "needs --ratios"),
+                         (["--runs", str(tmp_path / "nope.csv"), "--out", str(pred)], "does not exist")):
+        assert main(["predict", str(out), *args]) == 2
+        assert needle in capsys.readouterr().err

@@ -78,3 +78,85 @@ def test_ratio_law_predicts_only_where_it_was_fitted():
     assert predict(fit, 2e7, 2e9, "a=0.5").table()["a"]["median"] == pytest.approx(3.0 * 0.5 ** -0.2)
     with pytest.raises(InputError, match="cannot predict at N=1e\\+09"):
         predict(fit, 1e9, 2e9, "a=0.5")
+
+
+# ----------------------------------------------------------------------------- predict_table
+
+
+def _bayes_with_sigma(S=800, sigma=0.02, extrapolation=None):
+    import arviz as az
+
+    fit = _fit(S=S)
+    sig = np.full((1, S, 3), sigma)
+    post = {n: v.reshape(1, S, 3) for n, v in fit.draws.items()}
+    fit.idata = az.from_dict(posterior={**post, "sigma": sig}, coords={"family": list(FAMS)},
+                             dims={n: ["family"] for n in [*post, "sigma"]})
+    fit.extrapolation = extrapolation or {}
+    return fit
+
+
+def _rows(N=(1e8, 1e8, 4e8), D=(1e10, 1e10, 1e10), loss=True):
+    import pandas as pd
+
+    df = pd.DataFrame({"run": ["r0", "r0", "r1"], "family": ["germanic", "slavic", "germanic"],
+                       "N": list(N), "D": list(D), "p": [0.5, 0.5, 0.25]})
+    if loss:
+        df["loss"] = [3.0, 3.1, 2.9]
+    return df
+
+
+def test_point_fit_table_is_the_formula_with_no_interval():
+    from multiscale.laws.predict import predict_table
+
+    fit = _fit()
+    t = predict_table(fit, _rows())
+    assert list(t.columns) == ["run", "family", "N", "D", "p", "median", "q05", "q95", "sd_log",
+                               "extrapolation_sd_log", "loss"]
+    for _, row in t.iterrows():
+        one = predict(fit, row["N"], row["D"], {row["family"]: row["p"]}).table()[row["family"]]
+        assert row["median"] == pytest.approx(one["median"], rel=1e-12)
+        assert row["q05"] == row["median"] == row["q95"]
+    assert "loss" not in predict_table(fit, _rows(loss=False)).columns
+
+
+def test_bayes_table_is_posterior_predictive():
+    """sigma widens the interval beyond the mean law's; in range there is no extrapolation term."""
+    from multiscale.laws.predict import predict_table, predictive_draws
+
+    fit = _bayes_with_sigma(sigma=0.05)
+    t = predict_table(fit, _rows())
+    mean_law = predict(fit, 1e8, 1e10, {"germanic": 0.5}).table()["germanic"]
+    assert t.loc[0, "q95"] - t.loc[0, "q05"] > mean_law["q95"] - mean_law["q05"]
+    # variances add: the mean law's spread plus a Student-t (nu = 5, scale 0.05) of variance 0.05^2 5/3
+    sd_law = np.std(np.log(predictive_draws(fit, _rows(), noise=False)), axis=0)
+    noise_var = t["sd_log"].to_numpy() ** 2 - sd_law ** 2
+    assert noise_var == pytest.approx(np.full(3, 0.05 ** 2 * 5 / 3), rel=0.2)
+    assert (t["extrapolation_sd_log"] == 0).all()
+
+
+def test_extrapolation_term_widens_only_beyond_the_fitted_range():
+    from multiscale.laws.predict import predict_table
+
+    model = {"kappa": 0.05, "log_N_range": [np.log(5e7), np.log(2e8)], "log_D_range": [np.log(1e10)] * 2}
+    plain = predict_table(_bayes_with_sigma(), _rows())
+    wide = predict_table(_bayes_with_sigma(extrapolation=model), _rows())
+    assert wide.loc[:1, ["median", "q05", "q95"]].equals(plain.loc[:1, ["median", "q05", "q95"]])
+    assert wide.loc[2, "extrapolation_sd_log"] == pytest.approx(0.05 * np.log(4e8 / 2e8))
+    assert wide.loc[2, "q95"] - wide.loc[2, "q05"] > plain.loc[2, "q95"] - plain.loc[2, "q05"]
+    one = predict(_bayes_with_sigma(extrapolation=model), 4e8, 1e10, {"germanic": 0.25})
+    assert one.extrapolation_sd == pytest.approx(0.05 * np.log(2))
+    assert "extrapolation sd" in str(one)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.drop(columns="p"), r"no column\(s\) \['p'\]"),
+    (lambda d: d.assign(family=["germanic", "celtic", "slavic"]), "families \\['celtic'\\]"),
+    (lambda d: d.assign(N=[1e8, -1.0, 1e8]), "column 'N'.*rows \\[1\\]"),
+    (lambda d: d.assign(p=[0.5, 1.5, 0.2]), "column 'p'.*rows \\[1\\]"),
+    (lambda d: d.assign(D=[1e10, float("nan"), 1e10]), "column 'D'"),
+])
+def test_bad_tables_are_refused_naming_the_column(change, message):
+    from multiscale.laws.predict import predict_table
+
+    with pytest.raises(InputError, match=message):
+        predict_table(_fit(), change(_rows()))

@@ -79,7 +79,8 @@ def _fit_bayes(df, args):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
         fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
-                        warmup=args.num_warmup, seed=args.seed, progress=progress)
+                        warmup=args.num_warmup, seed=args.seed, progress=progress,
+                        extrapolation=not args.no_extrapolation)
     for w in fit.warnings:
         print(f"multiscale fit: warning: {w}", file=sys.stderr)
     return fit
@@ -142,12 +143,52 @@ def _predict(args) -> int:
     from multiscale.laws import load_fit, predict
     from multiscale.laws.predict import check_ratios
 
+    if args.runs is not None:
+        return _predict_table(args)
+    missing = [flag for flag, v in (("--N", args.N), ("--D", args.D), ("--ratios", args.ratios)) if v is None]
+    if missing:
+        raise InputError(f"predict needs {', '.join(missing)} (or --runs TABLE --out PRED.csv)")
     _finite(args.N, "--N")
     _finite(args.D, "--D")
     fit = load_fit(args.fit_dir)
     pred = predict(fit, args.N, args.D, check_ratios(fit, args.ratios, what="--ratios"))
     _emit(pred, args.json)
     return 0
+
+
+def _predict_table(args) -> int:
+    """`predict FIT --runs TABLE --out PRED.csv`: the 90% posterior-predictive loss of every row."""
+    from multiscale.fileio import atomic_write_text
+    from multiscale.laws import load_fit
+    from multiscale.laws.predict import predict_table
+    from multiscale.runs import read_runs
+
+    given = [flag for flag, v in (("--N", args.N), ("--D", args.D), ("--ratios", args.ratios)) if v is not None]
+    if given:
+        raise InputError(f"predict --runs predicts the table's rows; drop {', '.join(given)}")
+    if args.out is None:
+        raise InputError("predict --runs needs --out PRED.csv")
+    _check_out_file(args.out)
+    fit = load_fit(args.fit_dir)
+    table = predict_table(fit, read_runs(args.runs))
+    atomic_write_text(args.out, table.to_csv(index=False))
+    summary = {"out": args.out, "rows": int(len(table)), "law": fit.law.name, "method": fit.method,
+               "loss_units": "nats/token",
+               "rows_beyond_fitted_range": int((table["extrapolation_sd_log"] > 0).sum())}
+    _emit(summary if args.json else f"{len(table)} predictions (median, 90% interval, nats/token) "
+          f"written to {args.out}", args.json)
+    return 0
+
+
+def _check_out_file(out: str) -> None:
+    """`--out` of a file: not an existing folder, and its folder exists."""
+    import os
+
+    if os.path.isdir(out):
+        raise InputError(f"--out {out!r} is a folder; give a file name such as pred.csv")
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        raise InputError(f"--out {out!r}: its folder {parent!r} does not exist")
 
 
 def _independence(args) -> int:
@@ -180,6 +221,9 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--out", required=True, help="folder to save the fit in")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
+    p.add_argument("--no-extrapolation", action="store_true",
+                   help="NUTS: skip the extrapolation term (the leave-largest-size-out refits that widen "
+                        "intervals beyond the fitted N and D)")
     p.set_defaults(handler=_fit)
 
 
@@ -205,12 +249,18 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_recommend)
 
-    p = subparsers.add_parser("predict", help="predicted loss (nats/token) at (N, D, ratios)")
+    p = subparsers.add_parser("predict", help="predicted loss (nats/token) at (N, D, ratios), or for "
+                                              "every row of a run table (--runs, --out)")
     p.add_argument("fit_dir")
-    p.add_argument("--N", type=float, required=True, help="non-embedding parameters")
-    p.add_argument("--D", type=float, required=True, help="training tokens")
-    p.add_argument("--ratios", required=True, metavar="FAM=P,...",
+    p.add_argument("--N", type=float, default=None, help="non-embedding parameters")
+    p.add_argument("--D", type=float, default=None, help="training tokens")
+    p.add_argument("--ratios", default=None, metavar="FAM=P,...",
                    help="ratios of some families (summing to at most 1) or of all (summing to 1)")
+    p.add_argument("--runs", default=None, metavar="TABLE",
+                   help="a run table: predict each row (90%% posterior predictive) into --out")
+    p.add_argument("--out", default=None, metavar="PRED.csv",
+                   help="with --runs: CSV of run, family, N, D, p, median, q05, q95, sd_log, "
+                        "extrapolation_sd_log, loss")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_predict)
 

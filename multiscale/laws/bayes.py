@@ -268,7 +268,8 @@ def _diagnose(idata, law: Law, families, chains: int) -> tuple[dict, list[str]]:
 def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains: int = 4,
               draws: int = 1000, warmup: int | None = None, seed: int = 0,
               target_accept: float = 0.85, progress: bool = False, warn: bool = True,
-              dense_mass: bool | None = None, chain_method: str = CHAIN_METHOD) -> BayesFit:
+              dense_mass: bool | None = None, chain_method: str = CHAIN_METHOD,
+              extrapolation: bool = True) -> BayesFit:
     """Posterior of `law`'s parameters given a run table (see module docstring for the model).
 
     Args:
@@ -283,20 +284,51 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         "vectorized" or "parallel".
       seed: PRNG seed.
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
+      extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`): one
+        more fit, with the same settings, per axis (N, D) with at least 3 levels.
 
     Returns:
       `BayesFit` with draws per family/parameter, an ArviZ InferenceData, R-hat, ESS and
       divergences.
     """
-    import arviz as az
-
     law_obj = get_law(law)
     check_settings(chains, draws, warmup)
     df, data, shared = prepare(df, law_obj, shared)
-    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, chains=chains, draws=draws,
-                                          warmup=warmup, seed=seed, target_accept=target_accept,
-                                          progress=progress, dense_mass=dense_mass,
-                                          chain_method=chain_method)
+    settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
+                    dense_mass=dense_mass, chain_method=chain_method)
+    fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn)
+    fit.options["extrapolation"] = bool(extrapolation and law_obj.uses_scale)
+    if fit.options["extrapolation"]:
+        fit.extrapolation = _extrapolation_model(df, law, shared, settings)
+        fit.diagnostics["seconds_extrapolation"] = sum(fit.extrapolation.pop("seconds", [0.0]))
+    return fit
+
+
+def _extrapolation_model(df: pd.DataFrame, law: str, shared, settings: dict) -> dict:
+    """`leave_largest_out` with refits of the same settings (no warnings: the refits are
+    diagnostics of the final fit, not results)."""
+    from multiscale.laws.extrapolation import leave_largest_out
+    from multiscale.laws.predict import predictive_draws
+
+    seconds = []
+
+    def fit_fn(sub):
+        f = fit_bayes(sub, law=law, shared=shared, warn=False, extrapolation=False, **settings)
+        seconds.append(f.diagnostics["seconds"])
+        return f
+
+    model = leave_largest_out(df, fit_fn, lambda f, rows: predictive_draws(f, rows, extrapolation=False))
+    model["seconds"] = seconds
+    return model
+
+
+def _fit_prepared(law_obj: Law, data: FitData, shared, settings: dict, *, progress: bool,
+                  warn: bool) -> BayesFit:
+    """NUTS on prepared arrays, ArviZ diagnostics, and the `BayesFit`."""
+    import arviz as az
+
+    chains, draws, seed, target_accept = (settings[k] for k in ("chains", "draws", "seed", "target_accept"))
+    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
     fams = list(data.families)
     post = {**nat, "sigma": sigma}
     idata = az.from_dict(
@@ -308,7 +340,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     diag["seconds"] = seconds
     if warn:
         for m in msgs:
-            _warnings.warn(m, RuntimeWarning, stacklevel=2)
+            _warnings.warn(m, RuntimeWarning, stacklevel=3)
     counts = data.counts_F()
     draws_SF = {n: v.reshape(-1, v.shape[-1]) for n, v in nat.items()}
     return BayesFit(

@@ -11,7 +11,7 @@ import pandas as pd
 
 from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
-from multiscale.laws.predict import predict_rows
+from multiscale.laws.predict import predictive_draws
 from multiscale.runs import validate_runs
 
 
@@ -70,26 +70,6 @@ def _score(y, draws_SxR) -> dict[str, float]:
     else:
         cov = float("nan")
     return {"n": int(len(y)), "r2": r2, "mape": mape, "coverage": cov}
-
-
-def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0) -> np.ndarray:
-    """Draws [S, R] of the predicted loss (nats/token) for the R rows of `df`.
-
-    For a Bayesian fit with an observation scale and `noise` true, each draw adds its Student-t
-    observation noise (sigma of the row's family): a posterior *predictive* draw, so about 90%
-    of new runs should fall in its 90% interval. Otherwise the draws are the mean law's.
-    """
-    draws_SxR = np.asarray(predict_rows(fit, df), float)
-    idata = getattr(fit, "idata", None)
-    if noise and draws_SxR.shape[0] > 1 and idata is not None and "sigma" in idata.posterior:
-        from multiscale.laws.bayes import STUDENT_NU
-
-        sig = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
-        sig_SxF = sig.reshape(-1, sig.shape[-1])
-        idx = np.array([fit.family_index(f) for f in df["family"]])
-        eps_SxR = np.random.default_rng(seed).standard_t(STUDENT_NU, size=draws_SxR.shape)
-        draws_SxR = draws_SxR * np.exp(sig_SxF[:, idx] * eps_SxR)
-    return draws_SxR
 
 
 def score(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0) -> Scores:

@@ -1,0 +1,138 @@
+"""Honest intervals off the fitted range: an extrapolation term learned by leaving the largest
+fitted size (and budget) out.
+
+A law fitted on a narrow range of N and D is more wrong beyond it than its parameter posterior
+says: the form itself is an approximation whose error grows with the distance from the data.
+`leave_largest_out` measures that error inside the fit. For each axis (N, then D) with at least
+three fitted levels it refits on the rows below the largest level, predicts the rows at it, and
+asks, row by row, how much extra log-loss spread the refit's 90% predictive interval lacked:
+
+    k_r = sqrt(max(0, e_r^2 - h_r^2)) / (z_90 * d_r)
+
+with ``e_r = log L_r - log median_r`` the row's error, ``h_r`` the half-width of its interval on
+the side of the error (log scale), and ``d_r`` its distance from the refit's range. ``kappa`` is
+the 90% quantile of ``k_r`` over every left-out row: the smallest growth rate under which 90% of
+them fall inside their widened intervals. The final fit's predictive then multiplies each draw by
+``exp(kappa * d * z)``, z standard normal, where
+
+    d(N, D) = sqrt(dN^2 + dD^2),   dN = max(0, log N - log N_max, log N_min - log N)   (dD alike)
+
+is the log-distance from the fitted ranges. Inside the fitted range d = 0, so in-range intervals
+are exactly what they were. One kappa serves both axes (an axis with fewer than three levels
+cannot be left out and borrows the other's). The term is one shift of a family's log-loss at one
+(N, D), common to every mixture there, so p*, regret and P(best) do not depend on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from multiscale.errors import InputError
+
+Z90 = 1.6448536269514722  # standard normal 95% quantile: half-width of a central 90% interval
+KAPPA_QUANTILE = 0.9
+MIN_LEVELS = 3  # an axis needs this many fitted levels to leave its largest out
+METHOD = "leave-largest-out"
+
+
+def fitted_ranges(df: pd.DataFrame) -> dict[str, list[float]]:
+    """The fitted range of log N and log D of a run table."""
+    lN, lD = np.log(df["N"].to_numpy(float)), np.log(df["D"].to_numpy(float))
+    return {"log_N_range": [float(lN.min()), float(lN.max())],
+            "log_D_range": [float(lD.min()), float(lD.max())]}
+
+
+def distance(ranges: dict, N, D) -> np.ndarray:
+    """Log-distance of (N, D) from the fitted ranges (0 inside them); broadcasts."""
+    def axis(x, lo_hi):
+        lo, hi = lo_hi
+        lx = np.log(np.asarray(x, float))
+        return np.maximum(0.0, np.maximum(lx - hi, lo - lx))
+
+    return np.hypot(axis(N, ranges["log_N_range"]), axis(D, ranges["log_D_range"]))
+
+
+def extrapolation_sd(model: dict | None, N, D) -> np.ndarray:
+    """The extrapolation term's sd of log-loss at (N, D): kappa * distance (0 without a model)."""
+    shape = np.broadcast(np.asarray(N, float), np.asarray(D, float)).shape
+    if not model or model.get("kappa") is None:
+        return np.zeros(shape)
+    return float(model["kappa"]) * distance(model, N, D)
+
+
+def required_kappa(loss, draws_SxR, dist) -> np.ndarray:
+    """Per row, the smallest kappa whose widened 90% interval holds the observed loss (0 if the
+    interval of `draws_SxR` already does). `dist` > 0 for every row."""
+    logL = np.log(np.asarray(loss, float))
+    lo, med, hi = np.log(np.quantile(draws_SxR, [0.05, 0.5, 0.95], axis=0))
+    e = logL - med
+    h = np.where(e > 0, hi - med, med - lo)
+    return np.sqrt(np.maximum(0.0, e ** 2 - h ** 2)) / (Z90 * np.asarray(dist, float))
+
+
+def _experiment(df: pd.DataFrame, axis: str, fit_fn: Callable, draws_fn: Callable) -> tuple[dict, np.ndarray]:
+    """Leave the largest level of `axis` out, refit, measure; (record, per-row kappas)."""
+    levels = np.sort(df[axis].unique())
+    left = float(levels[-1])
+    train, test = df[df[axis] < left], df[df[axis] == left]
+    loo = fit_fn(train)
+    draws = draws_fn(loo, test)
+    ranges = fitted_ranges(train)
+    d = distance(ranges, test["N"].to_numpy(float), test["D"].to_numpy(float))
+    k = required_kappa(test["loss"].to_numpy(float), draws, d)
+    lo, hi = np.quantile(draws, [0.05, 0.95], axis=0)
+    y = test["loss"].to_numpy(float)
+    rec = {"left_out": axis, "value": left, "rows": int(len(test)), "distance": float(np.median(d)),
+           "coverage_before": float(np.mean((y >= lo) & (y <= hi))),
+           "kappa": float(np.quantile(k, KAPPA_QUANTILE))}
+    return rec, k
+
+
+def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any],
+                      draws_fn: Callable[[Any, pd.DataFrame], np.ndarray]) -> dict:
+    """The extrapolation model of a fit of `df` (see the module docstring).
+
+    Args:
+      df: the validated run table the final fit sees.
+      fit_fn: fits a sub-table (e.g. the same NUTS settings, without extrapolation).
+      draws_fn: posterior predictive loss draws (S, R) of such a fit for the rows of a table.
+
+    Returns a JSON-ready dict: ``method``, ``kappa`` (None when no axis has `MIN_LEVELS` levels,
+    or every refit was refused), the fitted ``log_N_range``/``log_D_range``, one record per
+    experiment (the left-out level, rows, median distance, the refit's coverage there, its own
+    kappa) and ``skipped`` (why an axis was not left out).
+    """
+    out: dict[str, Any] = {"method": METHOD, "kappa": None, "quantile": KAPPA_QUANTILE,
+                           **fitted_ranges(df), "experiments": [], "skipped": []}
+    ks = []
+    for axis in ("N", "D"):
+        n_levels = df[axis].nunique()
+        if n_levels < MIN_LEVELS:
+            out["skipped"].append(f"{axis}: {n_levels} fitted level(s), {MIN_LEVELS} needed to leave the largest out")
+            continue
+        try:
+            rec, k = _experiment(df, axis, fit_fn, draws_fn)
+        except InputError as err:  # the rows below the largest level cannot be fitted
+            out["skipped"].append(f"{axis}: the rows below its largest level cannot be fitted ({err})")
+            continue
+        out["experiments"].append(rec)
+        ks.append(k)
+    if ks:
+        out["kappa"] = float(np.quantile(np.concatenate(ks), KAPPA_QUANTILE))
+    return out
+
+
+def describe(model: dict | None) -> str:
+    """One line on the extrapolation model, for printouts and reports."""
+    if not model:
+        return "no extrapolation term (a point fit, or a fit saved before it existed)"
+    if model.get("kappa") is None:
+        return "extrapolation term not estimated: " + "; ".join(model.get("skipped", []))
+    exps = ", ".join(f"{e['left_out']}={e['value']:.4g} left out: refit covered {e['coverage_before']:.0%}"
+                     for e in model["experiments"])
+    return (f"extrapolation sd of log-loss = {model['kappa']:.4f} per unit of log-distance beyond the fitted "
+            f"N and D ({exps})")

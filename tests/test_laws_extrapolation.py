@@ -1,0 +1,80 @@
+"""The extrapolation term: distance from the fitted range, the per-row kappa, leave-largest-out."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multiscale.errors import InputError
+from multiscale.laws.extrapolation import (
+    Z90,
+    describe,
+    distance,
+    extrapolation_sd,
+    leave_largest_out,
+    required_kappa,
+)
+
+RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)]}
+
+
+def test_distance_is_zero_inside_and_euclidean_outside():
+    assert distance(RANGES, 1e7, 3e9) == 0 and distance(RANGES, 1e6, 1e10) == 0
+    assert distance(RANGES, 1e9, 5e9) == pytest.approx(np.log(10))
+    assert distance(RANGES, 1e5, 1e11) == pytest.approx(np.hypot(np.log(10), np.log(10)))
+    sd = extrapolation_sd({"kappa": 0.02, **RANGES}, np.array([1e7, 1e9]), 5e9)
+    assert sd.tolist() == pytest.approx([0.0, 0.02 * np.log(10)])
+    assert extrapolation_sd(None, 1e9, 1e9) == 0 and extrapolation_sd({"kappa": None, **RANGES}, 1e9, 1e9) == 0
+
+
+def test_required_kappa_widens_exactly_enough():
+    rng = np.random.default_rng(0)
+    draws = np.exp(rng.normal(0.0, 0.01, size=(40000, 3)))  # interval half-width ~ 0.01645 in log
+    loss = np.exp([0.005, 0.05, -0.1])  # inside; outside above; outside below
+    k = required_kappa(loss, draws, dist=np.array([1.0, 1.0, 2.0]))
+    assert k[0] == 0
+    h = Z90 * 0.01
+    assert k[1] == pytest.approx(np.sqrt(0.05 ** 2 - h ** 2) / Z90, rel=0.02)
+    assert k[2] == pytest.approx(np.sqrt(0.1 ** 2 - h ** 2) / (2 * Z90), rel=0.02)
+    # with kappa = k the widened half-width sqrt(h^2 + (Z90 k d)^2) reaches the error exactly
+    assert np.hypot(h, Z90 * k[1]) == pytest.approx(0.05, rel=0.02)
+
+
+def _table(levels_N=(1e6, 1e7, 1e8), levels_D=(1e9,)):
+    rows = [{"run": f"r{i}{j}", "family": "a", "N": n, "D": d, "p": 1.0, "loss": 3.0}
+            for i, n in enumerate(levels_N) for j, d in enumerate(levels_D)]
+    return pd.DataFrame(rows)
+
+
+def test_leave_largest_out_measures_the_refits_error():
+    """A stand-in refit that predicts 3.0 exactly with a tiny spread: the left-out rows at N = 1e8
+    carry loss 3.3, so kappa is what their log error needs at distance log(10)."""
+    df = _table()
+    df.loc[df["N"] == 1e8, "loss"] = 3.3
+    seen = []
+
+    def fit_fn(sub):
+        seen.append(sorted(sub["N"].unique()))
+        return "refit"
+
+    def draws_fn(fit, rows):
+        return np.full((200, len(rows)), 3.0) * np.exp(np.linspace(-1e-6, 1e-6, 200))[:, None]
+
+    m = leave_largest_out(df, fit_fn, draws_fn)
+    assert seen == [[1e6, 1e7]]
+    assert m["kappa"] == pytest.approx(np.log(1.1) / (Z90 * np.log(10)), rel=1e-4)
+    assert m["experiments"][0]["left_out"] == "N" and m["experiments"][0]["coverage_before"] == 0
+    assert m["skipped"] == ["D: 1 fitted level(s), 3 needed to leave the largest out"]
+    assert m["log_N_range"] == pytest.approx([np.log(1e6), np.log(1e8)])
+    assert f"{m['kappa']:.4f} per unit of log-distance" in describe(m) and "refit covered 0%" in describe(m)
+
+
+def test_too_few_levels_or_refused_refits_leave_no_kappa():
+    m = leave_largest_out(_table(levels_N=(1e6, 1e7)), lambda s: None, lambda f, r: None)
+    assert m["kappa"] is None and len(m["skipped"]) == 2
+    assert "not estimated" in describe(m)
+
+    def refuse(sub):
+        raise InputError("too few runs")
+
+    m = leave_largest_out(_table(), refuse, lambda f, r: None)
+    assert m["kappa"] is None and "cannot be fitted (too few runs)" in m["skipped"][0]
