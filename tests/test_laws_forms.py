@@ -16,10 +16,17 @@ from multiscale.laws.forms import (
 
 
 def test_registry():
-    assert list(LAWS) == ["multilingual", "chinchilla", "ratio"]
-    assert set(RAW_NAMES) == set(LAWS)
+    assert list(LAWS)[:3] == ["multilingual", "chinchilla", "ratio"]
+    assert {"transfer", "repetition", "transfer_repetition", "mixing", "ratio_transfer",
+            "ratio_mixing"} <= set(LAWS)
+    seed = {n for n, law in LAWS.items() if law.is_seed}
+    assert seed == set(RAW_NAMES) == {"multilingual", "chinchilla", "ratio"}
     for name, law in LAWS.items():
-        assert get_law(name) is law and len(RAW_NAMES[name]) == law.n_params
+        assert get_law(name) is law
+        if law.is_seed:
+            assert len(RAW_NAMES[name]) == law.n_params and not law.matrix
+        else:
+            assert law.base in ("multilingual", "ratio") and law.exponents == ()
     with pytest.raises(InputError, match="unknown law 'quadratic'; choose one of"):
         get_law("quadratic")
 

@@ -292,6 +292,12 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       divergences.
     """
     law_obj = get_law(law)
+    if not law_obj.is_seed:  # a law of the whole mixture: multiscale.laws.mixture_fit
+        from multiscale.laws.mixture_fit import fit_bayes_mixture
+
+        return fit_bayes_mixture(df, law_obj, shared, chains=chains, draws=draws, warmup=warmup, seed=seed,
+                                 target_accept=target_accept, progress=progress, warn=warn,
+                                 dense_mass=dense_mass, chain_method=chain_method)
     check_settings(chains, draws, warmup)
     df, data, shared = prepare(df, law_obj, shared)
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,

@@ -11,7 +11,7 @@ seed's law, so its optimum is the natural origin.
 NUTS: the priors of `multiscale.laws.bayes` for the seed's sites, and (`EXTRA_PRIORS`)
 ``log R* ~ N(log 15, 1)`` (Muennighoff et al. 2023 fit R*_D ~ 15), ``log k ~ N(ybar - 1.5,
 1.5)``, ``t_ij ~ N(0, 1)``, and for transfer the shrinkage prior ``tau_ij = s z_ij``,
-``z_ij ~ HalfNormal(1)``, ``s ~ HalfNormal(0.05)`` (one global scale: tau is pulled to 0 unless
+``z_ij ~ HalfNormal(1)``, ``s ~ HalfNormal(0.1)`` (one global scale: tau is pulled to 0 unless
 the data need it). The likelihood is `multiscale.laws.bayes`'s Student-t on log-loss; the
 InferenceData carries its pointwise ``log_likelihood`` (for PSIS-LOO).
 """
@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError
 from multiscale.laws import lbfgs
 from multiscale.laws.data import FitData, prepare
 from multiscale.laws.fits import BayesFit, PointFit
@@ -35,7 +36,7 @@ from multiscale.laws.point import HUBER_DELTA, fit_arrays
 MAX_EVALS = 3000
 EXTRA_STARTS = {"lrs": (np.log(5.0), np.log(15.0), np.log(50.0)), "ltau": (-6.0, -2.5),
                 "t": (0.0, 1.5), "lk": (-3.0, -1.0)}  # lk relative to the family's mean log-loss
-EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t": 1.0, "tau_scale": 0.05}
+EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t": 1.0, "tau_scale": 0.1}
 
 
 def family_layout(data: FitData) -> tuple[np.ndarray, np.ndarray]:
@@ -180,3 +181,202 @@ def fit_point_mixture(df: pd.DataFrame, law: Law, shared=(), *, max_evals: int =
         search={"starts": "the seed law's best fit crossed with EXTRA_STARTS", "max_evals": int(max_evals)},
         mixture_families=tuple(data.mixture_families) if law.matrix else (),
         unique_tokens=data.unique_tokens_F())
+
+
+# ------------------------------------------------------------------------------ NUTS
+
+_BASE_SITES = {"log_E": ("e", False), "log_Nterm": ("a", False), "log_Dterm": ("b", False),
+               "log_alpha": ("alpha", True), "log_beta": ("beta", True), "log_gamma": ("gamma", True),
+               "log_c": ("logc", False)}  # site -> (raw name, exponentiated)
+_PARAM_SITE = {"E": "log_E", "A": "log_Nterm", "B": "log_Dterm", "alpha": "log_alpha", "beta": "log_beta",
+               "gamma": "log_gamma", "c": "log_c"}
+
+
+def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -> dict:
+    """Raw (centred) parameters from the prior sites. `sample(name, kind, shape)` draws a
+    standard site ("normal" or "halfnormal"); `fam` and `mat` shape a per-family and a
+    matrix value for `log_loss` (the model: (F, 1) and (M, F, 1))."""
+    from multiscale.laws.bayes import PRIORS
+
+    th = {}
+    for n in law.params:
+        if n in _PARAM_SITE:
+            site = _PARAM_SITE[n]
+            loc, scale, rel = PRIORS[site]
+            v = (loc + ybar if rel else loc) + scale * sample(f"z_{site}", "normal", (F,))
+            raw, expo = _BASE_SITES[site]
+            th[raw] = fam(xp.exp(v) if expo else v)
+    if "R_star" in law.params:
+        loc, scale = EXTRA_PRIORS["log_Rstar"]
+        th["lrs"] = fam(loc + scale * sample("z_log_Rstar", "normal", (F,)))
+    if "k" in law.params:
+        loc, scale = EXTRA_PRIORS["log_k"]
+        th["lk"] = fam(ybar + loc + scale * sample("z_log_k", "normal", (F,)))
+    if "t" in law.matrix:
+        th["t"] = mat(EXTRA_PRIORS["t"] * sample("z_t", "normal", (M, F)))
+    if "tau" in law.matrix:
+        s = EXTRA_PRIORS["tau_scale"] * sample("tau_scale", "halfnormal", ())
+        th["tau"] = mat(s * sample("z_tau", "halfnormal", (M, F)))
+    return th
+
+
+def _nuts_model(law: Law, F: int, M: int, ybar: float, lN0: float, lD0: float):
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    from multiscale.laws.bayes import SIGMA_PRIOR, STUDENT_NU
+
+    def sample(name, kind, shape):
+        d = dist.Normal(0.0, 1.0) if kind == "normal" else dist.HalfNormal(1.0)
+        return numpyro.sample(name, d.expand(shape).to_event(len(shape)) if shape else d)
+
+    def model(mask, logN, logD, logp, logU, logL, sem, P=None, offdiag=None):
+        th = _sample_sites(law, F, M, ybar, jnp, sample, fam=lambda v: v[:, None], mat=lambda v: v[..., None])
+        sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
+        mu = log_loss(law, th, logN, logD, logp, logU, P, offdiag, lN0=lN0, lD0=lD0, xp=jnp)
+        scale = jnp.sqrt(sigma[:, None] ** 2 + sem ** 2)
+        numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask), obs=logL)
+
+    return model
+
+
+def _natural_draws(law: Law, data: FitData, z: dict, ybar: float) -> dict:
+    """Posterior samples (chain, draw, ...) -> natural parameters (chain, draw, F[, M])."""
+    F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
+    chains = np.shape(next(iter(z.values())))[0]
+    flat = {k: np.asarray(v, float).reshape((-1,) + np.shape(v)[2:]) for k, v in z.items()}
+
+    def sample(name, kind, shape):  # draws first; a scalar site broadcasts against (S, M, F)
+        return flat[name] if shape else flat[name][:, None, None]
+
+    th = _sample_sites(law, F, M, ybar, np, sample, fam=lambda v: v, mat=lambda v: np.moveaxis(v, 1, 0))
+    if "a" in th:
+        th["a"] = th["a"] + th["alpha"] * np.log(data.N_ref)
+        th["b"] = th["b"] + th["beta"] * np.log(data.D_ref)
+    if "tau" in th:
+        with np.errstate(divide="ignore"):
+            th["ltau"] = np.log(th.pop("tau"))
+    off = offdiag_mask(data.fam_in_mix_F, M)[:, None, :] if law.matrix else None
+    nat = natural_from_raw(law, th, off)
+    return {k: v.reshape((chains, -1) + v.shape[1:]) for k, v in nat.items()}
+
+
+def _nuts_args(law: Law, data: FitData) -> tuple:
+    rows = fit_rows(law, data)
+    args = [rows["mask"]] + [rows[k] for k in ("logN", "logD", "logp", "logU", "logL", "sem")]
+    if law.matrix:
+        args += [rows["P"], rows["offdiag"]]
+    return tuple(args)
+
+
+def pointwise_loglik(fit, data: FitData, sigma_SxF: np.ndarray, chunk: int = 200) -> np.ndarray:
+    """log p(y_r | draw s) (S, R) of the Student-t likelihood of `multiscale.laws.bayes`, for
+    any registered law (the seed laws included), rows in `data`'s order."""
+    from scipy import stats
+
+    from multiscale.laws.bayes import STUDENT_NU
+    from multiscale.laws.mixture_forms import raw_from_natural
+
+    law = fit.law
+    idx = np.array([fit.family_index(f) for f in data.families])
+    mix = None
+    if law.matrix:
+        unknown = [g for g in data.mixture_families if g not in fit.mixture_families]
+        if unknown or data.P_RxM is None:
+            raise InputError(f"the table's mixture families {unknown or 'p_<family> columns (none)'} are not "
+                             f"the fit's {list(fit.mixture_families)}")
+        mix = [list(fit.mixture_families).index(g) for g in data.mixture_families]
+    logU = data.logU_R if data.logU_R is not None else np.full(data.n_rows, np.inf)
+    M = len(data.mixture_families) if law.matrix else 0
+    off = offdiag_mask(data.fam_in_mix_F, M)[:, None, :] if law.matrix else None
+    P = data.P_RxM.T[:, None, :] if law.matrix else None
+    out = np.empty((fit.n_draws, data.n_rows))
+    for s0 in range(0, fit.n_draws, chunk):
+        nat = {k: v[s0:s0 + chunk][:, idx] for k, v in fit.draws.items()}
+        for m in law.matrix:
+            nat[m] = nat[m][..., mix]
+        th = {k: (v[:, :, data.fam_R] if k in law.matrix else v[:, data.fam_R])
+              for k, v in raw_from_natural(law, nat).items()}
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            mu = log_loss(law, th, data.logN_R, data.logD_R, data.logp_R, logU, P,
+                          None if off is None else off[:, :, data.fam_R])
+        scale = np.sqrt(sigma_SxF[s0:s0 + chunk][:, idx][:, data.fam_R] ** 2 + data.sem_rel_R ** 2)
+        out[s0:s0 + chunk] = stats.t.logpdf(data.logL_R, STUDENT_NU, loc=mu, scale=scale)
+    return out
+
+
+def _diagnostics(idata, names, chains: int) -> tuple[dict, list[str]]:
+    import arviz as az
+
+    from multiscale.laws.bayes import ESS_MIN_PER_CHAIN, RHAT_MAX
+
+    rhat = az.rhat(idata, var_names=names) if chains > 1 else None
+    ess = az.ess(idata, var_names=names, method="bulk")
+    max_rhat = max(float(np.nanmax(rhat[n].values)) for n in names) if chains > 1 else float("nan")
+    min_ess = min(float(np.nanmin(ess[n].values)) for n in names)
+    div = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    msgs = []
+    if chains > 1 and max_rhat > RHAT_MAX:
+        msgs.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX}: the chains disagree; run longer (--draws, --num-warmup)")
+    if min_ess < ESS_MIN_PER_CHAIN * chains:
+        msgs.append(f"bulk ESS {min_ess:.0f} < {ESS_MIN_PER_CHAIN * chains}: increase --draws")
+    if div:
+        msgs.append(f"{div} divergent transitions: raise target_accept or add runs")
+    return {"max_rhat": max_rhat, "min_ess_bulk": min_ess, "divergences": div}, msgs
+
+
+def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4, draws: int = 1000,
+                      warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
+                      progress: bool = False, warn: bool = True, dense_mass: bool | None = None,
+                      chain_method: str = "auto") -> BayesFit:
+    """NUTS posterior of a law of the whole mixture (see the module docstring); the
+    InferenceData carries ``log_likelihood`` (variable ``y``, one entry per table row)."""
+    import arviz as az
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS
+
+    from multiscale.laws.bayes import DENSE_MAX_DIMS, WARMUP, _chain_method, check_settings
+
+    check_settings(chains, draws, warmup)
+    warmup = WARMUP if warmup is None else warmup
+    df, data, shared = prepare(df, law, shared)
+    F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
+    ybar = float(np.mean(data.logL_R))
+    model = _nuts_model(law, F, M, ybar, float(np.log(data.N_ref)), float(np.log(data.D_ref)))
+    dims = F * (len(law.params) + 1) + M * F * len(law.matrix) + ("tau" in law.matrix)
+    dense = dims <= DENSE_MAX_DIMS if dense_mass is None else dense_mass
+    method = _chain_method(chain_method, chains)
+    t0 = time.perf_counter()
+    mcmc = MCMC(NUTS(model, target_accept_prob=target_accept, dense_mass=dense), num_warmup=warmup,
+                num_samples=draws, num_chains=chains, chain_method=method, progress_bar=progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        mcmc.run(jax.random.PRNGKey(seed), *(jnp.asarray(a) for a in _nuts_args(law, data)),
+                 extra_fields=("diverging",))
+    seconds = time.perf_counter() - t0
+    z = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    nat = _natural_draws(law, data, z, ybar)
+    draws_S = {k: v.reshape((-1,) + v.shape[2:]) for k, v in nat.items()}
+    sigma = z["sigma"]
+    fit = BayesFit(law=law, families=data.families, shared=(), draws=draws_S, N_ref=data.N_ref,
+                   D_ref=data.D_ref, n_runs={f: int(c) for f, c in zip(data.families, data.counts_F())},
+                   mixture_families=tuple(data.mixture_families) if law.matrix else (),
+                   unique_tokens=data.unique_tokens_F())
+    ll = pointwise_loglik(fit, data, sigma.reshape(-1, F)).reshape(chains, draws, -1)
+    dims_of = {n: ["family"] for n in law.params} | {n: ["family", "source"] for n in law.matrix}
+    fit.idata = az.from_dict(
+        posterior={**nat, "sigma": sigma}, log_likelihood={"y": ll},
+        sample_stats={"diverging": np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"], bool)},
+        coords={"family": list(data.families), "source": list(fit.mixture_families) or ["-"],
+                "row": np.arange(data.n_rows)},
+        dims={**dims_of, "sigma": ["family"], "y": ["row"]})
+    fit.diagnostics, fit.warnings = _diagnostics(fit.idata, list(law.params) + list(law.matrix) + ["sigma"], chains)
+    fit.diagnostics["seconds"] = seconds
+    fit.options = {"chains": chains, "draws": draws, "warmup": warmup, "dense_mass": bool(dense),
+                   "chain_method": method, "seed": seed, "target_accept": target_accept}
+    if warn:
+        for m in fit.warnings:
+            warnings.warn(m, RuntimeWarning, stacklevel=2)
+    return fit

@@ -57,12 +57,22 @@ def effective_logD(lrs, logD, logp, logU, xp=np):
     return xp.where(rep, logDp - logp, logD)
 
 
+def log_effective_ratio(logp, tp, xp=np):
+    """log(p_i + tp) with tp = sum_j tau_ij p_j, as ``log p_i + log1p(tp / p_i)`` so that tp = 0
+    gives exactly log p_i; log(tp) where p_i = 0 (a family absent from the mixture)."""
+    own = xp.exp(logp)
+    has = own > 0
+    safe_own = xp.where(has, own, 1.0)
+    return xp.where(has, logp + xp.log1p(tp / safe_own), xp.log(xp.where(has, 1.0, tp)))
+
+
 def _scale(law: Law, th: dict, logN, logD, logp, logU, lN0, lD0, xp):
     if not law.uses_scale:
-        return th["logc"] + 0.0 * logp
+        return xp.broadcast_arrays(th["logc"], logp)[0]
     logDe = effective_logD(th["lrs"], logD, logp, logU, xp) if law.uses_unique_tokens else logD
-    stack = xp.stack([th["a"] - th["alpha"] * (logN - lN0), th["b"] - th["beta"] * (logDe - lD0),
-                      th["e"] + 0.0 * logp], axis=0)
+    terms = xp.broadcast_arrays(th["a"] - th["alpha"] * (logN - lN0), th["b"] - th["beta"] * (logDe - lD0),
+                                th["e"], logp)[:3]
+    stack = xp.stack(terms, axis=0)
     m = xp.max(stack, axis=0)
     return m + xp.log(xp.sum(xp.exp(stack - m), axis=0))
 
@@ -85,8 +95,7 @@ def log_loss(law: Law, th: dict, logN, logD, logp, logU=np.inf, P=None, offdiag=
         return xp.logaddexp(out, th["lk"] + tp)
     if "tau" in law.matrix:
         tau = th["tau"] if "tau" in th else xp.exp(th["ltau"])
-        pe = xp.exp(logp) + xp.sum(tau * offdiag * P, axis=0)
-        return out - th["gamma"] * xp.log(pe)
+        return out - th["gamma"] * log_effective_ratio(logp, xp.sum(tau * offdiag * P, axis=0), xp)
     if law.uses_ratio:
         out = out - th["gamma"] * logp
     return out
@@ -144,7 +153,8 @@ def mixture_loss(law: Law, nat: dict, N, D, P, fam_in_mix_F, U_F=None) -> np.nda
     fam_in_mix_F = np.asarray(fam_in_mix_F)
     p_own = P[:, fam_in_mix_F]
     if law.is_seed:
-        return np.asarray(predict_loss(law, nat, N, D, p_own), dtype=float)
+        out = np.asarray(predict_loss(law, nat, N, D, p_own), dtype=float)
+        return np.broadcast_to(out, np.broadcast_shapes(out.shape, p_own.shape)).copy()
     F = len(fam_in_mix_F)
     U = np.full(F, np.inf) if U_F is None else np.asarray(U_F, dtype=float)
     th = raw_from_natural(law, nat)  # matrix ones (M, S, F)

@@ -1,0 +1,129 @@
+"""Laws of the whole mixture: forms, FitData's mixture and unique tokens, point fits, saving."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from multiscale.laws import fit_point, get_law, load_fit, predict_loss
+from multiscale.laws.data import prepare
+from multiscale.laws.mixture_forms import effective_logD, log_loss, mixture_loss, raw_from_natural
+from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
+from multiscale.runs import RunTableError
+
+RNG = np.random.default_rng(0)
+F = 4
+P = RNG.dirichlet(np.ones(F), size=6)  # six mixtures (S=6 evaluation points)
+SEED = {"E": RNG.uniform(1, 2, (1, F)), "A": RNG.uniform(100, 500, (1, F)), "B": RNG.uniform(200, 900, (1, F)),
+        "alpha": RNG.uniform(0.2, 0.4, (1, F)), "beta": RNG.uniform(0.2, 0.4, (1, F)),
+        "gamma": RNG.uniform(0.05, 0.4, (1, F)), "c": RNG.uniform(2, 4, (1, F))}
+
+
+@pytest.mark.parametrize("name", ["multilingual", "chinchilla", "ratio"])
+def test_the_seed_laws_are_special_cases_of_the_generic_log_loss(name):
+    law = get_law(name)
+    nat = {n: SEED[n] for n in law.params}
+    th = raw_from_natural(law, nat)
+    got = np.exp(log_loss(law, th, np.log(3e7), np.log(4e9), np.log(P)))
+    want = np.broadcast_to(predict_loss(law, nat, 3e7, 4e9, P), P.shape)  # chinchilla ignores p
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F)), want, rtol=1e-12, atol=0)
+
+
+def _with(law_name, **extra):
+    law = get_law(law_name)
+    nat = {n: SEED[n] for n in law.params if n in SEED}
+    nat.update(extra)
+    return law, nat
+
+
+def test_transfer_with_tau_zero_and_repetition_without_repeats_are_exactly_the_seed_law():
+    ml = get_law("multilingual")
+    nat0 = {n: SEED[n] for n in ml.params}
+    seed = np.exp(log_loss(ml, raw_from_natural(ml, nat0), np.log(3e7), np.log(4e9), np.log(P)))
+    np.testing.assert_allclose(seed, predict_loss(ml, nat0, 3e7, 4e9, P), rtol=1e-12, atol=0)
+    law, nat = _with("transfer", tau=np.zeros((1, F, F)))
+    assert np.array_equal(mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F)), seed)
+    law, nat = _with("repetition", R_star=np.full((1, F), 15.0))
+    U = 4e9 * P.max(axis=0) * 1.01  # every family has more unique tokens than it reads
+    assert np.array_equal(mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F), U), seed)
+    assert np.array_equal(mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F), None), seed)
+    law, nat = _with("transfer_repetition", R_star=np.full((1, F), 15.0), tau=np.zeros((1, F, F)))
+    assert np.array_equal(mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F), U), seed)
+
+
+def test_repetition_follows_muennighoff_effective_data():
+    U, D, p, Rs = 1e8, 1e10, 0.1, 15.0  # 1e9 tokens of 1e8 unique: 9 epochs beyond the first
+    R = p * D / U - 1
+    Dp = U + U * Rs * (1 - np.exp(-R / Rs))
+    assert np.isclose(np.exp(effective_logD(np.log(Rs), np.log(D), np.log(p), np.log(U))), Dp / p, rtol=1e-13)
+    law, nat = _with("repetition", R_star=np.full((1, F), Rs))
+    Pm = np.full((1, F), 1.0 / F)
+    small = mixture_loss(law, nat, 3e7, 1e10, Pm, np.arange(F), np.full(F, 1e8))
+    fresh = mixture_loss(law, nat, 3e7, 1e10, Pm, np.arange(F), None)
+    assert np.all(small > fresh)  # repeated tokens are worth less than fresh ones
+
+
+def test_transfer_and_mixing_formulas():
+    tau = RNG.uniform(0, 0.3, (1, F, F)) * (1 - np.eye(F))
+    law, nat = _with("transfer", tau=tau)
+    got = mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F))
+    s = nat["E"] + nat["A"] * 3e7 ** -nat["alpha"] + nat["B"] * 4e9 ** -nat["beta"]
+    pe = P + np.einsum("fm,sm->sf", tau[0], P)
+    np.testing.assert_allclose(got, s * pe ** -nat["gamma"], rtol=1e-12)
+    t = RNG.normal(size=(1, F, F)) * (1 - np.eye(F))
+    law, nat = _with("mixing", k=np.full((1, F), 0.3), t=t)
+    got = mixture_loss(law, nat, 3e7, 4e9, P, np.arange(F))
+    np.testing.assert_allclose(got, s + 0.3 * np.exp(np.einsum("fm,sm->sf", t[0], P)), rtol=1e-12)
+
+
+def _table(law, F=3, seed=0, **kw):
+    truth = mixture_truth(law, F, seed=seed)
+    return truth, mixture_runs(law, truth, seed=seed, n_mixtures=6, **kw)
+
+
+def test_fitdata_carries_the_mixture_and_unique_tokens():
+    _, df = _table("repetition")
+    _, data, _ = prepare(df, get_law("repetition"))
+    assert data.mixture_families == ("fam0", "fam1", "fam2")
+    assert data.P_RxM.shape == (len(df), 3) and np.allclose(data.P_RxM.sum(axis=1), 1)
+    assert list(data.fam_in_mix_F) == [0, 1, 2]
+    assert data.unique_tokens_F() == pytest.approx({"fam0": 5e9, "fam1": 1e9, "fam2": 2e8})
+    _, data, _ = prepare(df.drop(columns="unique_tokens"), get_law("multilingual"))
+    assert np.all(np.isinf(data.logU_R)) and data.unique_tokens_F() == {}
+
+
+def test_a_mixture_law_needs_the_mixture_columns():
+    _, df = _table("transfer")
+    with pytest.raises(RunTableError, match="p_<family>"):
+        fit_point(df.drop(columns=[c for c in df.columns if c.startswith("p_")]), law="transfer")
+    with pytest.raises(Exception, match="cannot share"):
+        fit_point(df, law="transfer", shared="alpha")
+
+
+def test_transfer_point_fit_recovers_tau_and_saves(tmp_path):
+    truth, df = _table("transfer", seed=3, noise=0.002)
+    fit = fit_point(df, law="transfer")
+    assert fit.mixture_families == ("fam0", "fam1", "fam2")
+    assert np.abs(fit.draws["tau"] - truth["tau"]).max() < 0.05
+    assert np.abs(fit.draws["gamma"] - truth["gamma"]).max() < 0.03
+    assert np.all(np.diag(fit.draws["tau"][0]) == 0)
+    back = load_fit(fit.save(tmp_path / "fit"))
+    for n in fit.draws:
+        np.testing.assert_array_equal(back.draws[n], fit.draws[n])
+    assert back.mixture_families == fit.mixture_families
+    assert back.summary()["fam1"]["tau"]["fam0"]["median"] == fit.draws["tau"][0, 1, 0]
+
+
+def test_repetition_point_fit_keeps_the_unique_tokens_it_saw(tmp_path):
+    truth, df = _table("repetition", seed=2, noise=0.002, D=(2e9, 2e10, 1e11))
+    fit = fit_point(df, law="repetition")
+    assert fit.unique_tokens == pytest.approx({"fam0": 5e9, "fam1": 1e9, "fam2": 2e8})
+    assert load_fit(fit.save(tmp_path / "fit")).unique_tokens == fit.unique_tokens
+    assert np.abs(fit.draws["gamma"] - truth["gamma"]).max() < 0.03
+
+
+def test_unique_tokens_column_is_read_per_row():
+    _, df = _table("repetition")
+    df = pd.concat([df.iloc[:3].assign(unique_tokens=np.nan), df.iloc[3:]])
+    _, data, _ = prepare(df, get_law("repetition"))
+    assert np.isinf(data.logU_R[:3]).all() and np.isfinite(data.logU_R[3:]).all()
