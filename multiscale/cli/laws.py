@@ -130,6 +130,16 @@ def _recommend(args) -> int:
 
         tokens = parse_pairs(args.tokens, what="--tokens", known=fams)
         family_values(tokens, fams, what="--tokens", default=math.inf, positive=True)  # no zero either
+    if not fit.law.is_seed or args.unique_tokens is not None:  # the coupled solver
+        from multiscale.laws.coupled import recommend_coupled
+
+        if fit.law.is_seed:
+            raise InputError(f"--unique-tokens: law {fit.law.name!r} does not read unique tokens; fit 'repetition'")
+        rec = recommend_coupled(fit, args.N, args.D, objective=args.objective, weights=args.weights,
+                                floor=args.floor, caps=args.cap, available_tokens=tokens, epochs=args.epochs,
+                                unique_tokens=args.unique_tokens)
+        _emit(rec, args.json)
+        return 0
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective,
                          weights=per_family(args.weights, "--weights", default=1.0),
                          floor=per_family(args.floor, "--floor", default=0.0, upper=1.0),
@@ -246,6 +256,9 @@ def register(subparsers) -> None:
                    help="FAM=TOKENS,... available unique tokens (caps p*D <= epochs*tokens; enables "
                         "proportional, temperature and UniMax baselines)")
     p.add_argument("--epochs", type=float, default=None, help="epoch cap with --tokens (default 4)")
+    p.add_argument("--unique-tokens", dest="unique_tokens", default=None, metavar="FAM=U,...",
+                   help="unique tokens of each family at the target, for laws that read them "
+                        "(repetition; default: the U the fit saw)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_recommend)
 

@@ -15,6 +15,11 @@ transfers across scales (He et al. 2024). Family weights are normalized to sum t
 raw objective is a weighted mean loss in nats/token.
 
 Caps from data: ``p_i * D <= epochs * U_i`` for ``U_i`` available tokens of family i.
+
+Decisions (`Recommendation`): every candidate mixture q (the robust p*, the median of the
+per-draw optima, the baselines) gets its regret per draw, ``Obj_s(q) - min_p Obj_s(p)``, its mean
+and 90% interval, and P(q is best among the candidates). The recommended mixture is the robust
+p* (`solve_robust`), which minimizes the posterior mean objective and so the expected regret.
 """
 
 from __future__ import annotations
@@ -97,6 +102,76 @@ def _water_fill_uniform(lo, hi) -> np.ndarray:
     return np.clip(0.5 * (a + b), lo, hi)
 
 
+ROBUST_OUTER_STEPS = 64  # bisection steps on log lam
+ROBUST_NEWTON_STEPS = 30  # Newton steps on log p per family and lam
+_LOG_P_MIN = -177.0  # log of the smallest ratio the robust solver represents (~1e-77)
+
+
+def _log_mean_slope(g, logk, u):
+    """log of the mean slope ``mean_s k_s g_s p^(-g_s - 1)`` per family at log p = u (F,), and its
+    derivative in u; log-sum-exp throughout, so no draw overflows."""
+    t = logk - (g + 1.0) * u[None, :]
+    m = np.max(t, axis=0)
+    e = np.exp(t - m)
+    se = e.sum(axis=0)
+    return m + np.log(se / g.shape[0]), -(e * (g + 1.0)).sum(axis=0) / se
+
+
+def _robust_at(g, logk, loglam, lo, hi):
+    """Per family, the p in [lo, hi] where the mean slope equals lam (the slope falls in p).
+
+    log(mean slope) is convex and decreasing in u = log p (a log-sum-exp of lines), so Newton's
+    method started left of the root climbs to it monotonically, without overshooting."""
+    a = np.log(np.maximum(lo, np.exp(_LOG_P_MIN)))
+    b = np.log(hi)
+    u = a.copy()
+    for _ in range(ROBUST_NEWTON_STEPS):
+        f, df = _log_mean_slope(g, logk, u)
+        step = np.where(f > loglam, -(f - loglam) / df, 0.0)
+        u = np.minimum(u + step, b)
+        if np.all(step <= 1e-15 * np.maximum(1.0, np.abs(u))):
+            break
+    return np.clip(np.exp(u), lo, hi)
+
+
+def solve_robust(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
+    """The one mixture minimizing the posterior MEAN objective ``sum_i w_i mean_s[c_is p_i^(-gamma_is)]``
+    on the capped simplex: the Bayes decision (it minimizes expected regret, see `Recommendation`).
+
+    Each family's term is a mean of convex functions of its own p_i, so the problem is separable
+    and convex, and its KKT point is: every p_i where the term's slope equals -lam (clipped to its
+    floor and cap), for the one lam where they sum to 1: bisection on log lam outside, Newton's
+    method on log p_i inside (see `_robust_at`), exact up to floating point. With one draw it is
+    `solve_ratios`' solution. Returns (F,), summing to 1 (to ~1e-15).
+    """
+    g = np.atleast_2d(np.asarray(gamma_SxF, dtype=np.float64))
+    c = np.broadcast_to(np.asarray(c_SxF, dtype=np.float64), g.shape)
+    F = g.shape[1]
+    w = np.broadcast_to(np.asarray(w_F, dtype=np.float64), (F,))
+    lo = np.zeros(F) if lo_F is None else np.broadcast_to(np.asarray(lo_F, float), (F,))
+    hi = np.ones(F) if hi_F is None else np.broadcast_to(np.asarray(hi_F, float), (F,))
+    solve_ratios(g[:1], c[:1], w, lo, hi)  # the same checks of the bounds
+    k = w * c
+    if np.all(k * g == 0):
+        return _water_fill_uniform(lo, hi)
+    with np.errstate(divide="ignore"):
+        logk = np.log(k * g)
+    active = np.any(k * g > 0, axis=0)
+    logk[:, ~active] = 0.0  # a family whose loss never depends on its ratio: pinned to its floor below
+    slope_1 = _log_mean_slope(g, logk, np.zeros(F))[0][active]
+    a = np.min(slope_1) - 1.0  # below every slope at p = 1: each p_i at its cap
+    b = np.max(_log_mean_slope(g, logk, np.full(F, np.log(1e-12)))[0][active]) + 1.0  # every p_i < 1e-12
+    for _ in range(ROBUST_OUTER_STEPS):
+        mid = 0.5 * (a + b)
+        over = _robust_p(g, logk, mid, lo, hi, active).sum() > 1.0
+        a, b = (mid, b) if over else (a, mid)
+    return _robust_p(g, logk, 0.5 * (a + b), lo, hi, active)
+
+
+def _robust_p(g, logk, loglam, lo, hi, active):
+    return np.where(active, _robust_at(g, logk, loglam, lo, hi), lo)
+
+
 def _scalar(value: Any, what: str) -> float:
     if isinstance(value, str):
         try:
@@ -135,20 +210,33 @@ def family_values(value: Any, families, *, what: str, default: float, upper: flo
     return out
 
 
+ROBUST = "robust p*"
+MEDIAN = "median p*"
+
+
 @dataclass
 class Recommendation:
-    """Optimal ratios at a target (N, D) with credible intervals (point fits: one draw).
+    """Optimal ratios at a target (N, D) with credible intervals, and decisions by expected regret
+    (point fits: one draw).
+
+    For a candidate mixture q and posterior draw s, ``regret_s(q) = Obj_s(q) - min_p Obj_s(p)``:
+    what choosing q costs if draw s is the truth (0 for the draw's own optimum p*_s). Candidates:
+    the *robust p** (`solve_robust`: the one mixture minimizing the posterior mean objective), the
+    *median p** (per-family posterior medians of p*_s, renormalized) and every baseline. The robust
+    p* is the RECOMMENDED mixture (`ratios`): since ``E_s[Obj_s(q)] = E_s[regret_s(q)] +
+    E_s[min_p Obj_s(p)]`` and the last term does not depend on q, it minimizes the expected
+    regret: the Bayes decision. The median of per-draw optima is not in general the best single
+    choice (it is not even a minimizer of anything when the posterior is skewed).
 
     Attributes:
       families: F names.
-      p_star: draws of p*, (S, F).
-      ratios: the recommended mixture: per-family posterior medians of p*, renormalized to
-        sum to 1.
-      loss_star: predicted loss of each family at p*, draws (S, F), nats/token (NaN where the
+      p_star: draws of the per-draw optimum p*_s, (S, F).
+      loss_star: predicted loss of each family at p*_s, draws (S, F), nats/token (NaN where the
         law cannot predict at this (N, D)).
-      objective_star: the objective at p* per draw (weighted mean loss in nats/token for
-        "raw"; weighted mean of L/L(p=1) for "normalized").
-      baselines: name -> {"ratios", "objective" draws, "loss" draws (S, F)}.
+      objective_star: the objective at p*_s per draw, ``min_p Obj_s(p)`` (weighted mean loss in
+        nats/token for "raw"; weighted mean of L/L(p=1) for "normalized").
+      candidates: name -> {"ratios", "objective" draws (S,), "loss" draws (S, F)}: the robust p*,
+        the median p*, then the baselines.
     """
 
     families: tuple[str, ...]
@@ -161,16 +249,50 @@ class Recommendation:
     p_star: np.ndarray
     loss_star: np.ndarray
     objective_star: np.ndarray
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     law: str = ""
     method: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
     def ratios(self) -> dict[str, float]:
-        med = np.median(self.p_star, axis=0)
-        med = med / med.sum()
-        return dict(zip(self.families, med.tolist()))
+        """The recommended mixture: the robust p*."""
+        return dict(self.candidates[ROBUST]["ratios"])
+
+    @property
+    def median_ratios(self) -> dict[str, float]:
+        """Per-family posterior medians of p*_s, renormalized to sum to 1."""
+        return dict(self.candidates[MEDIAN]["ratios"])
+
+    @property
+    def baselines(self) -> dict[str, dict[str, Any]]:
+        return {k: v for k, v in self.candidates.items() if k not in (ROBUST, MEDIAN)}
+
+    def regret(self, name: str) -> np.ndarray:
+        """Draws (S,) of the regret of candidate `name` (>= 0 up to rounding)."""
+        return self.candidates[name]["objective"] - self.objective_star
+
+    def prob_best(self) -> dict[str, float]:
+        """Per candidate, the share of draws under which it has the lowest objective among the
+        candidates (ties share the draw)."""
+        names = list(self.candidates)
+        obj = np.stack([self.candidates[n]["objective"] for n in names])  # (C, S)
+        best = obj.min(axis=0)
+        tie = obj <= best + 1e-12 * np.maximum(1.0, np.abs(best))
+        share = tie / tie.sum(axis=0)
+        return dict(zip(names, share.mean(axis=1).tolist()))
+
+    def decision_table(self) -> dict[str, dict[str, Any]]:
+        """Per candidate: ratios, objective, expected regret (mean) with the regret's median and
+        90% interval, and P(best among the candidates)."""
+        pb = self.prob_best()
+        out = {}
+        for name, cand in self.candidates.items():
+            r = self.regret(name)
+            out[name] = {"ratios": dict(cand["ratios"]), "objective": _interval(cand["objective"]),
+                         "expected_regret": float(np.mean(r)), "regret": _interval(r),
+                         "prob_best": pb[name]}
+        return out
 
     def family_table(self) -> dict[str, dict[str, Any]]:
         F = len(self.families)
@@ -178,27 +300,37 @@ class Recommendation:
         for j, f in enumerate(self.families):
             ps = self.p_star[:, j]
             out[f] = {"p_star": _interval(ps), "recommended": self.ratios[f],
+                      "median_p_star": self.median_ratios[f],
                       "prob_above_uniform": float(np.mean(ps > 1.0 / F)),
                       "loss_at_p_star": _interval(self.loss_star[:, j]),
+                      "loss_at_recommended": _interval(self.candidates[ROBUST]["loss"][:, j]),
                       "weight": float(self.weights[j]), "floor": float(self.lower[j]),
                       "cap": float(self.upper[j])}
         return out
 
     def baseline_table(self) -> dict[str, dict[str, Any]]:
+        """Per baseline: its objective; minus the per-draw optimum's (its regret) with
+        P(p*_s better); minus the recommended mixture's with P(recommended better)."""
+        rec = self.candidates[ROBUST]["objective"]
         out = {}
         for name, b in self.baselines.items():
             diff = b["objective"] - self.objective_star
+            gain = b["objective"] - rec
             out[name] = {"ratios": b["ratios"], "objective": _interval(b["objective"]),
                          "minus_p_star": _interval(diff),
-                         "prob_p_star_better": float(np.mean(diff > 0))}
+                         "prob_p_star_better": float(np.mean(diff > 0)),
+                         "minus_recommended": _interval(gain),
+                         "prob_recommended_better": float(np.mean(gain > 0))}
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"law": self.law, "method": self.method, "N": self.N, "D": self.D,
                 "objective": self.objective, "loss_units": LOSS_UNITS,
                 "objective_units": LOSS_UNITS if self.objective == "raw" else "ratio to monolingual loss",
-                "ratios": self.ratios, "families": self.family_table(),
+                "recommended": ROBUST, "ratios": self.ratios, "median_ratios": self.median_ratios,
+                "families": self.family_table(),
                 "objective_at_p_star": _interval(self.objective_star),
+                "decisions": self.decision_table(),
                 "baselines": self.baseline_table(), "n_draws": int(self.p_star.shape[0]),
                 "notes": list(self.notes)}
 
@@ -206,20 +338,22 @@ class Recommendation:
         units = LOSS_UNITS if self.objective == "raw" else "x monolingual loss"
         lines = [f"optimal ratios at N = {self.N:.3g}, D = {self.D:.3g} ({self.objective} objective, "
                  f"law {self.law}, {self.method}, {self.p_star.shape[0]} draws); loss in {LOSS_UNITS}",
-                 f"{'family':16s}{'p* median':>10s}{'90% interval':>20s}{'P(>1/F)':>9s}"
+                 f"{'family':16s}{'robust p*':>10s}{'p* median':>10s}{'90% interval':>20s}{'P(>1/F)':>9s}"
                  f"{'loss at p*':>12s}"]
         for f, row in self.family_table().items():
-            p, L = row["p_star"], row["loss_at_p_star"]
+            p, L = row["p_star"], row["loss_at_recommended"]
             interval = f"[{p['q05']:.4f}, {p['q95']:.4f}]"
-            lines.append(f"{f[:16]:16s}{p['median']:10.4f}{interval:>20s}"
+            lines.append(f"{f[:16]:16s}{row['recommended']:10.4f}{p['median']:10.4f}{interval:>20s}"
                          f"{row['prob_above_uniform']:9.2f}{L['median']:12.4f}")
+        lines.append("recommended: the robust p* (least expected regret; the Bayes decision). "
+                     "p* median, interval: the per-draw optima p*_s.")
         o = _interval(self.objective_star)
-        lines.append(f"objective at p*: {o['median']:.5f} [{o['q05']:.5f}, {o['q95']:.5f}] {units}")
-        for name, b in self.baseline_table().items():
-            d = b["minus_p_star"]
-            lines.append(f"  {name:18s} objective {b['objective']['median']:.5f}; minus p*: "
-                         f"{d['median']:+.5f} [{d['q05']:+.5f}, {d['q95']:+.5f}]  "
-                         f"P(p* better) {b['prob_p_star_better']:.2f}")
+        lines.append(f"objective at p*_s: {o['median']:.5f} [{o['q05']:.5f}, {o['q95']:.5f}] {units}")
+        lines.append(f"regret vs p*_s ({units}): mean, median [5%, 95%]; P(best of these)")
+        for name, d in self.decision_table().items():
+            r = d["regret"]
+            lines.append(f"  {name:18s} objective {d['objective']['median']:.5f}; regret {d['expected_regret']:.2e}, "
+                         f"{r['median']:.2e} [{r['q05']:.2e}, {r['q95']:.2e}]; P(best) {d['prob_best']:.2f}")
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -309,12 +443,17 @@ def _baseline_scores(fit: Fit, N, D, w, normalized, can_predict, tokens: dict | 
     """name -> {"ratios", "objective" draws, "loss" draws} for every baseline with all ratios > 0."""
     fams, base = fit.families, {}
     for name, q in all_baselines(fams, tokens, D, epochs).items():
-        qv = np.array([q[f] for f in fams])
-        if np.any(qv <= 0):
+        if any(q[f] <= 0 for f in fams):
             continue
-        ob, lb = _objective(fit, fit.draws, N, D, qv[None, :], w, normalized, can_predict)
-        base[name] = {"ratios": q, "objective": ob, "loss": lb}
+        base[name] = _score(fit, N, D, q, w, normalized, can_predict)
     return base
+
+
+def _score(fit: Fit, N, D, q: dict, w, normalized, can_predict) -> dict:
+    """{"ratios", "objective" draws (S,), "loss" draws (S, F)} of one mixture q (all ratios > 0)."""
+    qv = np.array([q[f] for f in fit.families])
+    ob, lb = _objective(fit, fit.draws, N, D, qv[None, :], w, normalized, can_predict)
+    return {"ratios": dict(q), "objective": ob, "loss": lb}
 
 
 def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized",
@@ -339,6 +478,11 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
     families, no duplicates); bad input raises `InputError` naming the argument.
     """
     _check_target(fit, objective, N, D)
+    if not fit.law.is_seed:  # a law of the whole mixture: the coupled solver
+        from multiscale.laws.coupled import recommend_coupled
+
+        return recommend_coupled(fit, N, D, objective=objective, weights=weights, floor=floor, caps=caps,
+                                 available_tokens=available_tokens, epochs=epochs, baselines=baselines)
     epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
     if not (math.isfinite(epochs) and epochs > 0):
         raise InputError(f"epochs must be a finite positive number, got {epochs!r}")
@@ -352,7 +496,12 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
     P = solve_ratios(params["gamma"], c, w, lo, hi)
     obj_star, loss_star = _objective(fit, params, N, D, P, w, normalized, can_predict)
     notes += _repetition_notes(fams, P, tokens, D)
-    base = _baseline_scores(fit, N, D, w, normalized, can_predict, tokens, epochs) if baselines else {}
+    med = np.median(P, axis=0)
+    cands = {ROBUST: solve_robust(params["gamma"], c, w, lo, hi), MEDIAN: med / med.sum()}
+    cands = {k: _score(fit, N, D, dict(zip(fams, q.tolist())), w, normalized, can_predict)
+             for k, q in cands.items()}
+    if baselines:
+        cands.update(_baseline_scores(fit, N, D, w, normalized, can_predict, tokens, epochs))
     return Recommendation(families=fams, N=float(N), D=float(D), objective=objective, weights=w,
                           lower=lo, upper=hi, p_star=P, loss_star=loss_star, objective_star=obj_star,
-                          baselines=base, law=fit.law.name, method=fit.method, notes=notes)
+                          candidates=cands, law=fit.law.name, method=fit.method, notes=notes)
