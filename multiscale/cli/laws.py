@@ -210,6 +210,19 @@ def _independence(args) -> int:
     return 0
 
 
+def _laws(args) -> int:
+    from multiscale.laws.forms import law_info
+
+    infos = [law_info(law) for law in LAWS.values()]
+    if args.json:
+        _emit({"laws": infos}, True)
+        return 0
+    for i in infos:
+        uses = [k[len("uses_"):] for k in ("uses_scale", "uses_ratio", "uses_mixture", "uses_unique_tokens") if i[k]]
+        print(f"{i['name']:20s} {i['form']}\n{'':20s} params {', '.join(i['params'])}; uses {', '.join(uses)}")
+    return 0
+
+
 def _register_fit(subparsers) -> None:
     import argparse
 
@@ -241,6 +254,12 @@ def register(subparsers) -> None:
     import argparse
 
     _register_fit(subparsers)
+    p = subparsers.add_parser("laws", help="the registered scaling laws and what each reads",
+                              description="Every law that fit, predict, recommend and compare accept.")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object: laws with name, form, params, uses_scale, uses_ratio, uses_mixture, "
+                        "uses_unique_tokens")
+    p.set_defaults(handler=_laws)
     p = subparsers.add_parser("recommend", help="optimal sampling ratios at a target (N, D)")
     p.add_argument("fit_dir")
     p.add_argument("--N", type=float, required=True, help="non-embedding parameters")

@@ -270,39 +270,78 @@ def _nuts_args(law: Law, data: FitData) -> tuple:
     return tuple(args)
 
 
+def _row_log_loss(fit, fam_R, logN, logD, logp, logU, P_RxM, draws: slice) -> np.ndarray:
+    """log L (S', R) of the draws `draws` for rows of fit families `fam_R` (indices into
+    fit.families), with each row's mixture P_RxM over fit.mixture_families (None: no matrix)."""
+    from multiscale.laws.mixture_forms import raw_from_natural
+
+    law = fit.law
+    nat = {k: v[draws] for k, v in fit.draws.items()}
+    th = {k: (v[:, :, fam_R] if k in law.matrix else v[:, fam_R]) for k, v in raw_from_natural(law, nat).items()}
+    P = off = None
+    if law.matrix:
+        M = len(fit.mixture_families)
+        fam_in_mix = np.array([list(fit.mixture_families).index(f) for f in fit.families])
+        off = offdiag_mask(fam_in_mix, M)[:, None, :][:, :, fam_R]
+        P = P_RxM.T[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return log_loss(law, th, logN, logD, logp, logU, P, off)
+
+
+def _fit_mixture_of(fit, data: FitData) -> np.ndarray | None:
+    """data.P_RxM reordered to the fit's mixture families (InputError if they differ)."""
+    if not fit.law.matrix:
+        return None
+    if data.P_RxM is None or set(data.mixture_families) - set(fit.mixture_families):
+        raise InputError(f"the table's mixture families {list(data.mixture_families)} are not among the "
+                         f"fit's {list(fit.mixture_families)} (law {fit.law.name!r} needs p_<family> columns)")
+    P = np.zeros((data.n_rows, len(fit.mixture_families)))
+    for m, g in enumerate(data.mixture_families):
+        P[:, list(fit.mixture_families).index(g)] = data.P_RxM[:, m]
+    return P
+
+
 def pointwise_loglik(fit, data: FitData, sigma_SxF: np.ndarray, chunk: int = 200) -> np.ndarray:
     """log p(y_r | draw s) (S, R) of the Student-t likelihood of `multiscale.laws.bayes`, for
     any registered law (the seed laws included), rows in `data`'s order."""
     from scipy import stats
 
     from multiscale.laws.bayes import STUDENT_NU
-    from multiscale.laws.mixture_forms import raw_from_natural
 
-    law = fit.law
-    idx = np.array([fit.family_index(f) for f in data.families])
-    mix = None
-    if law.matrix:
-        unknown = [g for g in data.mixture_families if g not in fit.mixture_families]
-        if unknown or data.P_RxM is None:
-            raise InputError(f"the table's mixture families {unknown or 'p_<family> columns (none)'} are not "
-                             f"the fit's {list(fit.mixture_families)}")
-        mix = [list(fit.mixture_families).index(g) for g in data.mixture_families]
+    fam_R = np.array([fit.family_index(f) for f in data.families])[data.fam_R]
     logU = data.logU_R if data.logU_R is not None else np.full(data.n_rows, np.inf)
-    M = len(data.mixture_families) if law.matrix else 0
-    off = offdiag_mask(data.fam_in_mix_F, M)[:, None, :] if law.matrix else None
-    P = data.P_RxM.T[:, None, :] if law.matrix else None
+    P = _fit_mixture_of(fit, data)
     out = np.empty((fit.n_draws, data.n_rows))
     for s0 in range(0, fit.n_draws, chunk):
-        nat = {k: v[s0:s0 + chunk][:, idx] for k, v in fit.draws.items()}
-        for m in law.matrix:
-            nat[m] = nat[m][..., mix]
-        th = {k: (v[:, :, data.fam_R] if k in law.matrix else v[:, data.fam_R])
-              for k, v in raw_from_natural(law, nat).items()}
-        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            mu = log_loss(law, th, data.logN_R, data.logD_R, data.logp_R, logU, P,
-                          None if off is None else off[:, :, data.fam_R])
-        scale = np.sqrt(sigma_SxF[s0:s0 + chunk][:, idx][:, data.fam_R] ** 2 + data.sem_rel_R ** 2)
-        out[s0:s0 + chunk] = stats.t.logpdf(data.logL_R, STUDENT_NU, loc=mu, scale=scale)
+        sl = slice(s0, s0 + chunk)
+        mu = _row_log_loss(fit, fam_R, data.logN_R, data.logD_R, data.logp_R, logU, P, sl)
+        scale = np.sqrt(sigma_SxF[sl][:, fam_R] ** 2 + data.sem_rel_R ** 2)
+        out[sl] = stats.t.logpdf(data.logL_R, STUDENT_NU, loc=mu, scale=scale)
+    return out
+
+
+def predict_rows_mixture(fit, df: pd.DataFrame, chunk: int = 500) -> np.ndarray:
+    """Loss draws (S, R) of the mean law for every row of a run table: each row's family at its
+    run's whole mixture (``p_<family>`` columns) and unique tokens (its ``unique_tokens``, else
+    the U the fit saw)."""
+    from multiscale.laws.data import mixture_arrays
+    from multiscale.runs import UNIQUE_TOKENS
+
+    df = df.reset_index(drop=True)
+    fam_R = np.array([fit.family_index(f) for f in df["family"].astype(str)])
+    arr = mixture_arrays(df, fit.families)
+    U_fit = np.array([fit.unique_tokens.get(f, np.inf) for f in fit.families])[fam_R]
+    logU = arr["logU_R"] if UNIQUE_TOKENS in df.columns else np.log(U_fit)
+    logU = np.where(np.isfinite(logU), logU, np.log(U_fit))
+    data = FitData(families=tuple(fit.families), fam_R=fam_R, logN_R=np.log(df["N"].to_numpy(float)),
+                   logD_R=np.log(df["D"].to_numpy(float)), logp_R=np.log(df["p"].to_numpy(float)),
+                   logL_R=np.zeros(len(df)), sem_rel_R=np.zeros(len(df)), N_ref=fit.N_ref, D_ref=fit.D_ref,
+                   mixture_families=arr.get("mixture_families", ()), P_RxM=arr.get("P_RxM"), logU_R=logU)
+    P = _fit_mixture_of(fit, data)
+    out = np.empty((fit.n_draws, len(df)))
+    for s0 in range(0, fit.n_draws, chunk):
+        sl = slice(s0, s0 + chunk)
+        out[sl] = np.exp(_row_log_loss(fit, fam_R, data.logN_R, data.logD_R, data.logp_R, logU, P, sl))
     return out
 
 
@@ -380,3 +419,19 @@ def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4,
         for m in fit.warnings:
             warnings.warn(m, RuntimeWarning, stacklevel=2)
     return fit
+
+
+def predict_mixture(fit, N: float, D: float, ratios: dict, unique_tokens: dict | None = None) -> np.ndarray:
+    """Loss draws (S, F') of the families of `ratios` at one (N, D), for a law of the whole
+    mixture: `ratios` must give the whole mixture (every mixture family of the fit)."""
+    from multiscale.laws.mixture_forms import mixture_loss
+
+    mix = tuple(fit.mixture_families) if fit.law.matrix else tuple(fit.families)
+    missing = [f for f in mix if f not in ratios]
+    if missing:
+        raise InputError(f"law {fit.law.name!r} needs the whole mixture: give the ratio of {missing} too")
+    P = np.array([ratios[f] for f in mix])
+    U = {**fit.unique_tokens, **(unique_tokens or {})}
+    U_F = np.array([U.get(f, np.inf) for f in fit.families])
+    L = mixture_loss(fit.law, fit.draws, N, D, P, np.array([mix.index(f) for f in fit.families]), U_F)
+    return L[:, [fit.family_index(f) for f in ratios if f in fit.families]]

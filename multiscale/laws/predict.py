@@ -99,7 +99,12 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
     idx = [fit.family_index(f) for f in fams]
     params = {k: v[:, idx] for k, v in fit.draws.items()}
     p = np.array([p_by_family[f] for f in fams])
-    draws = np.asarray(predict_loss(fit.law, params, N, D, p[None, :]), dtype=float)
+    if fit.law.is_seed:
+        draws = np.asarray(predict_loss(fit.law, params, N, D, p[None, :]), dtype=float)
+    else:  # a law of the whole mixture (multiscale.laws.mixture_fit)
+        from multiscale.laws.mixture_fit import predict_mixture
+
+        draws = predict_mixture(fit, N, D, p_by_family)
     sd = float(extrapolation_sd(getattr(fit, "extrapolation", None), N, D))
     if sd > 0 and draws.shape[0] > 1:
         draws = draws * np.exp(sd * np.random.default_rng(0).standard_normal(draws.shape))
@@ -109,6 +114,10 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
 
 def predict_rows(fit: Fit, df) -> np.ndarray:
     """Loss draws (S, R) of the mean law for every row of a run table (families must be in the fit)."""
+    if not fit.law.is_seed:  # a law of the whole mixture: each row at its run's mixture
+        from multiscale.laws.mixture_fit import predict_rows_mixture
+
+        return predict_rows_mixture(fit, df)
     idx = np.array([fit.family_index(f) for f in df["family"].astype(str)])
     params = {k: v[:, idx] for k, v in fit.draws.items()}
     N = df["N"].to_numpy(float)[None, :]
