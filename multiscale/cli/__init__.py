@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "multiscale.cli.mixture",   # mixture sample
     "multiscale.cli.train",     # presets, train
     "multiscale.cli.laws",      # fit, recommend, predict, independence
+    "multiscale.cli.compare",   # compare
     "multiscale.cli.sweep",     # sweep, report, demo
 )
 
