@@ -89,6 +89,14 @@ def test_multilingual_fit_save_load_predict_recommend(tmp_path):
     assert meta["method"] == "nuts" and meta["loss_units"] == "nats/token"
     back = load_fit(tmp_path / "fit")
     np.testing.assert_allclose(back.draws["gamma"], fit.draws["gamma"])
+    # the extrapolation term: learned by leaving N = 1e9 out (D has 2 levels: skipped), saved, loaded
+    ex = meta["extrapolation"]
+    assert [e["left_out"] for e in ex["experiments"]] == ["N"] and ex["kappa"] >= 0
+    assert ex["skipped"] and ex["skipped"][0].startswith("D: 2 fitted level(s)")
+    assert back.extrapolation == ex and fit.options["extrapolation"]
+    assert predict(back, 1.2e9, 5e10).extrapolation_sd == pytest.approx(
+        ex["kappa"] * np.hypot(np.log(1.2) / np.log(100), np.log(5) / np.log(10)))  # in units of the spans
+    assert predict(back, 1e8, 1e10).extrapolation_sd == 0
     pred = predict(back, 1.2e9, 5e10, {"fam0": 0.5, "fam1": 0.5}).table()
     assert pred["fam0"]["q05"] < pred["fam0"]["median"] < pred["fam0"]["q95"]
     rec = optimal_ratios(back, 1.2e9, 5e10)
@@ -143,7 +151,7 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     df, truths = stacked_experiments(2, 2, N=(2e7, 6e7, 2e8), D=(2e9, 8e9), n_mixtures=4, noise=0.02)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = fit_bayes(df, law="multilingual", chains=2, draws=600, warmup=500, seed=0)
+        fit = fit_bayes(df, law="multilingual", chains=2, draws=600, warmup=500, seed=0, extrapolation=False)
     assert fit.options["dense_mass"]  # 28 sampled dimensions
     assert fit.diagnostics["max_rhat"] < 1.05
     cov = coverage(fit, truths, 2, 2, level=0.999, N=4e8, D=1.6e10)

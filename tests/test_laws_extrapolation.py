@@ -10,19 +10,24 @@ from multiscale.laws.extrapolation import (
     describe,
     distance,
     extrapolation_sd,
+    fitted_ranges,
     leave_largest_out,
     required_kappa,
 )
 
-RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)]}
+RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)],
+          "unit_N": np.log(100), "unit_D": np.log(10)}
 
 
-def test_distance_is_zero_inside_and_euclidean_outside():
+def test_distance_is_zero_inside_and_in_units_of_the_span_outside():
     assert distance(RANGES, 1e7, 3e9) == 0 and distance(RANGES, 1e6, 1e10) == 0
-    assert distance(RANGES, 1e9, 5e9) == pytest.approx(np.log(10))
-    assert distance(RANGES, 1e5, 1e11) == pytest.approx(np.hypot(np.log(10), np.log(10)))
+    assert distance(RANGES, 1e9, 5e9) == pytest.approx(0.5)  # one decade beyond a span of two
+    assert distance(RANGES, 1e5, 1e11) == pytest.approx(np.hypot(0.5, 1.0))
     sd = extrapolation_sd({"kappa": 0.02, **RANGES}, np.array([1e7, 1e9]), 5e9)
-    assert sd.tolist() == pytest.approx([0.0, 0.02 * np.log(10)])
+    assert sd.tolist() == pytest.approx([0.0, 0.01])
+    df = pd.DataFrame({"N": [1e6, 1e8, 1e7], "D": [1e9, 1e9, 1e9]})
+    assert fitted_ranges(df)["unit_N"] == fitted_ranges(df)["unit_D"] == pytest.approx(np.log(100))
+    assert fitted_ranges(df.iloc[:1])["unit_N"] == 1.0
     assert extrapolation_sd(None, 1e9, 1e9) == 0 and extrapolation_sd({"kappa": None, **RANGES}, 1e9, 1e9) == 0
 
 
@@ -61,11 +66,11 @@ def test_leave_largest_out_measures_the_refits_error():
 
     m = leave_largest_out(df, fit_fn, draws_fn)
     assert seen == [[1e6, 1e7]]
-    assert m["kappa"] == pytest.approx(np.log(1.1) / (Z90 * np.log(10)), rel=1e-4)
+    assert m["kappa"] == pytest.approx(np.log(1.1) / Z90, rel=1e-4)  # one span beyond
     assert m["experiments"][0]["left_out"] == "N" and m["experiments"][0]["coverage_before"] == 0
     assert m["skipped"] == ["D: 1 fitted level(s), 3 needed to leave the largest out"]
     assert m["log_N_range"] == pytest.approx([np.log(1e6), np.log(1e8)])
-    assert f"{m['kappa']:.4f} per unit of log-distance" in describe(m) and "refit covered 0%" in describe(m)
+    assert f"{m['kappa']:.4f} per fitted span" in describe(m) and "refit covered 0%" in describe(m)
 
 
 def test_too_few_levels_or_refused_refits_leave_no_kappa():

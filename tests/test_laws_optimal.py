@@ -158,3 +158,100 @@ def test_per_family_values_scalar_text_and_mapping_agree():
     rec = optimal_ratios(_fit([0.1, 0.2, 0.4]), 1e9, 1e10, floor="f0=0.3", caps=0.5)
     assert rec.p_star[0, 0] == pytest.approx(0.3) and rec.p_star.max() <= 0.5 + 1e-12
 
+
+
+# ---------------------------------------------------------------------- decisions by expected regret
+
+
+def _posterior_fit(S=400, F=3, seed=0):
+    from multiscale.laws.fits import BayesFit
+
+    rng = np.random.default_rng(seed)
+    g = np.exp(np.log([0.1, 0.25, 0.4][:F]) + 0.5 * rng.standard_normal((S, F)))  # skewed gamma posteriors
+    draws = {"E": np.full((S, F), 1.6), "A": np.full((S, F), 400.0), "B": np.full((S, F), 900.0),
+             "alpha": np.full((S, F), 0.3), "beta": np.full((S, F), 0.3), "gamma": g}
+    fams = tuple(f"f{j}" for j in range(F))
+    return BayesFit(law=get_law("multilingual"), families=fams, shared=(), draws=draws, N_ref=1e8, D_ref=1e10,
+                    n_runs={f: 10 for f in fams})
+
+
+def _simplex_grid(step=0.005):
+    a = np.arange(step, 1.0, step)
+    A, B = np.meshgrid(a, a, indexing="ij")
+    P = np.stack([A.ravel(), B.ravel(), 1 - A.ravel() - B.ravel()], axis=1)
+    return P[(P > step / 2).all(axis=1)]
+
+
+@pytest.mark.parametrize("objective", ["normalized", "raw"])
+def test_regret_and_robust_p_star_against_brute_force(objective):
+    """Over a dense grid of 3-family mixtures: (a) no grid mixture beats any draw's p*_s, so the
+    regret of every candidate equals its objective minus the grid minimum (to the grid's
+    resolution); (b) the robust p* is at least as good as the best grid mixture on the posterior
+    mean objective, and lies next to it; (c) P(best) counts the winning candidate per draw."""
+    fit = _posterior_fit()
+    rec = optimal_ratios(fit, 1e9, 1e11, objective=objective)
+    g = fit.draws["gamma"]
+    c = np.ones_like(g) * (1.0 if objective == "normalized" else 1.6 + 400.0 * 1e9 ** -0.3 + 900.0 * 1e11 ** -0.3)
+    grid = _simplex_grid()
+    obj_grid = np.einsum("sf,gsf->gs", c / 3, grid[:, None, :] ** (-g[None]))  # (G, S)
+    best_grid = obj_grid.min(axis=0)
+    assert np.all(rec.objective_star <= best_grid + 1e-12)
+    assert np.all(best_grid - rec.objective_star < 1e-4 * rec.objective_star)
+    table = rec.decision_table()
+    for name, cand in rec.candidates.items():
+        q = np.array([cand["ratios"][f] for f in fit.families])
+        obj_q = np.sum(c / 3 * q ** (-g), axis=1)
+        regret = obj_q - rec.objective_star
+        assert table[name]["expected_regret"] == pytest.approx(regret.mean(), rel=1e-9, abs=1e-15)
+        assert regret.min() >= -1e-12 and table[name]["regret"]["q95"] == pytest.approx(np.quantile(regret, 0.95))
+        assert np.mean(obj_q - best_grid) == pytest.approx(regret.mean(), abs=1e-4 * rec.objective_star.mean())
+    mean_grid = obj_grid.mean(axis=1)
+    robust = np.array([rec.ratios[f] for f in fit.families])
+    assert np.mean(np.sum(c / 3 * robust ** (-g), axis=1)) <= mean_grid.min() + 1e-12
+    assert np.abs(robust - grid[np.argmin(mean_grid)]).max() < 0.01
+    # the robust p* has the least expected regret of the candidates; here strictly less than the median's
+    regrets = {k: v["expected_regret"] for k, v in table.items()}
+    assert min(regrets, key=regrets.get) == "robust p*"
+    assert regrets["robust p*"] < regrets["median p*"]
+    objs = np.stack([rec.candidates[k]["objective"] for k in table])
+    winners = np.argmin(objs, axis=0)
+    for i, k in enumerate(table):
+        assert table[k]["prob_best"] == pytest.approx(np.mean(winners == i))
+    assert sum(v["prob_best"] for v in table.values()) == pytest.approx(1.0)
+
+
+def test_robust_solver_matches_a_generic_one_with_floors_and_caps():
+    from multiscale.laws.optimal import solve_robust
+
+    rng = np.random.default_rng(3)
+    S, F = 300, 4
+    g = rng.uniform(0.05, 0.6, (S, F))
+    c = rng.uniform(1.5, 4.0, (S, F))
+    w = np.array([0.1, 0.2, 0.3, 0.4])
+    lo, hi = np.array([0.05, 0.0, 0.3, 0.0]), np.array([1.0, 0.1, 1.0, 1.0])
+    p = solve_robust(g, c, w, lo, hi)
+    f = lambda x: float(np.sum(w * np.mean(c * x ** (-g), axis=0)))  # noqa: E731
+    res = minimize(f, np.array([0.3, 0.1, 0.3, 0.3]), method="SLSQP",
+                   bounds=[(max(a, 1e-9), b) for a, b in zip(lo, hi)],
+                   constraints=[{"type": "eq", "fun": lambda x: x.sum() - 1.0}],
+                   options={"ftol": 1e-15, "maxiter": 1000})
+    assert abs(p.sum() - 1) < 1e-12 and np.all(p >= lo - 1e-15) and np.all(p <= hi + 1e-15)
+    np.testing.assert_allclose(p, res.x, atol=1e-5)
+    assert f(p) <= f(res.x) + 1e-12
+    # one draw: exactly the per-draw solver's answer
+    np.testing.assert_allclose(solve_robust(g[:1], c[:1], w, lo, hi), solve_ratios(g[:1], c[:1], w, lo, hi)[0],
+                               atol=1e-12)
+
+
+def test_recommendation_reports_regret_and_the_robust_choice():
+    rec = optimal_ratios(_posterior_fit(), 1e9, 1e11)
+    d = rec.to_dict()
+    assert d["recommended"] == "robust p*" and d["ratios"] == rec.ratios
+    assert sum(d["median_ratios"].values()) == pytest.approx(1.0) and d["median_ratios"] != d["ratios"]
+    assert {"robust p*", "median p*", "uniform"} <= set(d["decisions"])
+    for e in d["decisions"].values():
+        assert {"ratios", "objective", "expected_regret", "regret", "prob_best"} <= set(e)
+    b = d["baselines"]["uniform"]
+    assert b["minus_recommended"]["median"] > 0 and 0.5 < b["prob_recommended_better"] <= 1.0
+    text = str(rec)
+    assert "robust p*" in text and "regret" in text and "P(best)" in text

@@ -137,7 +137,8 @@ def test_bayes_table_is_posterior_predictive():
 def test_extrapolation_term_widens_only_beyond_the_fitted_range():
     from multiscale.laws.predict import predict_table
 
-    model = {"kappa": 0.05, "log_N_range": [np.log(5e7), np.log(2e8)], "log_D_range": [np.log(1e10)] * 2}
+    model = {"kappa": 0.05, "log_N_range": [np.log(5e7), np.log(2e8)], "log_D_range": [np.log(1e10)] * 2,
+             "unit_N": 1.0, "unit_D": 1.0}
     plain = predict_table(_bayes_with_sigma(), _rows())
     wide = predict_table(_bayes_with_sigma(extrapolation=model), _rows())
     assert wide.loc[:1, ["median", "q05", "q95"]].equals(plain.loc[:1, ["median", "q05", "q95"]])

@@ -103,11 +103,15 @@ def test_recommendation_beats_every_baseline_on_its_objective():
     assert sum(rec["recommended"].values()) == pytest.approx(1.0)
     for f, s in rec["p_star"].items():
         assert 0 < s["q05"] <= s["median"] <= s["q95"] < 1, f
-    # p* minimizes the objective draw by draw, so no baseline beats it on any draw
+    # p* minimizes the objective draw by draw, so no baseline beats it on any draw: regret >= 0
     assert {"uniform", "temperature_0.3", "unimax", "proportional"} <= set(rec["comparison"])
     for name, c in rec["comparison"].items():
-        if name != "p*":
+        assert c["regret"]["q05"] >= -1e-9, name
+        if name not in ("recommended", "median p*"):
             assert c["objective_gain"]["q05"] >= -1e-9, name
+    # the recommended mixture has the least expected regret of every choice
+    least = min(rec["comparison"], key=lambda k: rec["comparison"][k]["expected_regret"])
+    assert least == "recommended"
     # normalized objective: p* depends only on gamma; fam1 has the largest gamma, so the largest share
     assert max(med, key=med.get) == "fam1"
     text = "\n".join(rec["text"])

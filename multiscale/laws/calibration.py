@@ -82,3 +82,71 @@ def coverage(fit: Fit, truths: dict[str, dict], n_seeds: int, n_families: int, *
     out["level"] = level
     return out
 
+
+
+# ------------------------------------------------------------------ calibration off the fitted range
+
+HELD_N_FACTORS = (1.8, 3.5)  # held-out sizes, as multiples of the largest fitted one (as in the CPU study)
+
+
+def drifting_experiments(n_seeds: int, n_families: int, *, drift: float = 0.02, seed0: int = 2000,
+                         fit_N=(1e7, 2e7, 4.4e7), D=(1e9, 2e9), n_mixtures: int = 6,
+                         noise: float = 0.01) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Stacked synthetic experiments whose truth drifts with scale (`synthetic.drifted`; each
+    family's drift uniform in [-drift, drift]): (fitted rows at `fit_N` x `D`, held-out rows at
+    the larger sizes `HELD_N_FACTORS` x max(fit_N) and the smallest D). Families and runs are
+    renamed ``s<s>_...`` as in `stacked_experiments`."""
+    if n_seeds < 1 or n_families < 2:
+        raise InputError(f"need n_seeds >= 1 and n_families >= 2, got {n_seeds}, {n_families}")
+    held_N = tuple(max(fit_N) * f for f in HELD_N_FACTORS)
+    fitted, held = [], []
+    for s in range(n_seeds):
+        truth = synthetic_truth(n_families, seed=seed0 + s)
+        rng = np.random.default_rng(seed0 + s)
+        for t in truth.values():
+            t["drift"] = float(rng.uniform(-drift, drift))
+        kw = dict(n_mixtures=n_mixtures, noise=noise, drift_ref=(min(fit_N), min(D)))
+        for out, N_, D_, k in ((fitted, fit_N, D, 0), (held, held_N, (min(D),), 1)):
+            df = synthetic_runs(truth, N=N_, D=D_, seed=2 * s + k, **kw)[["run", "family", "N", "D", "p", "loss"]]
+            df["run"] = f"s{s}_{'h' if k else 'f'}_" + df["run"]
+            df["family"] = f"s{s}_" + df["family"]
+            out.append(df)
+    return pd.concat(fitted, ignore_index=True), pd.concat(held, ignore_index=True)
+
+
+def _covered(draws_SxR, y) -> np.ndarray:
+    lo, hi = np.quantile(draws_SxR, [0.05, 0.95], axis=0)
+    return (y >= lo) & (y <= hi)
+
+
+def extrapolation_coverage(fit, loo_fit, fitted: pd.DataFrame, held: pd.DataFrame, n_seeds: int) -> dict:
+    """Per experiment s of `drifting_experiments`: its extrapolation term from `loo_fit` (the
+    same model fitted on `fitted` without its largest N), exactly as `fit_bayes` learns it
+    (`extrapolation.measure`), applied to `fit` for the held-out rows. Families are independent
+    (no shared exponents), so the stacked fits equal one fit per experiment. Returns the 90%
+    coverage of the held-out losses with and without the term, of the fitted rows, MAPE, and
+    each experiment's kappa."""
+    from multiscale.laws.extrapolation import KAPPA_QUANTILE, fitted_ranges, measure, split_largest
+    from multiscale.laws.predict import predictive_draws
+
+    with_term, without, in_range, ape, kappas = [], [], [], [], []
+    for s in range(n_seeds):
+        f_s, h_s = (df[df["family"].str.startswith(f"s{s}_")] for df in (fitted, held))
+        train, test = split_largest(f_s, "N")
+        _, k = measure(train, test, predictive_draws(loo_fit, test, extrapolation=False), "N")
+        kappas.append(float(np.quantile(k, KAPPA_QUANTILE)))
+        fit.extrapolation = {"kappa": kappas[-1], **fitted_ranges(f_s)}
+        y = h_s["loss"].to_numpy(float)
+        draws = predictive_draws(fit, h_s)
+        with_term.append(_covered(draws, y))
+        without.append(_covered(predictive_draws(fit, h_s, extrapolation=False), y))
+        in_range.append(_covered(predictive_draws(fit, f_s), f_s["loss"].to_numpy(float)))
+        ape.append(np.abs(np.median(draws, axis=0) / y - 1))
+    fit.extrapolation = {}
+    cover = [float(np.mean(c)) for c in with_term]
+    return {"coverage_heldout": float(np.mean(np.concatenate(with_term))),
+            "coverage_heldout_without_term": float(np.mean(np.concatenate(without))),
+            "coverage_fitted": float(np.mean(np.concatenate(in_range))),
+            "mape_heldout_pct": float(100 * np.mean(np.concatenate(ape))),
+            "coverage_by_seed": cover, "kappa_by_seed": kappas, "n_seeds": n_seeds,
+            "heldout_rows": int(sum(len(c) for c in with_term))}

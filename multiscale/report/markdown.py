@@ -75,14 +75,35 @@ def _recommendation(c: ReportContent) -> list[str]:
     rows = []
     for f in fams:
         s = rec["p_star"][f]
-        rows.append([f, f"{s['median']:.3f}", f"[{s['q05']:.3f}, {s['q95']:.3f}]"]
+        rows.append([f, f"**{s['recommended']:.3f}**", f"{s['median']:.3f}", f"[{s['q05']:.3f}, {s['q95']:.3f}]"]
                     + [f"{base[b][f]:.3f}" for b in base])
-    # text lines: headline, table header, one per family, then the predicted loss and gains
-    after_table = [line.strip() for line in rec["text"][len(fams) + 2:]]
+    # text lines: headline, table header, one per family, the predicted loss, then the decisions
+    after_table = [line.strip() for line in rec["text"][len(fams) + 2:len(fams) + 3]]
+    notes = [line for line in rec["text"] if line.startswith("Note: ")]
     return ["", "## Recommendation", "", rec["text"][0], "",
-            markdown_table(["family", "p* (median)", "90% interval"] + [pretty(b) for b in base], rows),
-            "", *after_table, "",
+            markdown_table(["family", "recommended (robust p*)", "p* (median)", "90% interval"]
+                           + [pretty(b) for b in base], rows),
+            "", *after_table, "", *_decisions(rec), "", *notes, "",
             f"![p* beside the baselines]({c.figure('p_star') or 'p_star.png'})", ""]
+
+
+def _decisions(rec: dict) -> list[str]:
+    """Each choice's gain (beside the baselines) and its expected regret, as a table."""
+    rows = []
+    for name, e in rec["comparison"].items():
+        r, g = e["regret"], e.get("gain_nats")
+        gain = "" if g is None else f"{g['median']:+.4f} [{g['q05']:+.4f}, {g['q95']:+.4f}]"
+        better = "" if g is None else f"{e['prob_recommended_better']:.2f}"
+        rows.append([pretty(name), f"{e['loss']['median']:.4f}", gain, better, f"{e['expected_regret']:.2e}",
+                     f"[{r['q05']:.2e}, {r['q95']:.2e}]", f"{e['prob_best']:.2f}"])
+    return ["*Gain*: the baseline's mean loss minus the recommended mixture's, per posterior draw "
+            f"({LOSS_UNITS}, median [90% interval]). *Regret*: a choice's objective minus the best any "
+            "mixture reaches under the same draw (mean, 90% interval); the recommended mixture minimizes its "
+            "mean, so it is the Bayes decision. *P(best)*: the share of draws under which the choice is "
+            "the best of these.", "",
+            markdown_table(["choice", f"mean loss ({LOSS_UNITS})", "gain of the recommendation",
+                            "P(recommendation better)", "expected regret", "regret 90% interval", "P(best)"],
+                           rows)]
 
 
 def _loss_vs_p(c: ReportContent) -> list[str]:

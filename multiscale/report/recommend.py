@@ -1,5 +1,6 @@
-"""The report's recommendation: p* per family with its 90% interval, and its predicted gain
-over each baseline, as numbers (JSON-ready) and as text lines."""
+"""The report's recommendation: the recommended mixture (the robust p*), p* per family with its
+90% interval, its predicted gain over each baseline, and every choice's expected regret and
+P(best), as numbers (JSON-ready) and as text lines."""
 
 from __future__ import annotations
 
@@ -16,11 +17,15 @@ _MAX_PLOTTED_DRAWS = 2000
 
 def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str, int] | None = None,
                          objective: str = "normalized") -> dict:
-    """p* per family (median, 90% interval) and its predicted gain over the baselines.
+    """The recommended mixture (the robust p*, `multiscale.laws.optimal.Recommendation`), the
+    per-draw optima p* per family (median, 90% interval), and the decision numbers.
 
     Wraps `optimal_ratios`; adds, per baseline, the difference in mean predicted loss over
-    families (nats/token, equal weights) with its 90% interval. Returns a JSON-ready dict
-    (`p_star`, `baselines`, `comparison`, `text` lines, and `p_star_draws` for the plot).
+    families (nats/token, the objective's weights) from the recommended mixture with its 90%
+    interval and P(the recommendation is better), and per candidate (recommended, median p*,
+    baselines) the expected regret against the per-draw optimum with its interval and P(best).
+    Returns a JSON-ready dict (`p_star`, `baselines`, `comparison`, `text` lines, and
+    `p_star_draws` for the plot).
     """
     from multiscale.laws import optimal_ratios
 
@@ -28,6 +33,7 @@ def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str,
     fams = list(rec.families)
     table = rec.family_table()
     summary = {f: {**table[f]["p_star"], "recommended": table[f]["recommended"],
+                   "median_p_star": table[f]["median_p_star"],
                    "prob_above_uniform": table[f]["prob_above_uniform"]} for f in fams}
     comparison = _comparison(rec)
     base = {name: {f: float(b["ratios"][f]) for f in fams} for name, b in rec.baselines.items()}
@@ -35,48 +41,71 @@ def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str,
     keep = np.linspace(0, S - 1, min(S, _MAX_PLOTTED_DRAWS)).astype(int)
     return {"N": float(N), "D": float(D), "objective": objective, "loss_units": LOSS_UNITS,
             "law": rec.law, "method": rec.method, "families": fams, "p_star": summary,
-            "recommended": rec.ratios, "baselines": base, "comparison": comparison, "notes": list(rec.notes),
+            "recommended": rec.ratios, "recommended_is": "robust p* (least expected regret)",
+            "median_p_star": rec.median_ratios, "baselines": base, "comparison": comparison,
+            "notes": list(rec.notes),
             "p_star_draws": {f: rec.p_star[keep, j].tolist() for j, f in enumerate(fams)},
             "text": recommendation_text(summary, base, comparison, rec)}
 
 
 def _comparison(rec) -> dict[str, dict]:
-    """p*'s mean loss over families (equal weights) and, per baseline, its loss, the gain of p*
-    and the probability that p* is better, each over the fit's draws."""
+    """Per candidate: its mean loss over families (the objective's weights) and objective, its
+    regret against the per-draw optimum (mean, interval) and P(best among the candidates); per
+    baseline also the gain of the recommended mixture in nats/token with P(recommendation better),
+    and `objective_gain`, its objective minus the per-draw optimum's (its regret's draws)."""
+    from multiscale.laws.optimal import MEDIAN, ROBUST
+
     w = np.asarray(rec.weights, float)
-    L_star_S = (rec.loss_star * w).sum(axis=1)
-    comparison = {"p*": {"loss": interval(L_star_S), "objective": interval(rec.objective_star)}}
-    for name, b in rec.baselines.items():
-        L_b_S = (np.asarray(b["loss"], float) * w).sum(axis=1)
-        gain = L_b_S - L_star_S
-        comparison[name] = {"loss": interval(L_b_S), "gain_nats": interval(gain),
-                            "prob_p_star_better": float(np.mean(gain > 0)),
-                            "objective": interval(b["objective"]),
-                            "objective_gain": interval(b["objective"] - rec.objective_star)}
+    decisions = rec.decision_table()
+    L_rec_S = (rec.candidates[ROBUST]["loss"] * w).sum(axis=1)
+    comparison = {}
+    for name, cand in rec.candidates.items():
+        d = decisions[name]
+        L_S = (np.asarray(cand["loss"], float) * w).sum(axis=1)
+        key = {ROBUST: "recommended", MEDIAN: "median p*"}.get(name, name)
+        entry = {"loss": interval(L_S), "objective": interval(cand["objective"]),
+                 "expected_regret": d["expected_regret"], "regret": d["regret"], "prob_best": d["prob_best"]}
+        if name not in (ROBUST, MEDIAN):
+            gain = L_S - L_rec_S
+            entry.update(gain_nats=interval(gain), prob_recommended_better=float(np.mean(gain > 0)),
+                         objective_gain=interval(cand["objective"] - rec.objective_star))
+        comparison[key] = entry
     return comparison
 
 
 def recommendation_text(summary, base, comparison, rec) -> list[str]:
-    """The recommendation in words: the headline, a table of p* beside the baselines, the
-    predicted loss at p* and the gain over each baseline, then the optimizer's notes."""
+    """The recommendation in words: the headline, a table of the recommended mixture and p*
+    beside the baselines, the predicted loss, the gain over each baseline with the regret of each
+    choice, then the optimizer's notes."""
     kind = "median and 90% credible interval" if rec.p_star.shape[0] > 1 else "point fit: no interval"
-    lines = [f"Recommended family sampling ratios p* for a model of N = {si(rec.N)} non-embedding "
-             f"parameters trained on D = {si(rec.D)} tokens ({rec.objective} objective; {kind}):"]
-    lines.append("  " + "family".ljust(14) + "p*".rjust(7) + "   90% interval  " + "".join(
+    lines = [f"Recommended family sampling ratios for a model of N = {si(rec.N)} non-embedding "
+             f"parameters trained on D = {si(rec.D)} tokens ({rec.objective} objective): the robust p*, the "
+             f"one mixture with the least expected regret; beside it the per-draw optimum p* ({kind}):"]
+    lines.append("  " + "family".ljust(14) + "robust".rjust(8) + "p*".rjust(7) + "   90% interval  " + "".join(
         short(k).rjust(13) for k in base))
     for f, s in summary.items():
-        lines.append("  " + f[:14].ljust(14) + f"{s['median']:7.3f}   [{s['q05']:.3f}, {s['q95']:.3f}]" + "".join(
-            f"{base[k][f]:13.3f}" for k in base))
-    star = comparison["p*"]["loss"]
-    lines.append(f"Predicted mean loss over families at p*: {star['median']:.4f} nats/token "
+        lines.append("  " + f[:14].ljust(14) + f"{s['recommended']:8.3f}{s['median']:7.3f}   "
+                     f"[{s['q05']:.3f}, {s['q95']:.3f}]" + "".join(f"{base[k][f]:13.3f}" for k in base))
+    star = comparison["recommended"]["loss"]
+    lines.append(f"Predicted mean loss over families at the recommended mixture: {star['median']:.4f} nats/token "
                  f"(90% interval [{star['q05']:.4f}, {star['q95']:.4f}]).")
+    lines.append(f"Expected regret (objective above each draw's own optimum; {_units(rec)}), 90% interval, "
+                 "and P(best of these choices):")
     for name, c in comparison.items():
-        if name == "p*":
+        r = c["regret"]
+        regret = (f"regret {c['expected_regret']:.2e} [{r['q05']:.2e}, {r['q95']:.2e}], "
+                  f"P(best) = {c['prob_best']:.2f}")
+        if "gain_nats" not in c:
+            lines.append(f"  {name}: {regret}")
             continue
         g = c["gain_nats"]
-        lines.append(f"  vs {pretty(name)}: {c['loss']['median']:.4f} nats/token, so p* gains "
+        lines.append(f"  vs {pretty(name)}: {c['loss']['median']:.4f} nats/token, so the recommendation gains "
                      f"{g['median']:+.4f} nats/token [{g['q05']:+.4f}, {g['q95']:+.4f}] "
-                     f"(P(p* better) = {c['prob_p_star_better']:.2f})")
+                     f"(P(better) = {c['prob_recommended_better']:.2f}); {pretty(name)} {regret}")
     for n in rec.notes:
         lines.append(f"Note: {n}")
     return lines
+
+
+def _units(rec) -> str:
+    return LOSS_UNITS if rec.objective == "raw" else "x monolingual loss"
