@@ -122,7 +122,25 @@ def _predicted_vs_observed(c: ReportContent) -> list[str]:
             "Intervals are 90% posterior predictive intervals (the law's parameter uncertainty plus the "
             "fitted run-to-run noise) for a Bayesian fit, so about 90% of runs should fall inside; a point "
             "fit gives no interval. Held-out runs were not fitted: they test prediction.", "",
+            *_extrapolation(c),
             f"![predicted vs observed]({c.figure('pred_vs_obs') or 'pred_vs_obs.png'})", ""]
+
+
+def _extrapolation(c: ReportContent) -> list[str]:
+    """How much of the intervals comes from extrapolation (docs/design.md, "Extrapolation term")."""
+    from multiscale.laws.extrapolation import describe, extrapolation_sd
+
+    model = getattr(c.fit, "extrapolation", None)
+    if getattr(c.fit, "method", "") != "nuts":
+        return []
+    line = f"Extrapolation: {describe(model)}."
+    sd = extrapolation_sd(model, c.runs["N"].to_numpy(float), c.runs["D"].to_numpy(float))
+    beyond = sd > 0
+    if beyond.any():
+        line += (f" {int(beyond.sum())} of {len(sd)} rows lie beyond the fitted N and D; their intervals include "
+                 f"an extrapolation sd of log-loss of {sd[beyond].min():.4f}-{sd[beyond].max():.4f} "
+                 "(0 inside the fitted range, whose intervals it leaves unchanged).")
+    return [line, ""]
 
 
 def _independence(c: ReportContent) -> list[str]:
