@@ -106,6 +106,10 @@ def _fit(args) -> int:
         _emit(d, True)
     else:
         print(fit)
+        if args.method == "nuts":
+            from multiscale.laws.extrapolation import describe
+
+            print(describe(fit.extrapolation))
         print(f"saved to {args.out}")
     return 0
 
