@@ -17,7 +17,7 @@ Prints ONE JSON object. Tables are synthetic (known multilingual-law parameters,
 - 25 families x 500 runs: NUTS time with the same settings (`--skip-large` to leave it out).
 
 Usage: python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--resamples 1000]
-       [--boot-sample 5] [--skip-large | --only-large | --only-point]
+       [--boot-sample 5] [--skip-large | --only-large | --only-point | --only-mixture]
 """
 
 from __future__ import annotations
@@ -135,6 +135,43 @@ def _point(df, resamples, boot_sample, seed=0):
     return out
 
 
+def _mixture(chains: int, draws: int) -> dict:
+    """Laws of the whole mixture on 5 families x ~100 runs (their synthetic tables): each point
+    fit (full seed grid + extra starts, compilation included), NUTS of transfer (library
+    defaults), and the coupled p* solver over 4,000 draws x 5 families (compilation included)."""
+    from multiscale.laws import fit_bayes, fit_point
+    from multiscale.laws.coupled import solve_coupled
+    from multiscale.laws.forms import get_law
+    from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
+
+    out = {}
+    for law in ("transfer", "repetition", "mixing"):
+        df = mixture_runs(law, mixture_truth(law, 5, seed=0), seed=0, n_mixtures=8, D=(2e9, 2e10, 1e11))
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fit_point(df, law=law)
+        out[f"point_{law}_s"] = round(time.perf_counter() - t0, 2)
+        out["rows"] = int(len(df))
+    df = mixture_runs("transfer", mixture_truth("transfer", 5, seed=0), seed=0, n_mixtures=8)
+    t0 = time.perf_counter()
+    fit = fit_bayes(df, law="transfer", chains=chains, draws=draws, seed=0, warn=False)
+    out["nuts_transfer"] = {"wall_s": round(time.perf_counter() - t0, 2),
+                            "sampling_s": round(fit.diagnostics["seconds"], 2), "chains": chains, "draws": draws,
+                            "max_rhat": fit.diagnostics["max_rhat"], "min_ess_bulk": fit.diagnostics["min_ess_bulk"],
+                            "divergences": fit.diagnostics["divergences"]}
+    rng = np.random.default_rng(0)
+    S, F = 4000, 5
+    nat = {"E": rng.uniform(1, 2, (S, F)), "A": rng.uniform(100, 500, (S, F)), "B": rng.uniform(200, 900, (S, F)),
+           "alpha": rng.uniform(0.2, 0.4, (S, F)), "beta": rng.uniform(0.2, 0.4, (S, F)),
+           "gamma": rng.uniform(0.05, 0.4, (S, F)), "tau": rng.uniform(0, 0.3, (S, F, F)) * (1 - np.eye(F))}
+    t0 = time.perf_counter()
+    solve_coupled(get_law("transfer"), nat, 1e9, 5e10, np.arange(F), F, np.full(F, 0.2), np.zeros(F), np.ones(F))
+    out["coupled_solver_4000x5_s"] = round(time.perf_counter() - t0, 2)
+    out["load_avg_1m_end"] = os.getloadavg()[0]
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--draws", type=int, default=1000)
@@ -145,6 +182,8 @@ def main() -> None:
     ap.add_argument("--skip-large", action="store_true")
     ap.add_argument("--only-large", action="store_true", help="only the 25 x 500 NUTS timing")
     ap.add_argument("--only-point", action="store_true", help="only the point fit and bootstrap")
+    ap.add_argument("--only-mixture", action="store_true",
+                    help="only the laws of the whole mixture: point fits, NUTS of transfer, the coupled solver")
     args = ap.parse_args()
 
     from multiscale.laws.bayes import host_devices_for_chains
@@ -156,6 +195,10 @@ def main() -> None:
                                            "load_avg_1m": os.getloadavg()[0]},
            "units": "seconds; ESS = min bulk ESS over all parameters and families",
            "host_devices_for_chains": parallel}
+    if args.only_mixture:
+        out["mixture_laws_5x100"] = _mixture(args.chains, args.draws)
+        print(json.dumps(out))
+        return
     if args.only_large:
         out["nuts_25x500"] = _nuts(_table(25, 500, seed=1), args.chains, args.draws)
         print(json.dumps(out))
