@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import load_yaml
 
 
 class GroupingError(InputError):
@@ -289,7 +290,7 @@ def _read_yaml(path: str) -> Any:
         raise MissingFileError(f"grouping file not found: {path}")
     try:
         with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+            return load_yaml(fh)
     except UnicodeDecodeError as err:
         raise GroupingError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:

@@ -104,6 +104,30 @@ def read_json(path, *, what: str = "JSON file", expect: type | None = dict) -> A
     return obj
 
 
+def load_yaml(stream) -> Any:
+    """`yaml.safe_load` of a string or text stream that refuses a key given twice in one mapping
+    (a `yaml.constructor.ConstructorError`, a `yaml.YAMLError` whose mark names the line): plain
+    `safe_load` keeps the last value silently, so `{germanic: 0.3, germanic: 0.5}` would pass."""
+    import yaml
+
+    class _NoDuplicates(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node, deep=False):
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"found the key {key!r} twice (first on line {seen[key].line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return loader.construct_mapping(node, deep=deep)
+
+    _NoDuplicates.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(stream, Loader=_NoDuplicates)  # noqa: S506 (a SafeLoader subclass)
+
+
 def check_output_folder(path, *, what: str = "--out") -> None:
     """Refuses, before any work, a local output folder that is a file or lies under a file
     (`InputError` naming `what` and the path). Object-store URLs are not checked."""

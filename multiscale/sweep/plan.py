@@ -60,6 +60,7 @@ import numpy as np
 
 from multiscale import mixture as mx
 from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import load_yaml
 
 PLAN_KEYS = ("name", "corpus", "families", "presets", "tokens", "seeds", "holdout_presets",
              "train", "mixtures")
@@ -264,9 +265,13 @@ class SweepPlan:
         if p.is_dir():
             raise MissingFileError(f"sweep plan {path} is a folder, not a YAML file")
         try:
-            raw = yaml.safe_load(p.read_text())
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise PlanError(f"sweep plan {path} is not valid YAML: {err}") from None
+            raw = load_yaml(p.read_text())
+        except UnicodeDecodeError as err:
+            raise PlanError(f"sweep plan {path} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except yaml.YAMLError as err:
+            mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+            raise PlanError(f"sweep plan {path} is not valid YAML{where}: {problem or err}") from None
         try:
             return cls.from_dict(raw)
         except PlanError as err:

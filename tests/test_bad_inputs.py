@@ -1,0 +1,72 @@
+"""Bad inputs a hostile user tries, one test per kind (docs/design.md, "Command line and errors"):
+each checks the exit status, the one-line message naming the offending thing, and that nothing
+was written or lost. The CLI runs in-process (`multiscale.cli.main`), so these stay fast."""
+
+from __future__ import annotations
+
+import os
+
+from multiscale.cli import main
+
+FAMS = ["germanic", "romance", "slavic"]
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    """(exit status, stderr) of one in-process command."""
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+def _tree(folder) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes (to show that nothing changed)."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as fh:
+                out[os.path.relpath(path, folder)] = fh.read()
+    return out
+
+
+# ------------------------------------------------------------------ a key given twice in YAML
+
+PLAN_WITH_DUPLICATE = """\
+name: dup
+families: [germanic, romance, slavic]
+presets: [cpu-100k]
+tokens: [1000]
+train: {seq_len: 16, batch: 4}
+mixtures:
+  - {name: a, ratios: {germanic: 0.3, romance: 0.5, slavic: 0.2, germanic: 0.3}}
+"""
+
+
+def test_a_key_given_twice_in_a_plan_or_a_grouping_is_refused_naming_it(tmp_path, capsys):
+    """YAML keeps the last of two equal keys; here the ratios would still sum to 1 and the plan
+    would pass `--dry-run` with a mixture the user did not write."""
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN_WITH_DUPLICATE)
+    out = tmp_path / "sweep"
+    code, err = _cli(capsys, "sweep", plan, "--out", out, "--dry-run")
+    assert code == 2
+    assert err.startswith("multiscale sweep: error: ") and len(err.strip().splitlines()) == 1
+    assert "plan.yaml" in err and "line 7" in err and "'germanic' twice" in err
+    assert not out.exists()
+
+    grouping = tmp_path / "fam.yaml"
+    grouping.write_text("germanic: [de]\nromance: [fr]\ngermanic: [ru]\n")
+    (tmp_path / "de.txt").write_text("ein kleiner Text " * 20)
+    corpus = tmp_path / "corpus"
+    code, err = _cli(capsys, "corpus", "build", "--source", "files", "--input", f"de={tmp_path}/de.txt",
+                     "--families", grouping, "--out", corpus, "--no-progress")
+    assert code == 2
+    assert err.startswith("multiscale corpus build: error: ") and "fam.yaml:3" in err
+    assert "'germanic' twice" in err
+    assert not corpus.exists()
+
+
+def test_the_yaml_reader_keeps_ordinary_documents():
+    from multiscale.fileio import load_yaml
+
+    assert load_yaml("a: {x: 1, y: [1, 2]}\nb: {x: 2}\n") == {"a": {"x": 1, "y": [1, 2]}, "b": {"x": 2}}
+    assert load_yaml("") is None
