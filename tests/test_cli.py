@@ -30,8 +30,8 @@ COMMANDS = _subcommands(cli.build_parser())
 
 def test_every_command_group_is_registered():
     top = {c[0] for c in COMMANDS}
-    expected = {"corpus", "mixture", "presets", "train", "fit", "recommend", "predict",
-                "independence", "sweep", "report", "demo"}
+    expected = {"corpus", "mixture", "presets", "train", "fit", "laws", "recommend", "predict",
+                "independence", "compare", "sweep", "report", "demo"}
     assert expected <= top, sorted(expected - top)
     assert ("corpus", "build") in COMMANDS and ("mixture", "sample") in COMMANDS
 

@@ -23,7 +23,7 @@ COMMAND_MODULES = (
     "multiscale.cli.corpus",    # corpus build / info / verify
     "multiscale.cli.mixture",   # mixture sample
     "multiscale.cli.train",     # presets, train
-    "multiscale.cli.laws",      # fit, recommend, predict, independence
+    "multiscale.cli.laws",      # fit, laws, recommend, predict, independence
     "multiscale.cli.compare",   # compare
     "multiscale.cli.sweep",     # sweep, report, demo
 )
