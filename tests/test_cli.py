@@ -224,6 +224,7 @@ MISSING = "no-such-input"
     ["recommend", MISSING, "--N", "1e9", "--D", "1e10"],
     ["predict", MISSING, "--N", "1e9", "--D", "1e10", "--ratios", "germanic=1"],
     ["independence", MISSING],
+    ["compare", MISSING, "--laws", "multilingual,ratio", "--out", "OUT"],
     ["sweep", MISSING, "--out", "OUT"],
     ["report", MISSING, "--out", "OUT"],
 ], ids=lambda argv: " ".join(argv[:2]))
