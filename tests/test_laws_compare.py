@@ -56,6 +56,9 @@ def test_the_rule_names_a_law_or_says_the_data_cannot_tell():
     assert clear["use"] == "ratio_transfer" and clear["distinguishable"]
     tie = choose([_result("ratio", base + rng.normal(0, 0.3, 200)), _result("ratio_transfer", base, 19)])
     assert not tie["distinguishable"] and tie["use"] == "ratio" and "cannot tell" in tie["text"]
+    broken = choose([_result("ratio", np.r_[base[:-1], np.nan]), _result("ratio_transfer", base, 19),
+                     _result("mixing", base + 1.0, 19)])
+    assert broken["left_out"] == ["ratio"] and broken["use"] == "ratio_transfer" and "non-finite" in broken["text"]
 
 
 @pytest.mark.slow  # two fits of each of two laws (~1 min on 2 loaded cores)

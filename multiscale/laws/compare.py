@@ -205,11 +205,16 @@ def _choose_mape(results: list[LawResult]) -> dict[str, Any]:
 
 
 def choose(results: list[LawResult]) -> dict[str, Any]:
-    """The rule of the module docstring: which law to use, and whether the data can tell."""
+    """The rule of the module docstring: which law to use, and whether the data can tell. A law
+    whose fit predicts a non-finite loss on some held-out row is left out (and named)."""
+    broken = [r.law for r in results if not np.all(np.isfinite(r.ape_R))]
+    results = [r for r in results if r.law not in broken]
+    note = (f"; left out, predicting non-finite losses (a fit at a boundary of parameter space): {broken}"
+            if broken else "")
     if len(results) < 2:
-        r = results[0]
-        return {"by": "only one law", "best": r.law, "use": r.law, "distinguishable": False,
-                "text": f"only {r.law!r} was compared"}
+        law = results[0].law if results else None
+        return {"by": "only one usable law", "best": law, "use": law, "distinguishable": False,
+                "left_out": broken, "text": (f"only {law!r} is usable" if law else "no law is usable") + note}
     out = _choose_loo(results) if all(r.loo is not None for r in results) else _choose_mape(results)
     by_law = {r.law: r for r in results}
     if out["distinguishable"]:
@@ -222,6 +227,8 @@ def choose(results: list[LawResult]) -> dict[str, Any]:
         out["text"] = (f"the data cannot tell {out['best']!r} and {out['runner_up']!r} apart (by {out['by']}, "
                        f"difference {out['difference']:.4g} within 2 SE = {2 * out['se']:.3g}); "
                        f"use the simpler {simpler!r}")
+    out["left_out"] = broken
+    out["text"] += note
     return out
 
 

@@ -142,7 +142,8 @@ class CoupledRecommendation:
     @property
     def ratios(self) -> dict[str, float]:
         """The recommended mixture: per-family medians of p*, renormalized."""
-        med = np.median(self.p_star, axis=0)
+        med = np.nanmedian(self.p_star, axis=0) if np.isfinite(self.p_star).any() else np.full(
+            self.p_star.shape[1], np.nan)
         return dict(zip(self.mixture_families, (med / med.sum()).tolist()))
 
     def to_dict(self) -> dict[str, Any]:
@@ -217,6 +218,12 @@ def recommend_coupled(fit, N: float, D: float, *, objective: str = "normalized",
     normalized = objective == "normalized"
     P = solve_coupled(fit.law, fit.draws, N, D, fam_in_mix, len(mix), w, lo, hi, U, normalized)
     obj, L = objective_at(fit.law, fit.draws, N, D, fam_in_mix, P, w, U, normalized)
+    notes = []
+    bad = ~np.isfinite(obj)
+    if bad.any():  # a fit at a boundary of parameter space (e.g. an unidentified exponent)
+        P[bad] = np.nan
+        notes.append(f"the law's loss is not finite at the target for {int(bad.sum())} of {len(obj)} draws "
+                     "(a parameter at a boundary of parameter space): p* is undefined there (NaN)")
     base = {}
     for name, q in (all_baselines(mix, tokens, D, epochs).items() if baselines else ()):
         qv = np.array([q[f] for f in mix])
@@ -224,4 +231,4 @@ def recommend_coupled(fit, N: float, D: float, *, objective: str = "normalized",
                                                                     normalized)[0]}
     return CoupledRecommendation(law=fit.law.name, method=fit.method, N=float(N), D=float(D), objective=objective,
                                  mixture_families=mix, families=tuple(fit.families), p_star=P, loss_star=L,
-                                 objective_star=obj, unique_tokens=U_used, baselines=base)
+                                 objective_star=obj, unique_tokens=U_used, baselines=base, notes=notes)
