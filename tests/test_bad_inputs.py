@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from multiscale.cli import main
 
 FAMS = ["germanic", "romance", "slavic"]
@@ -70,3 +72,54 @@ def test_the_yaml_reader_keeps_ordinary_documents():
 
     assert load_yaml("a: {x: 1, y: [1, 2]}\nb: {x: 2}\n") == {"a": {"x": 1, "y": [1, 2]}, "b": {"x": 2}}
     assert load_yaml("") is None
+
+
+# ------------------------------------------------------------------ resuming on another corpus
+
+def _files_corpus(tmp_path, name, texts):
+    """A tiny corpus from text files: texts maps a language to the words of its documents."""
+    from multiscale.data.corpus import build_corpus
+    from multiscale.data.sources import FilesSource
+
+    globs = {}
+    for lang, words in texts.items():
+        folder = tmp_path / f"{name}-{lang}"
+        folder.mkdir()
+        for i in range(6):
+            (folder / f"{i}.txt").write_text(" ".join(words[(i + j) % len(words)] for j in range(400)))
+        globs[lang] = [str(folder / "*.txt")]
+    build_corpus(FilesSource(globs), tmp_path / name, progress=False)
+    return tmp_path / name
+
+
+def test_corpus_fingerprint_follows_the_data_not_the_path(tmp_path):
+    import shutil
+
+    from multiscale.data.corpus import Corpus
+    from multiscale.train.data_source import corpus_fingerprint
+
+    words = {"de": "der die das und ist nicht".split(), "fr": "le la les et est pas".split()}
+    a = _files_corpus(tmp_path, "a", words)
+    b = _files_corpus(tmp_path, "b", {"de": words["fr"], "fr": words["de"]})
+    shutil.copytree(a, tmp_path / "moved")
+    fp = corpus_fingerprint(Corpus.open(a).manifest)
+    assert fp == corpus_fingerprint(Corpus.open(tmp_path / "moved").manifest)
+    assert fp != corpus_fingerprint(Corpus.open(b).manifest)
+
+
+@pytest.mark.slow
+def test_resume_on_another_corpus_is_refused_and_keeps_the_run(tmp_path, capsys):
+    """A run folder's checkpoints were trained on one corpus; resuming them on another (same
+    families, other text) continued silently and wrote rows claiming the other corpus."""
+    words = {"de": "der die das und ist nicht".split(), "fr": "le la les et est pas".split()}
+    first = _files_corpus(tmp_path, "first", words)
+    other = _files_corpus(tmp_path, "other", {"de": words["fr"], "fr": words["de"]})
+    run = tmp_path / "run"
+    argv = ["train", "--model", "cpu-100k", "--ratios", "germanic=0.5,romance=0.5", "--seq-len", "16",
+            "--batch-size", "4", "--tokens", "320", "--checkpoint-every", "5", "--no-progress", "--out", run]
+    assert _cli(capsys, *argv, "--corpus", first)[0] == 0
+    before = _tree(run)
+    code, err = _cli(capsys, *argv, "--corpus", other)
+    assert code == 2 and err.startswith("multiscale train: error: ") and len(err.strip().splitlines()) == 1
+    assert "other data" in err and str(other) in err and "run folder" in err
+    assert _tree(run) == before

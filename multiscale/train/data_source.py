@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from multiscale.errors import InputError
+from multiscale.fileio import sha256_bytes
 
 
 class UnknownFamilyError(InputError):
@@ -28,13 +30,16 @@ class RunData:
     eval_set: `.languages`, `.family_of`, `.bytes_per_language`, `.batches(batch_size)`.
     sampled_ratios: the family ratios the train iterator samples, every family in
     `family_names` order (`MixtureSpec.family_ratios`); the run table's `p` and `p_<family>`
-    columns record these. None when a data source does not say (the config's ratios then)."""
+    columns record these. None when a data source does not say (the config's ratios then).
+    fingerprint: a digest of the data itself (`corpus_fingerprint`); a run folder's checkpoints
+    resume only on data with the same one. None when a data source has none (not checked)."""
 
     family_names: tuple[str, ...]
     vocab_size: int
     make_train_iterator: Callable[[int, int, int], Iterator[dict[str, Any]]]
     eval_set: Any
     sampled_ratios: Mapping[str, float] | None = None
+    fingerprint: str | None = None
 
 
 def check_ratios(ratios: Mapping[str, float], family_names) -> None:
@@ -65,7 +70,18 @@ def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int
                    vocab_size=int(corpus.vocab.vocab_size),
                    make_train_iterator=make_iterator,
                    eval_set=eval_set,
-                   sampled_ratios=spec.family_ratios(corpus))
+                   sampled_ratios=spec.family_ratios(corpus),
+                   fingerprint=corpus_fingerprint(corpus.manifest))
+
+
+def corpus_fingerprint(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of what a run reads from a corpus, from its manifest: the grouping, the vocabulary
+    and the record (size and SHA-256) of every file, or each language's counts for a manifest
+    written before checksums. The folder's path is not part of it, so a moved or copied corpus
+    keeps its fingerprint; a rebuilt one from other documents gets another."""
+    keys = ("grouping", "vocab", "token_dtype", "files" if "files" in manifest else "languages")
+    return sha256_bytes(json.dumps({k: manifest.get(k) for k in keys}, sort_keys=True,
+                                   default=str).encode("utf-8"))
 
 
 def _mtime(path) -> int | None:

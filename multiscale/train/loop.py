@@ -136,7 +136,8 @@ class _Run:
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_resumable()
         if self.is_writer:
-            write_json(self.out / "config.json", cfg.to_json())
+            fingerprint = {"data_fingerprint": self.data.fingerprint} if self.data.fingerprint else {}
+            write_json(self.out / "config.json", {**cfg.to_json(), **fingerprint})
 
         iterator = self.data.make_train_iterator(plan.local_batch, jax.process_index(),
                                                  jax.process_count())
@@ -195,6 +196,12 @@ class _Run:
                 raise ResumeMismatchError(
                     f"run folder {self.out} holds checkpoints of a run with {key}={saved[key]!r}, "
                     f"but this run has {key}={now[key]!r}; use another --out or delete the folder")
+        before, fingerprint = saved.get("data_fingerprint"), self.data.fingerprint
+        if before and fingerprint and before != fingerprint:
+            raise ResumeMismatchError(
+                f"run folder {self.out} holds checkpoints of a run trained on other data (corpus "
+                f"fingerprint {before[:12]}, but {self.config.corpus} has {fingerprint[:12]}): "
+                f"use another --out or delete the folder")
 
     def _writers(self, start: int) -> list[hooks_lib.Hook]:
         writers: list[hooks_lib.Hook] = []
