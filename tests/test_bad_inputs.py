@@ -123,3 +123,43 @@ def test_resume_on_another_corpus_is_refused_and_keeps_the_run(tmp_path, capsys)
     assert code == 2 and err.startswith("multiscale train: error: ") and len(err.strip().splitlines()) == 1
     assert "other data" in err and str(other) in err and "run folder" in err
     assert _tree(run) == before
+
+
+# ------------------------------------------------------------------ damaged checkpoints: what the user reads
+
+def test_damaged_checkpoints_are_named_and_the_warning_says_what_happens_next(tmp_path):
+    """With every step damaged the warning used to promise 'resuming from an older checkpoint'
+    while the run started over; on the command line it also printed the library's source line."""
+    import warnings
+
+    import jax
+    import jax.numpy as jnp
+
+    from multiscale.cli import library_warning_format
+    from multiscale.train.checkpoint import Checkpointer, DamagedCheckpointWarning
+
+    state = {"w": jnp.arange(4096.0)}
+    ckpt = Checkpointer(tmp_path / "checkpoints", keep=3)
+    for step in (1, 2):
+        ckpt.save(step, state, {"position": step})
+    ckpt.close()
+    for step in (1, 2):
+        folder = tmp_path / "checkpoints" / str(step) / "state"
+        largest = max((p for p in folder.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+        largest.write_bytes(largest.read_bytes()[:10])
+    sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = {"w": jax.ShapeDtypeStruct((4096,), jnp.float32, sharding=sharding)}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert Checkpointer(tmp_path / "checkpoints", keep=3).restore_latest(abstract) is None
+    named = [str(w.message) for w in caught if issubclass(w.category, DamagedCheckpointWarning)]
+    assert len(named) == 2 and "step 2" in named[0] and "step 1" in named[1]
+    assert "trying the checkpoint before it" in named[0]
+    assert "no intact checkpoint is left: the run starts from step 0" in named[1]
+    assert sorted(p.name.split("-")[0] for p in (tmp_path / "checkpoints_damaged").iterdir()) == ["1", "2"]
+
+    text = library_warning_format("train")(caught[-1].message, DamagedCheckpointWarning, "loop.py", 1)
+    assert text.startswith("multiscale train: warning: checkpoint step 1 ") and text.count("\n") == 1
+    assert "loop.py" not in text
+    other = library_warning_format("train")(UserWarning("x"), UserWarning, "elsewhere.py", 7)
+    assert "elsewhere.py:7" in other  # warnings of other libraries keep their usual format

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from multiscale.errors import InputError, MultiscaleError
 
@@ -69,12 +70,26 @@ def one_line(err: BaseException) -> str:
     return "; ".join(lines) or type(err).__name__
 
 
+def library_warning_format(command: str, default=warnings.formatwarning):
+    """A `warnings.formatwarning` that prints the library's own warnings (a damaged checkpoint or
+    sweep fragment set aside, data repeated) as one line, `multiscale COMMAND: warning: MESSAGE`,
+    without the source line of the library; other warnings keep `default`'s format."""
+    def format_warning(message, category, filename, lineno, line=None):
+        if category.__module__.split(".")[0] == "multiscale":
+            return f"multiscale {command}: warning: {one_line(message)}\n"
+        return default(message, category, filename, lineno, line)
+
+    return format_warning
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    default_format = warnings.formatwarning
+    warnings.formatwarning = library_warning_format(command_name(args), default_format)
     try:
         return int(args.handler(args) or 0)
     except BrokenPipeError:  # e.g. `multiscale ... | head`: stop quietly, as Unix tools do
@@ -83,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     except MultiscaleError as err:  # the user's mistake; anything else is a bug and keeps its traceback
         print(f"multiscale {command_name(args)}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    finally:
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ class Checkpointer:
 
         Damaged steps are warned about (`DamagedCheckpointWarning`, naming the step and what is
         wrong), moved aside, and skipped."""
-        for step in reversed(self.all_steps()):
+        steps = self.all_steps()
+        for i, step in reversed(list(enumerate(steps))):
             problem = self._damage(step)
             if problem is None:
                 try:
@@ -161,7 +162,7 @@ class Checkpointer:
                     text = str(err).strip()
                     problem = f"orbax cannot read it ({type(err).__name__}: " \
                               f"{text.splitlines()[0][:200] if text else ''})"
-            self._set_aside(step, problem)
+            self._set_aside(step, problem, older=i > 0)
         return None
 
     def _damage(self, step: int) -> str | None:
@@ -174,7 +175,7 @@ class Checkpointer:
             return None  # the record itself is damaged: let orbax judge the step
         return _size_problem(self.directory / str(step), recorded)
 
-    def _set_aside(self, step: int, problem: str) -> None:
+    def _set_aside(self, step: int, problem: str, *, older: bool) -> None:
         step_dir = self.directory / str(step)
         where = "deleted"
         if self.is_writer:
@@ -188,9 +189,10 @@ class Checkpointer:
             record = self.sizes_dir / f"{step}.json"
             if record.exists():
                 record.unlink()
+        then = ("trying the checkpoint before it" if older
+                else "no intact checkpoint is left: the run starts from step 0")
         warnings.warn(f"checkpoint step {step} in {self.directory} is damaged ({problem}); "
-                      f"{where}; resuming from an older checkpoint", DamagedCheckpointWarning,
-                      stacklevel=3)
+                      f"{where}; {then}", DamagedCheckpointWarning, stacklevel=3)
         if jax.process_count() > 1:  # every host sees the step gone before any lists the steps
             from jax.experimental import multihost_utils
 
