@@ -297,7 +297,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
 
         return fit_bayes_mixture(df, law_obj, shared, chains=chains, draws=draws, warmup=warmup, seed=seed,
                                  target_accept=target_accept, progress=progress, warn=warn,
-                                 dense_mass=dense_mass, chain_method=chain_method)
+                                 dense_mass=dense_mass, chain_method=chain_method, extrapolation=extrapolation)
     check_settings(chains, draws, warmup)
     df, data, shared = prepare(df, law_obj, shared)
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,

@@ -368,9 +368,11 @@ def _diagnostics(idata, names, chains: int) -> tuple[dict, list[str]]:
 def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4, draws: int = 1000,
                       warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
                       progress: bool = False, warn: bool = True, dense_mass: bool | None = None,
-                      chain_method: str = "auto") -> BayesFit:
+                      chain_method: str = "auto", extrapolation: bool = False) -> BayesFit:
     """NUTS posterior of a law of the whole mixture (see the module docstring); the
-    InferenceData carries ``log_likelihood`` (variable ``y``, one entry per table row)."""
+    InferenceData carries ``log_likelihood`` (variable ``y``, one entry per table row). These
+    laws have no extrapolation term (`extrapolation` is accepted for the signature of
+    `fit_bayes` and ignored)."""
     import arviz as az
     import jax
     import jax.numpy as jnp
