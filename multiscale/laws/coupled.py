@@ -27,8 +27,8 @@ from multiscale.laws.fits import LOSS_UNITS
 from multiscale.laws.mixture_forms import log_loss, offdiag_mask, raw_from_natural
 from multiscale.laws.summary import interval
 
-ITERS = 400
-PROJ_STEPS = 45
+ITERS = 200
+PROJ_STEPS = 40
 P_MIN = 1e-9
 
 
