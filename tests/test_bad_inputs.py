@@ -163,3 +163,24 @@ def test_damaged_checkpoints_are_named_and_the_warning_says_what_happens_next(tm
     assert "loop.py" not in text
     other = library_warning_format("train")(UserWarning("x"), UserWarning, "elsewhere.py", 7)
     assert "elsewhere.py:7" in other  # warnings of other libraries keep their usual format
+
+
+# ------------------------------------------------------------------ a report refused late writes nothing
+
+def test_a_report_refused_by_its_recommendation_or_its_flags_writes_no_folder(tmp_path, capsys):
+    """Too few unique tokens for the budget is found by the recommendation, after the figures
+    and predictions.csv were written: the refusal left a half-written report folder."""
+    from test_report import _write_inputs
+
+    from multiscale.errors import InputError
+    from multiscale.report import write_report
+
+    fit_dir, table = _write_inputs(tmp_path)
+    out = tmp_path / "report"
+    with pytest.raises(InputError, match="not enough data"):
+        write_report(fit_dir, out, runs=table, family_tokens={"fam0": 10, "fam1": 10, "fam2": 10})
+    assert not out.exists()
+
+    code, err = _cli(capsys, "report", fit_dir, "--runs", table, "--out", out, "--heldout", "r18,r19,r18")
+    assert code == 2 and err.startswith("multiscale report: error: --heldout") and "'r18'" in err
+    assert not out.exists()

@@ -70,6 +70,9 @@ def heldout_runs(fit, df: pd.DataFrame, runs_path: str, *, heldout: Sequence[str
         unknown = sorted(set(heldout) - set(all_runs))
         if unknown:
             raise InputError(f"--heldout names runs that are not in {runs_path}: {unknown[:5]}")
+        twice = sorted({r for r in heldout if list(heldout).count(r) > 1})
+        if twice:
+            raise InputError(f"--heldout names run(s) {twice[:5]} twice")
         return list(heldout)
     if fitted_table is not None and os.path.abspath(fitted_table) != os.path.abspath(runs_path):
         from multiscale.runs import read_runs

@@ -80,7 +80,6 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
         family_tokens = facts.family_tokens
     N = _scale(N, df["N"].max(), "--N")
     D = _scale(D, df["D"].max(), "--D")
-    os.makedirs(out_dir, exist_ok=True)
     return _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens)
 
 
@@ -100,13 +99,16 @@ def _fitted_table(fit_dir: str, fitted) -> str | None:
 
 
 def _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens) -> Report:
-    figs = [plots.plot_loss_vs_p(df, fit, os.path.join(out_dir, "loss_vs_p.png"), heldout=held)]
+    # Every number first (the recommendation refuses bad caps, tokens or scales), so a refusal
+    # leaves no half-written report folder behind.
     table = prediction_table(fit, df, held)
     metrics = fit_metrics(table)
+    rec = recommend_for_report(fit, N, D, family_tokens=family_tokens, objective=objective)
+    os.makedirs(out_dir, exist_ok=True)
+    figs = [plots.plot_loss_vs_p(df, fit, os.path.join(out_dir, "loss_vs_p.png"), heldout=held)]
     atomic_write_text(os.path.join(out_dir, "predictions.csv"), table.to_csv(index=False))
     figs.append(plots.plot_pred_vs_obs(table, os.path.join(out_dir, "pred_vs_obs.png"),
                                        title_extra=_metrics_subtitle(metrics)))
-    rec = recommend_for_report(fit, N, D, family_tokens=family_tokens, objective=objective)
     draws = rec.get("p_star_draws") or {f: [s["median"]] for f, s in rec["p_star"].items()}
     figs.append(plots.plot_p_star(
         draws, {pretty(k): v for k, v in rec["baselines"].items()}, os.path.join(out_dir, "p_star.png"),
