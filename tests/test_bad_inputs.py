@@ -184,3 +184,21 @@ def test_a_report_refused_by_its_recommendation_or_its_flags_writes_no_folder(tm
     code, err = _cli(capsys, "report", fit_dir, "--runs", table, "--out", out, "--heldout", "r18,r19,r18")
     assert code == 2 and err.startswith("multiscale report: error: --heldout") and "'r18'" in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ a sweep on a damaged corpus
+
+def test_a_sweep_on_a_damaged_corpus_is_refused_before_any_run(tmp_path, capsys):
+    """Every run failed on the cut shard one after another (exit 1, a failures file per run);
+    the damage is known from the manifest before the first run."""
+    corpus = _files_corpus(tmp_path, "corpus", {"de": "der die das und".split(), "fr": "le la les et".split()})
+    shard = next((corpus / "train").glob("fr-*.tokens"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: p\nfamilies: [germanic, romance]\npresets: [cpu-100k]\ntokens: [1000]\n"
+                    "train: {seq_len: 16, batch: 4}\nmixtures: [{design: baselines, include: [uniform]}]\n")
+    out = tmp_path / "sweep"
+    code, err = _cli(capsys, "sweep", plan, "--out", out, "--corpus", corpus, "--no-progress")
+    assert code == 2 and err.startswith("multiscale sweep: error: corpus ") and "is damaged" in err
+    assert shard.name in err and "truncated" in err
+    assert not out.exists()

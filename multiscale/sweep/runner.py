@@ -104,11 +104,16 @@ def finished_rows(rdir):
     return pd.read_csv(io.StringIO(text))
 
 
-def corpus_info(corpus) -> tuple[tuple[str, ...], dict[str, int]]:
-    """(family names, unique training tokens per family) of a corpus folder or Corpus."""
+def _open_corpus(corpus):
+    """A Corpus from a corpus folder or a Corpus."""
     from multiscale.data.corpus import Corpus
 
-    c = corpus if hasattr(corpus, "grouping") else Corpus.open(str(corpus))
+    return corpus if hasattr(corpus, "grouping") else Corpus.open(str(corpus))
+
+
+def corpus_info(corpus) -> tuple[tuple[str, ...], dict[str, int]]:
+    """(family names, unique training tokens per family) of a corpus folder or Corpus."""
+    c = _open_corpus(corpus)
     fams = tuple(c.grouping.family_names)
     return fams, {f: int(c.train_tokens(f)) for f in fams}
 
@@ -223,6 +228,7 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     if train_fn is None:
         if corpus is None:
             raise InputError("no corpus: pass --corpus DIR or set 'corpus:' in the plan")
+        _open_corpus(corpus).require_intact()  # every run would fail on a missing or cut shard
         train_fn = default_train_fn
     if not lease_s > 0:
         raise InputError(f"lease duration must be > 0 seconds, got {lease_s}")
