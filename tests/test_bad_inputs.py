@@ -202,3 +202,20 @@ def test_a_sweep_on_a_damaged_corpus_is_refused_before_any_run(tmp_path, capsys)
     assert code == 2 and err.startswith("multiscale sweep: error: corpus ") and "is damaged" in err
     assert shard.name in err and "truncated" in err
     assert not out.exists()
+
+
+# ------------------------------------------------------------------ messages name the flag
+
+def test_out_of_range_eval_flags_are_named_as_the_user_typed_them(tmp_path, capsys):
+    corpus = _files_corpus(tmp_path, "corpus", {"de": "der die das und".split(), "fr": "le la les et".split()})
+    run = tmp_path / "run"
+    code, err = _cli(capsys, "train", "--corpus", corpus, "--model", "cpu-100k", "--ratios", "germanic=0.5,romance=0.5",
+                     "--tokens", "640", "--seq-len", "16", "--batch-size", "4", "--eval-tokens-per-language", "1",
+                     "--no-progress", "--out", run)
+    assert code == 2 and "--eval-tokens-per-language" in err and "got 1" in err
+    assert not run.exists()
+    (tmp_path / "de.txt").write_text("ein Text " * 50)
+    code, err = _cli(capsys, "corpus", "build", "--source", "files", "--input", f"de={tmp_path}/de.txt",
+                     "--eval-fraction", "1.5", "--out", tmp_path / "c2", "--no-progress")
+    assert code == 2 and "--eval-fraction" in err and "1.5" in err
+    assert not (tmp_path / "c2").exists()

@@ -210,7 +210,7 @@ def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) 
             raise CorpusError(f"eval_docs_per_language must be >= 1, got {eval_docs}")
         eval_fraction = None
     elif eval_fraction is None or not (0.0 < float(eval_fraction) < 1.0):
-        raise CorpusError(f"eval_fraction must be in (0, 1), got {eval_fraction}")
+        raise CorpusError(f"--eval-fraction (eval_fraction) must be in (0, 1), got {eval_fraction}")
     if max_docs is not None and int(max_docs) < 2:
         raise CorpusError(f"max_docs_per_language must be >= 2, got {max_docs}")
     missing = [lang for lang in grouping.languages if lang not in source.languages]

@@ -95,6 +95,10 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise TrainConfigError(f"TrainConfig.{name} must be an int >= 0, got {value!r}")
+        cap = self.eval_tokens_per_language
+        if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or cap < 2):
+            raise TrainConfigError("TrainConfig.eval_tokens_per_language (--eval-tokens-per-language) must be "
+                                   f"an int >= 2 or None, got {cap!r}")
         if self.warmup_steps is not None and self.warmup_steps < 0:
             raise TrainConfigError(f"TrainConfig.warmup_steps must be >= 0, got {self.warmup_steps}")
         if not self.lr > 0:
