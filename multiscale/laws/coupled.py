@@ -49,19 +49,57 @@ def _project(v, lo, hi):
     return jnp.clip(v - 0.5 * (a + b), lo, hi)
 
 
-def _losses_fn(law, fam_in_mix, M: int, logN: float, logD: float, logU_F):
-    """(theta of one draw, P (M,)) -> losses (F,) in nats/token."""
+def _losses_fn(law, fam_in_mix, M: int):
+    """(theta of one draw, P (M,), log N, log D, log U (F,)) -> losses (F,) in nats/token."""
     import jax.numpy as jnp
 
     off = jnp.asarray(offdiag_mask(fam_in_mix, M))
     idx = jnp.asarray(fam_in_mix)
 
-    def losses(th, P):
-        with np.errstate(divide="ignore"):
-            logp = jnp.log(P[idx])
-        return jnp.exp(log_loss(law, th, logN, logD, logp, logU_F, P[:, None], off, xp=jnp))
+    def losses(th, P, logN, logD, logU):
+        return jnp.exp(log_loss(law, th, logN, logD, jnp.log(P[idx]), logU, P[:, None], off, xp=jnp))
 
     return losses
+
+
+_PROGRAMS: dict = {}
+
+
+def _program(law, fam_in_mix: tuple, M: int, normalized: bool, iters: int):
+    """The jitted solver ``(theta (draws first), log N, log D, log U, w, lo, hi) -> P (S, M)``,
+    compiled once per law, families, objective and iteration count."""
+    import jax
+    import jax.numpy as jnp
+
+    key = (law.name, fam_in_mix, M, normalized, iters)
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    F = len(fam_in_mix)
+    losses = _losses_fn(law, np.asarray(fam_in_mix), M)
+    mono = np.eye(M)[np.asarray(fam_in_mix)]  # family i's monolingual mixture
+
+    def one(th1, logN, logD, logU, w, lo, hi):
+        def f(P):
+            return losses(th1, P, logN, logD, logU)
+
+        ref = jax.vmap(f)(jnp.asarray(mono))[jnp.arange(F), jnp.arange(F)] if normalized else jnp.ones(F)
+        obj = jax.value_and_grad(lambda P: jnp.sum(w * f(P) / ref))
+
+        def step(_, c):
+            p, fp, g, t = c
+            q = _project(p - t * g, lo, hi)
+            fq, gq = obj(q)
+            d = q - p
+            ok = jnp.isfinite(fq) & (fq <= fp + jnp.dot(g, d) + jnp.dot(d, d) / (2 * t))
+            return (jnp.where(ok, q, p), jnp.where(ok, fq, fp), jnp.where(ok, gq, g),
+                    jnp.where(ok, 1.25 * t, 0.5 * t))
+
+        p0 = _project(jnp.full(M, 1.0 / M), lo, hi)
+        f0, g0 = obj(p0)
+        return jax.lax.fori_loop(0, iters, step, (p0, f0, g0, jnp.asarray(0.01)))[0]
+
+    _PROGRAMS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None, None, None)))
+    return _PROGRAMS[key]
 
 
 def solve_coupled(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F=None,
@@ -79,29 +117,9 @@ def solve_coupled(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, l
     with jax.enable_x64(True):
         th = {k: jnp.asarray(np.moveaxis(v, 0, 1) if k in law.matrix else v)
               for k, v in raw_from_natural(law, nat).items()}  # draws first everywhere
-        losses = _losses_fn(law, np.asarray(fam_in_mix), M, math.log(N), math.log(D), jnp.log(jnp.asarray(U)))
-        w, lo_j, hi_j = jnp.asarray(w_F, float), jnp.asarray(lo), jnp.asarray(hi)
-        mono = jnp.eye(M)[jnp.asarray(fam_in_mix)]  # family i's monolingual mixture
-
-        def one(th1):
-            ref = jax.vmap(lambda e: losses(th1, e))(mono)[jnp.arange(F), jnp.arange(F)] if normalized \
-                else jnp.ones(F)
-            obj = jax.value_and_grad(lambda P: jnp.sum(w * losses(th1, P) / ref))
-
-            def step(_, c):
-                p, f, g, t = c
-                q = _project(p - t * g, lo_j, hi_j)
-                fq, gq = obj(q)
-                d = q - p
-                ok = jnp.isfinite(fq) & (fq <= f + jnp.dot(g, d) + jnp.dot(d, d) / (2 * t))
-                return (jnp.where(ok, q, p), jnp.where(ok, fq, f), jnp.where(ok, gq, g),
-                        jnp.where(ok, 1.25 * t, 0.5 * t))
-
-            p0 = _project(jnp.full(M, 1.0 / M), lo_j, hi_j)
-            f0, g0 = obj(p0)
-            return jax.lax.fori_loop(0, iters, step, (p0, f0, g0, jnp.asarray(0.01)))[0]
-
-        return np.asarray(jax.jit(jax.vmap(one))(th))
+        run = _program(law, tuple(int(i) for i in fam_in_mix), M, bool(normalized), int(iters))
+        args = (math.log(N), math.log(D), np.log(U), np.asarray(w_F, float), lo, hi)
+        return np.asarray(run(th, *(jnp.asarray(a, dtype=jnp.float64) for a in args)))
 
 
 def objective_at(law, nat: dict, N: float, D: float, fam_in_mix, P_SxM, w_F, U_F=None,
