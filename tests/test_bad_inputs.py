@@ -219,3 +219,40 @@ def test_out_of_range_eval_flags_are_named_as_the_user_typed_them(tmp_path, caps
                      "--eval-fraction", "1.5", "--out", tmp_path / "c2", "--no-progress")
     assert code == 2 and "--eval-fraction" in err and "1.5" in err
     assert not (tmp_path / "c2").exists()
+
+
+# ------------------------------------------------------------------ a sweep's run folder cut short
+
+@pytest.mark.parametrize("damage", ["rows_cut_at_a_line", "summary_damaged", "rows_contradict"])
+def test_a_damaged_run_folder_without_its_fragment_is_trained_again(tmp_path, monkeypatch, damage):
+    """With the fragment gone, the sweep rebuilt it from the run folder's rows.csv: one cut at a
+    line boundary lost a family unnoticed (the run counted complete), a contradicting one failed
+    the run on every later sweep instead of training it again."""
+    import json
+
+    import pandas as pd
+    from sweep_fakes import check_table, install_fake, make_plan, quiet
+
+    from multiscale.sweep import run_sweep
+
+    fake, _ = install_fake(tmp_path, monkeypatch)
+    plan, out = make_plan(count=2), tmp_path / "sweep"
+    run_sweep(plan, out, train_fn=fake.train, progress=False, log=quiet)
+    run = plan.expand()[0].run_id
+    rdir = out / "runs" / run
+    rows = pd.read_csv(rdir / "rows.csv")
+    (rdir / "summary.json").write_text(json.dumps({"run": run, "rows": rows.to_dict("records")}))
+    (out / "rows" / f"{run}.csv").unlink()
+    if damage == "rows_cut_at_a_line":
+        rows.iloc[:-1].to_csv(rdir / "rows.csv", index=False)
+    elif damage == "summary_damaged":
+        (rdir / "summary.json").write_text('{"run": ')
+    else:
+        rows.assign(p=rows["p"] * 2).to_csv(rdir / "rows.csv", index=False)
+    log = tmp_path / "log"
+    log.mkdir()
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    result = run_sweep(plan, out, train_fn=fake.train, progress=False, log=quiet)
+    assert [p.name.split(".")[0] for p in log.iterdir()] == [run.split(".")[0]]  # trained once again
+    assert result.failed == () and run in result.completed
+    check_table(out, plan)

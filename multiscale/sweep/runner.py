@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -89,9 +90,14 @@ def default_train_fn(run: PlannedRun, rdir, corpus, progress: bool):
 
 
 def finished_rows(rdir):
-    """Rows of a run whose trainer already finished (rows.csv and summary.json, rows.csv whole:
-    a header, at least one row, every row as wide as the header), else None."""
+    """Rows of a run whose trainer already finished, else None (the run is trained again; the
+    real trainer resumes from its last checkpoint). Finished: summary.json readable; rows.csv
+    whole (a header, at least one row, every row as wide as the header) and a valid run table;
+    and, where summary.json lists the run's rows, rows.csv holds the same (run, family) pairs
+    (a rows.csv cut at a line boundary would otherwise lose a family unnoticed)."""
     import pandas as pd
+
+    from multiscale.runs import validate_runs
 
     rdir = as_path(rdir)
     rows, summary = rdir / "rows.csv", rdir / "summary.json"
@@ -101,7 +107,19 @@ def finished_rows(rdir):
     records = list(csv.reader(io.StringIO(text)))
     if not text.endswith("\n") or len(records) < 2 or any(len(r) != len(records[0]) for r in records):
         return None
-    return pd.read_csv(io.StringIO(text))
+    try:
+        listed = json.loads(summary.read_text()).get("rows")
+        df = pd.read_csv(io.StringIO(text))
+        validate_runs(df, source=str(rows))
+    except (ValueError, AttributeError, UnicodeDecodeError):  # InputError is a ValueError
+        return None
+    if isinstance(listed, list) and _pairs(listed) != _pairs(df.to_dict("records")):
+        return None
+    return df
+
+
+def _pairs(rows) -> set[tuple[str, str]]:
+    return {(str(r.get("run")).strip(), str(r.get("family")).strip()) for r in rows if isinstance(r, dict)}
 
 
 def _open_corpus(corpus):
