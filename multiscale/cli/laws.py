@@ -139,6 +139,8 @@ def _recommend(args) -> int:
 
         if fit.law.is_seed:
             raise InputError(f"--unique-tokens: law {fit.law.name!r} does not read unique tokens; fit 'repetition'")
+        if args.unique_tokens is not None:  # checked here so that the message names the flag
+            family_values(args.unique_tokens, fams, what="--unique-tokens", default=math.inf, positive=True)
         rec = recommend_coupled(fit, args.N, args.D, objective=args.objective, weights=args.weights,
                                 floor=args.floor, caps=args.cap, available_tokens=tokens, epochs=args.epochs,
                                 unique_tokens=args.unique_tokens)
