@@ -96,6 +96,7 @@ def test_compare_command_writes_its_folder(table, tmp_path, capsys):
     assert "unknown law 'quadratic'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a transfer-law point fit through the CLI, then coupled p* (~10 s on 2 idle cores)
 def test_fit_predict_recommend_accept_a_mixture_law(table, tmp_path, capsys):
     runs = tmp_path / "runs.csv"
     table.to_csv(runs, index=False)
