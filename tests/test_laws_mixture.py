@@ -127,3 +127,21 @@ def test_unique_tokens_column_is_read_per_row():
     df = pd.concat([df.iloc[:3].assign(unique_tokens=np.nan), df.iloc[3:]])
     _, data, _ = prepare(df, get_law("repetition"))
     assert np.isinf(data.logU_R[:3]).all() and np.isfinite(data.logU_R[3:]).all()
+
+
+@pytest.mark.slow  # NUTS
+def test_transfer_nuts_saves_loads_and_has_a_pointwise_log_likelihood(tmp_path):
+    import arviz as az
+
+    from multiscale.laws import fit_bayes
+
+    truth, df = _table("transfer", seed=3, noise=0.004)
+    fit = fit_bayes(df, law="transfer", chains=2, draws=200, warmup=200, seed=0, warn=False,
+                    chain_method="sequential")
+    assert fit.draws["tau"].shape == (400, 3, 3) and np.all(fit.draws["tau"][:, [0, 1, 2], [0, 1, 2]] == 0)
+    assert fit.idata.log_likelihood["y"].shape == (2, 200, len(df))
+    assert np.isfinite(az.loo(fit.idata, var_name="y").elpd_loo)
+    back = load_fit(fit.save(tmp_path / "fit"))
+    np.testing.assert_array_equal(back.draws["tau"], fit.draws["tau"])
+    lo, hi = np.quantile(fit.draws["gamma"], [0.005, 0.995], axis=0)
+    assert np.all((truth["gamma"][0] > lo - 0.02) & (truth["gamma"][0] < hi + 0.02))
