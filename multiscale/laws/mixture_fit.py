@@ -365,6 +365,42 @@ def _diagnostics(idata, names, chains: int) -> tuple[dict, list[str]]:
     return {"max_rhat": max_rhat, "min_ess_bulk": min_ess, "divergences": div}, msgs
 
 
+def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
+    """Every chain starts at the point fit's optimum (as standard-normal sites): the posterior
+    of these laws can have far modes (an unidentified E or B) where a chain started at random
+    stays (R-hat 1.6 on a 5 x 96 table)."""
+    from multiscale.laws.bayes import PRIORS
+
+    names, matrix = raw_names(law)
+    M = len(data.mixture_families) if law.matrix else 0
+    lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
+    X0 = _centre(names, _starts(law, data, names, matrix, M), lN0, lD0, 1.0)
+    res = minimize_rows(law, data, X0)
+    f = np.where(np.isfinite(res.f), res.f, np.inf)
+    x = res.x[:, np.arange(data.n_families), np.argmin(f, axis=-1)]
+    th = _split(law, names, matrix, x, M)
+    init = {}
+    for n in law.params:
+        if n in _PARAM_SITE:
+            site = _PARAM_SITE[n]
+            loc, scale, rel = PRIORS[site]
+            raw, expo = _BASE_SITES[site]
+            v = np.log(np.maximum(th[raw], 1e-6)) if expo else th[raw]
+            init[f"z_{site}"] = np.clip((v - (loc + ybar if rel else loc)) / scale, -4, 4)
+    if "lrs" in th:
+        loc, scale = EXTRA_PRIORS["log_Rstar"]
+        init["z_log_Rstar"] = np.clip((th["lrs"] - loc) / scale, -4, 4)
+    if "lk" in th:
+        loc, scale = EXTRA_PRIORS["log_k"]
+        init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
+    if "t" in th:
+        init["z_t"] = np.clip(th["t"] / EXTRA_PRIORS["t"], -4, 4)
+    if "ltau" in th:
+        init["z_tau"] = np.clip(np.exp(th["ltau"]) / EXTRA_PRIORS["tau_scale"], 1e-3, 4)
+    init["sigma"] = np.full(data.n_families, 0.01)
+    return {k: np.asarray(v, dtype=float) for k, v in init.items()}
+
+
 def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4, draws: int = 1000,
                       warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
                       progress: bool = False, warn: bool = True, dense_mass: bool | None = None,
@@ -376,7 +412,7 @@ def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4,
     import arviz as az
     import jax
     import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import MCMC, NUTS, init_to_value
 
     from multiscale.laws.bayes import DENSE_MAX_DIMS, WARMUP, _chain_method, check_settings
 
@@ -390,7 +426,9 @@ def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4,
     dense = dims <= DENSE_MAX_DIMS if dense_mass is None else dense_mass
     method = _chain_method(chain_method, chains)
     t0 = time.perf_counter()
-    mcmc = MCMC(NUTS(model, target_accept_prob=target_accept, dense_mass=dense), num_warmup=warmup,
+    init = _init_from_point(law, data, ybar)
+    mcmc = MCMC(NUTS(model, target_accept_prob=target_accept, dense_mass=dense,
+                     init_strategy=init_to_value(values=init)), num_warmup=warmup,
                 num_samples=draws, num_chains=chains, chain_method=method, progress_bar=progress)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
