@@ -277,6 +277,9 @@ def _check_checksum(meta: dict, path) -> dict:
     checking the payload's own."""
     if "checksums" not in meta and "format" not in meta:
         return {}
+    fmt = _get(meta, "format", int, path)
+    if fmt != FORMAT:
+        raise _damaged(path, f"'format' is {fmt!r}; this version reads format {FORMAT}")
     sums = _get(meta, "checksums", dict, path)
     if not isinstance(sums.get(FIT_JSON), str):
         raise _damaged(path, f"its checksums have no entry for {FIT_JSON}")
@@ -316,9 +319,30 @@ def _matrix_value(params: dict, family: str, name: str, source: str, path) -> fl
     return _number(v, f"parameter {name!r} of family {family!r} for mixture family {source!r}", path)
 
 
+# Signs every fit guarantees: these are exp() of a fitted value; the exponents and tau are >= 0
+# (docs/design.md, "Laws: forms, fits, optimal ratios").
+POSITIVE_PARAMS = ("E", "A", "B", "c", "R_star", "k")
+NONNEGATIVE_PARAMS = ("alpha", "beta", "tau")
+
+
+def _check_signs(draws: dict[str, np.ndarray], families, path) -> None:
+    """A parameter outside its range (a negative E, alpha, ...) marks the file as damaged."""
+    for name, v in draws.items():
+        bad = (v <= 0) if name in POSITIVE_PARAMS else (v < 0) if name in NONNEGATIVE_PARAMS else None
+        if bad is None or not np.any(bad):
+            continue
+        j = int(np.argwhere(bad)[0][1])
+        need = "positive" if name in POSITIVE_PARAMS else ">= 0"
+        raise _damaged(path, f"parameter {name!r} of family {families[j]!r} is {float(v[bad][0])!r}; "
+                             f"it must be {need}")
+
+
 def _load_point(meta: dict, path, common: dict) -> PointFit:
     params = _get(meta, "params", dict, path)
     law, families = common["law"], common["families"]
+    extra = [f for f in params if f not in families]
+    if extra:
+        raise _damaged(path, f"'params' holds families {extra!r} that are not in 'families' {list(families)!r}"[:300])
     draws = {}
     for n in law.params:
         row = []
@@ -331,6 +355,7 @@ def _load_point(meta: dict, path, common: dict) -> PointFit:
     for n in law.matrix:
         draws[n] = np.array([[[_matrix_value(params, f, n, g, path) for g in common["mixture_families"]]
                               for f in families]], dtype=float)
+    _check_signs(draws, families, path)
     return PointFit(draws=draws, objective=_get(meta, "objective", dict, path, default={}),
                     start=_get(meta, "start", dict, path, default={}),
                     grad_norm=_get(meta, "grad_norm", dict, path, default={}),
@@ -356,6 +381,7 @@ def _read_posterior(directory: Path, sums: dict, law: Law, families, mixture_fam
     for n, v in draws.items():
         if not np.all(np.isfinite(v)):
             raise _damaged(nc, f"parameter {n!r} has non-finite draws")
+    _check_signs(draws, families, nc)
     return idata, draws
 
 
@@ -377,9 +403,10 @@ def load_fit(directory: str | os.PathLike) -> Fit:
     Raises:
       MissingFileError: `directory` is not a folder holding ``fit.json``.
       DamagedFileError: ``fit.json`` is not a JSON object, fails its checksum, lacks a key,
-        names an unknown law or method, or holds a value of the wrong type or a non-finite
-        number; or ``posterior.nc`` is missing, fails its checksum or cannot be read. The
-        message names the file.
+        names an unknown law, method or format, holds a value of the wrong type, a non-finite
+        number, a parameter outside its range (E, A, B, c, R_star, k <= 0; alpha, beta, tau < 0)
+        or parameters of a family not in 'families'; or ``posterior.nc`` is missing, fails its
+        checksum, cannot be read or holds draws outside those ranges. The message names the file.
     """
     directory = Path(directory)
     meta_path = directory / FIT_JSON
