@@ -50,10 +50,12 @@ class FamilyIndependence:
     top_effect: float
     top_interval: tuple[float, float]
     verdict: str
+    left_out: list[str]  # mixture columns constant over the family's usable runs: not in its regression
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["top_interval"] = list(self.top_interval)
+        d["left_out"] = list(self.left_out)
         return d
 
 
@@ -135,7 +137,11 @@ def _test_family(fam: str, sub: pd.DataFrame, g: np.ndarray, mix: list[str],
     keep = p_own > 0
     dropped = int((~keep).sum())
     sub, p_own, g = sub[keep], p_own[keep], g[keep]
-    others = [c for c in mix if c != own_col]
+    others = [c for c in mix if c != own_col and np.ptp(sub[c].to_numpy(float)) > 0]
+    left_out = [c for c in mix if c != own_col and c not in others]
+    if not others:
+        raise RunTableError(f"family {fam!r}: no other family's ratio varies over its runs "
+                            f"({', '.join(left_out)} constant); the independence test needs varied mixtures")
     y = np.log(sub["loss"].to_numpy(float))
     n = len(y)
     D_grp = (g[:, None] == np.unique(g)[None, :]).astype(float)  # one intercept per (N, D)
@@ -153,12 +159,14 @@ def _test_family(fam: str, sub: pd.DataFrame, g: np.ndarray, mix: list[str],
         r2_full=float(fits["r2_full"]), share_own=float(fits["share"]), f_pvalue=fits["pval"],
         gamma_own=float(-fits["b_own"][-1]), top_family=mix_fams[mix.index(others[j])],
         top_effect=eff, top_interval=(lo, hi),
-        verdict="own ratio suffices" if ok else "depends on other families")
+        verdict="own ratio suffices" if ok else "depends on other families", left_out=left_out)
 
 
 def independence_test(df: pd.DataFrame) -> IndependenceResult:
     """Run the test on a run table carrying ``p_<family>`` mixture columns (see module doc).
-    The table is checked by `multiscale.runs.validate_runs` first."""
+    The table is checked by `multiscale.runs.validate_runs` first. A mixture column constant
+    over a family's runs (a family never trained on, 0 in every run) cannot have a measurable
+    effect: it is left out of that family's regression and named in a note, with no number."""
     df = validate_runs(df)
     mix = mixture_columns(df)
     if len(mix) < 2:
@@ -173,4 +181,18 @@ def independence_test(df: pd.DataFrame) -> IndependenceResult:
         if dropped:
             notes.append(f"{fam}: {dropped} runs with p = 0 dropped (log p undefined; the law "
                          "cannot describe a family absent from training)")
+    notes.extend(_left_out_notes(df, out))
     return IndependenceResult(families=out, notes=notes)
+
+
+def _left_out_notes(df: pd.DataFrame, out: dict[str, FamilyIndependence]) -> list[str]:
+    """One note per mixture column left out of some family's regression (constant there)."""
+    notes = []
+    for col in dict.fromkeys(c for r in out.values() for c in r.left_out):
+        fams = [f for f, r in out.items() if col in r.left_out]
+        values = np.unique(df[col].to_numpy(float))
+        where = "every run" if len(values) == 1 else f"the runs of {', '.join(fams)}"
+        shown = f" ({values[0]:g})" if len(values) == 1 else ""
+        notes.append(f"{col} is constant over {where}{shown}: left out of the regression of "
+                     f"{', '.join(fams)}; no cross effect can be measured for it")
+    return notes
