@@ -124,6 +124,7 @@ def _recommend(args) -> int:
         _finite(args.epochs, "--epochs")
     fit = load_fit(args.fit_dir)
     fams = fit.families
+    _check_bounds(fit, args)
 
     def per_family(value, flag, **kw):  # checked here so that the message names the flag
         return None if value is None else dict(zip(fams, family_values(value, fams, what=flag, **kw).tolist()))
@@ -144,6 +145,7 @@ def _recommend(args) -> int:
         rec = recommend_coupled(fit, args.N, args.D, objective=args.objective, weights=args.weights,
                                 floor=args.floor, caps=args.cap, available_tokens=tokens, epochs=args.epochs,
                                 unique_tokens=args.unique_tokens)
+        rec.notes.extend(_weights_notes(fams, args.weights))
         _emit(rec, args.json)
         return 0
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective,
@@ -151,8 +153,32 @@ def _recommend(args) -> int:
                          floor=per_family(args.floor, "--floor", default=0.0, upper=1.0),
                          caps=per_family(args.cap, "--cap", default=1.0, upper=1.0, positive=True),
                          available_tokens=tokens, epochs=args.epochs)
+    rec.notes.extend(_weights_notes(fams, args.weights))
     _emit(rec, args.json)
     return 0
+
+
+def _check_bounds(fit, args) -> None:
+    """--floor and --cap over the families p* is over, each checked and their sums checked,
+    naming the flag (before the data caps of --tokens, which the recommendation checks)."""
+    from multiscale.laws.coupled import decision_families
+    from multiscale.laws.optimal import check_bound_sums, family_values
+
+    mix = decision_families(fit)
+    lo = family_values(args.floor, mix, what="--floor", default=0.0, upper=1.0)
+    hi = family_values(args.cap, mix, what="--cap", default=1.0, upper=1.0, positive=True)
+    check_bound_sums(mix, lo, hi, floor="--floor", caps="--cap")
+
+
+def _weights_notes(fams, weights) -> list[str]:
+    """A note naming the families that --weights left out (they get weight 1)."""
+    if weights is None or "=" not in weights:
+        return []
+    from multiscale.mixture import parse_pairs
+
+    named = parse_pairs(weights, what="--weights", known=fams)
+    left = [f for f in fams if f not in named]
+    return [f"--weights: {', '.join(left)} not named, so weight 1 each (before normalizing to sum 1)"] if left else []
 
 
 def _predict(args) -> int:
@@ -184,7 +210,7 @@ def _predict_table(args) -> int:
         raise InputError(f"predict --runs predicts the table's rows; drop {', '.join(given)}")
     if args.out is None:
         raise InputError("predict --runs needs --out PRED.csv")
-    _check_out_file(args.out)
+    _check_out_file(args.out, args.runs, args.fit_dir)
     fit = load_fit(args.fit_dir)
     table = predict_table(fit, read_runs(args.runs))
     atomic_write_text(args.out, table.to_csv(index=False))
@@ -196,15 +222,34 @@ def _predict_table(args) -> int:
     return 0
 
 
-def _check_out_file(out: str) -> None:
-    """`--out` of a file: not an existing folder, and its folder exists."""
+def _check_out_file(out: str, runs: str, fit_dir: str) -> None:
+    """`--out` of a file, checked before any work: not a folder, not under a file, its folder
+    existing, and neither the input table (`--runs`) nor a file of the fit. An existing file
+    that is none of these is replaced, as `fit --out` and `report --out` replace theirs."""
     import os
 
+    from multiscale.fileio import check_output_folder, is_remote
+
+    if is_remote(out):
+        return
     if os.path.isdir(out):
         raise InputError(f"--out {out!r} is a folder; give a file name such as pred.csv")
     parent = os.path.dirname(os.path.abspath(out))
+    check_output_folder(parent, what=f"--out {out!r}: its folder")  # a file, or under a file
     if not os.path.isdir(parent):
         raise InputError(f"--out {out!r}: its folder {parent!r} does not exist")
+    if not is_remote(runs) and _same_file(out, runs):
+        raise InputError(f"--out {out!r} is the input table --runs; write the predictions to another file")
+    if os.path.exists(out) and os.path.dirname(os.path.realpath(out)) == os.path.realpath(fit_dir):
+        raise InputError(f"--out {out!r} is a file of the fit {fit_dir!r}; write the predictions elsewhere")
+
+
+def _same_file(a: str, b: str) -> bool:
+    import os
+
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _independence(args) -> int:
@@ -271,7 +316,9 @@ def register(subparsers) -> None:
     p.add_argument("--N", type=float, required=True, help="non-embedding parameters")
     p.add_argument("--D", type=float, required=True, help="training tokens")
     p.add_argument("--objective", default="normalized", choices=["normalized", "raw"])
-    p.add_argument("--weights", default=None, help="FAM=W,... (default equal; normalized to sum 1)")
+    p.add_argument("--weights", default=None, metavar="W|FAM=W,...",
+                   help="family weights of the objective: one number for every family, or per family; a "
+                        "family not named gets 1 (default: all 1); normalized to sum 1 (shown in --json)")
     p.add_argument("--floor", default=None, metavar="P|FAM=P,...",
                    help="minimum ratio: one number for every family, or per family")
     p.add_argument("--cap", dest="cap", default=None, metavar="P|FAM=P,...",
@@ -298,7 +345,8 @@ def register(subparsers) -> None:
                    help="a run table: predict each row (90%% posterior predictive) into --out")
     p.add_argument("--out", default=None, metavar="PRED.csv",
                    help="with --runs: CSV of run, family, N, D, p, median, q05, q95, sd_log, "
-                        "extrapolation_sd_log, loss")
+                        "extrapolation_sd_log, loss; an existing file is replaced (never --runs "
+                        "itself or a file of the fit)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_predict)
 

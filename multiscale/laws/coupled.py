@@ -156,6 +156,7 @@ class CoupledRecommendation:
     unique_tokens: dict[str, float]
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)  # per evaluated family, summing to 1
 
     @property
     def ratios(self) -> dict[str, float]:
@@ -166,7 +167,8 @@ class CoupledRecommendation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"law": self.law, "method": self.method, "N": self.N, "D": self.D, "objective": self.objective,
-                "solver": "coupled (projected gradient)", "loss_units": LOSS_UNITS, "ratios": self.ratios,
+                "solver": "coupled (projected gradient)", "loss_units": LOSS_UNITS, "weights": dict(self.weights),
+                "ratios": self.ratios,
                 "p_star": {f: interval(self.p_star[:, m]) for m, f in enumerate(self.mixture_families)},
                 "loss_at_p_star": {f: interval(self.loss_star[:, j]) for j, f in enumerate(self.families)},
                 "objective_at_p_star": interval(self.objective_star), "unique_tokens": self.unique_tokens,
@@ -249,4 +251,5 @@ def recommend_coupled(fit, N: float, D: float, *, objective: str = "normalized",
                                                                     normalized)[0]}
     return CoupledRecommendation(law=fit.law.name, method=fit.method, N=float(N), D=float(D), objective=objective,
                                  mixture_families=mix, families=tuple(fit.families), p_star=P, loss_star=L,
-                                 objective_star=obj, unique_tokens=U_used, baselines=base, notes=notes)
+                                 objective_star=obj, unique_tokens=U_used, baselines=base, notes=notes,
+                                 weights=dict(zip(fit.families, w.tolist())))

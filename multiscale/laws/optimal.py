@@ -327,6 +327,7 @@ class Recommendation:
         return {"law": self.law, "method": self.method, "N": self.N, "D": self.D,
                 "objective": self.objective, "loss_units": LOSS_UNITS,
                 "objective_units": LOSS_UNITS if self.objective == "raw" else "ratio to monolingual loss",
+                "weights": dict(zip(self.families, self.weights.tolist())),
                 "recommended": ROBUST, "ratios": self.ratios, "median_ratios": self.median_ratios,
                 "families": self.family_table(),
                 "objective_at_p_star": _interval(self.objective_star),
@@ -390,6 +391,22 @@ def _tokens(available_tokens, fams) -> dict[str, float] | None:
     return {f: float(u) for f, u in zip(fams, U) if np.isfinite(u)}
 
 
+def check_bound_sums(fams, lo, hi, *, floor: str = "floor", caps: str = "caps") -> None:
+    """Floors summing above 1 or caps below 1 admit no mixture: an `InputError` naming the
+    argument (`floor`, `caps`: the flag names in the CLI) and every family's value."""
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    if lo.sum() > 1 + 1e-12:
+        raise InputError(f"{floor}: the floors sum to {lo.sum():.4g} > 1 ("
+                         + ", ".join(f"{f}={v:g}" for f, v in zip(fams, lo)) + "); ratios sum to 1")
+    if hi.sum() < 1 - 1e-12:
+        raise InputError(f"{caps}: the caps sum to {hi.sum():.4g} < 1 ("
+                         + ", ".join(f"{f}<={v:g}" for f, v in zip(fams, hi)) + "); ratios sum to 1, "
+                         "so the caps must sum to at least 1")
+    bad = [f for f, a, b in zip(fams, lo, hi) if a > b]
+    if bad:
+        raise InputError(f"floor above cap for families {bad} ({floor} > {caps})")
+
+
 def _bounds(fams, weights, floor, caps, tokens: dict | None, epochs: float, D: float):
     """(weights normalized to sum 1, floors, caps after the data caps), each checked."""
     w = family_values(weights, fams, what="weights", default=1.0)
@@ -398,18 +415,19 @@ def _bounds(fams, weights, floor, caps, tokens: dict | None, epochs: float, D: f
     w = w / w.sum()
     lo = family_values(floor, fams, what="floor", default=0.0, upper=1.0)
     hi = family_values(caps, fams, what="caps", default=1.0, upper=1.0, positive=True)
+    check_bound_sums(fams, lo, hi)  # the caps given, before any data cap
     if tokens:
         U = np.array([tokens.get(f, np.inf) for f in fams])
         hi = np.minimum(hi, epochs * U / D)
-    if lo.sum() > 1 + 1e-12:
-        raise InputError(f"floors sum to {lo.sum():.4g} > 1: " + ", ".join(f"{f}={v:g}" for f, v in zip(fams, lo)))
     if hi.sum() < 1 - 1e-12:
         detail = ", ".join(f"{f}<={v:.4g}" for f, v in zip(fams, hi))
-        raise InputError(f"caps sum to {hi.sum():.4g} < 1 ({detail}): not enough data for D = {D:.3g} "
-                         f"tokens at {epochs:g} epochs; lower D or allow more epochs")
+        raise InputError(f"not enough data for D = {D:.3g} tokens: the available tokens (available_tokens, "
+                         f"--tokens) at {epochs:g} epochs cap the ratios (p <= epochs * tokens / D) so that "
+                         f"the caps sum to {hi.sum():.4g} < 1 ({detail}); lower D, allow more epochs or "
+                         "give more tokens")
     bad = [f for f, a, b in zip(fams, lo, hi) if a > b]
     if bad:
-        raise InputError(f"floor above cap for families {bad}")
+        raise InputError(f"floor above the data cap (p <= epochs * available_tokens / D) for families {bad}")
     return w, lo, hi
 
 
