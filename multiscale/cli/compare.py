@@ -7,11 +7,11 @@ Spearman within each (N, D), 90% coverage, PSIS-LOO with NUTS), and applies the 
 
 from __future__ import annotations
 
-from multiscale.errors import MissingFileError
+from multiscale.errors import InputError, MissingFileError
 
 
 def _compare(args) -> int:
-    from multiscale.cli.laws import _compile_cache, _emit
+    from multiscale.cli.laws import _compile_cache, _emit, _finite
     from multiscale.fileio import as_path, check_output_folder
     from multiscale.laws.compare import compare_laws, write_comparison
     from multiscale.laws.forms import get_law
@@ -21,8 +21,15 @@ def _compare(args) -> int:
         raise MissingFileError(f"run table {args.runs!r} does not exist or is a folder")
     if args.out:
         check_output_folder(args.out)
-    for name in [s.strip() for s in args.laws.split(",") if s.strip()]:
+    names = [s.strip() for s in args.laws.split(",") if s.strip()]
+    for name in names:
         get_law(name)  # an unknown law is refused before any work
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(f"--laws names {', '.join(map(repr, twice))} twice; give each law once")
+    for flag, value in (("--N", args.N), ("--D", args.D)):
+        if value is not None:
+            _finite(value, flag)
     if args.method == "nuts":
         from multiscale.laws.bayes import host_devices_for_chains
 
