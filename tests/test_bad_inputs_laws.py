@@ -170,7 +170,8 @@ def test_independence_leaves_out_a_mixture_column_that_never_varies(tmp_path, ca
     code, out, err = _cli(capsys, "independence", table, "--json")
     assert code == 0, err
     d = json.loads(out)
-    assert all(r["top_family"] != "martian" for r in d["families"].values())
+    assert all(r["top_family"] != "martian" and r["left_out"] == ["p_martian"] for r in d["families"].values())
+    assert all("left_out" not in r for r in ref.to_dict()["families"].values())
     assert any("p_martian" in n for n in d["notes"])
 
 

@@ -55,7 +55,9 @@ class FamilyIndependence:
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["top_interval"] = list(self.top_interval)
-        d["left_out"] = list(self.left_out)
+        d.pop("left_out")
+        if self.left_out:  # only where some column was left out: other tables' JSON is unchanged
+            d["left_out"] = list(self.left_out)
         return d
 
 
