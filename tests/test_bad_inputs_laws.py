@@ -227,3 +227,17 @@ def test_compare_refuses_a_law_given_twice_and_a_bad_target(fitted, tmp_path, ca
     _one_line_error(err, "compare")
     assert all(n in err for n in needles), err
     assert not out_dir.exists()
+
+
+def test_a_point_fit_that_load_fit_would_refuse_is_not_saved(fitted, tmp_path):
+    """An exponent below 0 (loss rising with N) cannot be loaded back; it is refused at save,
+    naming the parameter, and nothing is written."""
+    from multiscale.errors import InputError
+
+    fit = load_fit(fitted[0])
+    fit.draws["beta"] = fit.draws["beta"].copy()
+    fit.draws["beta"][0, 1] = -0.05
+    out = tmp_path / "bad_fit"
+    with pytest.raises(InputError, match=r"parameter 'beta' of family 'fam1' is -0\.05"):
+        fit.save(out)
+    assert not out.exists()

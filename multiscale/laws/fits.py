@@ -145,7 +145,12 @@ class PointFit(Fit):
         return "\n".join(lines)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Writes ``fit.json`` (with its checksum) into `directory`; returns the folder."""
+        """Writes ``fit.json`` (with its checksum) into `directory`; returns the folder. A fit
+        `load_fit` would refuse (an exponent below 0: loss rising with N or D) is not saved."""
+        problem = out_of_range(self.draws, self.families)
+        if problem:
+            raise InputError(f"the fit is not saved: {problem} (the runs' loss rises with N or D, or the "
+                                "law does not suit them; check the runs or fit another --law)")
         directory = check_fit_dir(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _write_fit_json(directory, self.to_dict(), {})
@@ -325,16 +330,23 @@ POSITIVE_PARAMS = ("E", "A", "B", "c", "R_star", "k")
 NONNEGATIVE_PARAMS = ("alpha", "beta", "tau")
 
 
-def _check_signs(draws: dict[str, np.ndarray], families, path) -> None:
-    """A parameter outside its range (a negative E, alpha, ...) marks the file as damaged."""
+def out_of_range(draws: dict[str, np.ndarray], families) -> str | None:
+    """What is wrong with the first parameter outside its range (a negative E, alpha, ...), or None."""
     for name, v in draws.items():
         bad = (v <= 0) if name in POSITIVE_PARAMS else (v < 0) if name in NONNEGATIVE_PARAMS else None
         if bad is None or not np.any(bad):
             continue
         j = int(np.argwhere(bad)[0][1])
         need = "positive" if name in POSITIVE_PARAMS else ">= 0"
-        raise _damaged(path, f"parameter {name!r} of family {families[j]!r} is {float(v[bad][0])!r}; "
-                             f"it must be {need}")
+        return f"parameter {name!r} of family {families[j]!r} is {float(v[bad][0])!r}; it must be {need}"
+    return None
+
+
+def _check_signs(draws: dict[str, np.ndarray], families, path) -> None:
+    """A parameter outside its range marks the file as damaged."""
+    problem = out_of_range(draws, families)
+    if problem:
+        raise _damaged(path, problem)
 
 
 def _load_point(meta: dict, path, common: dict) -> PointFit:
