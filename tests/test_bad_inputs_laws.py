@@ -117,8 +117,8 @@ def _set(path, value):
 @pytest.mark.parametrize("change, needles", [
     (_set(["format"], 99), ["'format'", "99"]),
     (_set(["format"], "2"), ["'format'"]),
-    (_set(["params", "fam1", "E"], -1.4), ["'E'", "'fam1'", "-1.4", "positive"]),
-    (_set(["params", "fam0", "A"], 0.0), ["'A'", "'fam0'", "positive"]),
+    (_set(["params", "fam1", "E"], -1.4), ["'E'", "'fam1'", "-1.4", ">= 0"]),
+    (_set(["params", "fam0", "A"], -1e-9), ["'A'", "'fam0'", ">= 0"]),
     (_set(["params", "fam2", "alpha"], -0.3), ["'alpha'", "'fam2'", "-0.3", ">= 0"]),
     (_set(["params", "martian"], {"E": 1.0}), ["'params'", "'martian'", "'families'"]),
 ])

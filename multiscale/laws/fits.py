@@ -324,10 +324,12 @@ def _matrix_value(params: dict, family: str, name: str, source: str, path) -> fl
     return _number(v, f"parameter {name!r} of family {family!r} for mixture family {source!r}", path)
 
 
-# Signs every fit guarantees: these are exp() of a fitted value; the exponents and tau are >= 0
-# (docs/design.md, "Laws: forms, fits, optimal ratios").
-POSITIVE_PARAMS = ("E", "A", "B", "c", "R_star", "k")
-NONNEGATIVE_PARAMS = ("alpha", "beta", "tau")
+# Signs every fit guarantees (docs/design.md, "Laws: forms, fits, optimal ratios"): c, R_star and k
+# are exp() of a fitted value and a loss or a scale needs them positive; E, A and B are exp() too, but
+# they are terms of a sum, and the point fit may run one to a boundary where exp() underflows to 0.0
+# (a law with no irreducible loss, say), which is a valid fit; the exponents and tau are >= 0.
+POSITIVE_PARAMS = ("c", "R_star", "k")
+NONNEGATIVE_PARAMS = ("E", "A", "B", "alpha", "beta", "tau")
 
 
 def out_of_range(draws: dict[str, np.ndarray], families) -> str | None:
@@ -416,7 +418,7 @@ def load_fit(directory: str | os.PathLike) -> Fit:
       MissingFileError: `directory` is not a folder holding ``fit.json``.
       DamagedFileError: ``fit.json`` is not a JSON object, fails its checksum, lacks a key,
         names an unknown law, method or format, holds a value of the wrong type, a non-finite
-        number, a parameter outside its range (E, A, B, c, R_star, k <= 0; alpha, beta, tau < 0)
+        number, a parameter outside its range (c, R_star, k <= 0; E, A, B, alpha, beta, tau < 0)
         or parameters of a family not in 'families'; or ``posterior.nc`` is missing, fails its
         checksum, cannot be read or holds draws outside those ranges. The message names the file.
     """
