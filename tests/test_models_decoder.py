@@ -122,6 +122,7 @@ def test_heads_first_attention_matches_dot_product_attention():
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # ~3-4 s on 2 idle cores: keeps `pytest -m 'not slow'` under 2 minutes
 def test_both_attention_layouts_give_the_same_logits(monkeypatch):
     """The decoder's logits do not depend on which attention path the backend picks."""
     from multiscale.models import decoder as dec

@@ -129,6 +129,7 @@ def _write_inputs(tmp_path, heldout_runs=("r18", "r19")):
     return fit_dir, tmp_path / "all.csv"
 
 
+@pytest.mark.slow  # ~3-4 s on 2 idle cores: keeps `pytest -m 'not slow'` under 2 minutes
 def test_write_report_end_to_end(tmp_path):
     fit_dir, runs = _write_inputs(tmp_path)
     rep = report.write_report(fit_dir, tmp_path / "rep", runs=runs,
@@ -214,6 +215,7 @@ def test_report_refuses_bad_paths_and_scales_before_any_work(tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # ~3-4 s on 2 idle cores: keeps `pytest -m 'not slow'` under 2 minutes
 def test_report_reads_held_out_runs_and_token_counts_from_the_sweep_store(tmp_path):
     """A run table inside a sweep folder: the runs its plans mark held-out are held out (when the
     fit did not see them) and the corpus's token counts give the proportional baseline."""
