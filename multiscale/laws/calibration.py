@@ -21,6 +21,7 @@ from multiscale.errors import InputError
 from multiscale.laws.fits import Fit
 from multiscale.laws.forms import scale_term
 from multiscale.laws.optimal import solve_ratios
+from multiscale.laws.summary import Q_HIGH, Q_LOW
 from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 
@@ -115,7 +116,7 @@ def drifting_experiments(n_seeds: int, n_families: int, *, drift: float = 0.02, 
 
 
 def _covered(draws_SxR, y) -> np.ndarray:
-    lo, hi = np.quantile(draws_SxR, [0.05, 0.95], axis=0)
+    lo, hi = np.quantile(draws_SxR, [Q_LOW, Q_HIGH], axis=0)
     return (y >= lo) & (y <= hi)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from multiscale.errors import InputError
+from multiscale.laws.summary import Q_HIGH, Q_LOW
 
 Z90 = 1.6448536269514722  # standard normal 95% quantile: half-width of a central 90% interval
 KAPPA_QUANTILE = 0.9
@@ -98,7 +99,7 @@ def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str) -> tu
     d = distance(fitted_ranges(train), test["N"].to_numpy(float), test["D"].to_numpy(float))
     y = test["loss"].to_numpy(float)
     k = required_kappa(y, draws_SxR, d)
-    lo, hi = np.quantile(draws_SxR, [0.05, 0.95], axis=0)
+    lo, hi = np.quantile(draws_SxR, [Q_LOW, Q_HIGH], axis=0)
     rec = {"left_out": axis, "value": float(test[axis].iloc[0]), "rows": int(len(test)),
            "distance": float(np.median(d)), "coverage_before": float(np.mean((y >= lo) & (y <= hi))),
            "kappa": float(np.quantile(k, KAPPA_QUANTILE))}

@@ -36,10 +36,12 @@ from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import predict_loss, scale_term
 from multiscale.laws.summary import interval as _interval
-from multiscale.mixture import all_baselines, parse_pairs
+from multiscale.mixture import DEFAULT_MAX_EPOCHS, all_baselines, parse_pairs
 
 BISECTION_STEPS = 200
-DEFAULT_EPOCHS = 4.0  # Muennighoff et al. (2023): up to ~4 epochs of repeated data cost little.
+# The cap on epochs of any family's unique tokens: one value with UniMax's (Muennighoff et al. 2023:
+# up to ~4 epochs of repeated data cost little).
+DEFAULT_EPOCHS = DEFAULT_MAX_EPOCHS
 
 
 def solve_ratios(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:

@@ -12,6 +12,7 @@ import pandas as pd
 from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.predict import predictive_draws
+from multiscale.laws.summary import Q_HIGH, Q_LOW
 from multiscale.runs import validate_runs
 
 
@@ -65,7 +66,7 @@ def _score(y, draws_SxR) -> dict[str, float]:
     r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan")
     mape = float(np.mean(np.abs(med - y) / y) * 100.0)
     if draws_SxR.shape[0] > 1:
-        lo, hi = np.quantile(draws_SxR, [0.05, 0.95], axis=0)
+        lo, hi = np.quantile(draws_SxR, [Q_LOW, Q_HIGH], axis=0)
         cov = float(np.mean((y >= lo) & (y <= hi)))
     else:
         cov = float("nan")
