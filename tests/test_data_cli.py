@@ -181,3 +181,28 @@ def test_failed_corpus_build_leaves_no_folder(tmp_path, capsys):
                  "--grouping", "paper", "--out", str(tmp_path / "o")]) == 2
     assert "no file matches" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_corpus_build_max_train_tokens(tmp_path, capsys):
+    for lang, word in (("de", "Haus"), ("fr", "maison")):
+        d = tmp_path / "docs" / lang
+        d.mkdir(parents=True)
+        for i in range(12):
+            (d / f"{i}.txt").write_text(f"{word} {i} " * 30)
+    base = ["corpus", "build", "--source", "files", "--input", f"de={tmp_path}/docs/de/*.txt",
+            "--input", f"fr={tmp_path}/docs/fr/*.txt", "--eval-docs", "2", "--json"]
+    assert main(base + ["--out", str(tmp_path / "full")]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert main(base + ["--out", str(tmp_path / "cap"), "--max-train-tokens", "germanic=1e3"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["max_train_tokens"] == {"germanic": 1000}
+    assert out["families"]["germanic"]["train"]["tokens"] <= 1000 < full["families"]["germanic"]["train"]["tokens"]
+    assert out["families"]["germanic"]["eval"] == full["families"]["germanic"]["eval"]
+    assert out["families"]["romance"] == full["families"]["romance"]
+    for flag, message in (("germanic", "is not FAMILY=N"), ("germanic=0", "whole number >= 1"),
+                          ("germanic=1e3,germanic=2e3", "names family 'germanic' twice"),
+                          ("martian=1000", "family 'martian' is not in the grouping")):
+        assert main(base + ["--out", str(tmp_path / "bad"), "--max-train-tokens", flag]) != 0
+        err = capsys.readouterr().err
+        assert "multiscale corpus build: error:" in err and message in err, err
+        assert not (tmp_path / "bad").exists()

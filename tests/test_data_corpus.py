@@ -287,3 +287,50 @@ def test_out_folder_that_is_not_a_corpus_is_refused_before_reading(tmp_path, inp
         build_corpus(_FailingSource(inputs), tmp_path / "file" / "c", grouping=GROUPING)
     with pytest.raises(InputError, match="is a file"):
         build_corpus(_FailingSource(inputs), tmp_path / "file", grouping=GROUPING)
+
+
+def test_max_train_tokens_caps_a_family_and_leaves_eval_alone(tmp_path):
+    docs = {"de": [f"Dokument Nummer {i} " * (5 + i % 7) for i in range(40)],
+            "nl": [f"Document nummer {i} " * (3 + i % 5) for i in range(30)],
+            "fr": [f"Document numéro {i} " * 20 for i in range(40)]}
+    inputs = _files(tmp_path, docs)
+    g = Grouping.from_mapping({"germanic": ["de", "nl"], "romance": ["fr"]})
+    full = build_corpus(FilesSource(inputs), tmp_path / "full", grouping=g, eval_fraction=0.2)
+    cap = full.train_tokens("germanic") // 3
+    capped = build_corpus(FilesSource(inputs), tmp_path / "cap", grouping=g, eval_fraction=0.2,
+                          max_train_tokens={"germanic": cap})
+    smaller = build_corpus(FilesSource(inputs), tmp_path / "small", grouping=g, eval_fraction=0.2,
+                           max_train_tokens={"germanic": cap // 2})
+    assert capped.manifest["max_train_tokens"] == {"germanic": cap} and capped.train_cap("germanic") == cap
+    assert capped.train_cap("romance") is None and full.train_cap("germanic") is None
+    assert capped.summary()["max_train_tokens"] == {"germanic": cap}
+    longest = max(len(t.encode("utf-8")) + 1 for t in docs["de"] + docs["nl"])
+    assert cap - 2 * longest < capped.train_tokens("germanic") <= cap
+    for lang in ("de", "nl"):
+        kept = set(capped.read_texts(lang))
+        assert kept < set(full.read_texts(lang))  # a strict subset of the uncapped training set
+        assert set(smaller.read_texts(lang)) <= kept  # a smaller cap keeps a subset (hash order)
+        assert capped.manifest["languages"][lang]["train"]["uncapped"] == {
+            "documents": full.documents(lang), "tokens": full.tokens(lang)}
+        # the cap is shared by the languages' token counts (within one document of the share)
+        share = cap * full.tokens(lang) / full.train_tokens("germanic")
+        assert share - longest < capped.tokens(lang) <= share
+    for lang in ("de", "nl", "fr"):  # eval untouched, the uncapped family untouched
+        assert capped.read_texts(lang, "eval") == full.read_texts(lang, "eval")
+    assert capped.read_texts("fr") == full.read_texts("fr")
+    assert "uncapped" not in capped.manifest["languages"]["fr"]["train"]
+
+
+def test_max_train_tokens_keeps_one_document_and_refuses_bad_caps(tmp_path):
+    inputs = _files(tmp_path, {"de": [f"Wort {i} " * 30 for i in range(10)]})
+    g = {"germanic": ["de"]}
+    tiny = build_corpus(FilesSource(inputs), tmp_path / "t", grouping=g, eval_docs_per_language=2,
+                        max_train_tokens={"germanic": 1})
+    assert tiny.documents("de") == 1 and tiny.train_tokens("germanic") > 1
+    for caps, match in (({"romance": 10}, "family 'romance' is not in the grouping"),
+                        ({"germanic": 0}, "cap of 'germanic' must be a whole number"),
+                        ({"germanic": 2.5}, "whole number"), ({"germanic": float("inf")}, "whole number"),
+                        ({"germanic": "many"}, "whole number")):
+        with pytest.raises(CorpusError, match=match):
+            build_corpus(FilesSource(inputs), tmp_path / "x", grouping=g, max_train_tokens=caps)
+        assert not (tmp_path / "x").exists()

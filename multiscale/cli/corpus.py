@@ -30,6 +30,11 @@ def register(sub) -> None:
                         "--source manpages, else each language's genealogical family)")
     b.add_argument("--grouping", choices=("manpages", "paper"), help="a built-in grouping")
     b.add_argument("--max-docs", type=int, metavar="N", help="at most N documents per language")
+    b.add_argument("--max-train-tokens", action="append", default=[], metavar="FAMILY=N[,FAMILY=N]",
+                   help="cap a family's unique TRAIN tokens at N (e.g. japonic=1.28e5; repeatable): "
+                        "a data-constrained family, whose data repeats sooner. Shared among the "
+                        "family's languages by their token counts; whole documents in content-hash "
+                        "order; the eval split is not capped; the manifest records the cap")
     eval_group = b.add_mutually_exclusive_group()
     eval_group.add_argument("--eval-fraction", type=float, default=0.05,
                             help="share of each language's documents held out (default 0.05)")
@@ -74,6 +79,24 @@ def _parse_inputs(items: list[str]) -> dict[str, list[str]]:
     return inputs
 
 
+def _parse_caps(items: list[str]) -> dict[str, int]:
+    """--max-train-tokens FAMILY=N[,FAMILY=N] (repeatable) -> {family: N}."""
+    caps: dict[str, int] = {}
+    for item in (part.strip() for arg in items for part in arg.split(",")):
+        fam, _, value = item.partition("=")
+        fam = fam.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not fam or not (1 <= number < float("inf")) or number != int(number):
+            raise InputError(f"--max-train-tokens {item!r} is not FAMILY=N with N a whole number >= 1")
+        if fam in caps:
+            raise InputError(f"--max-train-tokens names family {fam!r} twice")
+        caps[fam] = int(number)
+    return caps
+
+
 def _grouping(args):
     from multiscale.families import MANPAGES_GROUPING, PAPER_GROUPING, load_grouping
 
@@ -96,6 +119,7 @@ def _build(args: argparse.Namespace) -> int:
     from multiscale.families import grouping_by_genealogy
 
     grouping = _grouping(args)
+    caps = _parse_caps(args.max_train_tokens)
     if args.source != "files" and args.input:
         raise InputError(f"--input is for --source files, not --source {args.source}")
     if args.source == "manpages":
@@ -135,6 +159,7 @@ def _build(args: argparse.Namespace) -> int:
         eval_fraction=None if args.eval_docs else args.eval_fraction,
         eval_docs_per_language=args.eval_docs, max_docs_per_language=args.max_docs,
         seed=args.seed, vocab=args.vocab, progress=False if args.no_progress else None,
+        max_train_tokens=caps,
     )
     if args.json:
         print(json.dumps(corpus.summary(), ensure_ascii=False))

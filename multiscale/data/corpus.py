@@ -15,6 +15,10 @@ normalization), splits each language into train and eval by a hash of the docume
     out_dir/vocab.model                           SentencePiece model (only with that vocabulary)
 
 Token counts include the one EOS token per document (that is what the packed stream sees).
+`max_train_tokens={family: N}` makes a family data-constrained: its TRAIN split keeps at most N
+tokens (`cap_train_documents`), its eval split is unchanged (the same documents as without the
+cap, so losses compare with an uncapped corpus of the same source); the manifest records the cap
+(`max_train_tokens`) and each capped language's uncapped counts (`train.uncapped`).
 The corpus is built in a temporary sibling folder and moved into place at the end (the manifest
 last), so a failed build leaves nothing behind. `Corpus.open(out_dir)` reads it back;
 `Corpus.check()` compares the files with the manifest (sizes, or with `full=True` SHA-256 too)
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -142,6 +147,7 @@ class _BuildRequest:
     max_docs: int | None
     spm_size: int | None
     vocab: Any  # a vocabulary object, or None when one is trained (spm_size)
+    max_train_tokens: Mapping[str, int] = dataclasses.field(default_factory=dict)  # family -> cap
 
 
 def build_corpus(
@@ -156,6 +162,7 @@ def build_corpus(
     vocab: Any = "byte",
     overwrite: bool = True,
     progress: bool | None = None,
+    max_train_tokens: Mapping[str, int] | None = None,
 ) -> Corpus:
     """Build a corpus from `source` (a source object or 'manpages') into `out_dir`.
 
@@ -164,7 +171,8 @@ def build_corpus(
     `vocab`: "byte", a SentencePiece .model path, or "spm:SIZE" to train a SentencePiece model of
     SIZE pieces on a family-balanced sample of the training split (saved as vocab.model).
     `eval_docs_per_language` (an int) overrides `eval_fraction`. `seed` is recorded; the split
-    itself does not depend on it (it is a content hash).
+    itself does not depend on it (it is a content hash). `max_train_tokens` ({family: N}, N >= 1)
+    caps a family's unique training tokens (see `cap_train_documents`); eval is not capped.
 
     `out_dir` must be new, an empty folder, or a folder holding a corpus (replaced when
     `overwrite`; other files in it are kept). The corpus is written to a temporary sibling folder
@@ -172,6 +180,7 @@ def build_corpus(
     """
     req = _build_request(source, grouping, eval_fraction, eval_docs_per_language,
                          max_docs_per_language, vocab)
+    req = dataclasses.replace(req, max_train_tokens=_check_caps(max_train_tokens, req.grouping))
     out = os.path.abspath(os.fspath(out_dir))
     _check_out_dir(out, overwrite)
     t0 = time.perf_counter()
@@ -327,14 +336,7 @@ def _write_corpus(out: str, req: _BuildRequest, splits, seed: int) -> dict[str, 
             vocab_lib.SentencePieceConfig(vocab_size=req.spm_size),
         )
     dtype = np.dtype("<u2") if voc.vocab_size <= 65536 else np.dtype("<u4")
-    languages: dict[str, Any] = {}
-    for lang, (train, held, duplicates) in splits.items():
-        languages[lang] = {
-            "family": grouping.family_of(lang),
-            "duplicates_removed": duplicates,
-            "train": _write_split(out, "train", lang, train, voc, dtype),
-            "eval": _write_split(out, "eval", lang, held, voc, dtype),
-        }
+    languages = _write_languages(out, req, splits, voc, dtype)
     vocab_info = voc.to_dict()
     if isinstance(voc, vocab_lib.SentencePieceVocabulary):
         if os.path.abspath(voc.path) != os.path.abspath(os.path.join(out, "vocab.model")):
@@ -349,11 +351,87 @@ def _write_corpus(out: str, req: _BuildRequest, splits, seed: int) -> dict[str, 
         "split": {"method": "sha256(content)", "eval_fraction": req.eval_fraction,
                   "eval_docs_per_language": req.eval_docs},
         "max_docs_per_language": req.max_docs,
+        "max_train_tokens": dict(req.max_train_tokens),
         "grouping": grouping.to_dict(),
         "languages": languages,
         "families": _family_totals(grouping, languages),
         "files": _file_records(out, languages, "model" in vocab_info),
     }
+
+
+def _write_languages(out: str, req: _BuildRequest, splits, voc, dtype: np.dtype) -> dict[str, Any]:
+    """Write every language's train and eval split (train capped per `req.max_train_tokens`);
+    return the manifest's `languages` entry."""
+    grouping = req.grouping
+    train_docs = {lang: tr for lang, (tr, _, _) in splits.items()}
+    uncapped: dict[str, dict[str, int]] = {}
+    for fam, cap in req.max_train_tokens.items():
+        langs = grouping.family(fam).languages
+        kept = cap_train_documents({lang: train_docs[lang] for lang in langs}, cap, voc)
+        for lang in langs:
+            uncapped[lang] = {"documents": len(train_docs[lang]),
+                              "tokens": sum(_doc_tokens(t, voc) for t in train_docs[lang])}
+            train_docs[lang] = kept[lang]
+    languages: dict[str, Any] = {}
+    for lang, (_, held, duplicates) in splits.items():
+        train = _write_split(out, "train", lang, train_docs[lang], voc, dtype)
+        if lang in uncapped:
+            train["uncapped"] = uncapped[lang]
+        languages[lang] = {
+            "family": grouping.family_of(lang),
+            "duplicates_removed": duplicates,
+            "train": train,
+            "eval": _write_split(out, "eval", lang, held, voc, dtype),
+        }
+    return languages
+
+
+def _doc_tokens(text: str, voc) -> int:
+    """Tokens of one document as written (EOS included)."""
+    return int(len(voc.encode_np(text))) + 1
+
+
+def cap_train_documents(train_by_lang: Mapping[str, list[str]], cap: int, voc) -> dict[str, list[str]]:
+    """One family's training documents cut to about `cap` tokens in all (EOS included).
+
+    The cap is shared among the family's languages in proportion to their uncapped training
+    tokens. Each language keeps the longest prefix of its documents in content-hash order
+    (`doc_hash`) that fits its share, and at least one document (so a share smaller than the
+    first document is exceeded). Hash order makes the choice stable and nested: a smaller cap
+    keeps a subset of a larger cap's documents. The kept documents stay in source order.
+    """
+    lengths = {lang: [_doc_tokens(t, voc) for t in docs] for lang, docs in train_by_lang.items()}
+    total = sum(sum(v) for v in lengths.values())
+    kept: dict[str, list[str]] = {}
+    for lang, docs in train_by_lang.items():
+        share = cap * sum(lengths[lang]) / total if total else 0.0
+        order = sorted(range(len(docs)), key=lambda i: doc_hash(docs[i]))
+        chosen, used = set(), 0
+        for i in order:
+            if chosen and used + lengths[lang][i] > share:
+                break
+            chosen.add(i)
+            used += lengths[lang][i]
+        kept[lang] = [t for i, t in enumerate(docs) if i in chosen]
+    return kept
+
+
+def _check_caps(caps: Mapping[str, Any] | None, grouping: Grouping) -> dict[str, int]:
+    """{family: cap} with every family in the grouping and every cap a whole number >= 1."""
+    out: dict[str, int] = {}
+    for fam, cap in (caps or {}).items():
+        if fam not in grouping.family_names:
+            raise CorpusError(f"max_train_tokens: family {fam!r} is not in the grouping "
+                              f"({', '.join(grouping.family_names)})")
+        try:
+            value = float(cap)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (math.isfinite(value) and value >= 1 and value == int(value)):
+            raise CorpusError(f"max_train_tokens: the cap of {fam!r} must be a whole number of "
+                              f"tokens >= 1, got {cap!r}")
+        out[fam] = int(value)
+    return out
 
 
 def _file_records(out: str, languages: Mapping[str, Any], has_model: bool) -> dict[str, Any]:
@@ -540,6 +618,12 @@ class Corpus:
         """Unique training tokens of a family (EOS included)."""
         return int(self._family(family)["train"]["tokens"])
 
+    def train_cap(self, family: str) -> int | None:
+        """The family's cap on unique training tokens (`max_train_tokens`), None if uncapped."""
+        self._family(family)
+        cap = (self.manifest.get("max_train_tokens") or {}).get(family)
+        return None if cap is None else int(cap)
+
     def tokens(self, lang: str, split: str = "train") -> int:
         self._check_split(split)
         return int(self._lang(lang)[split]["tokens"])
@@ -641,4 +725,5 @@ class Corpus:
             "families": self.manifest["families"],
             "languages": langs,
             "split": self.manifest["split"],
+            "max_train_tokens": dict(self.manifest.get("max_train_tokens") or {}),
         }
