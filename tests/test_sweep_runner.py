@@ -12,9 +12,10 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
-from sweep_fakes import check_table, cli, install_fake, make_plan, quiet, write_plan
+from sweep_fakes import FAMS, check_table, cli, install_fake, make_plan, quiet, write_plan
 
 from multiscale import sweep
 from multiscale.sweep import SweepPlan, SweepStore
@@ -328,3 +329,38 @@ def test_cli_checks_paths_and_flags_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
     assert main(["sweep", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "o")]) == 2
     assert "none.yaml" in capsys.readouterr().err
+
+
+def test_rows_carry_the_corpus_unique_tokens(tmp_path, fake):
+    """Every row the sweep writes has `unique_tokens` = its family's training tokens in the corpus
+    (a capped family: the capped count); the mixture fits read it as log U."""
+    from multiscale.data.corpus import build_corpus
+    from multiscale.data.sources import FilesSource
+    from multiscale.laws.data import mixture_arrays
+    from multiscale.runs import UNIQUE_TOKENS, validate_runs
+
+    mod, _ = fake
+    inputs = {}
+    for lang, word in (("de", "Haus"), ("fr", "maison"), ("ru", "dom")):
+        d = tmp_path / "docs" / lang
+        d.mkdir(parents=True)
+        for i in range(12):
+            (d / f"{i}.txt").write_text(f"{word} {i} " * 40)
+        inputs[lang] = str(d / "*.txt")
+    grouping = {"germanic": ["de"], "romance": ["fr"], "slavic": ["ru"]}
+    corpus = build_corpus(FilesSource(inputs), tmp_path / "c", grouping=grouping, eval_docs_per_language=2,
+                          max_train_tokens={"germanic": 1000})
+    plan, out = make_plan(3), tmp_path / "sw"
+    first = plan.expand(list(FAMS), family_tokens={f: corpus.train_tokens(f) for f in FAMS})[0]
+    mod.train(first, SweepStore(out).run_dir(first.run_id), None, False)  # harvested, not trained
+    _sweep(plan, out, mod.train, corpus=corpus)
+    df = validate_runs(check_table(out, plan))
+    expected = df["family"].map({f: corpus.train_tokens(f) for f in FAMS})
+    assert (df[UNIQUE_TOKENS] == expected).all() and df[UNIQUE_TOKENS].min() <= 1000
+    header = (out / "runs.csv").read_text().splitlines()[0].split(",")
+    assert header.index(UNIQUE_TOKENS) < header.index("p_germanic")
+    logU = mixture_arrays(df, tuple(FAMS))["logU_R"]
+    assert logU == pytest.approx(np.log(expected.to_numpy(dtype=float)))
+    # without a corpus (a stand-in trainer and no --corpus) there is nothing to write
+    _sweep(make_plan(2), tmp_path / "bare", mod.train)
+    assert UNIQUE_TOKENS not in pd.read_csv(tmp_path / "bare" / "runs.csv").columns

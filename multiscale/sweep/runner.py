@@ -89,6 +89,27 @@ def default_train_fn(run: PlannedRun, rdir, corpus, progress: bool):
     return pd.DataFrame(summary["rows"])
 
 
+def with_unique_tokens(rows, unique_tokens):
+    """A run's rows (DataFrame or list of dicts) as a DataFrame whose ``unique_tokens`` column
+    is each row's family's unique training tokens in the corpus (`Corpus.train_tokens`; empty
+    for a family the corpus lacks), placed as `multiscale.runs.column_order` places it (before
+    the ``p_<family>`` columns). Unchanged when `unique_tokens` is None (no corpus)."""
+    import pandas as pd
+
+    from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS
+
+    df = rows.copy() if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+    if unique_tokens is None or "family" not in df.columns:
+        return df
+    values = df["family"].astype(str).str.strip().map(
+        {f: float(u) for f, u in unique_tokens.items()})
+    df = df.drop(columns=[UNIQUE_TOKENS], errors="ignore")
+    cols = list(df.columns)
+    at = next((i for i, c in enumerate(cols) if str(c).startswith(MIXTURE_PREFIX)), len(cols))
+    df.insert(at, UNIQUE_TOKENS, values.astype("Int64") if values.notna().all() else values)
+    return df
+
+
 def finished_rows(rdir):
     """Rows of a run whose trainer already finished, else None (the run is trained again; the
     real trainer resumes from its last checkpoint). Finished: summary.json readable; rows.csv
@@ -161,6 +182,7 @@ class _Session:
     progress: bool
     log: Callable[..., Any]
     lease_s: float
+    unique_tokens: dict[str, int] | None = None  # family -> unique training tokens of the corpus
     owner: dict[str, Any] = dataclasses.field(default_factory=new_owner)
     started: float = dataclasses.field(default_factory=time.time)
     completed: list[str] = dataclasses.field(default_factory=list)
@@ -202,7 +224,7 @@ class _Session:
             rows = finished_rows(rdir)
             if rows is None:
                 rows = self.train_fn(run, rdir, self.corpus, self.progress)
-            self.store.write_fragment(run.run_id, rows)
+            self.store.write_fragment(run.run_id, with_unique_tokens(rows, self.unique_tokens))
         except Exception as err:  # a failed run is recorded and the sweep goes on
             self.store.record_failure(run.run_id, err)
             self.failed.append(run.run_id)
@@ -243,6 +265,8 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     counts = None
     if runs is None:
         runs, counts = _expand(plan, corpus)
+    elif corpus is not None:
+        counts = corpus_info(corpus)[1]
     if train_fn is None:
         if corpus is None:
             raise InputError("no corpus: pass --corpus DIR or set 'corpus:' in the plan")
@@ -261,7 +285,7 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     log(f"sweep {plan.name}: {len(runs)} runs planned, shard {shard[0]}/{shard[1]} has {len(mine)}: "
         f"{len(skipped)} complete, {len(todo)} to run -> {store.root}")
     session = _Session(store, train_fn, corpus, sys.stderr.isatty() if progress is None else progress,
-                       log, float(lease_s))
+                       log, float(lease_s), unique_tokens=counts)
     session.work(todo, poll_s if poll_s is not None else min(lease_s / 10.0, 10.0))
     n_rows = store.consolidate()
     log(f"sweep {plan.name}: {len(session.completed)} trained, {len(skipped)} skipped, "
