@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "multiscale.cli.train",     # presets, train
     "multiscale.cli.laws",      # fit, laws, recommend, predict, independence
     "multiscale.cli.compare",   # compare
+    "multiscale.cli.next",      # next
     "multiscale.cli.sweep",     # sweep, report, demo
 )
 

@@ -1,0 +1,67 @@
+"""The runs `multiscale next` chose, written as a sweep plan (docs/design.md, "Active design").
+
+Each chosen run is one explicit mixture entry named ``next<rank>-<label>`` and restricted to its
+preset and budget (`presets:`, `tokens:`), so the plan expands to exactly the chosen runs, in
+rank order within each (preset, budget). The plan's `train:`, `corpus:` and `families:` come from
+a template plan when one is given (the candidates' plan, or `--like`), so the new runs train like
+the fitted ones. The plan is validated by `SweepPlan.from_dict` before it is written.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from multiscale.errors import InputError
+from multiscale.fileio import atomic_write_text
+from multiscale.sweep.plan import SweepPlan
+
+_NOT_LABEL = re.compile(r"[^A-Za-z0-9._+-]")
+
+
+def plan_dict(result, *, template: SweepPlan | None = None, seed: int = 0, name: str = "next") -> dict[str, Any]:
+    """The plan of `result.chosen` (a `NextResult`) as a YAML-ready mapping, validated."""
+    if not result.chosen:
+        raise InputError("no run was chosen, so there is no plan to write")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed must be an integer >= 0, got {seed!r}")
+    presets = list(dict.fromkeys(c["preset"] for c in result.chosen))
+    tokens = sorted({int(c["D"]) for c in result.chosen})
+    out: dict[str, Any] = {"name": name}
+    if template is not None and template.corpus is not None:
+        out["corpus"] = template.corpus
+    out["families"] = list(template.families) if template is not None and template.families else list(result.families)
+    out.update({"presets": presets, "tokens": tokens, "seeds": [seed]})
+    if template is not None and template.train:
+        out["train"] = {k: _plain(v) for k, v in template.train}
+    out["mixtures"] = [{"name": _NOT_LABEL.sub("_", f"next{c['rank']}-{c['label']}"), "normalize": True,
+                        "ratios": {f: round(float(p), 6) for f, p in c["ratios"].items()},
+                        "presets": [c["preset"]], "tokens": [int(c["D"])]} for c in result.chosen]
+    SweepPlan.from_dict(out)  # a PlanError here is a bug of this module or of the template
+    return out
+
+
+def _plain(v: Any) -> Any:
+    """A frozen plan value (tuples of pairs) back to plain YAML lists and mappings."""
+    if isinstance(v, tuple) and all(isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in v) and v:
+        return {k: _plain(x) for k, x in v}
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
+    return v
+
+
+def header(result, command: str | None) -> str:
+    """The plan file's comment lines: what chose the runs and for what target."""
+    lines = [f"Chosen by `multiscale next`{': ' + command if command else ''}",
+             f"for p* at N = {result.N:.4g}, D = {result.D:.4g} (law {result.law}, {result.objective} objective, "
+             f"criterion {result.criterion});",
+             f"{len(result.chosen)} runs, {sum(c['flops'] for c in result.chosen):.3g} FLOPs (6 N D) of "
+             f"{result.budget_flops:.3g}; ranks in the mixture names."]
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def write_plan(path, plan: dict[str, Any], comment: str = "") -> None:
+    """Writes `plan` as YAML (atomically), after `comment` lines."""
+    import yaml
+
+    atomic_write_text(path, comment + yaml.safe_dump(plan, sort_keys=False, default_flow_style=None, width=120))
