@@ -151,6 +151,15 @@ def condition(Sigma: np.ndarray, F: int, rows: np.ndarray, noise_R: np.ndarray) 
     return (out + out.T) / 2
 
 
+def values_alone(fit, N: float, D: float, cands: Sequence[Candidate], *, objective: str = "raw",
+                 criterion: str = "regret") -> np.ndarray:
+    """Each candidate's value on its own (the drop of U it is expected to bring), no FLOPs."""
+    state = target_state(fit, N, D, objective, criterion)
+    rows, owner = candidate_rows(fit, cands, state.families)
+    Sigma = joint_covariance(fit, state.P_SxF, rows)
+    return values(Sigma, len(state.families), *_blocks(owner, len(cands)), noise_variance(fit, rows), state.a_F)[0]
+
+
 @dataclasses.dataclass(frozen=True)
 class Step:
     """One greedy choice: candidate `index`, its `value` given the earlier choices, and the

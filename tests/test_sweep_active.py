@@ -1,0 +1,241 @@
+"""`multiscale next` (multiscale/sweep/active.py, candidates.py, next_plan.py, cli/next.py):
+the Bayes-linear value of candidate runs, the greedy batch, the written plan, bad inputs.
+
+Fast tests use a hand-built posterior of the seed law that is *unidentified in D*: every fitted
+run at one budget D0, so each family's D term is pinned at D0 (B D0^-beta fixed) while beta keeps
+a broad spread. A run at another budget is then the only thing that can narrow p* under the raw
+objective. The slow test fits NUTS to such a table instead.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from multiscale.errors import InputError
+
+FAMS = ("fam0", "fam1", "fam2")
+D0 = 2e5
+PRESET_N = {"cpu-100k": 100672.0, "cpu-200k": 201280.0, "cpu-400k": 443232.0}
+
+
+def _fake_fit(S: int = 400, seed: int = 0):
+    """A BayesFit whose draws mimic a posterior from runs at one budget D0 (module docstring)."""
+    import arviz as az
+
+    from multiscale.laws.extrapolation import fitted_ranges
+    from multiscale.laws.fits import BayesFit
+    from multiscale.laws.forms import get_law
+    from multiscale.laws.synthetic import synthetic_truth
+
+    rng = np.random.default_rng(seed)
+    truth = synthetic_truth(len(FAMS), seed=1)
+    T = {n: np.array([truth[f"fam{i}"][n] for i in range(len(FAMS))]) for n in truth["fam0"]}
+    z = lambda sd: np.exp(sd * rng.standard_normal((S, len(FAMS))))  # noqa: E731
+    beta = 0.3 * z(0.5)
+    draws = {"E": T["E"] * z(0.005), "A": T["A"] * z(0.02), "alpha": T["alpha"] * z(0.01),
+             "B": T["B"] * D0 ** (beta - T["beta"]) * z(0.005), "beta": beta, "gamma": T["gamma"] * z(0.05)}
+    sigma = 0.01 * z(0.1)
+    post = {k: v.reshape(2, S // 2, len(FAMS)) for k, v in {**draws, "sigma": sigma}.items()}
+    idata = az.from_dict(posterior=post, coords={"family": list(FAMS)}, dims={k: ["family"] for k in post})
+    import pandas as pd
+
+    table = pd.DataFrame({"N": list(PRESET_N.values()), "D": [D0] * 3})
+    return BayesFit(law=get_law("multilingual"), families=FAMS, shared=(), draws=draws,
+                    N_ref=float(np.exp(np.mean(np.log(table["N"])))), D_ref=D0, n_runs={f: 18 for f in FAMS},
+                    idata=idata, options={"chains": 2, "draws": S // 2},
+                    extrapolation={"kappa": None, **fitted_ranges(table)})
+
+
+@pytest.fixture(scope="module")
+def fit():
+    return _fake_fit()
+
+
+def _cand(preset, D, label="uniform", ratios=None):
+    from multiscale.sweep.candidates import Candidate
+
+    r = ratios or {f: 1 / len(FAMS) for f in FAMS}
+    return Candidate(preset, PRESET_N[preset], int(D), label, tuple(r.items()))
+
+
+def test_unidentified_D_proposes_a_second_budget(fit):
+    from multiscale.sweep.active import plan_next
+
+    res = plan_next(fit, 1.55e6, 3.2e6, 5e12, k=4)
+    budgets = {c["D"] for c in res.chosen}
+    assert res.chosen and budgets - {int(D0)}, budgets
+    assert res.chosen[0]["D"] != int(D0)  # the first pick is already a new budget
+    assert res.chosen[-1]["width_sum_after"] < sum(res.width_now.values())
+    assert sum(c["flops"] for c in res.chosen) <= 5e12
+
+
+def test_normalized_objective_prefers_the_known_budget(fit):
+    """Under the normalized objective the seed law's p* depends on gamma only. At D0 the scale
+    term is pinned, so a run's loss measures gamma; at 4 D0 the unknown beta confounds it."""
+    from multiscale.sweep.active import values_alone
+
+    cands = [_cand("cpu-100k", D0), _cand("cpu-100k", 4 * D0)]
+    v = values_alone(fit, 1.55e6, 3.2e6, cands, objective="normalized", criterion="width")
+    assert v[1] < 0.2 * v[0]
+
+
+def test_existing_configuration_is_worth_less_than_a_new_budget(fit):
+    from multiscale.sweep.active import plan_next
+
+    known, new = _cand("cpu-200k", D0), _cand("cpu-200k", 4 * D0)
+    res = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=1, candidates=[known, new])
+    assert res.chosen[0]["D"] == 4 * D0
+    from multiscale.sweep.active import values_alone
+
+    v = values_alone(fit, 1.55e6, 3.2e6, [known, new])
+    assert v[0] < 0.05 * v[1]
+
+
+def test_value_per_flop_favours_the_cheaper_of_equal_runs():
+    from multiscale.sweep.active import greedy
+
+    Sigma = np.array([[1.0, 0.8, 0.8], [0.8, 1.0, 1.0], [0.8, 1.0, 1.0]])  # z; two identical rows
+    steps = greedy(Sigma, 1, np.array([0, 1]), np.array([0.1, 0.1]), np.array([2.0, 1.0]), np.ones(1), 2, 10.0)
+    assert [s.index for s in steps] == [1, 0]
+    assert steps[1].value < steps[0].value  # the second copy repeats much of the first's information
+
+
+def test_conditioning_is_the_gaussian_posterior():
+    """z ~ N(0, 1), y = z + e, e ~ N(0, r): Var(z | y) = r / (1 + r), whatever y."""
+    from multiscale.sweep.active import _blocks, condition, values
+
+    r = 0.25
+    Sigma = np.ones((2, 2))
+    v, drop = values(Sigma, 1, *_blocks(np.array([0]), 1), np.array([r]), np.ones(1))
+    assert v[0] == pytest.approx(1 - r / (1 + r)) and drop[0, 0] == pytest.approx(v[0])
+    after = condition(Sigma, 1, np.array([0]), np.array([r]))
+    assert after[0, 0] == pytest.approx(r / (1 + r))
+
+
+def test_budget_and_k_bound_the_batch(fit):
+    from multiscale.sweep.active import plan_next
+
+    res = plan_next(fit, 1.55e6, 3.2e6, 3.0e11, k=8)
+    assert sum(c["flops"] for c in res.chosen) <= 3.0e11
+    assert len(plan_next(fit, 1.55e6, 3.2e6, 1e15, k=2).chosen) == 2
+
+
+def test_regret_criterion_tracks_the_exact_regret(fit):
+    from multiscale.sweep.active import plan_next
+
+    res = plan_next(fit, 1.55e6, 3.2e6, 1e12, k=1)
+    assert res.criterion == "regret"
+    assert 0.5 < res.uncertainty_now / res.expected_regret_now < 2.0
+
+
+def test_plan_round_trips_through_the_loader_and_dry_run(fit, tmp_path):
+    from multiscale.cli import main
+    from multiscale.sweep.active import plan_next
+    from multiscale.sweep.next_plan import plan_dict, write_plan
+    from multiscale.sweep.plan import SweepPlan
+
+    res = plan_next(fit, 1.55e6, 3.2e6, 5e12, k=4)
+    path = tmp_path / "next.yaml"
+    write_plan(path, plan_dict(res, seed=3), "# test\n")
+    runs = SweepPlan.load(path).expand()
+    assert [(r.preset, r.tokens, r.seed) for r in sorted(runs, key=lambda r: r.mixture)] == \
+        [(c["preset"], c["D"], 3) for c in res.chosen]
+    for r, c in zip(sorted(runs, key=lambda r: r.mixture), res.chosen):
+        assert r.ratio_dict == pytest.approx(c["ratios"], abs=2e-6)
+    assert main(["sweep", str(path), "--out", str(tmp_path / "sw"), "--dry-run", "--json"]) == 0
+
+
+def _saved(fit, tmp_path):
+    d = tmp_path / "fit"
+    if not d.exists():
+        fit.save(d)
+    return str(d)
+
+
+def test_cli_json_and_plan(fit, tmp_path, capsys):
+    from multiscale.cli import main
+    from multiscale.sweep.plan import SweepPlan
+
+    out = tmp_path / "next.yaml"
+    assert main(["next", _saved(fit, tmp_path), "--N", "1.55e6", "--D", "3.2e6", "--budget-flops", "2e12",
+                 "--k", "3", "--out", str(out), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert 1 <= len(d["chosen"]) <= 3 and d["out"] == str(out)
+    for c in d["chosen"]:
+        assert c["value"] > 0 and c["flops"] == pytest.approx(6 * c["N"] * c["D"])
+        assert set(c["width_after"]) == set(FAMS) and c["width_sum_after"] > 0
+    assert len(SweepPlan.load(out).expand()) == len(d["chosen"])
+    assert open(out).read().startswith("# Chosen by `multiscale next`")
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--budget-flops", "1e9"], "below the cheapest candidate"),
+    (["--k", "0"], "--k must be an integer >= 1"),
+    (["--N", "5e4"], "--N 5e+04 is below every fitted value"),
+    (["--D", "-1"], "--D must be a finite positive number"),
+])
+def test_cli_bad_inputs_are_one_line(fit, tmp_path, capsys, extra, message):
+    from multiscale.cli import main
+
+    args = {"--N": "1.55e6", "--D": "3.2e6", "--budget-flops": "2e12"}
+    for flag, value in zip(extra[::2], extra[1::2]):
+        args[flag] = value
+    argv = ["next", _saved(fit, tmp_path)] + [x for kv in args.items() for x in kv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_point_fit_is_refused(fit, tmp_path, capsys):
+    from multiscale.cli import main
+    from multiscale.laws.fits import PointFit
+
+    point = PointFit(law=fit.law, families=FAMS, shared=(), draws={k: v[:1] for k, v in fit.draws.items()},
+                     N_ref=fit.N_ref, D_ref=fit.D_ref, n_runs=fit.n_runs)
+    point.save(tmp_path / "pfit")
+    assert main(["next", str(tmp_path / "pfit"), "--N", "1e6", "--D", "1e6", "--budget-flops", "1e13"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "point fit" in err and "no posterior" in err and len(err.splitlines()) == 1
+
+
+def test_candidates_from_the_fit(fit):
+    from multiscale.sweep.candidates import FittedRange, generate
+
+    cands = generate(FittedRange.of(fit), FAMS, 1.6e6, 3.2e6, robust={f: 1 / 3 for f in FAMS})
+    presets = {c.preset for c in cands}
+    assert {"cpu-100k", "cpu-200k", "cpu-400k", "cpu-800k"} <= presets and "cpu-3m" not in presets
+    assert {c.D for c in cands} == {int(D0), int(2 * D0), int(4 * D0)}
+    assert all(abs(sum(c.ratio_dict.values()) - 1) < 1e-9 and min(c.ratio_dict.values()) > 0 for c in cands)
+    assert len({c.key() for c in cands}) == len(cands)
+
+
+def test_candidates_from_a_plan(fit, tmp_path):
+    from multiscale.sweep.active import plan_next
+    from multiscale.sweep.candidates import from_plan
+    from multiscale.sweep.plan import SweepPlan
+
+    plan = SweepPlan.from_dict({"families": list(FAMS), "presets": ["cpu-100k", "cpu-200k"], "tokens": [2e5, 8e5],
+                                "mixtures": [{"design": "vary_one", "grid": [0.2, 0.6]}]})
+    cands = from_plan(plan, FAMS)
+    assert len(cands) == 2 * 2 * 6
+    res = plan_next(fit, 1.55e6, 3.2e6, 1e13, k=3, candidates=cands)
+    assert all(c["label"].startswith("fam") for c in res.chosen)
+    with pytest.raises(InputError, match="does not have"):
+        from_plan(plan, FAMS[:2])
+
+
+@pytest.mark.slow
+def test_nuts_fit_unidentified_in_D_proposes_a_second_budget():
+    """The brief's synthetic case end to end: a NUTS fit (2 chains x 300 draws) of a table with
+    every run at one budget; `next` must propose a run at a second budget among its top k."""
+    from multiscale.laws import fit_bayes
+    from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+    from multiscale.sweep.active import plan_next
+
+    df = synthetic_runs(synthetic_truth(3, seed=1), N=tuple(PRESET_N.values()), D=(D0,), n_mixtures=6, seed=0)
+    fit = fit_bayes(df, chains=2, draws=300, warmup=300, seed=0, warn=False, extrapolation=False)
+    res = plan_next(fit, 1.55e6, 3.2e6, 3e12, k=4, runs=df)
+    assert any(c["D"] != int(D0) for c in res.chosen), res.chosen
