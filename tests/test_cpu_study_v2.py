@@ -1,0 +1,38 @@
+"""The second CPU study's plans (examples/cpu_study_v2): they load and expand, the budgets span
+16x at two sizes, and stage B's compute F is the one README.md and run_study.sh pass to
+`multiscale next` (6 N D with the nominal D, as `multiscale next` counts a candidate)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from multiscale.sweep import SweepPlan
+from multiscale.sweep.runner import plan_runs
+
+HERE = Path(__file__).resolve().parents[1] / "examples" / "cpu_study_v2"
+
+
+def _tools():
+    spec = importlib.util.spec_from_file_location("study_v2", HERE / "study_v2.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_seed_sweep_spans_16x_at_two_sizes():
+    runs = [r for p in ("stage_a1.yaml", "stage_a2.yaml") for r in plan_runs(SweepPlan.load(HERE / p))]
+    budgets: dict[str, set[int]] = {}
+    for r in runs:
+        budgets.setdefault(r.preset, set()).add(r.tokens)
+    wide = [p for p, b in budgets.items() if len(b) >= 3 and max(b) / min(b) >= 16]
+    assert len(wide) >= 2 and len(runs) == 48
+
+
+def test_stage_b_compute_is_the_documented_budget():
+    tools = _tools()
+    out = tools.plan_compute(str(HERE / "stage_b.yaml"), None)
+    assert out["runs"] == 36
+    assert out["flops_6ND"] == pytest.approx(4.566e13, rel=1e-3)  # README.md, "Equal compute"
+    assert out["flops_6ND_trained"] < out["flops_6ND"]
+    assert "F = 4.566e13" in (HERE / "README.md").read_text()
