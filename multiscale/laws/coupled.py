@@ -23,11 +23,13 @@ from typing import Any
 import numpy as np
 
 from multiscale.errors import InputError
+from multiscale.laws.decision import MEDIAN, ROBUST, Decisions, median_mixture
 from multiscale.laws.fits import LOSS_UNITS
 from multiscale.laws.mixture_forms import log_loss, offdiag_mask, raw_from_natural
 from multiscale.laws.summary import interval
 
 ITERS = 200
+ROBUST_ITERS = 400
 PROJ_STEPS = 40
 P_MIN = 1e-9
 
@@ -62,49 +64,82 @@ def _losses_fn(law, fam_in_mix, M: int):
     return losses
 
 
-_PROGRAMS: dict = {}
-
-
-def _program(law, fam_in_mix: tuple, M: int, normalized: bool, iters: int):
-    """The jitted solver ``(theta (draws first), log N, log D, log U, w, lo, hi) -> P (S, M)``,
-    compiled once per law, families, objective and iteration count."""
+def _pg(obj, p0, lo, hi, iters: int):
+    """Projected gradient from p0 (projected first) for `iters` steps: the step grows by 1.25 after
+    an accepted step and halves after a rejected one (sufficient decrease), so the objective never
+    rises above its value at the projected p0."""
     import jax
     import jax.numpy as jnp
 
-    key = (law.name, fam_in_mix, M, normalized, iters)
-    if key in _PROGRAMS:
-        return _PROGRAMS[key]
+    def step(_, c):
+        p, fp, g, t = c
+        q = _project(p - t * g, lo, hi)
+        fq, gq = obj(q)
+        d = q - p
+        ok = jnp.isfinite(fq) & (fq <= fp + jnp.dot(g, d) + jnp.dot(d, d) / (2 * t))
+        return (jnp.where(ok, q, p), jnp.where(ok, fq, fp), jnp.where(ok, gq, g),
+                jnp.where(ok, 1.25 * t, 0.5 * t))
+
+    p0 = _project(p0, lo, hi)
+    f0, g0 = obj(p0)
+    return jax.lax.fori_loop(0, iters, step, (p0, f0, g0, jnp.asarray(0.01)))[0]
+
+
+def _draw_objective(law, fam_in_mix: tuple, M: int, normalized: bool):
+    """(objective, reference): ``objective(theta of one draw, ref (F,), P (M,), log N, log D,
+    log U, w)`` is the draw's weighted sum of the losses divided by `ref`, and
+    ``reference(theta, log N, log D, log U)`` is each family's monolingual loss when
+    `normalized` (ones otherwise), computed once per draw outside the solver's loop."""
+    import jax
+    import jax.numpy as jnp
+
     F = len(fam_in_mix)
     losses = _losses_fn(law, np.asarray(fam_in_mix), M)
-    mono = np.eye(M)[np.asarray(fam_in_mix)]  # family i's monolingual mixture
+    mono = jnp.asarray(np.eye(M)[np.asarray(fam_in_mix)])  # family i's monolingual mixture
 
-    def one(th1, logN, logD, logU, w, lo, hi):
-        def f(P):
-            return losses(th1, P, logN, logD, logU)
+    def reference(th1, logN, logD, logU):
+        if not normalized:
+            return jnp.ones(F)
+        return jax.vmap(lambda Q: losses(th1, Q, logN, logD, logU))(mono)[jnp.arange(F), jnp.arange(F)]
 
-        ref = jax.vmap(f)(jnp.asarray(mono))[jnp.arange(F), jnp.arange(F)] if normalized else jnp.ones(F)
-        obj = jax.value_and_grad(lambda P: jnp.sum(w * f(P) / ref))
+    def objective(th1, ref1, P, logN, logD, logU, w):
+        return jnp.sum(w * losses(th1, P, logN, logD, logU) / ref1)
 
-        def step(_, c):
-            p, fp, g, t = c
-            q = _project(p - t * g, lo, hi)
-            fq, gq = obj(q)
-            d = q - p
-            ok = jnp.isfinite(fq) & (fq <= fp + jnp.dot(g, d) + jnp.dot(d, d) / (2 * t))
-            return (jnp.where(ok, q, p), jnp.where(ok, fq, fp), jnp.where(ok, gq, g),
-                    jnp.where(ok, 1.25 * t, 0.5 * t))
+    return objective, reference
 
-        p0 = _project(jnp.full(M, 1.0 / M), lo, hi)
-        f0, g0 = obj(p0)
-        return jax.lax.fori_loop(0, iters, step, (p0, f0, g0, jnp.asarray(0.01)))[0]
 
-    _PROGRAMS[key] = jax.jit(jax.vmap(one, in_axes=(0, None, None, None, None, None, None)))
+_PROGRAMS: dict = {}
+
+
+def _program(law, fam_in_mix: tuple, M: int, normalized: bool, iters: int, robust: bool = False):
+    """The jitted solver ``(theta (draws first), log N, log D, log U, w, lo, hi, p0) -> P``,
+    compiled once per law, families, objective, iteration count and kind: per draw (P (S, M),
+    each draw's optimum from p0) or `robust` (P (M,), the minimizer of the mean over the draws)."""
+    import jax
+    import jax.numpy as jnp
+
+    key = (law.name, fam_in_mix, M, normalized, iters, robust)
+    if key in _PROGRAMS:
+        return _PROGRAMS[key]
+    objective, reference = _draw_objective(law, fam_in_mix, M, normalized)
+
+    def one(th1, logN, logD, logU, w, lo, hi, p0):
+        ref = reference(th1, logN, logD, logU)
+        obj = jax.value_and_grad(lambda P: objective(th1, ref, P, logN, logD, logU, w))
+        return _pg(obj, p0, lo, hi, iters)
+
+    def mean(th, logN, logD, logU, w, lo, hi, p0):
+        ref = jax.vmap(reference, in_axes=(0, None, None, None))(th, logN, logD, logU)
+        over = jax.vmap(objective, in_axes=(0, 0) + (None,) * 5)
+        obj = jax.value_and_grad(lambda P: jnp.mean(over(th, ref, P, logN, logD, logU, w)))
+        return _pg(obj, p0, lo, hi, iters)
+
+    run = mean if robust else jax.vmap(one, in_axes=(0,) + (None,) * 7)
+    _PROGRAMS[key] = jax.jit(run)
     return _PROGRAMS[key]
 
 
-def solve_coupled(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F=None,
-                  normalized: bool = False, iters: int = ITERS) -> np.ndarray:
-    """p* (S, M) per draw of the natural parameters `nat` (per family (S, F), matrix (S, F, M))."""
+def _run(law, nat: dict, N, D, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F, normalized, iters, robust, p0):
     import jax
     import jax.numpy as jnp
 
@@ -114,12 +149,28 @@ def solve_coupled(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, l
     if lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12 or np.any(lo > hi):
         raise InputError(f"infeasible bounds: floors sum to {lo.sum():.6g}, caps to {hi.sum():.6g}")
     U = np.full(F, np.inf) if U_F is None else np.asarray(U_F, float)
+    p0 = np.full(M, 1.0 / M) if p0 is None else np.asarray(p0, float)
     with jax.enable_x64(True):
         th = {k: jnp.asarray(np.moveaxis(v, 0, 1) if k in law.matrix else v)
               for k, v in raw_from_natural(law, nat).items()}  # draws first everywhere
-        run = _program(law, tuple(int(i) for i in fam_in_mix), M, bool(normalized), int(iters))
-        args = (math.log(N), math.log(D), np.log(U), np.asarray(w_F, float), lo, hi)
+        run = _program(law, tuple(int(i) for i in fam_in_mix), M, bool(normalized), int(iters), robust)
+        args = (math.log(N), math.log(D), np.log(U), np.asarray(w_F, float), lo, hi, p0)
         return np.asarray(run(th, *(jnp.asarray(a, dtype=jnp.float64) for a in args)))
+
+
+def solve_coupled(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F=None,
+                  normalized: bool = False, iters: int = ITERS) -> np.ndarray:
+    """p* (S, M) per draw of the natural parameters `nat` (per family (S, F), matrix (S, F, M))."""
+    return _run(law, nat, N, D, fam_in_mix, M, w_F, lo_M, hi_M, U_F, normalized, iters, False, None)
+
+
+def solve_coupled_robust(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F=None,
+                         normalized: bool = False, p0=None, iters: int = ROBUST_ITERS) -> np.ndarray:
+    """The robust p* (M,): the one mixture minimizing the MEAN over the draws of `nat` of the
+    objective (the Bayes decision, `multiscale.laws.decision`), by the same projected gradient on
+    the draw-averaged objective, started at `p0` (default uniform), whose objective it never
+    exceeds. Every draw's objective must be finite near the solution (leave the others out)."""
+    return _run(law, nat, N, D, fam_in_mix, M, w_F, lo_M, hi_M, U_F, normalized, iters, True, p0)
 
 
 def objective_at(law, nat: dict, N: float, D: float, fam_in_mix, P_SxM, w_F, U_F=None,
@@ -139,9 +190,22 @@ def objective_at(law, nat: dict, N: float, D: float, fam_in_mix, P_SxM, w_F, U_F
 
 
 @dataclass
-class CoupledRecommendation:
-    """p* of a law of the whole mixture at (N, D): draws over the mixture families (S, M), each
-    evaluated family's loss at p* (S, F), the objective per draw, the baselines' objectives."""
+class CoupledRecommendation(Decisions):
+    """p* of a law of the whole mixture at (N, D), with the decisions of the seed laws'
+    `multiscale.laws.optimal.Recommendation` (the same methods and `to_dict` keys, from
+    `multiscale.laws.decision`): `ratios` is the robust p* (`solve_coupled_robust`), the
+    recommended mixture; `median_ratios` the median of the per-draw optima; every candidate's
+    expected regret and P(best) in `decision_table`.
+
+    Attributes:
+      mixture_families: the M families p* is over; families: the F families whose losses the
+        objective weighs (`weights` (F,), summing to 1), each in `mixture_families`.
+      lower, upper: floors and caps (M,), after the data caps.
+      p_star: per-draw optima (S, M) (NaN rows: draws whose loss is not finite at the target);
+        loss_star (S, F); objective_star (S,).
+      candidates: name -> {"ratios", "objective" (S,), "loss" (S, F)}: robust p*, median p*, baselines.
+      unique_tokens: the target's U per family for the laws that read it.
+    """
 
     law: str
     method: str
@@ -150,46 +214,38 @@ class CoupledRecommendation:
     objective: str
     mixture_families: tuple[str, ...]
     families: tuple[str, ...]
+    weights: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
     p_star: np.ndarray
     loss_star: np.ndarray
     objective_star: np.ndarray
     unique_tokens: dict[str, float]
-    baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    weights: dict[str, float] = field(default_factory=dict)  # per evaluated family, summing to 1
-
-    @property
-    def ratios(self) -> dict[str, float]:
-        """The recommended mixture: per-family medians of p*, renormalized."""
-        med = np.nanmedian(self.p_star, axis=0) if np.isfinite(self.p_star).any() else np.full(
-            self.p_star.shape[1], np.nan)
-        return dict(zip(self.mixture_families, (med / med.sum()).tolist()))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"law": self.law, "method": self.method, "N": self.N, "D": self.D, "objective": self.objective,
-                "solver": "coupled (projected gradient)", "loss_units": LOSS_UNITS, "weights": dict(self.weights),
-                "ratios": self.ratios,
-                "p_star": {f: interval(self.p_star[:, m]) for m, f in enumerate(self.mixture_families)},
-                "loss_at_p_star": {f: interval(self.loss_star[:, j]) for j, f in enumerate(self.families)},
-                "objective_at_p_star": interval(self.objective_star), "unique_tokens": self.unique_tokens,
-                "baselines": {k: {"ratios": b["ratios"], "objective": interval(b["objective"]),
-                                  "minus_p_star": interval(b["objective"] - self.objective_star)}
-                              for k, b in self.baselines.items()},
-                "n_draws": int(self.p_star.shape[0]), "notes": list(self.notes)}
+        ok = self.valid
+        return {**super().to_dict(), "solver": "coupled (projected gradient)",
+                "mixture_families": list(self.mixture_families),
+                "p_star": {f: interval(self.p_star[ok, m]) for m, f in enumerate(self.mixture_families)},
+                "loss_at_p_star": {f: interval(self.loss_star[ok, j]) for j, f in enumerate(self.families)},
+                "unique_tokens": self.unique_tokens}
 
     def __str__(self) -> str:
         lines = [f"optimal ratios at N = {self.N:.3g}, D = {self.D:.3g} ({self.objective} objective, law "
                  f"{self.law}, {self.method}, coupled solver, {self.p_star.shape[0]} draws); loss in {LOSS_UNITS}",
-                 f"{'family':16s}{'p* median':>10s}{'90% interval':>22s}"]
-        for m, f in enumerate(self.mixture_families):
-            q = interval(self.p_star[:, m])
-            iv = f"[{q['q05']:.4f}, {q['q95']:.4f}]"
-            lines.append(f"{f[:16]:16s}{q['median']:10.4f}{iv:>22s}")
-        o = interval(self.objective_star)
-        lines.append(f"objective at p*: {o['median']:.5f} [{o['q05']:.5f}, {o['q95']:.5f}]")
-        for k, b in self.baselines.items():
-            d = interval(b["objective"] - self.objective_star)
-            lines.append(f"  {k:18s} minus p*: {d['median']:+.5f} [{d['q05']:+.5f}, {d['q95']:+.5f}]")
+                 f"{'family':16s}{'robust p*':>10s}{'p* median':>10s}{'90% interval':>20s}{'P(>1/M)':>9s}"
+                 f"{'loss at p*':>12s}"]
+        for f, row in self.family_table().items():
+            p, L = row["p_star"], row["loss_at_recommended"]
+            iv = f"[{p['q05']:.4f}, {p['q95']:.4f}]"
+            loss = f"{L['median']:12.4f}" if L is not None else f"{'-':>12s}"
+            lines.append(f"{f[:16]:16s}{row['recommended']:10.4f}{p['median']:10.4f}{iv:>20s}"
+                         f"{row['prob_above_uniform']:9.2f}{loss}")
+        lines.append("recommended: the robust p* (least expected regret; the Bayes decision). "
+                     "p* median, interval: the per-draw optima p*_s.")
+        lines.extend(self.decision_lines())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -216,18 +272,17 @@ def _unique(fit, unique_tokens) -> tuple[np.ndarray, dict[str, float]]:
 def recommend_coupled(fit, N: float, D: float, *, objective: str = "normalized", weights=None, floor=None,
                       caps=None, available_tokens=None, epochs=None, unique_tokens=None,
                       baselines: bool = True) -> CoupledRecommendation:
-    """p* of any law with the coupled solver (see the module docstring). `unique_tokens`
-    (family -> U, or 'FAM=U,...') sets the target's unique tokens for the laws that read U
-    (default: the U the fit saw). The other arguments are those of
+    """p* of any law with the coupled solver (see the module docstring), and the decisions: the
+    robust p* (recommended), the median p*, the baselines, each with its expected regret and
+    P(best). `unique_tokens` (family -> U, or 'FAM=U,...') sets the target's unique tokens for
+    the laws that read U (default: the U the fit saw). The other arguments are those of
     `multiscale.laws.optimal.optimal_ratios`; floors, caps and available tokens are over
     `decision_families(fit)`, weights over the fit's families."""
     from multiscale.laws.optimal import DEFAULT_EPOCHS, _bounds, _check_target, _scalar, _tokens, family_values
-    from multiscale.mixture import all_baselines
 
     _check_target(fit, objective, N, D)
     epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
     mix = decision_families(fit)
-    fam_in_mix = np.array([mix.index(f) for f in fit.families])
     tokens = _tokens(available_tokens, mix)
     _, lo, hi = _bounds(mix, None, floor, caps, tokens, epochs, D)
     w = family_values(weights, fit.families, what="weights", default=1.0)
@@ -235,21 +290,77 @@ def recommend_coupled(fit, N: float, D: float, *, objective: str = "normalized",
         raise InputError("weights must not all be zero")
     w = w / w.sum()
     U, U_used = _unique(fit, unique_tokens)
-    normalized = objective == "normalized"
-    P = solve_coupled(fit.law, fit.draws, N, D, fam_in_mix, len(mix), w, lo, hi, U, normalized)
-    obj, L = objective_at(fit.law, fit.draws, N, D, fam_in_mix, P, w, U, normalized)
+    problem = _Problem(fit, N, D, np.array([mix.index(f) for f in fit.families]), len(mix), w, lo, hi, U,
+                       objective == "normalized")
+    P = problem.solve()
+    obj, L = problem.score(P)
     notes = []
     bad = ~np.isfinite(obj)
+    if bad.all():
+        raise InputError(f"law {fit.law.name!r}: the loss is not finite at N = {N:.3g}, D = {D:.3g} for any "
+                         "posterior draw (a parameter at a boundary of parameter space): no p* there")
     if bad.any():  # a fit at a boundary of parameter space (e.g. an unidentified exponent)
         P[bad] = np.nan
         notes.append(f"the law's loss is not finite at the target for {int(bad.sum())} of {len(obj)} draws "
-                     "(a parameter at a boundary of parameter space): p* is undefined there (NaN)")
-    base = {}
-    for name, q in (all_baselines(mix, tokens, D, epochs).items() if baselines else ()):
-        qv = np.array([q[f] for f in mix])
-        base[name] = {"ratios": dict(q), "objective": objective_at(fit.law, fit.draws, N, D, fam_in_mix, qv, w, U,
-                                                                    normalized)[0]}
+                     "(a parameter at a boundary of parameter space): p* is undefined there (NaN), and the "
+                     "decisions use the other draws")
+    base = _baselines(mix, tokens, D, epochs) if baselines else {}
+    cands, more = problem.candidates(P, ~bad, base)
     return CoupledRecommendation(law=fit.law.name, method=fit.method, N=float(N), D=float(D), objective=objective,
-                                 mixture_families=mix, families=tuple(fit.families), p_star=P, loss_star=L,
-                                 objective_star=obj, unique_tokens=U_used, baselines=base, notes=notes,
-                                 weights=dict(zip(fit.families, w.tolist())))
+                                 mixture_families=mix, families=tuple(fit.families), weights=w, lower=lo, upper=hi,
+                                 p_star=P, loss_star=L, objective_star=obj, unique_tokens=U_used,
+                                 candidates=cands, notes=notes + more)
+
+
+def _baselines(mix, tokens, D, epochs) -> dict[str, np.ndarray]:
+    from multiscale.mixture import all_baselines
+
+    return {name: np.array([q[f] for f in mix]) for name, q in all_baselines(mix, tokens, D, epochs).items()}
+
+
+@dataclass(frozen=True)
+class _Problem:
+    """One coupled decision problem: the fit's draws, the target, weights (F,), bounds (M,), U (F,)."""
+
+    fit: Any
+    N: float
+    D: float
+    fam_in_mix: np.ndarray
+    M: int
+    w: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    U: np.ndarray
+    normalized: bool
+
+    def solve(self) -> np.ndarray:
+        return solve_coupled(self.fit.law, self.fit.draws, self.N, self.D, self.fam_in_mix, self.M, self.w,
+                             self.lo, self.hi, self.U, self.normalized)
+
+    def score(self, P) -> tuple[np.ndarray, np.ndarray]:
+        return objective_at(self.fit.law, self.fit.draws, self.N, self.D, self.fam_in_mix, P, self.w, self.U,
+                            self.normalized)
+
+    def candidates(self, P_SxM, ok, baselines: dict) -> tuple[dict, list[str]]:
+        """(name -> {"ratios", "objective", "loss"} for the robust p*, the median p* and each
+        baseline, notes). The robust p* starts at the candidate inside the bounds with the least
+        mean objective over the draws `ok` (so it is never worse than that one)."""
+        mix = decision_families(self.fit)
+        scored, notes = {}, []
+        for name, q in {MEDIAN: median_mixture(P_SxM), **baselines}.items():
+            obj, L = self.score(q)
+            if name != MEDIAN and not np.all(np.isfinite(obj[ok])):
+                notes.append(f"baseline {name} left out: the law's loss is not finite there")
+                continue
+            scored[name] = {"ratios": dict(zip(mix, q.tolist())), "objective": obj, "loss": L}
+        inside = [n for n, c in scored.items() if _within(np.array(list(c["ratios"].values())), self.lo, self.hi)]
+        start = min(inside or [MEDIAN], key=lambda n: float(np.mean(scored[n]["objective"][ok])))
+        nat = {k: v[ok] for k, v in self.fit.draws.items()}
+        q = solve_coupled_robust(self.fit.law, nat, self.N, self.D, self.fam_in_mix, self.M, self.w, self.lo,
+                                 self.hi, self.U, self.normalized, p0=np.array(list(scored[start]["ratios"].values())))
+        obj, L = self.score(q)
+        return {ROBUST: {"ratios": dict(zip(mix, q.tolist())), "objective": obj, "loss": L}, **scored}, notes
+
+
+def _within(q, lo, hi) -> bool:
+    return bool(np.all(q >= np.maximum(lo, P_MIN) - 1e-12) and np.all(q <= hi + 1e-12))

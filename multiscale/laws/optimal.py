@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 
 from multiscale.errors import InputError
+from multiscale.laws.decision import MEDIAN, ROBUST, Decisions, median_mixture
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import predict_loss, scale_term
-from multiscale.laws.summary import interval as _interval
 from multiscale.mixture import DEFAULT_MAX_EPOCHS, all_baselines, parse_pairs
 
 BISECTION_STEPS = 200
@@ -212,26 +212,20 @@ def family_values(value: Any, families, *, what: str, default: float, upper: flo
     return out
 
 
-ROBUST = "robust p*"
-MEDIAN = "median p*"
-
-
 @dataclass
-class Recommendation:
+class Recommendation(Decisions):
     """Optimal ratios at a target (N, D) with credible intervals, and decisions by expected regret
-    (point fits: one draw).
+    (point fits: one draw); the decision methods (`ratios`: the robust p*, `decision_table`,
+    `to_dict`, ...) and what regret means are in `multiscale.laws.decision`.
 
-    For a candidate mixture q and posterior draw s, ``regret_s(q) = Obj_s(q) - min_p Obj_s(p)``:
-    what choosing q costs if draw s is the truth (0 for the draw's own optimum p*_s). Candidates:
-    the *robust p** (`solve_robust`: the one mixture minimizing the posterior mean objective), the
-    *median p** (per-family posterior medians of p*_s, renormalized) and every baseline. The robust
-    p* is the RECOMMENDED mixture (`ratios`): since ``E_s[Obj_s(q)] = E_s[regret_s(q)] +
-    E_s[min_p Obj_s(p)]`` and the last term does not depend on q, it minimizes the expected
-    regret: the Bayes decision. The median of per-draw optima is not in general the best single
-    choice (it is not even a minimizer of anything when the posterior is skewed).
+    Candidates: the *robust p** (`solve_robust`: the one mixture minimizing the posterior mean
+    objective), the *median p** (per-family posterior medians of p*_s, renormalized) and every
+    baseline. The robust p* is the RECOMMENDED mixture: it minimizes the expected regret (the Bayes
+    decision). The median of per-draw optima is not in general the best single choice (it is not
+    even a minimizer of anything when the posterior is skewed).
 
     Attributes:
-      families: F names.
+      families: F names (the mixture families too: `mixture_families`).
       p_star: draws of the per-draw optimum p*_s, (S, F).
       loss_star: predicted loss of each family at p*_s, draws (S, F), nats/token (NaN where the
         law cannot predict at this (N, D)).
@@ -257,88 +251,11 @@ class Recommendation:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def ratios(self) -> dict[str, float]:
-        """The recommended mixture: the robust p*."""
-        return dict(self.candidates[ROBUST]["ratios"])
-
-    @property
-    def median_ratios(self) -> dict[str, float]:
-        """Per-family posterior medians of p*_s, renormalized to sum to 1."""
-        return dict(self.candidates[MEDIAN]["ratios"])
-
-    @property
-    def baselines(self) -> dict[str, dict[str, Any]]:
-        return {k: v for k, v in self.candidates.items() if k not in (ROBUST, MEDIAN)}
-
-    def regret(self, name: str) -> np.ndarray:
-        """Draws (S,) of the regret of candidate `name` (>= 0 up to rounding)."""
-        return self.candidates[name]["objective"] - self.objective_star
-
-    def prob_best(self) -> dict[str, float]:
-        """Per candidate, the share of draws under which it has the lowest objective among the
-        candidates (ties share the draw)."""
-        names = list(self.candidates)
-        obj = np.stack([self.candidates[n]["objective"] for n in names])  # (C, S)
-        best = obj.min(axis=0)
-        tie = obj <= best + 1e-12 * np.maximum(1.0, np.abs(best))
-        share = tie / tie.sum(axis=0)
-        return dict(zip(names, share.mean(axis=1).tolist()))
-
-    def decision_table(self) -> dict[str, dict[str, Any]]:
-        """Per candidate: ratios, objective, expected regret (mean) with the regret's median and
-        90% interval, and P(best among the candidates)."""
-        pb = self.prob_best()
-        out = {}
-        for name, cand in self.candidates.items():
-            r = self.regret(name)
-            out[name] = {"ratios": dict(cand["ratios"]), "objective": _interval(cand["objective"]),
-                         "expected_regret": float(np.mean(r)), "regret": _interval(r),
-                         "prob_best": pb[name]}
-        return out
-
-    def family_table(self) -> dict[str, dict[str, Any]]:
-        F = len(self.families)
-        out = {}
-        for j, f in enumerate(self.families):
-            ps = self.p_star[:, j]
-            out[f] = {"p_star": _interval(ps), "recommended": self.ratios[f],
-                      "median_p_star": self.median_ratios[f],
-                      "prob_above_uniform": float(np.mean(ps > 1.0 / F)),
-                      "loss_at_p_star": _interval(self.loss_star[:, j]),
-                      "loss_at_recommended": _interval(self.candidates[ROBUST]["loss"][:, j]),
-                      "weight": float(self.weights[j]), "floor": float(self.lower[j]),
-                      "cap": float(self.upper[j])}
-        return out
-
-    def baseline_table(self) -> dict[str, dict[str, Any]]:
-        """Per baseline: its objective; minus the per-draw optimum's (its regret) with
-        P(p*_s better); minus the recommended mixture's with P(recommended better)."""
-        rec = self.candidates[ROBUST]["objective"]
-        out = {}
-        for name, b in self.baselines.items():
-            diff = b["objective"] - self.objective_star
-            gain = b["objective"] - rec
-            out[name] = {"ratios": b["ratios"], "objective": _interval(b["objective"]),
-                         "minus_p_star": _interval(diff),
-                         "prob_p_star_better": float(np.mean(diff > 0)),
-                         "minus_recommended": _interval(gain),
-                         "prob_recommended_better": float(np.mean(gain > 0))}
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"law": self.law, "method": self.method, "N": self.N, "D": self.D,
-                "objective": self.objective, "loss_units": LOSS_UNITS,
-                "objective_units": LOSS_UNITS if self.objective == "raw" else "ratio to monolingual loss",
-                "weights": dict(zip(self.families, self.weights.tolist())),
-                "recommended": ROBUST, "ratios": self.ratios, "median_ratios": self.median_ratios,
-                "families": self.family_table(),
-                "objective_at_p_star": _interval(self.objective_star),
-                "decisions": self.decision_table(),
-                "baselines": self.baseline_table(), "n_draws": int(self.p_star.shape[0]),
-                "notes": list(self.notes)}
+    def mixture_families(self) -> tuple[str, ...]:
+        """The families p* is over: for the seed laws, the families whose losses it weighs."""
+        return self.families
 
     def __str__(self) -> str:
-        units = LOSS_UNITS if self.objective == "raw" else "x monolingual loss"
         lines = [f"optimal ratios at N = {self.N:.3g}, D = {self.D:.3g} ({self.objective} objective, "
                  f"law {self.law}, {self.method}, {self.p_star.shape[0]} draws); loss in {LOSS_UNITS}",
                  f"{'family':16s}{'robust p*':>10s}{'p* median':>10s}{'90% interval':>20s}{'P(>1/F)':>9s}"
@@ -350,13 +267,7 @@ class Recommendation:
                          f"{row['prob_above_uniform']:9.2f}{L['median']:12.4f}")
         lines.append("recommended: the robust p* (least expected regret; the Bayes decision). "
                      "p* median, interval: the per-draw optima p*_s.")
-        o = _interval(self.objective_star)
-        lines.append(f"objective at p*_s: {o['median']:.5f} [{o['q05']:.5f}, {o['q95']:.5f}] {units}")
-        lines.append(f"regret vs p*_s ({units}): mean, median [5%, 95%]; P(best of these)")
-        for name, d in self.decision_table().items():
-            r = d["regret"]
-            lines.append(f"  {name:18s} objective {d['objective']['median']:.5f}; regret {d['expected_regret']:.2e}, "
-                         f"{r['median']:.2e} [{r['q05']:.2e}, {r['q95']:.2e}]; P(best) {d['prob_best']:.2f}")
+        lines.extend(self.decision_lines())
         lines.extend(f"note: {n}" for n in self.notes)
         return "\n".join(lines)
 
@@ -516,8 +427,7 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
     P = solve_ratios(params["gamma"], c, w, lo, hi)
     obj_star, loss_star = _objective(fit, params, N, D, P, w, normalized, can_predict)
     notes += _repetition_notes(fams, P, tokens, D)
-    med = np.median(P, axis=0)
-    cands = {ROBUST: solve_robust(params["gamma"], c, w, lo, hi), MEDIAN: med / med.sum()}
+    cands = {ROBUST: solve_robust(params["gamma"], c, w, lo, hi), MEDIAN: median_mixture(P)}
     cands = {k: _score(fit, N, D, dict(zip(fams, q.tolist())), w, normalized, can_predict)
              for k, q in cands.items()}
     if baselines:
