@@ -227,6 +227,30 @@ def test_candidates_from_a_plan(fit, tmp_path):
         from_plan(plan, FAMS[:2])
 
 
+@pytest.mark.slow  # the coupled solver's compilation: seconds
+def test_a_law_of_the_whole_mixture(fit):
+    """The transfer law (tau small, so close to the seed's law): the coupled p* and the rows'
+    whole mixtures go through the same value; a second budget is still the first pick."""
+    import dataclasses
+
+    import arviz as az
+
+    from multiscale.laws.forms import get_law
+    from multiscale.sweep.active import plan_next
+
+    S = fit.n_draws
+    tau = np.abs(0.02 * np.random.default_rng(0).standard_normal((S, 3, 3))) * (1 - np.eye(3))
+    draws = {**fit.draws, "tau": tau}
+    post = {k: v.reshape(2, S // 2, *v.shape[1:]) for k, v in draws.items()}
+    post["sigma"] = fit.idata.posterior["sigma"].values
+    idata = az.from_dict(posterior=post, coords={"family": list(FAMS), "source": list(FAMS)},
+                         dims={**{k: ["family"] for k in post}, "tau": ["family", "source"]})
+    mix = dataclasses.replace(fit, law=get_law("transfer"), draws=draws, idata=idata, mixture_families=FAMS)
+    res = plan_next(mix, 1.55e6, 3.2e6, 2e12, k=2)
+    assert res.law == "transfer" and res.chosen and res.chosen[0]["D"] != int(D0)
+    assert res.chosen[0]["value"] > 0
+
+
 @pytest.mark.slow
 def test_nuts_fit_unidentified_in_D_proposes_a_second_budget():
     """The brief's synthetic case end to end: a NUTS fit (2 chains x 300 draws) of a table with
