@@ -290,3 +290,57 @@ def test_report_says_how_much_of_an_interval_is_extrapolation():
     assert "0.0200 per fitted span" in text and "2 of 4 rows lie beyond" in text
     assert "0.0100-0.0200" in text  # 8e5 is half a span beyond 4e5, 1.6e6 one span
     assert _extrapolation(ReportContent(**{**content.__dict__, "fit": SimpleNamespace(method="lbfgs")})) == []
+
+
+def _transfer_bayes_fit(truth, fams, chains=2, draws=100, spread=0.03, seed=0):
+    """A BayesFit of the transfer law whose posterior is `truth` times log-normal noise."""
+    import arviz as az
+
+    from multiscale.laws.fits import BayesFit
+    from multiscale.laws.forms import get_law
+
+    law = get_law("transfer")
+    rng = np.random.default_rng(seed)
+    post = {n: v[0] * np.exp(spread * rng.standard_normal((chains, draws) + v.shape[1:])) for n, v in truth.items()}
+    post["sigma"] = np.full((chains, draws, len(fams)), 0.005)
+    dims = {n: ["family"] for n in law.params} | {"tau": ["family", "source"], "sigma": ["family"]}
+    idata = az.from_dict(posterior=post, dims=dims, coords={"family": list(fams), "source": list(fams)})
+    return BayesFit(law=law, families=fams, shared=(), mixture_families=fams,
+                    draws={n: v.reshape((-1,) + v.shape[2:]) for n, v in post.items() if n != "sigma"},
+                    N_ref=1e8, D_ref=1e10, n_runs=dict.fromkeys(fams, 12), idata=idata,
+                    diagnostics={"max_rhat": 1.0, "min_ess_bulk": 200.0, "divergences": 0},
+                    options={"chains": chains, "draws": draws})
+
+
+@pytest.mark.slow  # the coupled solver's jax programs and the figures (~5 s on 2 idle cores)
+def test_report_of_a_mixture_law_shows_the_robust_mixture_regret_and_p_best(tmp_path):
+    """`multiscale report` on a fit of the transfer law (a law of the whole mixture): the
+    recommended mixture is the coupled robust p*, beside the gains each choice's expected regret
+    and P(best), as for the seed law; recommendation.json carries the same decision numbers."""
+    from multiscale.laws import load_fit, optimal_ratios
+    from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
+
+    truth = mixture_truth("transfer", 3, seed=4)
+    runs = mixture_runs("transfer", truth, seed=4, n_mixtures=4, N=(2e7, 5e7), D=(2e9, 6e9))
+    fams = tuple(sorted(runs["family"].unique()))
+    fit_dir = tmp_path / "fit"
+    _transfer_bayes_fit(truth, fams).save(fit_dir)
+    runs.to_csv(fit_dir / "runs.csv", index=False)
+    tokens = {"fam0": 4e9, "fam1": 2e9, "fam2": 1e9}
+    report.write_report(fit_dir, tmp_path / "rep", family_tokens=tokens)
+    md = (tmp_path / "rep" / "report.md").read_text()
+    for piece in ("## Recommendation", "recommended (robust p*)", "coupled solver", "expected regret", "P(best)",
+                  "gain of the recommendation", "| uniform |", "| UniMax |", "(p_star.png)"):
+        assert piece in md, piece
+    rec = json.loads((tmp_path / "rep" / "recommendation.json").read_text())
+    assert rec["solver"].startswith("coupled") and rec["recommended_is"].startswith("robust p*")
+    want = optimal_ratios(load_fit(fit_dir), 5e7, 6e9, available_tokens=tokens)
+    assert rec["recommended"] == pytest.approx(want.ratios, abs=1e-12)
+    table = want.decision_table()
+    comp = rec["comparison"]
+    assert comp["recommended"]["expected_regret"] == pytest.approx(table["robust p*"]["expected_regret"])
+    assert comp["median p*"]["prob_best"] == pytest.approx(table["median p*"]["prob_best"])
+    assert comp["uniform"]["prob_best"] == pytest.approx(table["uniform"]["prob_best"])
+    assert sum(c["prob_best"] for c in comp.values()) == pytest.approx(1.0)
+    assert min(comp, key=lambda k: comp[k]["expected_regret"]) == "recommended"
+    assert comp["uniform"]["gain_nats"]["median"] > 0

@@ -29,7 +29,7 @@ from multiscale.laws.mixture_forms import log_loss, offdiag_mask, raw_from_natur
 from multiscale.laws.summary import interval
 
 ITERS = 200
-ROBUST_ITERS = 400
+ROBUST_ITERS = 200
 PROJ_STEPS = 40
 P_MIN = 1e-9
 

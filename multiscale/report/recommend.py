@@ -30,21 +30,22 @@ def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str,
     from multiscale.laws import optimal_ratios
 
     rec = optimal_ratios(fit, N, D, objective=objective, available_tokens=family_tokens)
-    fams = list(rec.families)
+    fams = list(rec.mixture_families)  # the families p* is over (a matrix law's mixture families)
     table = rec.family_table()
     summary = {f: {**table[f]["p_star"], "recommended": table[f]["recommended"],
                    "median_p_star": table[f]["median_p_star"],
                    "prob_above_uniform": table[f]["prob_above_uniform"]} for f in fams}
     comparison = _comparison(rec)
     base = {name: {f: float(b["ratios"][f]) for f in fams} for name, b in rec.baselines.items()}
-    S = rec.p_star.shape[0]
-    keep = np.linspace(0, S - 1, min(S, _MAX_PLOTTED_DRAWS)).astype(int)
+    P = rec.p_star[rec.valid]
+    keep = np.linspace(0, len(P) - 1, min(len(P), _MAX_PLOTTED_DRAWS)).astype(int)
+    solver = "exact (separable)" if fit.law.is_seed else "coupled (projected gradient)"
     return {"N": float(N), "D": float(D), "objective": objective, "loss_units": LOSS_UNITS,
-            "law": rec.law, "method": rec.method, "families": fams, "p_star": summary,
+            "law": rec.law, "method": rec.method, "solver": solver, "families": fams, "p_star": summary,
             "recommended": rec.ratios, "recommended_is": "robust p* (least expected regret)",
             "median_p_star": rec.median_ratios, "baselines": base, "comparison": comparison,
             "notes": list(rec.notes),
-            "p_star_draws": {f: rec.p_star[keep, j].tolist() for j, f in enumerate(fams)},
+            "p_star_draws": {f: P[keep, j].tolist() for j, f in enumerate(fams)},
             "text": recommendation_text(summary, base, comparison, rec)}
 
 
@@ -53,22 +54,22 @@ def _comparison(rec) -> dict[str, dict]:
     regret against the per-draw optimum (mean, interval) and P(best among the candidates); per
     baseline also the gain of the recommended mixture in nats/token with P(recommendation better),
     and `objective_gain`, its objective minus the per-draw optimum's (its regret's draws)."""
-    from multiscale.laws.optimal import MEDIAN, ROBUST
+    from multiscale.laws.decision import MEDIAN, ROBUST
 
-    w = np.asarray(rec.weights, float)
+    w, ok = np.asarray(rec.weights, float), rec.valid  # weights over the families with a loss
     decisions = rec.decision_table()
-    L_rec_S = (rec.candidates[ROBUST]["loss"] * w).sum(axis=1)
+    L_rec_S = (rec.candidates[ROBUST]["loss"][ok] * w).sum(axis=1)
     comparison = {}
     for name, cand in rec.candidates.items():
         d = decisions[name]
-        L_S = (np.asarray(cand["loss"], float) * w).sum(axis=1)
+        L_S = (np.asarray(cand["loss"], float)[ok] * w).sum(axis=1)
         key = {ROBUST: "recommended", MEDIAN: "median p*"}.get(name, name)
-        entry = {"loss": interval(L_S), "objective": interval(cand["objective"]),
+        entry = {"loss": interval(L_S), "objective": interval(cand["objective"][ok]),
                  "expected_regret": d["expected_regret"], "regret": d["regret"], "prob_best": d["prob_best"]}
         if name not in (ROBUST, MEDIAN):
             gain = L_S - L_rec_S
             entry.update(gain_nats=interval(gain), prob_recommended_better=float(np.mean(gain > 0)),
-                         objective_gain=interval(cand["objective"] - rec.objective_star))
+                         objective_gain=interval(cand["objective"][ok] - rec.objective_star[ok]))
         comparison[key] = entry
     return comparison
 
@@ -77,10 +78,15 @@ def recommendation_text(summary, base, comparison, rec) -> list[str]:
     """The recommendation in words: the headline, a table of the recommended mixture and p*
     beside the baselines, the predicted loss, the gain over each baseline with the regret of each
     choice, then the optimizer's notes."""
+    from multiscale.laws.coupled import CoupledRecommendation
+
     kind = "median and 90% credible interval" if rec.p_star.shape[0] > 1 else "point fit: no interval"
+    coupled = (f" Law {rec.law} couples the families' losses through the whole mixture, so p* comes from "
+               "the coupled solver (projected gradient on the simplex, per draw and on the posterior mean)."
+               if isinstance(rec, CoupledRecommendation) else "")
     lines = [f"Recommended family sampling ratios for a model of N = {si(rec.N)} non-embedding "
              f"parameters trained on D = {si(rec.D)} tokens ({rec.objective} objective): the robust p*, the "
-             f"one mixture with the least expected regret; beside it the per-draw optimum p* ({kind}):"]
+             f"one mixture with the least expected regret; beside it the per-draw optimum p* ({kind}).{coupled}"]
     lines.append("  " + "family".ljust(14) + "robust".rjust(8) + "p*".rjust(7) + "   90% interval  " + "".join(
         short(k).rjust(13) for k in base))
     for f, s in summary.items():
