@@ -159,16 +159,20 @@ def test_cli_json_and_plan(fit, tmp_path, capsys):
     from multiscale.cli import main
     from multiscale.sweep.plan import SweepPlan
 
-    out = tmp_path / "next.yaml"
+    out, like = tmp_path / "next.yaml", tmp_path / "like.yaml"
+    like.write_text("families: [fam0, fam1, fam2]\npresets: [cpu-100k]\ntokens: [2.0e5]\n"
+                    "train: {seq_len: 128, batch: 16}\nmixtures: [{design: vary_one, grid: [0.5]}]\n")
     assert main(["next", _saved(fit, tmp_path), "--N", "1.55e6", "--D", "3.2e6", "--budget-flops", "2e12",
-                 "--k", "3", "--out", str(out), "--json"]) == 0
+                 "--k", "3", "--out", str(out), "--like", str(like), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert 1 <= len(d["chosen"]) <= 3 and d["out"] == str(out)
     for c in d["chosen"]:
         assert c["value"] > 0 and c["flops"] == pytest.approx(6 * c["N"] * c["D"])
         assert set(c["width_after"]) == set(FAMS) and c["width_sum_after"] > 0
     assert len(SweepPlan.load(out).expand()) == len(d["chosen"])
-    assert open(out).read().startswith("# Chosen by `multiscale next`")
+    text = open(out).read()
+    assert text.startswith("# Chosen by `multiscale next`: multiscale next") and "--budget-flops 2e+12" in text
+    assert dict(SweepPlan.load(out).train) == {"seq_len": 128, "batch": 16}
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 
 from multiscale.errors import InputError, MissingFileError
 
@@ -59,6 +58,16 @@ def _inputs(args):
     return fit, cands, like or cand_plan, runs
 
 
+def _command(args) -> str:
+    """The command line that chose the runs, for the plan's header."""
+    words = [args.fit_dir, "--N", f"{args.N:g}", "--D", f"{args.D:g}", "--budget-flops", f"{args.budget_flops:g}",
+             "--k", str(args.k), "--objective", args.objective, "--criterion", args.criterion]
+    for flag in ("candidates", "runs", "like", "corpus"):
+        if getattr(args, flag) is not None:
+            words += [f"--{flag}", getattr(args, flag)]
+    return "multiscale next " + shlex.join(words)
+
+
 def _next(args) -> int:
     from multiscale.fileio import dumps, json_safe
     from multiscale.sweep.active import plan_next
@@ -72,7 +81,7 @@ def _next(args) -> int:
                        progress=not (args.no_progress or args.json))
     plan = plan_dict(result, template=template, seed=args.seed, name=args.name) if result.chosen else None
     if args.out is not None and plan is not None:
-        write_plan(args.out, plan, header(result, "multiscale next " + shlex.join(sys.argv[2:])))
+        write_plan(args.out, plan, header(result, _command(args)))
     if args.json:
         print(dumps(json_safe(result.to_dict() | {"out": args.out, "plan": plan})))
         return 0

@@ -30,7 +30,13 @@ def plan_dict(result, *, template: SweepPlan | None = None, seed: int = 0, name:
     out: dict[str, Any] = {"name": name}
     if template is not None and template.corpus is not None:
         out["corpus"] = template.corpus
-    out["families"] = list(template.families) if template is not None and template.families else list(result.families)
+    out["families"] = list(result.families)
+    if template is not None and template.families:
+        missing = [f for f in result.families if f not in template.families]
+        if missing:
+            raise InputError(f"the template plan (--like or --candidates) has no families {missing}; its families: "
+                             f"{list(template.families)}")
+        out["families"] = list(template.families)
     out.update({"presets": presets, "tokens": tokens, "seeds": [seed]})
     if template is not None and template.train:
         out["train"] = {k: _plain(v) for k, v in template.train}
