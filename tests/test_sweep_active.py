@@ -94,6 +94,19 @@ def test_existing_configuration_is_worth_less_than_a_new_budget(fit):
     assert v[0] < 0.05 * v[1]
 
 
+def test_candidates_repeating_a_fitted_run_are_left_out(fit):
+    import pandas as pd
+
+    from multiscale.sweep.active import plan_next
+
+    runs = pd.DataFrame([{"run": "r0", "family": f, "N": PRESET_N["cpu-100k"], "D": 198656.0, "p": 1 / 3,
+                          "loss": 3.0, **{f"p_{g}": 1 / 3 for g in FAMS}} for f in FAMS])
+    res = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=2, runs=runs,
+                    candidates=[_cand("cpu-100k", D0), _cand("cpu-100k", 4 * D0)])
+    assert [c["D"] for c in res.chosen] == [4 * D0]
+    assert any("1 candidates repeat a fitted run" in n for n in res.notes)
+
+
 def test_value_per_flop_favours_the_cheaper_of_equal_runs():
     from multiscale.sweep.active import greedy
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from multiscale.errors import InputError
 from multiscale.laws.summary import Q_HIGH, Q_LOW
-from multiscale.sweep.candidates import Candidate, FittedRange, dedupe, generate
+from multiscale.sweep.candidates import Candidate, FittedRange, dedupe, drop_fitted, generate
 
 CRITERIA = ("regret", "width")
 OBJECTIVES = ("raw", "normalized")
@@ -309,6 +309,11 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
     if candidates is None:
         candidates = generate(fitted, state.families, N, D, state.robust)
     cands = dedupe(candidates)
+    if runs is not None:
+        cands, dropped = drop_fitted(cands, runs, state.families)
+        if dropped:
+            state.notes.append(f"{dropped} candidates repeat a fitted run (--runs) and were left out: trained again "
+                               "with the same seed they would teach nothing new (--seed gives other seeds)")
     if not cands:
         raise InputError("there are no candidate runs")
     costs = np.array([c.flops for c in cands])

@@ -155,6 +155,32 @@ def from_plan(plan, families: Sequence[str], corpus=None) -> list[Candidate]:
     return dedupe(out)
 
 
+def fitted_mixtures(runs: pd.DataFrame, families: Sequence[str]) -> list[tuple[float, float, np.ndarray]]:
+    """(N, D, ratios over `families`) of every run of a run table (``p_<family>`` columns, else
+    each row's own p for its family)."""
+    out = []
+    for _, g in runs.groupby("run", sort=False):
+        first = g.iloc[0]
+        own = dict(zip(g["family"].astype(str), g["p"].astype(float)))
+        p = [float(first[f"p_{f}"]) if f"p_{f}" in g.columns else own.get(f, 0.0) for f in families]
+        out.append((float(first["N"]), float(first["D"]), np.array(p)))
+    return out
+
+
+def drop_fitted(cands: Sequence[Candidate], runs: pd.DataFrame, families: Sequence[str], *,
+                rel: float = 0.02, tol: float = 1e-4) -> tuple[list[Candidate], int]:
+    """The candidates that repeat no fitted run (N and D within `rel`, ratios within `tol`), and
+    how many were left out: with the plan's one seed such a run would be trained again as it was."""
+    seen = fitted_mixtures(runs, families)
+    keep = []
+    for c in cands:
+        r = np.array([c.ratio_dict.get(f, 0.0) for f in families])
+        if not any(abs(n / c.N - 1) <= rel and abs(d / c.D - 1) <= rel and np.max(np.abs(p - r)) <= tol
+                   for n, d, p in seen):
+            keep.append(c)
+    return keep, len(cands) - len(keep)
+
+
 def dedupe(cands: Sequence[Candidate]) -> list[Candidate]:
     """The candidates in order, each run once (same preset, budget and rounded ratios)."""
     seen, out = set(), []
