@@ -42,7 +42,8 @@ _PAD_NOISE = 1e30  # noise variance of a padding row: it carries no information
 class TargetState:
     """What is uncertain at the target: per-draw optima `P_SxF` over the decision `families`,
     the recommended (robust) mixture, the criterion weights `a_F`, the exact expected regret of
-    the recommended mixture (None where the recommendation has no regret), notes."""
+    the recommended mixture (None where the recommendation has no regret), notes, and which
+    draws have a finite p* (`keep_S`)."""
 
     families: tuple[str, ...]
     P_SxF: np.ndarray
@@ -51,6 +52,7 @@ class TargetState:
     criterion: str
     expected_regret: float | None
     notes: list[str]
+    keep_S: np.ndarray  # the draws with a finite p* (P_SxF holds only these)
 
 
 def _regret_weights(P_SxF: np.ndarray, q_F: np.ndarray, regret_S: np.ndarray) -> np.ndarray:
@@ -74,7 +76,11 @@ def target_state(fit, N: float, D: float, objective: str, criterion: str) -> Tar
     P = np.asarray(rec.p_star, float)
     robust = dict(rec.ratios)
     notes: list[str] = []
-    regret = rec.regret(ROBUST) if hasattr(rec, "regret") else None
+    regret = _regret(rec, ROBUST)
+    keep = np.all(np.isfinite(P), axis=1) & (np.isfinite(regret) if regret is not None else True)
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} of {len(keep)} draws without a finite p* at the target are left out")
+        P, regret = P[keep], (regret[keep] if regret is not None else None)
     if criterion == "regret" and regret is None:
         notes.append(f"criterion width: the recommendation of law {fit.law.name} reports no regret per draw")
         criterion = "width"
@@ -85,7 +91,15 @@ def target_state(fit, N: float, D: float, objective: str, criterion: str) -> Tar
             notes.append("criterion width: the regret of the recommended mixture is 0 in every draw")
             criterion, a = "width", np.ones(len(fams))
     exact = float(np.mean(regret)) if regret is not None else None
-    return TargetState(fams, P, robust, a, criterion, exact, notes)
+    return TargetState(fams, P, robust, a, criterion, exact, notes, keep)
+
+
+def _regret(rec, name: str) -> np.ndarray | None:
+    """Per draw, the regret of the recommended mixture (None where the recommendation has none)."""
+    try:
+        return np.asarray(rec.regret(name), float) if hasattr(rec, "regret") else None
+    except KeyError:
+        return None
 
 
 def candidate_rows(fit, cands: Sequence[Candidate], families: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -111,11 +125,12 @@ def noise_variance(fit, rows: pd.DataFrame) -> np.ndarray:
     return var_F[[fit.family_index(f) for f in rows["family"]]]
 
 
-def joint_covariance(fit, P_SxF: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
-    """Covariance over the draws of [p*_s (F), log-loss of every row (R)], (F + R) square."""
+def joint_covariance(fit, P_SxF: np.ndarray, rows: pd.DataFrame, keep_S: np.ndarray | None = None) -> np.ndarray:
+    """Covariance over the draws (those in `keep_S`) of [p*_s (F), log-loss of every row (R)]."""
     from multiscale.laws.predict import predict_rows
 
     Y = np.log(np.asarray(predict_rows(fit, rows), float))
+    Y = Y if keep_S is None else Y[keep_S]
     X = np.concatenate([P_SxF, Y], axis=1)
     X = X - X.mean(axis=0)
     return X.T @ X / max(X.shape[0] - 1, 1)
@@ -156,7 +171,7 @@ def values_alone(fit, N: float, D: float, cands: Sequence[Candidate], *, objecti
     """Each candidate's value on its own (the drop of U it is expected to bring), no FLOPs."""
     state = target_state(fit, N, D, objective, criterion)
     rows, owner = candidate_rows(fit, cands, state.families)
-    Sigma = joint_covariance(fit, state.P_SxF, rows)
+    Sigma = joint_covariance(fit, state.P_SxF, rows, state.keep_S)
     return values(Sigma, len(state.families), *_blocks(owner, len(cands)), noise_variance(fit, rows), state.a_F)[0]
 
 
@@ -323,7 +338,7 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
                          f"FLOPs = 6 N D: {cheap.preset} at D = {cheap.D:.3g})")
     rows, owner = candidate_rows(fit, cands, state.families)
     noise = noise_variance(fit, rows)
-    Sigma = joint_covariance(fit, state.P_SxF, rows)
+    Sigma = joint_covariance(fit, state.P_SxF, rows, state.keep_S)
     F = len(state.families)
     steps = greedy(Sigma, F, owner, noise, costs, state.a_F, int(k), float(budget_flops), progress=progress)
     var0 = np.diag(Sigma)[:F].copy()
