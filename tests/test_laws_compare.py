@@ -1,6 +1,7 @@
 """Model comparison: splits, Spearman within (N, D), the rule, the compare and laws commands."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 
 from multiscale.cli import main
 from multiscale.errors import InputError
-from multiscale.laws.compare import LawResult, choose, compare_laws, spearman_within_cells, split
+from multiscale.laws.compare import LawResult, choose, compare_laws, mean_finite, spearman_within_cells, split
 from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 
 
@@ -42,6 +43,40 @@ def test_spearman_within_cells():
     rho = spearman_within_cells(df, np.array([1.0, 2.0, 3.0, 3.0, 2.0, 1.0]))
     assert rho == {"a": 0.0}  # +1 in one cell, -1 in the other
     assert spearman_within_cells(df, df["loss"].to_numpy())["a"] == 1.0
+
+
+def test_spearman_without_a_usable_cell_is_nan_without_a_warning():
+    """Cells of fewer than MIN_CELL held-out runs are skipped, and a constant prediction has no
+    correlation: the family's Spearman is then NaN, said without numpy's "Mean of empty slice"."""
+    df = pd.DataFrame({"family": ["a", "a", "b", "b", "b"], "N": [1, 1, 1, 1, 1], "D": [1] * 5,
+                       "loss": [1.0, 2.0, 1.0, 2.0, 3.0]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rho = spearman_within_cells(df, np.array([1.0, 2.0, 5.0, 5.0, 5.0]))
+        assert np.isnan(rho["a"]) and np.isnan(rho["b"])  # a: 2 runs in its cell; b: constant prediction
+        assert np.isnan(mean_finite(rho.values())) and np.isnan(mean_finite([]))
+        assert mean_finite([0.5, float("nan"), 1.0]) == 0.75
+
+
+def test_compare_laws_refuses_a_law_named_twice(table):
+    with pytest.raises(InputError, match="'multilingual' named twice"):
+        compare_laws(table, "multilingual,transfer,multilingual")
+    with pytest.raises(InputError, match="'transfer' named twice"):
+        compare_laws(table, ["transfer", "transfer"])
+
+
+@pytest.mark.slow  # one point fit (~5 s on 2 idle cores)
+def test_compare_laws_on_a_table_too_small_for_spearman_warns_nothing(table):
+    """Two mixtures per (N, D): no held-out cell has MIN_CELL runs, so Spearman is NaN for every
+    family and overall, with no RuntimeWarning from the averaging."""
+    small = table[table["run"].isin(sorted(table["run"].unique())[::3])]
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*empty slice.*")
+        warnings.filterwarnings("error", message=".*Degrees of freedom.*")
+        cmp = compare_laws(small, "multilingual", "largest-N")
+    r = cmp.results[0]
+    assert np.isnan(r.overall["spearman"]) and all(np.isnan(v["spearman"]) for v in r.per_family.values())
+    assert np.isfinite(r.overall["mape"])
 
 
 def _result(name, ape, n_params=2):

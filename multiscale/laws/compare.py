@@ -7,7 +7,8 @@ runs (L-BFGS point fits, or NUTS with ``method="nuts"``), and reports per law an
   posterior-predictive interval of a Bayesian fit; NaN for a point fit);
 - Spearman's rank correlation of predicted and observed loss within each (N, D) cell of the
   held-out runs (cells of at least 3 runs), averaged over the cells: how well the law ranks
-  mixtures, which is what choosing a mixture needs;
+  mixtures, which is what choosing a mixture needs (NaN for a family without such a cell; the
+  overall value averages the families that have one, NaN if none does);
 - PSIS-LOO elpd with its SE on the training runs (ArviZ ``az.loo``; NUTS only);
 - the p* each law recommends at the largest (N, D) of the table (normalized objective).
 
@@ -91,8 +92,17 @@ def spearman_within_cells(df: pd.DataFrame, pred: np.ndarray) -> dict[str, float
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     rhos.append(float(spearmanr(cell["_pred"], cell["loss"]).statistic))
-        out[str(fam)] = float(np.nanmean(rhos)) if rhos else float("nan")
+        out[str(fam)] = mean_finite(rhos)
     return out
+
+
+def mean_finite(values) -> float:
+    """The mean of the finite values, NaN (without numpy's "Mean of empty slice" warning) when
+    there are none: a family with no (N, D) cell of MIN_CELL held-out runs, or whose correlations
+    are all undefined (a constant prediction), has no Spearman to average."""
+    x = np.asarray(list(values), dtype=float)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 @dataclass
@@ -176,7 +186,7 @@ def _score_law(law: str, train, test, method, draws, chains, seed, N, D) -> LawR
     med = np.median(predict_rows(fit, test), axis=0)
     rho = spearman_within_cells(test, med)
     per = {f: {**s, "spearman": rho.get(f, float("nan"))} for f, s in sc.per_family.items()}
-    overall = {**sc.overall, "spearman": float(np.nanmean(list(rho.values()))) if rho else float("nan")}
+    overall = {**sc.overall, "spearman": mean_finite(rho.values())}
     loo, idata = _loo(fit, train)
     y = test["loss"].to_numpy(float)
     n_params = len(fit.law.params) + len(fit.law.matrix) * max(len(fit.mixture_families) - 1, 0)
@@ -267,15 +277,19 @@ class Comparison:
 def compare_laws(df: pd.DataFrame, laws, holdout: str = "largest-N", *, method: str = "lbfgs",
                  draws: int = 500, chains: int = 4, seed: int = 0, N: float | None = None,
                  D: float | None = None, heldout: pd.DataFrame | None = None) -> Comparison:
-    """Fit every law of `laws` (names, or 'a,b,c') on the training split of `df` and score it
+    """Fit every law of `laws` (names, or 'a,b,c'; each once: a law named twice is an
+    `InputError`, as in the command) on the training split of `df` and score it
     on the held-out split (see the module docstring). With `heldout` (a run table), fit on all
     of `df` and score on `heldout` instead (`holdout` is then ignored). p* is computed at
     (N, D), default the table's largest N and D."""
     if isinstance(laws, str):
         laws = [s.strip() for s in laws.split(",") if s.strip()]
-    laws = list(dict.fromkeys(laws))
+    laws = list(laws)
     if not laws:
         raise InputError("--laws: name at least one law")
+    twice = sorted({n for n in laws if laws.count(n) > 1})
+    if twice:
+        raise InputError(f"laws: {', '.join(map(repr, twice))} named twice; give each law once")
     for name in laws:
         get_law(name)
     if method not in ("lbfgs", "nuts"):
