@@ -1,6 +1,8 @@
 """The coupled p* solver: agrees with the exact separable solver on the seed law and with scipy's
 SLSQP on coupled laws; bounds; the recommendation of a fit of a mixture law."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -217,3 +219,27 @@ def test_a_mixture_family_without_a_loss_gets_a_ratio_but_no_weight():
     row = rec.family_table()["f2"]
     assert row["weight"] == 0.0 and row["loss_at_p_star"] is None
     assert rec.to_dict()["weights"] == {"f0": 0.5, "f1": 0.5}
+
+
+@pytest.mark.slow  # two CLI recommends, the coupled solver compiled (~4 s on 2 idle cores)
+def test_recommend_json_has_the_same_keys_for_a_coupled_and_a_seed_law(tmp_path, capsys):
+    """`multiscale recommend --json` on a fit of the transfer law carries every key it carries for
+    the seed law (robust p*, median p*, decisions with regret and P(best), baselines, ...)."""
+    from multiscale.cli import main
+
+    one = {k: v[:1] for k, v in SEED.items()}
+    out = {}
+    for name, draws in (("multilingual", one), ("transfer", {**one, "tau": np.full((1, F, F), 0.1) * (1 - np.eye(F))})):
+        _fit(name, draws).save(tmp_path / name)
+        assert main(["recommend", str(tmp_path / name), "--N", "1e9", "--D", "5e10", "--floor", "0.02",
+                     "--weights", "fam0=2", "--json"]) == 0
+        out[name] = json.loads(capsys.readouterr().out)
+    seed, coupled = out["multilingual"], out["transfer"]
+    assert set(seed) <= set(coupled) and coupled["solver"].startswith("coupled")
+    assert coupled["recommended"] == "robust p*" and set(coupled["decisions"]) == set(seed["decisions"])
+    for key in ("families", "decisions", "baselines"):
+        first = next(iter(seed[key]))
+        assert set(coupled[key][first]) == set(seed[key][first]), key
+    assert coupled["weights"] == seed["weights"] == pytest.approx({"fam0": 0.4, "fam1": 0.2, "fam2": 0.2, "fam3": 0.2})
+    assert main(["recommend", str(tmp_path / "transfer"), "--N", "1e9", "--D", "5e10", "--weights", "fam0=-1"]) == 2
+    assert "--weights" in capsys.readouterr().err

@@ -142,7 +142,8 @@ def _recommend(args) -> int:
             raise InputError(f"--unique-tokens: law {fit.law.name!r} does not read unique tokens; fit 'repetition'")
         if args.unique_tokens is not None:  # checked here so that the message names the flag
             family_values(args.unique_tokens, fams, what="--unique-tokens", default=math.inf, positive=True)
-        rec = recommend_coupled(fit, args.N, args.D, objective=args.objective, weights=args.weights,
+        rec = recommend_coupled(fit, args.N, args.D, objective=args.objective,
+                                weights=per_family(args.weights, "--weights", default=1.0),
                                 floor=args.floor, caps=args.cap, available_tokens=tokens, epochs=args.epochs,
                                 unique_tokens=args.unique_tokens)
         rec.notes.extend(_weights_notes(fams, args.weights))
