@@ -83,3 +83,43 @@ def test_too_few_levels_or_refused_refits_leave_no_kappa():
 
     m = leave_largest_out(_table(), refuse, lambda f, r: None)
     assert m["kappa"] is None and "cannot be fitted (too few runs)" in m["skipped"][0]
+
+
+def test_fit_many_fits_all_left_out_tables_at_once_and_may_refuse_one():
+    """`fit_bayes` hands both sub-tables to one `fit_many` (one NUTS program); a table it
+    refuses (an InputError in its place) skips that axis only, in axis order."""
+    df = _table(levels_D=(1e9, 2e9, 4e9))
+    calls = []
+
+    def fit_many(tables):
+        calls.append([(sorted(t["N"].unique()), sorted(t["D"].unique())) for t in tables])
+        return ["refit", InputError("too few runs")]
+
+    def draws_fn(fit, rows):
+        assert fit == "refit"
+        return np.full((100, len(rows)), 3.0) * np.exp(np.linspace(-0.01, 0.01, 100))[:, None]
+
+    m = leave_largest_out(df, None, draws_fn, fit_many=fit_many)
+    assert calls == [[([1e6, 1e7], [1e9, 2e9, 4e9]), ([1e6, 1e7, 1e8], [1e9, 2e9])]]
+    assert [e["left_out"] for e in m["experiments"]] == ["N"] and m["kappa"] == 0
+    assert m["skipped"] == ["D: the rows below its largest level cannot be fitted (too few runs)"]
+
+
+def test_refit_settings_are_what_the_design_says():
+    """1,000 draws in all over the fit's chains (at most the fit's own per chain), the fit's
+    warm-up (WARMUP when not given), the rest unchanged; docs/design.md states the same."""
+    from pathlib import Path
+
+    from multiscale.laws.bayes import REFIT_DRAWS, WARMUP, refit_settings
+
+    base = dict(chains=4, draws=1000, warmup=None, seed=3, target_accept=0.85, dense_mass=None, chain_method="auto")
+    r = refit_settings(base)
+    assert (REFIT_DRAWS, WARMUP) == (1000, 500)
+    assert r == {**base, "draws": 250, "warmup": WARMUP}
+    assert refit_settings({**base, "chains": 3})["draws"] == 334  # ceil(1000 / 3)
+    assert refit_settings({**base, "chains": 1, "draws": 150, "warmup": 80}) == {
+        **base, "chains": 1, "draws": 150, "warmup": 80}
+    design = Path(__file__).parents[1].joinpath("docs", "design.md").read_text()
+    section = design.split("### Extrapolation term")[1].split("\n### ")[0]
+    assert f"`REFIT_DRAWS` = {REFIT_DRAWS:,} draws in all" in section
+    assert f"(4 x {REFIT_DRAWS // 4} by default" in section and f"warm-up (default {WARMUP} steps)" in section

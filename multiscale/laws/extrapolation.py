@@ -106,20 +106,29 @@ def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str) -> tu
     return rec, k
 
 
-def _experiment(df: pd.DataFrame, axis: str, fit_fn: Callable, draws_fn: Callable) -> tuple[dict, np.ndarray]:
-    """Leave the largest level of `axis` out, refit, measure."""
-    train, test = split_largest(df, axis)
-    return measure(train, test, draws_fn(fit_fn(train), test), axis)
+def _fit_each(fit_fn: Callable, tables: list[pd.DataFrame]) -> list:
+    """`fit_fn` on each table in turn; an `InputError` (the table cannot be fitted) is returned in
+    its place, as a `fit_many` does."""
+    out: list = []
+    for t in tables:
+        try:
+            out.append(fit_fn(t))
+        except InputError as err:
+            out.append(err)
+    return out
 
 
-def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any],
-                      draws_fn: Callable[[Any, pd.DataFrame], np.ndarray]) -> dict:
+def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | None,
+                      draws_fn: Callable[[Any, pd.DataFrame], np.ndarray], *,
+                      fit_many: Callable[[list[pd.DataFrame]], list] | None = None) -> dict:
     """The extrapolation model of a fit of `df` (see the module docstring).
 
     Args:
       df: the validated run table the final fit sees.
-      fit_fn: fits a sub-table (e.g. the same NUTS settings, without extrapolation).
+      fit_fn: fits a sub-table (e.g. the refit settings of `fit_bayes`, without extrapolation).
       draws_fn: posterior predictive loss draws (S, R) of such a fit for the rows of a table.
+      fit_many: instead of `fit_fn`, fits all the sub-tables at once (`fit_bayes` runs the refits
+        as one NUTS program); returns one fit per table, or the `InputError` that refused it.
 
     Returns a JSON-ready dict: ``method``, ``kappa`` (None when no axis has `MIN_LEVELS` levels,
     or every refit was refused), the fitted ``log_N_range``/``log_D_range``, one record per
@@ -128,19 +137,28 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any],
     """
     out: dict[str, Any] = {"method": METHOD, "kappa": None, "quantile": KAPPA_QUANTILE,
                            **fitted_ranges(df), "experiments": [], "skipped": []}
-    ks = []
+    axes, skipped = [], {}
     for axis in ("N", "D"):
         n_levels = df[axis].nunique()
         if n_levels < MIN_LEVELS:
-            out["skipped"].append(f"{axis}: {n_levels} fitted level(s), {MIN_LEVELS} needed to leave the largest out")
-            continue
+            skipped[axis] = f"{axis}: {n_levels} fitted level(s), {MIN_LEVELS} needed to leave the largest out"
+        else:
+            axes.append(axis)
+    splits = [split_largest(df, axis) for axis in axes]
+    trains = [train for train, _ in splits]
+    fits = fit_many(trains) if fit_many is not None else _fit_each(fit_fn, trains)
+    ks = []
+    for axis, (train, test), fit in zip(axes, splits, fits):
         try:
-            rec, k = _experiment(df, axis, fit_fn, draws_fn)
+            if isinstance(fit, InputError):
+                raise fit
+            rec, k = measure(train, test, draws_fn(fit, test), axis)
         except InputError as err:  # the rows below the largest level cannot be fitted
-            out["skipped"].append(f"{axis}: the rows below its largest level cannot be fitted ({err})")
+            skipped[axis] = f"{axis}: the rows below its largest level cannot be fitted ({err})"
             continue
         out["experiments"].append(rec)
         ks.append(k)
+    out["skipped"] = [skipped[a] for a in ("N", "D") if a in skipped]
     if ks:
         out["kappa"] = float(np.quantile(np.concatenate(ks), KAPPA_QUANTILE))
     return out
