@@ -110,7 +110,8 @@ def register(subparsers) -> None:
     p.add_argument("--corpus", default=None, help="corpus for --candidates baselines that need token counts")
     p.add_argument("--runs", default=None, metavar="TABLE",
                    help="the fitted run table: its N, D and ratio levels shape the generated candidates "
-                        "(default: the fitted ranges the fit records)")
+                        "(default: the fitted ranges the fit records), and candidates that repeat one of its "
+                        "runs are left out")
     p.add_argument("--like", default=None, metavar="PLAN.yaml",
                    help="copy corpus, families and train: settings into the written plan from this plan "
                         "(default: from --candidates)")
