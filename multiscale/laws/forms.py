@@ -90,7 +90,7 @@ LAWS: dict[str, Law] = {
         uses_mixture=True, matrix=("tau",), base="multilingual"),
     "repetition": Law(
         "repetition", ("E", "A", "B", "alpha", "beta", "gamma", "R_star"), (), True, True,
-        "(E + A/N^alpha + B/(D'_i/p_i)^beta) * p^(-gamma), D'_i = U_i + U_i R* (1 - exp(-R_i/R*)) "
+        "(E + A/N^alpha + B/D^beta) * (D'_i/D)^(-gamma), D'_i = U_i + U_i R* (1 - exp(-R_i/R*)) "
         "(Muennighoff et al. 2023)", uses_unique_tokens=True, base="multilingual"),
     "transfer_repetition": Law(
         "transfer_repetition", ("E", "A", "B", "alpha", "beta", "gamma", "R_star"), (), True, True,

@@ -29,12 +29,13 @@ from multiscale.errors import InputError
 from multiscale.laws import lbfgs
 from multiscale.laws.data import FitData, prepare
 from multiscale.laws.fits import BayesFit, PointFit
-from multiscale.laws.forms import Law, get_law
+from multiscale.laws.forms import RAW_NAMES, Law, get_law
 from multiscale.laws.mixture_forms import log_loss, natural_from_raw, offdiag_mask, raw_names
 from multiscale.laws.point import HUBER_DELTA, fit_arrays
+from multiscale.laws.repetition_starts import base_fits
 
 MAX_EVALS = 3000
-EXTRA_STARTS = {"lrs": (np.log(5.0), np.log(15.0), np.log(50.0)), "ltau": (-6.0, -2.5),
+EXTRA_STARTS = {"lrs": tuple(np.log([5.0, 8.0, 12.0, 18.0, 27.0, 40.0])), "ltau": (-6.0, -2.5),
                 "t": (0.0, 1.5), "lk": (-3.0, -1.0)}  # lk relative to the family's mean log-loss
 # tau_scale: tau ~ HalfNormal(0.1)
 EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t": 1.0, "tau_scale": 0.1}
@@ -86,8 +87,10 @@ def _split(law: Law, names, matrix, x, M: int) -> dict:
 
 
 def _starts(law: Law, data: FitData, names, matrix, M: int) -> np.ndarray:
-    """(K, F, G) starts: the seed law's best fit per family crossed with `EXTRA_STARTS`."""
-    base = fit_arrays(get_law(law.base), data)
+    """(K, F, G) starts: the seed law's best fit per family crossed with `EXTRA_STARTS` (for the
+    repetition laws, fitted on the effective ratios at each start R*: `repetition_starts`)."""
+    at_rs = base_fits(law, data, EXTRA_STARTS["lrs"])  # repetition: the base law on p'(R*)
+    base = fit_arrays(get_law(law.base), data) if not at_rs else None
     F = data.n_families
     ybar_F = np.array([data.logL_R[data.fam_R == j].mean() for j in range(F)])
     extra_names = [n for n in names if n in EXTRA_STARTS] + list(matrix)
@@ -96,8 +99,8 @@ def _starts(law: Law, data: FitData, names, matrix, M: int) -> np.ndarray:
     for g, combo in enumerate(combos):
         v = dict(zip(extra_names, combo))
         for k, n in enumerate(names):
-            if n in base.raw:
-                X[k, :, g] = base.raw[n]
+            if n in RAW_NAMES[law.base]:
+                X[k, :, g] = at_rs.get(v.get("lrs"), base).raw[n]
             elif n == "lk":
                 X[k, :, g] = ybar_F + v[n]
             else:

@@ -4,12 +4,19 @@ A law of the whole mixture maps (N, D, the run's mixture P over all M mixture fa
 unique tokens U of each family) to each family's loss. With ``s_i`` the scale part and ``pe_i``
 the effective ratio:
 
-- scale part (``uses_scale``): ``s_i = E_i + A_i / N^alpha_i + B_i / De_i^beta_i``; else ``c_i``.
-- repetition (``uses_unique_tokens``; Muennighoff et al. 2023): family i sees ``p_i D`` tokens
+- scale part (``uses_scale``): ``s_i = E_i + A_i / N^alpha_i + B_i / D^beta_i``; else ``c_i``.
+- repetition (``uses_unique_tokens``; Muennighoff et al. 2023): family i reads ``p_i D`` tokens
   of ``U_i`` unique ones; ``R_i = max(0, p_i D / U_i - 1)`` epochs beyond the first and the
-  effective tokens ``D'_i = U_i + U_i R*_i (1 - exp(-R_i / R*_i))``; the scale part uses
-  ``De_i = D'_i / p_i`` (the run length at which fresh data would give family i as much).
-  Where ``p_i D <= U_i`` it is exactly ``D``, so the law is exactly the seed's.
+  effective tokens ``D'_i = U_i + U_i R*_i (1 - exp(-R_i / R*_i))``. Family i effectively
+  receives ``D'_i`` tokens, so its effective ratio ``p'_i = D'_i / D`` replaces ``p_i`` wherever
+  the ratio enters: ``L_i = s_i * p'_i^(-gamma_i)`` (with transfer, ``p'_i + sum_j tau_ij p_j``:
+  the other families' ratios as given). Where ``p_i D <= U_i`` it is exactly ``p_i``, so the
+  law is exactly the seed's. An exhausted family stops gaining from more sampling (``D'_i``
+  saturates at ``U_i (1 + R*_i)``), and at a fixed ratio its loss rises with D once
+  ``p'_i``'s fall outpaces the D term's (the overfitting of many epochs). The other form, ``D'_i
+  / p_i`` in the D term with ``p_i^(-gamma)`` kept, was measured and dropped: its ``p_i^-gamma``
+  still rewards sampling an exhausted family (its optimum gave a 1e7-token family 18% of a 1e12
+  budget, 18,000 epochs; docs/design.md, "Laws of the whole mixture").
 - transfer (matrix ``tau``, tau >= 0): ``pe_i = p_i + sum_{j != i} tau_ij p_j`` and
   ``L_i = s_i * pe_i^(-gamma_i)``; tau = 0 is exactly the seed's law.
 - mixing (matrix ``t``; Ye et al. 2024, Data Mixing Laws): ``L_i = s_i + k_i exp(sum_{j != i}
@@ -47,7 +54,8 @@ def raw_names(law: Law) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def effective_logD(lrs, logD, logp, logU, xp=np):
-    """log De = log(D'_i / p_i) where family i repeats (p_i D > U_i), else exactly log D."""
+    """log(D'_i / p_i) where family i repeats (p_i D > U_i), else exactly log D: the run length
+    at which fresh data would give family i its effective tokens D'_i."""
     logtok = logp + logD
     rep = logtok > logU
     safe_logU = xp.where(rep, logU, logtok)
@@ -55,6 +63,12 @@ def effective_logD(lrs, logD, logp, logU, xp=np):
     Rs = xp.exp(lrs)
     logDp = safe_logU + xp.log1p(Rs * (-xp.expm1(-R / Rs)))
     return xp.where(rep, logDp - logp, logD)
+
+
+def log_effective_own_ratio(lrs, logD, logp, logU, xp=np):
+    """log p'_i = log(D'_i / D) where family i repeats (p_i D > U_i), else exactly log p_i."""
+    rep = logp + logD > logU
+    return xp.where(rep, effective_logD(lrs, logD, logp, logU, xp) + logp - logD, logp)
 
 
 def log_effective_ratio(logp, tp, xp=np):
@@ -66,11 +80,10 @@ def log_effective_ratio(logp, tp, xp=np):
     return xp.where(has, logp + xp.log1p(tp / safe_own), xp.log(xp.where(has, 1.0, tp)))
 
 
-def _scale(law: Law, th: dict, logN, logD, logp, logU, lN0, lD0, xp):
+def _scale(law: Law, th: dict, logN, logD, logp, lN0, lD0, xp):
     if not law.uses_scale:
         return xp.broadcast_arrays(th["logc"], logp)[0]
-    logDe = effective_logD(th["lrs"], logD, logp, logU, xp) if law.uses_unique_tokens else logD
-    terms = xp.broadcast_arrays(th["a"] - th["alpha"] * (logN - lN0), th["b"] - th["beta"] * (logDe - lD0),
+    terms = xp.broadcast_arrays(th["a"] - th["alpha"] * (logN - lN0), th["b"] - th["beta"] * (logD - lD0),
                                 th["e"], logp)[:3]
     stack = xp.stack(terms, axis=0)
     m = xp.max(stack, axis=0)
@@ -89,7 +102,9 @@ def log_loss(law: Law, th: dict, logN, logD, logp, logU=np.inf, P=None, offdiag=
     P, offdiag: the run's mixture and the mask of the other families, mixture axis first.
     lN0, lD0: centring of log N and log D (``a`` and ``b`` are then the centred ones).
     """
-    out = _scale(law, th, logN, logD, logp, logU, lN0, lD0, xp)
+    out = _scale(law, th, logN, logD, logp, lN0, lD0, xp)
+    if law.uses_unique_tokens:  # family i effectively reads D'_i tokens: its ratio is D'_i / D
+        logp = log_effective_own_ratio(th["lrs"], logD, logp, logU, xp)
     if "t" in law.matrix:
         tp = xp.sum(th["t"] * offdiag * P, axis=0)
         return xp.logaddexp(out, th["lk"] + tp)

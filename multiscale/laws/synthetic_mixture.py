@@ -17,6 +17,9 @@ from multiscale.laws.synthetic import synthetic_truth
 
 # Unique tokens of five families, 5e9 down to 1e7 (the repetition table of issue 12).
 DEFAULT_UNIQUE = (5e9, 1e9, 2e8, 5e7, 1e7)
+# The repetition table: at these N and D the two smallest families read 0.5 to ~500 epochs
+# (well past 4 for most of their rows), the largest hardly ever repeats; 10 mixtures per (N, D).
+REPETITION_GRID = {"N": (2e7, 5e7, 1.2e8, 3e8), "D": (5e8, 2e9, 8e9), "n_mixtures": 10, "noise": 0.004}
 
 
 def mixture_truth(law: str, n_families: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -70,3 +73,10 @@ def mixture_runs(law: str, truth: dict, *, N=(2e7, 5e7, 1.2e8, 3e8), D=(2e9, 6e9
                     rows.append(row)
                 k += 1
     return pd.DataFrame(rows)
+
+
+def repetition_runs(seed: int = 0, law: str = "repetition") -> tuple[dict, pd.DataFrame]:
+    """(truth, table) of the repetition case: `mixture_truth(law, 5, seed)` on `REPETITION_GRID`
+    with the unique tokens `DEFAULT_UNIQUE`."""
+    truth = mixture_truth(law, len(DEFAULT_UNIQUE), seed=seed)
+    return truth, mixture_runs(law, truth, seed=seed, **REPETITION_GRID)
