@@ -145,3 +145,22 @@ def test_transfer_nuts_saves_loads_and_has_a_pointwise_log_likelihood(tmp_path):
     np.testing.assert_array_equal(back.draws["tau"], fit.draws["tau"])
     lo, hi = np.quantile(fit.draws["gamma"], [0.005, 0.995], axis=0)
     assert np.all((truth["gamma"][0] > lo - 0.02) & (truth["gamma"][0] < hi + 0.02))
+
+
+def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
+    # z_tau[m, i] (mixture family m into family i) is tau[i, m] of the natural draws, times the
+    # prior scale, with the diagonal 0; no sampling: two fake chains of three draws
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws
+
+    law = get_law("transfer")
+    _, df = _table("transfer")
+    _, data, _ = prepare(df, law)
+    F = data.n_families
+    z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_E", "log_Nterm", "log_Dterm", "log_alpha", "log_beta",
+                                                   "log_gamma")}
+    z["z_tau"] = np.arange(2 * 3 * F * F, dtype=float).reshape(2, 3, F, F) + 1.0
+    nat = _natural_draws(law, data, z, ybar=1.0)
+    scale = EXTRA_PRIORS["tau"][1]
+    m, i = 0, 2
+    np.testing.assert_allclose(nat["tau"][1, 2, i, m], scale * z["z_tau"][1, 2, m, i])
+    assert nat["tau"].shape == (2, 3, F, F) and np.all(nat["tau"][:, :, np.arange(F), np.arange(F)] == 0)

@@ -37,8 +37,8 @@ def mixture_truth(law: str, n_families: int, seed: int = 0) -> dict[str, np.ndar
         if "E" in nat:
             nat["E"] = nat["E"] - 0.3
     off = 1.0 - np.eye(F)
-    if "tau" in law_obj.matrix:  # sparse transfer: about a third of the pairs
-        nat["tau"] = (rng.uniform(0.05, 0.4, size=(1, F, F)) * (rng.uniform(size=(1, F, F)) < 0.35)) * off
+    if "tau" in law_obj.matrix:  # the NUTS prior's HalfCauchy(0.05), truncated to [0, 1]
+        nat["tau"] = 0.05 * np.tan(rng.uniform(size=(1, F, F)) * np.arctan(1.0 / 0.05)) * off
     if "t" in law_obj.matrix:
         nat["t"] = rng.uniform(-0.5, 1.5, size=(1, F, F)) * off
     return nat
