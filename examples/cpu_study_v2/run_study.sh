@@ -15,7 +15,8 @@
 # Environment: SHARDS (parallel sweep processes, default 2), MULTISCALE (the CLI, default
 # `multiscale`), PYTHON (default python), DOCS (default docs/cpu_study_v2), NUTS_CHAINS (default 4),
 # NUTS_DRAWS (default 1000; warm-up as many), NICE (default 19), LAW (the law whose p* each design
-# recommends, default multilingual), K (batch size of `next`, default 8).
+# recommends, default multilingual), K (batch size of `next`, default 8), RESTORE (default 1: the
+# runs of the committed DOCS/runs.csv are put back into WORK_DIR/sweep and not trained again).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -75,6 +76,12 @@ print(','.join(f'{f}={c.train_tokens(f)}' for f in c.families))" "$WORK/corpus"
 budget_flops() {  # F: the 6 N D of stage B, which stage C spends too
   $TOOLS compute "$HERE/stage_b.yaml" | $PY -c "import json, sys; print(json.load(sys.stdin)['total_flops_6ND'])"
 }
+
+# the runs already in the committed table (DOCS/runs.csv) are not trained again (RESTORE=0: retrain)
+if [ "${RESTORE:-1}" = 1 ] && [ -f "$DOCS/runs.csv" ]; then
+  $TOOLS restore "$DOCS/runs.csv" "$WORK/sweep" > "$WORK/restore.json"
+  note "restored $DOCS/runs.csv into $WORK/sweep: $(cat "$WORK/restore.json")"
+fi
 
 # 0. the embedded corpus with japonic capped (its eval split is that of the uncapped corpus)
 [ -f "$WORK/corpus/manifest.json" ] || $MS corpus build --source manpages --out "$WORK/corpus" \

@@ -9,6 +9,10 @@
   python examples/cpu_study_v2/study_v2.py final-plan static=REC.json active=REC.json \
         --template stage_d_baselines.yaml --out PLAN.yaml
       the recommended mixtures as a sweep plan with the template's presets, budget and seeds
+  python examples/cpu_study_v2/study_v2.py restore RUNS.csv SWEEP_DIR
+      a committed run table back into a sweep folder: each run of RUNS.csv that SWEEP_DIR lacks
+      gets its fragment (rows/<run>.csv), so a later sweep of the same plans skips it instead of
+      training it again (run ids hash the run's whole configuration, so only identical runs match)
   python examples/cpu_study_v2/study_v2.py walltimes SWEEP_DIR [--out walltimes.csv]
       every finished run's wall time (its summary.json) with its preset, tokens and the time
       its rows were written, so the plan's estimates can be checked against what training took
@@ -99,6 +103,24 @@ def cmd_final_plan(args) -> dict:
     return {"out": args.out, "mixtures": {m["name"]: m["ratios"] for m in plan["mixtures"]}}
 
 
+def cmd_restore(args) -> dict:
+    from multiscale.runs import read_runs
+    from multiscale.sweep import SweepStore
+
+    store = SweepStore(args.sweep)
+    store.root.mkdir(parents=True, exist_ok=True)
+    done = set(store.scan().intact)
+    runs = read_runs(args.runs)
+    restored = []
+    for run_id, rows in runs.groupby("run", sort=False):
+        if run_id not in done:
+            store.write_fragment(run_id, rows.reset_index(drop=True))
+            restored.append(run_id)
+    n_rows = store.consolidate()
+    return {"sweep": str(store.root), "restored": len(restored), "already_there": len(done),
+            "rows_in_runs_csv": n_rows}
+
+
 def cmd_walltimes(args) -> dict:
     import pandas as pd
 
@@ -142,6 +164,10 @@ def main(argv=None) -> int:
     f.add_argument("--template", required=True)
     f.add_argument("--out", required=True)
     f.set_defaults(fn=cmd_final_plan)
+    r = sub.add_parser("restore")
+    r.add_argument("runs")
+    r.add_argument("sweep")
+    r.set_defaults(fn=cmd_restore)
     w = sub.add_parser("walltimes")
     w.add_argument("sweep")
     w.add_argument("--out")
