@@ -174,7 +174,7 @@ def test_coupled_regret_prob_best_and_robust_p_star_against_brute_force(objectiv
     assert sum(v["prob_best"] for v in table.values()) == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("objective", ["raw", "normalized"])
+@pytest.mark.parametrize("objective", ["raw", pytest.param("normalized", marks=pytest.mark.slow)])
 def test_coupled_robust_p_star_at_tau_zero_is_the_separable_one(objective):
     """tau = 0: the transfer law is the seed's, so the coupled robust p* (projected gradient on
     the draw-averaged objective) is the separable solver's exact one, with floors and caps."""
@@ -243,3 +243,28 @@ def test_recommend_json_has_the_same_keys_for_a_coupled_and_a_seed_law(tmp_path,
     assert coupled["weights"] == seed["weights"] == pytest.approx({"fam0": 0.4, "fam1": 0.2, "fam2": 0.2, "fam3": 0.2})
     assert main(["recommend", str(tmp_path / "transfer"), "--N", "1e9", "--D", "5e10", "--weights", "fam0=-1"]) == 2
     assert "--weights" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # two fits' jax programs
+def test_a_draw_whose_loss_is_not_finite_is_left_out_of_the_decisions():
+    """One draw with a loss that overflows at every mixture (gamma = 1e4): its p* is NaN, its
+    regret NaN (aligned with p_star), and the robust p*, regret and P(best) are those of the
+    other draws."""
+    fit = _transfer_posterior(S=30, tau_scale=0.1)
+    bad = {k: v.copy() for k, v in fit.draws.items()}
+    bad["gamma"][7] = 1e4
+    broken = BayesFit(law=fit.law, families=fit.families, shared=(), draws=bad, N_ref=1e8, D_ref=1e10,
+                      n_runs=fit.n_runs, mixture_families=fit.families)
+    rest = BayesFit(law=fit.law, families=fit.families, shared=(), draws={k: np.delete(v, 7, axis=0)
+                    for k, v in fit.draws.items()}, N_ref=1e8, D_ref=1e10, n_runs=fit.n_runs,
+                    mixture_families=fit.families)
+    a, b = optimal_ratios(broken, 1e9, 1e11, objective="raw"), optimal_ratios(rest, 1e9, 1e11, objective="raw")
+    assert np.isnan(a.p_star[7]).all() and np.isfinite(np.delete(a.p_star, 7, axis=0)).all()
+    assert any("not finite" in n for n in a.notes)
+    r = a.regret("uniform")
+    assert r.shape == (30,) and np.isnan(r[7]) and np.isfinite(np.delete(r, 7)).all()
+    np.testing.assert_allclose(list(a.ratios.values()), list(b.ratios.values()), atol=1e-9)
+    ta, tb = a.decision_table(), b.decision_table()
+    for k in tb:
+        assert ta[k]["expected_regret"] == pytest.approx(tb[k]["expected_regret"], rel=1e-6, abs=1e-12)
+        assert ta[k]["prob_best"] == pytest.approx(tb[k]["prob_best"])

@@ -155,7 +155,7 @@ def _run(law, nat: dict, N, D, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F, normali
               for k, v in raw_from_natural(law, nat).items()}  # draws first everywhere
         run = _program(law, tuple(int(i) for i in fam_in_mix), M, bool(normalized), int(iters), robust)
         args = (math.log(N), math.log(D), np.log(U), np.asarray(w_F, float), lo, hi, p0)
-        return np.asarray(run(th, *(jnp.asarray(a, dtype=jnp.float64) for a in args)))
+        return np.array(run(th, *(jnp.asarray(a, dtype=jnp.float64) for a in args)))  # a writable copy
 
 
 def solve_coupled(law, nat: dict, N: float, D: float, fam_in_mix, M: int, w_F, lo_M, hi_M, U_F=None,
@@ -175,18 +175,20 @@ def solve_coupled_robust(law, nat: dict, N: float, D: float, fam_in_mix, M: int,
 
 def objective_at(law, nat: dict, N: float, D: float, fam_in_mix, P_SxM, w_F, U_F=None,
                  normalized: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(objective per draw (S,), losses (S, F)) at mixtures P ((S, M) or (M,))."""
+    """(objective per draw (S,), losses (S, F)) at mixtures P ((S, M) or (M,)). A loss that
+    overflows is inf, and the draw's objective not finite (the recommendation leaves it out)."""
     from multiscale.laws.mixture_forms import mixture_loss
 
     fam_in_mix = np.asarray(fam_in_mix)
-    L = mixture_loss(law, nat, N, D, P_SxM, fam_in_mix, U_F)
-    if normalized:
+    with np.errstate(over="ignore", invalid="ignore"):
+        L = mixture_loss(law, nat, N, D, P_SxM, fam_in_mix, U_F)
+        if not normalized:
+            return (np.asarray(w_F) * L).sum(axis=1), L
         M = np.shape(P_SxM)[-1]
         with np.errstate(divide="ignore"):  # the other families' p = 0
             ref = np.stack([mixture_loss(law, nat, N, D, np.eye(M)[m], fam_in_mix, U_F)[:, i]
                             for i, m in enumerate(fam_in_mix)], axis=1)
         return (np.asarray(w_F) * L / ref).sum(axis=1), L
-    return (np.asarray(w_F) * L).sum(axis=1), L
 
 
 @dataclass

@@ -59,9 +59,11 @@ class Decisions:
         return {k: v for k, v in self.candidates.items() if k not in (ROBUST, MEDIAN)}
 
     def regret(self, name: str) -> np.ndarray:
-        """Draws (valid ones only) of the regret of candidate `name` (>= 0 up to rounding)."""
-        ok = self.valid
-        return self.candidates[name]["objective"][ok] - self.objective_star[ok]
+        """Draws (S,) of the regret of candidate `name` (>= 0 up to rounding), aligned with
+        `p_star`; NaN at the draws left out (see `valid`)."""
+        with np.errstate(invalid="ignore"):
+            diff = self.candidates[name]["objective"] - self.objective_star
+        return np.where(self.valid, diff, np.nan)
 
     def prob_best(self) -> dict[str, float]:
         """Per candidate, the share of draws under which it has the lowest objective among the
@@ -80,7 +82,7 @@ class Decisions:
         pb = self.prob_best()
         out = {}
         for name, cand in self.candidates.items():
-            r = self.regret(name)
+            r = self.regret(name)[self.valid]
             out[name] = {"ratios": dict(cand["ratios"]), "objective": interval(cand["objective"][self.valid]),
                          "expected_regret": float(np.mean(r)), "regret": interval(r),
                          "prob_best": pb[name]}
