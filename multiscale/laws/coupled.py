@@ -12,6 +12,13 @@ with a per-draw step that grows by 1.25 after an accepted step and halves after 
 iterations (`ITERS`). The projection on the capped simplex is ``clip(v - lam, lo, hi)`` with lam
 found by `PROJ_STEPS` bisection steps. Floors are raised to `P_MIN` (the seed's law is infinite
 at p = 0).
+
+Decisions (`recommend_coupled`, `CoupledRecommendation`) are the seed laws' (`multiscale.laws.decision`):
+the recommended mixture is the robust p* (`solve_coupled_robust`: the same projected gradient on
+the objective averaged over the draws, `ROBUST_ITERS` iterations, started at the candidate inside
+the bounds with the least mean objective, so it beats or ties every candidate), and the robust
+p*, the median of the per-draw optima and every baseline get their expected regret against the
+per-draw optimum and P(best).
 """
 
 from __future__ import annotations
