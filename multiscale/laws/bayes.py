@@ -27,8 +27,10 @@ The Student-t (nu = 5, fixed) keeps a few bad runs from dragging the fit.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings as _warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,8 @@ SIGMA_PRIOR = 0.05
 DENSE_MAX_DIMS = 200
 CHAIN_METHOD = "auto"
 WARMUP = 500
+# The extrapolation refits (`refit_settings`): this many draws in all, over the fit's chains.
+REFIT_DRAWS = 1000
 
 
 def host_devices_for_chains(chains: int) -> bool:
@@ -101,13 +105,49 @@ def _sites(law: Law) -> tuple[str, ...]:
     return tuple(_SITE_OF[n] for n in law.params)
 
 
-def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
+@dataclass(frozen=True)
+class Layout:
+    """Which group each family belongs to, for one NUTS program that fits several tables at once
+    (the extrapolation refits): per group G the mean log-loss the priors are centred on and the
+    log reference size and budget the N and D terms are centred on; a shared exponent is one value
+    per group. One group (the usual fit) keeps the original scalar sites."""
+
+    ybar_G: np.ndarray
+    lN0_G: np.ndarray
+    lD0_G: np.ndarray
+    group_F: np.ndarray
+
+    @classmethod
+    def single(cls, data: FitData) -> Layout:
+        return cls(np.array([float(np.mean(data.logL_R))]), np.array([np.log(data.N_ref)]),
+                   np.array([np.log(data.D_ref)]), np.zeros(data.n_families, int))
+
+    @property
+    def n_groups(self) -> int:
+        return len(self.ybar_G)
+
+    def loc(self, site: str, shared: bool):
+        """A site's prior location: a float for one group, else per group (shared) or family."""
+        loc, _, rel = PRIORS[site]
+        loc_G = loc + self.ybar_G if rel else np.full(self.n_groups, loc)
+        if self.n_groups == 1:
+            return float(loc_G[0])
+        return loc_G if shared else loc_G[self.group_F]
+
+    def shape(self, shared: bool) -> tuple[int, ...]:
+        if not shared:
+            return (len(self.group_F),)
+        return () if self.n_groups == 1 else (self.n_groups,)
+
+
+def _model(law: Law, shared: tuple[str, ...], lay: Layout):
     """numpyro model closure; arrays enter as arguments so one trace serves any data."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     shared_sites = {_SITE_OF[n] for n in shared}
+    F = len(lay.group_F)
 
     def model(mask_FxR, logN_FxR, logD_FxR, logp_FxR, logL_FxR, sem_FxR):
         # rows laid out per family (F x R, padded; the mask drops the padding), so every
@@ -115,11 +155,12 @@ def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
         # slow scatter) and no one-hot product (which grows as rows x families)
         vals = {}
         for site in _sites(law):
-            loc, scale, rel = PRIORS[site]
-            loc = loc + ybar if rel else loc
-            shape = () if site in shared_sites else (F,)
+            sh = site in shared_sites
+            shape = lay.shape(sh)
             z = numpyro.sample(f"z_{site}", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape)))
-            v = loc + scale * z
+            v = lay.loc(site, sh) + PRIORS[site][1] * z
+            if sh and lay.n_groups > 1:
+                v = v[lay.group_F]
             vals[site] = jnp.broadcast_to(v, (F,))[:, None]
         sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
         if law.uses_scale:
@@ -136,24 +177,26 @@ def _model(law: Law, shared: tuple[str, ...], F: int, ybar: float):
     return model
 
 
-def _natural(law: Law, z: dict, ybar: float, N_ref: float, D_ref: float, shared, F: int) -> dict:
-    """Standard-normal draws (chain, draw[, F]) -> natural parameters (chain, draw, F)."""
+def _natural(law: Law, z: dict, lay: Layout, shared) -> dict:
+    """Standard-normal draws (chain, draw[, F or G]) -> natural parameters (chain, draw, F)."""
     shared_sites = {_SITE_OF[n] for n in shared}
+    F = len(lay.group_F)
     v = {}
     for site in _sites(law):
-        loc, scale, rel = PRIORS[site]
-        loc = loc + ybar if rel else loc
-        x = loc + scale * np.asarray(z[f"z_{site}"], dtype=float)
-        if site in shared_sites:
-            x = np.repeat(x[..., None], F, axis=-1)
+        sh = site in shared_sites
+        x = lay.loc(site, sh) + PRIORS[site][1] * np.asarray(z[f"z_{site}"], dtype=float)
+        if sh:
+            x = np.repeat(x[..., None], F, axis=-1) if lay.n_groups == 1 else x[..., lay.group_F]
         v[site] = x
+    lN0 = float(lay.lN0_G[0]) if lay.n_groups == 1 else lay.lN0_G[lay.group_F]
+    lD0 = float(lay.lD0_G[0]) if lay.n_groups == 1 else lay.lD0_G[lay.group_F]
     out = {}
     if law.uses_scale:
         out["alpha"] = np.exp(v["log_alpha"])
         out["beta"] = np.exp(v["log_beta"])
         out["E"] = np.exp(v["log_E"])
-        out["A"] = np.exp(v["log_Nterm"] + out["alpha"] * np.log(N_ref))
-        out["B"] = np.exp(v["log_Dterm"] + out["beta"] * np.log(D_ref))
+        out["A"] = np.exp(v["log_Nterm"] + out["alpha"] * lN0)
+        out["B"] = np.exp(v["log_Dterm"] + out["beta"] * lD0)
     else:
         out["c"] = np.exp(v["log_c"])
     if law.uses_ratio:
@@ -179,35 +222,36 @@ def _per_family(data: FitData, cols_R) -> list[np.ndarray]:
     return out
 
 
-def n_dims(law: Law, shared, n_families: int) -> int:
-    """Number of sampled (unconstrained) dimensions: per-family sites, shared sites, sigma."""
+def n_dims(law: Law, shared, n_families: int, n_groups: int = 1) -> int:
+    """Number of sampled (unconstrained) dimensions: per-family sites, shared sites (one per
+    group of a stacked program), sigma."""
     shared_sites = {_SITE_OF[n] for n in shared}
-    return sum(1 if s in shared_sites else n_families for s in _sites(law)) + n_families
+    return sum(n_groups if s in shared_sites else n_families for s in _sites(law)) + n_families
 
 
 def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int = 1000,
              warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
              chain_method: str = CHAIN_METHOD, progress: bool = False, x64: bool = False,
-             dense_mass: bool | None = None):
+             dense_mass: bool | None = None, layout: Layout | None = None):
     """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F), sigma,
     extra sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS
-    sampled dimensions, diagonal above; `warmup` None: WARMUP."""
+    sampled dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS
 
     warmup = WARMUP if warmup is None else warmup
-    F = data.n_families
+    lay = Layout.single(data) if layout is None else layout
     if dense_mass is None:
-        dense_mass = n_dims(law, shared, F) <= DENSE_MAX_DIMS
+        dense_mass = n_dims(law, shared, data.n_families, lay.n_groups) <= DENSE_MAX_DIMS
     chain_method = _chain_method(chain_method, chains)
-    ybar = float(np.mean(data.logL_R))
-    lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
-    model = _model(law, shared, F, ybar)
+    grp_R = lay.group_F[data.fam_R]
+    model = _model(law, shared, lay)
     t0 = time.perf_counter()
     with jax.enable_x64(x64):
         args = tuple(jnp.asarray(a) for a in _per_family(
-            data, (data.logN_R - lN0, data.logD_R - lD0, data.logp_R, data.logL_R, data.sem_rel_R)))
+            data, (data.logN_R - lay.lN0_G[grp_R], data.logD_R - lay.lD0_G[grp_R], data.logp_R,
+                   data.logL_R, data.sem_rel_R)))
         kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass)
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method=chain_method, progress_bar=progress)
@@ -220,7 +264,7 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
         extra["chain_method"] = chain_method
         extra["warmup"] = warmup
     seconds = time.perf_counter() - t0
-    nat = _natural(law, z, ybar, data.N_ref, data.D_ref, shared, F)
+    nat = _natural(law, z, lay, shared)
     return nat, z["sigma"], extra, seconds
 
 
@@ -285,7 +329,9 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       seed: PRNG seed.
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
       extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`): one
-        more fit, with the same settings, per axis (N, D) with at least 3 levels.
+        refit per axis (N, D) with at least 3 levels, leaving its largest level out, with the
+        fit's chains and warm-up but REFIT_DRAWS draws in all (`refit_settings`), the refits run
+        as one NUTS program; recorded in ``options["extrapolation_refit"]``.
 
     Returns:
       `BayesFit` with draws per family/parameter, an ArviZ InferenceData, R-hat, ESS and
@@ -305,36 +351,102 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn)
     fit.options["extrapolation"] = bool(extrapolation and law_obj.uses_scale)
     if fit.options["extrapolation"]:
-        fit.extrapolation = _extrapolation_model(df, law, shared, settings)
+        refit = refit_settings(settings)
+        fit.options["extrapolation_refit"] = {k: refit[k] for k in ("chains", "draws", "warmup", "seed")}
+        fit.extrapolation = _extrapolation_model(df, law_obj, shared, refit)
         fit.diagnostics["seconds_extrapolation"] = sum(fit.extrapolation.pop("seconds", [0.0]))
+        fit.options["extrapolation_refit"]["stacked"] = fit.extrapolation.pop("stacked")
     return fit
 
 
-def _extrapolation_model(df: pd.DataFrame, law: str, shared, settings: dict) -> dict:
-    """`leave_largest_out` with refits of the same settings (no warnings: the refits are
-    diagnostics of the final fit, not results)."""
+def refit_settings(settings: dict) -> dict:
+    """The sampler settings of the extrapolation refits: the final fit's, with REFIT_DRAWS draws
+    in all (split over the chains, at most the fit's own draws per chain) after the same warm-up.
+    The refits only feed the 5/50/95% predictive quantiles of the left-out rows, for which about
+    1,000 draws suffice; the warm-up is kept whole, since a refit must converge as well as the fit."""
+    per_chain = min(settings["draws"], math.ceil(REFIT_DRAWS / settings["chains"]))
+    warmup = WARMUP if settings["warmup"] is None else settings["warmup"]
+    return {**settings, "draws": per_chain, "warmup": warmup}
+
+
+def _extrapolation_model(df: pd.DataFrame, law_obj: Law, shared, refit: dict) -> dict:
+    """`leave_largest_out` with the refits of `refit_settings`, run as one NUTS program over both
+    sub-tables (`Layout`: the posterior factorizes over the tables, so this is the two refits for
+    one compilation) unless that program would lose the dense mass matrix the tables alone get;
+    no warnings: the refits are diagnostics of the final fit, not results."""
     from multiscale.laws.extrapolation import leave_largest_out
     from multiscale.laws.predict import predictive_draws
 
-    seconds = []
+    seconds, stacked = [], []
 
-    def fit_fn(sub):
-        f = fit_bayes(sub, law=law, shared=shared, warn=False, extrapolation=False, **settings)
-        seconds.append(f.diagnostics["seconds"])
-        return f
+    def fit_many(tables):
+        fits, sec, stack = _refits(law_obj, tables, shared, refit)
+        seconds.extend(sec)
+        stacked.append(stack)
+        return fits
 
-    model = leave_largest_out(df, fit_fn, lambda f, rows: predictive_draws(f, rows, extrapolation=False))
-    model["seconds"] = seconds
+    model = leave_largest_out(df, None, lambda f, rows: predictive_draws(f, rows, extrapolation=False),
+                              fit_many=fit_many)
+    model["seconds"], model["stacked"] = seconds, bool(stacked and stacked[0])
     return model
+
+
+def _refits(law_obj: Law, tables, shared, refit: dict) -> tuple[list, list[float], bool]:
+    """Fit each table (an `InputError` in place of a table that cannot be fitted): one stacked
+    NUTS program when the tables together stay within DENSE_MAX_DIMS (or every one alone is
+    above it), else one after another. Returns (fits, seconds per NUTS run, stacked)."""
+    prepared = []
+    for t in tables:
+        try:
+            prepared.append(prepare(t, law_obj, shared)[1])
+        except InputError as err:
+            prepared.append(err)
+    datas = [d for d in prepared if isinstance(d, FitData)]
+    if not datas:
+        return prepared, [], False
+    dims = [n_dims(law_obj, shared, d.n_families) for d in datas]
+    together = n_dims(law_obj, shared, sum(d.n_families for d in datas), len(datas))
+    dense = refit["dense_mass"]
+    stack = len(datas) > 1 and (dense is not None or together <= DENSE_MAX_DIMS or min(dims) > DENSE_MAX_DIMS)
+    if stack:
+        fits = _fit_stacked(law_obj, datas, shared, refit)
+    else:
+        fits = [_fit_prepared(law_obj, d, shared, refit, progress=False, warn=False) for d in datas]
+    it = iter(fits)
+    out = [next(it) if isinstance(d, FitData) else d for d in prepared]
+    seconds = [fits[0].diagnostics["seconds"]] if stack else [f.diagnostics["seconds"] for f in fits]
+    return out, seconds, stack
+
+
+def _fit_stacked(law_obj: Law, datas: list[FitData], shared, settings: dict) -> list[BayesFit]:
+    """One NUTS run over several prepared tables (group g = table g), split into one fit each."""
+    offsets = np.cumsum([0] + [d.n_families for d in datas])
+    cat = lambda name: np.concatenate([getattr(d, name) for d in datas])  # noqa: E731
+    data = FitData(families=tuple(f"{g}:{f}" for g, d in enumerate(datas) for f in d.families),
+                   fam_R=np.concatenate([d.fam_R + o for d, o in zip(datas, offsets)]),
+                   logN_R=cat("logN_R"), logD_R=cat("logD_R"), logp_R=cat("logp_R"), logL_R=cat("logL_R"),
+                   sem_rel_R=cat("sem_rel_R"), N_ref=float("nan"), D_ref=float("nan"))
+    lay = Layout(np.array([float(np.mean(d.logL_R)) for d in datas]), np.log([d.N_ref for d in datas]),
+                 np.log([d.D_ref for d in datas]), np.repeat(np.arange(len(datas)), np.diff(offsets)))
+    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, layout=lay, **settings)
+    return [_as_fit(law_obj, d, shared, settings, {k: v[..., o:o + d.n_families] for k, v in nat.items()},
+                    sigma[..., o:o + d.n_families], extra, seconds, warn=False)
+            for d, o in zip(datas, offsets)]
 
 
 def _fit_prepared(law_obj: Law, data: FitData, shared, settings: dict, *, progress: bool,
                   warn: bool) -> BayesFit:
     """NUTS on prepared arrays, ArviZ diagnostics, and the `BayesFit`."""
+    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
+    return _as_fit(law_obj, data, shared, settings, nat, sigma, extra, seconds, warn=warn)
+
+
+def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, sigma, extra: dict,
+            seconds: float, *, warn: bool) -> BayesFit:
+    """The `BayesFit` of NUTS draws (chain, draw, F) of `data`'s families, with diagnostics."""
     import arviz as az
 
     chains, draws, seed, target_accept = (settings[k] for k in ("chains", "draws", "seed", "target_accept"))
-    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
     fams = list(data.families)
     post = {**nat, "sigma": sigma}
     idata = az.from_dict(
@@ -346,7 +458,7 @@ def _fit_prepared(law_obj: Law, data: FitData, shared, settings: dict, *, progre
     diag["seconds"] = seconds
     if warn:
         for m in msgs:
-            _warnings.warn(m, RuntimeWarning, stacklevel=3)
+            _warnings.warn(m, RuntimeWarning, stacklevel=4)
     counts = data.counts_F()
     draws_SF = {n: v.reshape(-1, v.shape[-1]) for n, v in nat.items()}
     return BayesFit(
