@@ -162,13 +162,21 @@ def _loo(fit, train: pd.DataFrame) -> tuple[dict[str, float] | None, Any]:
 
 
 def _p_star(fit, N: float, D: float) -> dict[str, float] | None:
+    """The recommended mixture at (N, D); NaN ratios where the fit's loss is not finite there for
+    any draw (a point fit at a boundary of parameter space, which `recommend` refuses)."""
+    from multiscale.laws.coupled import decision_families
     from multiscale.laws.optimal import optimal_ratios
 
     if not fit.law.uses_ratio:
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        rec = optimal_ratios(fit, N, D, objective="normalized", baselines=False)
+        try:
+            rec = optimal_ratios(fit, N, D, objective="normalized", baselines=False)
+        except InputError as e:
+            if "not finite" not in str(e):
+                raise
+            return dict.fromkeys(decision_families(fit), float("nan"))
     return {k: float(v) for k, v in rec.ratios.items()}
 
 
