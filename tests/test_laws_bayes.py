@@ -191,3 +191,45 @@ def test_bad_sampler_settings_are_refused_before_sampling(kw, message):
     df = synthetic_runs(synthetic_truth(2, seed=0, law="ratio"), law="ratio", n_mixtures=4, seed=0)
     with pytest.raises(InputError, match=message):
         fit_bayes(df, law="ratio", **kw)
+
+
+@pytest.mark.slow
+def test_cheap_stacked_refits_give_the_kappa_of_full_separate_refits_within_noise():
+    """The default refits (REFIT_DRAWS draws in all, both left-out tables in one NUTS program)
+    against refits with the fit's own settings, one after another, on a small table whose truth
+    drifts with scale (so the refits miss the left-out rows and kappa > 0). The noise scale is
+    kappa's spread over bootstrap resamples of the full refits' draws of the cheap refits' size."""
+    from multiscale.laws.extrapolation import KAPPA_QUANTILE, leave_largest_out, measure, split_largest
+    from multiscale.laws.predict import predictive_draws
+
+    truth = synthetic_truth(2, seed=3)
+    for t in truth.values():
+        t["drift"] = 0.06
+    df = synthetic_runs(truth, noise=0.01, seed=0, N=(1e7, 3e7, 1e8), D=(1e9, 3e9, 1e10), n_mixtures=2,
+                        drift_ref=(1e7, 1e9))
+    kw = dict(law="multilingual", chains=2, draws=1000, warmup=300, seed=0, warn=False)
+    fit = fit_bayes(df, **kw)
+    assert fit.options["extrapolation_refit"] == {"chains": 2, "draws": 500, "warmup": 300, "seed": 0,
+                                                  "stacked": True}
+    draws = {}
+
+    def draws_fn(f, rows):  # the left-out rows: one N (N left out) or one D (D left out)
+        draws["N" if rows["N"].nunique() == 1 else "D"] = d = predictive_draws(f, rows, extrapolation=False)
+        return d
+
+    full = leave_largest_out(df, lambda sub: fit_bayes(sub, **kw, extrapolation=False), draws_fn)
+    assert [e["left_out"] for e in fit.extrapolation["experiments"]] == ["N", "D"]
+    assert full["kappa"] > 0
+    rng = np.random.default_rng(0)
+    sub = []
+    for _ in range(40):
+        ks = []
+        for axis in ("N", "D"):
+            train, test = split_largest(df, axis)
+            d = draws[axis]
+            ks.append(measure(train, test, d[rng.choice(len(d), 1000)], axis)[1])  # a bootstrap of 1,000
+        sub.append(np.quantile(np.concatenate(ks), KAPPA_QUANTILE))
+    noise = float(np.std(sub))
+    cheap = fit.extrapolation["kappa"]
+    print(f"kappa: cheap stacked {cheap:.5f}, full separate {full['kappa']:.5f}, bootstrap sd {noise:.5f}")
+    assert abs(cheap - full["kappa"]) <= 4 * noise, (cheap, full["kappa"], noise)
