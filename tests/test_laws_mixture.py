@@ -164,3 +164,26 @@ def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     m, i = 0, 2
     np.testing.assert_allclose(nat["tau"][1, 2, i, m], scale * z["z_tau"][1, 2, m, i])
     assert nat["tau"].shape == (2, 3, F, F) and np.all(nat["tau"][:, :, np.arange(F), np.arange(F)] == 0)
+
+
+def test_nuts_t_site_is_the_slope_k_t_and_maps_by_source_and_family():
+    # z_t[m, i] is the slope k_i t_im in units of the prior's scale: t[i, m] = scale z / k_i,
+    # with the diagonal 0; no sampling: two fake chains of three draws
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws
+
+    law = get_law("mixing")
+    _, df = _table("mixing")
+    _, data, _ = prepare(df, law)
+    F = data.n_families
+    z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_E", "log_Nterm", "log_Dterm", "log_alpha", "log_beta")}
+    z["z_log_k"] = np.linspace(-1.0, 1.0, 2 * 3 * F).reshape(2, 3, F)
+    z["z_t"] = np.arange(2 * 3 * F * F, dtype=float).reshape(2, 3, F, F) + 1.0
+    ybar = 1.0
+    nat = _natural_draws(law, data, z, ybar=ybar)
+    loc, sd = EXTRA_PRIORS["log_k"]
+    scale = EXTRA_PRIORS["t_slope"] * np.exp(ybar + loc)
+    m, i = 0, 2
+    k = np.exp(ybar + loc + sd * z["z_log_k"][1, 2, i])
+    np.testing.assert_allclose(nat["k"][1, 2, i], k)
+    np.testing.assert_allclose(nat["t"][1, 2, i, m], scale * z["z_t"][1, 2, m, i] / k)
+    assert nat["t"].shape == (2, 3, F, F) and np.all(nat["t"][:, :, np.arange(F), np.arange(F)] == 0)

@@ -40,7 +40,7 @@ MAX_EVALS = 3000
 EXTRA_STARTS = {"lrs": tuple(np.log([5.0, 8.0, 12.0, 18.0, 27.0, 40.0])), "ltau": (-6.0, -2.5),
                 "t": (0.0, 1.5), "lk": (-3.0, -1.0)}  # lk relative to the family's mean log-loss
 # tau: (kind, scale): tau ~ HalfCauchy(0.05), sampled as scale * z with z ~ HalfCauchy(1)
-EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t": 1.0,
+EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t_slope": 1.0,
                 "tau": ("halfcauchy", 0.05)}
 
 
@@ -218,9 +218,11 @@ def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -
         th["lrs"] = fam(loc + scale * sample("z_log_Rstar", "normal", (F,)))
     if "k" in law.params:
         loc, scale = EXTRA_PRIORS["log_k"]
-        th["lk"] = fam(ybar + loc + scale * sample("z_log_k", "normal", (F,)))
-    if "t" in law.matrix:
-        th["t"] = mat(EXTRA_PRIORS["t"] * sample("z_t", "normal", (M, F)))
+        lk = ybar + loc + scale * sample("z_log_k", "normal", (F,))
+        th["lk"] = fam(lk)
+    if "t" in law.matrix:  # the slopes k_i t_ij are sampled (see EXTRA_PRIORS), t_ij = slope / k_i
+        slope = EXTRA_PRIORS["t_slope"] * np.exp(ybar + EXTRA_PRIORS["log_k"][0])
+        th["t"] = mat(slope * sample("z_t", "normal", (M, F)) * xp.exp(-lk)[..., None, :])
     if "tau" in law.matrix:
         kind, scale = EXTRA_PRIORS["tau"]
         th["tau"] = mat(scale * sample("z_tau", kind, (M, F)))
@@ -402,7 +404,8 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
         loc, scale = EXTRA_PRIORS["log_k"]
         init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
     if "t" in th:
-        init["z_t"] = np.clip(th["t"] / EXTRA_PRIORS["t"], -4, 4)
+        slope = EXTRA_PRIORS["t_slope"] * np.exp(ybar + EXTRA_PRIORS["log_k"][0])
+        init["z_t"] = np.clip(th["t"] * np.exp(th["lk"]) / slope, -4, 4)
     if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
         init["z_tau"] = np.clip(np.exp(th["ltau"]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
     init["sigma"] = np.full(data.n_families, 0.01)
