@@ -166,24 +166,50 @@ def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     assert nat["tau"].shape == (2, 3, F, F) and np.all(nat["tau"][:, :, np.arange(F), np.arange(F)] == 0)
 
 
-def test_nuts_t_site_is_the_slope_k_t_and_maps_by_source_and_family():
-    # z_t[m, i] is the slope k_i t_im in units of the prior's scale: t[i, m] = scale z / k_i,
-    # with the diagonal 0; no sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws
+def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
+    # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t[m, i] is the
+    # slope k_i t_im in units of the prior's scale: t[i, m] = scale z / k_i, with the diagonal 0;
+    # no sampling: two fake chains of three draws
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS, LEVEL_SITES, _natural_draws
 
     law = get_law("mixing")
     _, df = _table("mixing")
     _, data, _ = prepare(df, law)
     F = data.n_families
-    z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_E", "log_Nterm", "log_Dterm", "log_alpha", "log_beta")}
-    z["z_log_k"] = np.linspace(-1.0, 1.0, 2 * 3 * F).reshape(2, 3, F)
+    z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_Nterm", "log_Dterm", "log_alpha", "log_beta")}
+    z["z_level"] = np.linspace(-1.0, 1.0, 2 * 3 * F).reshape(2, 3, F)
+    z["z_share"] = np.linspace(1.0, -2.0, 2 * 3 * F).reshape(2, 3, F)
     z["z_t"] = np.arange(2 * 3 * F * F, dtype=float).reshape(2, 3, F, F) + 1.0
     ybar = 1.0
     nat = _natural_draws(law, data, z, ybar=ybar)
-    loc, sd = EXTRA_PRIORS["log_k"]
-    scale = EXTRA_PRIORS["t_slope"] * np.exp(ybar + loc)
+    (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
     m, i = 0, 2
-    k = np.exp(ybar + loc + sd * z["z_log_k"][1, 2, i])
-    np.testing.assert_allclose(nat["k"][1, 2, i], k)
-    np.testing.assert_allclose(nat["t"][1, 2, i, m], scale * z["z_t"][1, 2, m, i] / k)
+    level, share = np.exp(ybar + l0 + ls * z["z_level"][1, 2, i]), 1 / (1 + np.exp(-(s0 + ss * z["z_share"][1, 2, i])))
+    np.testing.assert_allclose([nat["E"][1, 2, i], nat["k"][1, 2, i]], [level * (1 - share), level * share])
+    scale = EXTRA_PRIORS["t_slope"] * np.exp(ybar + EXTRA_PRIORS["log_k"][0])
+    np.testing.assert_allclose(nat["t"][1, 2, i, m], scale * z["z_t"][1, 2, m, i] / nat["k"][1, 2, i])
     assert nat["t"].shape == (2, 3, F, F) and np.all(nat["t"][:, :, np.arange(F), np.arange(F)] == 0)
+
+
+def test_mixing_level_share_prior_is_the_prior_on_log_e_and_log_k():
+    # the factor plus the sites' own densities is log N(log E) + log N(log k) up to a constant
+    from scipy import stats
+
+    from multiscale.laws.bayes import PRIORS
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _e_and_k, _prior_e_k
+
+    rng = np.random.default_rng(0)
+    zl, zs, ybar = 2 * rng.normal(size=50), 2 * rng.normal(size=50), 1.1
+    le, lk = _e_and_k(ybar, zl, zs, np)
+    total = np.array([_prior_e_k(ybar, zl[s:s + 1], zs[s:s + 1], le[s:s + 1], lk[s:s + 1], np) for s in range(50)])
+    total = total + stats.norm.logpdf(zl) + stats.norm.logpdf(zs)
+    want = (stats.norm.logpdf(le, ybar + PRIORS["log_E"][0], PRIORS["log_E"][1])
+            + stats.norm.logpdf(lk, ybar + EXTRA_PRIORS["log_k"][0], EXTRA_PRIORS["log_k"][1]))
+    assert np.ptp(want) > 1.0  # the check below can fail
+    np.testing.assert_allclose(total - want, (total - want)[0], atol=1e-9)
+    # and the map (z_level, z_share) -> (log E, log k) has a constant Jacobian (finite differences)
+    h = 1e-6
+    d_l = (np.array(_e_and_k(ybar, zl + h, zs, np)) - np.array(_e_and_k(ybar, zl - h, zs, np))) / (2 * h)
+    d_s = (np.array(_e_and_k(ybar, zl, zs + h, np)) - np.array(_e_and_k(ybar, zl, zs - h, np))) / (2 * h)
+    det = d_l[0] * d_s[1] - d_l[1] * d_s[0]
+    np.testing.assert_allclose(det, det[0], rtol=1e-6)

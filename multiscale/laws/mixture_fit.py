@@ -199,6 +199,33 @@ _PARAM_SITE = {"E": "log_E", "A": "log_Nterm", "B": "log_Dterm", "alpha": "log_a
                "gamma": "log_gamma", "c": "log_c"}
 
 
+# mixing: E and k are sampled as the level log(E + k) and the share logit(k / (E + k)),
+# (loc relative to ybar, scale) each; the prior stays log E's and log k's (`_prior_e_k`)
+LEVEL_SITES = {"level": (-0.3, 0.5), "share": (-1.5, 1.5)}
+
+
+def _e_and_k(ybar: float, z_level, z_share, xp):
+    """(log E, log k) from the standard level and share sites."""
+    (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
+    lc, u = ybar + l0 + ls * z_level, s0 + ss * z_share
+    return lc - xp.logaddexp(0.0, u), lc - xp.logaddexp(0.0, -u)
+
+
+def _prior_e_k(ybar: float, z_level, z_share, le, lk, xp):
+    """log prior of (log E, log k) (bayes.PRIORS["log_E"], EXTRA_PRIORS["log_k"]) minus the
+    sites' own standard normal densities: the map (log(E + k), logit(k / (E + k))) -> (log E,
+    log k) has Jacobian 1, so the posterior is the one with E and k sampled directly."""
+    from multiscale.laws.bayes import PRIORS
+
+    def lognorm(x, m, s):
+        return -0.5 * ((x - m) / s) ** 2 - xp.log(s)
+
+    (e0, es, _), (k0, ks) = PRIORS["log_E"], EXTRA_PRIORS["log_k"]
+    own = lognorm(z_level, 0.0, 1.0) + lognorm(z_share, 0.0, 1.0)
+    own = own + xp.log(LEVEL_SITES["level"][1] * LEVEL_SITES["share"][1])
+    return xp.sum(lognorm(le, ybar + e0, es) + lognorm(lk, ybar + k0, ks) - own)
+
+
 def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -> dict:
     """Raw (centred) parameters from the prior sites. `sample(name, kind, shape)` draws a
     standard site ("normal", "halfnormal" or "halfcauchy"); `fam` and `mat` shape a per-family
@@ -206,8 +233,9 @@ def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -
     from multiscale.laws.bayes import PRIORS
 
     th = {}
+    level = "E" in law.params and "k" in law.params  # mixing: E and k from the (level, share) sites
     for n in law.params:
-        if n in _PARAM_SITE:
+        if n in _PARAM_SITE and not (level and n == "E"):
             site = _PARAM_SITE[n]
             loc, scale, rel = PRIORS[site]
             v = (loc + ybar if rel else loc) + scale * sample(f"z_{site}", "normal", (F,))
@@ -216,7 +244,10 @@ def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -
     if "R_star" in law.params:
         loc, scale = EXTRA_PRIORS["log_Rstar"]
         th["lrs"] = fam(loc + scale * sample("z_log_Rstar", "normal", (F,)))
-    if "k" in law.params:
+    if level:
+        le, lk = _e_and_k(ybar, sample("z_level", "normal", (F,)), sample("z_share", "normal", (F,)), xp)
+        th["e"], th["lk"] = fam(le), fam(lk)
+    elif "k" in law.params:
         loc, scale = EXTRA_PRIORS["log_k"]
         lk = ybar + loc + scale * sample("z_log_k", "normal", (F,))
         th["lk"] = fam(lk)
@@ -236,13 +267,19 @@ def _nuts_model(law: Law, F: int, M: int, ybar: float, lN0: float, lD0: float):
 
     from multiscale.laws.bayes import SIGMA_PRIOR, STUDENT_NU
 
+    drawn = {}
+
     def sample(name, kind, shape):
         d = {"normal": dist.Normal(0.0, 1.0), "halfnormal": dist.HalfNormal(1.0),
              "halfcauchy": dist.HalfCauchy(1.0)}[kind]
-        return numpyro.sample(name, d.expand(shape).to_event(len(shape)) if shape else d)
+        drawn[name] = numpyro.sample(name, d.expand(shape).to_event(len(shape)) if shape else d)
+        return drawn[name]
 
     def model(mask, logN, logD, logp, logU, logL, sem, P=None, offdiag=None):
         th = _sample_sites(law, F, M, ybar, jnp, sample, fam=lambda v: v[:, None], mat=lambda v: v[..., None])
+        if "E" in law.params and "k" in law.params:
+            numpyro.factor("prior_E_k", _prior_e_k(ybar, drawn["z_level"], drawn["z_share"], th["e"][:, 0],
+                                                   th["lk"][:, 0], jnp))
         sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
         mu = log_loss(law, th, logN, logD, logp, logU, P, offdiag, lN0=lN0, lD0=lD0, xp=jnp)
         scale = jnp.sqrt(sigma[:, None] ** 2 + sem ** 2)
@@ -400,7 +437,12 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
     if "lrs" in th:
         loc, scale = EXTRA_PRIORS["log_Rstar"]
         init["z_log_Rstar"] = np.clip((th["lrs"] - loc) / scale, -4, 4)
-    if "lk" in th:
+    if "lk" in th and "e" in th:
+        (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
+        init.pop("z_log_E")
+        init["z_level"] = np.clip((np.logaddexp(th["e"], th["lk"]) - ybar - l0) / ls, -4, 4)
+        init["z_share"] = np.clip((th["lk"] - th["e"] - s0) / ss, -4, 4)
+    elif "lk" in th:
         loc, scale = EXTRA_PRIORS["log_k"]
         init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
     if "t" in th:
