@@ -167,9 +167,8 @@ def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
 
 
 def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
-    # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t[m, i] is the
-    # slope k_i t_im in units of the prior's scale: t[i, m] = scale z / k_i, with the diagonal 0;
-    # no sampling: two fake chains of three draws
+    # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t[m, i] is
+    # t[i, m] in units of the prior's scale, with the diagonal 0; no sampling: two fake chains of three draws
     from multiscale.laws.mixture_fit import EXTRA_PRIORS, LEVEL_SITES, _natural_draws
 
     law = get_law("mixing")
@@ -186,8 +185,7 @@ def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
     m, i = 0, 2
     level, share = np.exp(ybar + l0 + ls * z["z_level"][1, 2, i]), 1 / (1 + np.exp(-(s0 + ss * z["z_share"][1, 2, i])))
     np.testing.assert_allclose([nat["E"][1, 2, i], nat["k"][1, 2, i]], [level * (1 - share), level * share])
-    scale = EXTRA_PRIORS["t_slope"] * np.exp(ybar + EXTRA_PRIORS["log_k"][0])
-    np.testing.assert_allclose(nat["t"][1, 2, i, m], scale * z["z_t"][1, 2, m, i] / nat["k"][1, 2, i])
+    np.testing.assert_allclose(nat["t"][1, 2, i, m], EXTRA_PRIORS["t"] * z["z_t"][1, 2, m, i])
     assert nat["t"].shape == (2, 3, F, F) and np.all(nat["t"][:, :, np.arange(F), np.arange(F)] == 0)
 
 
