@@ -41,11 +41,15 @@ corpus-packages:
 lint: venv
 	$(VENV)/bin/ruff check .
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist; default: one per CPU, at most 4), each
+# test where a worker is free (worksteal), since the slow tests are a few long NUTS fits and trainings.
+PYTEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: lint corpus-packages
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests
 
 test-fast: lint corpus-packages
-	$(PY) -m pytest -q tests -m "not slow"
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist worksteal tests -m "not slow"
 
 demo: venv corpus-packages
 	$(VENV)/bin/multiscale demo --out demo_out
