@@ -36,3 +36,34 @@ def test_stage_b_compute_is_the_documented_budget():
     assert out["flops_6ND"] == pytest.approx(4.566e13, rel=1e-3)  # README.md, "Equal compute"
     assert out["flops_6ND_trained"] < out["flops_6ND"]
     assert "F = 4.566e13" in (HERE / "README.md").read_text()
+
+
+def _headline():
+    spec = importlib.util.spec_from_file_location("headline_v2", HERE / "headline.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+DOCS = HERE.parents[1] / "docs" / "cpu_study_v2"
+
+
+def test_headline_numbers_recompute_from_the_committed_tables():
+    """summary.json (the numbers report.md prints) is what headline.py computes from the committed
+    runs.csv, stage A's fit, the two designs' recommendations and `multiscale next`'s output."""
+    import json
+
+    got = json.loads(json.dumps(_headline().summary(DOCS), default=str))
+    assert got == json.loads((DOCS / "summary.json").read_text())
+
+
+def test_the_table_meets_the_issue_s_design_goals():
+    """Issue 14: >= 3 budgets spanning >= 16x at two or more sizes, a family past 2 epochs, and the
+    90% interval of beta narrower than 0.2 for every family in stage A's NUTS fit."""
+    import json
+
+    s = json.loads((DOCS / "summary.json").read_text())
+    assert len(s["models_spanning_16x"]) >= 2
+    assert s["repetition"]["max_epochs"] > 2 and s["repetition"]["runs_past_2_epochs"] > 0
+    assert len(s["beta_width90"]) == 5 and max(s["beta_width90"].values()) < 0.2
+    assert s["designs"]["active"]["flops_6ND"] <= s["designs"]["static"]["flops_6ND"]
