@@ -352,7 +352,8 @@ def _result(fit, N, D, objective, budget_flops, k, cands, state: TargetState, st
         notes.append(f"{len(steps)} of k = {k} runs chosen: the FLOP budget or the candidates' information ran out")
     spent = sum(float(cands[s.index].flops) for s in steps)
     if len(steps) == k and spent < budget_flops / 2:
-        notes.append(f"the k = {k} runs spend {spent:.3g} of the {budget_flops:.3g} FLOPs ({spent / budget_flops:.1%}): "
+        share = spent / budget_flops
+        notes.append(f"the k = {k} runs spend {spent:.3g} of the {budget_flops:.3g} FLOPs ({share:.1%}): "
                      "raise --k to spend more now, or train these, refit and ask `next` again")
     S = state.P_SxF.shape[0]
     rows_seen = sum(sum(1 for f in fit.families if cands[s.index].ratio_dict.get(f, 0) > 0) for s in steps)
