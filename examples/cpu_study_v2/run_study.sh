@@ -4,25 +4,28 @@
 # after an interruption does only what is missing; a fit already saved in WORK_DIR is kept (delete
 # its folder to refit).
 #
-#   examples/cpu_study_v2/run_study.sh [WORK_DIR] [STAGE ...]   (default /tmp/cpu_study_v2; A B C D)
+#   examples/cpu_study_v2/run_study.sh [WORK_DIR] [STAGE ...]   (default /tmp/cpu_study_v2; A B C D E F)
 #
 # Stages: A (seed sweep: stage_a1.yaml, stage_a2.yaml; NUTS fit of the multilingual law on it),
 # B (static design, stage_b.yaml; fit on A + B; p* at the target), C (active design: `multiscale
 # next` on A's fit with the 6ND compute of B; fit on A + C; p* at the target), D (each design's p*
 # and the baselines at cpu-1.6m with seeds 0-2; `multiscale compare` with the largest size held
-# out). After each stage its rows go to DOCS/runs_stage_<X>.csv and the whole table to DOCS/runs.csv.
+# out), E (the active design again, with k large enough that it spends all of F: `next` ends the
+# batch at the budget; fit on A + E; p* at the target), F (E's p* at cpu-1.6m, seeds 0-2; its
+# baselines are D's). After each stage its rows go to DOCS/runs_stage_<X>.csv and the whole table to DOCS/runs.csv.
 #
 # Environment: SHARDS (parallel sweep processes, default 2), MULTISCALE (the CLI, default
 # `multiscale`), PYTHON (default python), DOCS (default docs/cpu_study_v2), NUTS_CHAINS (default 4),
 # NUTS_DRAWS (default 1000; warm-up as many), NICE (default 19), LAW (the law whose p* each design
-# recommends, default multilingual), K (batch size of `next`, default 8), RESTORE (default 1: the
+# recommends, default multilingual), K (batch size of `next` in stage C, default 8), K_FULL (stage E's,
+# default 264: every candidate may be chosen, so F ends the batch), RESTORE (default 1: the
 # runs of the committed DOCS/runs.csv are put back into WORK_DIR/sweep and not trained again).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 WORK="${1:-/tmp/cpu_study_v2}"
 shift || true
-STAGES="${*:-A B C D}"
+STAGES="${*:-A B C D E F}"
 SHARDS="${SHARDS:-2}"
 MS="nice -n ${NICE:-19} ${MULTISCALE:-multiscale}"
 PY="${PYTHON:-python}"
@@ -130,6 +133,27 @@ stage_D() {
   $MS compare "$WORK/sweep/runs.csv" --laws multilingual,repetition,transfer_repetition --holdout largest-N \
     --method nuts --N "$N_LARGE" --D "$D_LARGE" --out "$WORK/compare" --json > "$WORK/compare.json"
   cp "$WORK/compare.json" "$DOCS/"
+}
+
+stage_E() {  # the active design at the full F: k large enough that the budget, not k, ends the batch
+  [ -f "$WORK/stage_e.yaml" ] || $MS next "$WORK/fit_a" --N "$N_LARGE" --D "$D_LARGE" \
+    --budget-flops "$(budget_flops)" --candidates "$HERE/stage_c_candidates.yaml" --k "${K_FULL:-264}" \
+    --out "$WORK/stage_e.yaml" --json > "$WORK/next_full.json"
+  cp "$WORK/stage_e.yaml" "$WORK/next_full.json" "$DOCS/"
+  sweep "$WORK/stage_e.yaml"
+  rows "$DOCS/runs_stage_e.csv" "$WORK/stage_e.yaml"
+  rows "$WORK/fit_active_full.csv" "$HERE/stage_a1.yaml" "$HERE/stage_a2.yaml" "$WORK/stage_e.yaml"
+  fit fit_active_full "$WORK/fit_active_full.csv" --law "$LAW" --method nuts --chains "$CHAINS" --draws "$DRAWS"
+  recommend fit_active_full rec_active_full.json
+  cp "$WORK/fit_active_full.txt" "$WORK/rec_active_full.json" "$DOCS/"
+}
+
+stage_F() {  # stage E's p* at cpu-1.6m with the seeds of stage D (its baselines are D's)
+  $TOOLS final-plan "active_full=$WORK/rec_active_full.json" \
+    --template "$HERE/stage_d_baselines.yaml" --out "$WORK/stage_f.yaml" > /dev/null
+  cp "$WORK/stage_f.yaml" "$DOCS/"
+  sweep "$WORK/stage_f.yaml"
+  rows "$DOCS/runs_stage_f.csv" "$WORK/stage_f.yaml"
 }
 
 for stage in $STAGES; do
