@@ -135,10 +135,12 @@ stage_D() {
   cp "$WORK/compare.json" "$DOCS/"
 }
 
-stage_E() {  # the active design at the full F: k large enough that the budget, not k, ends the batch
+stage_E() {  # the active design at the full F: k large enough that the budget, not k, ends the batch;
+  # --runs leaves out the candidates that repeat a run of A at its seed (stage C lacked it: two of its
+  # eight runs were A's, trained again to the same losses)
   [ -f "$WORK/stage_e.yaml" ] || $MS next "$WORK/fit_a" --N "$N_LARGE" --D "$D_LARGE" \
     --budget-flops "$(budget_flops)" --candidates "$HERE/stage_c_candidates.yaml" --k "${K_FULL:-264}" \
-    --out "$WORK/stage_e.yaml" --json > "$WORK/next_full.json"
+    --runs "$DOCS/runs_stage_a.csv" --out "$WORK/stage_e.yaml" --json > "$WORK/next_full.json"
   cp "$WORK/stage_e.yaml" "$WORK/next_full.json" "$DOCS/"
   sweep "$WORK/stage_e.yaml"
   rows "$DOCS/runs_stage_e.csv" "$WORK/stage_e.yaml"
