@@ -251,6 +251,33 @@ def _check_duplicates(t: _Table) -> None:
         raise t.error(f"duplicate (run, family) pairs in columns 'run', 'family' at {t.rows(dup)}")
 
 
+def _check_repeated_runs(t: _Table) -> None:
+    """No run is another run under a second name: the same N, D, seed (when recorded) and ratios
+    with bit-identical losses on the same families. A deterministic trainer given one configuration
+    twice returns the same losses, so such a pair is one measurement, and fitting both would count
+    it twice (two plans that name one configuration, or `multiscale next` without --runs, make one).
+    Losses written with 6 decimals or fewer are rounded (published tables), where replicates may
+    agree by chance, so a run counts as repeated only when some loss of it has more digits."""
+    df = t.df
+    seed = df["seed"] if "seed" in df.columns else pd.Series(np.nan, index=df.index)
+    keys: dict[tuple, str] = {}
+    for run, idx in df.groupby("run", sort=False).indices.items():
+        rows = df.iloc[idx]
+        s = seed.iloc[idx]
+        loss = rows["loss"].astype(float).to_numpy()
+        if np.all(np.abs(loss * 1e6 - np.round(loss * 1e6)) < 1e-3):
+            continue  # rounded losses: equal ones may be chance
+        key = (float(rows["N"].iloc[0]), float(rows["D"].iloc[0]),
+               None if s.isna().all() else float(s.iloc[0]),
+               tuple(sorted(zip(rows["family"].tolist(), loss.tolist(), rows["p"].astype(float).tolist()))))
+        first = keys.setdefault(key, run)
+        if first != run:
+            mask = df["run"].isin([first, run]).to_numpy()
+            raise t.error(f"runs {first!r} and {run!r} are one run under two names: the same N, D, seed and ratios "
+                          f"and bit-identical losses on every family ({len(idx)}); fitting both would count that "
+                          f"measurement twice. Keep one of them; at {t.rows(mask)}")
+
+
 def _check_one_scale_per_run(t: _Table) -> None:
     """Every row of a run carries the same N and the same D."""
     for col in ("N", "D"):
@@ -385,7 +412,7 @@ def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | N
     present and finite; one N and one D per run; one mixture per run, each row's ``p`` equal to
     its ``p_<family>`` (`P_TOLERANCE`), a run's ``p_<family>`` summing to 1 and its ``p`` summing
     to 1 when every family of its mixture is evaluated, or to at most 1 (`SUM_TOLERANCE`); no
-    (run, family) twice.
+    (run, family) twice; no run twice under two names (same N, D, seed, bit-identical losses).
 
     Args:
       df: the table.
@@ -407,6 +434,7 @@ def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | N
     _check_optional_numbers(t)
     _check_duplicates(t)
     _check_one_scale_per_run(t)
+    _check_repeated_runs(t)
     _check_mixtures(t)
     _check_min_runs(t, law, min_runs)
     return t.df

@@ -62,6 +62,23 @@ def test_missing_column_and_duplicates():
         validate_runs(df)
 
 
+def test_one_run_under_two_names_is_refused():
+    """A configuration trained twice at one seed by a deterministic trainer is one measurement
+    (the second CPU study's stage C repeated two of stage A's runs under new names)."""
+    df = _table().assign(loss=lambda d: d["loss"] + np.pi * 1e-3)  # unrounded, as training writes them
+    copy = df[df["run"] == "r3"].assign(run="r3-again")
+    with pytest.raises(RunTableError, match=r"runs 'r3' and 'r3-again' are one run under two names.*row 6"):
+        validate_runs(pd.concat([df, copy], ignore_index=True))
+    # another seed, another D, or one loss differing in its last bit are other measurements
+    validate_runs(pd.concat([df.assign(seed=0), copy.assign(seed=1)], ignore_index=True))
+    validate_runs(pd.concat([df, copy.assign(D=2e9)], ignore_index=True))
+    nudged = copy.copy()
+    nudged.loc[nudged.index[0], "loss"] = np.nextafter(nudged["loss"].iloc[0], 10.0)
+    validate_runs(pd.concat([df, nudged], ignore_index=True))
+    # losses rounded to 4 decimals (published tables) may agree by chance
+    validate_runs(pd.concat([df, copy], ignore_index=True).assign(loss=lambda d: d["loss"].round(4)))
+
+
 def test_too_few_runs_for_law_names_family():
     df = _table(n_runs=4)
     validate_runs(df, law="ratio")

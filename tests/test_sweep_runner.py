@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sweep_fakes import FAMS, check_table, cli, install_fake, make_plan, quiet, write_plan
+from sweep_fakes import plan_dict as sweep_plan_dict
 
 from multiscale import sweep
 from multiscale.sweep import SweepPlan, SweepStore
@@ -364,3 +365,35 @@ def test_rows_carry_the_corpus_unique_tokens(tmp_path, fake):
     # without a corpus (a stand-in trainer and no --corpus) there is nothing to write
     _sweep(make_plan(2), tmp_path / "bare", mod.train)
     assert UNIQUE_TOKENS not in pd.read_csv(tmp_path / "bare" / "runs.csv").columns
+
+
+def test_a_configuration_finished_under_another_name_is_not_trained_again(tmp_path, fake):
+    """Two plans that name one configuration differently (the second CPU study's stage C named a
+    run of stage A 'next7-slavic0.5') share one training and one measurement in runs.csv."""
+    mod, _ = fake
+    out = tmp_path / "sw"
+    ratios = {f: 1.0 / len(FAMS) for f in FAMS}
+    first = SweepPlan.from_dict({**sweep_plan_dict(), "mixtures": [{"name": "even", "ratios": ratios}]})
+    again = SweepPlan.from_dict({**sweep_plan_dict(), "name": "t2",
+                                 "mixtures": [{"name": "next1-even", "ratios": ratios},
+                                              {"name": "skewed", "ratios": {**ratios, FAMS[0]: 0.5}, "normalize": True}]})
+    calls = []
+
+    def counting(run, rdir, corpus, progress):
+        calls.append(run.run_id)
+        return mod.train(run, rdir, corpus, progress)
+
+    lines = []
+    _sweep(first, out, counting)
+    res = _sweep(again, out, counting, log=lambda *a, **k: lines.append(" ".join(map(str, a))))
+    (even,), (renamed, skewed) = first.expand(), again.expand()
+    assert renamed.run_id != even.run_id
+    assert calls == [even.run_id, skewed.run_id]  # the renamed copy was not trained
+    assert res.same_as == ((renamed.run_id, even.run_id),) and res.completed == (skewed.run_id,)
+    assert res.to_dict()["same_as"] == {renamed.run_id: even.run_id}
+    assert any(f"run {renamed.run_id}: the configuration of finished run {even.run_id}" in ln for ln in lines)
+    assert set(pd.read_csv(out / "runs.csv")["run"]) == {even.run_id, skewed.run_id}
+    # another seed is another configuration, and is trained
+    seeded = SweepPlan.from_dict({**sweep_plan_dict(), "name": "t3", "seeds": [1],
+                                  "mixtures": [{"name": "even", "ratios": ratios}]})
+    assert _sweep(seeded, out, counting).completed == (seeded.expand()[0].run_id,)

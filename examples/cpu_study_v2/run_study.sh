@@ -63,7 +63,7 @@ fit() {  # fit OUT ARGS...: `multiscale fit ARGS --out WORK/OUT`, printout in WO
 
 rows() {  # rows OUT PLAN...: the rows of these plans' runs, from the shared table
   local out="$1"; shift
-  $TOOLS select "$WORK/sweep/runs.csv" "$@" --corpus "$WORK/corpus" --out "$out" > /dev/null
+  $TOOLS select "$WORK/sweep" "$@" --corpus "$WORK/corpus" --out "$out" > /dev/null
 }
 
 recommend() {  # recommend FIT OUT: p* at cpu-1.6m / 8e5 tokens (normalized objective, epoch cap 4)
@@ -130,7 +130,8 @@ stage_D() {
   cp "$WORK/stage_d.yaml" "$DOCS/"
   sweep "$WORK/stage_d.yaml"
   rows "$DOCS/runs_stage_d.csv" "$HERE/stage_d_baselines.yaml" "$WORK/stage_d.yaml"
-  $MS compare "$WORK/sweep/runs.csv" --laws multilingual,repetition,transfer_repetition --holdout largest-N \
+  $TOOLS union "$WORK/sweep" --out "$WORK/runs_all.csv" > /dev/null
+  $MS compare "$WORK/runs_all.csv" --laws multilingual,repetition,transfer_repetition --holdout largest-N \
     --method nuts --N "$N_LARGE" --D "$D_LARGE" --out "$WORK/compare" --json > "$WORK/compare.json"
   cp "$WORK/compare.json" "$DOCS/"
 }
@@ -160,7 +161,7 @@ stage_F() {  # stage E's p* at cpu-1.6m with the seeds of stage D (its baselines
 
 for stage in $STAGES; do
   "stage_$stage"
-  cp "$WORK/sweep/runs.csv" "$DOCS/runs.csv"
+  $TOOLS union "$WORK/sweep" --out "$DOCS/runs.csv" > /dev/null
   $TOOLS walltimes "$WORK/sweep" --out "$DOCS/walltimes.csv" > "$WORK/walltimes.json"
   note "stage $stage done ($(( $(date +%s) - t0 )) s)"
 done

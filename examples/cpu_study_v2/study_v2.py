@@ -4,8 +4,11 @@
       runs, sum of 6 N D (the FLOPs `multiscale next --budget-flops` counts) and an estimate of
       the wall time of every plan, from the steps actually trained (D rounded down to whole
       steps of batch x seq_len) and the tokens/s of each preset on 2 quiet cores (ESTIMATE_TPS)
-  python examples/cpu_study_v2/study_v2.py select RUNS.csv PLAN.yaml [PLAN.yaml ...] --corpus DIR --out OUT.csv
-      the rows of RUNS.csv whose runs the plans expand to (one stage's runs out of the shared table)
+  python examples/cpu_study_v2/study_v2.py select SWEEP_DIR PLAN.yaml [PLAN.yaml ...] --corpus DIR --out OUT.csv
+      the rows of the sweep's runs.csv whose configurations the plans expand to (one stage's runs
+      out of the shared table), each configuration once
+  python examples/cpu_study_v2/study_v2.py union SWEEP_DIR --out RUNS.csv
+      the sweep's runs.csv with each configuration once (the committed runs.csv)
   python examples/cpu_study_v2/study_v2.py final-plan static=REC.json active=REC.json \
         --template stage_d_baselines.yaml --out PLAN.yaml
       the recommended mixtures as a sweep plan with the template's presets, budget and seeds
@@ -73,16 +76,49 @@ def cmd_compute(args) -> dict:
             "tokens_per_s_assumed": ESTIMATE_TPS, "overhead_s_per_run": OVERHEAD_S}
 
 
+def _one_per_configuration(sweep: str, prefer=frozenset()):
+    """The sweep folder's runs.csv with one run per configuration: a configuration trained under
+    two names (stage C repeated runs of A and B before `next --runs` and the sweep's reuse of
+    finished configurations) is one measurement, kept under a name of `prefer`, else the name
+    whose fragment was written first."""
+    import pandas as pd
+
+    from multiscale.runs import validate_runs
+    from multiscale.sweep import SweepStore
+    from multiscale.sweep.plan import RunId
+
+    store = SweepStore(sweep)
+    df = pd.read_csv(store.runs_csv)
+    keep = {}
+    for run_id in df["run"].unique():
+        rank = (run_id not in prefer, os.path.getmtime(store.fragment_path(run_id)), run_id)
+        digest = RunId.parse(run_id).digest
+        if digest not in keep or rank < keep[digest]:
+            keep[digest] = rank
+    names = {rank[-1] for rank in keep.values()}
+    return validate_runs(df[df["run"].isin(names)], source=store.runs_csv)
+
+
 def cmd_select(args) -> dict:
-    from multiscale.runs import read_runs, write_runs
+    from multiscale.runs import write_runs
     from multiscale.sweep import SweepPlan
+    from multiscale.sweep.plan import RunId
     from multiscale.sweep.runner import plan_runs
 
     ids = {r.run_id for p in args.plans for r in plan_runs(SweepPlan.load(p), args.corpus)}
-    runs = read_runs(args.runs)
-    out = runs[runs["run"].isin(ids)]
+    runs = _one_per_configuration(args.sweep, prefer=ids)
+    digests = {RunId.parse(i).digest for i in ids}
+    out = runs[runs["run"].map(lambda r: RunId.parse(r).digest in digests)]
     write_runs(out, args.out)
     return {"out": args.out, "rows": int(len(out)), "runs": int(out["run"].nunique()), "planned": len(ids)}
+
+
+def cmd_union(args) -> dict:
+    from multiscale.runs import write_runs
+
+    runs = _one_per_configuration(args.sweep)
+    write_runs(runs, args.out)
+    return {"out": args.out, "rows": int(len(runs)), "runs": int(runs["run"].nunique())}
 
 
 def cmd_final_plan(args) -> dict:
@@ -154,11 +190,15 @@ def main(argv=None) -> int:
     c.add_argument("--corpus", help="needed by plans with temperature/proportional/unimax baselines")
     c.set_defaults(fn=cmd_compute)
     s = sub.add_parser("select")
-    s.add_argument("runs")
+    s.add_argument("sweep")
     s.add_argument("plans", nargs="+")
     s.add_argument("--corpus")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_select)
+    u = sub.add_parser("union")
+    u.add_argument("sweep")
+    u.add_argument("--out", required=True)
+    u.set_defaults(fn=cmd_union)
     f = sub.add_parser("final-plan")
     f.add_argument("recs", nargs="+", metavar="NAME=REC.json")
     f.add_argument("--template", required=True)

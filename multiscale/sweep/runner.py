@@ -40,7 +40,7 @@ from typing import Any
 from multiscale.errors import InputError
 from multiscale.fileio import as_path
 from multiscale.sweep.lease import DEFAULT_LEASE_S, new_owner
-from multiscale.sweep.plan import PlannedRun, SweepPlan, shard_runs
+from multiscale.sweep.plan import PlannedRun, RunId, SweepPlan, shard_runs
 from multiscale.sweep.store import SweepStore
 
 # train_fn(run, run_dir, corpus, progress) -> rows (a DataFrame or a list of dicts)
@@ -62,12 +62,31 @@ class SweepResult:
     wall_s: float
     elsewhere: tuple[str, ...] = ()  # completed by another process during this call
     repaired: tuple[str, ...] = ()   # had a damaged fragment, quarantined (and run again)
+    same_as: tuple[tuple[str, str], ...] = ()  # (planned run, finished run of the same configuration)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for k in ("skipped", "completed", "failed", "shard", "elsewhere", "repaired"):
             d[k] = list(d[k])
+        d["same_as"] = {planned: finished for planned, finished in self.same_as}
         return d
+
+
+def _digest(run_id: str) -> str | None:
+    try:
+        return RunId.parse(run_id).digest
+    except ValueError:
+        return None
+
+
+def finished_configurations(done: Iterable[str]) -> dict[str, str]:
+    """Configuration digest -> the first (sorted) finished run id that has it."""
+    out: dict[str, str] = {}
+    for run_id in sorted(done):
+        digest = _digest(run_id)
+        if digest is not None:
+            out.setdefault(digest, run_id)
+    return out
 
 
 # ------------------------------------------------------------------------------ training
@@ -281,21 +300,31 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     mine = shard_runs(runs, *shard)
     done = set(store.scan().intact)
     skipped = tuple(r.run_id for r in mine if r.run_id in done)
-    todo = [r for r in mine if r.run_id not in done]
+    # a run whose configuration (preset, tokens, seed, ratios, train settings: the id's digest) a
+    # finished run of another name already has is that run: the trainer is deterministic, so it
+    # is not trained again, and runs.csv holds the measurement once (validate_runs refuses twice)
+    configs = finished_configurations(done)
+    same_as = tuple((r.run_id, configs[_digest(r.run_id)]) for r in mine
+                    if r.run_id not in done and _digest(r.run_id) in configs)
+    todo = [r for r in mine if r.run_id not in done and _digest(r.run_id) not in configs]
     log(f"sweep {plan.name}: {len(runs)} runs planned, shard {shard[0]}/{shard[1]} has {len(mine)}: "
-        f"{len(skipped)} complete, {len(todo)} to run -> {store.root}")
+        f"{len(skipped)} complete, {len(same_as)} the same configuration as a finished run, "
+        f"{len(todo)} to run -> {store.root}")
+    for planned, finished in same_as:
+        log(f"  run {planned}: the configuration of finished run {finished}; not trained again")
     session = _Session(store, train_fn, corpus, sys.stderr.isatty() if progress is None else progress,
                        log, float(lease_s), unique_tokens=counts)
     session.work(todo, poll_s if poll_s is not None else min(lease_s / 10.0, 10.0))
     n_rows = store.consolidate()
     log(f"sweep {plan.name}: {len(session.completed)} trained, {len(skipped)} skipped, "
-        f"{len(session.elsewhere)} done by other processes, {len(session.failed)} failed; "
+        f"{len(session.elsewhere)} done by other processes, {len(same_as)} the same as finished runs, "
+        f"{len(session.failed)} failed; "
         f"{store.runs_csv} has {n_rows} rows (loss in nats/token)"
         + (f"; failures in {store.failures_jsonl}" if session.failed else ""))
     return SweepResult(out_dir=str(store.root), shard=tuple(shard), planned=len(runs), assigned=len(mine),
                        skipped=skipped, completed=tuple(session.completed), failed=tuple(session.failed),
                        runs_csv=store.runs_csv, wall_s=time.perf_counter() - t0,
-                       elsewhere=tuple(session.elsewhere), repaired=tuple(session.repaired))
+                       elsewhere=tuple(session.elsewhere), repaired=tuple(session.repaired), same_as=same_as)
 
 
 def _progress(items: Sequence, enabled: bool, label: str) -> Iterable:
