@@ -376,7 +376,8 @@ def test_a_configuration_finished_under_another_name_is_not_trained_again(tmp_pa
     first = SweepPlan.from_dict({**sweep_plan_dict(), "mixtures": [{"name": "even", "ratios": ratios}]})
     again = SweepPlan.from_dict({**sweep_plan_dict(), "name": "t2",
                                  "mixtures": [{"name": "next1-even", "ratios": ratios},
-                                              {"name": "skewed", "ratios": {**ratios, FAMS[0]: 0.5}, "normalize": True}]})
+                                              {"name": "skewed", "ratios": {**ratios, FAMS[0]: 0.5},
+                                               "normalize": True}]})
     calls = []
 
     def counting(run, rdir, corpus, progress):
