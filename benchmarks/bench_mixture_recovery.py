@@ -10,11 +10,18 @@ Prints ONE JSON object.
   (``tau_zero``); the median absolute error of the posterior medians; per seed max R-hat, min
   bulk ESS and divergences (also logged to stderr as each seed ends).
 - ``--tau-truth sparse``: tau of the truth from `sparse_tau` (exact zeros) instead of the prior.
+- ``--t-truth prior``: the mixing law's t of the truth drawn from the law's own prior,
+  N(0, EXTRA_PRIORS["t"]) (`prior_t`), as tau's is by default; ``uniform`` (default) keeps
+  `mixture_truth`'s U(-0.5, 1.5), whose mean sits half a prior scale off the prior's centre. With
+  a truth drawn from the prior, 90% intervals of a calibrated posterior cover it 90% of the time
+  on average over the prior (simulation-based calibration), so the two settings tell a
+  miscalibrated sampler from a truth the prior finds unlikely.
 
 The repetition case (held-out MAPE, p* regret) is benchmarks/bench_repetition.py.
 
 Usage: python benchmarks/bench_mixture_recovery.py [--seeds 20] [--draws 300] [--chains 2]
-       [--laws transfer,repetition,mixing] [--tau-truth prior|sparse] [--jobs 1] [--raw PATH]
+       [--laws transfer,repetition,mixing] [--tau-truth prior|sparse] [--t-truth uniform|prior] [--jobs 1]
+       [--raw PATH]
 """
 
 from __future__ import annotations
@@ -68,11 +75,20 @@ def sparse_tau(F: int, seed: int) -> np.ndarray:
     return rng.uniform(0.05, 0.4, size=(1, F, F)) * (rng.uniform(size=(1, F, F)) < 0.35) * (1.0 - np.eye(F))
 
 
+def prior_t(F: int, seed: int) -> np.ndarray:
+    """t of the truth (1, F, F) from the mixing law's prior N(0, EXTRA_PRIORS["t"]), zero on the
+    diagonal (the law has no t_ii: a family's own share enters through k)."""
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS
+
+    rng = np.random.default_rng(seed + 6000)
+    return EXTRA_PRIORS["t"] * rng.standard_normal(size=(1, F, F)) * (1.0 - np.eye(F))
+
+
 def _one_seed(job: tuple) -> dict:
     """One seed's NUTS fit and hits (a worker of `coverage`; may run in a spawned process)."""
     from multiscale.laws.bayes import host_devices_for_chains
 
-    law, s, chains, draws, tau_truth = job
+    law, s, chains, draws, tau_truth, t_truth = job
     host_devices_for_chains(chains)  # before jax starts in a fresh worker; no-op afterwards
     from multiscale.laws import fit_bayes
     from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
@@ -80,6 +96,8 @@ def _one_seed(job: tuple) -> dict:
     truth = mixture_truth(law, 5, seed=s)
     if "tau" in truth and tau_truth == "sparse":
         truth["tau"] = sparse_tau(5, s)
+    if "t" in truth and t_truth == "prior":
+        truth["t"] = prior_t(5, s)
     df = mixture_runs(law, truth, seed=s, n_mixtures=8, D=(2e9, 2e10, 1e11))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -112,13 +130,13 @@ def _pool(results: list[dict]) -> dict:
 
 
 def coverage(law: str, seeds: int, chains: int, draws: int, tau_truth: str = "prior", jobs: int = 1,
-             raw: str | None = None) -> dict:
+             raw: str | None = None, t_truth: str = "uniform") -> dict:
     """`_one_seed` over `seeds` seeds, `jobs` worker processes at a time; each seed's result is
     appended to the JSON-lines file `raw` as it ends."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
-    todo = [(law, s, chains, draws, tau_truth) for s in range(seeds)]
+    todo = [(law, s, chains, draws, tau_truth, t_truth) for s in range(seeds)]
     results = []
 
     def done(r):
@@ -137,7 +155,7 @@ def coverage(law: str, seeds: int, chains: int, draws: int, tau_truth: str = "pr
             for fut in as_completed([ex.submit(_one_seed, job) for job in todo]):
                 done(fut.result())
     return {"seeds": seeds, "chains": chains, "draws": draws, "warmup": draws, "tau_truth": tau_truth,
-            **_pool(results)}
+            "t_truth": t_truth, **_pool(results)}
 
 
 def main() -> None:
@@ -148,6 +166,8 @@ def main() -> None:
     ap.add_argument("--laws", default="transfer,repetition,mixing")
     ap.add_argument("--tau-truth", choices=("prior", "sparse"), default="prior",
                     help="tau of the truth: mixture_truth's (the prior's HalfCauchy) or `sparse_tau`")
+    ap.add_argument("--t-truth", choices=("uniform", "prior"), default="uniform",
+                    help="t of the mixing law's truth: mixture_truth's U(-0.5, 1.5) or the prior's N(0, 1) (`prior_t`)")
     ap.add_argument("--jobs", type=int, default=1, help="seeds fitted at a time, each in its own process")
     ap.add_argument("--raw", help="append each seed's result to this JSON-lines file as it ends")
     args = ap.parse_args()
@@ -155,7 +175,8 @@ def main() -> None:
 
     host_devices_for_chains(args.chains)
     out = {"benchmark": "mixture_laws", "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
-    out["coverage"] = {law: coverage(law, args.seeds, args.chains, args.draws, args.tau_truth, args.jobs, args.raw)
+    out["coverage"] = {law: coverage(law, args.seeds, args.chains, args.draws, args.tau_truth, args.jobs, args.raw,
+                                args.t_truth)
                        for law in args.laws.split(",")}
     print(json.dumps(out))
 

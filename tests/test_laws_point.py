@@ -116,14 +116,15 @@ def test_screened_search_keeps_the_exhaustive_optimum_on_a_noisy_table():
 def test_default_search_equals_exhaustive_on_the_cpu_study_table():
     """The real CPU-study runs (docs/cpu_study/runs.csv). There a family's optimum can be a
     flat valley that few starts reach (with the committed table: romance); the consensus
-    check must send such a family back to the full search, so the default still equals it."""
+    check must send such a family back to the full search, so the default still equals it.
+    Romance alone (the exhaustive search is the slow part; synthetic tables cover the rest)."""
     from pathlib import Path
 
     import pandas as pd
 
     path = Path(__file__).resolve().parents[1] / "docs" / "cpu_study" / "runs.csv"
     df = pd.read_csv(path)
-    df = df[df["family"].isin(["romance", "japonic"])]
+    df = df[df["family"] == "romance"]
     full, fast = _exhaustive_and_default(df)
     for fam in fast.families:
         assert fast.objective[fam] == pytest.approx(full.objective[fam], rel=SAME_OPTIMUM, abs=0), fam

@@ -193,6 +193,13 @@ def test_held_out_runs_follow_the_evidence_in_order(tmp_path):
     assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=None, facts=facts) == []
     fit.n_runs = {f: 4 for f in FAMS}
     assert heldout_runs(fit, df, all_csv, heldout=None, fitted_table=None, facts=facts) == ["r00"]
+    # a held-out planned run that the sweep found finished under another name (one configuration
+    # digest): the finished run is the held-out one
+    named = df.assign(run=df["run"].map(lambda r: f"cpu-100k-D1k-{r}-s0-{int(r[1:]):08x}"))
+    planned = frozenset({"cpu-100k-D1k-next3-r03-s0-00000003"})
+    got = heldout_runs(fit, named, all_csv, heldout=None, fitted_table=None,
+                       facts=SweepFacts(heldout=planned, family_tokens=None))
+    assert got == ["cpu-100k-D1k-r03-s0-00000003"]
 
 
 def test_report_refuses_bad_paths_and_scales_before_any_work(tmp_path, capsys):

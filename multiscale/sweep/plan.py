@@ -126,6 +126,15 @@ class RunId:
                    digest=m["digest"])
 
 
+def configuration_digest(run_id: str) -> str | None:
+    """The configuration digest of a sweep run id, or None for a name that is not one: two ids
+    with one digest name one configuration (the sweep trains it once)."""
+    try:
+        return RunId.parse(run_id).digest
+    except InputError:
+        return None
+
+
 def parse_run_id(text: str) -> RunId:
     """`RunId.parse`."""
     return RunId.parse(text)

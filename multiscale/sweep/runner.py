@@ -40,7 +40,7 @@ from typing import Any
 from multiscale.errors import InputError
 from multiscale.fileio import as_path
 from multiscale.sweep.lease import DEFAULT_LEASE_S, new_owner
-from multiscale.sweep.plan import PlannedRun, RunId, SweepPlan, shard_runs
+from multiscale.sweep.plan import PlannedRun, SweepPlan, configuration_digest, shard_runs
 from multiscale.sweep.store import SweepStore
 
 # train_fn(run, run_dir, corpus, progress) -> rows (a DataFrame or a list of dicts)
@@ -72,18 +72,11 @@ class SweepResult:
         return d
 
 
-def _digest(run_id: str) -> str | None:
-    try:
-        return RunId.parse(run_id).digest
-    except ValueError:
-        return None
-
-
 def finished_configurations(done: Iterable[str]) -> dict[str, str]:
     """Configuration digest -> the first (sorted) finished run id that has it."""
     out: dict[str, str] = {}
     for run_id in sorted(done):
-        digest = _digest(run_id)
+        digest = configuration_digest(run_id)
         if digest is not None:
             out.setdefault(digest, run_id)
     return out
@@ -304,9 +297,9 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     # finished run of another name already has is that run: the trainer is deterministic, so it
     # is not trained again, and runs.csv holds the measurement once (validate_runs refuses twice)
     configs = finished_configurations(done)
-    same_as = tuple((r.run_id, configs[_digest(r.run_id)]) for r in mine
-                    if r.run_id not in done and _digest(r.run_id) in configs)
-    todo = [r for r in mine if r.run_id not in done and _digest(r.run_id) not in configs]
+    same_as = tuple((r.run_id, configs[configuration_digest(r.run_id)]) for r in mine
+                    if r.run_id not in done and configuration_digest(r.run_id) in configs)
+    todo = [r for r in mine if r.run_id not in done and configuration_digest(r.run_id) not in configs]
     log(f"sweep {plan.name}: {len(runs)} runs planned, shard {shard[0]}/{shard[1]} has {len(mine)}: "
         f"{len(skipped)} complete, {len(same_as)} the same configuration as a finished run, "
         f"{len(todo)} to run -> {store.root}")
