@@ -105,6 +105,9 @@ def test_candidates_repeating_a_fitted_run_are_left_out(fit):
                     candidates=[_cand("cpu-100k", D0), _cand("cpu-100k", 4 * D0)])
     assert [c["D"] for c in res.chosen] == [4 * D0]
     assert any("1 candidates repeat a fitted run" in n for n in res.notes)
+    assert not any("no fitted table given" in n for n in res.notes)
+    blind = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=2, candidates=[_cand("cpu-100k", D0), _cand("cpu-100k", 4 * D0)])
+    assert any("no fitted table given (--runs)" in n for n in blind.notes)  # the user is told what was not checked
 
 
 def test_value_per_flop_favours_the_cheaper_of_equal_runs():

@@ -324,7 +324,10 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
     if candidates is None:
         candidates = generate(fitted, state.families, N, D, state.robust)
     cands = dedupe(candidates)
-    if runs is not None:
+    if runs is None:
+        state.notes.append("no fitted table given (--runs): a candidate that repeats a fitted run at its seed is "
+                           "valued as new information, though trained again it would only repeat that run")
+    else:
         cands, dropped = drop_fitted(cands, runs, state.families)
         if dropped:
             state.notes.append(f"{dropped} candidates repeat a fitted run (--runs) and were left out: trained again "
