@@ -1,6 +1,7 @@
 """The second CPU study's headline numbers, recomputed from the committed files of
-docs/cpu_study_v2 (runs.csv, fit_a/, rec_static.json, rec_active.json, next.json); prints ONE JSON
-object, the content of docs/cpu_study_v2/summary.json.
+docs/cpu_study_v2 (runs.csv, fit_a/, rec_static.json, rec_active.json, next.json,
+rec_active_full.json, next_full.json); prints ONE JSON object, the content of
+docs/cpu_study_v2/summary.json.
 
   python examples/cpu_study_v2/headline.py [--docs docs/cpu_study_v2] [--out summary.json]
 
@@ -8,11 +9,13 @@ object, the content of docs/cpu_study_v2/summary.json.
 - `repetition`: the most epochs any run took of the capped family (japonic), D p / U;
 - `beta_width90`: the 90% interval width of beta per family in stage A's NUTS fit;
 - `designs`: the seed sweep's p* widths (stage A's fit, as `multiscale next` saw them) and per
-  design (static, active) the FLOPs it spent (6 N D, nominal D, as
-  `multiscale next` counts) and the 90% interval width of p* per family at the target;
-- `final`: stage D, cpu-1.6m at 8e5 tokens: per mixture and seed the held-out loss averaged over
-  the five families (nats/token, equal weights), and per mixture the paired difference to uniform
-  (mean and the min/max over seeds). Absent until stage D's runs are in runs.csv.
+  design (static: stage B; active: stage C, k = 8; active_full: stage E, all of F) the runs and
+  FLOPs it spent (6 N D, nominal D, as `multiscale next` counts) and the 90% interval width of
+  p* per family at the target;
+- `final`: stages D and F, cpu-1.6m at 8e5 tokens: per mixture and seed the held-out loss
+  averaged over the five families (nats/token, equal weights); per mixture the difference to
+  uniform paired by seed, and static's to each active design (mean, min/max over seeds and the
+  90% t-interval of the mean). Absent until stage D's runs are in runs.csv.
 """
 
 from __future__ import annotations
@@ -51,22 +54,54 @@ def beta_widths(fit_dir: Path) -> dict[str, float]:
     return {f: round(float(w), 4) for f, w in zip(fit.families, hi - lo, strict=True)}
 
 
-def design_facts(docs: Path) -> dict:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from study_v2 import plan_compute
+def _study_tools():
+    """examples/cpu_study_v2/study_v2.py as a module (loaded from its file: nothing is added to
+    sys.path)."""
+    import importlib.util
 
+    spec = importlib.util.spec_from_file_location("study_v2", Path(__file__).resolve().parent / "study_v2.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+# design -> (its recommendation, the `multiscale next` output that chose its runs or None)
+DESIGNS = {"static": ("rec_static.json", None), "active": ("rec_active.json", "next.json"),
+           "active_full": ("rec_active_full.json", "next_full.json")}
+
+
+def design_facts(docs: Path) -> dict:
     here = Path(__file__).resolve().parent
-    flops = {"static": plan_compute(str(here / "stage_b.yaml"), None)["flops_6ND"],
-             "active": json.loads((docs / "next.json").read_text())["flops"]}
     seed = json.loads((docs / "next.json").read_text())["width_now"]  # fit A's, before either design
     out = {"seed_sweep": {"flops_6ND": 0.0, "p_star_width90": {f: round(w, 4) for f, w in seed.items()},
                           "mean_width90": round(float(np.mean(list(seed.values()))), 4)}}
-    for name in ("static", "active"):
-        rec = json.loads((docs / f"rec_{name}.json").read_text())
+    for name, (rec_file, next_file) in DESIGNS.items():
+        if not (docs / rec_file).exists():
+            continue
+        if next_file is None:
+            flops, runs = _study_tools().plan_compute(str(here / "stage_b.yaml"), None)["flops_6ND"], 36
+        else:
+            chosen = json.loads((docs / next_file).read_text())
+            flops, runs = chosen["flops"], len(chosen["chosen"])
+        rec = json.loads((docs / rec_file).read_text())
         widths = {f: round(v["p_star"]["q95"] - v["p_star"]["q05"], 4) for f, v in rec["families"].items()}
-        out[name] = {"flops_6ND": float(flops[name]), "p_star": {f: round(v, 4) for f, v in rec["ratios"].items()},
+        out[name] = {"flops_6ND": float(flops), "runs": int(runs),
+                     "p_star": {f: round(v, 4) for f, v in rec["ratios"].items()},
                      "p_star_width90": widths, "mean_width90": round(float(np.mean(list(widths.values()))), 4),
                      "expected_regret": rec["decisions"]["robust p*"]["expected_regret"]}
+    return out
+
+
+def paired(diff: pd.Series) -> dict:
+    """Mean, range and 90% t-interval of differences paired by seed."""
+    from scipy import stats
+
+    d = diff.dropna().to_numpy(float)
+    out = {"mean": round(float(d.mean()), 5), "min": round(float(d.min()), 5), "max": round(float(d.max()), 5),
+           "seeds": int(d.size)}
+    if d.size >= 2:
+        half = float(stats.t.ppf(0.95, d.size - 1) * d.std(ddof=1) / np.sqrt(d.size))
+        out["t90"] = [round(float(d.mean()) - half, 5), round(float(d.mean()) + half, 5)]
     return out
 
 
@@ -81,9 +116,10 @@ def final_losses(runs: pd.DataFrame) -> dict | None:
                             for m, row in mean.iterrows()}}
     if "uniform" in mean.index:
         diff = mean.sub(mean.loc["uniform"], axis=1)
-        out["minus_uniform"] = {m: {"mean": round(float(r.mean()), 5), "min": round(float(r.min()), 5),
-                                    "max": round(float(r.max()), 5), "seeds": int(r.notna().sum())}
-                                for m, r in diff.iterrows() if m != "uniform"}
+        out["minus_uniform"] = {m: paired(r) for m, r in diff.iterrows() if m != "uniform"}
+    designs = [m for m in ("active", "active_full") if m in mean.index]
+    if "static" in mean.index and designs:
+        out["static_minus"] = {m: paired(mean.loc["static"] - mean.loc[m]) for m in designs}
     return out
 
 
