@@ -67,3 +67,18 @@ def test_the_table_meets_the_issue_s_design_goals():
     assert s["repetition"]["max_epochs"] > 2 and s["repetition"]["runs_past_2_epochs"] > 0
     assert len(s["beta_width90"]) == 5 and max(s["beta_width90"].values()) < 0.2
     assert s["designs"]["active"]["flops_6ND"] <= s["designs"]["static"]["flops_6ND"]
+
+
+def test_the_designs_are_compared_at_equal_compute():
+    """Issue 14: the active design (stage E) spends the static design's FLOPs (within the cost of
+    its cheapest candidate, 1.2e11 of 4.566e13), and both designs' p* were trained at the held-out
+    size with the same three seeds as uniform."""
+    import json
+
+    s = json.loads((DOCS / "summary.json").read_text())
+    static, active = s["designs"]["static"], s["designs"]["active_full"]
+    assert 0.99 * static["flops_6ND"] <= active["flops_6ND"] <= static["flops_6ND"]
+    seeds = s["final"]["loss_by_seed"]
+    assert set(seeds["static"]) == set(seeds["active_full"]) == set(seeds["uniform"]) == {"0", "1", "2"}
+    paired = s["final"]["static_minus"]["active_full"]
+    assert paired["seeds"] == 3 and paired["t90"][0] < paired["mean"] < paired["t90"][1]
