@@ -151,7 +151,7 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     df, truths = stacked_experiments(2, 2, N=(2e7, 6e7, 2e8), D=(2e9, 8e9), n_mixtures=4, noise=0.02)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = fit_bayes(df, law="multilingual", chains=2, draws=600, warmup=500, seed=0, extrapolation=False)
+        fit = fit_bayes(df, law="multilingual", chains=2, draws=300, warmup=300, seed=0, extrapolation=False)
     assert fit.options["dense_mass"]  # 28 sampled dimensions
     assert fit.diagnostics["max_rhat"] < 1.05
     cov = coverage(fit, truths, 2, 2, level=0.999, N=4e8, D=1.6e10)
@@ -199,8 +199,8 @@ def test_cheap_stacked_refits_give_the_kappa_of_full_separate_refits_within_nois
     against refits with the fit's own settings, one after another, on a small table whose truth
     drifts with scale (so the refits miss the left-out rows and kappa > 0). The noise scale is
     kappa's spread over bootstrap resamples of the full refits' draws of the cheap refits' size.
-    Scaled down for the suite's time: the fit draws 2 x 500, the cheap refits 400 in all (the
-    defaults, 2 x 1000 against 1,000, keep the same shape)."""
+    Scaled down for the suite's time: the fit draws 2 x 400, the cheap refits 400 in all (with
+    the defaults, 2 x 1000 against 1,000, the cheap refits also have half the fit's draws)."""
     from multiscale.laws import bayes
     from multiscale.laws.extrapolation import KAPPA_QUANTILE, leave_largest_out, measure, split_largest
     from multiscale.laws.predict import predictive_draws
@@ -212,7 +212,7 @@ def test_cheap_stacked_refits_give_the_kappa_of_full_separate_refits_within_nois
         t["drift"] = 0.06
     df = synthetic_runs(truth, noise=0.01, seed=0, N=(1e7, 3e7, 1e8), D=(1e9, 3e9, 1e10), n_mixtures=2,
                         drift_ref=(1e7, 1e9))
-    kw = dict(law="multilingual", chains=2, draws=500, warmup=300, seed=0, warn=False)
+    kw = dict(law="multilingual", chains=2, draws=400, warmup=300, seed=0, warn=False)
     fit = fit_bayes(df, **kw)
     assert fit.options["extrapolation_refit"] == {"chains": 2, "draws": 200, "warmup": 300, "seed": 0,
                                                   "stacked": True}
