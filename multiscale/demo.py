@@ -36,7 +36,7 @@ import yaml
 from multiscale.errors import MultiscaleError
 from multiscale.fileio import atomic_write_text, check_output_folder, read_json, write_json
 from multiscale.runs import read_runs
-from multiscale.sweep.plan import configuration_digest
+from multiscale.sweep.plan import runs_of_configurations
 from multiscale.sweep.store import SweepStore
 
 DEMO_PLAN: dict[str, Any] = {
@@ -201,9 +201,8 @@ def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
     """Bayesian fit of the non-held-out runs; reused when the table and options are unchanged."""
     store = SweepStore(sweep_dir)
     df = read_runs(store.runs_csv)
-    # by configuration: a held-out run the sweep found finished under another name is held out too
-    held = {configuration_digest(r["run_id"]) for r in store.planned_runs(heldout=True)} - {None}
-    fit_df = df[~df["run"].map(configuration_digest).isin(held)].reset_index(drop=True)
+    held = runs_of_configurations(df["run"].unique(), [r["run_id"] for r in store.planned_runs(heldout=True)])
+    fit_df = df[~df["run"].isin(held)].reset_index(drop=True)
     options = {"law": "multilingual", "chains": s.chains, "draws": s.draws, "warmup": s.warmup,
                "shared": list(s.shared), "seed": 0}
     key = hashlib.sha256((fit_df.to_csv(index=False) + json.dumps(options, sort_keys=True)).encode()).hexdigest()

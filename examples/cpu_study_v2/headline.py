@@ -79,7 +79,8 @@ def design_facts(docs: Path) -> dict:
         if not (docs / rec_file).exists():
             continue
         if next_file is None:
-            flops, runs = _study_tools().plan_compute(str(here / "stage_b.yaml"), None)["flops_6ND"], 36
+            planned = _study_tools().plan_compute(str(here / "stage_b.yaml"), None)
+            flops, runs = planned["flops_6ND"], planned["runs"]
         else:
             chosen = json.loads((docs / next_file).read_text())
             flops, runs = chosen["flops"], len(chosen["chosen"])

@@ -85,14 +85,14 @@ def _one_per_configuration(sweep: str, prefer=frozenset()):
 
     from multiscale.runs import validate_runs
     from multiscale.sweep import SweepStore
-    from multiscale.sweep.plan import RunId
+    from multiscale.sweep.plan import configuration_digest
 
     store = SweepStore(sweep)
     df = pd.read_csv(store.runs_csv)
     keep = {}
     for run_id in df["run"].unique():
         rank = (run_id not in prefer, os.path.getmtime(store.fragment_path(run_id)), run_id)
-        digest = RunId.parse(run_id).digest
+        digest = configuration_digest(run_id)
         if digest not in keep or rank < keep[digest]:
             keep[digest] = rank
     names = {rank[-1] for rank in keep.values()}
@@ -102,13 +102,12 @@ def _one_per_configuration(sweep: str, prefer=frozenset()):
 def cmd_select(args) -> dict:
     from multiscale.runs import write_runs
     from multiscale.sweep import SweepPlan
-    from multiscale.sweep.plan import RunId
+    from multiscale.sweep.plan import runs_of_configurations
     from multiscale.sweep.runner import plan_runs
 
     ids = {r.run_id for p in args.plans for r in plan_runs(SweepPlan.load(p), args.corpus)}
     runs = _one_per_configuration(args.sweep, prefer=ids)
-    digests = {RunId.parse(i).digest for i in ids}
-    out = runs[runs["run"].map(lambda r: RunId.parse(r).digest in digests)]
+    out = runs[runs["run"].isin(runs_of_configurations(runs["run"].unique(), ids))]
     write_runs(out, args.out)
     return {"out": args.out, "rows": int(len(out)), "runs": int(out["run"].nunique()), "planned": len(ids)}
 

@@ -81,11 +81,9 @@ def heldout_runs(fit, df: pd.DataFrame, runs_path: str, *, heldout: Sequence[str
         return [r for r in all_runs if r not in seen]
     if facts is None:
         return []
-    from multiscale.sweep.plan import configuration_digest
+    from multiscale.sweep.plan import runs_of_configurations
 
-    # a held-out planned run the sweep found finished under another name (the same configuration)
-    held_configs = {configuration_digest(r) for r in facts.heldout}
-    held = [r for r in all_runs if r in facts.heldout or configuration_digest(r) in held_configs - {None}]
+    held = runs_of_configurations(all_runs, facts.heldout)
     fitted_rows = sum(getattr(fit, "n_runs", {}).values())
     if held and fitted_rows >= int(df["family"].isin(getattr(fit, "families", ())).sum()):
         return []

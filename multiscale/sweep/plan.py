@@ -53,7 +53,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -133,6 +133,14 @@ def configuration_digest(run_id: str) -> str | None:
         return RunId.parse(run_id).digest
     except InputError:
         return None
+
+
+def runs_of_configurations(run_ids: Iterable[str], of: Iterable[str]) -> list[str]:
+    """The ids of `run_ids`, in order, that are one of `of` or have the configuration of one
+    (its digest): a planned run the sweep found finished under another name is that run."""
+    of = set(of)
+    digests = {configuration_digest(r) for r in of} - {None}
+    return [r for r in run_ids if r in of or configuration_digest(r) in digests]
 
 
 def parse_run_id(text: str) -> RunId:

@@ -297,9 +297,15 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     # finished run of another name already has is that run: the trainer is deterministic, so it
     # is not trained again, and runs.csv holds the measurement once (validate_runs refuses twice)
     configs = finished_configurations(done)
-    same_as = tuple((r.run_id, configs[configuration_digest(r.run_id)]) for r in mine
-                    if r.run_id not in done and configuration_digest(r.run_id) in configs)
-    todo = [r for r in mine if r.run_id not in done and configuration_digest(r.run_id) not in configs]
+    same_as, todo = [], []
+    for r in mine:
+        if r.run_id not in done:
+            finished = configs.get(configuration_digest(r.run_id))
+            if finished is None:
+                todo.append(r)
+            else:
+                same_as.append((r.run_id, finished))
+    same_as = tuple(same_as)
     log(f"sweep {plan.name}: {len(runs)} runs planned, shard {shard[0]}/{shard[1]} has {len(mine)}: "
         f"{len(skipped)} complete, {len(same_as)} the same configuration as a finished run, "
         f"{len(todo)} to run -> {store.root}")
