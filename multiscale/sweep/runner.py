@@ -82,6 +82,24 @@ def finished_configurations(done: Iterable[str]) -> dict[str, str]:
     return out
 
 
+def _split_unfinished(mine: Sequence[PlannedRun], done: set[str]):
+    """The runs of `mine` not finished under their own id, as (pairs (planned id, finished id)
+    of a configuration a finished run of another name has, runs to train). Such a run is that run
+    (preset, tokens, seed, ratios and train settings: the id's digest): the trainer is
+    deterministic, so it is not trained again, and runs.csv holds the measurement once
+    (validate_runs refuses it twice)."""
+    configs = finished_configurations(done)
+    same_as, todo = [], []
+    for r in mine:
+        if r.run_id not in done:
+            finished = configs.get(configuration_digest(r.run_id))
+            if finished is None:
+                todo.append(r)
+            else:
+                same_as.append((r.run_id, finished))
+    return tuple(same_as), todo
+
+
 # ------------------------------------------------------------------------------ training
 
 
@@ -293,19 +311,7 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     mine = shard_runs(runs, *shard)
     done = set(store.scan().intact)
     skipped = tuple(r.run_id for r in mine if r.run_id in done)
-    # a run whose configuration (preset, tokens, seed, ratios, train settings: the id's digest) a
-    # finished run of another name already has is that run: the trainer is deterministic, so it
-    # is not trained again, and runs.csv holds the measurement once (validate_runs refuses twice)
-    configs = finished_configurations(done)
-    same_as, todo = [], []
-    for r in mine:
-        if r.run_id not in done:
-            finished = configs.get(configuration_digest(r.run_id))
-            if finished is None:
-                todo.append(r)
-            else:
-                same_as.append((r.run_id, finished))
-    same_as = tuple(same_as)
+    same_as, todo = _split_unfinished(mine, done)
     log(f"sweep {plan.name}: {len(runs)} runs planned, shard {shard[0]}/{shard[1]} has {len(mine)}: "
         f"{len(skipped)} complete, {len(same_as)} the same configuration as a finished run, "
         f"{len(todo)} to run -> {store.root}")
