@@ -148,9 +148,10 @@ def test_transfer_nuts_saves_loads_and_has_a_pointwise_log_likelihood(tmp_path):
 
 
 def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
-    # z_tau[m, i] (mixture family m into family i) is tau[i, m] of the natural draws, times the
-    # prior scale, with the diagonal 0; no sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws
+    # z_tau holds the off-diagonal pairs only, in (mixture family m, family i) order: its entry
+    # for (m, i) is tau[i, m] of the natural draws, times the prior scale, and the diagonal is 0;
+    # no sampling: two fake chains of three draws
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws, offdiag_slots
 
     law = get_law("transfer")
     _, df = _table("transfer")
@@ -158,18 +159,22 @@ def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     F = data.n_families
     z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_E", "log_Nterm", "log_Dterm", "log_alpha", "log_beta",
                                                    "log_gamma")}
-    z["z_tau"] = np.arange(2 * 3 * F * F, dtype=float).reshape(2, 3, F, F) + 1.0
+    slots = offdiag_slots(data)
+    assert len(slots) == F * F - F
+    z["z_tau"] = np.arange(2 * 3 * len(slots), dtype=float).reshape(2, 3, len(slots)) + 1.0
     nat = _natural_draws(law, data, z, ybar=1.0)
     scale = EXTRA_PRIORS["tau"][1]
-    m, i = 0, 2
-    np.testing.assert_allclose(nat["tau"][1, 2, i, m], scale * z["z_tau"][1, 2, m, i])
+    for m, i in [(0, 2), (2, 0), (1, 2)]:
+        k = list(slots).index(m * F + i)
+        np.testing.assert_allclose(nat["tau"][1, 2, i, m], scale * z["z_tau"][1, 2, k])
     assert nat["tau"].shape == (2, 3, F, F) and np.all(nat["tau"][:, :, np.arange(F), np.arange(F)] == 0)
 
 
 def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
-    # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t[m, i] is
-    # t[i, m] in units of the prior's scale, with the diagonal 0; no sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, LEVEL_SITES, _natural_draws
+    # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t's entry for the
+    # off-diagonal pair (m, i) is t[i, m] in units of the prior's scale, with the diagonal 0; no
+    # sampling: two fake chains of three draws
+    from multiscale.laws.mixture_fit import EXTRA_PRIORS, LEVEL_SITES, _natural_draws, offdiag_slots
 
     law = get_law("mixing")
     _, df = _table("mixing")
@@ -178,14 +183,15 @@ def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
     z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_Nterm", "log_Dterm", "log_alpha", "log_beta")}
     z["z_level"] = np.linspace(-1.0, 1.0, 2 * 3 * F).reshape(2, 3, F)
     z["z_share"] = np.linspace(1.0, -2.0, 2 * 3 * F).reshape(2, 3, F)
-    z["z_t"] = np.arange(2 * 3 * F * F, dtype=float).reshape(2, 3, F, F) + 1.0
+    slots = offdiag_slots(data)
+    z["z_t"] = np.arange(2 * 3 * len(slots), dtype=float).reshape(2, 3, len(slots)) + 1.0
     ybar = 1.0
     nat = _natural_draws(law, data, z, ybar=ybar)
     (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
     m, i = 0, 2
     level, share = np.exp(ybar + l0 + ls * z["z_level"][1, 2, i]), 1 / (1 + np.exp(-(s0 + ss * z["z_share"][1, 2, i])))
     np.testing.assert_allclose([nat["E"][1, 2, i], nat["k"][1, 2, i]], [level * (1 - share), level * share])
-    np.testing.assert_allclose(nat["t"][1, 2, i, m], EXTRA_PRIORS["t"] * z["z_t"][1, 2, m, i])
+    np.testing.assert_allclose(nat["t"][1, 2, i, m], EXTRA_PRIORS["t"] * z["z_t"][1, 2, list(slots).index(m * F + i)])
     assert nat["t"].shape == (2, 3, F, F) and np.all(nat["t"][:, :, np.arange(F), np.arange(F)] == 0)
 
 

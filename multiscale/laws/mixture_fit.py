@@ -231,10 +231,27 @@ def _prior_e_k(ybar: float, z_level, z_share, le, lk, xp):
     return xp.sum(lognorm(le, ybar + e0, es) + lognorm(lk, ybar + k0, ks) - own)
 
 
-def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -> dict:
+def offdiag_slots(data: FitData) -> np.ndarray:
+    """Flat positions, in the (M, F) layout, of the matrix entries the laws use: every pair but
+    a family with itself. NUTS samples a matrix parameter's site at these entries only (the
+    diagonal, which `log_loss` masks out, would be a free prior dimension)."""
+    M = len(data.mixture_families)
+    return np.flatnonzero(offdiag_mask(data.fam_in_mix_F, M).ravel() > 0)
+
+
+def _matrix_of_sites(z, slots: np.ndarray, M: int, F: int, xp):
+    """Site values at `slots` (..., n_slots) laid into (..., M, F), 0 elsewhere."""
+    pad = xp.concatenate([z, xp.zeros(z.shape[:-1] + (1,))], axis=-1)
+    where = np.full(M * F, len(slots))
+    where[slots] = np.arange(len(slots))
+    return pad[..., where].reshape(z.shape[:-1] + (M, F))
+
+
+def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat, slots=None) -> dict:
     """Raw (centred) parameters from the prior sites. `sample(name, kind, shape)` draws a
     standard site ("normal", "halfnormal" or "halfcauchy"); `fam` and `mat` shape a per-family
-    and a matrix value for `log_loss` (the model: (F, 1) and (M, F, 1))."""
+    and a matrix value for `log_loss` (the model: (F, 1) and (M, F, 1)); a matrix site is
+    sampled at `slots` only (`offdiag_slots`)."""
     from multiscale.laws.bayes import PRIORS
 
     th = {}
@@ -257,14 +274,15 @@ def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat) -
         lk = ybar + loc + scale * sample("z_log_k", "normal", (F,))
         th["lk"] = fam(lk)
     if "t" in law.matrix:
-        th["t"] = mat(EXTRA_PRIORS["t"] * sample("z_t", "normal", (M, F)))
+        z = sample("z_t", "normal", (len(slots),))
+        th["t"] = mat(EXTRA_PRIORS["t"] * _matrix_of_sites(z, slots, M, F, xp))
     if "tau" in law.matrix:
         kind, scale = EXTRA_PRIORS["tau"]
-        th["tau"] = mat(scale * sample("z_tau", kind, (M, F)))
+        th["tau"] = mat(scale * _matrix_of_sites(sample("z_tau", kind, (len(slots),)), slots, M, F, xp))
     return th
 
 
-def _nuts_model(law: Law, F: int, M: int, ybar: float, lN0: float, lD0: float):
+def _nuts_model(law: Law, F: int, M: int, ybar: float, lN0: float, lD0: float, slots=None):
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
@@ -280,7 +298,8 @@ def _nuts_model(law: Law, F: int, M: int, ybar: float, lN0: float, lD0: float):
         return drawn[name]
 
     def model(mask, logN, logD, logp, logU, logL, sem, P=None, offdiag=None):
-        th = _sample_sites(law, F, M, ybar, jnp, sample, fam=lambda v: v[:, None], mat=lambda v: v[..., None])
+        th = _sample_sites(law, F, M, ybar, jnp, sample, fam=lambda v: v[:, None], mat=lambda v: v[..., None],
+                           slots=slots)
         if "E" in law.params and "k" in law.params:
             numpyro.factor("prior_E_k", _prior_e_k(ybar, drawn["z_level"], drawn["z_share"], th["e"][:, 0],
                                                    th["lk"][:, 0], jnp))
@@ -301,7 +320,9 @@ def _natural_draws(law: Law, data: FitData, z: dict, ybar: float) -> dict:
     def sample(name, kind, shape):  # draws first; a scalar site broadcasts against (S, M, F)
         return flat[name] if shape else flat[name][:, None, None]
 
-    th = _sample_sites(law, F, M, ybar, np, sample, fam=lambda v: v, mat=lambda v: np.moveaxis(v, 1, 0))
+    slots = offdiag_slots(data) if law.matrix else None
+    th = _sample_sites(law, F, M, ybar, np, sample, fam=lambda v: v, mat=lambda v: np.moveaxis(v, 1, 0),
+                       slots=slots)
     if "a" in th:
         th["a"] = th["a"] + th["alpha"] * np.log(data.N_ref)
         th["b"] = th["b"] + th["beta"] * np.log(data.D_ref)
@@ -449,10 +470,11 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
     elif "lk" in th:
         loc, scale = EXTRA_PRIORS["log_k"]
         init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
+    slots = offdiag_slots(data) if law.matrix else None
     if "t" in th:
-        init["z_t"] = np.clip(th["t"] / EXTRA_PRIORS["t"], -4, 4)
+        init["z_t"] = np.clip(np.ravel(th["t"])[slots] / EXTRA_PRIORS["t"], -4, 4)
     if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
-        init["z_tau"] = np.clip(np.exp(th["ltau"]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
+        init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
     init["sigma"] = np.full(data.n_families, 0.01)
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
@@ -477,8 +499,9 @@ def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4,
     df, data, shared = prepare(df, law, shared)
     F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
     ybar = float(np.mean(data.logL_R))
-    model = _nuts_model(law, F, M, ybar, float(np.log(data.N_ref)), float(np.log(data.D_ref)))
-    dims = F * (len(law.params) + 1) + M * F * len(law.matrix)
+    slots = offdiag_slots(data) if law.matrix else None
+    model = _nuts_model(law, F, M, ybar, float(np.log(data.N_ref)), float(np.log(data.D_ref)), slots)
+    dims = F * (len(law.params) + 1) + (len(slots) * len(law.matrix) if law.matrix else 0)
     dense = dims <= DENSE_MAX_DIMS if dense_mass is None else dense_mass
     method = _chain_method(chain_method, chains)
     t0 = time.perf_counter()
