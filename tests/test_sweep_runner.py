@@ -398,3 +398,48 @@ def test_a_configuration_finished_under_another_name_is_not_trained_again(tmp_pa
     seeded = SweepPlan.from_dict({**sweep_plan_dict(), "name": "t3", "seeds": [1],
                                   "mixtures": [{"name": "even", "ratios": ratios}]})
     assert _sweep(seeded, out, counting).completed == (seeded.expand()[0].run_id,)
+
+
+def _small_corpus(tmp_path, name, cap=None):
+    from multiscale.data.corpus import build_corpus
+    from multiscale.data.sources import FilesSource
+
+    inputs = {}
+    for lang, word in (("de", "Haus"), ("fr", "maison"), ("ru", "dom")):
+        d = tmp_path / "docs" / lang
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(12):
+            (d / f"{i}.txt").write_text(f"{word} {i} " * 40)
+        inputs[lang] = str(d / "*.txt")
+    grouping = {"germanic": ["de"], "romance": ["fr"], "slavic": ["ru"]}
+    return build_corpus(FilesSource(inputs), tmp_path / name, grouping=grouping, eval_docs_per_language=2,
+                        max_train_tokens=cap)
+
+
+def test_a_sweep_folder_refuses_a_second_corpus(tmp_path, fake):
+    """Run ids name a configuration, not its data: a folder swept on one corpus refuses another
+    (here: the same documents with germanic capped), naming both, and keeps its runs; the same
+    corpus built again elsewhere has the same fingerprint and is accepted."""
+    from multiscale.errors import InputError
+
+    mod, _ = fake
+    first = _small_corpus(tmp_path, "c1")
+    again = _small_corpus(tmp_path, "c2")
+    capped = _small_corpus(tmp_path, "c3", cap={"germanic": 1000})
+    assert first.fingerprint == again.fingerprint != capped.fingerprint
+    plan, out = make_plan(2), tmp_path / "sw"
+    assert len(_sweep(plan, out, mod.train, corpus=first).completed) == 2
+    before = (out / "runs.csv").read_bytes()
+    with pytest.raises(InputError, match=r"(?s)sweep folder .*c1.*fingerprint.*c3.*new folder"):
+        _sweep(plan, out, mod.train, corpus=capped)
+    assert (out / "runs.csv").read_bytes() == before
+    assert {r.get("corpus_fingerprint") for r in SweepStore(out).plans()} == {first.fingerprint}
+    assert len(_sweep(plan, out, mod.train, corpus=again).skipped) == 2
+    # a plan recorded before fingerprints: compared by the family token counts
+    for f in (out / "plans").glob("*.json"):
+        rec = json.loads(f.read_text())
+        rec.pop("corpus_fingerprint")
+        f.write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="family tokens"):
+        _sweep(plan, out, mod.train, corpus=capped)
+    assert len(_sweep(plan, out, mod.train, corpus=again).skipped) == 2

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import os
 import re
@@ -638,6 +639,15 @@ class Corpus:
         return int(self._lang(lang)[split]["bytes"])
 
     # -- integrity ----------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> str:
+        """What the corpus holds, as 16 hex digits: the SHA-256 of its manifest less the build's
+        wall time (every file with its checksum, the vocabulary, grouping, split and caps). Two
+        builds of one source with the same settings share it, wherever they lie; a sweep folder
+        refuses to mix runs of corpora that differ in it (`SweepStore.require_same_corpus`)."""
+        content = {k: v for k, v in self.manifest.items() if k != "build_seconds"}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+
     @property
     def has_checksums(self) -> bool:
         """Whether the manifest records each file's size and SHA-256 (corpora built since)."""

@@ -305,9 +305,12 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     if not lease_s > 0:
         raise InputError(f"lease duration must be > 0 seconds, got {lease_s}")
     store = SweepStore(out_dir)
+    corpus_path = None if corpus is None else str(getattr(corpus, "path", corpus))
+    fingerprint = None if corpus is None else _open_corpus(corpus).fingerprint
+    if corpus is not None:
+        store.require_same_corpus(corpus_path, fingerprint, counts)
     store.root.mkdir(parents=True, exist_ok=True)
-    store.save_plan(plan.name, runs, corpus=None if corpus is None else str(getattr(corpus, "path", corpus)),
-                    family_tokens=counts)
+    store.save_plan(plan.name, runs, corpus=corpus_path, family_tokens=counts, corpus_fingerprint=fingerprint)
     mine = shard_runs(runs, *shard)
     done = set(store.scan().intact)
     skipped = tuple(r.run_id for r in mine if r.run_id in done)

@@ -3,8 +3,9 @@
 Layout of a sweep folder DIR (a local path, a shared file system, or gs:// through etils.epath)::
 
     DIR/plans/<name>-<hash>.json  each expanded plan swept here: every run id with its preset, D,
-                                  ratios, held-out flag, and the corpus's unique training tokens
-                                  per family (for baselines); several plans may share one folder
+                                  ratios, held-out flag, the corpus's unique training tokens
+                                  per family (for baselines) and its fingerprint; several plans
+                                  may share one folder, all swept on one corpus
     DIR/plan.json                 a copy of the latest plan, for people
     DIR/runs/<run_id>/            the trainer's run folder (checkpoints, metrics, rows.csv, ...)
     DIR/rows/<run_id>.csv         the run's finished run-table rows (its fragment), checksummed
@@ -32,7 +33,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from multiscale.errors import DamagedFileError, MissingFileError
+from multiscale.errors import DamagedFileError, InputError, MissingFileError
 from multiscale.fileio import as_path, atomic_write_text, dumps, read_json, sha256_bytes
 from multiscale.sweep import lease as _lease
 
@@ -160,10 +161,11 @@ class SweepStore:
     # ------------------------------------------------------------------ plans
 
     def save_plan(self, name: str, runs: Sequence[Any], *, corpus: str | None,
-                  family_tokens: dict[str, int] | None) -> str:
-        """Records an expanded plan (its runs, corpus and family token counts); returns its path."""
-        text = dumps({"name": name, "corpus": corpus, "family_tokens": family_tokens,
-                      "runs": [r.to_dict() for r in runs]}, indent=1)
+                  family_tokens: dict[str, int] | None, corpus_fingerprint: str | None = None) -> str:
+        """Records an expanded plan (its runs, corpus, the corpus's fingerprint and family token
+        counts); returns its path."""
+        text = dumps({"name": name, "corpus": corpus, "corpus_fingerprint": corpus_fingerprint,
+                      "family_tokens": family_tokens, "runs": [r.to_dict() for r in runs]}, indent=1)
         digest = hashlib.sha256("\n".join(r.run_id for r in runs).encode()).hexdigest()[:8]
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         path = self.root / "plans" / f"{safe}-{digest}.json"
@@ -200,6 +202,29 @@ class SweepStore:
                     runs[r["run_id"]] = dict(r)
         out = list(runs.values())
         return out if heldout is None else [r for r in out if bool(r["heldout"]) == heldout]
+
+    def require_same_corpus(self, corpus: str, fingerprint: str | None,
+                            family_tokens: dict[str, int] | None) -> None:
+        """Raise `InputError` if a plan recorded here was swept on another corpus: a run id names
+        the run's configuration, not its data, so a finished run of the old corpus would be
+        taken for a run of the new one. Compared by `Corpus.fingerprint` where both plans have
+        one (a plan recorded before fingerprints: by the family token counts)."""
+        d = self.root / "plans"
+        if not (d.exists() or (self.root / PLAN_JSON).exists()):
+            return
+        for rec in self.plans():
+            old_fp, old_tokens = rec.get("corpus_fingerprint"), rec.get("family_tokens")
+            if fingerprint and old_fp:
+                differs = old_fp != fingerprint
+            else:
+                differs = bool(old_tokens and family_tokens) and old_tokens != family_tokens
+            if differs:
+                was = f"fingerprint {old_fp}" if old_fp else f"family tokens {old_tokens}"
+                now = f"fingerprint {fingerprint}" if old_fp else f"family tokens {family_tokens}"
+                raise InputError(
+                    f"sweep folder {self.root} holds plan {rec.get('name')!r}, swept on corpus "
+                    f"{rec.get('corpus')!r} ({was}); corpus {corpus!r} is another ({now}), and its runs "
+                    f"would take that corpus's finished runs for their own. Sweep it into a new folder.")
 
     def corpus_tokens(self) -> dict[str, int] | None:
         """Unique training tokens per family of the swept corpus (None if no plan recorded them)."""
