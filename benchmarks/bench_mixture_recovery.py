@@ -21,7 +21,7 @@ Prints ONE JSON object.
 
 The repetition case (held-out MAPE, p* regret) is benchmarks/bench_repetition.py.
 
-Usage: python benchmarks/bench_mixture_recovery.py [--seeds 20] [--draws 300] [--warmup N] [--chains 2]
+Usage: python benchmarks/bench_mixture_recovery.py [--seeds 20] [--start 0] [--draws 300] [--warmup N] [--chains 2]
        [--laws transfer,repetition,mixing] [--tau-truth prior|sparse] [--t-truth uniform|prior] [--jobs 1]
        [--raw PATH]
 """
@@ -119,6 +119,9 @@ def _one_seed(job: tuple) -> dict:
         t0 = time.perf_counter()
         fit = fit_bayes(df, law=law, chains=chains, draws=draws, warmup=warmup, seed=s, warn=False)
         secs = time.perf_counter() - t0
+    import jax
+
+    jax.clear_caches()  # each seed compiles its own model: 88 seeds in one process ran out of memory
     acc = {}
     _score_seed(truth, fit, acc)
     d = {k: round(float(fit.diagnostics[k]), 3) for k in ("max_rhat", "min_ess_bulk", "divergences")}
@@ -161,14 +164,14 @@ def _pool(results: list[dict]) -> dict:
 
 
 def coverage(law: str, seeds: int, chains: int, draws: int, tau_truth: str = "prior", jobs: int = 1,
-             raw: str | None = None, t_truth: str = "uniform", warmup: int | None = None) -> dict:
+             raw: str | None = None, t_truth: str = "uniform", warmup: int | None = None, start: int = 0) -> dict:
     """`_one_seed` over `seeds` seeds, `jobs` worker processes at a time; each seed's result is
     appended to the JSON-lines file `raw` as it ends."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
     from multiprocessing import get_context
 
     warmup = draws if warmup is None else warmup
-    todo = [(law, s, chains, draws, tau_truth, t_truth, warmup) for s in range(seeds)]
+    todo = [(law, s, chains, draws, tau_truth, t_truth, warmup) for s in range(start, start + seeds)]
     results = []
 
     def done(r):
@@ -193,6 +196,7 @@ def coverage(law: str, seeds: int, chains: int, draws: int, tau_truth: str = "pr
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--start", type=int, default=0, help="first seed (to resume a run from its --raw file)")
     ap.add_argument("--draws", type=int, default=300)
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--warmup", type=int, help="warm-up steps per chain (default: as many as --draws)")
@@ -209,7 +213,7 @@ def main() -> None:
     host_devices_for_chains(args.chains)
     out = {"benchmark": "mixture_laws", "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
     out["coverage"] = {law: coverage(law, args.seeds, args.chains, args.draws, args.tau_truth, args.jobs, args.raw,
-                                     args.t_truth, args.warmup)
+                                     args.t_truth, args.warmup, args.start)
                        for law in args.laws.split(",")}
     print(json.dumps(out))
 

@@ -231,8 +231,9 @@ def _check_required_numbers(t: _Table) -> None:
 def _check_optional_numbers(t: _Table) -> None:
     """Optional numeric columns: empty (NaN) allowed, inf refused, each in its range."""
     non_negative = (lambda v: v >= 0, ">= 0 and finite")
-    rules = {"loss_sem": non_negative, "bpb": non_negative, "eval_tokens": non_negative,
-             "step": non_negative, "seed": (lambda v: v == v, "finite"),
+    count = (lambda v: (v >= 0) & (v == np.round(v)), "a whole number >= 0")  # a step or token count
+    rules = {"loss_sem": non_negative, "bpb": non_negative, "eval_tokens": count,
+             "step": count, "seed": (lambda v: v == np.round(v), "a whole number"),
              UNIQUE_TOKENS: (lambda v: v > 0, "positive and finite")}
     rules.update({c: ((lambda v: (v >= 0) & (v <= 1)), "in [0, 1]") for c in mixture_columns(t.df)})
     for col, (ok, what) in rules.items():

@@ -294,7 +294,8 @@ def test_nan_in_a_required_column_is_refused(col):
 
 
 @pytest.mark.parametrize("col, value", [("loss_sem", np.inf), ("bpb", -1.0), ("p_a", 1.5),
-                                        ("unique_tokens", 0.0), ("eval_tokens", np.inf)])
+                                        ("unique_tokens", 0.0), ("eval_tokens", np.inf), ("step", 1.5),
+                                        ("eval_tokens", 100.5), ("seed", 0.5), ("step", -1.0)])
 def test_optional_columns_in_range(col, value):
     df = _table()
     df[col] = df.get(col, 1.0)
