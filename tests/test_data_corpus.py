@@ -195,7 +195,7 @@ def test_old_manifest_without_checksums_still_opens_and_is_checked_for_readabili
 
     c = _copy(tiny_corpus, tmp_path)
     manifest = dict(c.manifest)
-    del manifest["files"]
+    del manifest["files"], manifest["manifest_sha256"]  # a manifest from before either
     with open(os.path.join(c.path, "manifest.json"), "w") as fh:
         json.dump(manifest, fh)
     old = Corpus.open(c.path)
@@ -208,6 +208,32 @@ def test_old_manifest_without_checksums_still_opens_and_is_checked_for_readabili
         old.read_tokens("de")
     os.remove(os.path.join(c.path, SHARD))
     assert [(p.file, p.problem) for p in old.check()] == [(SHARD, "missing")]
+
+
+def test_an_edited_manifest_is_refused(tiny_corpus, tmp_path):
+    """The manifest records its own SHA-256: edited token counts (which no shard checksum covers)
+    are refused at open, naming the manifest; the corpus fingerprint ignores the build time."""
+    import json
+    import os
+
+    from multiscale.errors import DamagedFileError
+
+    assert len(tiny_corpus.manifest["manifest_sha256"]) == 64
+    c = _copy(tiny_corpus, tmp_path)
+    path = os.path.join(c.path, "manifest.json")
+    manifest = json.load(open(path))
+    assert Corpus.open(c.path).fingerprint == tiny_corpus.fingerprint
+    manifest["families"]["germanic"]["train"]["tokens"] += 1000
+    json.dump(manifest, open(path, "w"))
+    with pytest.raises(DamagedFileError, match=r"manifest.json.*edited or damaged"):
+        Corpus.open(c.path)
+    manifest["families"]["germanic"]["train"]["tokens"] -= 1000
+    manifest["build_seconds"] = 99.0  # a build time differs from build to build: not in the fingerprint
+    from multiscale.data.corpus import manifest_digest
+
+    manifest["manifest_sha256"] = manifest_digest(manifest)
+    json.dump(manifest, open(path, "w"))
+    assert Corpus.open(c.path).fingerprint == tiny_corpus.fingerprint
 
 
 def test_damaged_manifest_is_named(tmp_path):

@@ -46,9 +46,16 @@ import numpy as np
 from multiscale.data import vocab as vocab_lib
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
 from multiscale.families import MANPAGES_GROUPING, Grouping, grouping_by_genealogy, load_grouping
-from multiscale.fileio import check_output_folder, read_json, sha256_file, write_json
+from multiscale.fileio import check_output_folder, dumps, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
+MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, a key of the manifest
+
+
+def manifest_digest(manifest: Mapping[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the manifest's sorted-key JSON, less its own checksum and `leave_out`."""
+    content = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST and k not in leave_out}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval")
 MAX_SHARD_BYTES = 256 << 20  # token bytes per shard
@@ -192,6 +199,8 @@ def build_corpus(
         splits = _read_splits(req, progress)
         manifest = _write_corpus(tmp, req, splits, seed)
         manifest["build_seconds"] = round(time.perf_counter() - t0, 3)
+        manifest = json.loads(dumps(manifest))  # as it will read back
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
         _install(tmp, out, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -570,6 +579,12 @@ class Corpus:
                    if k not in manifest]
         if missing:
             raise DamagedFileError(f"corpus manifest {mpath!r} is damaged: no {', '.join(missing)}")
+        recorded = manifest.get(MANIFEST_DIGEST)
+        if recorded is not None and recorded != manifest_digest(manifest):
+            raise DamagedFileError(
+                f"corpus manifest {mpath!r} was edited or damaged: its content no longer matches the "
+                f"SHA-256 it recorded ({str(recorded)[:12]}...), so its counts and checksums cannot be "
+                "trusted; rebuild the corpus with `multiscale corpus build`")
         return cls(path, manifest, load_grouping(manifest["grouping"]))
 
     # -- structure ----------------------------------------------------------------------------
@@ -645,8 +660,7 @@ class Corpus:
         wall time (every file with its checksum, the vocabulary, grouping, split and caps). Two
         builds of one source with the same settings share it, wherever they lie; a sweep folder
         refuses to mix runs of corpora that differ in it (`SweepStore.require_same_corpus`)."""
-        content = {k: v for k, v in self.manifest.items() if k != "build_seconds"}
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+        return manifest_digest(self.manifest, leave_out=("build_seconds",))[:16]
 
     @property
     def has_checksums(self) -> bool:
