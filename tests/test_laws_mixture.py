@@ -140,11 +140,28 @@ def test_transfer_nuts_saves_loads_and_has_a_pointwise_log_likelihood(tmp_path):
                     chain_method="sequential")
     assert fit.draws["tau"].shape == (400, 3, 3) and np.all(fit.draws["tau"][:, [0, 1, 2], [0, 1, 2]] == 0)
     assert fit.idata.log_likelihood["y"].shape == (2, 200, len(df))
+    assert fit.options["target_accept"] == 0.85  # TARGET_ACCEPT: the transfer law has no exp-linear ridge
     assert np.isfinite(az.loo(fit.idata, var_name="y").elpd_loo)
     back = load_fit(fit.save(tmp_path / "fit"))
     np.testing.assert_array_equal(back.draws["tau"], fit.draws["tau"])
     lo, hi = np.quantile(fit.draws["gamma"], [0.005, 0.995], axis=0)
     assert np.all((truth["gamma"][0] > lo - 0.02) & (truth["gamma"][0] < hi + 0.02))
+
+
+@pytest.mark.slow  # NUTS
+def test_mixing_nuts_defaults_to_the_mixing_target_accept_and_keeps_an_explicit_one():
+    from multiscale.laws import fit_bayes
+    from multiscale.laws.bayes import TARGET_ACCEPT_MIXING
+
+    _, df = _table("mixing", seed=1)
+    fit = fit_bayes(df, law="mixing", chains=1, draws=100, warmup=100, seed=0, warn=False,
+                    chain_method="sequential")
+    assert fit.options["target_accept"] == TARGET_ACCEPT_MIXING == 0.95
+    assert fit.draws["t"].shape == (100, 3, 3) and np.all(fit.draws["t"][:, [0, 1, 2], [0, 1, 2]] == 0)
+    assert np.all(np.isfinite(fit.draws["t"])) and np.ptp(fit.draws["t"][:, 0, 1]) > 0
+    again = fit_bayes(df, law="mixing", chains=1, draws=50, warmup=50, seed=0, warn=False,
+                      chain_method="sequential", target_accept=0.8)
+    assert again.options["target_accept"] == 0.8
 
 
 def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():

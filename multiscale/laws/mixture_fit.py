@@ -480,7 +480,7 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
 
 
 def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4, draws: int = 1000,
-                      warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
+                      warmup: int | None = None, seed: int = 0, target_accept: float | None = None,
                       progress: bool = False, warn: bool = True, dense_mass: bool | None = None,
                       chain_method: str = "auto", extrapolation: bool = False) -> BayesFit:
     """NUTS posterior of a law of the whole mixture (see the module docstring); the
@@ -492,9 +492,10 @@ def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4,
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS, init_to_value
 
-    from multiscale.laws.bayes import DENSE_MAX_DIMS, WARMUP, _chain_method, check_settings
+    from multiscale.laws.bayes import DENSE_MAX_DIMS, WARMUP, _chain_method, check_settings, default_target_accept
 
     check_settings(chains, draws, warmup)
+    target_accept = default_target_accept(law) if target_accept is None else target_accept
     warmup = WARMUP if warmup is None else warmup
     df, data, shared = prepare(df, law, shared)
     F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
