@@ -151,7 +151,7 @@ def _pool(results: list[dict]) -> dict:
            "coverage90": {n: float(np.mean(acc[n])) for n in names},
            "coverage90_se": {n: round(_cluster_se(np.asarray(acc[n], float), np.asarray(acc["_cl_" + n])), 4)
                              for n in names},
-           "n_values": {n: len(h) for n, h in acc.items() if not n.startswith("_")},
+           "n_values": {n: len(acc[n]) for n in names},
            "posterior_median_abs_error": {n[5:]: float(np.median(e)) for n, e in acc.items() if n.startswith("_err_")}}
     for k in ("max_rhat", "min_ess_bulk", "min_ess_tail", "divergences"):
         out[f"{k}_per_seed"] = [r[k] for r in sorted(results, key=lambda r: r["seed"])]

@@ -176,7 +176,7 @@ def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     F = data.n_families
     z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_E", "log_Nterm", "log_Dterm", "log_alpha", "log_beta",
                                                    "log_gamma")}
-    slots = offdiag_slots(data)
+    slots = offdiag_slots(law, data)
     assert len(slots) == F * F - F
     z["z_tau"] = np.arange(2 * 3 * len(slots), dtype=float).reshape(2, 3, len(slots)) + 1.0
     nat = _natural_draws(law, data, z, ybar=1.0)
@@ -200,7 +200,7 @@ def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
     z = {f"z_{s}": np.zeros((2, 3, F)) for s in ("log_Nterm", "log_Dterm", "log_alpha", "log_beta")}
     z["z_level"] = np.linspace(-1.0, 1.0, 2 * 3 * F).reshape(2, 3, F)
     z["z_share"] = np.linspace(1.0, -2.0, 2 * 3 * F).reshape(2, 3, F)
-    slots = offdiag_slots(data)
+    slots = offdiag_slots(law, data)
     z["z_t"] = np.arange(2 * 3 * len(slots), dtype=float).reshape(2, 3, len(slots)) + 1.0
     ybar = 1.0
     nat = _natural_draws(law, data, z, ybar=ybar)

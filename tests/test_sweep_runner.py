@@ -332,25 +332,32 @@ def test_cli_checks_paths_and_flags_before_any_work(tmp_path, capsys):
     assert "none.yaml" in capsys.readouterr().err
 
 
-def test_rows_carry_the_corpus_unique_tokens(tmp_path, fake):
-    """Every row the sweep writes has `unique_tokens` = its family's training tokens in the corpus
-    (a capped family: the capped count); the mixture fits read it as log U."""
+def _small_corpus(tmp_path, name, cap=None):
+    """A corpus of three one-language families (germanic, romance, slavic), 12 short documents
+    each, in tmp_path/name; `cap`: max_train_tokens per family."""
     from multiscale.data.corpus import build_corpus
     from multiscale.data.sources import FilesSource
-    from multiscale.laws.data import mixture_arrays
-    from multiscale.runs import UNIQUE_TOKENS, validate_runs
 
-    mod, _ = fake
     inputs = {}
     for lang, word in (("de", "Haus"), ("fr", "maison"), ("ru", "dom")):
         d = tmp_path / "docs" / lang
-        d.mkdir(parents=True)
+        d.mkdir(parents=True, exist_ok=True)
         for i in range(12):
             (d / f"{i}.txt").write_text(f"{word} {i} " * 40)
         inputs[lang] = str(d / "*.txt")
     grouping = {"germanic": ["de"], "romance": ["fr"], "slavic": ["ru"]}
-    corpus = build_corpus(FilesSource(inputs), tmp_path / "c", grouping=grouping, eval_docs_per_language=2,
-                          max_train_tokens={"germanic": 1000})
+    return build_corpus(FilesSource(inputs), tmp_path / name, grouping=grouping, eval_docs_per_language=2,
+                        max_train_tokens=cap)
+
+
+def test_rows_carry_the_corpus_unique_tokens(tmp_path, fake):
+    """Every row the sweep writes has `unique_tokens` = its family's training tokens in the corpus
+    (a capped family: the capped count); the mixture fits read it as log U."""
+    from multiscale.laws.data import mixture_arrays
+    from multiscale.runs import UNIQUE_TOKENS, validate_runs
+
+    mod, _ = fake
+    corpus = _small_corpus(tmp_path, "c", cap={"germanic": 1000})
     plan, out = make_plan(3), tmp_path / "sw"
     first = plan.expand(list(FAMS), family_tokens={f: corpus.train_tokens(f) for f in FAMS})[0]
     mod.train(first, SweepStore(out).run_dir(first.run_id), None, False)  # harvested, not trained
@@ -398,22 +405,6 @@ def test_a_configuration_finished_under_another_name_is_not_trained_again(tmp_pa
     seeded = SweepPlan.from_dict({**sweep_plan_dict(), "name": "t3", "seeds": [1],
                                   "mixtures": [{"name": "even", "ratios": ratios}]})
     assert _sweep(seeded, out, counting).completed == (seeded.expand()[0].run_id,)
-
-
-def _small_corpus(tmp_path, name, cap=None):
-    from multiscale.data.corpus import build_corpus
-    from multiscale.data.sources import FilesSource
-
-    inputs = {}
-    for lang, word in (("de", "Haus"), ("fr", "maison"), ("ru", "dom")):
-        d = tmp_path / "docs" / lang
-        d.mkdir(parents=True, exist_ok=True)
-        for i in range(12):
-            (d / f"{i}.txt").write_text(f"{word} {i} " * 40)
-        inputs[lang] = str(d / "*.txt")
-    grouping = {"germanic": ["de"], "romance": ["fr"], "slavic": ["ru"]}
-    return build_corpus(FilesSource(inputs), tmp_path / name, grouping=grouping, eval_docs_per_language=2,
-                        max_train_tokens=cap)
 
 
 def test_a_sweep_folder_refuses_a_second_corpus(tmp_path, fake):

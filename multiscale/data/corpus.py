@@ -50,12 +50,6 @@ from multiscale.fileio import check_output_folder, dumps, read_json, sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, a key of the manifest
-
-
-def manifest_digest(manifest: Mapping[str, Any], leave_out: tuple[str, ...] = ()) -> str:
-    """SHA-256 of the manifest's sorted-key JSON, less its own checksum and `leave_out`."""
-    content = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST and k not in leave_out}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval")
 MAX_SHARD_BYTES = 256 << 20  # token bytes per shard
@@ -64,6 +58,12 @@ _CORPUS_ITEMS = (MANIFEST, "vocab.model") + SPLITS  # what a build writes (and a
 
 class CorpusError(InputError):
     """A corpus that cannot be built or opened, or a query it cannot answer."""
+
+
+def manifest_digest(manifest: Mapping[str, Any], leave_out: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the manifest's sorted-key JSON, less its own checksum and `leave_out`."""
+    content = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST and k not in leave_out}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def doc_hash(text: str) -> float:

@@ -237,7 +237,7 @@ def n_dims(law: Law, shared, n_families: int, n_groups: int = 1) -> int:
 
 
 def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int = 1000,
-             warmup: int | None = None, seed: int = 0, target_accept: float = 0.85,
+             warmup: int | None = None, seed: int = 0, target_accept: float = TARGET_ACCEPT,
              chain_method: str = CHAIN_METHOD, progress: bool = False, x64: bool = False,
              dense_mass: bool | None = None, layout: Layout | None = None):
     """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F), sigma,

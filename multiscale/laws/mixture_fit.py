@@ -231,10 +231,13 @@ def _prior_e_k(ybar: float, z_level, z_share, le, lk, xp):
     return xp.sum(lognorm(le, ybar + e0, es) + lognorm(lk, ybar + k0, ks) - own)
 
 
-def offdiag_slots(data: FitData) -> np.ndarray:
+def offdiag_slots(law: Law, data: FitData) -> np.ndarray | None:
     """Flat positions, in the (M, F) layout, of the matrix entries the laws use: every pair but
-    a family with itself. NUTS samples a matrix parameter's site at these entries only (the
-    diagonal, which `log_loss` masks out, would be a free prior dimension)."""
+    a family with itself (None for a law without a matrix). NUTS samples a matrix parameter's
+    site at these entries only (the diagonal, which `log_loss` masks out, would be a free prior
+    dimension)."""
+    if not law.matrix:
+        return None
     M = len(data.mixture_families)
     return np.flatnonzero(offdiag_mask(data.fam_in_mix_F, M).ravel() > 0)
 
@@ -320,9 +323,8 @@ def _natural_draws(law: Law, data: FitData, z: dict, ybar: float) -> dict:
     def sample(name, kind, shape):  # draws first; a scalar site broadcasts against (S, M, F)
         return flat[name] if shape else flat[name][:, None, None]
 
-    slots = offdiag_slots(data) if law.matrix else None
     th = _sample_sites(law, F, M, ybar, np, sample, fam=lambda v: v, mat=lambda v: np.moveaxis(v, 1, 0),
-                       slots=slots)
+                       slots=offdiag_slots(law, data))
     if "a" in th:
         th["a"] = th["a"] + th["alpha"] * np.log(data.N_ref)
         th["b"] = th["b"] + th["beta"] * np.log(data.D_ref)
@@ -470,7 +472,7 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
     elif "lk" in th:
         loc, scale = EXTRA_PRIORS["log_k"]
         init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
-    slots = offdiag_slots(data) if law.matrix else None
+    slots = offdiag_slots(law, data)
     if "t" in th:
         init["z_t"] = np.clip(np.ravel(th["t"])[slots] / EXTRA_PRIORS["t"], -4, 4)
     if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
@@ -500,7 +502,7 @@ def fit_bayes_mixture(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4,
     df, data, shared = prepare(df, law, shared)
     F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
     ybar = float(np.mean(data.logL_R))
-    slots = offdiag_slots(data) if law.matrix else None
+    slots = offdiag_slots(law, data)
     model = _nuts_model(law, F, M, ybar, float(np.log(data.N_ref)), float(np.log(data.D_ref)), slots)
     dims = F * (len(law.params) + 1) + (len(slots) * len(law.matrix) if law.matrix else 0)
     dense = dims <= DENSE_MAX_DIMS if dense_mass is None else dense_mass

@@ -305,9 +305,9 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     if not lease_s > 0:
         raise InputError(f"lease duration must be > 0 seconds, got {lease_s}")
     store = SweepStore(out_dir)
-    corpus_path = None if corpus is None else str(getattr(corpus, "path", corpus))
-    fingerprint = None if corpus is None else _open_corpus(corpus).fingerprint
+    corpus_path = fingerprint = None
     if corpus is not None:
+        corpus_path, fingerprint = str(getattr(corpus, "path", corpus)), _open_corpus(corpus).fingerprint
         store.require_same_corpus(corpus_path, fingerprint, counts)
     store.root.mkdir(parents=True, exist_ok=True)
     store.save_plan(plan.name, runs, corpus=corpus_path, family_tokens=counts, corpus_fingerprint=fingerprint)

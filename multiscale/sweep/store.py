@@ -203,8 +203,7 @@ class SweepStore:
         out = list(runs.values())
         return out if heldout is None else [r for r in out if bool(r["heldout"]) == heldout]
 
-    def require_same_corpus(self, corpus: str, fingerprint: str | None,
-                            family_tokens: dict[str, int] | None) -> None:
+    def require_same_corpus(self, corpus: str, fingerprint: str, family_tokens: dict[str, int] | None) -> None:
         """Raise `InputError` if a plan recorded here was swept on another corpus: a run id names
         the run's configuration, not its data, so a finished run of the old corpus would be
         taken for a run of the new one. Compared by `Corpus.fingerprint` where both plans have
@@ -214,7 +213,7 @@ class SweepStore:
             return
         for rec in self.plans():
             old_fp, old_tokens = rec.get("corpus_fingerprint"), rec.get("family_tokens")
-            if fingerprint and old_fp:
+            if old_fp:
                 differs = old_fp != fingerprint
             else:
                 differs = bool(old_tokens and family_tokens) and old_tokens != family_tokens
