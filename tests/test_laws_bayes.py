@@ -145,13 +145,14 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     """The stacked multilingual calibration of benchmarks/bench_calibration.py, small: 2 seeds
     x 2 families in one NUTS run. (The >= 20-seed coverage result is recorded in
     benchmarks/FIT_RESULTS.md; 4 cases cannot test a 90% rate, so this checks that every
-    truth lies inside its 99.9% interval.)"""
+    truth lies inside its 99.9% interval.) 2 x 1,000 draws: at 2 x 300 the largest R-hat of
+    the 28 dimensions ranged 1.012-1.049 over six seeds, too close to the bound to be a verdict."""
     from multiscale.laws.calibration import coverage, stacked_experiments
 
     df, truths = stacked_experiments(2, 2, N=(2e7, 6e7, 2e8), D=(2e9, 8e9), n_mixtures=4, noise=0.02)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        fit = fit_bayes(df, law="multilingual", chains=2, draws=300, warmup=300, seed=0, extrapolation=False)
+        fit = fit_bayes(df, law="multilingual", chains=2, draws=1000, warmup=500, seed=0, extrapolation=False)
     assert fit.options["dense_mass"]  # 28 sampled dimensions
     assert fit.diagnostics["max_rhat"] < 1.05
     cov = coverage(fit, truths, 2, 2, level=0.999, N=4e8, D=1.6e10)
