@@ -41,6 +41,7 @@ from bench_train import synthetic_batch
 from multiscale.errors import InputError
 from multiscale.models.config import resolve_compute_dtype
 from multiscale.models.params import count_params, flops_per_token
+from multiscale.models.presets import get_preset
 from multiscale.train.config import TrainConfig
 from multiscale.train.loop import maybe_initialize_distributed, validate
 from multiscale.train.optim import schedule_scalars
@@ -229,8 +230,14 @@ def main(argv=None) -> int:
     kind, count = devices[0].device_kind, len(devices)
     dtype = jnp.dtype(resolve_compute_dtype(args.dtype)).name
     peak, peak_basis = device_peak(kind, jax.default_backend(), dtype, args.peak_flops)
+    names = [p.strip() for p in args.presets.split(",") if p.strip()]
+    try:
+        for name in names:  # every name checked before the first preset's minutes of compute
+            get_preset(name)
+    except InputError as err:
+        parser.error(str(err))
     rows = []
-    for name in filter(None, (p.strip() for p in args.presets.split(","))):
+    for name in names:
         per_device, seq = DEFAULT_SHAPE.get(name, (defaults["batch"], defaults["seq_len"]))
         shape = Shape(name, args.batch or per_device * count, args.seq or seq)
         try:
