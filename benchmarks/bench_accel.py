@@ -1,21 +1,23 @@
 """Accelerator training benchmark: the library's train step at paper scale on every visible device.
 
-Prints ONE JSON object. For each preset (default: the four paper scales, 85M to 1.2B non-embedding
-parameters): the median step time over `--steps` timed steps (after `--warmup` untimed ones; each
-step is synced, so the median is one step's wall time), tokens/s = batch tokens / that median,
-the ahead-of-time compile time of the step (reported apart, never inside the step time), model
-FLOP/s and MFU against the device's dense peak for the dtype used (PEAK_FLOPS below; null, with
-the reason, for the CPU or a device not in the table).
+Prints ONE JSON object. For each preset (default on GPU/TPU: the four paper scales, 85M to 1.2B
+non-embedding parameters; on the CPU: cpu-100k and cpu-3m): the median step time over `--steps`
+timed steps (after `--warmup` untimed ones; each step is synced, so the median is one step's wall
+time), tokens/s = batch tokens / that median, the ahead-of-time compile time of the step (reported
+apart, never inside the step time), model FLOP/s and MFU against the device's dense peak for the
+dtype used (PEAK_FLOPS below; null, with the reason, for the CPU or a device not in the table).
 
 The step is multiscale's own (`multiscale.train.step.compiled_steps`: forward, backward, global-norm
 clipping, AdamW, f32 parameters and optimizer state, activations in `--dtype`), built the way
 `multiscale train` builds it (`multiscale.train.loop.validate` checks preset, mesh and batch; the
-optimizer and schedule are `TrainConfig`'s defaults). Batches are synthetic: uniform random token
-ids in the vocabulary (no corpus needed), sharded over the mesh's data axes with the library's
-rules (`multiscale.models.sharding`); by default every device is on `data`, so a multi-GPU host or
-a TPU VM uses every chip, and the global batch is rows-per-device x device count.
+optimizer and schedule are `TrainConfig`'s defaults). The batch is synthetic, uniform random token
+ids in the vocabulary (no corpus needed), made once and reused every step (throughput does not
+depend on the token values, and no host-to-device copy is timed). It is sharded over the mesh's
+data axes with the library's rules (`multiscale.models.sharding`); by default every device is on
+`data`, so a multi-GPU host or a TPU VM uses every chip, and the global batch is rows per device
+times the device count.
 
-Usage: python benchmarks/bench_accel.py [--presets paper-85m,paper-397m,paper-810m,paper-1.2b]
+Usage: python benchmarks/bench_accel.py [--presets auto|paper-85m,paper-397m,paper-810m,paper-1.2b]
        [--steps 20] [--warmup 3] [--batch ROWS] [--seq LEN] [--dtype auto|bfloat16|float32]
        [--mesh data=4,fsdp=2] [--vocab-size V] [--peak-flops F]
 On the CPU (a smoke run; MFU is null there): python benchmarks/bench_accel.py --presets cpu-100k --steps 3
@@ -48,13 +50,19 @@ from multiscale.train.optim import schedule_scalars
 from multiscale.train.step import TRAIN_KEYS, OptimizerSpec, compiled_steps
 
 PAPER_PRESETS = ("paper-85m", "paper-397m", "paper-810m", "paper-1.2b")
+CPU_PRESETS = ("cpu-100k", "cpu-3m")  # --presets auto on the CPU: the paper scales take hours there
 
 # (rows per device, sequence length) when --batch / --seq are not given. The paper scales use the
 # sequence length of the repository's GPU and TPU sweep plans (examples/gpu/plan.yaml,
 # examples/tpu_vm/plan.yaml: 1024). 32 rows of 85M is the H200 run recorded in
-# benchmarks/RESULTS.md ("GPU (85M preset, bf16)"); the larger presets halve the rows so that
-# their activations (no rematerialisation) and f32 Adam state stay within an 80 GB card.
-# Other presets (the cpu-* ones) use TrainConfig's default batch and seq_len (32 x 128).
+# benchmarks/RESULTS.md ("GPU (85M preset, bf16)"); the larger presets take fewer rows. By a rough
+# count (bf16 activations of every layer kept for the backward pass, as the step does not
+# rematerialise; attention probabilities materialised where no fused kernel applies; f32
+# parameters, gradients and two Adam moments) each default needs about 40-60 GB per device: it
+# should fit an 80 GB card but has not yet run on one, and a 16 GB TPU v5e chip needs a smaller
+# --batch and an fsdp mesh for the larger presets. A preset that does not fit is reported as an
+# error row and the next one runs. Other presets (the cpu-* ones) use TrainConfig's default
+# batch and seq_len (32 x 128).
 DEFAULT_SHAPE = {"paper-85m": (32, 1024), "paper-397m": (16, 1024), "paper-810m": (8, 1024),
                  "paper-1.2b": (8, 1024)}
 
@@ -195,8 +203,9 @@ def parse_args(argv):
         return value
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", default=",".join(PAPER_PRESETS),
-                        help="comma-separated preset names (`multiscale presets`)")
+    parser.add_argument("--presets", default="auto",
+                        help="comma-separated preset names (`multiscale presets`), or auto: "
+                             f"{','.join(PAPER_PRESETS)} on GPU/TPU, {','.join(CPU_PRESETS)} on the CPU")
     parser.add_argument("--steps", type=positive, default=20, help="timed steps per preset")
     parser.add_argument("--warmup", type=int, default=3,
                         help="untimed steps after compiling, before the timed ones (>= 0)")
@@ -229,8 +238,10 @@ def main(argv=None) -> int:
     devices = jax.devices()
     kind, count = devices[0].device_kind, len(devices)
     dtype = jnp.dtype(resolve_compute_dtype(args.dtype)).name
-    peak, peak_basis = device_peak(kind, jax.default_backend(), dtype, args.peak_flops)
-    names = [p.strip() for p in args.presets.split(",") if p.strip()]
+    backend = jax.default_backend()
+    peak, peak_basis = device_peak(kind, backend, dtype, args.peak_flops)
+    names = ([p.strip() for p in args.presets.split(",") if p.strip()] if args.presets != "auto"
+             else list(CPU_PRESETS if backend == "cpu" else PAPER_PRESETS))
     try:
         for name in names:  # every name checked before the first preset's minutes of compute
             get_preset(name)
@@ -248,7 +259,7 @@ def main(argv=None) -> int:
         return 0
     print(json.dumps({
         "benchmark": "accel_train_step",
-        "device": {"platform": jax.default_backend(), "kind": kind, "count": count,
+        "device": {"platform": backend, "kind": kind, "count": count,
                    "processes": jax.process_count()},
         "jax": jax.__version__, "flax": flax.__version__, "python": sys.version.split()[0],
         "host": {"cpu": cpu_model(), "cpu_count": len(os.sched_getaffinity(0)),
