@@ -52,3 +52,27 @@ def test_bench_accel_reports_consistent_numbers_on_two_cpu_devices():
     # 4 small steps (peak learning rate 3e-3); 10% leaves room for the optimizer's path and still
     # fails for a step that saw no weighted tokens (loss 0) or diverged.
     assert abs(row["loss_last"] - math.log(row["vocab_size"])) < 0.1 * math.log(row["vocab_size"])
+
+
+def _bench_module():
+    sys.path.insert(0, str(ROOT / "benchmarks"))  # the scripts import each other by file name
+    try:
+        import bench_accel
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return bench_accel
+
+
+def test_peak_table_and_its_gaps():
+    bench = _bench_module()
+    for kind, peaks in bench.PEAK_FLOPS.items():
+        assert set(peaks) == {"bfloat16", "float32"}, kind
+        # f32 at JAX's default precision (TF32 or one bf16 pass) is never faster than bf16
+        assert 0 < peaks["float32"] <= peaks["bfloat16"], kind
+    peak, source = bench.device_peak("NVIDIA H200", "gpu", "bfloat16", None)
+    assert peak == 989.5e12 and "NVIDIA H200" in source  # the H200 sheet: 1,979 TFLOPS sparse
+    assert bench.device_peak("NVIDIA H200", "gpu", "bfloat16", 5e14) == (5e14, "--peak-flops")
+    peak, reason = bench.device_peak("NVIDIA GeForce RTX 9999", "gpu", "bfloat16", None)
+    assert peak is None and "NVIDIA GeForce RTX 9999" in reason and "--peak-flops" in reason
+    peak, reason = bench.device_peak("cpu", "cpu", "float32", None)
+    assert peak is None and "CPU" in reason
