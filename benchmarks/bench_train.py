@@ -52,7 +52,8 @@ def measure_peak_flops(n: int = 2048, reps: int = 5, trials: int = 5) -> float:
     return best
 
 
-def _batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+def synthetic_batch(batch: int, seq_len: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Uniform random token ids in [0, vocab), one unsegmented row per sequence, all weights 1."""
     rng = np.random.default_rng(seed)
     tokens = rng.integers(0, vocab, size=(batch, seq_len + 1)).astype(np.int32)
     return {"inputs": tokens[:, :-1], "targets": tokens[:, 1:],
@@ -131,7 +132,7 @@ class JaxRunner:
         self.steps = compiled_steps(self.cfg, mesh, OptimizerSpec(0.9, 0.95, 1e-8, 0.1, 1.0, 1))
         self.state = self.steps.init(0)
         self.sched = optim.schedule_scalars(1e-3, 10, 1000, 0.1)
-        host = _batch(batch, seq_len, self.cfg.vocab_size)
+        host = synthetic_batch(batch, seq_len, self.cfg.vocab_size)
         self.batch = {k: jax.device_put(v, self.steps.batch_sharding) for k, v in host.items()}
         self.run(2)  # compile and warm up
 
@@ -167,7 +168,7 @@ class TorchRunner:
         self.params = sum(p.numel() for p in self.model.parameters())
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-3, betas=(0.9, 0.95),
                                      eps=1e-8, weight_decay=0.1)
-        tokens = torch.from_numpy(_batch(batch, seq_len, cfg.vocab_size)["inputs"]).long()
+        tokens = torch.from_numpy(synthetic_batch(batch, seq_len, cfg.vocab_size)["inputs"]).long()
         self.inputs, self.labels = tokens, tokens
         self.torch = torch
         self.run(2)
