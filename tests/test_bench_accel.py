@@ -8,12 +8,15 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from multiscale.models.presets import get_preset
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BATCH, SEQ, STEPS = 4, 32, 3
 
 
+@pytest.mark.slow  # a subprocess that compiles and trains: 9-25 s on 2 cores
 def test_bench_accel_reports_consistent_numbers_on_two_cpu_devices():
     env = {**os.environ, "PYTHONPATH": str(ROOT),  # this checkout's package, not an installed one
            "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
