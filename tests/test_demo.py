@@ -29,10 +29,14 @@ def test_quick_demo_end_to_end(demo):
     planned = len(SweepStore(out / "sweep").planned_runs())
     assert planned == 7  # uniform, 5 x vary_one, temperature 0.3 (held out)
     assert res.trained == planned and res.reused_runs == 0 and not res.reused_fit
-    # the printed recommendation: ratios with 90% intervals, gains over uniform and temperature sampling
-    assert "90% credible interval" in logged and "vs uniform" in logged and "vs temperature τ=0.3" in logged
-    assert "nats/token" in logged and "report/report.md" in logged
     rec = res.recommendation
+    # it printed the recommendation's numbers: each family's 90% interval, the gains over uniform and
+    # temperature sampling, and where the report went
+    for f, s in rec["p_star"].items():
+        assert f"[{s['q05']:.3f}, {s['q95']:.3f}]" in logged, f
+    for name in ("uniform", "temperature_0.3"):
+        assert f"{rec['comparison'][name]['gain_nats']['median']:+.4f} nats/token" in logged, name
+    assert res.report in logged
     assert sum(rec["recommended"].values()) == pytest.approx(1.0)
     for f, s in rec["p_star"].items():
         assert 0 < s["q05"] <= s["median"] <= s["q95"] < 1, f
@@ -45,8 +49,8 @@ def test_quick_demo_end_to_end(demo):
     assert set(fitted["run"]) == set(runs["run"]) - held and len(held) == 1 and runs["run"].nunique() == planned
     for name in ("loss_vs_p", "p_star", "pred_vs_obs"):
         plots.check_png(out / "report" / f"{name}.png")
-    # 7 runs are too few for the independence test with 4 other families: the report says so
-    assert "Not run: family" in (out / "report" / "report.md").read_text()
+    # 7 runs are too few for the independence test with 4 other families: it was not run
+    assert not (out / "report" / "independence.png").exists()
 
 
 @pytest.mark.slow
