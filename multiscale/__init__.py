@@ -74,7 +74,13 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
+# subpackages reachable as attributes after a bare `import multiscale` (multiscale.datasets.load_regmix)
+_SUBPACKAGES = ("cli", "data", "datasets", "laws", "models", "report", "sweep", "train")
+
+
 def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"multiscale.{name}")
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'multiscale' has no attribute {name!r}")

@@ -18,6 +18,21 @@ def test_every_export_resolves(name):
     assert name in dir(multiscale) and name in multiscale.__all__
 
 
+@pytest.mark.parametrize("name", multiscale._SUBPACKAGES)
+def test_subpackages_are_attributes_after_a_bare_import(name):
+    """`import multiscale; multiscale.datasets.load_regmix(...)`, as the README shows it."""
+    assert getattr(multiscale, name) is importlib.import_module(f"multiscale.{name}")
+
+
+def test_datasets_load_regmix_after_a_bare_import():
+    import subprocess
+    import sys
+
+    code = "import multiscale; print(len(multiscale.datasets.load_regmix('train')) > 0)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "True", out.stderr[-500:]
+
+
 def test_unknown_name_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
         multiscale.no_such_name  # noqa: B018
