@@ -204,6 +204,23 @@ def test_a_sweep_on_a_damaged_corpus_is_refused_before_any_run(tmp_path, capsys)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("key", ["files", "manifest_sha256"])
+def test_a_corpus_manifest_without_checksums_is_refused_with_how_to_rebuild(tmp_path, capsys, key):
+    import json
+
+    corpus = _files_corpus(tmp_path, "corpus", {"de": "der die das und".split(), "fr": "le la les et".split()})
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    del manifest[key]
+    (corpus / "manifest.json").write_text(json.dumps(manifest))
+    before = _tree(corpus)
+    for command in ("info", "verify"):
+        code, err = _cli(capsys, "corpus", command, corpus)
+        assert code == 2 and err.startswith(f"multiscale corpus {command}: error: corpus manifest "), err
+        assert len(err.strip().splitlines()) == 1 and "manifest.json" in err
+        assert "records no checksums" in err and "multiscale corpus build" in err
+    assert _tree(corpus) == before
+
+
 # ------------------------------------------------------------------ messages name the flag
 
 def test_out_of_range_eval_flags_are_named_as_the_user_typed_them(tmp_path, capsys):
