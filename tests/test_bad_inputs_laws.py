@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.cli import main
 from multiscale.errors import DamagedFileError
@@ -18,7 +19,6 @@ from multiscale.laws import load_fit
 from multiscale.laws.fits import FIT_JSON, PointFit, payload_sha256
 from multiscale.laws.forms import LAWS
 from multiscale.laws.independence import independence_test
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
