@@ -4,7 +4,7 @@ Goal (issue 4, "Done means"): over >= 20 seeds the nominal 90% intervals of gamm
 contain the truth in 80-97% of cases. Each seed is an independent synthetic experiment
 (3 families, known parameters spread around He et al.'s values, 2% log-loss noise, a small
 table: 3 model sizes x 2 budgets x 4 mixtures = 24 runs per family). All seeds are stacked
-into one table and fitted in ONE NUTS run (`multiscale.laws.calibration`: without shared
+into one table and fitted in ONE NUTS run (`fixtures.calibration`: without shared
 exponents the posterior factorizes, so this equals one fit per seed). p* is checked for the
 normalized objective and for the raw objective at a target just above the table
 (N = 4e8, D = 1.6e10).
@@ -20,8 +20,8 @@ losses with and without it (goal 80-97%).
 
 On the CPU study (issue 13): `--part cpu-study` fits the multilingual law with the library's
 default NUTS (4 chains x 1000 draws, 500 warm-up, seed 0, the extrapolation term on) to
-docs/cpu_study/runs.csv below N = 5e5 (cpu-100k, cpu-200k, cpu-400k: `report.select_runs(runs,
-max_N=5e5)`), and scores the 90% posterior-predictive intervals of the held-out cpu-800k and
+docs/cpu_study/runs.csv below N = 5e5 (cpu-100k, cpu-200k, cpu-400k: the study's
+`select_runs(runs, max_N=5e5)`), and scores the 90% posterior-predictive intervals of the held-out cpu-800k and
 cpu-1.6m rows with and without the term (goal 80-97% at MAPE <= 2.5%, in-range widths <= 1.5x);
 `--full-refits` also learns kappa with refits of the fit's own settings, one after another (the
 term before the refits were made cheaper), to compare.
@@ -35,8 +35,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
+
+# the synthetic run tables (tests/fixtures), shared with the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 TABLE = dict(N=(2e7, 6e7, 2e8), D=(2e9, 8e9), n_mixtures=4, noise=0.02)
 TARGET = dict(N=4e8, D=1.6e10)
@@ -56,10 +60,10 @@ def extrapolation_part(args) -> dict:
     """The leave-largest-size-out calibration of the extrapolation term (module docstring), in
     groups of `--group-size` experiments (each group: one fit and one refit, dense mass)."""
     import numpy as np
+    from fixtures.calibration import drifting_experiments, extrapolation_coverage
 
     from multiscale.laws import fit_bayes
     from multiscale.laws.bayes import refit_settings
-    from multiscale.laws.calibration import drifting_experiments, extrapolation_coverage
 
     kw = dict(law="multilingual", chains=args.chains, draws=args.draws, warmup=args.warmup, seed=0,
               warn=False, extrapolation=False)
@@ -125,10 +129,9 @@ def cpu_study_part(full_refits: bool) -> dict:
     import pandas as pd
 
     from multiscale.laws import fit_bayes
-    from multiscale.report.study import select_runs
 
     runs = pd.read_csv(CPU_STUDY_RUNS)
-    fitted = select_runs(runs, max_N=CPU_STUDY_MAX_N)
+    fitted = runs[runs["N"].to_numpy(float) < CPU_STUDY_MAX_N]
     held = runs[runs["N"].to_numpy(float) >= CPU_STUDY_MAX_N]
     t0 = time.perf_counter()
     fit = fit_bayes(fitted, law="multilingual", seed=0, warn=False)
@@ -205,8 +208,9 @@ def main() -> None:
 
 def parameters_part(args, table) -> dict:
     """gamma and p* coverage of the truth (module docstring)."""
+    from fixtures.calibration import coverage, stacked_experiments
+
     from multiscale.laws import fit_bayes
-    from multiscale.laws.calibration import coverage, stacked_experiments
 
     df, truths = stacked_experiments(args.seeds, args.families, **table)
     t0 = time.perf_counter()

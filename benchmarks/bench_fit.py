@@ -31,14 +31,18 @@ import dataclasses
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 
 import numpy as np
 
+# the synthetic run tables (tests/fixtures), shared with the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+
 
 def _table(n_fam: int, n_runs: int, seed: int = 0):
-    from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+    from fixtures.synthetic import synthetic_runs, synthetic_truth
 
     N = (1e7, 3e7, 1e8, 3e8, 1e9)
     D = (1e9, 4e9, 1.6e10, 6.4e10)
@@ -143,8 +147,9 @@ def _nuts_transfer(chains: int, draws: int) -> dict:
     """The goal of issue 12: NUTS of the transfer law on 5 families x 96 runs with the library
     defaults (`fit_bayes`: warm-up, dense mass, chains started at the point fit), wall time
     including the point fit of the start and compilation."""
+    from fixtures.synthetic_mixture import mixture_runs, mixture_truth
+
     from multiscale.laws import fit_bayes
-    from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 
     df = mixture_runs("transfer", mixture_truth("transfer", 5, seed=0), seed=0, n_mixtures=8)
     load0 = os.getloadavg()[0]
@@ -164,10 +169,11 @@ def _mixture(chains: int, draws: int) -> dict:
     """Laws of the whole mixture on 5 families x ~100 runs (their synthetic tables): each point
     fit (full seed grid + extra starts, compilation included), NUTS of transfer (library
     defaults), and the coupled p* solver over 4,000 draws x 5 families (compilation included)."""
+    from fixtures.synthetic_mixture import mixture_runs, mixture_truth
+
     from multiscale.laws import fit_point
     from multiscale.laws.coupled import solve_coupled
     from multiscale.laws.forms import get_law
-    from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 
     out = {}
     for law in ("transfer", "repetition", "mixing"):

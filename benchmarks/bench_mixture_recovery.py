@@ -31,10 +31,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 
 import numpy as np
+
+# the synthetic run tables (tests/fixtures), shared with the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 
 def _log(msg):
@@ -105,8 +109,9 @@ def _one_seed(job: tuple) -> dict:
 
     law, s, chains, draws, tau_truth, t_truth, warmup = job
     host_devices_for_chains(chains)  # before jax starts in a fresh worker; no-op afterwards
+    from fixtures.synthetic_mixture import mixture_runs, mixture_truth
+
     from multiscale.laws import fit_bayes
-    from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 
     truth = mixture_truth(law, 5, seed=s)
     if "tau" in truth and tau_truth == "sparse":

@@ -23,10 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 
 import numpy as np
+
+# the synthetic run tables (tests/fixtures), shared with the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 TARGET = (1.55e6, 3.2e6)
 D0 = 2e5
@@ -56,7 +60,8 @@ def speed(draws: int) -> dict:
 
 
 def _table():
-    from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+    from fixtures.synthetic import synthetic_runs, synthetic_truth
+
     from multiscale.sweep.candidates import preset_sizes
 
     sizes = preset_sizes()

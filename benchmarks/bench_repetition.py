@@ -3,7 +3,7 @@
 Prints ONE JSON object (non-finite numbers as null).
 
 - ``case`` (per seed of `--case-seeds`): the table of
-  `multiscale.laws.synthetic_mixture.repetition_runs` (five families with 5e9 down to 1e7
+  `fixtures.synthetic_mixture.repetition_runs` (five families with 5e9 down to 1e7
   unique tokens, 0.4% noise, truth the repetition law), the seed's law (``multilingual``) and
   the repetition law fitted (L-BFGS) on all but the largest N. For each: held-out MAPE (all
   rows, rows past 4 epochs; rows whose prediction is not finite are counted apart), and the
@@ -30,6 +30,9 @@ import time
 import warnings
 
 import numpy as np
+
+# the synthetic run tables (tests/fixtures), shared with the tests
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
 F = 5
 
@@ -59,9 +62,10 @@ def _errors(pred, df) -> dict:
 
 
 def _truth_pred(truth, df) -> np.ndarray:
+    from fixtures.synthetic_mixture import DEFAULT_UNIQUE
+
     from multiscale.laws import get_law
     from multiscale.laws.mixture_forms import mixture_loss
-    from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE
 
     law = get_law("repetition")
     P = df[[f"p_fam{i}" for i in range(F)]].to_numpy()
@@ -71,9 +75,10 @@ def _truth_pred(truth, df) -> np.ndarray:
 
 
 def _regret(truth, N, D, p, opt) -> float:
+    from fixtures.synthetic_mixture import DEFAULT_UNIQUE
+
     from multiscale.laws import get_law
     from multiscale.laws.coupled import objective_at
-    from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE
 
     with np.errstate(divide="ignore", invalid="ignore"):
         obj = objective_at(get_law("repetition"), truth, N, D, np.arange(F), np.asarray(p, float),
@@ -82,10 +87,11 @@ def _regret(truth, N, D, p, opt) -> float:
 
 
 def case(seed: int, N: float, D: float) -> dict:
+    from fixtures.synthetic_mixture import DEFAULT_UNIQUE, repetition_runs
+
     from multiscale.laws import fit_point, get_law, optimal_ratios
     from multiscale.laws.coupled import solve_coupled
     from multiscale.laws.predict import predict_rows
-    from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE, repetition_runs
 
     truth, df = repetition_runs(seed)
     train, test = df[df["N"] < df["N"].max()], df[df["N"] == df["N"].max()]
@@ -123,8 +129,9 @@ def _covered(truth: np.ndarray, draws: np.ndarray) -> np.ndarray:
 
 
 def coverage(seeds: int, chains: int, draws: int) -> dict:
+    from fixtures.synthetic_mixture import repetition_runs
+
     from multiscale.laws import fit_bayes
-    from multiscale.laws.synthetic_mixture import repetition_runs
 
     hits, errs, secs, rhat = {}, {}, [], []
     for s in range(seeds):

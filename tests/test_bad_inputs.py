@@ -204,6 +204,53 @@ def test_a_sweep_on_a_damaged_corpus_is_refused_before_any_run(tmp_path, capsys)
     assert not out.exists()
 
 
+@pytest.mark.parametrize("key", ["files", "manifest_sha256"])
+def test_a_corpus_manifest_without_checksums_is_refused_with_how_to_rebuild(tmp_path, capsys, key):
+    import json
+
+    corpus = _files_corpus(tmp_path, "corpus", {"de": "der die das und".split(), "fr": "le la les et".split()})
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    del manifest[key]
+    (corpus / "manifest.json").write_text(json.dumps(manifest))
+    before = _tree(corpus)
+    for command in ("info", "verify"):
+        code, err = _cli(capsys, "corpus", command, corpus)
+        assert code == 2 and err.startswith(f"multiscale corpus {command}: error: corpus manifest "), err
+        assert len(err.strip().splitlines()) == 1 and "manifest.json" in err
+        assert "records no checksums" in err and "multiscale corpus build" in err
+    assert _tree(corpus) == before
+
+
+def test_a_sweep_folder_whose_plans_lack_the_corpus_fingerprint_is_refused(tmp_path, monkeypatch, capsys):
+    """A plan record without 'corpus_fingerprint' cannot tell which corpus the folder's runs were
+    trained on: the sweep refuses the folder, naming the record, and says to use a new one."""
+    import json
+
+    from sweep_fakes import install_fake, quiet
+
+    from multiscale.errors import InputError
+    from multiscale.sweep import SweepPlan, SweepStore, run_sweep
+
+    fake, _ = install_fake(tmp_path, monkeypatch)
+    corpus = _files_corpus(tmp_path, "corpus", {"de": "der die das und".split(), "fr": "le la les et".split()})
+    plan = tmp_path / "plan.yaml"
+    plan.write_text("name: p\nfamilies: [germanic, romance]\npresets: [cpu-100k]\ntokens: [1000]\n"
+                    "train: {seq_len: 16, batch: 4}\nmixtures: [{design: baselines, include: [uniform]}]\n")
+    out = tmp_path / "sweep"
+    run_sweep(SweepPlan.load(plan), out, corpus=corpus, train_fn=fake.train, progress=False, log=quiet)
+    (record,) = (out / "plans").glob("*.json")
+    rec = json.loads(record.read_text())
+    del rec["corpus_fingerprint"]
+    record.write_text(json.dumps(rec))
+    before = _tree(out)
+    code, err = _cli(capsys, "sweep", plan, "--out", out, "--corpus", corpus, "--no-progress")
+    assert code == 2 and err.startswith("multiscale sweep: error: sweep plan record ") and len(err.splitlines()) == 1
+    assert record.name in err and "'corpus_fingerprint'" in err and "sweep into a new folder" in err
+    assert _tree(out) == before
+    with pytest.raises(InputError, match="sweep into a new folder"):
+        SweepStore(out).plans()
+
+
 # ------------------------------------------------------------------ messages name the flag
 
 def test_out_of_range_eval_flags_are_named_as_the_user_typed_them(tmp_path, capsys):

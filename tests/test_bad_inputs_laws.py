@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.cli import main
 from multiscale.errors import DamagedFileError
@@ -18,7 +19,6 @@ from multiscale.laws import load_fit
 from multiscale.laws.fits import FIT_JSON, PointFit, payload_sha256
 from multiscale.laws.forms import LAWS
 from multiscale.laws.independence import independence_test
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 
 def _cli(capsys, *argv) -> tuple[int, str, str]:
@@ -135,6 +135,23 @@ def test_load_fit_refuses_a_fit_json_out_of_range(fitted, capsys, change, needle
     assert code == 2 and out == ""
     _one_line_error(err_text, "predict")
     assert FIT_JSON in err_text and needles[0] in err_text
+
+
+def test_a_fit_json_without_format_and_checksums_is_refused_with_how_to_refit(fitted, capsys):
+    fit_dir, _ = fitted
+    path = fit_dir / FIT_JSON
+    payload = json.loads(path.read_text())
+    del payload["format"], payload["checksums"]
+    path.write_text(json.dumps(payload))
+    with pytest.raises(DamagedFileError) as err:
+        load_fit(fit_dir)
+    msg = str(err.value)
+    assert FIT_JSON in msg and "'format' is missing" in msg and "multiscale fit" in msg, msg
+    code, out, err_text = _cli(capsys, "predict", fit_dir, "--N", "1e8", "--D", "1e10",
+                               "--ratios", "fam0=0.4,fam1=0.3,fam2=0.3")
+    assert code == 2 and out == ""
+    _one_line_error(err_text, "predict")
+    assert "'format' is missing" in err_text and "multiscale fit" in err_text
 
 
 # ------------------------------------------------------------------ L4: a constant mixture column

@@ -1,5 +1,6 @@
 """The committed CPU-scale study (docs/cpu_study): its published numbers are RECOMPUTED from the
-committed run table `runs.csv` with the library's public functions, and compared with
+committed run table `runs.csv` with the library's public functions and the study's analysis
+(examples/cpu_study/study_analysis.py), and compared with
 `summary.json` and with the numbers printed in `report.md`. Loss in nats/token throughout.
 
 What is recomputed, and how tightly:
@@ -23,11 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from multiscale.laws import fit_bayes, fit_point, independence_test, optimal_ratios
-from multiscale.report import (
+from study_analysis import (
     errors_by_size,
-    fit_metrics,
     measured_mixtures,
     mixture_label,
     over_seeds,
@@ -35,6 +33,9 @@ from multiscale.report import (
     select_runs,
     transfer_plan,
 )
+
+from multiscale.laws import fit_bayes, fit_point, independence_test, optimal_ratios
+from multiscale.report import fit_metrics
 from multiscale.runs import mixture_columns, read_runs, validate_runs
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -145,7 +145,7 @@ def test_manifest_records_the_size_and_sha256_of_every_file(tiny_corpus):
     import os
 
     files = tiny_corpus.manifest["files"]
-    assert tiny_corpus.has_checksums and SHARD in files
+    assert SHARD in files
     assert len(files) == 4 * len(tiny_corpus.languages)  # tokens + text, train + eval
     for name, record in files.items():
         data = open(os.path.join(tiny_corpus.path, name), "rb").read()
@@ -185,29 +185,6 @@ def test_damaged_shard_is_found_and_named(tiny_corpus, tmp_path, how, cheap):
         with pytest.raises(DamagedFileError, match=SHARD):
             c.require_intact()
         assert len(c.read_tokens("fr")) == c.documents("fr")  # the other shards still read
-
-
-def test_old_manifest_without_checksums_still_opens_and_is_checked_for_readability(tiny_corpus, tmp_path):
-    import json
-    import os
-
-    from multiscale.errors import DamagedFileError
-
-    c = _copy(tiny_corpus, tmp_path)
-    manifest = dict(c.manifest)
-    del manifest["files"], manifest["manifest_sha256"]  # a manifest from before either
-    with open(os.path.join(c.path, "manifest.json"), "w") as fh:
-        json.dump(manifest, fh)
-    old = Corpus.open(c.path)
-    assert not old.has_checksums and len(old.file_names()) == 4 * len(old.languages)
-    assert old.read_texts("de") == tiny_corpus.read_texts("de") and old.check(full=True) == []
-    _damage(old, "truncated")
-    assert old.check() == []  # no sizes recorded: the cheap check cannot tell
-    assert [p.file for p in old.check(full=True)] == [SHARD]
-    with pytest.raises(DamagedFileError, match="de-00000-of-00001.tokens"):
-        old.read_tokens("de")
-    os.remove(os.path.join(c.path, SHARD))
-    assert [(p.file, p.problem) for p in old.check()] == [(SHARD, "missing")]
 
 
 def test_an_edited_manifest_is_refused(tiny_corpus, tmp_path):

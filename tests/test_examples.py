@@ -153,7 +153,7 @@ def test_fit_your_runs_on_the_real_regmix_tables(tmp_path, capsys):
 
 @pytest.mark.slow  # two fits (about 10 s)
 def test_fit_your_runs_with_a_users_table(tmp_path, capsys):
-    from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
+    from fixtures.synthetic import synthetic_runs, synthetic_truth
 
     # another trainer's runs at one (N, D): the ratio law (the multilingual law's grid fit is slower)
     df = synthetic_runs(synthetic_truth(3, seed=1, law="ratio"), law="ratio", n_mixtures=12, noise=0.005)

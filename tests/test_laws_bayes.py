@@ -6,10 +6,10 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.laws import fit_bayes, load_fit, optimal_ratios, predict
 from multiscale.laws.optimal import solve_ratios
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 SEEDS = 30
 FAMS = 3
@@ -115,7 +115,7 @@ def _fake_fit(draws, families, law="multilingual"):
 def test_calibration_coverage_counts_exactly():
     """`coverage` on hand-made posteriors: draws centred on the truth cover it; draws shifted
     by 10 sd do not (gamma exactly; p* follows gamma)."""
-    from multiscale.laws.calibration import coverage, stacked_experiments
+    from fixtures.calibration import coverage, stacked_experiments
 
     df, truths = stacked_experiments(4, 2, n_mixtures=1, N=(1e8,), D=(1e10,))
     assert sorted(df["family"].unique()) == sorted(truths) == [f"s{s}_fam{j}" for s in range(4) for j in range(2)]
@@ -147,7 +147,7 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
     benchmarks/FIT_RESULTS.md; 4 cases cannot test a 90% rate, so this checks that every
     truth lies inside its 99.9% interval.) 2 x 1,000 draws: at 2 x 300 the largest R-hat of
     the 28 dimensions ranged 1.012-1.049 over six seeds, too close to the bound to be a verdict."""
-    from multiscale.laws.calibration import coverage, stacked_experiments
+    from fixtures.calibration import coverage, stacked_experiments
 
     df, truths = stacked_experiments(2, 2, N=(2e7, 6e7, 2e8), D=(2e9, 8e9), n_mixtures=4, noise=0.02)
     with warnings.catch_warnings():

@@ -3,12 +3,12 @@
 
 import numpy as np
 import pytest
+from fixtures.calibration import HELD_N_FACTORS, drifting_experiments, extrapolation_coverage
+from fixtures.synthetic import drifted, synthetic_runs, synthetic_truth
 
 from multiscale.errors import InputError
-from multiscale.laws.calibration import HELD_N_FACTORS, drifting_experiments, extrapolation_coverage
 from multiscale.laws.fits import BayesFit
 from multiscale.laws.forms import get_law, predict_loss
-from multiscale.laws.synthetic import drifted, synthetic_runs, synthetic_truth
 
 
 def test_drift_steepens_the_n_and_d_terms_around_the_reference():

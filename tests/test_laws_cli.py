@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.cli import main
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 
 def _runs(tmp_path):

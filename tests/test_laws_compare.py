@@ -6,11 +6,11 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
 from multiscale.cli import main
 from multiscale.errors import InputError
 from multiscale.laws.compare import LawResult, choose, compare_laws, mean_finite, spearman_within_cells, split
-from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 
 
 @pytest.fixture(scope="module")

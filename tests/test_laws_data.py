@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.laws.data import prepare
 from multiscale.laws.forms import get_law
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 from multiscale.runs import RunTableError
 
 WIDE = dict(N=(1e7, 1e8), D=(1e9, 1e10), n_mixtures=2)

@@ -3,11 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
 from multiscale.laws import fit_point, get_law, load_fit, predict_loss
 from multiscale.laws.data import prepare
 from multiscale.laws.mixture_forms import effective_logD, log_loss, mixture_loss, raw_from_natural
-from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 from multiscale.runs import RunTableError
 
 RNG = np.random.default_rng(0)

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from multiscale.laws import baselines
 from multiscale.laws.fits import PointFit
 from multiscale.laws.forms import get_law
 from multiscale.laws.optimal import optimal_ratios, solve_ratios
@@ -63,16 +62,6 @@ def test_zero_gamma_family_gets_its_floor_and_infeasible_bounds():
     assert p[0] == pytest.approx(0.05) and p.sum() == pytest.approx(1.0)
     with pytest.raises(ValueError, match="infeasible"):
         solve_ratios(np.array([[0.1, 0.2]]), 1.0, np.ones(2), [0.6, 0.6], None)
-
-
-def test_laws_baselines_is_the_mixture_module():
-    # one implementation of each baseline (multiscale.mixture, tested in test_mixture.py); the
-    # recommendation compares p* with exactly these
-    import multiscale.mixture as mx
-
-    for name in ("uniform", "proportional", "temperature", "unimax", "all_baselines", "TEMPERATURE_TAUS",
-                 "DEFAULT_MAX_EPOCHS"):
-        assert getattr(baselines, name) is getattr(mx, name), name
 
 
 def _fit(gammas, c=(2.0, 3.0, 4.0), S=1, spread=0.0, seed=0):

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.laws.forms import get_law
 from multiscale.laws.point import GRID, HUBER_DELTA, fit_point, start_grid
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 from multiscale.runs import RunTableError
 
 # A reduced start grid keeps the tests fast; the full grid (docs/design.md) runs in benchmarks/bench_fit.py.

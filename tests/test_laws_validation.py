@@ -1,9 +1,9 @@
 """Held-out validation: fit on small models, score the large ones."""
 
 import numpy as np
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.laws import fit_point, holdout, score
-from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 GRID = {"alpha": [0.5], "beta": [0.5], "e": [0.0, 1.0], "a": [5.0, 10.0], "b": [5.0, 10.0],
         "gamma": [0.0]}

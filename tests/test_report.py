@@ -354,8 +354,9 @@ def test_report_of_a_mixture_law_shows_the_robust_mixture_regret_and_p_best(tmp_
     """`multiscale report` on a fit of the transfer law (a law of the whole mixture): the
     recommended mixture is the coupled robust p*, beside the gains each choice's expected regret
     and P(best), as for the seed law; recommendation.json carries the same decision numbers."""
+    from fixtures.synthetic_mixture import mixture_runs, mixture_truth
+
     from multiscale.laws import load_fit, optimal_ratios
-    from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 
     truth = mixture_truth("transfer", 3, seed=4)
     runs = mixture_runs("transfer", truth, seed=4, n_mixtures=4, N=(2e7, 5e7), D=(2e9, 6e9))

@@ -1,4 +1,4 @@
-"""The study analysis (multiscale.report.study, transfer, study_summary) on a synthetic study
+"""The CPU studies' analysis (examples/cpu_study/study_analysis.py) on a synthetic study
 whose answers are known: a law generates the losses, each seed adds the same offset to every
 mixture (so pairing by seed cancels it exactly), and the fits are the generating law itself."""
 
@@ -8,21 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy.stats import t
-
-from multiscale.errors import InputError
-from multiscale.laws.fits import PointFit
-from multiscale.laws.forms import get_law, predict_loss
-from multiscale.report import (
+from study_analysis import (
     format_study_summary,
     measured_mixtures,
     mixture_label,
     over_seeds,
     paired_differences,
+    paired_statistics,
+    run_seed,
     select_runs,
     summarize_study,
     transfer_plan,
 )
-from multiscale.report.study import paired_statistics, run_seed
+
+from multiscale.errors import InputError
+from multiscale.laws.fits import PointFit
+from multiscale.laws.forms import get_law, predict_loss
 from multiscale.sweep.plan import format_run_id
 
 FAMS = ("fam0", "fam1", "fam2")

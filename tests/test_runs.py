@@ -404,8 +404,9 @@ def test_training_rows_record_the_mixture_the_pipeline_sampled(tmp_path):
     not from the ratios the user typed; the file is a valid run table in the schema."""
     import dataclasses
 
+    from fixtures.synthetic_data import SyntheticData
+
     from multiscale.train import TrainConfig, run_training
-    from multiscale.train.synthetic import SyntheticData
 
     asked = {"germanic": 0.6, "romance": 0.4, "slavic": 0.0}
     sampled = {"germanic": 0.625, "romance": 0.375, "slavic": 0.0}  # e.g. after rounding

@@ -24,11 +24,11 @@ PRESET_N = {"cpu-100k": 100672.0, "cpu-200k": 201280.0, "cpu-400k": 443232.0}
 def _fake_fit(S: int = 400, seed: int = 0):
     """A BayesFit whose draws mimic a posterior from runs at one budget D0 (module docstring)."""
     import arviz as az
+    from fixtures.synthetic import synthetic_truth
 
     from multiscale.laws.extrapolation import fitted_ranges
     from multiscale.laws.fits import BayesFit
     from multiscale.laws.forms import get_law
-    from multiscale.laws.synthetic import synthetic_truth
 
     rng = np.random.default_rng(seed)
     truth = synthetic_truth(len(FAMS), seed=1)
@@ -279,8 +279,9 @@ def test_a_law_of_the_whole_mixture(fit):
 def test_nuts_fit_unidentified_in_D_proposes_a_second_budget():
     """The brief's synthetic case end to end: a NUTS fit (2 chains x 300 draws) of a table with
     every run at one budget; `next` must propose a run at a second budget among its top k."""
+    from fixtures.synthetic import synthetic_runs, synthetic_truth
+
     from multiscale.laws import fit_bayes
-    from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
     from multiscale.sweep.active import plan_next
 
     df = synthetic_runs(synthetic_truth(3, seed=1), N=tuple(PRESET_N.values()), D=(D0,), n_mixtures=6, seed=0)

@@ -7,10 +7,10 @@ import os
 import warnings
 
 import pytest
+from fixtures.synthetic_data import SyntheticData
 
 from multiscale.train import TrainConfig, read_metrics, run_training
 from multiscale.train.checkpoint import DamagedCheckpointWarning
-from multiscale.train.synthetic import SyntheticData
 
 RATIOS = {"germanic": 0.5, "romance": 0.3, "slavic": 0.2}
 SEQ, BATCH, STEPS = 32, 8, 12

@@ -51,9 +51,10 @@ def test_eval_rows_follow_the_sequence_length_and_the_memory_budget():
 
 
 def _eval_fixture():
+    from fixtures.synthetic_data import SyntheticData
+
     from multiscale.models.presets import get_preset
     from multiscale.train.step import OptimizerSpec, compiled_steps
-    from multiscale.train.synthetic import SyntheticData
 
     steps = compiled_steps(get_preset("cpu-100k", compute_dtype="float32"),
                            (("data", 1), ("fsdp", 1), ("tensor", 1)),

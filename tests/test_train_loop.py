@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from fixtures.synthetic_data import SyntheticData
 
 from multiscale.models.params import count_params
 from multiscale.models.presets import get_preset
@@ -21,7 +22,6 @@ from multiscale.train import (
 )
 from multiscale.train.checkpoint import Checkpointer
 from multiscale.train.data_source import RunData
-from multiscale.train.synthetic import SyntheticData
 
 RATIOS = {"germanic": 0.6, "romance": 0.4, "slavic": 0.0}
 SEQ, BATCH = 32, 8

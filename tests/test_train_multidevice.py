@@ -8,9 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
+from fixtures.synthetic_data import SyntheticData
 
 from multiscale.train import TrainConfig, read_metrics, run_training
-from multiscale.train.synthetic import SyntheticData
 
 RATIOS = {"germanic": 0.5, "romance": 0.5}
 SEQ, BATCH, STEPS = 32, 8, 6
@@ -25,13 +25,13 @@ def _config(out, mesh=None, **kw):
 
 _EIGHT = textwrap.dedent("""
     import json, os, sys
-    sys.path.insert(0, {root!r})
+    sys.path[:0] = [{root!r}, {root!r} + "/tests"]  # multiscale and tests/fixtures
     import jax
     assert jax.device_count() == 8, jax.devices()
     from tests.test_train_multidevice import _config, RATIOS, SEQ
     from multiscale.models.sharding import MeshError
     from multiscale.train import Hook, run_training
-    from multiscale.train.synthetic import SyntheticData
+    from fixtures.synthetic_data import SyntheticData
 
     errors = {{}}
     for name, kw in {{"devices": dict(mesh="data=2,fsdp=2"),

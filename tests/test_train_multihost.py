@@ -10,10 +10,10 @@ import textwrap
 
 import numpy as np
 import pytest
+from fixtures.synthetic_data import SyntheticData
 
 from multiscale.train import Hook, TrainConfig, run_training
 from multiscale.train.data_source import RunData
-from multiscale.train.synthetic import SyntheticData
 
 RATIOS = {"germanic": 0.5, "romance": 0.5}
 SEQ, BATCH, STEPS = 32, 8, 6
@@ -29,12 +29,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _HOST = textwrap.dedent("""
     import json, sys
-    sys.path.insert(0, {root!r})
+    sys.path[:0] = [{root!r}, {root!r} + "/tests"]  # multiscale and tests/fixtures
     from multiscale.train.loop import maybe_initialize_distributed
     maybe_initialize_distributed()  # before any other jax call, as the CLI does
     import jax
     from multiscale.train import run_training
-    from multiscale.train.synthetic import SyntheticData
+    from fixtures.synthetic_data import SyntheticData
     from tests.test_train_multihost import _config, _Losses, RATIOS, SEQ
 
     hook = _Losses()

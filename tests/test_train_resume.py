@@ -7,9 +7,9 @@ import sys
 import textwrap
 
 import pytest
+from fixtures.synthetic_data import SyntheticData
 
 from multiscale.train import TrainConfig, read_metrics, run_training
-from multiscale.train.synthetic import SyntheticData
 
 RATIOS = {"germanic": 0.5, "romance": 0.3, "slavic": 0.2}
 SEQ, BATCH, STEPS, KILL_AT = 32, 8, 14, 11
@@ -23,10 +23,10 @@ def _config(out):
 
 _KILLED_RUN = textwrap.dedent("""
     import os, signal, sys
-    sys.path.insert(0, {root!r})
+    sys.path[:0] = [{root!r}, {root!r} + "/tests"]  # multiscale and tests/fixtures
     from tests.test_train_resume import _config, RATIOS, SEQ, KILL_AT
     from multiscale.train import Hook, run_training
-    from multiscale.train.synthetic import SyntheticData
+    from fixtures.synthetic_data import SyntheticData
 
     class Kill(Hook):
         def on_step(self, info):

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from fixtures.synthetic_data import SyntheticData
 
 from multiscale.models.presets import get_preset
 from multiscale.train import optim
 from multiscale.train.step import OptimizerSpec, compiled_steps
-from multiscale.train.synthetic import SyntheticData
 
 MESH1 = (("data", 1), ("fsdp", 1), ("tensor", 1))
 CFG = get_preset("cpu-100k", compute_dtype="float32")

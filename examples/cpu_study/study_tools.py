@@ -1,5 +1,5 @@
-"""Glue for the CPU-scale study (run_study.sh): argument parsing around the library's study
-analysis (`multiscale.report`: `select_runs`, `transfer_plan`, `summarize_study`).
+"""Glue for the CPU-scale study (run_study.sh): argument parsing around the study's analysis
+(study_analysis.py beside it: `select_runs`, `transfer_plan`, `summarize_study`).
 
 Everything that trains or fits goes through the `multiscale` commands in run_study.sh; this file
 selects rows, turns recommendations into a sweep plan, and writes the headline numbers (loss in
@@ -17,9 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from study_analysis import format_study_summary, select_runs, summarize_study, transfer_plan
+
 from multiscale.errors import InputError, MultiscaleError
 from multiscale.fileio import atomic_write_text, read_json, write_json
-from multiscale.report import format_study_summary, select_runs, summarize_study, transfer_plan
 from multiscale.runs import read_runs, write_runs
 
 

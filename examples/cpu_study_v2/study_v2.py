@@ -120,11 +120,23 @@ def cmd_union(args) -> dict:
     return {"out": args.out, "rows": int(len(runs)), "runs": int(runs["run"].nunique())}
 
 
+def _study_analysis():
+    """examples/cpu_study/study_analysis.py (the first study's analysis) as a module, loaded from
+    its file (nothing is added to sys.path)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "cpu_study" / "study_analysis.py"
+    spec = importlib.util.spec_from_file_location("study_analysis", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def cmd_final_plan(args) -> dict:
     import yaml
 
     from multiscale.fileio import atomic_write_text, read_json
-    from multiscale.report import transfer_plan
 
     recs = {}
     for item in args.recs:
@@ -132,7 +144,7 @@ def cmd_final_plan(args) -> dict:
         recs[name] = read_json(path, what=f"recommendation {name!r}")
     with open(args.template) as fh:
         template = yaml.safe_load(fh)
-    plan = transfer_plan(recs, template)
+    plan = _study_analysis().transfer_plan(recs, template)
     plan["name"] = "cpu-v2-d-" + "+".join(recs)
     atomic_write_text(args.out, yaml.safe_dump(plan, sort_keys=False))
     return {"out": args.out, "mixtures": {m["name"]: m["ratios"] for m in plan["mixtures"]}}

@@ -59,8 +59,7 @@ def register(sub) -> None:
     v = csub.add_parser("verify", help="check every file of a corpus against its manifest's SHA-256",
                         description="Reads every shard and compares its size and SHA-256 with the "
                                     "manifest; prints each missing or damaged file and exits 1 if "
-                                    "there is one (corpora built before checksums were recorded: "
-                                    "checks that every record can be read).")
+                                    "there is one.")
     v.add_argument("corpus", metavar="DIR")
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(handler=_verify)
@@ -190,14 +189,11 @@ def _verify(args: argparse.Namespace) -> int:
 
     corpus = Corpus.open(args.corpus)
     problems = corpus.check(full=True)
-    method = "sha256" if corpus.has_checksums else "readable"
     if args.json:
         print(json.dumps({"path": corpus.path, "files": len(corpus.file_names()),
-                          **_check_json(problems, method)}, ensure_ascii=False))
+                          **_check_json(problems, "sha256")}, ensure_ascii=False))
     elif not problems:
-        how = "SHA-256 and size" if corpus.has_checksums else \
-            "readable (built before checksums were recorded: no SHA-256 to compare)"
-        print(f"corpus {corpus.path}: all {len(corpus.file_names())} files intact ({how})")
+        print(f"corpus {corpus.path}: all {len(corpus.file_names())} files intact (SHA-256 and size)")
     return _report_problems(corpus, problems, "verify", quiet=args.json)
 
 

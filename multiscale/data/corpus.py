@@ -23,8 +23,8 @@ The corpus is built in a temporary sibling folder and moved into place at the en
 last), so a failed build leaves nothing behind. `Corpus.open(out_dir)` reads it back;
 `Corpus.check()` compares the files with the manifest (sizes, or with `full=True` SHA-256 too)
 and every shard is size-checked before it is read, so a missing or truncated shard raises
-`DamagedFileError` naming the file. Manifests written before checksums existed still open
-(their shards are checked for presence and readability only).
+`DamagedFileError` naming the file. A manifest without its checksums (`files`,
+`manifest_sha256`) is refused.
 """
 
 from __future__ import annotations
@@ -514,35 +514,16 @@ class FileProblem:
         return f"{self.file}: {self.problem}"
 
 
-def _check_file(root: str, name: str, record: Mapping[str, Any] | None, full: bool) -> FileProblem | None:
+def _check_file(root: str, name: str, record: Mapping[str, Any], full: bool) -> FileProblem | None:
     path = os.path.join(root, name)
     if not os.path.isfile(path):
         return FileProblem(name, "missing")
-    if record is None:  # a manifest written before checksums existed
-        return _check_readable(path, name) if full else None
     size = os.path.getsize(path)
     if size != record["bytes"]:
         return FileProblem(name, f"{size} bytes, the manifest records {record['bytes']} "
                                  f"({'truncated' if size < record['bytes'] else 'changed'})")
     if full and sha256_file(path) != record["sha256"]:
         return FileProblem(name, "its SHA-256 differs from the manifest's (damaged or changed)")
-    return None
-
-
-def _check_readable(path: str, name: str) -> FileProblem | None:
-    """Old manifests (no checksums): can every record of an ArrayRecord shard be read?"""
-    if not name.endswith((".tokens", ".text")):
-        return None
-    from array_record.python.array_record_module import ArrayRecordReader
-
-    try:
-        reader = ArrayRecordReader(path)
-        try:
-            reader.read(list(range(reader.num_records())))
-        finally:
-            reader.close()
-    except RuntimeError as err:
-        return FileProblem(name, f"unreadable ({_first_line(err)})")
     return None
 
 
@@ -580,7 +561,10 @@ class Corpus:
         if missing:
             raise DamagedFileError(f"corpus manifest {mpath!r} is damaged: no {', '.join(missing)}")
         recorded = manifest.get(MANIFEST_DIGEST)
-        if recorded is not None and recorded != manifest_digest(manifest):
+        if recorded is None or not isinstance(manifest.get("files"), Mapping):
+            raise DamagedFileError(f"corpus manifest {mpath!r} records no checksums ('files', '{MANIFEST_DIGEST}'), "
+                                   "so its files cannot be checked; rebuild the corpus with `multiscale corpus build`")
+        if recorded != manifest_digest(manifest):
             raise DamagedFileError(
                 f"corpus manifest {mpath!r} was edited or damaged: its content no longer matches the "
                 f"SHA-256 it recorded ({str(recorded)[:12]}...), so its counts and checksums cannot be "
@@ -662,28 +646,18 @@ class Corpus:
         refuses to mix runs of corpora that differ in it (`SweepStore.require_same_corpus`)."""
         return manifest_digest(self.manifest, leave_out=("build_seconds",))[:16]
 
-    @property
-    def has_checksums(self) -> bool:
-        """Whether the manifest records each file's size and SHA-256 (corpora built since)."""
-        return isinstance(self.manifest.get("files"), Mapping)
-
     def file_names(self) -> list[str]:
         """Every data file of the corpus, relative to its folder."""
-        if self.has_checksums:
-            return list(self.manifest["files"])
-        names = [p for lang in self.languages for split in SPLITS
-                 for key in ("shards", "text_shards") for p in self._lang(lang)[split][key]]
-        return names + (["vocab.model"] if "model" in self.manifest["vocab"] else [])
+        return list(self.manifest["files"])
 
     def check(self, *, full: bool = False, files: list[str] | None = None) -> list[FileProblem]:
         """The files (default: all) that are missing or differ from the manifest.
 
-        Cheap (`full=False`): presence and size. `full=True`: also the SHA-256 of every file
-        (for manifests without checksums: that every shard's records can be read)."""
-        records = self.manifest["files"] if self.has_checksums else {}
+        Cheap (`full=False`): presence and size. `full=True`: also the SHA-256 of every file."""
+        records = self.manifest["files"]
         problems = []
         for name in files if files is not None else self.file_names():
-            problem = _check_file(self.path, name, records.get(name), full)
+            problem = _check_file(self.path, name, records[name], full)
             if problem is not None:
                 problems.append(problem)
         return problems

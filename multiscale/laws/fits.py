@@ -1,12 +1,11 @@
 """Fit results (point and Bayesian), their summaries, and saving/loading them.
 
 A saved fit is a folder: ``fit.json`` (law, families, options, point values or a summary)
-and, for a Bayesian fit, ``posterior.nc`` (the ArviZ InferenceData as netCDF). Since format
-2, ``fit.json`` carries ``checksums``: the SHA-256 of its own payload (every other key, as
+and, for a Bayesian fit, ``posterior.nc`` (the ArviZ InferenceData as netCDF). ``fit.json``
+carries its ``format`` and ``checksums``: the SHA-256 of its own payload (every other key, as
 canonical JSON: sorted keys, no spaces) and of ``posterior.nc``'s bytes. `load_fit` checks
-them, and the types and finiteness of every value it uses, and refuses a damaged fit with
-`DamagedFileError` naming the file. Fits saved before format 2 (no checksums) still load,
-validated the same way otherwise.
+them, and the types and finiteness of every value it uses, and refuses a damaged fit (or one
+without them) with `DamagedFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from multiscale.laws.summary import interval
 FIT_JSON = "fit.json"
 POSTERIOR_NC = "posterior.nc"
 LOSS_UNITS = "nats/token"
-FORMAT = 2  # 2: fit.json carries "format" and "checksums"; 1 (no "format" key): neither
+FORMAT = 2  # the "format" of fit.json; load_fit reads this one only
 METHODS = ("lbfgs", "nuts")
 
 
@@ -254,7 +253,8 @@ def _write_fit_json(directory: Path, payload: dict, file_sums: dict[str, str]) -
 
 
 def _damaged(path, what: str) -> DamagedFileError:
-    return DamagedFileError(f"saved fit {str(path)!r} is damaged: {what}; fit the runs again to replace it")
+    return DamagedFileError(f"saved fit {str(path)!r} is damaged: {what}; "
+                            "fit the runs again (`multiscale fit`) to replace it")
 
 
 def _get(meta: dict, key: str, kind: type | tuple, path, *, default: Any = ...) -> Any:
@@ -278,10 +278,7 @@ def _number(v: Any, name: str, path, *, positive: bool = False) -> float:
 
 
 def _check_checksum(meta: dict, path) -> dict:
-    """The file checksums recorded in `meta` (empty for a fit saved before format 2), after
-    checking the payload's own."""
-    if "checksums" not in meta and "format" not in meta:
-        return {}
+    """The file checksums recorded in `meta`, after checking the payload's own."""
     fmt = _get(meta, "format", int, path)
     if fmt != FORMAT:
         raise _damaged(path, f"'format' is {fmt!r}; this version reads format {FORMAT}")
@@ -385,7 +382,7 @@ def _read_posterior(directory: Path, sums: dict, law: Law, families, mixture_fam
     nc = directory / POSTERIOR_NC
     if not nc.is_file():
         raise _damaged(nc, f"the Bayesian fit's {POSTERIOR_NC} is missing")
-    if POSTERIOR_NC in sums and sha256_file(nc) != sums[POSTERIOR_NC]:
+    if sha256_file(nc) != sums[POSTERIOR_NC]:
         raise _damaged(nc, "its bytes do not match the checksum in fit.json (truncated or replaced)")
     try:
         idata = az.from_netcdf(str(nc))
@@ -401,7 +398,7 @@ def _read_posterior(directory: Path, sums: dict, law: Law, families, mixture_fam
 
 def _load_bayes(meta: dict, directory: Path, sums: dict, common: dict) -> BayesFit:
     path = directory / FIT_JSON
-    if "format" in meta and POSTERIOR_NC not in sums:
+    if POSTERIOR_NC not in sums:
         raise _damaged(path, f"its checksums have no entry for {POSTERIOR_NC}")
     idata, draws = _read_posterior(directory, sums, common["law"], common["families"],
                                    common["mixture_families"])

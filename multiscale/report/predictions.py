@@ -1,5 +1,4 @@
-"""Observed vs predicted loss per (run, family), the fit's scores on those rows, and the signed
-prediction errors (level shift and ordering) by family and model size."""
+"""Observed vs predicted loss per (run, family) and the fit's scores on those rows."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from multiscale.errors import InputError
 from multiscale.laws.summary import Q_HIGH, Q_LOW
 
 
@@ -53,39 +51,3 @@ def _metrics(sub: pd.DataFrame) -> dict[str, float]:
         "coverage90": float(np.mean((y >= sub["pred_lo"]) & (y <= sub["pred_hi"]))) if has_interval
         else float("nan"),
     }
-
-
-def median_predictions(fit, rows: pd.DataFrame) -> np.ndarray:
-    """The fit's median predicted loss (nats/token) per row of `rows`: the mean law's median over
-    the fit's draws, without observation noise."""
-    from multiscale.laws.validation import predictive_draws
-
-    return np.median(predictive_draws(fit, rows, noise=False), axis=0)
-
-
-def prediction_errors(rows: pd.DataFrame, predicted) -> dict:
-    """Signed error of predictions of the losses of `rows`: the mean of (pred - obs) / obs
-    overall and per family (the level shift), and per family the Spearman correlation of
-    prediction with observation (whether the ordering of mixtures is right even when the level
-    is off; None with fewer than 3 rows) and the row count."""
-    from scipy.stats import spearmanr
-
-    pred = np.asarray(predicted, float)
-    obs = rows["loss"].to_numpy(float)
-    if pred.shape != obs.shape:
-        raise InputError(f"prediction_errors: {pred.shape[0] if pred.ndim else 0} predictions for {len(obs)} rows")
-    rel = (pred - obs) / obs
-    fams = rows["family"].to_numpy()
-    out = {"mean_rel_error": float(rel.mean()), "per_family": {}}
-    for f in dict.fromkeys(fams):
-        m = fams == f
-        rho = float(spearmanr(pred[m], obs[m]).statistic) if m.sum() > 2 else None
-        out["per_family"][f] = {"mean_rel_error": float(rel[m].mean()), "spearman": rho, "n": int(m.sum())}
-    return out
-
-
-def errors_by_size(rows: pd.DataFrame, predicted) -> dict[str, dict]:
-    """`prediction_errors` within each model size, keyed 'N<int(N)>' in increasing N."""
-    pred = np.asarray(predicted, float)
-    n = rows["N"].to_numpy(float)
-    return {f"N{int(size)}": prediction_errors(rows[n == size], pred[n == size]) for size in np.unique(n)}

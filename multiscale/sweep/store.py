@@ -92,7 +92,7 @@ def check_fragment(run_id: str, data: bytes) -> str:
     body, _, trailer = text[:-1].rpartition("\n")
     body += "\n"
     if not trailer.startswith(FRAGMENT_MARK + " "):
-        raise DamagedFileError("no checksum line (cut short, or written by an older version)")
+        raise DamagedFileError("no checksum line (cut short)")
     fields = dict(f.partition("=")[::2] for f in trailer[len(FRAGMENT_MARK):].split())
     if fields.get("sha256") != sha256_bytes(body.encode("utf-8")):
         raise DamagedFileError("checksum mismatch")
@@ -174,11 +174,10 @@ class SweepStore:
         return str(path)
 
     def plans(self) -> list[dict[str, Any]]:
-        """Every plan record swept into the folder (name, corpus, family_tokens, runs)."""
+        """Every plan record swept into the folder (name, corpus, corpus_fingerprint,
+        family_tokens, runs)."""
         d = self.root / "plans"
         files = sorted(p for p in d.glob("*.json") if not p.name.startswith(".")) if d.exists() else []
-        if not files and (self.root / PLAN_JSON).exists():
-            files = [self.root / PLAN_JSON]
         if not files:
             raise MissingFileError(f"{d} holds no plan: is {self.root} a sweep folder?")
         records = []
@@ -187,6 +186,10 @@ class SweepStore:
             if not isinstance(rec.get("runs"), list):
                 raise DamagedFileError(f"sweep plan record {str(f)!r} is damaged: no 'runs' list "
                                        f"(rerun the sweep to rewrite it)")
+            if "corpus_fingerprint" not in rec:
+                raise InputError(f"sweep plan record {str(f)!r} has no 'corpus_fingerprint': sweep folder "
+                                 f"{self.root} was written in a format this version does not read; "
+                                 "sweep into a new folder")
             records.append(rec)
         return records
 
@@ -203,27 +206,21 @@ class SweepStore:
         out = list(runs.values())
         return out if heldout is None else [r for r in out if bool(r["heldout"]) == heldout]
 
-    def require_same_corpus(self, corpus: str, fingerprint: str, family_tokens: dict[str, int] | None) -> None:
-        """Raise `InputError` if a plan recorded here was swept on another corpus: a run id names
-        the run's configuration, not its data, so a finished run of the old corpus would be
-        taken for a run of the new one. Compared by `Corpus.fingerprint` where both plans have
-        one (a plan recorded before fingerprints: by the family token counts)."""
-        d = self.root / "plans"
-        if not (d.exists() or (self.root / PLAN_JSON).exists()):
+    def require_same_corpus(self, corpus: str, fingerprint: str) -> None:
+        """Raise `InputError` if a plan recorded here was swept on another corpus (by
+        `Corpus.fingerprint`; plans swept without a corpus record none): a run id names the
+        run's configuration, not its data, so a finished run of the old corpus would be taken
+        for a run of the new one."""
+        if not (self.root / "plans").exists():
             return
         for rec in self.plans():
-            old_fp, old_tokens = rec.get("corpus_fingerprint"), rec.get("family_tokens")
-            if old_fp:
-                differs = old_fp != fingerprint
-            else:
-                differs = bool(old_tokens and family_tokens) and old_tokens != family_tokens
-            if differs:
-                was = f"fingerprint {old_fp}" if old_fp else f"family tokens {old_tokens}"
-                now = f"fingerprint {fingerprint}" if old_fp else f"family tokens {family_tokens}"
+            old_fp = rec["corpus_fingerprint"]
+            if old_fp and old_fp != fingerprint:
                 raise InputError(
                     f"sweep folder {self.root} holds plan {rec.get('name')!r}, swept on corpus "
-                    f"{rec.get('corpus')!r} ({was}); corpus {corpus!r} is another ({now}), and its runs "
-                    f"would take that corpus's finished runs for their own. Sweep it into a new folder.")
+                    f"{rec.get('corpus')!r} (fingerprint {old_fp}); corpus {corpus!r} is another (fingerprint "
+                    f"{fingerprint}), and its runs would take that corpus's finished runs for their own. "
+                    "Sweep it into a new folder.")
 
     def corpus_tokens(self) -> dict[str, int] | None:
         """Unique training tokens per family of the swept corpus (None if no plan recorded them)."""

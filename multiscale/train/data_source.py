@@ -76,10 +76,9 @@ def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int
 
 def corpus_fingerprint(manifest: Mapping[str, Any]) -> str:
     """SHA-256 of what a run reads from a corpus, from its manifest: the grouping, the vocabulary
-    and the record (size and SHA-256) of every file, or each language's counts for a manifest
-    written before checksums. The folder's path is not part of it, so a moved or copied corpus
-    keeps its fingerprint; a rebuilt one from other documents gets another."""
-    keys = ("grouping", "vocab", "token_dtype", "files" if "files" in manifest else "languages")
+    and the record (size and SHA-256) of every file. The folder's path is not part of it, so a
+    moved or copied corpus keeps its fingerprint; a rebuilt one from other documents gets another."""
+    keys = ("grouping", "vocab", "token_dtype", "files")
     return sha256_bytes(json.dumps({k: manifest.get(k) for k in keys}, sort_keys=True,
                                    default=str).encode("utf-8"))
 
