@@ -1,5 +1,6 @@
-"""Helpers shared by several command modules: `--host-devices` and path checks
-(`check_output_folder` is `multiscale.fileio`'s, re-exported for the commands).
+"""Helpers shared by several command modules: the one map from library argument names to
+flags (`flag_of`, `render_error`), `--host-devices` and path checks (`check_output_folder` is
+`multiscale.fileio`'s, re-exported for the commands).
 
 Cheap to import (no jax): commands register their options at start-up.
 """
@@ -7,13 +8,37 @@ Cheap to import (no jax): commands register their options at start-up.
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Collection
 
-from multiscale.errors import InputError, MissingFileError
+from multiscale.errors import InputError, MissingFileError, MultiscaleError
 from multiscale.fileio import check_output_folder, is_remote
 from multiscale.host_devices import DEVICE_FLAG, request_host_devices
 
-__all__ = ["add_host_devices_argument", "apply_host_devices", "check_corpus_folder", "check_output_folder"]
+__all__ = ["FLAGS", "add_host_devices_argument", "apply_host_devices", "check_corpus_folder",
+           "check_output_folder", "flag_of", "render_error"]
+
+FLAGS = {"batch": "--batch-size", "eval_batch": "--eval-batch-size", "caps": "--cap",
+         "available_tokens": "--tokens"}
+"""Library argument names whose flag is not `--` + the name with `-` for `_`."""
+
+
+def flag_of(arg: str) -> str:
+    """The flag of a library argument: `FLAGS`, else ``--`` + the name with ``-`` for ``_``."""
+    return FLAGS.get(arg) or "--" + arg.replace("_", "-")
+
+
+def render_error(err: MultiscaleError, flags: Collection[str]) -> str:
+    """The error's message as the user of a command reads it: an `InputError` about a library
+    argument whose flag is one of the command's `flags` names the flag instead (at the start of
+    the message, where the library puts the argument's name, or in front of it)."""
+    text = str(err)
+    arg = getattr(err, "arg", None)
+    if arg is None or flag_of(arg) not in flags:
+        return text
+    named = re.match(rf"{re.escape(arg)}(?![\w-])", text)
+    return flag_of(arg) + text[named.end():] if named else f"{flag_of(arg)}: {text}"
 
 
 def add_host_devices_argument(parser) -> None:
