@@ -69,9 +69,8 @@ def command_name(args: argparse.Namespace) -> str:
 
 def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> frozenset[str]:
     """The option strings of the command `args` ran (e.g. of `corpus build`)."""
-    for word in command_name(args).split():
-        choices = next(a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        parser = choices[word]
+    for word in command_name(args).split():  # (the builtin `next` is this package's `next` module)
+        parser = [a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0][word]
     return frozenset(s for a in parser._actions for s in a.option_strings)
 
 

@@ -17,7 +17,7 @@ from multiscale.fileio import check_output_folder, is_remote
 from multiscale.host_devices import DEVICE_FLAG, request_host_devices
 
 __all__ = ["FLAGS", "add_host_devices_argument", "apply_host_devices", "check_corpus_folder",
-           "check_output_folder", "flag_of", "render_error"]
+           "check_output_folder", "flag_of", "parse_shard", "render_error"]
 
 FLAGS = {"batch": "--batch-size", "eval_batch": "--eval-batch-size", "caps": "--cap",
          "available_tokens": "--tokens"}
@@ -39,6 +39,18 @@ def render_error(err: MultiscaleError, flags: Collection[str]) -> str:
         return text
     named = re.match(rf"{re.escape(arg)}(?![\w-])", text)
     return flag_of(arg) + text[named.end():] if named else f"{flag_of(arg)}: {text}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard i/n` (0-based i) -> (i, n)."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
 
 
 def add_host_devices_argument(parser) -> None:

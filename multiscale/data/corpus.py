@@ -245,7 +245,7 @@ def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) 
 
 def _check_out_dir(out: str, overwrite: bool) -> None:
     """`out` may be missing, an empty folder, or a corpus folder (replaced when `overwrite`)."""
-    check_output_folder(out, what="corpus folder")
+    check_output_folder(out)
     if not os.path.exists(out):
         return
     if os.path.exists(os.path.join(out, MANIFEST)):

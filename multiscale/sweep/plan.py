@@ -348,18 +348,6 @@ def shard_runs(runs: Sequence[PlannedRun], index: int, count: int) -> list[Plann
     return [r for k, r in enumerate(runs) if k % count == index]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parses `i/n` (0-based i) into (i, n)."""
-    try:
-        i_s, n_s = text.split("/")
-        i, n = int(i_s), int(n_s)
-    except ValueError:
-        raise PlanError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise PlanError(f"--shard {text!r}: need 0 <= i < n")
-    return i, n
-
-
 # -------------------------------------------------------------------- designs
 
 Ratios = dict[str, float]
