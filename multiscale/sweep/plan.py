@@ -354,10 +354,8 @@ Ratios = dict[str, float]
 
 
 def _explicit(m: MixtureDesign, fams: tuple[str, ...], tokens: int, counts) -> Iterator[tuple[str, Ratios]]:
-    name = str(m.get("name"))
-    ratios = mx.Mixture.parse(dict(m.get("ratios")), normalize=bool(m.get("normalize", False)),
-                              what=f"mixture '{name}' ratios")
-    yield name, ratios.over(fams, what=f"mixture '{name}' ratios")
+    mixture = m.get("ratios")  # its families are checked against `fams` (`_check_design_families`)
+    yield str(m.get("name")), {f: mixture.get(f) for f in fams}
 
 
 def _vary_one(m: MixtureDesign, fams: tuple[str, ...], tokens: int, counts) -> Iterator[tuple[str, Ratios]]:
@@ -535,12 +533,11 @@ def _explicit_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
     if not isinstance(normalize, bool):
         raise PlanError(f"{where}.normalize must be true or false")
     try:
-        mx.Mixture.parse(raw["ratios"], normalize=normalize, what=f"{where}.ratios")
+        mixture = mx.Mixture.parse(raw["ratios"], normalize=normalize, arg=f"{where}.ratios")
     except mx.MixtureError as err:
         hint = " (set normalize: true to rescale)" if "sum to" in str(err) and not normalize else ""
         raise PlanError(f"{err}{hint}") from None
-    ratios = mx.parse_pairs(raw["ratios"], what=f"{where}.ratios")
-    return {"ratios": ratios, "name": name, "normalize": normalize}
+    return {"ratios": mixture, "name": name}
 
 
 def _vary_one_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
@@ -595,7 +592,7 @@ def _check_design_families(m: MixtureDesign, fams: Sequence[str], i: int) -> Non
     where = f"mixtures[{i}] ({m.design})"
     names = []
     if m.design == "explicit":
-        names = list(m.get("ratios"))
+        names = list(m.get("ratios").families)
     elif m.design == "vary_one":
         names = list(m.get("families") or ())
         if len(fams) < 2:
