@@ -16,11 +16,7 @@ from __future__ import annotations
 
 
 class MultiscaleError(Exception):
-    """Base of every user-facing error: printed by the CLI as one line, exit status 2."""
-
-
-class InputError(MultiscaleError, ValueError):
-    """A bad value: an argument, a configuration field, a plan entry, a mixture.
+    """Base of every user-facing error: printed by the CLI as one line, exit status 2.
 
     `arg`: the name of the library argument (or configuration field) the message is about, when
     there is one; the message then begins with that name (``"k must be >= 1, got 0"``), which
@@ -31,11 +27,15 @@ class InputError(MultiscaleError, ValueError):
         self.arg = arg
 
     def __reduce__(self):  # picklable with its `arg` (errors cross process pools)
-        return _rebuild_input_error, (type(self), str(self), self.arg)
+        return _rebuild, (type(self), str(self), self.arg)
 
 
-def _rebuild_input_error(cls, message: str, arg: str | None) -> InputError:
+def _rebuild(cls, message: str, arg: str | None) -> MultiscaleError:
     return cls(message, arg=arg)
+
+
+class InputError(MultiscaleError, ValueError):
+    """A bad value: an argument, a configuration field, a plan entry, a mixture."""
 
 
 class MissingFileError(MultiscaleError, FileNotFoundError):

@@ -74,6 +74,7 @@ def _install_fake_command(monkeypatch, error: BaseException) -> None:
         boom = sub.add_parser("boom")
         boom.add_argument("--batch-size")
         boom.add_argument("--eval-every")
+        boom.add_argument("fit_dir", metavar="FIT_DIR", nargs="?")
         boom.set_defaults(handler=handler)
         group = sub.add_parser("group").add_subparsers(dest="group_command")
         group.add_parser("sub").set_defaults(handler=handler)
@@ -113,6 +114,8 @@ def test_error_names_the_subcommand_and_joins_lines(monkeypatch, capsys):
      "--eval-every: a run folder holds other checkpoints", "a run folder holds other checkpoints"),
     (InputError("batches must be positive", arg="batch"),  # the name only as a word of its own
      "--batch-size: batches must be positive", "batches must be positive"),
+    (MissingFileError("fit_dir 'x' is not a folder", arg="fit_dir"),  # a positional argument
+     "FIT_DIR 'x' is not a folder", "fit_dir 'x' is not a folder"),
 ])
 def test_an_error_about_a_library_argument_names_the_commands_flag(monkeypatch, capsys, error, boom, sub):
     """The library names its own argument (`arg`); the command line names the flag of the command

@@ -67,11 +67,13 @@ def command_name(args: argparse.Namespace) -> str:
     return " ".join(w for w in words if w)
 
 
-def command_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> frozenset[str]:
-    """The option strings of the command `args` ran (e.g. of `corpus build`)."""
+def command_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The arguments of the command `args` ran (e.g. of `corpus build`) as its user writes them:
+    each option string to itself, each positional argument's dest to its metavar."""
     for word in command_name(args).split():  # (the builtin `next` is this package's `next` module)
         parser = [a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0][word]
-    return frozenset(s for a in parser._actions for s in a.option_strings)
+    names = {a.dest: a.metavar or a.dest.upper() for a in parser._actions if not a.option_strings}
+    return names | {s: s for a in parser._actions for s in a.option_strings}
 
 
 def one_line(err: BaseException | str) -> str:
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except MultiscaleError as err:  # the user's mistake; anything else is a bug and keeps its traceback
-        message = render_error(err, command_flags(parser, args)) or type(err).__name__
+        message = render_error(err, command_names(parser, args)) or type(err).__name__
         print(f"multiscale {command_name(args)}: error: {one_line(message)}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from multiscale.errors import InputError, MissingFileError, MultiscaleError
 from multiscale.fileio import check_output_folder, is_remote
@@ -20,7 +20,8 @@ __all__ = ["FLAGS", "add_host_devices_argument", "apply_host_devices", "check_co
            "check_output_folder", "flag_of", "parse_shard", "render_error"]
 
 FLAGS = {"batch": "--batch-size", "eval_batch": "--eval-batch-size", "caps": "--cap",
-         "available_tokens": "--tokens"}
+         "available_tokens": "--tokens", "inputs": "--input", "eval_docs_per_language": "--eval-docs",
+         "max_docs_per_language": "--max-docs"}
 """Library argument names whose flag is not `--` + the name with `-` for `_`."""
 
 
@@ -29,16 +30,17 @@ def flag_of(arg: str) -> str:
     return FLAGS.get(arg) or "--" + arg.replace("_", "-")
 
 
-def render_error(err: MultiscaleError, flags: Collection[str]) -> str:
-    """The error's message as the user of a command reads it: an `InputError` about a library
-    argument whose flag is one of the command's `flags` names the flag instead (at the start of
-    the message, where the library puts the argument's name, or in front of it)."""
+def render_error(err: MultiscaleError, names: Mapping[str, str]) -> str:
+    """The error's message as the user of a command reads it: an error about a library argument
+    (`err.arg`) that the command takes names it as the user typed it instead, at the start of the
+    message where the library puts the argument's name (or in front). `names`: the command's
+    flags (each to itself) and its positional arguments (dest -> metavar)."""
     text = str(err)
-    arg = getattr(err, "arg", None)
-    if arg is None or flag_of(arg) not in flags:
+    shown = err.arg and (names.get(flag_of(err.arg)) or names.get(err.arg))
+    if not shown:
         return text
-    named = re.match(rf"{re.escape(arg)}(?![\w-])", text)
-    return flag_of(arg) + text[named.end():] if named else f"{flag_of(arg)}: {text}"
+    named = re.match(rf"{re.escape(err.arg)}(?![\w-])", text)
+    return shown + text[named.end():] if named else f"{shown}: {text}"
 
 
 def parse_shard(text: str) -> tuple[int, int]:

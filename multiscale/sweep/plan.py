@@ -3,7 +3,7 @@
 A plan is a small YAML file (or a dict) such as::
 
     name: demo
-    corpus: demo_out/corpus          # optional (relative to the working directory); --corpus overrides it
+    corpus: demo_out/corpus          # optional (relative to the working directory); the sweep's corpus wins
     presets: [cpu-100k, cpu-400k]    # model presets (see `multiscale presets`)
     tokens: [2.0e5, 4.0e5]           # D, training tokens of the whole run
     seeds: [0]
