@@ -56,7 +56,7 @@ class TrainConfig:
         "sequences evaluate a few at a time; the losses do not depend on it", 8192, resume=False)
     eval_tokens_per_language: int | None = _field(
         "cap on each language's eval tokens (the same cap gives every run the same eval text; "
-        "None: the whole eval split)", 32_768, resume=False)
+        "in Python, None: the whole eval split)", 32_768, resume=False)
     mesh: str | None = _field("device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all devices on data)",
                               None, resume=False)
     compute_dtype: str = _field("auto (bfloat16 on accelerators, float32 on CPU), float32 or bfloat16", "auto")
