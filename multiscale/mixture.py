@@ -330,7 +330,7 @@ def all_baselines(families: Sequence[str], tokens: Mapping[str, float] | None = 
         return out
     missing = [f for f in families if f not in tokens]
     if missing:
-        raise MixtureError(f"tokens missing for families {missing}", arg="tokens")
+        raise MixtureError(f"available tokens missing for families {missing}", arg="tokens")
     tok = {f: tokens[f] for f in families}
     out["proportional"] = proportional(tok)
     for tau in taus:

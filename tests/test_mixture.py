@@ -160,7 +160,7 @@ def test_uniform_proportional_temperature():
     (lambda: mx.unimax({"a": 1e9, "b": 1e9}, budget=1e11, max_epochs=4), "cannot fill the budget"),
     (lambda: mx.unimax({"a": 1e9}, budget=0), "budget must be finite and positive"),
     (lambda: mx.unimax({"a": 1e9}, budget=1e9, max_epochs=float("inf")), "max_epochs must be finite"),
-    (lambda: mx.all_baselines(["a", "b"], {"a": 1.0}), r"tokens missing for families \['b'\]"),
+    (lambda: mx.all_baselines(["a", "b"], {"a": 1.0}), r"available tokens missing for families \['b'\]"),
 ])
 def test_baseline_refusals(call, needle):
     with pytest.raises(MixtureError, match=needle):
