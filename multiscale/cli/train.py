@@ -15,12 +15,11 @@ from multiscale.cli._common import (
 )
 from multiscale.train.config import TrainConfig
 
-# How `multiscale train` shows and reads some TrainConfig fields; every other field is read as
-# its type (int, float, str; a bool is a switch) and described by its metadata's help.
+# How `multiscale train` shows some TrainConfig fields; each field is read as its type (int,
+# float, str; a bool is a switch) and described by its metadata (help, choices).
 _METAVARS = {"corpus": "DIR", "model": "PRESET", "tokens": "D", "ratios": "FAM=P,...", "out": "RUN_DIR",
              "eval_batch": "ROWS", "eval_memory_tokens": "T", "eval_tokens_per_language": "N",
              "mesh": "data=2,fsdp=2,tensor=2"}
-_CHOICES = {"compute_dtype": ("auto", "float32", "bfloat16")}
 
 
 def _whole_number(text: str) -> int:
@@ -89,7 +88,7 @@ def _add_field_flag(parser, field: dataclasses.Field) -> None:
             field.default, float) else f" (default {field.default})"
         parser.add_argument(flag_of(field.name), dest=field.name, default=field.default,
                             type=_TYPES[field.type], metavar=_METAVARS.get(field.name),
-                            choices=_CHOICES.get(field.name), help=help_text + default)
+                            choices=field.metadata["choices"], help=help_text + default)
 
 
 def _presets(args: argparse.Namespace) -> int:

@@ -13,10 +13,11 @@ class TrainConfigError(InputError):
     """An invalid training configuration; the message names the field (also its `arg`)."""
 
 
-def _field(help: str, default=dataclasses.MISSING, *, resume: bool = True) -> dataclasses.Field:
-    """A TrainConfig field with its `help` (the command line's help text) and whether a resumed
-    run must have the same value (`resume`: it changes what is trained)."""
-    return dataclasses.field(default=default, metadata={"help": help, "resume": resume})
+def _field(help: str, default=dataclasses.MISSING, *, resume: bool = True,
+           choices: tuple[str, ...] | None = None) -> dataclasses.Field:
+    """A TrainConfig field with its `help` (the command line's help text), whether a resumed run
+    must have the same value (`resume`: it changes what is trained) and its allowed `choices`."""
+    return dataclasses.field(default=default, metadata={"help": help, "resume": resume, "choices": choices})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +60,8 @@ class TrainConfig:
         "in Python, None: the whole eval split)", 32_768, resume=False)
     mesh: str | None = _field("device mesh, e.g. data=2,fsdp=2,tensor=2 (default: all devices on data)",
                               None, resume=False)
-    compute_dtype: str = _field("auto (bfloat16 on accelerators, float32 on CPU), float32 or bfloat16", "auto")
+    compute_dtype: str = _field("auto: bfloat16 on accelerators, float32 on CPU", "auto",
+                                choices=("auto", "float32", "bfloat16"))
     tie_embeddings: bool = _field("share the input and output embeddings", False)
     run_name: str | None = _field("the run table's `run` (default: the run folder's name)", None, resume=False)
     keep_checkpoints: int = _field("how many recent checkpoints to keep", 2, resume=False)
