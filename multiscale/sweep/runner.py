@@ -308,7 +308,7 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
     corpus_path = fingerprint = None
     if corpus is not None:
         corpus_path, fingerprint = str(getattr(corpus, "path", corpus)), _open_corpus(corpus).fingerprint
-        store.require_same_corpus(corpus_path, fingerprint, counts)
+        store.require_same_corpus(corpus_path, fingerprint)
     store.root.mkdir(parents=True, exist_ok=True)
     store.save_plan(plan.name, runs, corpus=corpus_path, family_tokens=counts, corpus_fingerprint=fingerprint)
     mine = shard_runs(runs, *shard)

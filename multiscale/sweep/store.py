@@ -203,27 +203,21 @@ class SweepStore:
         out = list(runs.values())
         return out if heldout is None else [r for r in out if bool(r["heldout"]) == heldout]
 
-    def require_same_corpus(self, corpus: str, fingerprint: str, family_tokens: dict[str, int] | None) -> None:
-        """Raise `InputError` if a plan recorded here was swept on another corpus: a run id names
-        the run's configuration, not its data, so a finished run of the old corpus would be
-        taken for a run of the new one. Compared by `Corpus.fingerprint` where both plans have
-        one (a plan recorded before fingerprints: by the family token counts)."""
+    def require_same_corpus(self, corpus: str, fingerprint: str) -> None:
+        """Raise `InputError` if a plan recorded here was swept on another corpus (by
+        `Corpus.fingerprint`): a run id names the run's configuration, not its data, so a finished
+        run of the old corpus would be taken for a run of the new one."""
         d = self.root / "plans"
         if not (d.exists() or (self.root / PLAN_JSON).exists()):
             return
         for rec in self.plans():
-            old_fp, old_tokens = rec.get("corpus_fingerprint"), rec.get("family_tokens")
-            if old_fp:
-                differs = old_fp != fingerprint
-            else:
-                differs = bool(old_tokens and family_tokens) and old_tokens != family_tokens
-            if differs:
-                was = f"fingerprint {old_fp}" if old_fp else f"family tokens {old_tokens}"
-                now = f"fingerprint {fingerprint}" if old_fp else f"family tokens {family_tokens}"
+            old_fp = rec.get("corpus_fingerprint")
+            if old_fp and old_fp != fingerprint:
                 raise InputError(
                     f"sweep folder {self.root} holds plan {rec.get('name')!r}, swept on corpus "
-                    f"{rec.get('corpus')!r} ({was}); corpus {corpus!r} is another ({now}), and its runs "
-                    f"would take that corpus's finished runs for their own. Sweep it into a new folder.")
+                    f"{rec.get('corpus')!r} (fingerprint {old_fp}); corpus {corpus!r} is another (fingerprint "
+                    f"{fingerprint}), and its runs would take that corpus's finished runs for their own. "
+                    "Sweep it into a new folder.")
 
     def corpus_tokens(self) -> dict[str, int] | None:
         """Unique training tokens per family of the swept corpus (None if no plan recorded them)."""
