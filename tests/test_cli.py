@@ -127,6 +127,14 @@ def test_an_error_about_a_library_argument_names_the_commands_flag(monkeypatch, 
     assert capsys.readouterr().err == f"multiscale group sub: error: {sub}\n"
 
 
+def test_every_exception_in_the_flag_table_is_a_flag_of_a_command():
+    from multiscale.cli._common import FLAGS, flag_of
+
+    flags = {option for command in COMMANDS for option in _options(command)}
+    assert all(flag_of(arg) == flag and flag in flags for arg, flag in FLAGS.items())
+    assert flag_of("eval_tokens_per_language") == "--eval-tokens-per-language"
+
+
 def test_input_errors_keep_their_argument_through_pickling():
     import pickle
 
