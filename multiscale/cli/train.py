@@ -13,6 +13,7 @@ from multiscale.cli._common import (
     check_output_folder,
     flag_of,
 )
+from multiscale.mixture import Mixture
 from multiscale.train.config import TrainConfig
 
 # How `multiscale train` shows some TrainConfig fields; each field is read as its type (int,
@@ -34,7 +35,7 @@ def _whole_number(text: str) -> int:
 
 
 _TYPES = {"int": _whole_number, "int | None": _whole_number, "float": float, "str": str,
-          "str | None": str, "Mixture": str}
+          "str | None": str, "Mixture": str}  # the ratios' text is parsed by `Mixture.parse` (errors name it)
 
 
 def register(sub) -> None:
@@ -126,8 +127,6 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import json
-
-    from multiscale.mixture import Mixture
 
     check_corpus_folder(args.corpus)
     check_output_folder(args.out)  # before jax starts
