@@ -1,4 +1,4 @@
-"""The quickstart: `make demo` / `multiscale demo --out DIR`.
+"""The quickstart: `make demo` / `multiscale demo`.
 
 One command runs the whole loop on the embedded corpus (Debian's translated manual pages, 5
 language families) on a laptop CPU:

@@ -2,8 +2,11 @@
 
 Every mistake in a user's input (a bad argument, a malformed run table, a damaged file the
 library wrote) raises a subclass of `MultiscaleError` whose message names the offending thing:
-the flag, the file, the row, the family. The command line prints such an error as one line and
-exits with status 2; any other exception is a bug and keeps its traceback.
+the argument, the file, the row, the family. The library names its own arguments (`ratios`,
+`k`), never a command-line flag: an `InputError` about one argument carries its name in `arg`,
+and the command line (`multiscale.cli`) renders that name as the flag the user typed. The
+command line prints such an error as one line and exits with status 2; any other exception is a
+bug and keeps its traceback.
 
 The subclasses also derive from the builtin type that the same mistake raised before
 (`ValueError`, `FileNotFoundError`), so `except ValueError` in user code keeps working.
@@ -13,7 +16,22 @@ from __future__ import annotations
 
 
 class MultiscaleError(Exception):
-    """Base of every user-facing error: printed by the CLI as one line, exit status 2."""
+    """Base of every user-facing error: printed by the CLI as one line, exit status 2.
+
+    `arg`: the name of the library argument (or configuration field) the message is about, when
+    there is one; the message then begins with that name (``"k must be >= 1, got 0"``), which
+    the command line replaces by the flag."""
+
+    def __init__(self, message: str, *, arg: str | None = None):
+        super().__init__(message)
+        self.arg = arg
+
+    def __reduce__(self):  # picklable with its `arg` (errors cross process pools)
+        return _rebuild, (type(self), str(self), self.arg)
+
+
+def _rebuild(cls, message: str, arg: str | None) -> MultiscaleError:
+    return cls(message, arg=arg)
 
 
 class InputError(MultiscaleError, ValueError):

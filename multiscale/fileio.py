@@ -128,19 +128,19 @@ def load_yaml(stream) -> Any:
     return yaml.load(stream, Loader=_NoDuplicates)  # noqa: S506 (a SafeLoader subclass)
 
 
-def check_output_folder(path, *, what: str = "--out") -> None:
-    """Refuses, before any work, a local output folder that is a file or lies under a file
-    (`InputError` naming `what` and the path). Object-store URLs are not checked."""
-    if is_remote(path):
+def check_output_folder(out) -> None:
+    """Refuses, before any work, a local output folder `out` that is a file or lies under a file
+    (`InputError` about `out`, naming the path). Object-store URLs are not checked."""
+    if is_remote(out):
         return
-    path = os.path.abspath(os.fspath(path))
+    path = os.path.abspath(os.fspath(out))
     if os.path.exists(path) and not os.path.isdir(path):
-        raise InputError(f"{what} {path!r} is a file, not a folder")
+        raise InputError(f"out {path!r} is a file, not a folder", arg="out")
     parent = os.path.dirname(path)
     while parent and not os.path.exists(parent):
         parent = os.path.dirname(parent)
     if parent and not os.path.isdir(parent):
-        raise InputError(f"{what} {path!r} lies under {parent!r}, which is a file")
+        raise InputError(f"out {path!r} lies under {parent!r}, which is a file", arg="out")
 
 
 def sha256_bytes(data: bytes) -> str:

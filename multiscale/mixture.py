@@ -2,12 +2,13 @@
 
 A *mixture* maps language families (or languages) to sampling ratios: finite, non-negative,
 summing to 1 within `RATIO_TOLERANCE`. Every place that takes ratios or ratio-like values
-(`--ratios`, `--weights`, `--floor`, `--cap`, available tokens, plan entries, `TrainConfig.ratios`,
-the data pipeline) goes through this module:
+(ratios, weights, floors, caps, available tokens, plan entries, `TrainConfig.ratios`, the data
+pipeline) goes through this module:
 
 - `parse_pairs` is the one parser of ``FAMILY=VALUE,...`` text and of mappings. It strips names
   and refuses empty names, a family given twice, non-numbers, NaN, inf, negative values (unless
-  allowed) and families outside a known set, naming the flag (`what`) and the family.
+  allowed) and families outside a known set, naming the argument (`arg`, also the error's
+  `arg`) and the family.
 - `Mixture` is the validated value. ``Mixture(ratios)`` checks and keeps the values as given;
   ``Mixture.parse(text_or_mapping, normalize=True)`` scales any non-negative weights to sum 1;
   ``mixture.normalized()`` divides by the sum once (removing rounding, as training does).
@@ -21,6 +22,7 @@ layer (plans, training, laws, the command line) can use it. See docs/design.md, 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import types
@@ -45,79 +47,97 @@ DEFAULT_MAX_EPOCHS = 4.0
 
 
 class MixtureError(InputError):
-    """Bad ratios or ratio-like values; the message names the flag or field and the family."""
+    """Bad ratios or ratio-like values; the message names the argument (`arg`) and the family."""
+
+
+class UnknownFamilyError(MixtureError):
+    """Values for families outside the known ones (a corpus's, a fit's, a plan's)."""
+
+
+@contextlib.contextmanager
+def _about(arg: str):
+    """Names `arg` in a `MixtureError` raised inside that does not name an argument yet."""
+    try:
+        yield
+    except MixtureError as err:
+        if err.arg is not None:
+            raise
+        raise type(err)(f"{arg}: {err}", arg=arg) from None
 
 
 # -- parsing ------------------------------------------------------------------------------------
-def parse_pairs(value: str | Mapping[str, Any], *, what: str = "--ratios", known: Iterable[str] | None = None,
+def parse_pairs(value: str | Mapping[str, Any], *, arg: str = "ratios", known: Iterable[str] | None = None,
                 allow_negative: bool = False) -> dict[str, float]:
     """``'germanic=0.5, romance=0.3'`` or a mapping -> ``{'germanic': 0.5, 'romance': 0.3}``.
 
-    Names are stripped. Refused, with `what` and the family named: an entry without ``=``, an
-    empty name, a family given twice (after stripping), a value that is not a number, NaN or
-    inf, a negative value (unless `allow_negative`), a family not in `known` (when given), and
-    an empty input. Order is kept. Sums are not checked (see `Mixture`).
+    Names are stripped. Refused, naming the argument `arg` and the family: an entry without
+    ``=``, an empty name, a family given twice (after stripping), a value that is not a number,
+    NaN or inf, a negative value (unless `allow_negative`), a family not in `known` (when given),
+    and an empty input. Order is kept. Sums are not checked (see `Mixture`).
     """
     if isinstance(value, str):
-        items = _text_items(value, what)
+        with _about(arg):
+            items = _text_items(value)
     elif isinstance(value, Mapping):
         items = list(value.items())
     else:
-        raise MixtureError(f"{what} must be FAMILY=VALUE pairs or a mapping, got {value!r}")
+        raise MixtureError(f"{arg} must be FAMILY=VALUE pairs or a mapping, got {value!r}", arg=arg)
     out: dict[str, float] = {}
-    for name, raw in items:
-        name = _clean_name(name, what, out)
-        out[name] = _clean_number(raw, name, what, allow_negative)
+    with _about(arg):
+        for name, raw in items:
+            name = _clean_name(name, out)
+            out[name] = _clean_number(raw, name, allow_negative)
     if not out:
-        raise MixtureError(f"{what} is empty; give FAMILY=VALUE pairs, e.g. germanic=0.5,romance=0.5")
+        raise MixtureError(f"{arg} is empty; give FAMILY=VALUE pairs, e.g. germanic=0.5,romance=0.5", arg=arg)
     if known is not None:
-        check_known(out, known, what=what)
+        with _about(arg):
+            check_known(out, known)
     return out
 
 
-def _text_items(text: str, what: str) -> list[tuple[str, str]]:
+def _text_items(text: str) -> list[tuple[str, str]]:
     items = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, number = part.partition("=")
         if not sep:
-            raise MixtureError(f"{what}: entry {part!r} is not FAMILY=VALUE (e.g. germanic=0.5)")
+            raise MixtureError(f"entry {part!r} is not FAMILY=VALUE (e.g. germanic=0.5)")
         items.append((name, number.strip()))
     return items
 
 
-def _clean_name(name: Any, what: str, seen: Mapping[str, float]) -> str:
+def _clean_name(name: Any, seen: Mapping[str, float]) -> str:
     if not isinstance(name, str):
-        raise MixtureError(f"{what}: family names must be strings, got {name!r}")
+        raise MixtureError(f"family names must be strings, got {name!r}")
     clean = name.strip()
     if not clean:
-        raise MixtureError(f"{what}: a value has an empty family name ({name!r})")
+        raise MixtureError(f"a value has an empty family name ({name!r})")
     if clean in seen:
-        raise MixtureError(f"{what}: family {clean!r} is given twice")
+        raise MixtureError(f"family {clean!r} is given twice")
     return clean
 
 
-def _clean_number(raw: Any, name: str, what: str, allow_negative: bool) -> float:
+def _clean_number(raw: Any, name: str, allow_negative: bool) -> float:
     if isinstance(raw, bool):
-        raise MixtureError(f"{what}: the value of family {name!r} is not a number: {raw!r}")
+        raise MixtureError(f"the value of family {name!r} is not a number: {raw!r}")
     try:
         v = float(raw)
     except (TypeError, ValueError):
-        raise MixtureError(f"{what}: the value of family {name!r} is not a number: {raw!r}") from None
+        raise MixtureError(f"the value of family {name!r} is not a number: {raw!r}") from None
     if not math.isfinite(v):
-        raise MixtureError(f"{what}: the value of family {name!r} is not finite: {raw!r}")
+        raise MixtureError(f"the value of family {name!r} is not finite: {raw!r}")
     if v < 0 and not allow_negative:
-        raise MixtureError(f"{what}: family {name!r} is negative ({v:g}); each value must be >= 0")
+        raise MixtureError(f"family {name!r} is negative ({v:g}); each value must be >= 0")
     return v
 
 
-def check_known(names: Iterable[str], known: Iterable[str], *, what: str = "--ratios") -> None:
-    """Refuses names outside `known`, listing the known ones."""
+def check_known(names: Iterable[str], known: Iterable[str]) -> None:
+    """Refuses names outside `known` (`UnknownFamilyError`, listing the known ones)."""
     known = list(known)
     unknown = [n for n in names if n not in known]
     if unknown:
         plural = "family" if len(unknown) == 1 else "families"
-        raise MixtureError(f"{what}: unknown {plural} {', '.join(map(repr, unknown))}; "
-                           f"the known families are: {', '.join(known) or '(none)'}")
+        raise UnknownFamilyError(f"unknown {plural} {', '.join(map(repr, unknown))}; "
+                                 f"the known families are: {', '.join(known) or '(none)'}")
 
 
 def _total(values: Iterable[float]) -> float:
@@ -126,18 +146,18 @@ def _total(values: Iterable[float]) -> float:
     return sum(values)
 
 
-def _check_sum(ratios: Mapping[str, float], what: str) -> None:
+def _check_sum(ratios: Mapping[str, float]) -> None:
     total = _total(ratios.values())
     if abs(total - 1.0) > RATIO_TOLERANCE:
         listed = ", ".join(f"{f}={v:g}" for f, v in ratios.items())
-        raise MixtureError(f"{what}: the ratios sum to {total:.9g}, not 1 ({listed}); they must sum to 1 "
+        raise MixtureError(f"the ratios sum to {total:.9g}, not 1 ({listed}); they must sum to 1 "
                            f"within {RATIO_TOLERANCE:g} (or normalize them)")
 
 
-def _divide_by_sum(ratios: Mapping[str, float], what: str) -> dict[str, float]:
+def _divide_by_sum(ratios: Mapping[str, float]) -> dict[str, float]:
     total = _total(ratios.values())
     if not total > 0:
-        raise MixtureError(f"{what}: the values sum to {total:g}; cannot normalize them to ratios")
+        raise MixtureError(f"the values sum to {total:g}; cannot normalize them to ratios")
     return {f: v / total for f, v in ratios.items()}
 
 
@@ -148,7 +168,8 @@ class Mixture:
 
     The ratios are finite, >= 0 and sum to 1 within `RATIO_TOLERANCE`; the constructor keeps
     them exactly as given (a `Mixture` re-built from `to_dict()` or `render()` is equal to the
-    original). A family absent from the mixture has ratio 0 (`get`, `vector`).
+    original). A family absent from the mixture has ratio 0 (`get`, `vector`). Errors name the
+    argument `ratios`.
     """
 
     ratios: Mapping[str, float]
@@ -157,8 +178,9 @@ class Mixture:
         if isinstance(self.ratios, Mixture):
             ratios = dict(self.ratios.ratios)
         else:
-            ratios = parse_pairs(self.ratios, what="ratios")
-        _check_sum(ratios, "ratios")
+            ratios = parse_pairs(self.ratios)
+        with _about("ratios"):
+            _check_sum(ratios)
         object.__setattr__(self, "ratios", types.MappingProxyType(ratios))
 
     def __hash__(self) -> int:
@@ -166,25 +188,28 @@ class Mixture:
 
     @classmethod
     def parse(cls, value: str | Mapping[str, Any] | Mixture, *, known: Iterable[str] | None = None,
-              normalize: bool = False, what: str = "--ratios") -> Mixture:
+              normalize: bool = False, arg: str = "ratios") -> Mixture:
         """A mixture from ``'germanic=0.5,romance=0.5'``, a mapping, or a `Mixture` (returned as
         is). `normalize=True` accepts any non-negative weights with a positive sum and divides
-        them by it; otherwise the values must sum to 1. `known`: the allowed families."""
+        them by it; otherwise the values must sum to 1. `known`: the allowed families. Errors
+        name the argument `arg`."""
         if isinstance(value, Mixture):
             if known is not None:
-                value.check_families(known, what=what)
+                with _about(arg):
+                    check_known(value.ratios, known)
             return value
-        ratios = parse_pairs(value, what=what, known=known)
-        if normalize:
-            ratios = _divide_by_sum(ratios, what)
-        else:
-            _check_sum(ratios, what)
+        ratios = parse_pairs(value, arg=arg, known=known)
+        with _about(arg):
+            if normalize:
+                ratios = _divide_by_sum(ratios)
+            else:
+                _check_sum(ratios)
         return cls(ratios)
 
     @classmethod
-    def from_weights(cls, weights: Mapping[str, Any], *, what: str = "weights") -> Mixture:
-        """Non-negative weights divided by their sum."""
-        return cls.parse(weights, normalize=True, what=what)
+    def from_weights(cls, weights: Mapping[str, Any]) -> Mixture:
+        """Non-negative weights divided by their sum (errors name `weights`)."""
+        return cls.parse(weights, normalize=True, arg="weights")
 
     @property
     def families(self) -> tuple[str, ...]:
@@ -201,34 +226,37 @@ class Mixture:
         """``'germanic=0.5,romance=0.3,...'``, each value with the digits that round-trip it."""
         return ",".join(f"{f}={v!r}" for f, v in self.ratios.items())
 
-    def check_families(self, known: Iterable[str], *, what: str = "--ratios") -> Mixture:
-        """Refuses families outside `known` (returns self)."""
-        check_known(self.ratios, known, what=what)
+    def check_families(self, known: Iterable[str]) -> Mixture:
+        """Refuses families outside `known` (`UnknownFamilyError`); returns self."""
+        with _about("ratios"):
+            check_known(self.ratios, known)
         return self
 
-    def over(self, families: Sequence[str], *, what: str = "--ratios") -> dict[str, float]:
+    def over(self, families: Sequence[str]) -> dict[str, float]:
         """``{family: ratio}`` for exactly `families`, in their order (0 for those absent);
         refuses a mixture that names a family outside them."""
-        self.check_families(families, what=what)
+        self.check_families(families)
         return {f: self.get(f) for f in families}
 
-    def vector(self, families: Sequence[str], *, what: str = "--ratios") -> np.ndarray:
+    def vector(self, families: Sequence[str]) -> np.ndarray:
         """The ratios as a float64 array in the order of `families` (see `over`)."""
-        return np.array(list(self.over(families, what=what).values()), dtype=np.float64)
+        return np.array(list(self.over(families).values()), dtype=np.float64)
 
     def normalized(self) -> Mixture:
         """Each ratio divided by the sum (one rounding step; training uses this)."""
-        return Mixture(_divide_by_sum(self.ratios, "ratios"))
+        with _about("ratios"):
+            return Mixture(_divide_by_sum(self.ratios))
 
 
 # -- baselines ------------------------------------------------------------------------------------
-def _sizes(tokens: Mapping[str, Any], what: str = "available tokens") -> tuple[list[str], np.ndarray]:
-    values = parse_pairs(tokens, what=what) if tokens else {}
+def _sizes(tokens: Mapping[str, Any]) -> tuple[list[str], np.ndarray]:
+    """The available tokens of the baselines (their argument `tokens`): names and sizes > 0."""
+    values = parse_pairs(tokens, arg="tokens") if tokens else {}
     if not values:
-        raise MixtureError(f"{what}: no families given")
+        raise MixtureError("tokens: no families given", arg="tokens")
     bad = [f for f, v in values.items() if not v > 0]
     if bad:
-        raise MixtureError(f"{what} must be positive; not so for {bad}")
+        raise MixtureError(f"tokens must be positive; not so for {bad}", arg="tokens")
     return list(values), np.array(list(values.values()), dtype=np.float64)
 
 
@@ -302,7 +330,7 @@ def all_baselines(families: Sequence[str], tokens: Mapping[str, float] | None = 
         return out
     missing = [f for f in families if f not in tokens]
     if missing:
-        raise MixtureError(f"available tokens missing for families {missing}")
+        raise MixtureError(f"available tokens missing for families {missing}", arg="tokens")
     tok = {f: tokens[f] for f in families}
     out["proportional"] = proportional(tok)
     for tau in taus:

@@ -256,7 +256,7 @@ def _check_repeated_runs(t: _Table) -> None:
     """No run is another run under a second name: the same N, D, seed (when recorded) and ratios
     with bit-identical losses on the same families. A deterministic trainer given one configuration
     twice returns the same losses, so such a pair is one measurement, and fitting both would count
-    it twice (two plans that name one configuration, or `multiscale next` without --runs, make one).
+    it twice (two plans that name one configuration, or `multiscale next` without the fitted run table, make one).
     Losses written with 6 decimals or fewer are rounded (published tables), where replicates may
     agree by chance, so a run counts as repeated only when some loss of it has more digits."""
     df = t.df

@@ -96,15 +96,19 @@ def test_corpus_fingerprint_follows_the_data_not_the_path(tmp_path):
     import shutil
 
     from multiscale.data.corpus import Corpus
-    from multiscale.train.data_source import corpus_fingerprint
+    from multiscale.mixture import Mixture
+    from multiscale.train.data_source import load_run_data
 
     words = {"de": "der die das und ist nicht".split(), "fr": "le la les et est pas".split()}
     a = _files_corpus(tmp_path, "a", words)
     b = _files_corpus(tmp_path, "b", {"de": words["fr"], "fr": words["de"]})
     shutil.copytree(a, tmp_path / "moved")
-    fp = corpus_fingerprint(Corpus.open(a).manifest)
-    assert fp == corpus_fingerprint(Corpus.open(tmp_path / "moved").manifest)
-    assert fp != corpus_fingerprint(Corpus.open(b).manifest)
+    fp = Corpus.open(a).fingerprint
+    assert fp == Corpus.open(tmp_path / "moved").fingerprint
+    assert fp != Corpus.open(b).fingerprint
+
+    data = load_run_data(str(a), Mixture({"germanic": 1.0}), seq_len=16, seed=0, eval_tokens_per_language=64)
+    assert data.fingerprint == fp  # what a run folder records is the corpus's one fingerprint
 
 
 @pytest.mark.slow

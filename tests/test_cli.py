@@ -71,7 +71,11 @@ def _install_fake_command(monkeypatch, error: BaseException) -> None:
         raise error
 
     def register(sub):
-        sub.add_parser("boom").set_defaults(handler=handler)
+        boom = sub.add_parser("boom")
+        boom.add_argument("--batch-size")
+        boom.add_argument("--eval-every")
+        boom.add_argument("fit_dir", metavar="FIT_DIR", nargs="?")
+        boom.set_defaults(handler=handler)
         group = sub.add_parser("group").add_subparsers(dest="group_command")
         group.add_parser("sub").set_defaults(handler=handler)
 
@@ -99,6 +103,45 @@ def test_error_names_the_subcommand_and_joins_lines(monkeypatch, capsys):
     _install_fake_command(monkeypatch, InputError("first line\n  second line\n"))
     assert cli.main(["group", "sub"]) == 2
     assert capsys.readouterr().err == "multiscale group sub: error: first line; second line\n"
+
+
+@pytest.mark.parametrize("error, boom, sub", [
+    (InputError("batch=9 is not divisible by grad_accum=2", arg="batch"),
+     "--batch-size=9 is not divisible by grad_accum=2", "batch=9 is not divisible by grad_accum=2"),
+    (InputError("eval_every must be an int >= 0, got -1", arg="eval_every"),
+     "--eval-every must be an int >= 0, got -1", "eval_every must be an int >= 0, got -1"),
+    (InputError("a run folder holds other checkpoints", arg="eval_every"),
+     "--eval-every: a run folder holds other checkpoints", "a run folder holds other checkpoints"),
+    (InputError("batches must be positive", arg="batch"),  # the name only as a word of its own
+     "--batch-size: batches must be positive", "batches must be positive"),
+    (MissingFileError("fit_dir 'x' is not a folder", arg="fit_dir"),  # a positional argument
+     "FIT_DIR 'x' is not a folder", "fit_dir 'x' is not a folder"),
+])
+def test_an_error_about_a_library_argument_names_the_commands_flag(monkeypatch, capsys, error, boom, sub):
+    """The library names its own argument (`arg`); the command line names the flag of the command
+    that has one, and leaves the library's words to a command without it."""
+    _install_fake_command(monkeypatch, error)
+    assert cli.main(["boom"]) == 2
+    assert capsys.readouterr().err == f"multiscale boom: error: {boom}\n"
+    assert cli.main(["group", "sub"]) == 2
+    assert capsys.readouterr().err == f"multiscale group sub: error: {sub}\n"
+
+
+def test_every_exception_in_the_flag_table_is_a_flag_of_a_command():
+    from multiscale.cli._common import FLAGS, flag_of
+
+    flags = {option for command in COMMANDS for option in _options(command)}
+    assert all(flag_of(arg) == flag and flag in flags for arg, flag in FLAGS.items())
+    assert flag_of("eval_tokens_per_language") == "--eval-tokens-per-language"
+
+
+def test_input_errors_keep_their_argument_through_pickling():
+    import pickle
+
+    from multiscale.mixture import UnknownFamilyError
+
+    err = pickle.loads(pickle.dumps(UnknownFamilyError("ratios: unknown family 'x'", arg="ratios")))
+    assert type(err) is UnknownFamilyError and err.arg == "ratios" and str(err) == "ratios: unknown family 'x'"
 
 
 def test_usage_error_is_an_input_error():
@@ -184,11 +227,8 @@ def test_flags_have_one_name_and_one_default(command):
         assert options["--checkpoint-every"].default == _train_config_default("checkpoint_every")
     if "--batch-size" in options and command == ("train",):
         assert options["--batch-size"].default == _train_config_default("batch")
-    for old, new in (("--batch", "--batch-size"), ("--warmup", "--warmup-steps" if "--warmup-steps" in options
-                                                            else "--num-warmup")):
-        if old in options:  # an older name: accepted, hidden from --help, same destination as the new one
-            assert options[old].help == argparse.SUPPRESS
-            assert options[old].dest == options[new].dest
+    assert not {"--batch", "--warmup", "--caps"} & set(options), "no older flag names"
+    assert all(a.help != argparse.SUPPRESS for a in options.values()), "no hidden flags"
 
 
 def test_batch_size_and_warmup_names():
@@ -236,3 +276,12 @@ def test_missing_input_is_one_line_naming_it(argv, tmp_path, monkeypatch, capsys
     assert err.startswith(f"multiscale {cli.command_name(cli.build_parser().parse_args(argv))}: error: ")
     assert MISSING in err
     assert not (tmp_path / "OUT").exists(), "nothing is written when the input is missing"
+
+
+def test_parse_shard():
+    from multiscale.cli._common import parse_shard
+
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("4/4", "x", "-1/2", "1/0"):
+        with pytest.raises(InputError, match="--shard"):
+            parse_shard(bad)

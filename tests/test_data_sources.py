@@ -67,7 +67,7 @@ def test_files_source_errors(tmp_path):
         list(FilesSource({"de": str(tmp_path / "latin1.txt")}).iter_documents("de"))
     with pytest.raises(SourceError, match="'fr': no file matches"):
         list(FilesSource({"fr": str(tmp_path / "*.none")}).iter_documents("fr"))
-    with pytest.raises(SourceError, match="no --input given for language 'nl'"):
+    with pytest.raises(SourceError, match="^inputs: no files given for language 'nl'"):
         list(FilesSource({"de": str(tmp_path / "*.txt")}).iter_documents("nl"))
     with pytest.raises(SourceError, match="unknown source 'web'"):
         get_source("web")

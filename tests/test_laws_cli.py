@@ -98,7 +98,7 @@ def _refused(capsys, argv, *needles):
     (["--weights", "fam0=0,fam1=0,fam2=0"], ["weights must not all be zero"]),
     (["--cap", "0"], ["--cap", "in (0, 1]"]),
     (["--cap", "fam0=1.5"], ["--cap", "fam0", "1.5"]),
-    (["--caps", "fam0=nan"], ["--cap", "not finite"]),
+    (["--cap", "fam0=nan"], ["--cap", "not finite"]),
     (["--tokens", "fam0=1e9,fam0=2e9"], ["--tokens", "given twice"]),
     (["--tokens", "fam0=1e9,fam1=1e9,fam2=1e9", "--epochs", "nan"], ["--epochs", "finite"]),
     (["--tokens", "fam0=-1,fam1=1e9,fam2=1e9"], ["--tokens", "'fam0' is negative"]),
@@ -123,7 +123,7 @@ def test_recommend_floor_and_cap_per_family_or_scalar(saved_fit, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["ratios"]["fam1"] >= 0.3 - 1e-12 and r["ratios"]["fam0"] <= 0.2 + 1e-12
     assert r["families"]["fam2"]["floor"] == 0.0 and r["families"]["fam2"]["cap"] == 1.0
-    assert main([*base, "--floor", "0.2", "--caps", "0.4"]) == 0  # --caps: the old name, kept
+    assert main([*base, "--floor", "0.2", "--cap", "0.4"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert all(0.2 - 1e-12 <= v <= 0.4 + 1e-12 for v in r["ratios"].values())
     assert all(np.isfinite(v) for v in r["ratios"].values())
@@ -197,7 +197,6 @@ def test_law_flags_follow_the_registry_and_python_defaults():
     assert args.num_warmup is None and sig["warmup"].default is None  # both mean bayes.WARMUP
     assert f"default {bayes.WARMUP}" in fit.format_help()
     assert "--warmup " not in fit.format_help() and "--no-progress" in fit.format_help()
-    assert parser.parse_args(["fit", "r.csv", "--out", "o", "--warmup", "7"]).num_warmup == 7  # hidden alias
     assert parser.parse_args(["fit", "r.csv", "--out", "o", "--num-warmup", "9"]).num_warmup == 9
     assert isinstance(fit, argparse.ArgumentParser)
 

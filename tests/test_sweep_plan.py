@@ -8,7 +8,7 @@ import pytest
 
 from multiscale.errors import InputError
 from multiscale.mixture import temperature, unimax
-from multiscale.sweep import PlanError, RunId, SweepPlan, format_run_id, parse_run_id, parse_shard, shard_runs
+from multiscale.sweep import PlanError, RunId, SweepPlan, format_run_id, parse_run_id, shard_runs
 from multiscale.sweep.plan import run_digest
 
 FAMS = ("germanic", "romance", "slavic", "uralic", "japonic")
@@ -182,13 +182,6 @@ def test_shards_are_disjoint_and_complete(n):
     sizes = [len(s) for s in shards]
     assert max(sizes) - min(sizes) <= 1
     assert [r.run_id for r in shard_runs(runs, 0, n)] == [r.run_id for r in shards[0]]  # deterministic
-
-
-def test_parse_shard():
-    assert parse_shard("2/4") == (2, 4)
-    for bad in ("4/4", "x", "-1/2", "1/0"):
-        with pytest.raises(PlanError, match="--shard"):
-            parse_shard(bad)
 
 
 def test_mixtures_restricted_to_some_presets_and_budgets():

@@ -1,5 +1,6 @@
 """`multiscale presets` and `multiscale train` from the command line."""
 
+import argparse
 import json
 
 import pytest
@@ -39,10 +40,12 @@ def _train_args(corpus, out, **kw):
     ({"--model": "cpu-5"}, "unknown model preset 'cpu-5'"),
     ({"--mesh": "data=3"}, "has 3 devices but 1 are available"),
     ({"--mesh": "tensor=2,data=2"}, "has 4 devices"),
-    ({"--ratios": "germanic=0.5,celtic=0.5"}, "'celtic' that the corpus lacks"),
+    ({"--ratios": "germanic=0.5,celtic=0.5"}, "--ratios: unknown family 'celtic'"),
     ({"--ratios": "germanic=0.5,romance=0.2"}, "ratios sum to 0.7"),
     ({"--ratios": "germanic=0.5,germanic=0.5"}, "'germanic'"),
     ({"--tokens": "1e2"}, "less than one step"),
+    ({"--seq-len": "0"}, "--seq-len must be a positive int, got 0"),
+    ({"--eval-batch-size": "0"}, "--eval-batch-size must be a positive int, got 0"),
 ])
 def test_bad_input_exits_2_with_a_message(tiny_corpus, tmp_path, capsys, change, message):
     out = tmp_path / "run"
@@ -78,36 +81,42 @@ def test_relative_run_folder_checkpoints_and_resumes(tiny_corpus, tmp_path, monk
     assert [r["loss"] for r in again["rows"]] == [r["loss"] for r in first["rows"]]
 
 
-def test_cli_defaults_equal_train_config_defaults():
+def test_every_train_config_field_has_a_flag_with_its_default(capsys):
     import dataclasses
 
     from multiscale.cli import build_parser
-    from multiscale.cli import train as cli_train
     from multiscale.train import TrainConfig
 
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    args = build_parser().parse_args(["train", "--corpus", "c", "--model", "m", "--tokens", "1e3",
-                                      "--ratios", "a=1", "--out", "o"])
-    for field in ("seq_len", "batch", "checkpoint_every", "eval_batch", "eval_memory_tokens", "lr",
-                  "warmup_steps", "grad_accum", "seed", "eval_every", "eval_tokens_per_language",
-                  "mesh", "compute_dtype", "run_name"):
-        assert getattr(args, field) == defaults[field], field
-    assert cli_train.CHECKPOINT_EVERY == defaults["checkpoint_every"] == 100
-
-
-def test_old_flag_names_are_hidden_aliases(capsys):
-    from multiscale.cli import build_parser
-
-    base = ["train", "--corpus", "c", "--model", "m", "--tokens", "1e3", "--ratios", "a=1", "--out", "o"]
     parser = build_parser()
-    old = parser.parse_args(base + ["--batch", "4", "--warmup", "7"])
-    new = parser.parse_args(base + ["--batch-size", "4", "--warmup-steps", "7"])
-    assert (old.batch, old.warmup_steps) == (new.batch, new.warmup_steps) == (4, 7)
+    train = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["train"]
+    flags = {a.dest: a for a in train._actions}
+    args = parser.parse_args(["train", "--corpus", "c", "--model", "m", "--tokens", "1e3",
+                              "--ratios", "a=1", "--out", "o"])
+    for field in dataclasses.fields(TrainConfig):
+        assert field.name in flags and flags[field.name].option_strings, field.name
+        if field.default is dataclasses.MISSING:
+            assert flags[field.name].required, field.name
+        else:
+            assert getattr(args, field.name) == field.default, field.name
+    assert args.tokens == 1000
+    changed = parser.parse_args(["train", "--corpus", "c", "--model", "m", "--tokens", "1e3", "--ratios", "a=1",
+                                 "--out", "o", "--batch-size", "4", "--warmup-steps", "7", "--tie-embeddings",
+                                 "--min-lr-ratio", "0.5", "--keep-checkpoints", "3"])
+    assert (changed.batch, changed.warmup_steps, changed.tie_embeddings) == (4, 7, True)
+    assert (changed.min_lr_ratio, changed.keep_checkpoints) == (0.5, 3)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--help"])
     help_text = capsys.readouterr().out
-    assert "--batch-size" in help_text and "--warmup-steps" in help_text
-    assert "--batch " not in help_text and "--warmup " not in help_text and "--eval-memory-tokens" in help_text
+    assert "--batch-size" in help_text and "--warmup-steps" in help_text and "--eval-memory-tokens" in help_text
+    assert "--batch " not in help_text and "--warmup " not in help_text
+
+
+def test_resumed_runs_must_keep_the_fields_that_change_what_is_trained():
+    from multiscale.train import TrainConfig
+
+    assert set(TrainConfig.resume_fields()) == {
+        "model", "tokens", "ratios", "seq_len", "batch", "lr", "warmup_steps", "min_lr_ratio", "weight_decay",
+        "b1", "b2", "eps", "clip", "grad_accum", "seed", "compute_dtype", "tie_embeddings"}
 
 
 @pytest.mark.parametrize("where", ["file", "under_file"])

@@ -6,8 +6,9 @@ matplotlib) happen inside the handlers, so `multiscale --help` is instant.
 
 Errors (docs/design.md, "Command line and errors"): a `multiscale.errors.MultiscaleError`
 raised by a handler is a user's mistake and is printed as one line,
-`multiscale COMMAND: error: MESSAGE`, with exit status 2. Every other exception is a bug and
-propagates with its traceback.
+`multiscale COMMAND: error: MESSAGE`, with exit status 2; an error about a library argument
+names the command's flag for it (`multiscale.cli._common.render_error`). Every other exception
+is a bug and propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import importlib
 import sys
 import warnings
 
+from multiscale.cli._common import render_error
 from multiscale.errors import InputError, MultiscaleError
 
 # Command modules, in the order they appear in `multiscale --help`.
@@ -65,7 +67,16 @@ def command_name(args: argparse.Namespace) -> str:
     return " ".join(w for w in words if w)
 
 
-def one_line(err: BaseException) -> str:
+def command_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, str]:
+    """The arguments of the command `args` ran (e.g. of `corpus build`) as its user writes them:
+    each option string to itself, each positional argument's dest to its metavar."""
+    for word in command_name(args).split():  # (the builtin `next` is this package's `next` module)
+        parser = [a.choices for a in parser._actions if isinstance(a, argparse._SubParsersAction)][0][word]
+    names = {a.dest: a.metavar or a.dest.upper() for a in parser._actions if not a.option_strings}
+    return names | {s: s for a in parser._actions for s in a.option_strings}
+
+
+def one_line(err: BaseException | str) -> str:
     """The error's message on one line (a multi-line message is joined with '; ')."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return "; ".join(lines) or type(err).__name__
@@ -97,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except MultiscaleError as err:  # the user's mistake; anything else is a bug and keeps its traceback
-        print(f"multiscale {command_name(args)}: error: {one_line(err)}", file=sys.stderr)
+        message = render_error(err, command_names(parser, args)) or type(err).__name__
+        print(f"multiscale {command_name(args)}: error: {one_line(message)}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
         warnings.formatwarning = default_format

@@ -1,5 +1,6 @@
-"""Helpers shared by several command modules: `--host-devices` and path checks
-(`check_output_folder` is `multiscale.fileio`'s, re-exported for the commands).
+"""Helpers shared by several command modules: the one map from library argument names to
+flags (`flag_of`, `render_error`), `--host-devices` and path checks (`check_output_folder` is
+`multiscale.fileio`'s, re-exported for the commands).
 
 Cheap to import (no jax): commands register their options at start-up.
 """
@@ -7,13 +8,51 @@ Cheap to import (no jax): commands register their options at start-up.
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Mapping
 
-from multiscale.errors import InputError, MissingFileError
+from multiscale.errors import InputError, MissingFileError, MultiscaleError
 from multiscale.fileio import check_output_folder, is_remote
 from multiscale.host_devices import DEVICE_FLAG, request_host_devices
 
-__all__ = ["add_host_devices_argument", "apply_host_devices", "check_corpus_folder", "check_output_folder"]
+__all__ = ["FLAGS", "add_host_devices_argument", "apply_host_devices", "check_corpus_folder",
+           "check_output_folder", "flag_of", "parse_shard", "render_error"]
+
+FLAGS = {"batch": "--batch-size", "eval_batch": "--eval-batch-size", "caps": "--cap",
+         "available_tokens": "--tokens", "inputs": "--input", "eval_docs_per_language": "--eval-docs",
+         "max_docs_per_language": "--max-docs"}
+"""Library argument names whose flag is not `--` + the name with `-` for `_`."""
+
+
+def flag_of(arg: str) -> str:
+    """The flag of a library argument: `FLAGS`, else ``--`` + the name with ``-`` for ``_``."""
+    return FLAGS.get(arg) or "--" + arg.replace("_", "-")
+
+
+def render_error(err: MultiscaleError, names: Mapping[str, str]) -> str:
+    """The error's message as the user of a command reads it: an error about a library argument
+    (`err.arg`) that the command takes names it as the user typed it instead, at the start of the
+    message where the library puts the argument's name (or in front). `names`: the command's
+    flags (each to itself) and its positional arguments (dest -> metavar)."""
+    text = str(err)
+    shown = err.arg and (names.get(flag_of(err.arg)) or names.get(err.arg))
+    if not shown:
+        return text
+    named = re.match(rf"{re.escape(err.arg)}(?![\w-])", text)
+    return shown + text[named.end():] if named else f"{shown}: {text}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`--shard i/n` (0-based i) -> (i, n)."""
+    try:
+        i_s, n_s = text.split("/")
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        raise InputError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise InputError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
 
 
 def add_host_devices_argument(parser) -> None:

@@ -133,7 +133,7 @@ def _recommend(args) -> int:
     if args.tokens is not None:
         from multiscale.mixture import parse_pairs
 
-        tokens = parse_pairs(args.tokens, what="--tokens", known=fams)
+        tokens = parse_pairs(args.tokens, arg="available_tokens", known=fams)
         family_values(tokens, fams, what="--tokens", default=math.inf, positive=True)  # no zero either
     if not fit.law.is_seed or args.unique_tokens is not None:  # the coupled solver
         from multiscale.laws.coupled import recommend_coupled
@@ -177,7 +177,7 @@ def _weights_notes(fams, weights) -> list[str]:
         return []
     from multiscale.mixture import parse_pairs
 
-    named = parse_pairs(weights, what="--weights", known=fams)
+    named = parse_pairs(weights, arg="weights", known=fams)
     left = [f for f in fams if f not in named]
     return [f"--weights: {', '.join(left)} not named, so weight 1 each (before normalizing to sum 1)"] if left else []
 
@@ -236,7 +236,7 @@ def _check_out_file(out: str, runs: str, fit_dir: str) -> None:
     if os.path.isdir(out):
         raise InputError(f"--out {out!r} is a folder; give a file name such as pred.csv")
     parent = os.path.dirname(os.path.abspath(out))
-    check_output_folder(parent, what=f"--out {out!r}: its folder")  # a file, or under a file
+    check_output_folder(parent)  # its folder: not a file, nor under one
     if not os.path.isdir(parent):
         raise InputError(f"--out {out!r}: its folder {parent!r} does not exist")
     if not is_remote(runs) and _same_file(out, runs):
@@ -276,8 +276,6 @@ def _laws(args) -> int:
 
 
 def _register_fit(subparsers) -> None:
-    import argparse
-
     p = subparsers.add_parser("fit", help="fit a scaling law to a run table (loss in nats/token)",
                               description="Fit a law: L-BFGS point fit (Hoffmann et al. approach 3) "
                                           "or NUTS posterior. Loss in nats/token.")
@@ -289,8 +287,6 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--draws", type=int, default=1000, help="NUTS draws per chain (default 1000)")
     p.add_argument("--num-warmup", dest="num_warmup", type=int, default=None,
                    help="NUTS warm-up steps per chain, extra to --draws (default 500)")
-    # the flag's name before --num-warmup: still accepted, not advertised
-    p.add_argument("--warmup", dest="num_warmup", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shared", default=None, help="exponents shared by all families, e.g. alpha,beta")
     p.add_argument("--out", required=True, help="folder to save the fit in")
@@ -303,8 +299,6 @@ def _register_fit(subparsers) -> None:
 
 
 def register(subparsers) -> None:
-    import argparse
-
     _register_fit(subparsers)
     p = subparsers.add_parser("laws", help="the registered scaling laws and what each reads",
                               description="Every law that fit, predict, recommend and compare accept.")
@@ -324,7 +318,6 @@ def register(subparsers) -> None:
                    help="minimum ratio: one number for every family, or per family")
     p.add_argument("--cap", dest="cap", default=None, metavar="P|FAM=P,...",
                    help="maximum ratio: one number for every family, or per family")
-    p.add_argument("--caps", dest="cap", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # the old name
     p.add_argument("--tokens", default=None,
                    help="FAM=TOKENS,... available unique tokens (caps p*D <= epochs*tokens; enables "
                         "proportional, temperature and UniMax baselines)")

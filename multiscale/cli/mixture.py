@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from multiscale.cli._common import parse_shard
 from multiscale.errors import InputError
 from multiscale.mixture import DEFAULT_TAU
+from multiscale.train.config import TrainConfig
 
-DEFAULT_SEQ_LEN = 128  # TrainConfig's default, the same on every command
+DEFAULT_SEQ_LEN = TrainConfig.__dataclass_fields__["seq_len"].default  # the same on every command
 
 
 def register(sub) -> None:
@@ -42,8 +44,7 @@ def register(sub) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    for flag, value in (("--sequences", args.sequences), ("--batch-size", args.batch_size),
-                        ("--seq-len", args.seq_len)):
+    for flag, value in (("--sequences", args.sequences), ("--batch-size", args.batch_size)):
         if value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
 
@@ -115,13 +116,11 @@ def _sample(args: argparse.Namespace) -> int:
     from multiscale.data.corpus import Corpus
     from multiscale.data.mixture import MixtureSpec, make_train_iterator
     from multiscale.mixture import Mixture
-    from multiscale.sweep.plan import parse_shard
 
     _check_args(args)
-    mixture = Mixture.parse(args.ratios, normalize=args.normalize, what="--ratios")
+    mixture = Mixture.parse(args.ratios, normalize=args.normalize)
     shard_index, shard_count = parse_shard(args.shard)
     corpus = Corpus.open(args.corpus)
-    mixture.check_families(corpus.families, what="--ratios")
     spec = MixtureSpec(mixture, within=args.within, tau=args.tau)
     # the largest batch <= --batch-size that divides --sequences, so exactly that many are drawn
     batch = max(b for b in range(1, min(args.batch_size, args.sequences) + 1) if args.sequences % b == 0)

@@ -9,6 +9,7 @@ from multiscale.cli._common import (
     apply_host_devices,
     check_corpus_folder,
     check_output_folder,
+    parse_shard,
 )
 from multiscale.errors import InputError
 from multiscale.sweep.lease import DEFAULT_LEASE_S
@@ -82,7 +83,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out)
     plan = sweep.SweepPlan.load(args.plan)
-    shard = sweep.parse_shard(args.shard)
+    shard = parse_shard(args.shard)
     if not (math.isfinite(args.lease_seconds) and args.lease_seconds > 0):
         raise InputError(f"--lease-seconds must be a finite number > 0, got {args.lease_seconds}")
     corpus = args.corpus or plan.corpus

@@ -3,14 +3,39 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 
-from multiscale.cli._common import add_host_devices_argument, apply_host_devices, check_corpus_folder
-from multiscale.fileio import check_output_folder
+from multiscale.cli._common import (
+    add_host_devices_argument,
+    apply_host_devices,
+    check_corpus_folder,
+    check_output_folder,
+    flag_of,
+)
+from multiscale.mixture import Mixture
+from multiscale.train.config import TrainConfig
 
-# TrainConfig's defaults (the command line must not import jax to register: tests/test_train_cli.py
-# checks that these equal the dataclass's).
-SEQ_LEN, BATCH, CHECKPOINT_EVERY, EVAL_BATCH, EVAL_MEMORY_TOKENS = 128, 32, 100, 32, 8192
+# How `multiscale train` shows some TrainConfig fields; each field is read as its type (int,
+# float, str; a bool is a switch) and described by its metadata (help, choices).
+_METAVARS = {"corpus": "DIR", "model": "PRESET", "tokens": "D", "ratios": "FAM=P,...", "out": "RUN_DIR",
+             "eval_batch": "ROWS", "eval_memory_tokens": "T", "eval_tokens_per_language": "N",
+             "mesh": "data=2,fsdp=2,tensor=2"}
+
+
+def _whole_number(text: str) -> int:
+    """'2e6' -> 2000000: a whole number, also in scientific notation (token budgets)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text}")
+    return int(value)
+
+
+_TYPES = {"int": _whole_number, "int | None": _whole_number, "float": float, "str": str,
+          "str | None": str, "Mixture": str}  # the ratios' text is parsed by `Mixture.parse` (errors name it)
 
 
 def register(sub) -> None:
@@ -21,7 +46,8 @@ def register(sub) -> None:
                     "(6N + 12 * layers * d_model * seq_len).")
     p.add_argument("--vocab-size", type=int, default=259,
                    help="vocabulary size for the embedding count (default 259, the byte vocabulary)")
-    p.add_argument("--seq-len", type=int, default=128, help="context for FLOPs per token (default 128)")
+    p.add_argument("--seq-len", type=int, default=TrainConfig.__dataclass_fields__["seq_len"].default,
+                   help="context for FLOPs per token (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_presets)
     _register_train(sub)
@@ -40,53 +66,30 @@ def _register_train(sub) -> None:
                "JAX_COORDINATOR_ADDRESS=host:port JAX_NUM_PROCESSES=n JAX_PROCESS_ID=i; "
                "jax.distributed.initialize() connects them, --batch-size is the global batch and each "
                "host reads its own shard of the mixture.")
-    t.add_argument("--corpus", required=True, metavar="DIR", help="a built corpus folder")
-    t.add_argument("--model", required=True, metavar="PRESET", help="preset name (see `multiscale presets`)")
-    t.add_argument("--tokens", required=True, type=_int, metavar="D",
-                   help="training tokens (e.g. 2e6); steps = D // (batch size * seq_len)")
-    t.add_argument("--ratios", required=True, metavar="FAM=P,...",
-                   help="family sampling ratios summing to 1, e.g. germanic=0.4,romance=0.6")
-    t.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (local or gs://)")
-    t.add_argument("--seq-len", type=int, default=SEQ_LEN, help=f"tokens per sequence (default {SEQ_LEN})")
-    t.add_argument("--batch-size", type=int, default=BATCH, dest="batch",
-                   help=f"global batch in sequences, all hosts together (default {BATCH})")
-    t.add_argument("--batch", type=int, dest="batch", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    t.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3)")
-    t.add_argument("--warmup-steps", type=int, default=None, dest="warmup_steps",
-                   help="learning-rate warm-up steps (default 5%% of the steps)")
-    t.add_argument("--warmup", type=int, dest="warmup_steps", default=argparse.SUPPRESS,
-                   help=argparse.SUPPRESS)
-    t.add_argument("--grad-accum", type=int, default=1, help="micro-batches per step (default 1)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--eval-every", type=int, default=0, help="steps between evals (0: only at the end)")
-    t.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY,
-                   help=f"steps between checkpoints (0: only at the end; default {CHECKPOINT_EVERY})")
-    t.add_argument("--eval-tokens-per-language", type=int, default=32_768, metavar="N",
-                   help="cap on each language's eval tokens (default 32768)")
-    t.add_argument("--eval-batch-size", type=int, default=EVAL_BATCH, dest="eval_batch", metavar="ROWS",
-                   help=f"at most ROWS sequences per eval batch (default {EVAL_BATCH})")
-    t.add_argument("--eval-memory-tokens", type=int, default=EVAL_MEMORY_TOKENS, metavar="T",
-                   help="at most T tokens (rows x seq_len) per eval batch, at least one row, so "
-                        f"long sequences evaluate a few at a time (default {EVAL_MEMORY_TOKENS}); "
-                        "the losses do not depend on it")
-    t.add_argument("--mesh", default=None, metavar="data=2,fsdp=2,tensor=2",
-                   help="device mesh (default: all devices on data)")
-    t.add_argument("--compute-dtype", default="auto", choices=("auto", "float32", "bfloat16"))
+    for field in dataclasses.fields(TrainConfig):
+        _add_field_flag(t, field)
     add_host_devices_argument(t)
-    t.add_argument("--run-name", default=None, help="the run table's `run` (default: RUN_DIR's name)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     t.set_defaults(handler=_train)
 
 
-def _int(text: str) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of tokens: {text}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise argparse.ArgumentTypeError(f"not a whole number of tokens: {text}")
-    return int(value)
+def _add_field_flag(parser, field: dataclasses.Field) -> None:
+    """The flag of one TrainConfig field: its name (`flag_of`), help and default."""
+    help_text = field.metadata["help"].replace("%", "%%")
+    if field.default is dataclasses.MISSING:
+        parser.add_argument(flag_of(field.name), dest=field.name, required=True, type=_TYPES[field.type],
+                            metavar=_METAVARS.get(field.name), help=help_text)
+    elif field.type == "bool":
+        parser.add_argument(flag_of(field.name), dest=field.name, default=field.default,
+                            action="store_true" if not field.default else argparse.BooleanOptionalAction,
+                            help=help_text)
+    else:
+        default = "" if field.default is None else f" (default {field.default:g})" if isinstance(
+            field.default, float) else f" (default {field.default})"
+        parser.add_argument(flag_of(field.name), dest=field.name, default=field.default,
+                            type=_TYPES[field.type], metavar=_METAVARS.get(field.name),
+                            choices=field.metadata["choices"], help=help_text + default)
 
 
 def _presets(args: argparse.Namespace) -> int:
@@ -124,24 +127,15 @@ def _presets(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     import json
-    import math
 
     check_corpus_folder(args.corpus)
     check_output_folder(args.out)  # before jax starts
+    config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+                         | {"ratios": Mixture.parse(args.ratios)})
     apply_host_devices(args.host_devices, "train")  # before jax starts
-    from multiscale.train.loop import maybe_initialize_distributed
+    from multiscale.train.loop import maybe_initialize_distributed, run_training
 
     maybe_initialize_distributed()
-    from multiscale.train import TrainConfig, run_training
-
-    config = TrainConfig(
-        corpus=args.corpus, model=args.model, tokens=args.tokens, ratios=args.ratios,
-        out=args.out, seq_len=args.seq_len, batch=args.batch, lr=args.lr,
-        warmup_steps=args.warmup_steps, grad_accum=args.grad_accum, seed=args.seed,
-        eval_every=args.eval_every, checkpoint_every=args.checkpoint_every, mesh=args.mesh,
-        compute_dtype=args.compute_dtype, run_name=args.run_name,
-        eval_tokens_per_language=args.eval_tokens_per_language, eval_batch=args.eval_batch,
-        eval_memory_tokens=args.eval_memory_tokens)
     summary = run_training(config, progress=not args.no_progress)
     if args.json:
         from multiscale.fileio import json_safe

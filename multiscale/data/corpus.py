@@ -226,12 +226,12 @@ def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) 
     grouping = load_grouping(grouping)
     if eval_docs is not None:
         if int(eval_docs) < 1:
-            raise CorpusError(f"eval_docs_per_language must be >= 1, got {eval_docs}")
+            raise CorpusError(f"eval_docs_per_language must be >= 1, got {eval_docs}", arg="eval_docs_per_language")
         eval_fraction = None
     elif eval_fraction is None or not (0.0 < float(eval_fraction) < 1.0):
-        raise CorpusError(f"--eval-fraction (eval_fraction) must be in (0, 1), got {eval_fraction}")
+        raise CorpusError(f"eval_fraction must be in (0, 1), got {eval_fraction}", arg="eval_fraction")
     if max_docs is not None and int(max_docs) < 2:
-        raise CorpusError(f"max_docs_per_language must be >= 2, got {max_docs}")
+        raise CorpusError(f"max_docs_per_language must be >= 2, got {max_docs}", arg="max_docs_per_language")
     missing = [lang for lang in grouping.languages if lang not in source.languages]
     if missing:
         raise CorpusError(
@@ -245,7 +245,7 @@ def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) 
 
 def _check_out_dir(out: str, overwrite: bool) -> None:
     """`out` may be missing, an empty folder, or a corpus folder (replaced when `overwrite`)."""
-    check_output_folder(out, what="corpus folder")
+    check_output_folder(out)
     if not os.path.exists(out):
         return
     if os.path.exists(os.path.join(out, MANIFEST)):

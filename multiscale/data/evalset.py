@@ -76,10 +76,10 @@ def load_eval_set(corpus, *, seq_len: int,
                   max_tokens_per_language: int | None = DEFAULT_MAX_TOKENS_PER_LANGUAGE) -> EvalSet:
     """The eval set of `corpus` at sequence length `seq_len` (None: no cap on tokens)."""
     if int(seq_len) < 1:
-        raise InputError(f"seq_len must be >= 1, got {seq_len}")
+        raise InputError(f"seq_len must be >= 1, got {seq_len}", arg="seq_len")
     if max_tokens_per_language is not None and int(max_tokens_per_language) < 2:
-        raise InputError(f"the eval tokens per language (--eval-tokens-per-language, TrainConfig."
-                         f"eval_tokens_per_language) must be >= 2 or None, got {max_tokens_per_language}")
+        raise InputError(f"max_tokens_per_language must be >= 2 or None, got {max_tokens_per_language}",
+                         arg="max_tokens_per_language")
     vocab = corpus.vocab
     fam_index = {f: i for i, f in enumerate(corpus.families)}
     parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS + ("language_ids", "family_ids")}

@@ -49,10 +49,11 @@ class RepetitionWarning(UserWarning):
 class MixtureSpec:
     """Family sampling ratios (token shares) and the within-family language policy.
 
-    ratios: a `Mixture`, a mapping family -> ratio or ``'germanic=0.5,...'`` text, validated by
-        `Mixture.parse` (finite, >= 0, summing to 1 within `RATIO_TOLERANCE`; families of the
-        corpus absent here get 0). With `normalize=True` any non-negative ratios are scaled to
-        sum 1. Stored as a read-only mapping; `mixture` is the `Mixture` itself.
+    ratios: a `Mixture` (used as is), or a mapping family -> ratio or ``'germanic=0.5,...'``
+        text made one by `Mixture.parse` (families of the corpus absent here get 0). With
+        `normalize=True` any non-negative ratios are scaled to sum 1. Stored as a read-only
+        mapping; `mixture` is the `Mixture` itself. Each method that takes a corpus refuses a
+        mixture naming a family the corpus lacks (`UnknownFamilyError`).
     within: "proportional" (to unique training tokens), "uniform", or "temperature".
     tau: exponent of `q ∝ n^tau` (within="temperature"); tau = 1 is proportional, 0 uniform.
         Default 0.3 as in mT5.
@@ -64,14 +65,15 @@ class MixtureSpec:
     normalize: bool = False
 
     def __post_init__(self):
-        mixture = Mixture.parse(self.ratios, normalize=self.normalize, what="ratios")
+        mixture = Mixture.parse(self.ratios, normalize=self.normalize)
         object.__setattr__(self, "_mixture", mixture)
         object.__setattr__(self, "ratios", mixture.ratios)
         if self.within not in WITHIN:
-            raise MixtureError(f"within must be one of {WITHIN}, got {self.within!r}")
+            raise MixtureError(f"within must be one of {WITHIN}, got {self.within!r}", arg="within")
         tau = float(self.tau)
         if not (math.isfinite(tau) and tau >= 0):
-            raise MixtureError(f"tau (within-family temperature exponent) must be finite and >= 0, got {self.tau!r}")
+            raise MixtureError(f"tau (within-family temperature exponent) must be finite and >= 0, got {self.tau!r}",
+                               arg="tau")
 
     @classmethod
     def parse(cls, text: str, **kwargs) -> MixtureSpec:
@@ -84,7 +86,7 @@ class MixtureSpec:
 
     def check(self, corpus) -> None:
         """Refuses families the corpus does not have."""
-        self.mixture.check_families(corpus.families, what="ratios")
+        self.mixture.check_families(corpus.families)
 
     def family_ratio(self, family: str) -> float:
         return self.mixture.get(family)
@@ -93,7 +95,7 @@ class MixtureSpec:
         """The family ratios the pipeline samples, for every family of the corpus in its order
         (0 for families the mixture leaves out). These are what a run table's `p` and
         `p_<family>` columns record."""
-        return self.mixture.over(corpus.families, what="ratios")
+        return self.mixture.over(corpus.families)
 
     def language_weights(self, corpus) -> dict[str, float]:
         """Share of training tokens per language (sums to 1), in corpus language order."""
@@ -131,7 +133,7 @@ def repetition_report(corpus, spec: MixtureSpec, total_tokens: float, *, warn: b
     Longpre et al. 2025).
     """
     if not (total_tokens > 0 and math.isfinite(total_tokens)):
-        raise MixtureError(f"total_tokens must be finite and > 0, got {total_tokens!r}")
+        raise MixtureError(f"total_tokens must be finite and > 0, got {total_tokens!r}", arg="total_tokens")
     spec.check(corpus)
     out: dict[str, float] = {}
     for fam in corpus.families:
@@ -343,13 +345,12 @@ def make_train_iterator(corpus, spec: MixtureSpec, *, seq_len: int, batch_size: 
     int32 [B] (index into corpus.languages). `batch_size` is per host. `num_epochs=None` repeats
     every language forever; with a number, iteration stops when the first language runs out.
     """
-    spec.check(corpus)
     if int(seq_len) < 1:
-        raise MixtureError(f"seq_len must be >= 1, got {seq_len}")
+        raise MixtureError(f"seq_len must be >= 1, got {seq_len}", arg="seq_len")
     if int(batch_size) < 1:
-        raise MixtureError(f"batch_size must be >= 1, got {batch_size}")
+        raise MixtureError(f"batch_size must be >= 1, got {batch_size}", arg="batch_size")
     if num_epochs is not None and int(num_epochs) < 1:
-        raise MixtureError(f"num_epochs must be >= 1 or None, got {num_epochs}")
+        raise MixtureError(f"num_epochs must be >= 1 or None, got {num_epochs}", arg="num_epochs")
     shard_index, shard_count = _resolve_shard(shard_index, shard_count)
     weights = spec.language_weights(corpus)
     active = {lang: w for lang, w in weights.items() if w > 0}

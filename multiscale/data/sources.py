@@ -129,7 +129,7 @@ class FilesSource:
         split_paragraphs: bool = False,
     ):
         if not inputs:
-            raise SourceError("the files source needs at least one --input LANG=GLOB")
+            raise SourceError("inputs: the files source needs at least one language and its files", arg="inputs")
         self.inputs = {
             lang: ((pats,) if isinstance(pats, str) else tuple(pats)) for lang, pats in inputs.items()
         }
@@ -142,7 +142,7 @@ class FilesSource:
 
     def files(self, lang: str) -> list[str]:
         if lang not in self.inputs:
-            raise SourceError(f"no --input given for language {lang!r}")
+            raise SourceError(f"inputs: no files given for language {lang!r}", arg="inputs")
         found: list[str] = []
         for pat in self.inputs[lang]:
             hits = sorted(glob.glob(os.path.expanduser(pat), recursive=True))

@@ -271,7 +271,7 @@ def _unique(fit, unique_tokens) -> tuple[np.ndarray, dict[str, float]]:
     if unique_tokens is not None:
         from multiscale.mixture import parse_pairs
 
-        pairs = parse_pairs(unique_tokens, what="unique_tokens", known=fit.families)
+        pairs = parse_pairs(unique_tokens, arg="unique_tokens", known=fit.families)
         family_values(pairs, fit.families, what="unique_tokens", default=np.inf, positive=True)
         given.update(pairs)
     U = np.array([given.get(f, np.inf) for f in fit.families], dtype=float)

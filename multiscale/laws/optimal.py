@@ -197,7 +197,7 @@ def family_values(value: Any, families, *, what: str, default: float, upper: flo
     if value is None:
         return np.full(len(families), default, dtype=float)
     if isinstance(value, Mapping) or (isinstance(value, str) and "=" in value):
-        pairs = parse_pairs(value, what=what, known=families)
+        pairs = parse_pairs(value, arg=what, known=families)
         items = [(f, pairs[f]) for f in families if f in pairs]
         out = np.array([pairs.get(f, default) for f in families], dtype=float)
     else:

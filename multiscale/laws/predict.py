@@ -68,12 +68,12 @@ def check_ratios(fit: Fit, ratios: str | Mapping[str, float], *, what: str = "ra
     the fit); each ratio in (0, 1]; ratios of every family of the fit sum to 1, ratios of some
     of them to at most 1 (both within `multiscale.mixture.RATIO_TOLERANCE`). `InputError`s
     name `what` (e.g. ``--ratios``) and the family."""
-    p = parse_pairs(ratios, what=what, known=fit.families)
+    p = parse_pairs(ratios, arg=what, known=fit.families)
     for f, v in p.items():
         if not 0 < v <= 1:
             raise InputError(f"{what}: the ratio of family {f!r} must lie in (0, 1], got {v:g}")
     if set(p) == set(fit.families):
-        Mixture.parse(p, what=what)  # all families: they must sum to 1
+        Mixture.parse(p, arg=what)  # all families: they must sum to 1
     elif sum(p.values()) > 1 + RATIO_TOLERANCE:
         raise InputError(f"{what}: the ratios sum to {sum(p.values()):.9g} > 1 (a mixture's ratios sum to 1)")
     return p

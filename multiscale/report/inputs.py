@@ -26,10 +26,10 @@ def check_paths(fit_dir: str, out_dir: str, runs, fitted) -> str:
     """Refuses, before any work, a missing FIT_DIR, run table or fitted table, and an output
     folder that is a file or lies under one. Returns the run table's path."""
     if not os.path.isdir(fit_dir):
-        raise MissingFileError(f"FIT_DIR {fit_dir!r} is not a folder (a saved fit: `multiscale fit ... --out DIR`)")
+        raise MissingFileError(f"fit_dir {fit_dir!r} is not a folder (a saved fit: `multiscale fit`)", arg="fit_dir")
     runs_path = locate_runs(fit_dir, runs)
     if fitted is not None and not os.path.isfile(fitted):
-        raise MissingFileError(f"--fitted {os.fspath(fitted)!r} does not exist")
+        raise MissingFileError(f"fitted {os.fspath(fitted)!r} does not exist", arg="fitted")
     check_output_folder(out_dir)
     return runs_path
 
@@ -38,12 +38,12 @@ def locate_runs(fit_dir: str, runs) -> str:
     """`runs` if given (it must exist), else the run table saved beside the fit."""
     if runs is not None:
         if not os.path.isfile(runs):
-            raise MissingFileError(f"--runs {os.fspath(runs)!r}: run table does not exist")
+            raise MissingFileError(f"runs {os.fspath(runs)!r}: run table does not exist", arg="runs")
         return os.fspath(runs)
     own = os.path.join(fit_dir, "runs.csv")
     if os.path.isfile(own):
         return own
-    raise MissingFileError(f"no run table: pass --runs RUNS.csv (FIT_DIR {fit_dir!r} holds no runs.csv)")
+    raise MissingFileError(f"runs: no run table given, and the fit {fit_dir!r} holds no runs.csv", arg="runs")
 
 
 def sweep_facts(runs_path: str) -> SweepFacts | None:
@@ -69,10 +69,10 @@ def heldout_runs(fit, df: pd.DataFrame, runs_path: str, *, heldout: Sequence[str
     if heldout is not None:
         unknown = sorted(set(heldout) - set(all_runs))
         if unknown:
-            raise InputError(f"--heldout names runs that are not in {runs_path}: {unknown[:5]}")
+            raise InputError(f"heldout names runs that are not in {runs_path}: {unknown[:5]}", arg="heldout")
         twice = sorted({r for r in heldout if list(heldout).count(r) > 1})
         if twice:
-            raise InputError(f"--heldout names run(s) {twice[:5]} twice")
+            raise InputError(f"heldout names run(s) {twice[:5]} twice", arg="heldout")
         return list(heldout)
     if fitted_table is not None and os.path.abspath(fitted_table) != os.path.abspath(runs_path):
         from multiscale.runs import read_runs

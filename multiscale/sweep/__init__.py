@@ -18,7 +18,6 @@ from multiscale.sweep.plan import (
     SweepPlan,
     format_run_id,
     parse_run_id,
-    parse_shard,
     shard_runs,
 )
 from multiscale.sweep.runner import (
@@ -39,6 +38,6 @@ from multiscale.sweep.store import (
 )
 
 __all__ = ["MixtureDesign", "PlanError", "PlannedRun", "RunId", "SweepPlan", "format_run_id",
-           "parse_run_id", "parse_shard", "shard_runs", "SweepResult", "TrainFn", "corpus_info",
+           "parse_run_id", "shard_runs", "SweepResult", "TrainFn", "corpus_info",
            "default_train_fn", "finished_rows", "plan_runs", "run_sweep", "DamagedFragmentWarning",
            "FragmentScan", "SweepStore", "consolidate", "read_fragments"]

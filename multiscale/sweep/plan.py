@@ -3,7 +3,7 @@
 A plan is a small YAML file (or a dict) such as::
 
     name: demo
-    corpus: demo_out/corpus          # optional (relative to the working directory); --corpus overrides it
+    corpus: demo_out/corpus          # optional (relative to the working directory); the sweep's corpus wins
     presets: [cpu-100k, cpu-400k]    # model presets (see `multiscale presets`)
     tokens: [2.0e5, 4.0e5]           # D, training tokens of the whole run
     seeds: [0]
@@ -348,28 +348,14 @@ def shard_runs(runs: Sequence[PlannedRun], index: int, count: int) -> list[Plann
     return [r for k, r in enumerate(runs) if k % count == index]
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """Parses `i/n` (0-based i) into (i, n)."""
-    try:
-        i_s, n_s = text.split("/")
-        i, n = int(i_s), int(n_s)
-    except ValueError:
-        raise PlanError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise PlanError(f"--shard {text!r}: need 0 <= i < n")
-    return i, n
-
-
 # -------------------------------------------------------------------- designs
 
 Ratios = dict[str, float]
 
 
 def _explicit(m: MixtureDesign, fams: tuple[str, ...], tokens: int, counts) -> Iterator[tuple[str, Ratios]]:
-    name = str(m.get("name"))
-    ratios = mx.Mixture.parse(dict(m.get("ratios")), normalize=bool(m.get("normalize", False)),
-                              what=f"mixture '{name}' ratios")
-    yield name, ratios.over(fams, what=f"mixture '{name}' ratios")
+    mixture = m.get("ratios")  # its families are checked against `fams` (`_check_design_families`)
+    yield str(m.get("name")), {f: mixture.get(f) for f in fams}
 
 
 def _vary_one(m: MixtureDesign, fams: tuple[str, ...], tokens: int, counts) -> Iterator[tuple[str, Ratios]]:
@@ -547,12 +533,11 @@ def _explicit_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
     if not isinstance(normalize, bool):
         raise PlanError(f"{where}.normalize must be true or false")
     try:
-        mx.Mixture.parse(raw["ratios"], normalize=normalize, what=f"{where}.ratios")
+        mixture = mx.Mixture.parse(raw["ratios"], normalize=normalize, arg=f"{where}.ratios")
     except mx.MixtureError as err:
         hint = " (set normalize: true to rescale)" if "sum to" in str(err) and not normalize else ""
         raise PlanError(f"{err}{hint}") from None
-    ratios = mx.parse_pairs(raw["ratios"], what=f"{where}.ratios")
-    return {"ratios": ratios, "name": name, "normalize": normalize}
+    return {"ratios": mixture, "name": name}
 
 
 def _vary_one_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
@@ -607,7 +592,7 @@ def _check_design_families(m: MixtureDesign, fams: Sequence[str], i: int) -> Non
     where = f"mixtures[{i}] ({m.design})"
     names = []
     if m.design == "explicit":
-        names = list(m.get("ratios"))
+        names = list(m.get("ratios").families)
     elif m.design == "vary_one":
         names = list(m.get("families") or ())
         if len(fams) < 2:

@@ -1,7 +1,7 @@
 """Running a sweep: every planned run once, into one shared run table.
 
 Many processes, on one machine or several, may sweep the same folder at once, with or without
-`--shard`. Each run is trained by the process holding its lease (lease.py): a process claims a run
+a `shard`. Each run is trained by the process holding its lease (lease.py): a process claims a run
 before training it, skips runs that a live process holds, and returns to them at the end, where it
 waits for their fragment or takes the run over once its lease has expired (its owner was killed).
 
@@ -299,7 +299,7 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
         counts = corpus_info(corpus)[1]
     if train_fn is None:
         if corpus is None:
-            raise InputError("no corpus: pass --corpus DIR or set 'corpus:' in the plan")
+            raise InputError("corpus: none given, and the plan sets no 'corpus:'", arg="corpus")
         _open_corpus(corpus).require_intact()  # every run would fail on a missing or cut shard
         train_fn = default_train_fn
     if not lease_s > 0:

@@ -2,14 +2,43 @@
 
 `run_training(TrainConfig(...))` trains (or resumes) a run and writes metrics.jsonl,
 TensorBoard events, summary.json and rows.csv into its folder.
+
+Exported lazily, as `multiscale` is: `multiscale.train.config` (what the command line reads
+to build `multiscale train`'s flags) imports no jax.
 """
 
-from multiscale.train.config import TrainConfig, TrainConfigError
-from multiscale.train.data_source import RunData, UnknownFamilyError
-from multiscale.train.evaluation import EvalResult, LossStats
-from multiscale.train.hooks import EvalHook, Hook, StepInfo, read_metrics
-from multiscale.train.loop import NonFiniteLossError, ResumeMismatchError, rows_frame, run_training, validate
+from __future__ import annotations
 
-__all__ = ["TrainConfig", "TrainConfigError", "RunData", "UnknownFamilyError",
-           "EvalResult", "LossStats", "Hook", "EvalHook", "StepInfo", "read_metrics",
-           "NonFiniteLossError", "ResumeMismatchError", "rows_frame", "run_training", "validate"]
+import importlib
+
+_EXPORTS: dict[str, str] = {
+    "TrainConfig": "multiscale.train.config",
+    "TrainConfigError": "multiscale.train.config",
+    "RunData": "multiscale.train.data_source",
+    "UnknownFamilyError": "multiscale.mixture",
+    "EvalResult": "multiscale.train.evaluation",
+    "LossStats": "multiscale.train.evaluation",
+    "Hook": "multiscale.train.hooks",
+    "EvalHook": "multiscale.train.hooks",
+    "StepInfo": "multiscale.train.hooks",
+    "read_metrics": "multiscale.train.hooks",
+    "NonFiniteLossError": "multiscale.train.loop",
+    "ResumeMismatchError": "multiscale.train.loop",
+    "rows_frame": "multiscale.train.loop",
+    "run_training": "multiscale.train.loop",
+    "validate": "multiscale.train.loop",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'multiscale.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_EXPORTS))

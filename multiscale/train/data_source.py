@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from multiscale.errors import InputError
-from multiscale.fileio import sha256_bytes
-
-
-class UnknownFamilyError(InputError):
-    """Ratios that name a family the corpus does not have."""
+from multiscale.mixture import Mixture
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,7 +25,7 @@ class RunData:
     sampled_ratios: the family ratios the train iterator samples, every family in
     `family_names` order (`MixtureSpec.family_ratios`); the run table's `p` and `p_<family>`
     columns record these. None when a data source does not say (the config's ratios then).
-    fingerprint: a digest of the data itself (`corpus_fingerprint`); a run folder's checkpoints
+    fingerprint: a digest of the data itself (`Corpus.fingerprint`); a run folder's checkpoints
     resume only on data with the same one. None when a data source has none (not checked)."""
 
     family_names: tuple[str, ...]
@@ -42,45 +36,28 @@ class RunData:
     fingerprint: str | None = None
 
 
-def check_ratios(ratios: Mapping[str, float], family_names) -> None:
-    unknown = [f for f in ratios if f not in family_names]
-    if unknown:
-        raise UnknownFamilyError(
-            f"ratios name famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(map(repr, unknown))} "
-            f"that the corpus lacks; its families are: {', '.join(family_names)}")
-
-
-def load_run_data(corpus_path: str, ratios: Mapping[str, float], *, seq_len: int, seed: int,
+def load_run_data(corpus_path: str, ratios: Mixture, *, seq_len: int, seed: int,
                   eval_tokens_per_language: int | None = 32_768) -> RunData:
-    """Open the corpus at `corpus_path` and wire the mixture and eval set of a run."""
+    """Open the corpus at `corpus_path` and wire the mixture and eval set of a run (ratios naming
+    a family the corpus lacks: `UnknownFamilyError`)."""
     from multiscale.data.mixture import MixtureSpec, make_train_iterator
 
     corpus, eval_set = _open(str(corpus_path), _mtime(corpus_path), seq_len,
                              eval_tokens_per_language)
     corpus.require_intact()  # every shard present, of its recorded size (not cached: cheap)
-    family_names = tuple(corpus.grouping.family_names)
-    check_ratios(ratios, family_names)
-    spec = MixtureSpec(ratios)  # a Mixture (TrainConfig.mixture) is used as is
+    spec = MixtureSpec(ratios)
+    sampled = spec.family_ratios(corpus)  # refuses families the corpus lacks
 
     def make_iterator(batch_size: int, shard_index: int, shard_count: int):
         return make_train_iterator(corpus, spec, seq_len=seq_len, batch_size=batch_size,
                                    seed=seed, shard_index=shard_index, shard_count=shard_count)
 
-    return RunData(family_names=family_names,
+    return RunData(family_names=tuple(corpus.families),
                    vocab_size=int(corpus.vocab.vocab_size),
                    make_train_iterator=make_iterator,
                    eval_set=eval_set,
-                   sampled_ratios=spec.family_ratios(corpus),
-                   fingerprint=corpus_fingerprint(corpus.manifest))
-
-
-def corpus_fingerprint(manifest: Mapping[str, Any]) -> str:
-    """SHA-256 of what a run reads from a corpus, from its manifest: the grouping, the vocabulary
-    and the record (size and SHA-256) of every file. The folder's path is not part of it, so a
-    moved or copied corpus keeps its fingerprint; a rebuilt one from other documents gets another."""
-    keys = ("grouping", "vocab", "token_dtype", "files")
-    return sha256_bytes(json.dumps({k: manifest.get(k) for k in keys}, sort_keys=True,
-                                   default=str).encode("utf-8"))
+                   sampled_ratios=sampled,
+                   fingerprint=corpus.fingerprint)
 
 
 def _mtime(path) -> int | None:

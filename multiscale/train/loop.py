@@ -32,7 +32,7 @@ from multiscale.runs import column_order, make_rows, rows_csv
 from multiscale.train import hooks as hooks_lib
 from multiscale.train.checkpoint import Checkpointer
 from multiscale.train.config import TrainConfig
-from multiscale.train.data_source import RunData, check_ratios, load_run_data
+from multiscale.train.data_source import RunData, load_run_data
 from multiscale.train.evaluation import EvalResult, Evaluator
 from multiscale.train.optim import schedule_scalars
 from multiscale.train.step import TRAIN_KEYS, OptimizerSpec, TrainState, compiled_steps
@@ -44,12 +44,6 @@ class NonFiniteLossError(InputError):
 
 class ResumeMismatchError(InputError):
     """The run folder holds checkpoints of a run with a different configuration."""
-
-
-# Fields that change what is trained: a checkpoint of another value cannot be resumed.
-_RESUME_FIELDS = ("model", "tokens", "ratios", "seq_len", "batch", "lr", "warmup_steps",
-                  "min_lr_ratio", "weight_decay", "b1", "b2", "eps", "clip", "grad_accum", "seed",
-                  "compute_dtype", "tie_embeddings")
 
 
 def maybe_initialize_distributed() -> None:
@@ -108,14 +102,14 @@ def run_training(config: TrainConfig, *, hooks: list[hooks_lib.Hook] | None = No
     and timings. `data` replaces the corpus pipeline (tests, other data sources).
     """
     maybe_initialize_distributed()
-    check_output_folder(config.out, what="run folder")
+    check_output_folder(config.out)
     validate(config)  # cheap checks first: preset, mesh, batch
     if data is None:
         data = load_run_data(config.corpus, config.ratios, seq_len=config.seq_len,
                              seed=config.seed,
                              eval_tokens_per_language=config.eval_tokens_per_language)
     else:
-        check_ratios(config.ratios, data.family_names)
+        config.ratios.check_families(data.family_names)
     plan = validate(config, vocab_size=data.vocab_size)
     return _Run(plan, data, hooks or [], progress).run()
 
@@ -188,20 +182,20 @@ class _Run:
             return
         saved = read_json(path, what="run configuration")
         now = self.config.to_json()
-        for key in _RESUME_FIELDS:
+        for key in TrainConfig.resume_fields():
             if key in saved and saved[key] != now[key]:
                 if key == "ratios" and saved[key].keys() == now[key].keys() and all(
                         abs(saved[key][f] - now[key][f]) < 1e-9 for f in now[key]):
                     continue
                 raise ResumeMismatchError(
                     f"run folder {self.out} holds checkpoints of a run with {key}={saved[key]!r}, "
-                    f"but this run has {key}={now[key]!r}; use another --out or delete the folder")
+                    f"but this run has {key}={now[key]!r}; use another run folder or delete this one", arg="out")
         before, fingerprint = saved.get("data_fingerprint"), self.data.fingerprint
         if before and fingerprint and before != fingerprint:
             raise ResumeMismatchError(
                 f"run folder {self.out} holds checkpoints of a run trained on other data (corpus "
                 f"fingerprint {before[:12]}, but {self.config.corpus} has {fingerprint[:12]}): "
-                f"use another --out or delete the folder")
+                f"use another run folder or delete this one", arg="out")
 
     def _writers(self, start: int) -> list[hooks_lib.Hook]:
         writers: list[hooks_lib.Hook] = []
@@ -239,7 +233,7 @@ class _Run:
             raise NonFiniteLossError(
                 f"non-finite training loss ({loss}) at step {step} of run {self.config.name!r}; "
                 f"stopped; the last good checkpoint is kept in {self.out / 'checkpoints'} "
-                f"(try a lower --lr than {self.config.lr:g})")
+                f"(try a lower learning rate than {self.config.lr:g})")
         info = self._info(step, m, state)
         for hook in all_hooks:
             if hook.due(step, self.config.steps) and (state is not None or
@@ -288,11 +282,11 @@ class _Run:
             "seq_len": cfg.seq_len, "batch": cfg.batch,
             "flops_per_token": flops_per_token(model_cfg, cfg.seq_len),
             "mesh": self.plan.mesh_shape, "devices": jax.device_count(),
-            "ratios": dict(cfg.ratios), "loss_units": "nats/token",
+            "ratios": cfg.ratios.to_dict(), "loss_units": "nats/token",
             "families": {f: s.to_json() for f, s in result.families.items()},
             "languages": {lang: s.to_json() for lang, s in result.languages.items()},
             "zero_ratio_families": {f: s.to_json() for f, s in result.families.items()
-                                    if cfg.ratios.get(f, 0.0) <= 0},
+                                    if cfg.ratios.get(f) <= 0},
             "wall_s": wall_s, "rows": rows,
         }
 
@@ -306,7 +300,7 @@ class _Run:
         """The family ratios the data pipeline sampled (`RunData.sampled_ratios`), which the run
         table's p and p_<family> columns record; the config's ratios when the source does not say."""
         sampled = getattr(self.data, "sampled_ratios", None)
-        return dict(self.config.ratios if sampled is None else sampled)
+        return self.config.ratios.to_dict() if sampled is None else dict(sampled)
 
 
 def _due(step: int, every: int) -> bool:
