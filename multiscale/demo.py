@@ -50,7 +50,7 @@ DEMO_PLAN: dict[str, Any] = {
         {"design": "vary_one", "grid": [0.05, 0.5], "presets": ["cpu-100k"]},
         {"design": "dirichlet", "count": 4, "alpha": 1.0, "seed": 0, "floor": 0.03,
          "presets": ["cpu-400k"], "tokens": [131072]},
-        {"design": "baselines", "include": ["temperature", "unimax"], "temperatures": [0.3],
+        {"design": "baselines", "include": ["temperature", "unimax"], "taus": [0.3],
          "max_epochs": 4, "presets": ["cpu-400k"], "tokens": [131072], "heldout": True},
     ],
 }
@@ -65,7 +65,7 @@ QUICK_PLAN: dict[str, Any] = {
     "mixtures": [
         {"design": "baselines", "include": ["uniform"]},
         {"design": "vary_one", "grid": [0.5]},
-        {"design": "baselines", "include": ["temperature"], "temperatures": [0.3], "heldout": True},
+        {"design": "baselines", "include": ["temperature"], "taus": [0.3], "heldout": True},
     ],
 }
 

@@ -26,8 +26,8 @@ Mixture designs:
   ``floor`` (default 0.005) keeps every ratio positive, since the law needs p > 0.
 - ``baselines``: the sampling schemes the recommendation is compared with, so that they are
   measured, not only predicted: ``uniform``; ``proportional`` (to the corpus's unique training
-  tokens); ``temperature`` q_i ~ n_i^tau for each exponent tau in ``taus`` (also accepted under
-  its older name ``temperatures``; default 0.3, 0.5, 0.7; 0.3 as in mT5 and XLM-R); ``unimax``
+  tokens); ``temperature`` q_i ~ n_i^tau for each exponent tau in ``taus`` (default 0.3, 0.5,
+  0.7; 0.3 as in mT5 and XLM-R); ``unimax``
   (Chung et al. 2023) with the run's token budget and ``max_epochs`` (default 4). All but uniform
   need the corpus's per-family token counts; UniMax depends on the budget, so it may differ
   between token budgets. The baselines are computed by `multiscale.mixture`.
@@ -72,7 +72,7 @@ _DESIGN_KEYS = {
     "explicit": _COMMON_KEYS + ("name", "ratios", "normalize"),
     "vary_one": _COMMON_KEYS + ("grid", "families"),
     "dirichlet": _COMMON_KEYS + ("count", "alpha", "seed", "floor"),
-    "baselines": _COMMON_KEYS + ("include", "taus", "temperatures", "max_epochs"),
+    "baselines": _COMMON_KEYS + ("include", "taus", "max_epochs"),
 }
 _RATIO_DECIMALS = 6  # ratios are rounded to this many decimals before hashing and training
 _LABEL = re.compile(r"[A-Za-z0-9._+-]+")
@@ -574,11 +574,8 @@ def _baselines_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
     for kind in include:
         if kind not in BASELINE_KINDS:
             raise PlanError(f"{where}.include: unknown baseline '{kind}'; known: {list(BASELINE_KINDS)}")
-    if "taus" in raw and "temperatures" in raw:
-        raise PlanError(f"{where}: give 'taus' or its older name 'temperatures', not both")
-    key = "temperatures" if "temperatures" in raw else "taus"
-    taus = tuple(_positive_float(t, f"{where}.{key}[{j}]")
-                 for j, t in enumerate(_as_list(raw.get(key, list(mx.TEMPERATURE_TAUS)), f"{where}.{key}")))
+    taus = tuple(_positive_float(t, f"{where}.taus[{j}]")
+                 for j, t in enumerate(_as_list(raw.get("taus", list(mx.TEMPERATURE_TAUS)), f"{where}.taus")))
     return {"include": include, "taus": taus,
             "max_epochs": _positive_float(raw.get("max_epochs", mx.DEFAULT_MAX_EPOCHS), f"{where}.max_epochs")}
 
