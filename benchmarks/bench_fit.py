@@ -164,8 +164,8 @@ def _mixture(chains: int, draws: int) -> dict:
     """Laws of the whole mixture on 5 families x ~100 runs (their synthetic tables): each point
     fit (full seed grid + extra starts, compilation included), NUTS of transfer (library
     defaults), and the coupled p* solver over 4,000 draws x 5 families (compilation included)."""
+    from multiscale.decisions.ratios import solve_coupled
     from multiscale.laws import fit_point
-    from multiscale.laws.coupled import solve_coupled
     from multiscale.laws.forms import get_law
     from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 

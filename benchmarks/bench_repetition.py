@@ -60,7 +60,7 @@ def _errors(pred, df) -> dict:
 
 def _truth_pred(truth, df) -> np.ndarray:
     from multiscale.laws import get_law
-    from multiscale.laws.mixture_forms import mixture_loss
+    from multiscale.laws.forms import mixture_loss
     from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE
 
     law = get_law("repetition")
@@ -71,8 +71,8 @@ def _truth_pred(truth, df) -> np.ndarray:
 
 
 def _regret(truth, N, D, p, opt) -> float:
+    from multiscale.decisions.ratios import objective_at
     from multiscale.laws import get_law
-    from multiscale.laws.coupled import objective_at
     from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE
 
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -82,8 +82,9 @@ def _regret(truth, N, D, p, opt) -> float:
 
 
 def case(seed: int, N: float, D: float) -> dict:
-    from multiscale.laws import fit_point, get_law, optimal_ratios
-    from multiscale.laws.coupled import solve_coupled
+    from multiscale.decisions import optimal_ratios
+    from multiscale.decisions.ratios import solve_coupled
+    from multiscale.laws import fit_point, get_law
     from multiscale.laws.predict import predict_rows
     from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE, repetition_runs
 

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multiscale.laws import fit_bayes, fit_point, independence_test, optimal_ratios
+from multiscale.decisions import optimal_ratios
+from multiscale.laws import fit_bayes, fit_point, independence_test
 from multiscale.report import (
     errors_by_size,
     fit_metrics,

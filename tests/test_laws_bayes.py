@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from multiscale.laws import fit_bayes, load_fit, optimal_ratios, predict
-from multiscale.laws.optimal import solve_ratios
+from multiscale.decisions import optimal_ratios
+from multiscale.decisions.ratios import solve_ratios
+from multiscale.laws import fit_bayes, load_fit, predict
 from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 
 SEEDS = 30

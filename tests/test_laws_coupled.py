@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from multiscale.decisions.ratios import objective_at, solve_coupled, solve_ratios
+from multiscale.decisions.recommend import optimal_ratios
+from multiscale.decisions.recommend import optimal_ratios as recommend_coupled
 from multiscale.laws import get_law
-from multiscale.laws.coupled import objective_at, recommend_coupled, solve_coupled
 from multiscale.laws.fits import BayesFit, PointFit
 from multiscale.laws.forms import scale_term
-from multiscale.laws.optimal import optimal_ratios, solve_ratios
 
 RNG = np.random.default_rng(1)
 S, F = 40, 4

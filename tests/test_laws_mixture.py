@@ -6,7 +6,7 @@ import pytest
 
 from multiscale.laws import fit_point, get_law, load_fit, predict_loss
 from multiscale.laws.data import prepare
-from multiscale.laws.mixture_forms import effective_logD, log_loss, mixture_loss, raw_from_natural
+from multiscale.laws.forms import effective_logD, log_loss, mixture_loss, raw_from_natural
 from multiscale.laws.synthetic_mixture import mixture_runs, mixture_truth
 from multiscale.runs import RunTableError
 
@@ -168,7 +168,7 @@ def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     # z_tau holds the off-diagonal pairs only, in (mixture family m, family i) order: its entry
     # for (m, i) is tau[i, m] of the natural draws, times the prior scale, and the diagonal is 0;
     # no sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws, offdiag_slots
+    from multiscale.laws.bayes import EXTRA_PRIORS, _natural_draws, offdiag_slots
 
     law = get_law("transfer")
     _, df = _table("transfer")
@@ -191,7 +191,7 @@ def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
     # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t's entry for the
     # off-diagonal pair (m, i) is t[i, m] in units of the prior's scale, with the diagonal 0; no
     # sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, LEVEL_SITES, _natural_draws, offdiag_slots
+    from multiscale.laws.bayes import EXTRA_PRIORS, LEVEL_SITES, _natural_draws, offdiag_slots
 
     law = get_law("mixing")
     _, df = _table("mixing")
@@ -216,8 +216,7 @@ def test_mixing_level_share_prior_is_the_prior_on_log_e_and_log_k():
     # the factor plus the sites' own densities is log N(log E) + log N(log k) up to a constant
     from scipy import stats
 
-    from multiscale.laws.bayes import PRIORS
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _e_and_k, _prior_e_k
+    from multiscale.laws.bayes import EXTRA_PRIORS, PRIORS, _e_and_k, _prior_e_k
 
     rng = np.random.default_rng(0)
     zl, zs, ybar = 2 * rng.normal(size=50), 2 * rng.normal(size=50), 1.1

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from multiscale.decisions.ratios import solve_ratios
+from multiscale.decisions.recommend import optimal_ratios
 from multiscale.laws import baselines
 from multiscale.laws.fits import PointFit
 from multiscale.laws.forms import get_law
-from multiscale.laws.optimal import optimal_ratios, solve_ratios
 
 
 def _slsqp(g, c, w, lo, hi):
@@ -147,7 +148,7 @@ def test_bad_target_is_refused(N, D):
 
 
 def test_per_family_values_scalar_text_and_mapping_agree():
-    from multiscale.laws.optimal import family_values
+    from multiscale.decisions.recommend import family_values
 
     fams = ("f0", "f1", "f2")
     np.testing.assert_array_equal(family_values(None, fams, what="floor", default=0.0), [0, 0, 0])
@@ -221,7 +222,7 @@ def test_regret_and_robust_p_star_against_brute_force(objective):
 
 
 def test_robust_solver_matches_a_generic_one_with_floors_and_caps():
-    from multiscale.laws.optimal import solve_robust
+    from multiscale.decisions.ratios import solve_robust
 
     rng = np.random.default_rng(3)
     S, F = 300, 4

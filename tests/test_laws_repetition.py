@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy import optimize
 
+from multiscale.decisions.ratios import objective_at, solve_coupled
 from multiscale.laws import fit_point, get_law, predict_loss
-from multiscale.laws.coupled import objective_at, solve_coupled
 from multiscale.laws.data import prepare
-from multiscale.laws.mixture_forms import log_effective_own_ratio, mixture_loss
-from multiscale.laws.repetition_starts import base_fits, effective_ratio_data
+from multiscale.laws.forms import log_effective_own_ratio, mixture_loss
+from multiscale.laws.point import base_fits, effective_ratio_data
 from multiscale.laws.synthetic_mixture import DEFAULT_UNIQUE, mixture_runs, mixture_truth, repetition_runs
 
 F = 5

@@ -23,6 +23,19 @@ The N and D terms are parameterized at the reference size (not as log A, log B) 
 at the reference the two decouple and NUTS mixes. Every site is sampled as a standard
 normal and shifted/scaled (non-centred), so the diagonal mass matrix adapts easily.
 The Student-t (nu = 5, fixed) keeps a few bad runs from dragging the fit.
+
+A law started from a base law (the laws of the whole mixture) keeps the base's sites and priors
+and adds (`EXTRA_PRIORS`) ``log R* ~ N(log 15, 1)`` (Muennighoff et al. 2023 fit R*_D ~ 15),
+``log k ~ N(ybar - 1.5, 1.5)``, ``t_ij ~ N(0, 1)`` (a prior on the slopes ``k_i t_ij`` instead
+was measured and dropped: E's 20-seed coverage fell to 0.80), and for transfer the shrinkage
+prior ``tau_ij ~ HalfCauchy(0.05)`` (mode at 0 and half its mass below 0.05, so a weak transfer
+is pulled to 0; its heavy tail leaves a strong one, 0.2-1, almost unshrunk, where the first
+prior, HalfNormal(0.1), put 0.3 at 3 scales. A hierarchical global scale mixed badly, R-hat 1.07
+on 5 families x 100 runs). NUTS samples the mixing law's E and k as the level ``log(E + k)`` and
+the share ``logit(k / (E + k))`` (Jacobian 1, so the priors above are kept: `_prior_e_k`): the
+data fix the level, and the share moves along the ridge ``E + k = const`` without bending it
+(R-hat 1.30 -> 1.01 on a seed that sampled log E and log k directly). Every chain starts at the
+point fit's optimum, and the InferenceData carries the pointwise ``log_likelihood`` (for PSIS-LOO).
 """
 
 from __future__ import annotations
@@ -36,11 +49,14 @@ import numpy as np
 import pandas as pd
 
 from multiscale.errors import InputError
+from multiscale.host_devices import request_host_devices
 from multiscale.laws.data import FitData, prepare
+from multiscale.laws.extrapolation import leave_largest_out
 from multiscale.laws.fits import BayesFit
-from multiscale.laws.forms import Law, get_law
+from multiscale.laws.forms import Law, get_law, log_loss, natural_from_raw, offdiag_mask
+from multiscale.laws.point import fit_arrays
+from multiscale.laws.predict import STUDENT_NU, pointwise_loglik, predictive_draws
 
-STUDENT_NU = 5.0
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 SIGMA_PRIOR = 0.05
@@ -73,8 +89,6 @@ def host_devices_for_chains(chains: int) -> bool:
     "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
     already set a device count; returns whether the flag was added. The CLI calls this for
     `fit --method nuts`; a Python user calls it first thing, before importing jax."""
-    from multiscale.host_devices import request_host_devices
-
     return chains >= 2 and request_host_devices(int(chains))
 
 
@@ -104,6 +118,9 @@ PRIORS = {
     "log_gamma": (float(np.log(0.15)), 1.0, False),
     "log_c": (0.0, 1.0, True),
 }
+# tau: (kind, scale): tau ~ HalfCauchy(0.05), sampled as scale * z with z ~ HalfCauchy(1)
+EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t": 1.0,
+                "tau": ("halfcauchy", 0.05)}
 _SITE_OF = {"E": "log_E", "A": "log_Nterm", "B": "log_Dterm", "alpha": "log_alpha",
             "beta": "log_beta", "gamma": "log_gamma", "c": "log_c"}
 
@@ -352,12 +369,10 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       divergences.
     """
     law_obj = get_law(law)
-    if not law_obj.is_seed:  # a law of the whole mixture: multiscale.laws.mixture_fit
-        from multiscale.laws.mixture_fit import fit_bayes_mixture
-
-        return fit_bayes_mixture(df, law_obj, shared, chains=chains, draws=draws, warmup=warmup, seed=seed,
-                                 target_accept=target_accept, progress=progress, warn=warn,
-                                 dense_mass=dense_mass, chain_method=chain_method, extrapolation=extrapolation)
+    if law_obj.base:  # started from its base law: NUTS from the point fit (`_fit_from_point`)
+        return _fit_from_point(df, law_obj, shared, chains=chains, draws=draws, warmup=warmup, seed=seed,
+                               target_accept=target_accept, progress=progress, warn=warn,
+                               dense_mass=dense_mass, chain_method=chain_method)
     check_settings(chains, draws, warmup)
     target_accept = default_target_accept(law_obj) if target_accept is None else target_accept
     df, data, shared = prepare(df, law_obj, shared)
@@ -389,9 +404,6 @@ def _extrapolation_model(df: pd.DataFrame, law_obj: Law, shared, refit: dict) ->
     sub-tables (`Layout`: the posterior factorizes over the tables, so this is the two refits for
     one compilation) unless that program would lose the dense mass matrix the tables alone get;
     no warnings: the refits are diagnostics of the final fit, not results."""
-    from multiscale.laws.extrapolation import leave_largest_out
-    from multiscale.laws.predict import predictive_draws
-
     seconds, stacked = [], []
 
     def fit_many(tables):
@@ -484,3 +496,302 @@ def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, sigm
                  "dense_mass": extra["dense_mass"], "chain_method": extra["chain_method"],
                  "seed": seed, "target_accept": target_accept, "student_nu": STUDENT_NU,
                  "sigma_prior": SIGMA_PRIOR})
+
+
+# ------------------------------------------------------------ laws started from their base law
+
+def family_layout(data: FitData) -> tuple[np.ndarray, np.ndarray]:
+    """(mask F x Rmax, slot of each row in its family's row list)."""
+    F, counts = data.n_families, data.counts_F()
+    slot_R = np.zeros(data.n_rows, int)
+    for j in range(F):
+        sel = np.flatnonzero(data.fam_R == j)
+        slot_R[sel] = np.arange(len(sel))
+    mask = np.zeros((F, int(counts.max())), bool)
+    mask[data.fam_R, slot_R] = True
+    return mask, slot_R
+
+
+def _lay(data: FitData, mask, slot_R, v_R, fill=0.0) -> np.ndarray:
+    out = np.full(mask.shape, fill, dtype=float)
+    out[data.fam_R, slot_R] = v_R
+    return out
+
+
+def fit_rows(law: Law, data: FitData) -> dict:
+    """The table laid out per family for `log_loss`: F x R arrays (padding weighs 0) and, for
+    the matrix laws, the mixture (M, F, R) and the off-diagonal mask (M, F, 1)."""
+    mask, slot = family_layout(data)
+    w = data.weight_R if data.weight_R is not None else np.ones(data.n_rows)
+    rows = {"w": _lay(data, mask, slot, w), "logN": _lay(data, mask, slot, data.logN_R),
+            "logD": _lay(data, mask, slot, data.logD_R), "logp": _lay(data, mask, slot, data.logp_R),
+            "logL": _lay(data, mask, slot, data.logL_R), "sem": _lay(data, mask, slot, data.sem_rel_R),
+            "logU": _lay(data, mask, slot, data.logU_R if data.logU_R is not None else np.inf, np.inf),
+            "mask": mask}
+    if law.matrix:
+        M = len(data.mixture_families)
+        rows["P"] = np.stack([_lay(data, mask, slot, data.P_RxM[:, m]) for m in range(M)])
+        rows["offdiag"] = offdiag_mask(data.fam_in_mix_F, M)[:, :, None]
+    return rows
+
+
+# ------------------------------------------------------------------------------ NUTS
+
+_BASE_SITES = {"log_E": ("e", False), "log_Nterm": ("a", False), "log_Dterm": ("b", False),
+               "log_alpha": ("alpha", True), "log_beta": ("beta", True), "log_gamma": ("gamma", True),
+               "log_c": ("logc", False)}  # site -> (raw name, exponentiated)
+_PARAM_SITE = {"E": "log_E", "A": "log_Nterm", "B": "log_Dterm", "alpha": "log_alpha", "beta": "log_beta",
+               "gamma": "log_gamma", "c": "log_c"}
+
+
+# mixing: E and k are sampled as the level log(E + k) and the share logit(k / (E + k)),
+# (loc relative to ybar, scale) each; the prior stays log E's and log k's (`_prior_e_k`)
+LEVEL_SITES = {"level": (-0.3, 0.5), "share": (-1.5, 1.5)}
+
+
+def _e_and_k(ybar: float, z_level, z_share, xp):
+    """(log E, log k) from the standard level and share sites."""
+    (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
+    lc, u = ybar + l0 + ls * z_level, s0 + ss * z_share
+    return lc - xp.logaddexp(0.0, u), lc - xp.logaddexp(0.0, -u)
+
+
+def _prior_e_k(ybar: float, z_level, z_share, le, lk, xp):
+    """log prior of (log E, log k) (bayes.PRIORS["log_E"], EXTRA_PRIORS["log_k"]) minus the
+    sites' own standard normal densities: the map (log(E + k), logit(k / (E + k))) -> (log E,
+    log k) has Jacobian 1, so the posterior is the one with E and k sampled directly."""
+
+    def lognorm(x, m, s):
+        return -0.5 * ((x - m) / s) ** 2 - xp.log(s)
+
+    (e0, es, _), (k0, ks) = PRIORS["log_E"], EXTRA_PRIORS["log_k"]
+    own = lognorm(z_level, 0.0, 1.0) + lognorm(z_share, 0.0, 1.0)
+    own = own + xp.log(LEVEL_SITES["level"][1] * LEVEL_SITES["share"][1])
+    return xp.sum(lognorm(le, ybar + e0, es) + lognorm(lk, ybar + k0, ks) - own)
+
+
+def offdiag_slots(law: Law, data: FitData) -> np.ndarray | None:
+    """Flat positions, in the (M, F) layout, of the matrix entries the laws use: every pair but
+    a family with itself (None for a law without a matrix). NUTS samples a matrix parameter's
+    site at these entries only (the diagonal, which `log_loss` masks out, would be a free prior
+    dimension)."""
+    if not law.matrix:
+        return None
+    M = len(data.mixture_families)
+    return np.flatnonzero(offdiag_mask(data.fam_in_mix_F, M).ravel() > 0)
+
+
+def _matrix_of_sites(z, slots: np.ndarray, M: int, F: int, xp):
+    """Site values at `slots` (..., n_slots) laid into (..., M, F), 0 elsewhere."""
+    pad = xp.concatenate([z, xp.zeros(z.shape[:-1] + (1,))], axis=-1)
+    where = np.full(M * F, len(slots))
+    where[slots] = np.arange(len(slots))
+    return pad[..., where].reshape(z.shape[:-1] + (M, F))
+
+
+def _sample_sites(law: Law, F: int, M: int, ybar: float, xp, sample, fam, mat, slots=None) -> dict:
+    """Raw (centred) parameters from the prior sites. `sample(name, kind, shape)` draws a
+    standard site ("normal", "halfnormal" or "halfcauchy"); `fam` and `mat` shape a per-family
+    and a matrix value for `log_loss` (the model: (F, 1) and (M, F, 1)); a matrix site is
+    sampled at `slots` only (`offdiag_slots`)."""
+
+    th = {}
+    level = "E" in law.params and "k" in law.params  # mixing: E and k from the (level, share) sites
+    for n in law.params:
+        if n in _PARAM_SITE and not (level and n == "E"):
+            site = _PARAM_SITE[n]
+            loc, scale, rel = PRIORS[site]
+            v = (loc + ybar if rel else loc) + scale * sample(f"z_{site}", "normal", (F,))
+            raw, expo = _BASE_SITES[site]
+            th[raw] = fam(xp.exp(v) if expo else v)
+    if "R_star" in law.params:
+        loc, scale = EXTRA_PRIORS["log_Rstar"]
+        th["lrs"] = fam(loc + scale * sample("z_log_Rstar", "normal", (F,)))
+    if level:
+        le, lk = _e_and_k(ybar, sample("z_level", "normal", (F,)), sample("z_share", "normal", (F,)), xp)
+        th["e"], th["lk"] = fam(le), fam(lk)
+    elif "k" in law.params:
+        loc, scale = EXTRA_PRIORS["log_k"]
+        lk = ybar + loc + scale * sample("z_log_k", "normal", (F,))
+        th["lk"] = fam(lk)
+    if "t" in law.matrix:
+        z = sample("z_t", "normal", (len(slots),))
+        th["t"] = mat(EXTRA_PRIORS["t"] * _matrix_of_sites(z, slots, M, F, xp))
+    if "tau" in law.matrix:
+        kind, scale = EXTRA_PRIORS["tau"]
+        th["tau"] = mat(scale * _matrix_of_sites(sample("z_tau", kind, (len(slots),)), slots, M, F, xp))
+    return th
+
+
+def _nuts_model(law: Law, F: int, M: int, ybar: float, lN0: float, lD0: float, slots=None):
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+
+    drawn = {}
+
+    def sample(name, kind, shape):
+        d = {"normal": dist.Normal(0.0, 1.0), "halfnormal": dist.HalfNormal(1.0),
+             "halfcauchy": dist.HalfCauchy(1.0)}[kind]
+        drawn[name] = numpyro.sample(name, d.expand(shape).to_event(len(shape)) if shape else d)
+        return drawn[name]
+
+    def model(mask, logN, logD, logp, logU, logL, sem, P=None, offdiag=None):
+        th = _sample_sites(law, F, M, ybar, jnp, sample, fam=lambda v: v[:, None], mat=lambda v: v[..., None],
+                           slots=slots)
+        if "E" in law.params and "k" in law.params:
+            numpyro.factor("prior_E_k", _prior_e_k(ybar, drawn["z_level"], drawn["z_share"], th["e"][:, 0],
+                                                   th["lk"][:, 0], jnp))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
+        mu = log_loss(law, th, logN, logD, logp, logU, P, offdiag, lN0=lN0, lD0=lD0, xp=jnp)
+        scale = jnp.sqrt(sigma[:, None] ** 2 + sem ** 2)
+        numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask), obs=logL)
+
+    return model
+
+
+def _natural_draws(law: Law, data: FitData, z: dict, ybar: float) -> dict:
+    """Posterior samples (chain, draw, ...) -> natural parameters (chain, draw, F[, M])."""
+    F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
+    chains = np.shape(next(iter(z.values())))[0]
+    flat = {k: np.asarray(v, float).reshape((-1,) + np.shape(v)[2:]) for k, v in z.items()}
+
+    def sample(name, kind, shape):  # draws first; a scalar site broadcasts against (S, M, F)
+        return flat[name] if shape else flat[name][:, None, None]
+
+    th = _sample_sites(law, F, M, ybar, np, sample, fam=lambda v: v, mat=lambda v: np.moveaxis(v, 1, 0),
+                       slots=offdiag_slots(law, data))
+    if "a" in th:
+        th["a"] = th["a"] + th["alpha"] * np.log(data.N_ref)
+        th["b"] = th["b"] + th["beta"] * np.log(data.D_ref)
+    if "tau" in th:
+        with np.errstate(divide="ignore"):
+            th["ltau"] = np.log(th.pop("tau"))
+    off = offdiag_mask(data.fam_in_mix_F, M)[:, None, :] if law.matrix else None
+    nat = natural_from_raw(law, th, off)
+    return {k: v.reshape((chains, -1) + v.shape[1:]) for k, v in nat.items()}
+
+
+def _nuts_args(law: Law, data: FitData) -> tuple:
+    rows = fit_rows(law, data)
+    args = [rows["mask"]] + [rows[k] for k in ("logN", "logD", "logp", "logU", "logL", "sem")]
+    if law.matrix:
+        args += [rows["P"], rows["offdiag"]]
+    return tuple(args)
+
+
+def _diagnostics(idata, names, chains: int) -> tuple[dict, list[str]]:
+    import arviz as az
+
+
+    rhat = az.rhat(idata, var_names=names) if chains > 1 else None
+    ess = az.ess(idata, var_names=names, method="bulk")
+    max_rhat = max(float(np.nanmax(rhat[n].values)) for n in names) if chains > 1 else float("nan")
+    min_ess = min(float(np.nanmin(ess[n].values)) for n in names)
+    div = int(np.asarray(idata.sample_stats["diverging"].values).sum())
+    msgs = []
+    if chains > 1 and max_rhat > RHAT_MAX:
+        msgs.append(f"R-hat {max_rhat:.3f} > {RHAT_MAX}: the chains disagree; run longer (--draws, --num-warmup)")
+    if min_ess < ESS_MIN_PER_CHAIN * chains:
+        msgs.append(f"bulk ESS {min_ess:.0f} < {ESS_MIN_PER_CHAIN * chains}: increase --draws")
+    if div:
+        msgs.append(f"{div} divergent transitions: raise target_accept or add runs")
+    return {"max_rhat": max_rhat, "min_ess_bulk": min_ess, "divergences": div}, msgs
+
+
+def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
+    """Every chain starts at the point fit's optimum (as standard-normal sites): the posterior
+    of these laws can have far modes (an unidentified E or B) where a chain started at random
+    stays (R-hat 1.6 on a 5 x 96 table)."""
+    th = dict(fit_arrays(law, data).raw)
+    if "a" in th:  # the N and D terms at the reference size, as the sites are
+        th["a"] = th["a"] - th["alpha"] * np.log(data.N_ref)
+        th["b"] = th["b"] - th["beta"] * np.log(data.D_ref)
+    init = {}
+    for n in law.params:
+        if n in _PARAM_SITE:
+            site = _PARAM_SITE[n]
+            loc, scale, rel = PRIORS[site]
+            raw, expo = _BASE_SITES[site]
+            v = np.log(np.maximum(th[raw], 1e-6)) if expo else th[raw]
+            init[f"z_{site}"] = np.clip((v - (loc + ybar if rel else loc)) / scale, -4, 4)
+    if "lrs" in th:
+        loc, scale = EXTRA_PRIORS["log_Rstar"]
+        init["z_log_Rstar"] = np.clip((th["lrs"] - loc) / scale, -4, 4)
+    if "lk" in th and "e" in th:
+        (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
+        init.pop("z_log_E")
+        init["z_level"] = np.clip((np.logaddexp(th["e"], th["lk"]) - ybar - l0) / ls, -4, 4)
+        init["z_share"] = np.clip((th["lk"] - th["e"] - s0) / ss, -4, 4)
+    elif "lk" in th:
+        loc, scale = EXTRA_PRIORS["log_k"]
+        init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
+    slots = offdiag_slots(law, data)
+    if "t" in th:
+        init["z_t"] = np.clip(np.ravel(th["t"])[slots] / EXTRA_PRIORS["t"], -4, 4)
+    if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
+        init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
+    init["sigma"] = np.full(data.n_families, 0.01)
+    return {k: np.asarray(v, dtype=float) for k, v in init.items()}
+
+
+def _fit_from_point(df: pd.DataFrame, law: Law, shared=(), *, chains: int = 4, draws: int = 1000,
+                      warmup: int | None = None, seed: int = 0, target_accept: float | None = None,
+                      progress: bool = False, warn: bool = True, dense_mass: bool | None = None,
+                      chain_method: str = "auto") -> BayesFit:
+    """NUTS posterior of a law started from its base law (module docstring), every chain from the
+    point fit; the InferenceData carries ``log_likelihood`` (variable ``y``, one entry per table
+    row). These laws have no extrapolation term."""
+    import arviz as az
+    import jax
+    import jax.numpy as jnp
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    check_settings(chains, draws, warmup)
+    target_accept = default_target_accept(law) if target_accept is None else target_accept
+    warmup = WARMUP if warmup is None else warmup
+    df, data, shared = prepare(df, law, shared)
+    F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
+    ybar = float(np.mean(data.logL_R))
+    slots = offdiag_slots(law, data)
+    model = _nuts_model(law, F, M, ybar, float(np.log(data.N_ref)), float(np.log(data.D_ref)), slots)
+    dims = F * (len(law.params) + 1) + (len(slots) * len(law.matrix) if law.matrix else 0)
+    dense = dims <= DENSE_MAX_DIMS if dense_mass is None else dense_mass
+    method = _chain_method(chain_method, chains)
+    t0 = time.perf_counter()
+    init = _init_from_point(law, data, ybar)
+    mcmc = MCMC(NUTS(model, target_accept_prob=target_accept, dense_mass=dense,
+                     init_strategy=init_to_value(values=init)), num_warmup=warmup,
+                num_samples=draws, num_chains=chains, chain_method=method, progress_bar=progress)
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore", UserWarning)
+        mcmc.run(jax.random.PRNGKey(seed), *(jnp.asarray(a) for a in _nuts_args(law, data)),
+                 extra_fields=("diverging",))
+    z = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+    seconds = time.perf_counter() - t0  # sampling done (the samples are on the host)
+    nat = _natural_draws(law, data, z, ybar)
+    draws_S = {k: v.reshape((-1,) + v.shape[2:]) for k, v in nat.items()}
+    sigma = z["sigma"]
+    fit = BayesFit(law=law, families=data.families, shared=(), draws=draws_S, N_ref=data.N_ref,
+                   D_ref=data.D_ref, n_runs={f: int(c) for f, c in zip(data.families, data.counts_F())},
+                   mixture_families=tuple(data.mixture_families) if law.matrix else (),
+                   unique_tokens=data.unique_tokens_F())
+    ll = pointwise_loglik(fit, data, sigma.reshape(-1, F)).reshape(chains, draws, -1)
+    dims_of = {n: ["family"] for n in law.params} | {n: ["family", "source"] for n in law.matrix}
+    fit.idata = az.from_dict(
+        posterior={**nat, "sigma": sigma}, log_likelihood={"y": ll},
+        sample_stats={"diverging": np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"], bool)},
+        coords={"family": list(data.families), "source": list(fit.mixture_families) or ["-"],
+                "row": np.arange(data.n_rows)},
+        dims={**dims_of, "sigma": ["family"], "y": ["row"]})
+    fit.diagnostics, fit.warnings = _diagnostics(fit.idata, list(law.params) + list(law.matrix) + ["sigma"], chains)
+    fit.diagnostics["seconds"] = seconds
+    fit.options = {"chains": chains, "draws": draws, "warmup": warmup, "dense_mass": bool(dense),
+                   "chain_method": method, "seed": seed, "target_accept": target_accept}
+    if warn:
+        for m in fit.warnings:
+            _warnings.warn(m, RuntimeWarning, stacklevel=2)
+    return fit
+
+

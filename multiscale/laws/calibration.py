@@ -17,10 +17,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from multiscale.decisions.ratios import solve_ratios
 from multiscale.errors import InputError
 from multiscale.laws.fits import Fit
 from multiscale.laws.forms import scale_term
-from multiscale.laws.optimal import solve_ratios
 from multiscale.laws.summary import Q_HIGH, Q_LOW
 from multiscale.laws.synthetic import synthetic_runs, synthetic_truth
 

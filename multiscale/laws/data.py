@@ -105,7 +105,7 @@ def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitDat
     if not law.uses_scale:
         for col in ("N", "D"):
             if df[col].nunique() > 1:
-                other = "multilingual" if law.is_seed else "transfer"
+                other = "transfer" if law.uses_mixture else "multilingual"
                 raise RunTableError(
                     f"column {col!r}: law {law.name!r} needs runs that share one (N, D); found "
                     f"{sorted(df[col].unique().tolist())[:6]}; use law {other!r}")

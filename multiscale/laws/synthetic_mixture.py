@@ -11,8 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from multiscale.laws.forms import get_law
-from multiscale.laws.mixture_forms import mixture_loss
+from multiscale.laws.forms import get_law, mixture_loss
 from multiscale.laws.synthetic import synthetic_truth
 
 # Unique tokens of five families, 5e9 down to 1e7 (the repetition table of issue 12).
