@@ -41,8 +41,8 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+import multiscale.laws.lbfgs as lbfgs
 from multiscale.errors import InputError
-from multiscale.laws import lbfgs
 from multiscale.laws.data import FitData, prepare
 from multiscale.laws.fits import PointFit
 from multiscale.laws.forms import (

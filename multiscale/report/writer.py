@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import multiscale.report.plots as plots
 from multiscale.decisions import optimal_ratios
 from multiscale.errors import InputError
 from multiscale.fileio import atomic_write_text, write_json
-from multiscale.report import plots
 from multiscale.report.inputs import check_paths, heldout_runs, sweep_facts
 from multiscale.report.labels import pretty, si
 from multiscale.report.markdown import ReportContent, render_markdown
