@@ -139,8 +139,8 @@ def test_budget_and_k_bound_the_batch(fit):
     small = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=2)
     assert len(small.chosen) == 2
     # k, not the budget, ended that batch: the note says how little of the budget it spends
-    assert any("the k = 2 runs spend" in n and "raise --k" in n for n in small.notes), small.notes
-    assert not any("raise --k" in n for n in res.notes)
+    assert any("the k = 2 runs spend" in n and "raise k" in n for n in small.notes), small.notes
+    assert not any("raise k" in n for n in res.notes)
 
 
 def test_regret_criterion_tracks_the_exact_regret(fit):

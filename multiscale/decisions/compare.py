@@ -138,7 +138,7 @@ def _fit(train: pd.DataFrame, law: str, method: str, draws: int, chains: int, se
         warnings.simplefilter("ignore", RuntimeWarning)
         if method == "lbfgs":
             return fit_point(train, law=law)
-        # the seed laws' extrapolation term is off: every law is scored alike (the mixture laws have none)
+        # the separable laws' extrapolation term is off: every law is scored alike (the others have none)
         return fit_bayes(train, law=law, draws=draws, chains=chains, warmup=draws, seed=seed, warn=False,
                          extrapolation=False)
 
