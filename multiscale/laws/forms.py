@@ -249,7 +249,7 @@ def log_scale(law: Law, th: dict, logN, logD, xp=np):
     2022), or ``log c``; broadcast against log N and log D."""
     if not law.uses_scale:
         return xp.broadcast_arrays(th["logc"], logN, logD)[0]
-    terms = xp.broadcast_arrays(th["a"] - th["alpha"] * logN, th["b"] - th["beta"] * logD, th["e"])
+    terms = xp.broadcast_arrays(th["a"] - th["alpha"] * logN, th["b"] - th["beta"] * logD, th["e"] + 0.0 * logN)
     stack = xp.stack(terms, axis=0)
     m = xp.max(stack, axis=0)
     return m + xp.log(xp.sum(xp.exp(stack - m), axis=0))
