@@ -164,11 +164,22 @@ def test_mixing_nuts_defaults_to_the_mixing_target_accept_and_keeps_an_explicit_
     assert again.options["target_accept"] == 0.8
 
 
+def _natural_draws(law, data, z, ybar):
+    """The natural draws of standard site draws z (chain, draw, ...) on `data`'s one table."""
+    from multiscale.laws.bayes import Layout, _natural, offdiag_slots
+    from multiscale.laws.forms import offdiag_mask
+
+    lay = Layout(np.array([ybar]), np.array([np.log(data.N_ref)]), np.array([np.log(data.D_ref)]),
+                 np.zeros(data.n_families, int))
+    M = len(data.mixture_families)
+    return _natural(law, z, lay, (), M, offdiag_slots(law, data), offdiag_mask(data.fam_in_mix_F, M))
+
+
 def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     # z_tau holds the off-diagonal pairs only, in (mixture family m, family i) order: its entry
     # for (m, i) is tau[i, m] of the natural draws, times the prior scale, and the diagonal is 0;
     # no sampling: two fake chains of three draws
-    from multiscale.laws.bayes import EXTRA_PRIORS, _natural_draws, offdiag_slots
+    from multiscale.laws.bayes import EXTRA_PRIORS, offdiag_slots
 
     law = get_law("transfer")
     _, df = _table("transfer")
@@ -191,7 +202,7 @@ def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
     # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t's entry for the
     # off-diagonal pair (m, i) is t[i, m] in units of the prior's scale, with the diagonal 0; no
     # sampling: two fake chains of three draws
-    from multiscale.laws.bayes import EXTRA_PRIORS, LEVEL_SITES, _natural_draws, offdiag_slots
+    from multiscale.laws.bayes import EXTRA_PRIORS, LEVEL_SITES, offdiag_slots
 
     law = get_law("mixing")
     _, df = _table("mixing")
