@@ -1,7 +1,7 @@
 """`multiscale next` (multiscale/decisions/next_runs.py, candidates.py, sweep/next_plan.py, cli/next.py):
 the Bayes-linear value of candidate runs, the greedy batch, the written plan, bad inputs.
 
-Fast tests use a hand-built posterior of the seed law that is *unidentified in D*: every fitted
+Fast tests use a hand-built posterior of the separable law that is *unidentified in D*: every fitted
 run at one budget D0, so each family's D term is pinned at D0 (B D0^-beta fixed) while beta keeps
 a broad spread. A run at another budget is then the only thing that can narrow p* under the raw
 objective. The slow test fits NUTS to such a table instead.
@@ -73,7 +73,7 @@ def test_unidentified_D_proposes_a_second_budget(fit):
 
 
 def test_normalized_objective_prefers_the_known_budget(fit):
-    """Under the normalized objective the seed law's p* depends on gamma only. At D0 the scale
+    """Under the normalized objective the separable law's p* depends on gamma only. At D0 the scale
     term is pinned, so a run's loss measures gamma; at 4 D0 the unknown beta confounds it."""
     from multiscale.decisions.next_runs import values_alone
 
@@ -253,7 +253,7 @@ def test_candidates_from_a_plan(fit, tmp_path):
 
 @pytest.mark.slow  # the coupled solver's compilation: seconds
 def test_a_law_of_the_whole_mixture(fit):
-    """The transfer law (tau small, so close to the seed's law): the coupled p* and the rows'
+    """The transfer law (tau small, so close to the base law): the coupled p* and the rows'
     whole mixtures go through the same value; a second budget is still the first pick."""
     import dataclasses
 

@@ -19,7 +19,7 @@ SEED = {"E": RNG.uniform(1, 2, (1, F)), "A": RNG.uniform(100, 500, (1, F)), "B":
 
 
 @pytest.mark.parametrize("name", ["multilingual", "chinchilla", "ratio"])
-def test_the_seed_laws_are_special_cases_of_the_generic_log_loss(name):
+def test_the_separable_laws_are_special_cases_of_the_generic_log_loss(name):
     law = get_law(name)
     nat = {n: SEED[n] for n in law.params}
     th = raw_from_natural(law, nat)
@@ -36,7 +36,7 @@ def _with(law_name, **extra):
     return law, nat
 
 
-def test_transfer_with_tau_zero_and_repetition_without_repeats_are_exactly_the_seed_law():
+def test_transfer_with_tau_zero_and_repetition_without_repeats_are_exactly_the_separable_law():
     ml = get_law("multilingual")
     nat0 = {n: SEED[n] for n in ml.params}
     seed = np.exp(log_loss(ml, raw_from_natural(ml, nat0), np.log(3e7), np.log(4e9), np.log(P)))

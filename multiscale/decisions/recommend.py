@@ -199,13 +199,6 @@ def _bounds(fams, floor, caps, tokens: dict | None, epochs: float, D: float) -> 
     return lo, hi
 
 
-def _weights(weights, fams) -> np.ndarray:
-    w = family_values(weights, fams, what="weights", default=1.0)
-    if w.sum() <= 0:
-        raise InputError(f"weights must not all be zero, got {dict(zip(fams, w.tolist()))}")
-    return w / w.sum()
-
-
 def _ratio_law_scope(fit: Fit, N: float, D: float, normalized: bool) -> tuple[bool, list[str]]:
     """(whether the law predicts losses at (N, D), notes); refuses the raw objective of a law
     without N and D (ratio, ratio_transfer, ratio_mixing) away from the (N, D) it was fitted at."""
@@ -342,7 +335,10 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
     mix = decision_families(fit)
     tokens = _tokens(available_tokens, mix)
     lo, hi = _bounds(mix, floor, caps, tokens, epochs, D)
-    w = _weights(weights, fit.families)
+    w = family_values(weights, fit.families, what="weights", default=1.0)
+    if w.sum() <= 0:
+        raise InputError(f"weights must not all be zero, got {dict(zip(fit.families, w.tolist()))}")
+    w = w / w.sum()
     U, U_used = _unique(fit, unique_tokens)
     normalized = objective == "normalized"
     can_predict, notes = _ratio_law_scope(fit, N, D, normalized)

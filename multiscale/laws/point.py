@@ -79,11 +79,6 @@ def start_grid(law: Law, grid: dict | None = None) -> tuple[tuple[str, ...], np.
     return names, pts
 
 
-def _huber(r, delta, xp):
-    a = xp.abs(r)
-    return xp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
-
-
 def _make_objective(law: Law, layout):
     """objective(x_KxPxG, rows) -> f_PxG: the Huber objective of P problems x G starts at once.
 
@@ -110,8 +105,10 @@ def _make_objective(law: Law, layout):
         th_B = {n: pick(th[n], famB) for n in law.raw_names}
         scale_B = log_scale(law, th_B, logN_B, logD_B, jnp)
         th_R = {n: v[:, None] for n, v in th_B.items()} | {m: th[m][:, None, None] for m in law.raw_matrix}
-        pred = log_loss_at_scale(law, th_R, scale_B[:, None], logDraw_B[:, None], logp, logU, P, off, jnp)
-        return jnp.sum(w * _huber(pred - logL, HUBER_DELTA, jnp), axis=(0, 1))
+        r = log_loss_at_scale(law, th_R, scale_B[:, None], logDraw_B[:, None], logp, logU, P, off, jnp) - logL
+        a = jnp.abs(r)
+        huber = jnp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+        return jnp.sum(w * huber, axis=(0, 1))
 
     return objective
 
@@ -246,12 +243,6 @@ def _solve(init, run, X0_KxPxG: np.ndarray, rows, n_problems: int, keep: int, n_
                    iters=state.k.max(axis=-1), f_kept=f)
 
 
-def _consensus(f_PxM: np.ndarray) -> np.ndarray:
-    """Per problem, how many starts end within a relative 1e-9 of the best objective."""
-    best = f_PxM.min(axis=-1, keepdims=True)
-    return np.sum(f_PxM <= best * (1 + 1e-9) + 1e-14, axis=-1)
-
-
 def _layout(law: Law, shared, n_fam: int, M: int) -> tuple[dict, int]:
     """name -> (offset, size) of the flat parameter vector: per family (`n_fam`, 1 when each
     family is its own problem) or 1 when shared; a matrix parameter M values."""
@@ -358,7 +349,9 @@ def _search(law: Law, pr: _Problems, G: int, keep: int, n_screen: int,
         # Consensus check: on a well-posed problem many kept starts end at the same optimum.
         # Where fewer than CONSENSUS do, the optimum is a rare or flat-valley one that the
         # screen may have cut: those problems rerun with every start (the full procedure).
-        redo = np.flatnonzero(_consensus(out.f_kept) < CONSENSUS)
+        # (starts ending within a relative 1e-9 of the best objective)
+        best = out.f_kept.min(axis=-1, keepdims=True)
+        redo = np.flatnonzero(np.sum(out.f_kept <= best * (1 + 1e-9) + 1e-14, axis=-1) < CONSENSUS)
         if len(redo):
             sub = tuple(jnp.asarray(np.take(a, redo, axis=-2)) for a in pr.rows)
             out = _merge(out, _solve(init, run, pr.X0[:, redo], sub, len(redo), G, n_screen, max_iters), redo)

@@ -83,7 +83,8 @@ def recommendation_text(summary, base, comparison, rec) -> list[str]:
     star = comparison["recommended"]["loss"]
     lines.append(f"Predicted mean loss over families at the recommended mixture: {star['median']:.4f} nats/token "
                  f"(90% interval [{star['q05']:.4f}, {star['q95']:.4f}]).")
-    lines.append(f"Expected regret (objective above each draw's own optimum; {_units(rec)}), 90% interval, "
+    units = LOSS_UNITS if rec.objective == "raw" else "x monolingual loss"
+    lines.append(f"Expected regret (objective above each draw's own optimum; {units}), 90% interval, "
                  "and P(best of these choices):")
     for name, c in comparison.items():
         r = c["regret"]
@@ -99,7 +100,3 @@ def recommendation_text(summary, base, comparison, rec) -> list[str]:
     for n in rec.notes:
         lines.append(f"Note: {n}")
     return lines
-
-
-def _units(rec) -> str:
-    return LOSS_UNITS if rec.objective == "raw" else "x monolingual loss"
