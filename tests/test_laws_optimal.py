@@ -256,3 +256,20 @@ def test_recommendation_reports_regret_and_the_robust_choice():
     assert b["minus_recommended"]["median"] > 0 and 0.5 < b["prob_recommended_better"] <= 1.0
     text = str(rec)
     assert "robust p*" in text and "regret" in text and "P(best)" in text
+
+
+def test_a_separable_law_takes_the_closed_form_and_reads_no_unique_tokens():
+    """The law definition picks the solver: a separable law's p* is the exact water-filling one
+    (per draw and robust), and target unique tokens, which its loss cannot read, are refused."""
+    from multiscale.decisions.ratios import solve_robust
+    from multiscale.errors import InputError
+
+    fit = _fit([0.1, 0.2, 0.4], S=50, spread=0.1)
+    rec = optimal_ratios(fit, 1.2e9, 5e10, objective="normalized", baselines=False)
+    assert rec.solver == "exact (separable)" and rec.to_dict()["solver"] == rec.solver
+    w = np.full(3, 1 / 3)
+    np.testing.assert_array_equal(rec.p_star, solve_ratios(fit.draws["gamma"], 1.0, w))
+    robust = solve_robust(fit.draws["gamma"], np.ones_like(fit.draws["gamma"]), w)
+    np.testing.assert_array_equal(list(rec.ratios.values()), robust)
+    with pytest.raises(InputError, match="unique_tokens: law 'multilingual' does not read unique tokens"):
+        optimal_ratios(fit, 1.2e9, 5e10, unique_tokens="f0=1e9")
