@@ -382,8 +382,8 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
              dense_mass: bool | None = None, layout: Layout | None = None):
     """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F[, M]), sigma, extra
     sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS sampled
-    dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table. A law started
-    from its base law (`law.base`) starts every chain at its point fit (`_init_from_point`)."""
+    dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table. Every chain
+    starts at the point fit where the law says so (`nuts_from_point_fit`, `_init_from_point`)."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
@@ -395,7 +395,7 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     if dense_mass is None:
         dense_mass = n_dims(law, shared, data.n_families, lay.n_groups, n_slots) <= DENSE_MAX_DIMS
     chain_method = _chain_method(chain_method, chains)
-    init = (init_to_value(values=_init_from_point(law, data, float(lay.ybar_G[0]))) if law.base
+    init = (init_to_value(values=_init_from_point(law, data, float(lay.ybar_G[0]))) if law.nuts_from_point_fit
             else init_to_uniform)
     t0 = time.perf_counter()
     with jax.enable_x64(x64):
@@ -484,12 +484,11 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       target_accept: NUTS's target acceptance probability; None: the law's default
         (`default_target_accept`: TARGET_ACCEPT, TARGET_ACCEPT_MIXING for the mixing laws).
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
-      extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`) of a law
-        with N and D and no base law: one refit per axis (N, D) with at least 3 levels, leaving
+      extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`) where the
+        law does (`learns_extrapolation`): one refit per axis (N, D) with at least 3 levels, leaving
         its largest level out, with the fit's chains and warm-up but REFIT_DRAWS draws in all
         (`refit_settings`), the refits run as one NUTS program; recorded in
-        ``options["extrapolation_refit"]``. (A law started from its base law has none: each refit
-        would need its own point fit first.)
+        ``options["extrapolation_refit"]``.
 
     Returns:
       `BayesFit` with draws per family/parameter, an ArviZ InferenceData (with the pointwise
@@ -502,7 +501,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
                     dense_mass=dense_mass, chain_method=chain_method)
     fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn, loglik=True)
-    fit.options["extrapolation"] = bool(extrapolation and law_obj.uses_scale and not law_obj.base)
+    fit.options["extrapolation"] = bool(extrapolation and law_obj.learns_extrapolation)
     if fit.options["extrapolation"]:
         refit = refit_settings(settings)
         fit.options["extrapolation_refit"] = {k: refit[k] for k in ("chains", "draws", "warmup", "seed")}

@@ -12,7 +12,9 @@ The law interface. A law is ONE `Law` value in `LAWS`; everything below the regi
 - its start grid: the point fit (`multiscale.laws.point`) starts a law with no `base` from the
   Cartesian grid `GRID` of its raw names, and a law with a `base` from its base law's fit crossed
   with `EXTRA_STARTS` of the parameters the base lacks (`max_evals` evaluations per start);
-- its priors: `multiscale.laws.bayes` samples each raw name from `PRIORS` / `EXTRA_PRIORS`;
+- its priors: `multiscale.laws.bayes` samples each raw name from `PRIORS` / `EXTRA_PRIORS`, every
+  chain from the point fit where `nuts_from_point_fit`, and learns the extrapolation term where
+  `learns_extrapolation`;
 - its p* solver: `separable` laws (each family's loss reads only its own ratio and no unique
   tokens: multilingual, chinchilla, ratio) have the closed-form water-filling solution, the
   fast path of the general projected-gradient solver (`multiscale.decisions.ratios`).
@@ -120,6 +122,19 @@ class Law:
     def raw_matrix(self) -> tuple[str, ...]:
         """The raw matrix parameters (tau as log tau)."""
         return tuple("ltau" if m == "tau" else m for m in self.matrix)
+
+    @property
+    def nuts_from_point_fit(self) -> bool:
+        """NUTS starts every chain at the point fit: the laws started from a base law, whose
+        posterior can have far modes (an unidentified E or B) where a chain started at random stays."""
+        return bool(self.base)
+
+    @property
+    def learns_extrapolation(self) -> bool:
+        """A Bayesian fit also learns the extrapolation term (`multiscale.laws.extrapolation`): the
+        laws with N and D started from the grid (a law started from its base law would need a
+        point fit per refit)."""
+        return self.uses_scale and not self.base
 
     @property
     def max_evals(self) -> int:
