@@ -58,7 +58,7 @@ _EXPORTS: dict[str, str] = {
     "fit_bayes": "multiscale.laws",
     "load_fit": "multiscale.laws",
     "predict": "multiscale.laws",
-    "optimal_ratios": "multiscale.laws",
+    "optimal_ratios": "multiscale.decisions",
     "independence_test": "multiscale.laws",
     # sweeps, reports, demo ("Sweeps: plan, runner, store", "Reports and study analysis")
     "SweepPlan": "multiscale.sweep",
