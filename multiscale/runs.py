@@ -251,7 +251,9 @@ def _check_names(t: _Table) -> None:
         if empty.any():
             raise t.error(f"column {col!r} is empty (or only spaces) at {t.rows(empty)}")
     fam_R, fams = pd.factorize(t.df["family"])
-    t.df["family"] = np.array([_clean_name(f) for f in fams], dtype=object)[fam_R]
+    clean = [_clean_name(f) for f in fams]
+    if clean != list(fams):  # Unicode NFC
+        t.df["family"] = np.array(clean, dtype=object)[fam_R]
     fam = t.df["family"]
     bad = np.zeros(len(fam), dtype=bool)
     for ch in _FORBIDDEN_IN_FAMILY:
@@ -327,17 +329,20 @@ def _check_repeated_runs(t: _Table) -> None:
     runs = pd.DataFrame({"key": key, "rows": np.bincount(run_R), "N": df["N"].to_numpy()[t.first_R],
                          "D": df["D"].to_numpy()[t.first_R], "seed": seed[t.first_R],
                          "any_seed": np.bincount(run_R, weights=~np.isnan(seed)) > 0})[candidate]
-    shared = runs[runs.duplicated(["key", "rows", "N", "D"], keep=False)]
+    shared = runs[runs.duplicated(["key", "rows", "N", "D", "seed", "any_seed"], keep=False)]
     if shared.empty:
         return
     names = pd.factorize(df["run"])[1]
+    by_run = np.argsort(run_R, kind="stable")  # rows of run r: by_run[start[r]:start[r + 1]]
+    start = np.concatenate([[0], np.cumsum(np.bincount(run_R))])
+    fam = df["family"].to_numpy()
     keys: dict[tuple, str] = {}
     for r in shared.index:  # first-seen order
-        rows = df.iloc[np.flatnonzero(run_R == r)]
+        rows = by_run[start[r]:start[r + 1]]
         s = shared.at[r, "seed"]
         seed_key = None if not shared.at[r, "any_seed"] else (float(s) if not np.isnan(s) else ("nan", r))
         key_r = (float(shared.at[r, "N"]), float(shared.at[r, "D"]), seed_key,
-                 tuple(sorted(zip(rows["family"].tolist(), rows["loss"].tolist(), rows["p"].tolist()))))
+                 tuple(sorted(zip(fam[rows].tolist(), loss[rows].tolist(), p[rows].tolist()))))
         run = names[r]
         first = keys.setdefault(key_r, run)
         if first != run:
@@ -609,10 +614,13 @@ def _csv_rows(data: bytes, source: str) -> tuple[list[str], list[int]]:
 
 
 def _check_header(header: list[str], source: str, line: int) -> None:
-    """A header names no column twice (pandas would rename the second) and is not a lone field
-    holding another separator."""
+    """A header names some column and none twice (pandas would rename the second), and is not a
+    spreadsheet's 'sep=' line or a lone field holding another separator."""
     if not any(h.strip() for h in header):
         raise RunTableError(f"{source}: the header (line {line}) names no column")
+    if header[0].strip().lower().startswith("sep="):
+        raise RunTableError(f"{source}: line {line} is a spreadsheet's {header[0].strip()!r} line, not the "
+                            f"header: delete it")
     if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
         sep = next(sep for sep in ";\t|" if sep in header[0])
         raise RunTableError(f"{source}: the header (line {line}) is one column {header[0]!r}: the file "
