@@ -619,7 +619,7 @@ def _check_header(header: list[str], source: str, line: int) -> None:
     if not any(h.strip() for h in header):
         raise RunTableError(f"{source}: the header (line {line}) names no column")
     if header[0].strip().lower().startswith("sep="):
-        raise RunTableError(f"{source}: line {line} is a spreadsheet's {header[0].strip()!r} line, not the "
+        raise RunTableError(f"{source}: line {line} is a spreadsheet's {','.join(header).strip()!r} line, not the "
                             f"header: delete it")
     if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
         sep = next(sep for sep in ";\t|" if sep in header[0])
