@@ -5,7 +5,8 @@ family), every run's whole mixture in ``p_<family>`` columns, as README.md "Brin
 describes), writes it as CSV (or Parquet), then times `multiscale.runs.read_runs` (the file
 read and the validation it includes), `multiscale.runs.validate_runs` alone on the table read,
 and `multiscale.laws.independence.independence_test` (which validates again, as the CLI does).
-Prints one JSON object: rows, seconds per stage, peak RSS and the CPU.
+Prints one JSON object: rows, seconds per stage, peak RSS of this process (the table is
+written by a child process, so the peak is the reading and checking) and the CPU.
 
     python benchmarks/bench_runtable_scale.py                 # 200,000 runs x 5 families
     python benchmarks/bench_runtable_scale.py --runs 40000    # a smaller table
@@ -73,23 +74,32 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def write_table(path: str, n_runs: int, n_families: int) -> None:
+    df = synthetic_table(n_runs, n_families)
+    if path.endswith(".csv"):
+        df.to_csv(path, index=False, float_format="%.9g")
+    else:
+        df.to_parquet(path, index=False)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200_000)
     ap.add_argument("--families", type=int, default=5)
     ap.add_argument("--format", choices=("csv", "parquet"), default="csv")
     ap.add_argument("--skip-independence", action="store_true")
+    ap.add_argument("--write-only", metavar="PATH", help=argparse.SUPPRESS)  # the child that writes the table
     args = ap.parse_args(argv)
+    if args.write_only:
+        write_table(args.write_only, args.runs, args.families)
+        return 0
 
-    df = synthetic_table(args.runs, args.families)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"runs.{args.format}")
-        if args.format == "csv":
-            df.to_csv(path, index=False, float_format="%.9g")
-        else:
-            df.to_parquet(path, index=False)
+        # written by a child process, so that the peak RSS below is the reading and checking alone
+        subprocess.run([sys.executable, __file__, "--runs", str(args.runs), "--families", str(args.families),
+                        "--write-only", path], check=True)
         size = os.path.getsize(path)
-        del df
         t0 = time.perf_counter()
         table = read_runs(path)
         t_read = time.perf_counter() - t0
