@@ -582,7 +582,8 @@ def _csv_rows(data: bytes, source: str) -> tuple[list[str], list[int]]:
         hint = f": it looks like {kind}" if kind else f" ({err})"
         raise RunTableError(f"{source}: not a UTF-8 CSV file{hint}") from None
     if "\x00" in text:
-        line = text.count("\n", 0, text.index("\x00")) + 1
+        head = text[:text.index("\x00")]
+        line = head.count("\n") + head.count("\r") - head.count("\r\n") + 1
         raise RunTableError(f"{source}: line {line} holds a NUL character: a damaged or binary file, not CSV text")
     reader = csv.reader(io.StringIO(text, newline=""))
     header, lines, start = None, array.array("q"), 0
