@@ -672,6 +672,7 @@ def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFram
         raise
     except (OSError, ValueError) as err:  # pandas' ParserError, pyarrow's ArrowInvalid
         raise RunTableError(f"{source}: cannot read the run table ({err})") from None
+    del data  # the file's bytes are not needed while the table is checked
     return validate_runs(df, law=law, source=source, lines=lines)
 
 
