@@ -14,13 +14,14 @@ record the log error ``e = log(pred / obs)`` (> 0: over-prediction) of each held
   excess log-distance in units of the window's log-span of that axis, combined by hypot;
 - ``log_kN = log N/N_hi`` and ``log_kC = log(N D / max N D of the window)`` (recorded, not fitted).
 
-Summaries (per ladder, pooled, and leave one ladder out): a weighted Gaussian fit of
-``e ~ Normal(a + b x, c + d x)`` with c > 0, d >= 0 (the spread does not shrink away from the
-data), for x = log_k and x = d_span, plus binned means and sds. Weights: each ladder weighs 1 in
+Summaries (per ladder, pooled, and leave one ladder out), for x = log_k and x = d_span: a weighted
+Gaussian fit of ``e ~ Normal(a + b x, c + d x)`` with c > 0, d >= 0 (the spread does not shrink
+away from the data); the library's zero-mean form ``e ~ Normal(0, kappa x)`` with, per coverage q,
+the smallest kappa that covers a share q of the errors; and binned means and sds. Weights: each ladder weighs 1 in
 all, spread equally over its windows and, within a window, equally over the held-out runs (a
 window's errors share one fit; ladders with many sizes would otherwise swamp the rest). The
 leave-one-ladder-out fit is learned without a ladder and scored on it: the share of its errors
-inside the fitted central 80% and 90% bands.
+inside the learned central 80% and 90% bands (and inside +-z kappa x).
 
 Run time: with every window the point fits take ~15 min on 2 cores; by default each N_hi keeps
 ``--per-hi 2`` of its windows (the widest and the narrowest span); ``--per-hi 0`` keeps all.
@@ -136,15 +137,25 @@ def fit_band(x: np.ndarray, e: np.ndarray, w: np.ndarray) -> dict:
     return {"a": a, "b": b, "c": c, "d": d, "rows": int(len(x)), "converged": bool(res.success)}
 
 
-def coverage(band: dict, x: np.ndarray, e: np.ndarray, w: np.ndarray) -> dict:
-    """Share of the errors inside the band's central intervals, weighted and per row."""
-    z = np.abs(e - band["a"] - band["b"] * x) / (band["c"] + band["d"] * x)
+def shares(dev: np.ndarray, scale, w: np.ndarray) -> dict:
+    """Per coverage q: the share of |dev| <= z_q * scale[q] (scale: an array, or a dict of them
+    by q), weighted and per row."""
     out = {}
     for q in COVERAGE:
-        inside = z <= stats.norm.ppf(0.5 + q / 2)
-        out[f"{int(q * 100)}"] = {"weighted": round(float(np.sum(w * inside) / np.sum(w)), 3),
-                                  "rows": round(float(inside.mean()), 3)}
+        key = f"{int(q * 100)}"
+        inside = np.abs(dev) <= stats.norm.ppf(0.5 + q / 2) * (scale[key] if isinstance(scale, dict) else scale)
+        out[key] = {"weighted": round(float(np.sum(w * inside) / np.sum(w)), 3), "rows": round(float(inside.mean()), 3)}
     return out
+
+
+def kappas(x: np.ndarray, e: np.ndarray, w: np.ndarray) -> dict:
+    """The library's form, e ~ Normal(0, kappa x): per coverage q, the smallest kappa whose central
+    q interval holds a weighted share q of the errors (a point fit has no interval of its own)."""
+    r = np.abs(e) / x
+    order = np.argsort(r)
+    cum = np.cumsum(w[order]) / w.sum()
+    return {f"{int(q * 100)}": float(r[order][np.searchsorted(cum, q)] / stats.norm.ppf(0.5 + q / 2))
+            for q in COVERAGE}
 
 
 def binned(errs: pd.DataFrame, x: str) -> list[dict]:
@@ -158,25 +169,32 @@ def binned(errs: pd.DataFrame, x: str) -> list[dict]:
                 continue
             w = rows["w"].to_numpy() / rows["w"].sum()
             m = float(np.sum(w * rows["e"]))
-            out.append({"x": x, "lo": float(lo), "hi": float(hi), "ladder": ladder, "rows": len(rows),
-                        "windows": int(rows["window"].nunique()), "mean": round(m, 4),
-                        "sd": round(float(np.sqrt(np.sum(w * (rows["e"] - m) ** 2))), 4)})
+            out.append({"x": x, "lo": float(lo), "hi": float(hi) if np.isfinite(hi) else None,
+                        "ladder": ladder, "rows": len(rows), "windows": int(rows["window"].nunique()),
+                        "mean": round(m, 4), "sd": round(float(np.sqrt(np.sum(w * (rows["e"] - m) ** 2))), 4)})
     return out
 
 
 def summarise(errs: pd.DataFrame, x: str) -> dict:
-    """Bands per ladder and pooled, and the leave-one-ladder-out bands scored on their ladder."""
-    def band(rows):
-        return fit_band(rows[x].to_numpy(), rows["e"].to_numpy(), rows["w"].to_numpy())
+    """Bands and kappas per ladder and pooled, and the leave-one-ladder-out ones scored on their
+    ladder."""
+    def cols(rows):
+        return rows[x].to_numpy(), rows["e"].to_numpy(), rows["w"].to_numpy()
 
-    def cover(b, rows):
-        return coverage(b, rows[x].to_numpy(), rows["e"].to_numpy(), rows["w"].to_numpy())
+    def learn(rows):
+        band = fit_band(*cols(rows))
+        return {**band, "kappa": kappas(*cols(rows)), "x_max": float(rows[x].max())}
 
-    pooled = band(errs)
+    def cover(f, rows):
+        x_, e, w = cols(rows)
+        return {"band": shares(e - f["a"] - f["b"] * x_, f["c"] + f["d"] * x_, w),
+                "kappa": shares(e, {q: k * x_ for q, k in f["kappa"].items()}, w)}
+
+    pooled = learn(errs)
     per_ladder, lolo = {}, {}
     for ladder, rows in errs.groupby("ladder"):
-        per_ladder[ladder] = {**band(rows), "coverage_by_pooled": cover(pooled, rows)}
-        without = band(errs[errs["ladder"] != ladder])
+        per_ladder[ladder] = {**learn(rows), "coverage_by_pooled": cover(pooled, rows)}
+        without = learn(errs[errs["ladder"] != ladder])
         lolo[ladder] = {**without, "coverage_of_left_out": cover(without, rows)}
     return {"pooled": {**pooled, "coverage": cover(pooled, errs)}, "per_ladder": per_ladder,
             "leave_one_ladder_out": lolo, "bins": binned(errs, x)}
@@ -186,6 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--per-hi", type=int, default=2, help="windows kept per N_hi (0: all; default 2)")
     ap.add_argument("--prior", default=str(PRIOR_PATH), help="where to write the summary JSON ('' to skip)")
+    ap.add_argument("--errors", default="", help="also write every held-out run's error to this CSV")
     args = ap.parse_args()
     t0 = time.perf_counter()
     parts, records = [], []
@@ -197,6 +216,8 @@ def main() -> None:
             records.append({"ladder": ladder, **rec})
     errs = pd.concat(parts, ignore_index=True)
     errs["w"] = weights(errs)
+    if args.errors:
+        errs.to_csv(args.errors, index=False)
     summary = {x: summarise(errs, x) for x in XS}
     prior = {
         "what": "log(pred/obs) of a law fitted on a window of sizes, at runs beyond it (issue 22)",
@@ -205,8 +226,10 @@ def main() -> None:
         "windows": {"min_sizes": MIN_SIZES, "min_span_N": MIN_SPAN, "per_N_hi": args.per_hi or "all"},
         "x": {"log_k": "max(log N/N_hi, log D/D_hi)", "d_span": "hypot of each axis' excess log-distance "
               "over the window's log-span of that axis (the library's extrapolation distance)"},
-        "band": "e ~ Normal(a + b x, c + d x), c > 0, d >= 0; ladders weigh 1 each, spread over windows, "
-                "then held-out runs",
+        "band": "e ~ Normal(a + b x, c + d x), c > 0, d >= 0 (weighted maximum likelihood)",
+        "kappa": "e ~ Normal(0, kappa x), the library's form: kappa[q] is the smallest kappa whose central q "
+                 "interval holds a share q of the errors",
+        "weights": "each ladder weighs 1, spread equally over its windows, then over a window's held-out runs",
         "rows": int(len(errs)), "summary": {x: {k: v for k, v in s.items() if k != "bins"}
                                             for x, s in summary.items()}}
     if args.prior:
