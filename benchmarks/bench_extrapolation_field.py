@@ -224,7 +224,9 @@ def main() -> None:
     prior = {
         "what": "log(pred/obs) of a law fitted on a window of sizes, at runs beyond it (issue 22)",
         "law": LAW, "fit": "multiscale.laws.fit_point, default start grid and search",
-        "ladders": {lad: int(sum(r["ladder"] == lad for r in records)) for lad in LADDERS},
+        "command": f"python benchmarks/bench_extrapolation_field.py --per-hi {args.per_hi}",
+        "ladders": {lad: {"windows": int(sum(r["ladder"] == lad for r in records)),
+                          "held_out_rows": int((errs["ladder"] == lad).sum())} for lad in LADDERS},
         "windows": {"min_sizes": MIN_SIZES, "min_span_N": MIN_SPAN, "per_N_hi": args.per_hi or "all"},
         "x": {"log_k": "max(log N/N_hi, log D/D_hi)", "d_span": "hypot of each axis' excess log-distance "
               "over the window's log-span of that axis (the library's extrapolation distance)"},

@@ -109,7 +109,8 @@ def test_package_data_covers_every_shipped_file():
 def test_field_prior_names_its_law_and_ladders():
     prior = json.loads((resources.files("multiscale.datasets") / "ladders" / "field_prior.json").read_text())
     assert prior["law"] == "chinchilla" and set(prior["ladders"]) == set(LADDERS)
-    assert all(n > 0 for n in prior["ladders"].values())
+    assert all(v["windows"] > 0 and v["held_out_rows"] > 0 for v in prior["ladders"].values())
+    assert sum(v["held_out_rows"] for v in prior["ladders"].values()) == prior["rows"]
     for x in ("log_k", "d_span"):
         summary = prior["summary"][x]
         assert set(summary["leave_one_ladder_out"]) == set(LADDERS)
