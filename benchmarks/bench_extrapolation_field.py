@@ -8,25 +8,25 @@ record the log error ``e = log(pred / obs)`` (> 0: over-prediction) of each held
 
 - ``log_k = max(log N/N_hi, log D/D_hi)``: how far, as a factor, the run lies beyond the largest
   fitted size or budget (N_hi, D_hi of the window's runs of that family). The primary axis: it is
-  > 0 for every held-out run, and, unlike compute 6ND, an isoFLOP ladder's large-N, small-D runs
-  do not look "inside" the fitted range;
+  > 0 for every held-out run, whereas compute 6ND would call a larger model trained on fewer tokens
+  than the window's longest budget "inside" the fitted range (about a third of the held-out runs);
 - ``d_span``: the same distance as the library's extrapolation term measures it, each axis's
   excess log-distance in units of the window's log-span of that axis, combined by hypot;
 - ``log_kN = log N/N_hi`` and ``log_kC = log(N D / max N D of the window)`` (recorded, not fitted).
 
 Summaries (per ladder, pooled, and leave one ladder out), for x = log_k and x = d_span: a weighted
 Gaussian fit of ``e ~ Normal(a + b x, c + d x)`` with c > 0, d >= 0 (the spread does not shrink
-away from the data); the library's zero-mean form ``e ~ Normal(0, kappa x)`` with, per coverage q,
-the smallest kappa that covers a share q of the errors; and binned means and sds. Weights: each ladder weighs 1 in
-all, spread equally over its windows and, within a window, equally over the held-out runs (a
-window's errors share one fit; ladders with many sizes would otherwise swamp the rest). The
-leave-one-ladder-out fit is learned without a ladder and scored on it: the share of its errors
-inside the learned central 80% and 90% bands (and inside +-z kappa x).
+away from the data); the library's zero-mean form ``e ~ Normal(0, kappa x)`` with, per coverage
+q, the smallest kappa that covers a share q of the errors; and binned means and sds. Weights: each
+ladder weighs 1 in all, spread equally over its windows and, within a window, equally over the
+held-out runs (a window's errors share one fit; ladders with many sizes would otherwise swamp the
+rest). The leave-one-ladder-out fit is learned without a ladder and scored on it: the share of its
+errors inside the learned central 80% and 90% bands (and inside +-z kappa x).
 
-Run time: every window (191 in all) would take about 10 min of point fits on 2 idle cores; by
-default each N_hi keeps ``--per-hi 2`` of its windows (the widest and the narrowest span, 54 in
-all, about 3 min); ``--per-hi 0`` keeps all.
-Prints one JSON object and writes the summary to ``--prior`` (default the package's
+Run time: every window (191 in all) would take about 10 min of CPU time in point fits; by default
+each N_hi keeps ``--per-hi 2`` of its windows (the widest and the narrowest span: 54 windows, about
+2.5 min of CPU time, 3-6 min on 2 shared cores); ``--per-hi 0`` keeps all. Prints one JSON object
+and writes the summary to ``--prior`` (default the package's
 ``multiscale/datasets/ladders/field_prior.json``; empty to skip).
 """
 
@@ -107,7 +107,7 @@ def window_errors(df: pd.DataFrame, n_lo: float, n_hi: float) -> tuple[pd.DataFr
                                  log_kC=xN + xD - (lN + lD).max(), d_span=np.hypot(dN / uN, dD / uD)))
     held = pd.concat(parts)
     record = {"N_lo": n_lo, "N_hi": n_hi, "sizes": int(fit_rows["N"].nunique()), "fit_rows": len(fit_rows),
-              "held_out": len(held), "unconverged": sum(issubclass(w.category, RuntimeWarning) for w in caught),
+              "held_out": len(held), "runtime_warnings": sum(issubclass(w.category, RuntimeWarning) for w in caught),
               "params": {fam: {k: float(v[0, j]) for k, v in fit.draws.items()}
                          for j, fam in enumerate(fit.families)},
               "mean_e": float(held["e"].mean())}
