@@ -54,6 +54,8 @@ _EXPORTS: dict[str, str] = {
     "validate_runs": "multiscale.runs",
     "RunTableError": "multiscale.runs",
     "load_regmix": "multiscale.datasets",
+    "load_ladder": "multiscale.datasets",
+    "LADDERS": "multiscale.datasets",
     "fit_point": "multiscale.laws",
     "fit_bayes": "multiscale.laws",
     "load_fit": "multiscale.laws",
