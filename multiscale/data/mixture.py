@@ -38,7 +38,7 @@ from multiscale.mixture import DEFAULT_TAU, Mixture, MixtureError, proportional,
 WITHIN = ("proportional", "uniform", "temperature")
 
 __all__ = ["WITHIN", "MixtureError", "MixtureSpec", "MixtureIterator", "TokenAccount", "RepetitionWarning",
-           "make_train_iterator", "repetition_report", "language_epochs", "language_stream"]
+           "make_train_iterator", "repetition_report", "language_stream"]
 
 
 class RepetitionWarning(UserWarning):
@@ -155,12 +155,6 @@ def repetition_report(corpus, spec: MixtureSpec, total_tokens: float, *, warn: b
     return out
 
 
-def language_epochs(corpus, spec: MixtureSpec, total_tokens: float) -> dict[str, float]:
-    """Epochs per language for a run of `total_tokens` (within-family policy applied)."""
-    w = spec.language_weights(corpus)
-    return {lang: w[lang] * float(total_tokens) / corpus.tokens(lang) for lang in corpus.languages}
-
-
 # -- accounting --------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class TokenAccount:
@@ -252,11 +246,6 @@ class _MixtureDataset(grain.IterDataset):
 
 
 # -- streams -----------------------------------------------------------------------------------
-def _stream_seed(seed: int, lang: str) -> int:
-    digest = hashlib.sha256(f"{int(seed)}:{lang}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def _resolve_shard(shard_index, shard_count) -> tuple[int, int]:
     if shard_index is None or shard_count is None:
         import jax
@@ -281,7 +270,9 @@ def language_documents(corpus, lang: str, *, seed: int, shard_index: int, shard_
             f"language {lang!r} has {corpus.documents(lang)} training documents: too few for "
             f"{shard_count} hosts (host {shard_index} gets none)"
         )
-    return EpochShuffleMapDataset(ds, seed=_stream_seed(seed, lang), num_epochs=num_epochs).map(
+    digest = hashlib.sha256(f"{int(seed)}:{lang}".encode()).digest()
+    stream_seed = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return EpochShuffleMapDataset(ds, seed=stream_seed, num_epochs=num_epochs).map(
         lambda raw: np.frombuffer(raw, dtype=dtype).astype(np.int32)
     )
 
