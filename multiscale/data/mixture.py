@@ -126,12 +126,9 @@ class MixtureSpec:
 
 # -- repetition --------------------------------------------------------------------------------
 def repetition_report(corpus, spec: MixtureSpec, total_tokens: float, *, warn: bool = True) -> dict[str, float]:
-    """Epochs over each family's unique training tokens for a run of `total_tokens` tokens.
-
-    Returns {family: epochs} (0 for families with ratio 0). Epochs > 1 mean the family's data
-    repeats; a `RepetitionWarning` says so, with the count (the law ignores repetition:
-    Longpre et al. 2025).
-    """
+    """{family: epochs over its unique training tokens} for a run of `total_tokens` tokens (0 for
+    families with ratio 0). Epochs > 1 mean the family's data repeats: a `RepetitionWarning` says
+    so (the law ignores repetition: Longpre et al. 2025)."""
     if not (total_tokens > 0 and math.isfinite(total_tokens)):
         raise MixtureError(f"total_tokens must be finite and > 0, got {total_tokens!r}", arg="total_tokens")
     spec.check(corpus)
@@ -142,16 +139,9 @@ def repetition_report(corpus, spec: MixtureSpec, total_tokens: float, *, warn: b
     if warn:
         over = {f: e for f, e in out.items() if e > 1.0}
         if over:
-            warnings.warn(
-                "data repeats: "
-                + ", ".join(
-                    f"{f} {e:.2f} epochs ({spec.family_ratio(f) * total_tokens:.3g} tokens drawn from "
-                    f"{corpus.train_tokens(f)} unique)"
-                    for f, e in over.items()
-                ),
-                RepetitionWarning,
-                stacklevel=2,
-            )
+            warnings.warn("data repeats: " + ", ".join(
+                f"{f} {e:.2f} epochs ({spec.family_ratio(f) * total_tokens:.3g} tokens drawn from "
+                f"{corpus.train_tokens(f)} unique)" for f, e in over.items()), RepetitionWarning, stacklevel=2)
     return out
 
 
@@ -345,15 +335,11 @@ def make_train_iterator(corpus, spec: MixtureSpec, *, seq_len: int, batch_size: 
     shard_index, shard_count = _resolve_shard(shard_index, shard_count)
     weights = spec.language_weights(corpus)
     active = {lang: w for lang, w in weights.items() if w > 0}
-    streams = {
-        lang: language_stream(corpus, lang, seq_len=int(seq_len), seed=seed, shard_index=shard_index,
-                              shard_count=shard_count, num_epochs=num_epochs)
-        for lang in active
-    }
+    streams = {lang: language_stream(corpus, lang, seq_len=int(seq_len), seed=seed, shard_index=shard_index,
+                                     shard_count=shard_count, num_epochs=num_epochs) for lang in active}
     mixed = grain.IterDataset.mix(streams, active) if len(streams) > 1 else next(iter(streams.values()))
     batched = mixed.batch(int(batch_size), drop_remainder=True)
-    fam_of_lang = np.array(
-        [corpus.families.index(corpus.grouping.family_of(lang)) for lang in corpus.languages], np.int64
-    )
+    fam_of_lang = np.array([corpus.families.index(corpus.grouping.family_of(lang)) for lang in corpus.languages],
+                           np.int64)
     return _MixtureDataset(batched, corpus.languages, fam_of_lang, corpus.families,
                            spec.family_ratios(corpus)).__iter__()
