@@ -18,10 +18,6 @@ class ParamCount:
     non_embedding: int
     embedding: int
 
-    @property
-    def total(self) -> int:
-        return self.non_embedding + self.embedding
-
 
 def count_params(cfg: ModelConfig) -> ParamCount:
     d, f = cfg.d_model, cfg.d_ff

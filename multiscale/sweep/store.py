@@ -59,9 +59,6 @@ class FragmentScan:
     def damaged_ids(self) -> tuple[str, ...]:
         return tuple(d[0] for d in self.damaged)
 
-    def reason(self, run_id: str) -> str | None:
-        return next((r for i, r, _ in self.damaged if i == run_id), None)
-
 
 def fragment_text(run_id: str, rows) -> str:
     """A fragment: the rows as CSV (the `run` column first, set to `run_id`), then one trailer
