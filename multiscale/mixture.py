@@ -5,10 +5,8 @@ summing to 1 within `RATIO_TOLERANCE`. Every place that takes ratios or ratio-li
 (ratios, weights, floors, caps, available tokens, plan entries, `TrainConfig.ratios`, the data
 pipeline) goes through this module:
 
-- `parse_pairs` is the one parser of ``FAMILY=VALUE,...`` text and of mappings. It strips names
-  and refuses empty names, a family given twice, non-numbers, NaN, inf, negative values (unless
-  allowed) and families outside a known set, naming the argument (`arg`, also the error's
-  `arg`) and the family.
+- `parse_pairs` is the one parser of ``FAMILY=VALUE,...`` text and of mappings; its errors name
+  the argument (`arg`, also the error's `arg`) and the family.
 - `Mixture` is the validated value. ``Mixture(ratios)`` checks and keeps the values as given;
   ``Mixture.parse(text_or_mapping, normalize=True)`` scales any non-negative weights to sum 1;
   ``mixture.normalized()`` divides by the sum once (removing rounding, as training does).
@@ -186,11 +184,6 @@ class Mixture:
             else:
                 _check_sum(ratios)
         return cls(ratios)
-
-    @classmethod
-    def from_weights(cls, weights: Mapping[str, Any]) -> Mixture:
-        """Non-negative weights divided by their sum (errors name `weights`)."""
-        return cls.parse(weights, normalize=True, arg="weights")
 
     @property
     def families(self) -> tuple[str, ...]:

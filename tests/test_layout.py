@@ -1,7 +1,7 @@
 """The layout rules of docs/design.md ("Layout", "Style"), checked on the source: imports flow one
 way, the law engine never reaches models/data/training, the low-level values import nothing
-heavy, no function in multiscale/ exceeds ~100 lines (a function is as long as its idea), and nothing cites a design file outside the
-repository."""
+heavy, no function in multiscale/ exceeds ~100 lines (a function is as long as its idea), and
+nothing cites a design file outside the repository."""
 
 from __future__ import annotations
 
@@ -175,7 +175,8 @@ def _long_functions() -> list[str]:
 
 def test_no_function_longer_than_100_lines():
     assert len(LONG_FUNCTION_EXCEPTIONS) <= 3
-    assert not _long_functions(), "over 100 lines: split where the parts are separate ideas: " + ", ".join(_long_functions())
+    assert not _long_functions(), ("over 100 lines: split where the parts are separate ideas: "
+                                   + ", ".join(_long_functions()))
 
 
 SKIPPED_FOLDERS = {"demo_out", "build", "dist", "__pycache__"}

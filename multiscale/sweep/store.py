@@ -55,10 +55,6 @@ class FragmentScan:
     intact: tuple[str, ...]
     damaged: tuple[tuple[str, str, str], ...] = ()  # (run_id, reason, sha256 of the bytes)
 
-    @property
-    def damaged_ids(self) -> tuple[str, ...]:
-        return tuple(d[0] for d in self.damaged)
-
 
 def fragment_text(run_id: str, rows) -> str:
     """A fragment: the rows as CSV (the `run` column first, set to `run_id`), then one trailer
