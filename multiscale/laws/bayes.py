@@ -92,15 +92,6 @@ def host_devices_for_chains(chains: int) -> bool:
     return chains >= 2 and request_host_devices(int(chains))
 
 
-def check_settings(chains, draws, warmup) -> None:
-    """NUTS settings as whole numbers: chains and draws >= 1, warm-up >= 0 (None: WARMUP)."""
-    for name, v, low in (("chains", chains, 1), ("draws", draws, 1), ("warmup", warmup, 0)):
-        if name == "warmup" and v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
-
-
 def _chain_method(method: str, chains: int) -> str:
     import jax
 
@@ -490,7 +481,11 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       ``log_likelihood`` of every table row), R-hat, ESS and divergences.
     """
     law_obj = get_law(law)
-    check_settings(chains, draws, warmup)
+    # whole-number NUTS settings (warmup None: WARMUP)
+    for name, v, low in (("chains", chains, 1), ("draws", draws, 1), ("warmup", warmup, 0)):
+        if (name != "warmup" or v is not None) and (
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
+            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
     target_accept = default_target_accept(law_obj) if target_accept is None else target_accept
     df, data, shared = prepare(df, law_obj, shared)
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
