@@ -40,7 +40,7 @@ def load_run_data(corpus_path: str, ratios: Mixture, *, seq_len: int, seed: int,
                   eval_tokens_per_language: int | None = 32_768) -> RunData:
     """Open the corpus at `corpus_path` and wire the mixture and eval set of a run (ratios naming
     a family the corpus lacks: `UnknownFamilyError`)."""
-    from multiscale.data.mixture import MixtureSpec, make_train_iterator
+    from multiscale.data.sampling import MixtureSpec, make_train_iterator
 
     try:
         mtime = os.stat(corpus_path).st_mtime_ns
