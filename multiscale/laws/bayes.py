@@ -87,8 +87,8 @@ REFIT_DRAWS = 1000
 def host_devices_for_chains(chains: int) -> bool:
     """Ask XLA for `chains` CPU devices so that NUTS chains run in parallel threads (numpyro's
     "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
-    already set a device count; returns whether the flag was added. The CLI calls this before a NUTS fit; a Python user calls
-    it first thing, before importing jax."""
+    already set a device count; returns whether the flag was added. The CLI calls this before a
+    NUTS fit; a Python user calls it first thing, before importing jax."""
     return chains >= 2 and request_host_devices(int(chains))
 
 
