@@ -306,10 +306,10 @@ def run_autopilot(plan, out, *, corpus=None, N: float, D: float, budget_flops: f
     _save(out, state)  # the settings are the folder's from the first call on
     sweep_dir = os.path.join(out, "sweep")
     if state["stopped"] is None:
-        _sweep(plan, sweep_dir, corpus, engine, train_fn, progress, log)
-        state["initial_flops"] = plan_flops(plan, corpus)
-        _rounds(out, state, s, plan, sweep_dir, lambda p: _sweep(p, sweep_dir, corpus, engine, train_fn, progress,
-                                                                 log), log)
+        _sweep(plan, sweep_dir, s.corpus, engine, train_fn, progress, log)
+        state["initial_flops"] = plan_flops(plan, s.corpus)
+        _rounds(out, state, s, plan, sweep_dir,
+                lambda p: _sweep(p, sweep_dir, s.corpus, engine, train_fn, progress, log), log)
     if state["report"] is None:
         state["report"] = _report(out, state, sweep_dir, s)
         _save(out, state)
