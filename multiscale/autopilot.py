@@ -175,6 +175,9 @@ def _load_state(out: str, settings: Settings, engine: str) -> dict[str, Any]:
     if not isinstance(old, dict) or set(old) != set(new):
         raise DamagedFileError(f"autopilot state {path!r} is damaged (its settings do not read back); "
                                "start in another folder")
+    if old["plan"] != new["plan"]:
+        raise InputError(f"plan: not the plan the autopilot in {out!r} was started with (its content differs); "
+                         "resume with the same plan, or use another out folder", arg="plan")
     for key, value in new.items():
         if old[key] != value:
             raise InputError(f"{key} {value!r} differs from {old[key]!r}, the value the autopilot in {out!r} was "
@@ -234,10 +237,11 @@ def _round_fit(fit_dir: str, sweep_dir: str, s: Settings, log):
     return load_fit(fit_dir)  # decisions always from the saved fit: the same whether resumed or not
 
 
-def _recommend(fit, rdir: str, sweep_dir: str, s: Settings) -> dict[str, Any]:
-    """p* at the target, written to recommendation.json; returns the numbers the stopping rule reads."""
-    rec = optimal_ratios(fit, s.N, s.D, objective=s.objective,
-                         available_tokens=SweepStore(sweep_dir).corpus_tokens())
+def _recommend(fit, rdir: str, s: Settings) -> dict[str, Any]:
+    """p* at the target, written to recommendation.json; returns the numbers the stopping rule reads.
+    No data caps: the target's data are not the sweep's corpus (as `next` and `recommend` without
+    available tokens; the corpus's tokens would cap a target D beyond it to no mixture at all)."""
+    rec = optimal_ratios(fit, s.N, s.D, objective=s.objective)
     widths = {f: row["p_star"]["q95"] - row["p_star"]["q05"] for f, row in rec.family_table().items()}
     numbers = {"expected_regret": rec.decision_table()[ROBUST]["expected_regret"],
                "p_star_width_90": max(widths.values()), "recommended": rec.ratios}
@@ -329,7 +333,7 @@ def _rounds(out: str, state: dict, s: Settings, template: SweepPlan, sweep_dir: 
         rdir = os.path.join(out, rel)
         os.makedirs(rdir, exist_ok=True)
         fit = _round_fit(os.path.join(rdir, "fit"), sweep_dir, s, log)
-        numbers = _recommend(fit, rdir, sweep_dir, s)
+        numbers = _recommend(fit, rdir, s)
         entry = {"round": r, "fit": f"{rel}/fit", "plan": None, "plan_flops": 0.0, **numbers}
         log(f"round {r}: expected regret {numbers['expected_regret']:.3g}, widest 90% interval of p* "
             f"{numbers['p_star_width_90']:.3g}")
@@ -360,5 +364,6 @@ def _report(out: str, state: dict, sweep_dir: str, s: Settings) -> str:
     relative to `out`."""
     fit_dir = os.path.join(out, state["rounds"][-1]["fit"])
     rep = write_report(fit_dir, os.path.join(out, "report"), runs=SweepStore(sweep_dir).runs_csv, N=s.N, D=s.D,
-                       objective=s.objective, fitted=os.path.join(fit_dir, "runs.csv"))
+                       objective=s.objective, fitted=os.path.join(fit_dir, "runs.csv"),
+                       family_tokens={})  # no data caps at the target, as in the rounds (`_recommend`)
     return os.path.relpath(rep.markdown, out)

@@ -12,6 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +29,7 @@ from multiscale.errors import InputError
 from multiscale.laws.forms import get_law, predict_loss
 from multiscale.sweep import SweepPlan
 
+ROOT = Path(__file__).resolve().parents[1]
 FAMS = ["fam0", "fam1", "fam2"]
 TRUTH = synthetic_truth(len(FAMS), seed=1)
 PLAN = {"name": "init", "presets": ["cpu-100k", "cpu-200k"], "tokens": [2048, 4096], "families": FAMS,
@@ -61,19 +66,26 @@ def _state(out):
     return json.loads((out / "autopilot.json").read_text())
 
 
-def _interrupt_at(nth: int, of=lambda run: True):
-    """A trainer that stops the process (KeyboardInterrupt, not a failed run) at its `nth` call
-    for a run that `of` selects."""
+def _interrupt_at(nth: int, of=lambda run: True, kill: bool = False):
+    """A trainer that stops the process at its `nth` call for a run that `of` selects: with a
+    KeyboardInterrupt (not a failed run), or `kill`ed by SIGKILL mid-run."""
     calls = []
 
     def train_fn(run, run_dir, corpus, progress):
         if of(run):
             calls.append(run.run_id)
             if len(calls) == nth:
+                if kill:
+                    os.kill(os.getpid(), signal.SIGKILL)
                 raise KeyboardInterrupt
         return train(run, run_dir, corpus, progress)
 
     return train_fn
+
+
+def _chosen(run) -> bool:
+    """A run the loop chose (`next` names their mixtures next<rank>-...)."""
+    return run.mixture.startswith("next")
 
 
 def test_engine_not_in_this_build(tmp_path):
@@ -116,6 +128,15 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
         "with; resume with the same value, or use another out folder"]
     assert main(argv + ["--engine", "slurm"]) == 2
     assert "--engine 'slurm' is not available in this build" in capsys.readouterr().err
+
+
+def test_command_refuses_a_missing_plan_in_one_line(tmp_path, capsys):
+    out = tmp_path / "ap"
+    assert main(["autopilot", str(tmp_path / "none.yaml"), "--out", str(out), "--N", "4e5", "--D", "16384",
+                 "--budget-flops", "3e9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("multiscale autopilot: error: sweep plan") and "does not exist" in err[0]
+    assert not out.exists()
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +197,7 @@ def test_killed_mid_round_finishes_with_the_decisions_of_an_uninterrupted_run(on
     restarted: round 0 is not refit nor replanned, and every decision equals the uninterrupted run's."""
     out = tmp_path / "ap"
     with pytest.raises(KeyboardInterrupt):
-        _autopilot(out, train_fn=_interrupt_at(2, of=lambda run: run.mixture.startswith("next")))
+        _autopilot(out, train_fn=_interrupt_at(2, of=_chosen))
     assert _state(out)["rounds_done"] == 0 and (out / "rounds" / "000" / "plan.yaml").exists()
     kept = {p: os.stat(out / "rounds" / "000" / p).st_mtime_ns for p in ("fit/fit.json", "plan.yaml")}
     res, lines = _autopilot(out)
@@ -194,3 +215,18 @@ def test_stops_when_the_expected_regret_is_below_the_threshold(tmp_path):
     assert res.stopped["reason"] == "regret_below" and res.rounds == 1 and res.flops_spent == 0
     assert state["rounds"][0]["expected_regret"] < 1.0 and state["rounds"][0]["plan"] is None
     assert not (out / "rounds" / "000" / "plan.yaml").exists() and os.path.isfile(res.report)
+
+
+@pytest.mark.slow
+def test_sigkilled_mid_run_and_restarted_finishes_with_the_same_decisions(on_budget, tmp_path):
+    """A process killed (SIGKILL) while training the second run of round 0's plan leaves that run's
+    lease behind; the restarted loop takes the run over at once and ends as the uninterrupted one."""
+    out = tmp_path / "ap"
+    code = ("import pathlib, test_autopilot as t; "
+            f"t._autopilot(pathlib.Path({str(out)!r}), train_fn=t._interrupt_at(2, of=t._chosen, kill=True))")
+    env = os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert list((out / "sweep" / "claims").glob("*.json")), "the killed run's lease is left behind"
+    res, _ = _autopilot(out)
+    assert _decisions(out) == _decisions(on_budget[0]) and res.stopped == on_budget[1].stopped
