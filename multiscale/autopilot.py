@@ -8,7 +8,8 @@ sweep folder. It stops when the expected regret of the recommended mixture falls
 `regret_below`, or the widest 90% interval of p* below `width_below`; when the FLOP budget is
 spent (no candidate run fits in what is left, or `plan_next` chooses none); or after `max_rounds`
 plans. The last round has a fit and a recommendation but no plan. Then it writes the report of the
-last fit into OUT/report.
+last fit into OUT/report. Why it stopped (``stopped.reason`` in the state): "regret_below",
+"width_below", "budget", "no_runs_chosen" or "max_rounds".
 
 The budget: `budget_flops` is what the loop may spend on the runs it chooses, 6 N D per run (N of
 its preset, D its tokens) summed over every round's plan; the initial plan's runs are not counted
@@ -55,8 +56,6 @@ from multiscale.sweep.store import SweepStore
 STATE = "autopilot.json"
 ENGINES = ("local",)  # ray and slurm arrive with the sweep runner's engines
 OBJECTIVES = ("raw", "normalized")
-# Why the loop stopped (``stopped.reason`` in the state).
-STOP_REASONS = ("regret_below", "width_below", "budget", "no_runs_chosen", "max_rounds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,7 +273,7 @@ def _round_plan(rdir: str, r: int, fit, sweep_dir: str, s: Settings, left: float
         raise
     if not result.chosen:
         return None, ("no_runs_chosen", "next chose no run: no candidate would teach anything about p*")
-    plan = plan_dict(result, template=template, seed=s.seed, name=f"round{r:03d}")
+    plan = plan_dict(result, template=template, seed=s.seed, name=f"autopilot-round{r:03d}")
     write_plan(path, plan, header(result, f"multiscale autopilot, round {r}"))
     log(f"round {r}: {len(result.chosen)} runs chosen -> {path}")
     return SweepPlan.load(path), None  # what a resumed loop reads
