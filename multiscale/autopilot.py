@@ -340,7 +340,7 @@ def _rounds(out: str, state: dict, s: Settings, template: SweepPlan, sweep_dir: 
         stop = _threshold_met(s, numbers)
         stop = (stop, f"{stop.replace('_', ' ')} {getattr(s, stop):g}") if stop else None
         if stop is None and r >= s.max_rounds:
-            stop = ("max_rounds", f"{s.max_rounds} rounds of runs trained")
+            stop = ("max_rounds", f"max_rounds {s.max_rounds} reached: the runs of {r} plans trained")
         plan = None
         if stop is None:
             plan, stop = _round_plan(rdir, r, fit, sweep_dir, s, s.budget_flops - spent, template, log)
