@@ -34,7 +34,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 from multiscale.decisions.candidates import preset_sizes
@@ -44,7 +44,6 @@ from multiscale.decisions.regret import ROBUST
 from multiscale.errors import DamagedFileError, InputError, MissingFileError, MultiscaleError
 from multiscale.fileio import atomic_write_text, check_output_folder, json_safe, read_json, write_json
 from multiscale.laws import fit_bayes, load_fit
-from multiscale.laws.bayes import check_settings
 from multiscale.laws.forms import check_shared, get_law
 from multiscale.report import write_report
 from multiscale.runs import read_runs
@@ -111,9 +110,9 @@ def _positive(name: str, v, *, optional: bool = False) -> float | None:
 
 
 def _whole(name: str, v, low: int) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v < low:
+    if isinstance(v, bool) or not isinstance(v, Integral) or v < low:
         raise InputError(f"{name} must be an integer >= {low}, got {v!r}", arg=name)
-    return v
+    return int(v)
 
 
 def plan_digest(plan: SweepPlan) -> str:
@@ -134,7 +133,6 @@ def make_settings(plan: SweepPlan, corpus, *, N, D, budget_flops, regret_below=N
     if not (law_obj.uses_scale and law_obj.uses_ratio):
         raise InputError(f"law {law!r} does not depend on both the scale (N, D) and the mixture; the loop needs "
                          "one that does, such as multilingual", arg="law")
-    check_settings(chains, draws, warmup)
     criterion = "width" if width_below is not None else "regret"
     return Settings(plan=plan_digest(plan), corpus=None if corpus is None else os.path.abspath(os.fspath(corpus)),
                     N=_positive("N", N), D=_positive("D", D), budget_flops=_positive("budget_flops", budget_flops),
@@ -142,7 +140,8 @@ def make_settings(plan: SweepPlan, corpus, *, N, D, budget_flops, regret_below=N
                     width_below=_positive("width_below", width_below, optional=True),
                     max_rounds=_whole("max_rounds", max_rounds, 1), k=_whole("k", k, 1), seed=_whole("seed", seed, 0),
                     objective=objective, criterion=criterion, law=law, shared=tuple(check_shared(law_obj, shared)),
-                    chains=int(chains), draws=int(draws), warmup=None if warmup is None else int(warmup),
+                    chains=_whole("chains", chains, 1), draws=_whole("draws", draws, 1),
+                    warmup=None if warmup is None else _whole("warmup", warmup, 0),
                     extrapolation=bool(extrapolation))
 
 

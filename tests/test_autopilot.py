@@ -97,7 +97,8 @@ def test_engine_not_in_this_build(tmp_path):
 @pytest.mark.parametrize("changes,arg", [
     (dict(regret_below=0.1, width_below=0.1), "regret_below"),
     (dict(k=0), "k"), (dict(budget_flops=-1.0), "budget_flops"), (dict(max_rounds=0), "max_rounds"),
-    (dict(objective="mean"), "objective"), (dict(law="chinchilla"), "law"), (dict(draws=0), None),
+    (dict(objective="mean"), "objective"), (dict(law="chinchilla"), "law"), (dict(draws=0), "draws"),
+    (dict(warmup=-1), "warmup"),
 ])
 def test_settings_are_checked_before_any_work(tmp_path, changes, arg):
     with pytest.raises(InputError) as err:
