@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "consolidate": "multiscale.sweep",
     "read_fragments": "multiscale.sweep",
     "write_report": "multiscale.report",
+    "run_autopilot": "multiscale.autopilot",
     "run_demo": "multiscale.demo",
 }
 __all__ = sorted(_EXPORTS)
