@@ -1,0 +1,283 @@
+"""Sweep engines: the same sweep through `--engine local`, `ray` (a real local Ray cluster) and
+`slurm` (submitit's local executor) gives the same run table; a worker killed mid-run (Ray) or a
+job preempted mid-run (SLURM) is retried and resumes from its checkpoints; a Ray sweep and a
+local sweep on one folder lose and duplicate nothing; the flags' errors.
+
+The trainer is the real one (the tiniest CPU preset, 12 steps of 128 tokens, a checkpoint every
+2 steps), wrapped so that a run asked to pause (a request file in the sweep folder) writes its
+pid at step 7 and waits to be killed; the test kills it once the pid file appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sweep_fakes import FAKE_TRAINER, ROOT, check_table
+
+from multiscale.cli import main
+from multiscale.sweep import SweepPlan
+from multiscale.sweep.lease import new_owner, try_claim
+
+PAUSING_TRAINER = '''
+"""The real trainer; a run whose request file <sweep>/pause/<run_id> exists writes its pid to
+<sweep>/pause/<run_id>.pid at step 7 (once: not after a retry) and waits to be killed."""
+import io, os, time
+from pathlib import Path
+import pandas as pd
+from multiscale.train import Hook, TrainConfig, run_training
+
+class Pause(Hook):
+    def __init__(self, pid_file):
+        self.pid_file = pid_file
+
+    def on_step(self, info):
+        if info.step == 7 and not self.pid_file.exists():
+            tmp = self.pid_file.with_suffix(".tmp")
+            tmp.write_text(str(os.getpid()))
+            tmp.rename(self.pid_file)
+            time.sleep(600)
+
+def train(run, run_dir, corpus, progress):
+    pause = Path(str(run_dir)).parent.parent / "pause"
+    hooks = [Pause(pause / (run.run_id + ".pid"))] if (pause / run.run_id).exists() else []
+    config = TrainConfig(corpus=str(corpus), model=run.preset, tokens=run.tokens, ratios=dict(run.ratios),
+                         seed=run.seed, run_name=run.run_id, out=str(run_dir), **dict(run.train))
+    run_training(config, hooks=hooks, progress=False)
+    return pd.read_csv(io.StringIO((Path(str(run_dir)) / "rows.csv").read_text()))
+'''
+
+TRAIN = {"seq_len": 32, "batch": 4, "checkpoint_every": 2, "eval_batch": 16, "eval_tokens_per_language": 512}
+
+
+@pytest.fixture(scope="module")
+def trainers(tmp_path_factory):
+    """A folder holding pausing_trainer.py and fake_trainer.py, on the path of this process and of
+    every process it starts (Ray workers, submitit jobs)."""
+    import sys
+
+    folder = tmp_path_factory.mktemp("trainers")
+    (folder / "pausing_trainer.py").write_text(PAUSING_TRAINER)
+    (folder / "fake_trainer.py").write_text(FAKE_TRAINER)
+    (folder / "fake_log").mkdir()
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "FAKE_SLEEP", "FAKE_LOG")}
+    os.environ.update(PYTHONPATH=os.pathsep.join([str(folder), str(ROOT)] + ([saved["PYTHONPATH"]]
+                                                                          if saved["PYTHONPATH"] else [])),
+                      FAKE_SLEEP="0.2", FAKE_LOG=str(folder / "fake_log"))
+    sys.path.insert(0, str(folder))
+    yield folder
+    sys.path.remove(str(folder))
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Three one-language families, 12 short documents each."""
+    from multiscale.data.corpus import build_corpus
+    from multiscale.data.sources import FilesSource
+
+    root = tmp_path_factory.mktemp("engine_corpus")
+    inputs = {}
+    for lang, word in (("de", "Haus"), ("fr", "maison"), ("ru", "dom")):
+        d = root / "docs" / lang
+        d.mkdir(parents=True)
+        for i in range(12):
+            (d / f"{i}.txt").write_text(f"{word} {i} " * 40)
+        inputs[lang] = str(d / "*.txt")
+    grouping = {"germanic": ["de"], "romance": ["fr"], "slavic": ["ru"]}
+    build_corpus(FilesSource(inputs), root / "corpus", grouping=grouping, eval_docs_per_language=2)
+    return root / "corpus"
+
+
+@pytest.fixture(scope="module")
+def plan_file(tmp_path_factory, corpus):
+    f = tmp_path_factory.mktemp("engine_plan") / "plan.yaml"
+    f.write_text(json.dumps({"name": "engines", "presets": ["cpu-100k"], "tokens": [1536], "train": TRAIN,
+                             "corpus": str(corpus), "mixtures": [{"design": "dirichlet", "count": 2, "seed": 0}]}))
+    return f
+
+
+def _sweep(plan_file, out, *flags):
+    return main(["sweep", str(plan_file), "--out", str(out), "--train-fn", "pausing_trainer:train",
+                 "--no-progress", *flags])
+
+
+@pytest.fixture(scope="module")
+def local_table(tmp_path_factory, trainers, plan_file):
+    """The reference: the sweep through --engine local."""
+    out = tmp_path_factory.mktemp("local") / "sw"
+    assert _sweep(plan_file, out, "--engine", "local") == 0
+    return check_table(out, SweepPlan.load(plan_file))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster(trainers):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _kill_when_paused(out, run_id, sig) -> threading.Thread:
+    """Sends `sig` to the process training `run_id` once it has paused (its pid file appeared)."""
+    pid_file = Path(out) / "pause" / f"{run_id}.pid"
+    (Path(out) / "pause").mkdir(parents=True)
+    (Path(out) / "pause" / run_id).touch()
+
+    def kill():
+        deadline = time.time() + 120
+        while not pid_file.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(int(pid_file.read_text()), sig)
+
+    t = threading.Thread(target=kill, daemon=True)
+    t.start()
+    return t
+
+
+def _same_table(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    assert list(got.columns) == list(want.columns)
+    key = ["run", "family"]
+    got, want = got.sort_values(key).reset_index(drop=True), want.sort_values(key).reset_index(drop=True)
+    assert got[key].equals(want[key])
+    for col in got.columns:
+        if pd.api.types.is_float_dtype(want[col]):
+            assert (got[col] - want[col]).abs().max() <= 1e-6, col
+        else:
+            assert got[col].equals(want[col]), col
+
+
+def _resumed_from(out, run_id) -> int:
+    return json.loads((Path(out) / "runs" / run_id / "summary.json").read_text())["resumed_from_step"]
+
+
+@pytest.mark.slow
+def test_ray_engine_gives_the_local_table_and_retries_a_killed_worker(tmp_path, plan_file, local_table, ray_cluster):
+    out = tmp_path / "sw"
+    first, second = (r.run_id for r in SweepPlan.load(plan_file).expand())
+    killer = _kill_when_paused(out, first, signal.SIGKILL)
+    assert _sweep(plan_file, out, "--engine", "ray", "--max-retries", "2") == 0
+    killer.join()
+    _same_table(check_table(out, SweepPlan.load(plan_file)), local_table)  # every run once, same losses
+    assert _resumed_from(out, first) >= 4 and _resumed_from(out, second) == 0  # the retry resumed
+    assert (out / "failures.jsonl").read_text() == "" and not list((out / "claims").iterdir())
+
+
+@pytest.mark.slow
+def test_a_ray_sweep_and_a_local_sweep_on_one_folder_lose_and_duplicate_nothing(tmp_path, trainers, ray_cluster):
+    from sweep_fakes import cli, plan_dict
+
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(json.dumps(plan_dict(12)))
+    plan, out = SweepPlan.load(plan_file), tmp_path / "sw"
+    local_cmd, env = cli(["sweep", str(plan_file), "--out", str(out), "--train-fn", "fake_trainer:train",
+                          "--json", "--no-progress"], str(trainers))
+    local = subprocess.Popen(local_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (out / "claims").is_dir() and time.time() < deadline:  # the local sweep has begun
+        time.sleep(0.02)
+    rc = main(["sweep", str(plan_file), "--out", str(out), "--train-fn", "fake_trainer:train", "--engine", "ray",
+               "--no-progress"])
+    stdout, stderr = local.communicate(timeout=120)
+    assert rc == 0 and local.returncode == 0, stderr
+    check_table(out, plan)
+    ids = {r.run_id for r in plan.expand()}
+    trained = sorted(p.name.rsplit(".", 2)[0] for p in (trainers / "fake_log").iterdir())
+    assert trained == sorted(ids)  # each run trained once, by one engine or the other
+    assert json.loads(stdout)["completed"], "the local sweep trained nothing: the two did not run at once"
+
+
+@pytest.mark.slow
+def test_slurm_engine_gives_the_local_table_and_requeues_a_preempted_job(tmp_path, plan_file, local_table):
+    pytest.importorskip("submitit")
+    out = tmp_path / "sw"
+    first, second = (r.run_id for r in SweepPlan.load(plan_file).expand())
+    killer = _kill_when_paused(out, first, signal.SIGUSR2)  # what SLURM sends before preempting a job
+    assert _sweep(plan_file, out, "--engine", "slurm", "--slurm-executor", "local", "--slurm-time", "10") == 0
+    killer.join()
+    _same_table(check_table(out, SweepPlan.load(plan_file)), local_table)
+    assert _resumed_from(out, first) >= 4 and _resumed_from(out, second) == 0  # requeued, resumed
+    logs = "".join(p.read_text() for p in (out / "slurm").glob("*.err"))
+    assert "Requeued job" in logs
+    assert (out / "failures.jsonl").read_text() == "" and not list((out / "claims").iterdir())
+
+
+def test_a_retried_attempt_takes_over_its_own_sweeps_lease_at_once(tmp_path):
+    """A claim left by a dead attempt of the same engine sweep is taken over without waiting for
+    its lease; another sweep's live claim is not."""
+    path = tmp_path / "claims" / "r.json"
+    first = try_claim(path, {**new_owner(), "sweep": "A"}, lease_s=300)
+    assert first is not None
+    first._stop.set()  # the attempt dies; its claim stays, fresh for 300 s
+    assert try_claim(path, {**new_owner(), "sweep": "B"}, lease_s=300) is None
+    assert try_claim(path, new_owner(), lease_s=300) is None
+    retry = try_claim(path, {**new_owner(), "sweep": "A"}, lease_s=300)
+    assert retry is not None and retry.taken_over
+    retry.release()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--engine", "ray", "--max-retries", "-1"], "--max-retries must be >= 0"),
+    (["--engine", "local", "--max-retries", "2"], "--max-retries applies only to --engine ray or slurm"),
+    (["--address", "auto"], "--address applies only to --engine ray"),
+    (["--engine", "ray", "--slurm-partition", "gpu"], "--slurm-partition applies only to --engine slurm"),
+    (["--engine", "ray", "--ray-accelerator", "tpu:0"], "--ray-accelerator 'tpu:0'"),
+    (["--engine", "ray", "--ray-accelerator", "npu"], "--ray-accelerator 'npu'"),
+    (["--engine", "slurm", "--slurm-time", "0"], "--slurm-time '0'"),
+    (["--engine", "slurm", "--slurm-time", "1:30"], "--slurm-time '1:30'"),
+    (["--engine", "slurm", "--slurm-array-parallelism", "0"], "--slurm-array-parallelism must be >= 1"),
+    (["--engine", "slurm", "--slurm-gpus-per-task", "-1"], "--slurm-gpus-per-task must be >= 0"),
+])
+def test_engine_flags_are_checked_before_any_work(tmp_path, capsys, flags, named):
+    from sweep_fakes import write_plan
+
+    rc = main(["sweep", str(write_plan(tmp_path, 2)), "--out", str(tmp_path / "o"), *flags])
+    err = capsys.readouterr().err
+    assert rc == 2 and named in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("engine, package, extra", [("ray", "ray", "ray"), ("slurm", "submitit", "slurm")])
+def test_an_engine_without_its_extra_says_how_to_install_it(tmp_path, capsys, monkeypatch, engine, package, extra):
+    import sys
+
+    monkeypatch.setitem(sys.modules, package, None)  # `import package` now raises ImportError
+    from sweep_fakes import write_plan
+
+    rc = main(["sweep", str(write_plan(tmp_path, 2)), "--out", str(tmp_path / "o"), "--engine", engine])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"pip install 'multiscale[{extra}]'" in err and f"--engine {engine}" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_engines_check_their_own_arguments():
+    from multiscale.errors import InputError
+    from multiscale.sweep.engines import Accelerator
+    from multiscale.sweep.ray_engine import RayEngine
+    from multiscale.sweep.slurm_engine import SlurmEngine
+
+    with pytest.raises(InputError, match="max_retries must be an integer >= 0"):
+        RayEngine(max_retries=-1)
+    with pytest.raises(InputError, match="time_min must be an integer >= 1"):
+        SlurmEngine(time_min=0)
+    with pytest.raises(InputError, match="accelerator count"):
+        Accelerator("tpu", 0)
+    engine = RayEngine(accelerator=Accelerator.parse("tpu:8"))
+    run = SweepPlan.from_dict({"presets": ["cpu-100k", "paper-85m"], "tokens": [1000], "families": ["a", "b"],
+                               "train": {"seq_len": 16, "batch": 4},
+                               "mixtures": [{"design": "vary_one", "grid": [0.5]}]}).expand()
+    by_preset = {r.preset: engine.resources(r) for r in run}
+    assert by_preset == {"cpu-100k": {"num_cpus": 1}, "paper-85m": {"num_cpus": 1, "resources": {"TPU": 8}}}
+    assert RayEngine().resources(run[-1]) == {"num_cpus": 1, "num_gpus": 1}
