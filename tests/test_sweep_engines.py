@@ -3,8 +3,8 @@
 job preempted mid-run (SLURM) is retried and resumes from its checkpoints; a Ray sweep and a
 local sweep on one folder lose and duplicate nothing; the flags' errors.
 
-The trainer is the real one (the tiniest CPU preset, 12 steps of 128 tokens, a checkpoint every
-2 steps), wrapped so that a run asked to pause (a request file in the sweep folder) writes its
+The trainer is the real one (the tiniest CPU preset, 8 steps of 128 tokens, a checkpoint every
+3 steps), wrapped so that a run asked to pause (a request file in the sweep folder) writes its
 pid at step 7 and waits to be killed; the test kills it once the pid file appears.
 """
 
@@ -54,7 +54,11 @@ def train(run, run_dir, corpus, progress):
     return pd.read_csv(io.StringIO((Path(str(run_dir)) / "rows.csv").read_text()))
 '''
 
-TRAIN = {"seq_len": 32, "batch": 4, "checkpoint_every": 2, "eval_batch": 16, "eval_tokens_per_language": 512}
+# Starting the Ray cluster and the local sweep forks this process, which has started JAX; each fork
+# is followed at once by an exec, which JAX's warning does not know.
+pytestmark = pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
+
+TRAIN = {"seq_len": 32, "batch": 4, "checkpoint_every": 3, "eval_batch": 16, "eval_tokens_per_language": 512}
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,8 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="module")
 def plan_file(tmp_path_factory, corpus):
     f = tmp_path_factory.mktemp("engine_plan") / "plan.yaml"
-    f.write_text(json.dumps({"name": "engines", "presets": ["cpu-100k"], "tokens": [1536], "train": TRAIN,
+    f.write_text(json.dumps({"name": "engines", "presets": ["cpu-100k"], "tokens": [1024], "train": TRAIN,
+                             "families": ["germanic", "romance", "slavic"],
                              "corpus": str(corpus), "mixtures": [{"design": "dirichlet", "count": 2, "seed": 0}]}))
     return f
 
@@ -170,7 +175,7 @@ def test_ray_engine_gives_the_local_table_and_retries_a_killed_worker(tmp_path, 
     assert _sweep(plan_file, out, "--engine", "ray", "--max-retries", "2") == 0
     killer.join()
     _same_table(check_table(out, SweepPlan.load(plan_file)), local_table)  # every run once, same losses
-    assert _resumed_from(out, first) >= 4 and _resumed_from(out, second) == 0  # the retry resumed
+    assert _resumed_from(out, first) in (3, 6) and _resumed_from(out, second) == 0  # the retry resumed
     assert (out / "failures.jsonl").read_text() == "" and not list((out / "claims").iterdir())
 
 
@@ -207,7 +212,7 @@ def test_slurm_engine_gives_the_local_table_and_requeues_a_preempted_job(tmp_pat
     assert _sweep(plan_file, out, "--engine", "slurm", "--slurm-executor", "local", "--slurm-time", "10") == 0
     killer.join()
     _same_table(check_table(out, SweepPlan.load(plan_file)), local_table)
-    assert _resumed_from(out, first) >= 4 and _resumed_from(out, second) == 0  # requeued, resumed
+    assert _resumed_from(out, first) in (3, 6) and _resumed_from(out, second) == 0  # requeued, resumed
     logs = "".join(p.read_text() for p in (out / "slurm").glob("*.err"))
     assert "Requeued job" in logs
     assert (out / "failures.jsonl").read_text() == "" and not list((out / "claims").iterdir())
