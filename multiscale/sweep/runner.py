@@ -24,6 +24,10 @@ Kill and restart. A run killed mid-training has no fragment; the next sweep resu
 trainer's checkpoints in its run folder once its lease has expired. A run whose trainer finished
 (rows.csv and summary.json written) but whose fragment was not yet written is harvested without
 training again.
+
+Engines. By default this process trains its runs in plan order; an engine (engines.py: Ray,
+SLURM) may schedule them instead, each worker settling its run by the same claim, train, fragment
+and consolidate steps on a copy of the session.
 """
 
 from __future__ import annotations
