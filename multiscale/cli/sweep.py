@@ -33,27 +33,7 @@ def register(sub) -> None:
     p.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_S, metavar="S",
                    help="a run's lease expires S seconds after its owner's last heartbeat; another sweep "
                         "on the same OUT then takes the run over (default %(default)g)")
-    p.add_argument("--engine", default="local", choices=["local", "ray", "slurm"],
-                   help="who schedules the runs: this process (local, the default), a Ray cluster (one task "
-                        "per run) or SLURM (one job array per sweep, through submitit)")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else the latest "
-                                                     "cluster started here, else a new local one)")
-    p.add_argument("--max-retries", type=int, metavar="N", help="Ray: retries of a run whose worker died or "
-                                                                 "whose training failed; SLURM: requeues after "
-                                                                 "preemption or timeout (default 3)")
-    p.add_argument("--ray-accelerator", metavar="KIND[:COUNT]", help="what a run of a non-CPU preset asks Ray "
-                                                                    "for: gpu[:N] (default gpu) or tpu[:CHIPS], a "
-                                                                    "TPU host (default 4 chips)")
-    p.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
-    p.add_argument("--slurm-gpus-per-task", type=int, metavar="N",
-                   help="GPUs per array task (default: 1 if the plan has a non-CPU preset, else 0)")
-    p.add_argument("--slurm-time", metavar="MIN|H:MM:SS", help="time limit of each array task; a task at its "
-                                                               "limit is requeued and resumes (default 4:00:00)")
-    p.add_argument("--slurm-array-parallelism", type=int, metavar="N",
-                   help="array tasks running at once (default 32)")
-    p.add_argument("--slurm-executor", choices=["slurm", "local"], help="local: run the job array on this "
-                                                                        "machine with submitit's local executor "
-                                                                        "(no SLURM; default slurm)")
+    _add_engine_arguments(p)
     add_host_devices_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the sweep's outcome)")
     p.set_defaults(handler=_sweep)
@@ -91,6 +71,31 @@ def register(sub) -> None:
     d.add_argument("--no-progress", action="store_true")
     d.add_argument("--json", action="store_true")
     d.set_defaults(handler=_demo)
+
+
+def _add_engine_arguments(p) -> None:
+    """`--engine` and the flags of the Ray and SLURM engines."""
+    p.add_argument("--engine", default="local", choices=["local", "ray", "slurm"],
+                   help="who schedules the runs: this process (local, the default), a Ray cluster (one task "
+                        "per run) or SLURM (one job array per sweep, through submitit)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else the latest "
+                                                     "cluster started here, else a new local one)")
+    p.add_argument("--max-retries", type=int, metavar="N", help="Ray: retries of a run whose worker died or "
+                                                                 "whose training failed; SLURM: requeues after "
+                                                                 "preemption or timeout (default 3)")
+    p.add_argument("--ray-accelerator", metavar="KIND[:COUNT]", help="what a run of a non-CPU preset asks Ray "
+                                                                    "for: gpu[:N] (default gpu) or tpu[:CHIPS], a "
+                                                                    "TPU host (default 4 chips)")
+    p.add_argument("--slurm-partition", metavar="NAME", help="SLURM partition (default: the cluster's)")
+    p.add_argument("--slurm-gpus-per-task", type=int, metavar="N",
+                   help="GPUs per array task (default: 1 if the plan has a non-CPU preset, else 0)")
+    p.add_argument("--slurm-time", metavar="MIN|H:MM:SS", help="time limit of each array task; a task at its "
+                                                               "limit is requeued and resumes (default 4:00:00)")
+    p.add_argument("--slurm-array-parallelism", type=int, metavar="N",
+                   help="array tasks running at once (default 32)")
+    p.add_argument("--slurm-executor", choices=["slurm", "local"], help="local: run the job array on this "
+                                                                        "machine with submitit's local executor "
+                                                                        "(no SLURM; default slurm)")
 
 
 def _sweep(args: argparse.Namespace) -> int:
