@@ -144,8 +144,7 @@ def _engine(args: argparse.Namespace):
         if args.max_retries is not None:
             raise InputError("--max-retries applies only to --engine ray or slurm")
         return None
-    retries = 3 if args.max_retries is None else args.max_retries
-    _at_least(retries, 0, "--max-retries")
+    _at_least(args.max_retries, 0, "--max-retries")
     try:
         module = load_engine_module(args.engine)
     except MissingExtraError as err:
@@ -156,14 +155,15 @@ def _engine(args: argparse.Namespace):
         except InputError:
             raise InputError(f"--ray-accelerator {args.ray_accelerator!r}: expected gpu[:N] or tpu[:CHIPS] "
                              f"with N, CHIPS >= 1") from None
-        return module.RayEngine(address=args.address, max_retries=retries, accelerator=accelerator)
-    for value, flag in ((args.slurm_gpus_per_task, "--slurm-gpus-per-task"),
-                        (args.slurm_array_parallelism, "--slurm-array-parallelism")):
-        _at_least(value, 0 if flag == "--slurm-gpus-per-task" else 1, flag)
-    return module.SlurmEngine(partition=args.slurm_partition, gpus_per_task=args.slurm_gpus_per_task,
-                              time_min=_minutes(args.slurm_time or "4:00:00", "--slurm-time"),
-                              array_parallelism=args.slurm_array_parallelism or 32, max_requeues=retries,
-                              executor=args.slurm_executor or "slurm")
+        given = {"address": args.address, "max_retries": args.max_retries}
+        return module.RayEngine(accelerator=accelerator, **{k: v for k, v in given.items() if v is not None})
+    _at_least(args.slurm_gpus_per_task, 0, "--slurm-gpus-per-task")
+    _at_least(args.slurm_array_parallelism, 1, "--slurm-array-parallelism")
+    given = {"partition": args.slurm_partition, "gpus_per_task": args.slurm_gpus_per_task,
+             "time_min": _minutes(args.slurm_time, "--slurm-time") if args.slurm_time else None,
+             "array_parallelism": args.slurm_array_parallelism, "max_requeues": args.max_retries,
+             "executor": args.slurm_executor}
+    return module.SlurmEngine(**{k: v for k, v in given.items() if v is not None})
 
 
 def _at_least(value: int | None, least: int, flag: str) -> None:
