@@ -71,10 +71,10 @@ def trainers(tmp_path_factory):
     (folder / "pausing_trainer.py").write_text(PAUSING_TRAINER)
     (folder / "fake_trainer.py").write_text(FAKE_TRAINER)
     (folder / "fake_log").mkdir()
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "FAKE_SLEEP", "FAKE_LOG")}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "FAKE_SLEEP", "FAKE_LOG", "FAKE_FAIL")}
     os.environ.update(PYTHONPATH=os.pathsep.join([str(folder), str(ROOT)] + ([saved["PYTHONPATH"]]
                                                                           if saved["PYTHONPATH"] else [])),
-                      FAKE_SLEEP="0.2", FAKE_LOG=str(folder / "fake_log"))
+                      FAKE_SLEEP="0.2", FAKE_LOG=str(folder / "fake_log"), FAKE_FAIL="failing")
     sys.path.insert(0, str(folder))
     yield folder
     sys.path.remove(str(folder))
@@ -201,6 +201,27 @@ def test_a_ray_sweep_and_a_local_sweep_on_one_folder_lose_and_duplicate_nothing(
     trained = sorted(p.name.rsplit(".", 2)[0] for p in (trainers / "fake_log").iterdir())
     assert trained == sorted(ids)  # each run trained once, by one engine or the other
     assert json.loads(stdout)["completed"], "the local sweep trained nothing: the two did not run at once"
+
+
+@pytest.mark.slow
+def test_a_ray_task_that_keeps_failing_is_retried_then_recorded(tmp_path, trainers, ray_cluster):
+    from sweep_fakes import FAMS, plan_dict
+
+    even = {f: 1 / len(FAMS) for f in FAMS}
+    plan_file = tmp_path / "plan.yaml"  # the fake trainer fails the mixture named 'failing'
+    plan_file.write_text(json.dumps({**plan_dict(), "mixtures": [{"name": "even", "ratios": even},
+                                                                 {"name": "failing", "ratios": {**even, FAMS[0]: 0.5},
+                                                                  "normalize": True}]}))
+    out = tmp_path / "sw"
+    rc = main(["sweep", str(plan_file), "--out", str(out), "--train-fn", "fake_trainer:train", "--engine", "ray",
+               "--max-retries", "1", "--no-progress", "--json"])
+    assert rc == 1
+    good, bad = (r.run_id for r in SweepPlan.load(plan_file).expand())
+    (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert failure["run"] == bad and "NaN at step 7" in failure["error"]
+    assert set(pd.read_csv(out / "runs.csv")["run"]) == {good}
+    attempts = [p for p in (trainers / "fake_log").iterdir() if p.name.startswith(bad + ".")]
+    assert len(attempts) == 2  # the first attempt and one retry
 
 
 @pytest.mark.slow
