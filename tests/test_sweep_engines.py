@@ -130,6 +130,13 @@ def local_table(tmp_path_factory, trainers, plan_file):
 def ray_cluster(trainers):
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+    def warm():  # both workers import what a settle task needs (seconds on a cold worker)
+        import fake_trainer  # noqa: F401
+
+        import multiscale.sweep.runner  # noqa: F401
+
+    ray.get([ray.remote(num_cpus=1)(warm).remote() for _ in range(2)])
     yield ray
     ray.shutdown()
 
@@ -180,27 +187,32 @@ def test_ray_engine_gives_the_local_table_and_retries_a_killed_worker(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_ray_sweep_and_a_local_sweep_on_one_folder_lose_and_duplicate_nothing(tmp_path, trainers, ray_cluster):
+def test_a_ray_sweep_and_a_local_sweep_on_one_folder_lose_and_duplicate_nothing(tmp_path, capsys, trainers,
+                                                                               ray_cluster):
     from sweep_fakes import cli, plan_dict
 
     plan_file = tmp_path / "plan.yaml"
-    plan_file.write_text(json.dumps(plan_dict(12)))
+    plan_file.write_text(json.dumps(plan_dict(8)))
     plan, out = SweepPlan.load(plan_file), tmp_path / "sw"
     local_cmd, env = cli(["sweep", str(plan_file), "--out", str(out), "--train-fn", "fake_trainer:train",
-                          "--json", "--no-progress"], str(trainers))
+                          "--json", "--no-progress", "--lease-seconds", "2"], str(trainers))
+    # --lease-seconds 2: each sweep looks again at a run the other holds every 0.2 s, not 10 s
     local = subprocess.Popen(local_cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while not (out / "claims").is_dir() and time.time() < deadline:  # the local sweep has begun
         time.sleep(0.02)
     rc = main(["sweep", str(plan_file), "--out", str(out), "--train-fn", "fake_trainer:train", "--engine", "ray",
-               "--no-progress"])
+               "--no-progress", "--json", "--lease-seconds", "2"])
+    by_ray = json.loads(capsys.readouterr().out)["completed"]
     stdout, stderr = local.communicate(timeout=120)
     assert rc == 0 and local.returncode == 0, stderr
     check_table(out, plan)
     ids = {r.run_id for r in plan.expand()}
-    trained = sorted(p.name.rsplit(".", 2)[0] for p in (trainers / "fake_log").iterdir())
+    trained = sorted(n for n in (p.name.rsplit(".", 2)[0] for p in (trainers / "fake_log").iterdir()) if n in ids)
     assert trained == sorted(ids)  # each run trained once, by one engine or the other
-    assert json.loads(stdout)["completed"], "the local sweep trained nothing: the two did not run at once"
+    by_local = json.loads(stdout)["completed"]
+    assert by_ray and by_local, "one engine trained nothing: the two did not run at once"
+    assert sorted(by_ray + by_local) == sorted(ids)
 
 
 @pytest.mark.slow
