@@ -23,6 +23,13 @@ import pytest
 from sweep_fakes import FAKE_TRAINER, ROOT, check_table
 
 from multiscale.cli import main
+
+try:  # submitit configures logging when first imported (logging.config.dictConfig closes every
+    # handler installed so far, among them those holding an earlier test's captured stderr):
+    # import it here, at collection, not inside a test
+    import submitit  # noqa: F401
+except ImportError:
+    pass
 from multiscale.sweep import SweepPlan
 from multiscale.sweep.lease import new_owner, try_claim
 

@@ -63,9 +63,10 @@ class RayEngine:
             # A run on an accelerator gets a worker process of its own: JAX binds the devices it
             # sees once (Ray sets CUDA_VISIBLE_DEVICES per task), and an idle worker would keep a TPU.
             tasks = {False: ray.remote(_settle_task), True: ray.remote(max_calls=1)(_settle_task)}
+            shared = ray.put(settle)  # stored once, not once per task
             pending = {tasks[needs_accelerator(run.preset)].options(
                 name=run.run_id, max_retries=self.max_retries, retry_exceptions=True, **self.resources(run)
-            ).remote(settle, run): run for run in runs}
+            ).remote(shared, run): run for run in runs}
             while pending:
                 (ref,), _ = ray.wait(list(pending), num_returns=1)
                 run = pending.pop(ref)
