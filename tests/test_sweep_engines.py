@@ -50,7 +50,7 @@ class Pause(Hook):
             tmp = self.pid_file.with_suffix(".tmp")
             tmp.write_text(str(os.getpid()))
             tmp.rename(self.pid_file)
-            time.sleep(600)
+            time.sleep(300)
 
 def train(run, run_dir, corpus, progress):
     pause = Path(str(run_dir)).parent.parent / "pause"
@@ -71,17 +71,23 @@ TRAIN = {"seq_len": 32, "batch": 4, "checkpoint_every": 3, "eval_batch": 16, "ev
 @pytest.fixture(scope="module")
 def trainers(tmp_path_factory):
     """A folder holding pausing_trainer.py and fake_trainer.py, on the path of this process and of
-    every process it starts (Ray workers, submitit jobs)."""
+    every process it starts (Ray workers, submitit jobs, the local sweep). Those processes share a
+    persistent JAX compilation cache: compiling the tiny model is most of a run's time here, and
+    each retry or requeue is a new process."""
     import sys
+
+    import jax  # noqa: F401  (imported before the cache variables below: they reach only child processes)
 
     folder = tmp_path_factory.mktemp("trainers")
     (folder / "pausing_trainer.py").write_text(PAUSING_TRAINER)
     (folder / "fake_trainer.py").write_text(FAKE_TRAINER)
     (folder / "fake_log").mkdir()
-    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "FAKE_SLEEP", "FAKE_LOG", "FAKE_FAIL")}
+    cache = {"JAX_COMPILATION_CACHE_DIR": str(folder / "jax_cache"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "FAKE_SLEEP", "FAKE_LOG", "FAKE_FAIL", *cache)}
     os.environ.update(PYTHONPATH=os.pathsep.join([str(folder), str(ROOT)] + ([saved["PYTHONPATH"]]
                                                                           if saved["PYTHONPATH"] else [])),
-                      FAKE_SLEEP="0.2", FAKE_LOG=str(folder / "fake_log"), FAKE_FAIL="failing")
+                      FAKE_SLEEP="0.2", FAKE_LOG=str(folder / "fake_log"), FAKE_FAIL="failing", **cache)
     sys.path.insert(0, str(folder))
     yield folder
     sys.path.remove(str(folder))
@@ -127,9 +133,15 @@ def _sweep(plan_file, out, *flags):
 
 @pytest.fixture(scope="module")
 def local_table(tmp_path_factory, trainers, plan_file):
-    """The reference: the sweep through --engine local."""
+    """The reference: the sweep through --engine local (in a process of its own, which fills the
+    compilation cache)."""
+    from sweep_fakes import cli
+
     out = tmp_path_factory.mktemp("local") / "sw"
-    assert _sweep(plan_file, out, "--engine", "local") == 0
+    cmd, env = cli(["sweep", str(plan_file), "--out", str(out), "--train-fn", "pausing_trainer:train",
+                    "--no-progress", "--engine", "local"], str(trainers))
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
     return check_table(out, SweepPlan.load(plan_file))
 
 
@@ -148,21 +160,29 @@ def ray_cluster(trainers):
     ray.shutdown()
 
 
-def _kill_when_paused(out, run_id, sig) -> threading.Thread:
+class _Killer(threading.Thread):
     """Sends `sig` to the process training `run_id` once it has paused (its pid file appeared)."""
-    pid_file = Path(out) / "pause" / f"{run_id}.pid"
-    (Path(out) / "pause").mkdir(parents=True)
-    (Path(out) / "pause" / run_id).touch()
 
-    def kill():
-        deadline = time.time() + 120
-        while not pid_file.exists() and time.time() < deadline:
-            time.sleep(0.05)
-        os.kill(int(pid_file.read_text()), sig)
+    def __init__(self, out, run_id, sig):
+        super().__init__(daemon=True)
+        (Path(out) / "pause").mkdir(parents=True)
+        (Path(out) / "pause" / run_id).touch()
+        self.pid_file, self.sig = Path(out) / "pause" / f"{run_id}.pid", sig
+        self.stop, self.sent = threading.Event(), False
+        self.start()
 
-    t = threading.Thread(target=kill, daemon=True)
-    t.start()
-    return t
+    def run(self):
+        while not self.pid_file.exists():
+            if self.stop.wait(0.05):
+                return
+        os.kill(int(self.pid_file.read_text()), self.sig)
+        self.sent = True
+
+    def finish(self) -> bool:
+        """Whether the signal was sent (call once the sweep is over)."""
+        self.stop.set()
+        self.join()
+        return self.sent
 
 
 def _same_table(got: pd.DataFrame, want: pd.DataFrame) -> None:
@@ -185,9 +205,9 @@ def _resumed_from(out, run_id) -> int:
 def test_ray_engine_gives_the_local_table_and_retries_a_killed_worker(tmp_path, plan_file, local_table, ray_cluster):
     out = tmp_path / "sw"
     first, second = (r.run_id for r in SweepPlan.load(plan_file).expand())
-    killer = _kill_when_paused(out, first, signal.SIGKILL)
+    killer = _Killer(out, first, signal.SIGKILL)
     assert _sweep(plan_file, out, "--engine", "ray", "--max-retries", "2") == 0
-    killer.join()
+    assert killer.finish(), "the paused run never wrote its pid"
     _same_table(check_table(out, SweepPlan.load(plan_file)), local_table)  # every run once, same losses
     assert _resumed_from(out, first) in (3, 6) and _resumed_from(out, second) == 0  # the retry resumed
     assert (out / "failures.jsonl").read_text() == "" and not list((out / "claims").iterdir())
@@ -248,9 +268,9 @@ def test_slurm_engine_gives_the_local_table_and_requeues_a_preempted_job(tmp_pat
     pytest.importorskip("submitit")
     out = tmp_path / "sw"
     first, second = (r.run_id for r in SweepPlan.load(plan_file).expand())
-    killer = _kill_when_paused(out, first, signal.SIGUSR2)  # what SLURM sends before preempting a job
-    assert _sweep(plan_file, out, "--engine", "slurm", "--slurm-executor", "local", "--slurm-time", "10") == 0
-    killer.join()
+    killer = _Killer(out, first, signal.SIGUSR2)  # what SLURM sends before preempting a job
+    assert _sweep(plan_file, out, "--engine", "slurm", "--slurm-executor", "local", "--slurm-time", "30") == 0
+    assert killer.finish(), "the paused run never wrote its pid"
     _same_table(check_table(out, SweepPlan.load(plan_file)), local_table)
     assert _resumed_from(out, first) in (3, 6) and _resumed_from(out, second) == 0  # requeued, resumed
     logs = "".join(p.read_text() for p in (out / "slurm").glob("*.err"))
