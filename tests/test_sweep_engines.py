@@ -50,7 +50,10 @@ class Pause(Hook):
             tmp = self.pid_file.with_suffix(".tmp")
             tmp.write_text(str(os.getpid()))
             tmp.rename(self.pid_file)
-            time.sleep(300)
+            # short sleeps: a signal that the kernel hands to another of the process's threads
+            # (XLA runs many) reaches Python's handler only when the main thread wakes up
+            for _ in range(6000):
+                time.sleep(0.05)
 
 def train(run, run_dir, corpus, progress):
     pause = Path(str(run_dir)).parent.parent / "pause"
