@@ -18,7 +18,9 @@ duration is expired: its owner was killed or lost its machine. Another process m
 over: it first moves the expired file aside (a rename, which only one process can win), then
 creates its own claim exclusively. A killed process therefore leaves no lock that outlives its
 lease; a claim whose owner ran on this host and whose process is gone is stale at once (a sweep
-killed and restarted on one machine does not wait). Clocks of the hosts sharing a sweep folder
+killed and restarted on one machine does not wait), and so is a claim of an earlier attempt of
+the same Ray or SLURM sweep (owner field `sweep`; engines.py), which its engine retries only
+once that attempt is dead. Clocks of the hosts sharing a sweep folder
 must agree to well within the lease duration, and their host names must differ.
 """
 
@@ -147,13 +149,20 @@ def try_claim(path, owner: dict[str, Any], lease_s: float = DEFAULT_LEASE_S) -> 
     if create_exclusive(path, text):
         return Lease(path, owner, lease_s).start()
     current = read_claim(path)
-    if current is not None and not is_expired(path, current, lease_s):
+    if current is not None and not (_same_sweep(current, owner) or is_expired(path, current, lease_s)):
         return None
     if current is not None and not _break_claim(path, current):
         return None
     if create_exclusive(path, text):
         return Lease(path, owner, lease_s, taken_over=current is not None).start()
     return None
+
+
+def _same_sweep(record: dict[str, Any], owner: dict[str, Any]) -> bool:
+    """Whether the claim is an earlier attempt of the same engine sweep as `owner`: a Ray task or
+    SLURM job retried after its attempt died, which its engine runs only once that attempt is
+    gone, so the claim is taken over without waiting for it to expire."""
+    return owner.get("sweep") is not None and record.get("sweep") == owner.get("sweep")
 
 
 def claim_state(path, lease_s: float = DEFAULT_LEASE_S) -> str:

@@ -24,21 +24,29 @@ Kill and restart. A run killed mid-training has no fragment; the next sweep resu
 trainer's checkpoints in its run folder once its lease has expired. A run whose trainer finished
 (rows.csv and summary.json written) but whose fragment was not yet written is harvested without
 training again.
+
+Engines. By default this process trains its runs in plan order; an engine (engines.py: Ray,
+SLURM) may schedule them instead, each worker settling its run by the same claim, train, fragment
+and consolidate steps on a copy of the session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from multiscale.errors import InputError
 from multiscale.fileio import as_path
+from multiscale.sweep.engines import Engine, Settled
 from multiscale.sweep.lease import DEFAULT_LEASE_S, new_owner
 from multiscale.sweep.plan import PlannedRun, SweepPlan, configuration_digest, shard_runs
 from multiscale.sweep.store import SweepStore
@@ -278,17 +286,56 @@ class _Session:
             time.sleep(poll_s)
             waiting = [run for run in waiting if not self.attempt(run)]
 
+    def delegate(self, engine: Engine, todo: Sequence[PlannedRun], poll_s: float) -> None:
+        """Every run of `todo` once, scheduled by `engine`. Its workers settle runs on copies of
+        this session that share one sweep token: a retried attempt takes over the lease of its
+        own dead attempt at once (the engine guarantees that attempt is gone; lease.py)."""
+        corpus = None if self.corpus is None else str(getattr(self.corpus, "path", self.corpus))
+        remote = dataclasses.replace(self, corpus=corpus, progress=False, log=print,
+                                     owner={"sweep": uuid.uuid4().hex})
+        settle = functools.partial(remote.settle, poll_s=poll_s)
+        with contextlib.closing(engine.run(todo, settle, self.store.root)) as settled:
+            for _ in _progress(todo, self.progress, "runs"):
+                self._record(next(settled))
+
+    def settle(self, run: PlannedRun, poll_s: float) -> Settled:
+        """Settles `run` in the calling process (an engine's worker), waiting while another sweep
+        holds it; a failure recorded before this attempt is retried."""
+        here = dataclasses.replace(self, owner={**new_owner(), "sweep": self.owner["sweep"]},
+                                   started=time.time(), completed=[], failed=[], elsewhere=[], repaired=[])
+        while not here.attempt(run):
+            time.sleep(poll_s)
+        outcome = ("completed" if run.run_id in here.completed else
+                   "failed" if run.run_id in here.failed else "elsewhere")
+        return Settled(run.run_id, outcome, repaired=run.run_id in here.repaired)
+
+    def _record(self, settled: Settled) -> None:
+        """Counts what a worker reported; records a failure the worker could not (it died)."""
+        {"completed": self.completed, "failed": self.failed, "elsewhere": self.elsewhere}[settled.outcome].append(
+            settled.run_id)
+        if settled.repaired:
+            self.repaired.append(settled.run_id)
+        note = ""
+        if settled.error is not None:
+            note = f": {type(settled.error).__name__}: {str(settled.error).strip().splitlines()[0]}"
+            fail = self.store.failure(settled.run_id)
+            if fail is None or float(fail.get("unix", 0)) < self.started:
+                self.store.record_failure(settled.run_id, settled.error)
+        self.log(f"  run {settled.run_id}: {settled.outcome}{note}")
+
 
 def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] = (0, 1),
               train_fn: TrainFn | None = None, progress: bool | None = None,
               runs: Sequence[PlannedRun] | None = None, log=print,
-              lease_s: float = DEFAULT_LEASE_S, poll_s: float | None = None) -> SweepResult:
+              lease_s: float = DEFAULT_LEASE_S, poll_s: float | None = None,
+              engine: Engine | None = None) -> SweepResult:
     """Runs this shard's planned runs that are not complete yet; returns what happened.
 
     corpus: corpus folder (default: the plan's `corpus:`); train_fn: how to train one run
     (default: the real trainer); runs: an already expanded plan (skips expansion); lease_s: how
     long a run's lease outlives its owner's last heartbeat; poll_s: how often to look again at
-    runs other processes hold (default: lease_s / 10, at most 10 s).
+    runs other processes hold (default: lease_s / 10, at most 10 s); engine: who schedules the
+    runs (engines.py; default: this process, in plan order).
     """
     t0 = time.perf_counter()
     corpus = corpus if corpus is not None else plan.corpus
@@ -322,7 +369,11 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
         log(f"  run {planned}: the configuration of finished run {finished}; not trained again")
     session = _Session(store, train_fn, corpus, sys.stderr.isatty() if progress is None else progress,
                        log, float(lease_s), unique_tokens=counts)
-    session.work(todo, poll_s if poll_s is not None else min(lease_s / 10.0, 10.0))
+    poll_s = poll_s if poll_s is not None else min(lease_s / 10.0, 10.0)
+    if engine is None:
+        session.work(todo, poll_s)
+    else:
+        session.delegate(engine, todo, poll_s)
     n_rows = store.consolidate()
     log(f"sweep {plan.name}: {len(session.completed)} trained, {len(skipped)} skipped, "
         f"{len(session.elsewhere)} done by other processes, {len(same_as)} the same as finished runs, "
