@@ -48,12 +48,12 @@ from multiscale.laws.forms import check_shared, get_law
 from multiscale.report import write_report
 from multiscale.runs import read_runs
 from multiscale.sweep import SweepPlan, plan_runs, run_sweep
+from multiscale.sweep.engines import Engine
 from multiscale.sweep.next_plan import header, plan_dict, write_plan
 from multiscale.sweep.plan import runs_of_configurations
 from multiscale.sweep.store import SweepStore
 
 STATE = "autopilot.json"
-ENGINES = ("local",)  # ray and slurm arrive with the sweep runner's engines
 OBJECTIVES = ("raw", "normalized")
 
 
@@ -145,11 +145,9 @@ def make_settings(plan: SweepPlan, corpus, *, N, D, budget_flops, regret_below=N
                     extrapolation=bool(extrapolation))
 
 
-def check_engine(engine: str) -> str:
-    if engine not in ENGINES:
-        raise InputError(f"engine {engine!r} is not available in this build (engines: {', '.join(ENGINES)})",
-                         arg="engine")
-    return engine
+def engine_name(engine: Engine | None) -> str:
+    """"local" for the runner's own loop, else the engine's ("ray" for a `RayEngine`)."""
+    return "local" if engine is None else type(engine).__name__.removesuffix("Engine").lower()
 
 
 def plan_flops(plan: SweepPlan, corpus=None) -> float:
@@ -196,11 +194,9 @@ def _record_round(state: dict[str, Any], entry: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------ one round's steps
 
 
-def _sweep(plan: SweepPlan, sweep_dir: str, corpus, engine: str, train_fn, progress: bool, log) -> None:
-    """Trains `plan` into the sweep folder (finished runs skipped). The one place the engine is
-    used: only "local" (`run_sweep` in this process) exists in this build."""
-    assert engine == "local", engine
-    res = run_sweep(plan, sweep_dir, corpus=corpus, train_fn=train_fn, progress=progress, log=log)
+def _sweep(plan: SweepPlan, sweep_dir: str, corpus, engine: Engine | None, train_fn, progress: bool, log) -> None:
+    """Trains `plan` into the sweep folder (finished runs skipped) on `engine` (None: here)."""
+    res = run_sweep(plan, sweep_dir, corpus=corpus, train_fn=train_fn, progress=progress, log=log, engine=engine)
     if res.failed:
         raise RuntimeError(f"{len(res.failed)} run(s) of plan {plan.name!r} failed (see {res.out_dir}/failures.jsonl); "
                            "run the autopilot again to retry them")
@@ -285,7 +281,7 @@ def run_autopilot(plan, out, *, corpus=None, N: float, D: float, budget_flops: f
                   regret_below: float | None = None, width_below: float | None = None, max_rounds: int = 5,
                   k: int = 4, seed: int = 0, objective: str = "raw", law: str = "multilingual", shared=(),
                   chains: int = 4, draws: int = 1000, warmup: int | None = None, extrapolation: bool = True,
-                  engine: str = "local", train_fn=None, progress: bool = False,
+                  engine: Engine | None = None, train_fn=None, progress: bool = False,
                   log: Callable[..., Any] = print) -> AutopilotResult:
     """Runs (or resumes) the loop of the module docstring in the folder `out`.
 
@@ -294,17 +290,17 @@ def run_autopilot(plan, out, *, corpus=None, N: float, D: float, budget_flops: f
     initial plan's not counted; regret_below (in the objective's units) or width_below (of p*'s
     widest 90% interval): the stopping threshold, at most one; k: at most k runs a round; seed:
     every fit's and every chosen run's seed; law, shared, chains, draws, warmup, extrapolation:
-    the NUTS fit's (`fit_bayes`); engine: where runs train; train_fn: as for `run_sweep`.
+    the NUTS fit's (`fit_bayes`); engine: who schedules the runs (`multiscale.sweep.engines`; None:
+    this process); train_fn: as for `run_sweep`.
     """
     plan = plan if isinstance(plan, SweepPlan) else SweepPlan.load(plan)
     s = make_settings(plan, corpus, N=N, D=D, budget_flops=budget_flops, regret_below=regret_below,
                       width_below=width_below, max_rounds=max_rounds, k=k, seed=seed, objective=objective,
                       law=law, shared=shared, chains=chains, draws=draws, warmup=warmup, extrapolation=extrapolation)
-    check_engine(engine)
     out = os.path.abspath(os.fspath(out))
     check_output_folder(out)
     os.makedirs(out, exist_ok=True)
-    state = _load_state(out, s, engine)
+    state = _load_state(out, s, engine_name(engine))
     _save(out, state)  # the settings are the folder's from the first call on
     sweep_dir = os.path.join(out, "sweep")
     if state["stopped"] is None:

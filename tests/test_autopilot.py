@@ -88,10 +88,17 @@ def _chosen(run) -> bool:
     return run.mixture.startswith("next")
 
 
-def test_engine_not_in_this_build(tmp_path):
-    with pytest.raises(InputError, match="engine 'ray' is not available in this build") as err:
-        _autopilot(tmp_path / "ap", engine="ray")
-    assert err.value.arg == "engine" and not (tmp_path / "ap").exists()
+def test_engine_flags_are_the_sweeps_and_checked_before_any_work(tmp_path, capsys):
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(yaml.safe_dump(PLAN))
+    out = tmp_path / "ap"
+    argv = ["autopilot", str(plan), "--out", str(out), "--N", "4e5", "--D", "16384", "--budget-flops", "3e9"]
+    assert main(argv + ["--slurm-partition", "gpu"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "multiscale autopilot: error: --slurm-partition applies only to --engine slurm"]
+    assert main(argv + ["--engine", "local", "--max-retries", "2"]) == 2
+    assert "--max-retries applies only to --engine ray or slurm" in capsys.readouterr().err
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("changes,arg", [
@@ -127,8 +134,6 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"multiscale autopilot: error: --k 3 differs from 2, the value the autopilot in {str(out)!r} was started "
         "with; resume with the same value, or use another out folder"]
-    assert main(argv + ["--engine", "slurm"]) == 2
-    assert "--engine 'slurm' is not available in this build" in capsys.readouterr().err
 
 
 def test_command_refuses_a_missing_plan_in_one_line(tmp_path, capsys):

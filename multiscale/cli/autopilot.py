@@ -9,9 +9,8 @@ from __future__ import annotations
 import sys
 
 from multiscale.cli._common import check_corpus_folder, check_output_folder
+from multiscale.cli.sweep import add_engine_arguments, engine_from_args
 from multiscale.laws.forms import LAWS
-
-ENGINE_CHOICES = ("local", "ray", "slurm")  # the library says which exist in this build
 
 
 def _autopilot(args) -> int:
@@ -20,6 +19,7 @@ def _autopilot(args) -> int:
     from multiscale.laws.bayes import host_devices_for_chains
 
     check_output_folder(args.out)
+    engine = engine_from_args(args)
     if args.corpus is not None:
         check_corpus_folder(args.corpus)
     host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
@@ -28,7 +28,7 @@ def _autopilot(args) -> int:
                         regret_below=args.regret_below, width_below=args.width_below, max_rounds=args.max_rounds,
                         k=args.k, seed=args.seed, objective=args.objective, law=args.law, shared=args.shared or (),
                         chains=args.chains, draws=args.draws, warmup=args.num_warmup,
-                        extrapolation=not args.no_extrapolation, engine=args.engine,
+                        extrapolation=not args.no_extrapolation, engine=engine,
                         progress=sys.stderr.isatty() and not (quiet or args.no_progress),
                         log=(lambda *a: print(*a, file=sys.stderr)) if quiet else print)
     if quiet:
@@ -69,7 +69,7 @@ def register(subparsers) -> None:
     p.add_argument("--num-warmup", dest="num_warmup", type=int, default=None,
                    help="NUTS warm-up steps per chain (default 500)")
     p.add_argument("--no-extrapolation", action="store_true", help="fits skip the extrapolation term")
-    p.add_argument("--engine", default="local", choices=ENGINE_CHOICES, help="where the runs train (default local)")
+    add_engine_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the loop's outcome); log to stderr")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(handler=_autopilot)

@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_S, metavar="S",
                    help="a run's lease expires S seconds after its owner's last heartbeat; another sweep "
                         "on the same OUT then takes the run over (default %(default)g)")
-    _add_engine_arguments(p)
+    add_engine_arguments(p)
     add_host_devices_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the sweep's outcome)")
     p.set_defaults(handler=_sweep)
@@ -74,7 +74,7 @@ def register(sub) -> None:
     d.set_defaults(handler=_demo)
 
 
-def _add_engine_arguments(p) -> None:
+def add_engine_arguments(p) -> None:
     """`--engine` and the flags of the Ray and SLURM engines."""
     p.add_argument("--engine", default="local", choices=["local", "ray", "slurm"],
                    help="who schedules the runs: this process (local, the default), a Ray cluster (one task "
@@ -112,7 +112,7 @@ def _sweep(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard)
     if not (math.isfinite(args.lease_seconds) and args.lease_seconds > 0):
         raise InputError(f"--lease-seconds must be a finite number > 0, got {args.lease_seconds}")
-    engine = _engine(args)
+    engine = engine_from_args(args)
     corpus = args.corpus or plan.corpus
     if corpus is not None:
         check_corpus_folder(corpus, "--corpus" if args.corpus else "the plan's 'corpus:'")
@@ -133,7 +133,7 @@ _ENGINE_FLAGS = {"ray": ("address", "ray_accelerator"),
                            "slurm_executor")}
 
 
-def _engine(args: argparse.Namespace):
+def engine_from_args(args: argparse.Namespace):
     """The engine the flags ask for (None: local), its flags checked before any work."""
     from multiscale.sweep.engines import Accelerator, MissingExtraError, load_engine_module
 
