@@ -1,28 +1,12 @@
-"""The closed loop: fit -> recommend -> (stop?) -> next -> sweep -> refit, left running overnight.
+"""The closed loop: fit -> recommend -> (stop?) -> next -> sweep -> refit.
 
-`run_autopilot(plan, out, ...)` trains the initial plan into OUT/sweep, then repeats rounds r = 0,
-1, ...: fit the sweep's run table with NUTS (OUT/rounds/NNN/fit, with the rows it saw in
-fit/runs.csv), recommend p* at the target (N, D) (recommendation.json), check the stopping rule,
-choose the next runs with `plan_next` within the FLOPs left (plan.yaml), train them into the same
-sweep folder. It stops when the expected regret of the recommended mixture falls below
-`regret_below`, or the widest 90% interval of p* below `width_below`; when the FLOP budget is
-spent (no candidate run fits in what is left, or `plan_next` chooses none); or after `max_rounds`
-plans. The last round has a fit and a recommendation but no plan. Then it writes the report of the
-last fit into OUT/report. Why it stopped (``stopped.reason`` in the state): "regret_below",
-"width_below", "budget", "no_runs_chosen" or "max_rounds".
-
-The budget: `budget_flops` is what the loop may spend on the runs it chooses, 6 N D per run (N of
-its preset, D its tokens) summed over every round's plan; the initial plan's runs are not counted
-(their FLOPs are recorded as ``initial_flops``). A plan counts in full once it is written.
-
-State and resuming. OUT/autopilot.json (written atomically after every step) holds the settings,
-the rounds, the FLOPs spent and why the loop stopped. Every step is kept on disk and reused when
-the same command runs again after a kill at any point: a round whose fit loads is not refit, a
-written plan is not chosen again, the sweep skips finished runs and resumes half-finished ones.
-Fits and decisions are recomputed from the files (the fit is always reloaded after it is saved),
-and a fit sees every run of the plans before it, so a resumed loop takes the decisions of an
-uninterrupted one with the same seeds. Resuming with different settings is refused, naming the
-setting; the engine may change.
+`run_autopilot` trains the initial plan into OUT/sweep, then per round OUT/rounds/NNN fits the run
+table with NUTS, recommends p* at the target, checks the stopping rule and plans the next runs
+within the FLOPs left (6 N D per chosen run; the initial plan is not counted). ``stopped.reason``:
+"regret_below", "width_below", "budget", "no_runs_chosen" or "max_rounds"; the last round has no
+plan. OUT/autopilot.json holds the state; rerunning the command after a kill reuses every step on
+disk and takes the decisions of an uninterrupted loop; other settings are refused (the engine may
+change). See docs/decisions/2026-12-06-autopilot.md.
 """
 
 from __future__ import annotations

@@ -94,20 +94,11 @@ def column_order(families: Sequence[str], *, unique_tokens: bool = False) -> lis
 def make_rows(*, run: str, N, D, step, model, seed, mixture: Mapping[str, float],
               per_family: Mapping[str, Mapping[str, Any]], families: Sequence[str] | None = None,
               unique_tokens: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
-    """The run-table rows of one run, as dicts in `column_order`.
+    """The run-table rows of one run, as dicts in `column_order`: one row per family with a ratio
+    > 0 and an evaluation, in `families` order (default: the families of `mixture`).
 
-    Args:
-      run, N, D, step, model, seed: written as given on every row (N non-embedding parameters,
-        D training tokens of the whole run).
-      mixture: family -> the ratio the data pipeline SAMPLED (families absent count 0).
-      per_family: family -> {"loss": nats/token, "loss_sem", "bpb", "eval_tokens"} from the
-        evaluation (only "loss" required).
-      families: every family of the corpus, in order: one ``p_<family>`` column each
-        (default: the families of `mixture`).
-      unique_tokens: family -> unique training tokens available (adds the column when given).
-
-    Returns:
-      One row per family with a ratio > 0 and an evaluation, in `families` order.
+    `mixture` is the ratio the data pipeline SAMPLED per family; `per_family` holds the evaluation
+    ("loss" in nats/token required; "loss_sem", "bpb", "eval_tokens" optional).
     """
     families = list(mixture) if families is None else list(families)
     unknown = [f for f in mixture if f not in families]
@@ -305,15 +296,10 @@ def _check_duplicates(t: _Table) -> None:
 
 
 def _check_repeated_runs(t: _Table) -> None:
-    """No run is another run under a second name: the same N, D, seed (when recorded) and ratios
-    with bit-identical losses on the same families. A deterministic trainer given one configuration
-    twice returns the same losses, so such a pair is one measurement, and fitting both would count
-    it twice (two plans that name one configuration, or `multiscale next` without the fitted run table, make one).
-    Losses written with 6 decimals or fewer are rounded (published tables), where replicates may
-    agree by chance, so a run counts as repeated only when some loss of it has more digits.
-
-    Runs are first grouped by a hash of that key (one vectorised pass); only runs whose hash
-    another run shares are compared exactly."""
+    """No run is another run under a second name: same N, D, seed (when recorded), ratios and
+    bit-identical losses, some with more than 6 decimals (rounded published losses may agree by
+    chance); docs/decisions/2026-12-01-one-run-under-two-names.md. Runs are grouped by a hash of
+    that key first; only runs sharing a hash are compared exactly."""
     df, run_R = t.df, t.run_R
     loss = df["loss"].to_numpy(dtype=float)
     unrounded = np.abs(loss * 1e6 - np.round(loss * 1e6)) >= 1e-3
@@ -514,19 +500,9 @@ def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | N
                   source: str | None = None, lines: Sequence[int] | None = None) -> pd.DataFrame:
     """Check a run table and return a clean, typed copy (index reset to 0..n-1).
 
-    The rules (docs/design.md, "The run table"): names stripped and checked; required columns
-    present and finite; one N and one D per run; one mixture per run, each row's ``p`` equal to
-    its ``p_<family>`` (`P_TOLERANCE`), a run's ``p_<family>`` summing to 1 and its ``p`` summing
-    to 1 when every family of its mixture is evaluated, or to at most 1 (`SUM_TOLERANCE`); no
-    (run, family) twice; no run twice under two names (same N, D, seed, bit-identical losses).
-
-    Args:
-      df: the table.
-      law: when given ("multilingual", "chinchilla" or "ratio"), also refuse a family with
-        fewer runs than `MIN_RUNS_PER_FAMILY[law]`.
-      min_runs: overrides the per-law minimum (e.g. when exponents are shared).
-      source: the file the table came from, named in messages.
-      lines: the file line of each row, named in messages.
+    The rules: docs/design.md, "The run table". `law` also refuses a family with fewer runs than
+    `MIN_RUNS_PER_FAMILY[law]` (`min_runs` overrides it); `source` and `lines` (the file line of
+    each row) are named in messages.
 
     Raises:
       RunTableError: naming the file, the offending rows and the column (or the argument).

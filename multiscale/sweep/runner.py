@@ -1,33 +1,11 @@
 """Running a sweep: every planned run once, into one shared run table.
 
-Many processes, on one machine or several, may sweep the same folder at once, with or without
-a `shard`. Each run is trained by the process holding its lease (lease.py): a process claims a run
-before training it, skips runs that a live process holds, and returns to them at the end, where it
-waits for their fragment or takes the run over once its lease has expired (its owner was killed).
-
-Why fragments. Appending to one CSV from many writers loses rows on object stores (no append) and
-can interleave on network file systems. Instead each run writes its own fragment
-`rows/<run_id>.csv` atomically, with a checksum line (store.py). An intact fragment is the mark
-that the run is complete; a damaged one (cut short, cut mid-line, failing its checksum) is left
-out of runs.csv, and the next process to claim the run moves it to `quarantine/` and trains the
-run again (or harvests it from its finished run folder).
-
-Consolidation without a lock. After writing a fragment, a process rebuilds runs.csv from all
-intact fragments it can list and replaces it atomically, then compares the runs in it with a
-fresh listing of the fragments; if they differ (another process replaced runs.csv with an older
-listing, or a fragment arrived), it rebuilds again. The last process to replace runs.csv therefore
-checks it against a listing made after its own replacement, so the final runs.csv holds every
-intact fragment once. This needs only atomic replace and read-after-write consistency (local and
-network file systems, Google Cloud Storage).
-
-Kill and restart. A run killed mid-training has no fragment; the next sweep resumes it from the
-trainer's checkpoints in its run folder once its lease has expired. A run whose trainer finished
-(rows.csv and summary.json written) but whose fragment was not yet written is harvested without
-training again.
-
-Engines. By default this process trains its runs in plan order; an engine (engines.py: Ray,
-SLURM) may schedule them instead, each worker settling its run by the same claim, train, fragment
-and consolidate steps on a copy of the session.
+Any number of processes, on one machine or several, may sweep one folder at once: each run is
+trained by the holder of its lease (lease.py), written as an atomic checksummed fragment
+(store.py) and consolidated into runs.csv without a lock. A killed run resumes from its
+checkpoints; a finished run without a fragment is harvested. An engine (engines.py: Ray, SLURM)
+may schedule the runs instead of plan order. The protocol: docs/design.md, "Sweeps: plan, runner,
+store" and docs/decisions/2026-11-30-sweep-leases-and-fragments.md.
 """
 
 from __future__ import annotations

@@ -1,21 +1,9 @@
 """The sweep folder: plans, fragments, the consolidated run table, failures and leases.
 
-Layout of a sweep folder DIR (a local path, a shared file system, or gs:// through etils.epath)::
-
-    DIR/plans/<name>-<hash>.json  each expanded plan swept here: every run id with its preset, D,
-                                  ratios, held-out flag, the corpus's unique training tokens
-                                  per family (for baselines) and its fingerprint; several plans
-                                  may share one folder, all swept on one corpus
-    DIR/plan.json                 a copy of the latest plan, for people
-    DIR/runs/<run_id>/            the trainer's run folder (checkpoints, metrics, rows.csv, ...)
-    DIR/rows/<run_id>.csv         the run's finished run-table rows (its fragment), checksummed
-    DIR/claims/<run_id>.json      the lease of the process training the run now (see lease.py)
-    DIR/failures/<run_id>.json    the error of a run that failed (removed when it later succeeds)
-    DIR/quarantine/               damaged fragments, moved aside (never deleted) with the reason
-    DIR/runs.csv                  the consolidated run table: every intact fragment, sorted
-    DIR/failures.jsonl            all current failures, one JSON object a line
-
-`SweepStore(DIR)` is the public face of this layout; the runner, the CLI and the report use it.
+`SweepStore(DIR)` is the one face of the folder layout (a local path, a shared file system, or
+gs:// through etils.epath), written out in docs/reference.md, "Sweep folder": plans/, plan.json,
+runs/<run_id>/, rows/<run_id>.csv (checksummed fragments), claims/, failures/, quarantine/,
+runs.csv and failures.jsonl.
 """
 
 from __future__ import annotations
