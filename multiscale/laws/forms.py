@@ -33,8 +33,7 @@ The forms:
     effective tokens ``D'_i = U_i + U_i R*_i (1 - exp(-R_i / R*_i))``; the effective ratio ``p'_i
     = D'_i / D`` replaces ``p_i`` wherever the ratio enters, so where ``p_i D <= U_i`` the law is
     exactly its base's. An exhausted family stops gaining from more sampling (``D'_i`` saturates at
-    ``U_i (1 + R*_i)``). The other form, ``D'_i / p_i`` in the D term with ``p_i^(-gamma)`` kept,
-    was measured and dropped: it still rewards sampling an exhausted family (docs/design.md).
+    ``U_i (1 + R*_i)``; docs/decisions/2026-11-30-repetition-effective-ratio.md).
   - transfer (matrix ``tau`` >= 0): ``pe_i = p_i + sum_{j != i} tau_ij p_j`` and ``L_i = s_i *
     pe_i^(-gamma_i)``; tau = 0 is exactly the base law.
   - mixing (matrix ``t``; Ye et al. 2024, Data Mixing Laws): ``L_i = s_i + k_i exp(sum_{j != i}

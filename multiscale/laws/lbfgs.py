@@ -7,17 +7,14 @@ the batch, so on a CPU the batch vectorizes.
 
 The method is L-BFGS with the two-loop recursion and a backtracking Armijo line search that
 shrinks a rejected trial step by quadratic interpolation (Nocedal & Wright, *Numerical
-Optimization*, 2nd ed., algorithm 7.4 and section 3.5). Each step evaluates the objective and
-its gradient at ONE trial point per batch entry: an accepted trial moves the iterate and the
-next step starts a new direction; a rejected one shrinks the step and is retried at the next
-step. So every entry costs one evaluation per step and no line search sets the pace of the
-batch. An entry is *done* when ``|grad| < tol``, when an accepted step lowers the objective by
-less than ``ftol`` of its value, or after `MAX_REJECTS` rejected trials in a row; from then on
-its state is frozen.
+Optimization*, 2nd ed., algorithm 7.4 and section 3.5). Each step evaluates ONE trial point per
+batch entry (accepted: the iterate moves and a new direction starts; rejected: a shorter step is
+tried next), so no entry's line search sets the pace of the batch. An entry is *done* (frozen)
+when ``|grad| < tol``, when an accepted step lowers the objective by less than ``ftol`` of its
+value, or after `MAX_REJECTS` rejected trials in a row.
 
-`init_state` and `run` are the building blocks (jit them; `run` can be called again with a
-larger evaluation budget to continue, as the approach-3 point fit does between screening
-rounds); `minimize` is the one-call interface.
+`init_state` and `run` are the building blocks (jit them; `run` continues with a larger
+evaluation budget); `minimize` is the one-call interface.
 """
 
 from __future__ import annotations

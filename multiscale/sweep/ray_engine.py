@@ -1,13 +1,10 @@
 """The Ray engine: every pending run of a sweep is one Ray task, named by its run id.
 
-Each task asks for the resources its preset needs (one CPU for a `cpu-*` preset; GPUs, or a TPU
-host as the custom resource `TPU`, for the others) and settles its run into the sweep folder, so
-runs.csv is the same whichever engine ran a run. Ray retries a task whose worker died (killed,
-preempted, out of memory) or whose training raised, at most `max_retries` times; the retry finds
-the run folder's checkpoints and resumes from them, and takes over the lease its dead attempt
-left (engines.py, lease.py). The cluster: `address`, else `ray.init()`'s discovery (RAY_ADDRESS,
-the latest cluster started on this machine), else a new local one; a Ray session that the
-caller already opened is used as it is.
+Each task asks for its preset's resources (one CPU for `cpu-*`; GPUs, or a TPU host as the custom
+resource `TPU`) and settles its run into the sweep folder; Ray retries it at most `max_retries`
+times, and a retry resumes from the run folder's checkpoints and takes over its dead attempt's
+lease. The cluster: `address`, else `ray.init()`'s discovery, else a new local one; an open Ray
+session is used as is. See docs/decisions/2026-12-06-sweep-engines.md.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """The SLURM engine: one submitit job array per sweep, one array task per pending run.
 
-The array runs at most `array_parallelism` tasks at once, on `partition`, each with
-`gpus_per_task` GPUs and a time limit of `time_min` minutes. On preemption or at its time limit
-SLURM signals a task (USR2, ahead of the kill); submitit then checkpoints the task's callable
-(`submitit.helpers.Checkpointable`: the same run again) and requeues it, at most `max_requeues`
-times. The requeued task resumes the run from the checkpoints in its run folder and takes over
-the lease its own earlier attempt left. submitit's logs go to `<sweep folder>/slurm/`.
-`executor="local"` runs the array on this machine with submitit's local executor (no SLURM),
-which honours the same signal and requeue.
+At most `array_parallelism` tasks at once on `partition`, `gpus_per_task` GPUs each, `time_min`
+minutes. A task preempted or at its time limit is checkpointed by submitit (`Checkpointable`: the
+same run again) and requeued at most `max_requeues` times; it resumes from its run folder's
+checkpoints and takes over its earlier attempt's lease. Logs go to `<sweep folder>/slurm/`;
+`executor="local"` runs the array on this machine. See docs/decisions/2026-12-06-sweep-engines.md.
 """
 
 from __future__ import annotations
