@@ -267,15 +267,9 @@ def run_autopilot(plan, out, *, corpus=None, N: float, D: float, budget_flops: f
                   chains: int = 4, draws: int = 1000, warmup: int | None = None, extrapolation: bool = True,
                   engine: Engine | None = None, train_fn=None, progress: bool = False,
                   log: Callable[..., Any] = print) -> AutopilotResult:
-    """Runs (or resumes) the loop of the module docstring in the folder `out`.
-
-    plan: the initial `SweepPlan` (or its YAML path); corpus: corpus folder (default the plan's);
-    N, D: the target; budget_flops: FLOPs (6 N D per run) for the runs the loop chooses, the
-    initial plan's not counted; regret_below (in the objective's units) or width_below (of p*'s
-    widest 90% interval): the stopping threshold, at most one; k: at most k runs a round; seed:
-    every fit's and every chosen run's seed; law, shared, chains, draws, warmup, extrapolation:
-    the NUTS fit's (`fit_bayes`); engine: who schedules the runs (`multiscale.sweep.engines`; None:
-    this process); train_fn: as for `run_sweep`.
+    """Runs (or resumes) the loop of the module docstring in the folder `out`, towards the target
+    (N, D). At most one threshold: `regret_below` (objective units) or `width_below` (p*'s widest
+    90% interval). `seed` is every fit's and chosen run's; law ... extrapolation go to `fit_bayes`.
     """
     plan = plan if isinstance(plan, SweepPlan) else SweepPlan.load(plan)
     s = make_settings(plan, corpus, N=N, D=D, budget_flops=budget_flops, regret_below=regret_below,

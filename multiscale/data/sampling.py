@@ -1,22 +1,16 @@
 """The family-weighted mixture: sampling ratios -> packed token batches (grain hot path).
 
-`MixtureSpec.ratios[f]` is the share of *training tokens* drawn from family f; the ratios are a
-`multiscale.mixture.Mixture` (one parser, one validation). Inside a family, languages share its
-part proportionally to their unique training tokens (`within="proportional"`), equally
-(`"uniform"`), or by temperature (`q_l ∝ n_l^tau`, tau = 1/T as everywhere in multiscale).
-The language weights of a family sum to 1, so the family ratios the pipeline samples are exactly
-the mixture's ratios (`MixtureSpec.family_ratios`, `MixtureIterator.family_ratios`).
+`MixtureSpec.ratios[f]` (a `multiscale.mixture.Mixture`) is the share of *training tokens* drawn
+from family f. Inside a family, languages share its part proportionally to their unique training
+tokens, equally, or by temperature (`q_l ∝ n_l^tau`, tau = 1/T); those weights sum to 1, so the
+family ratios sampled are exactly the mixture's (`family_ratios`).
 
-Every language is one packed stream of fixed-length rows (`multiscale.data.packing`), and the
-streams are interleaved by grain's deterministic weighted mix with weights
-`p_family * w_language|family`. Each row has exactly `seq_len` tokens and no padding, so the
-*token* share of a family equals its ratio (up to the mix's integer rounding), not the document
-share. A row comes from one language, hence one family.
-
-Sharding: each host reads a disjoint, complete slice of every language's documents
-(`docs[shard_index::shard_count]`). Determinism: a language's document order depends only on
-(seed, language, shard), never on the ratios. Checkpointing: the returned iterator is a grain
-`DatasetIterator` (`get_state` / `set_state`), including its token accounting.
+Each language is one packed stream of `seq_len`-token rows without padding
+(`multiscale.data.packing`), interleaved by grain's deterministic weighted mix with weights
+`p_family * w_language|family`, so a family's *token* share is its ratio (up to integer rounding)
+and a row holds one language. Each host reads `docs[shard_index::shard_count]` of every language;
+a language's document order depends only on (seed, language, shard). The iterator is a grain
+`DatasetIterator` whose state includes its token accounting.
 """
 
 from __future__ import annotations

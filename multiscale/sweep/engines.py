@@ -1,17 +1,10 @@
 """Sweep engines: who schedules a sweep's runs, and what every engine hands back.
 
 The runner keeps the plan, the run ids and the store; an engine only decides where and when each
-pending run is settled. It receives the runs and `settle`, a picklable callable that settles one
-run in whatever process calls it (claims it, trains or harvests it into the sweep folder's
-store, releases it) and returns a `Settled`. Engines:
-
-- local (the runner's own loop, no engine object): one process, runs in plan order;
-- `RayEngine` (ray_engine.py): one Ray task per run on a Ray cluster, retried by Ray;
-- `SlurmEngine` (slurm_engine.py): one SLURM job array per sweep through submitit, requeued on
-  preemption or timeout.
-
-Ray and submitit are optional extras; `load_engine_module` imports an engine's module (and so
-its dependency) only when that engine is asked for.
+pending run is settled, by calling `settle` (picklable: claim, train or harvest into the store,
+release; returns a `Settled`) in some process. Local (no engine object) is the runner's own loop;
+`RayEngine` (ray_engine.py) and `SlurmEngine` (slurm_engine.py) are optional extras whose modules
+`load_engine_module` imports only when asked for.
 """
 
 from __future__ import annotations

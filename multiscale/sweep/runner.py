@@ -70,10 +70,8 @@ def finished_configurations(done: Iterable[str]) -> dict[str, str]:
 
 def _split_unfinished(mine: Sequence[PlannedRun], done: set[str]):
     """The runs of `mine` not finished under their own id, as (pairs (planned id, finished id)
-    of a configuration a finished run of another name has, runs to train). Such a run is that run
-    (preset, tokens, seed, ratios and train settings: the id's digest): the trainer is
-    deterministic, so it is not trained again, and runs.csv holds the measurement once
-    (validate_runs refuses it twice)."""
+    of a run whose configuration (the id's digest) a finished run of another name has, runs to
+    train). The trainer is deterministic, so such a run is not trained again."""
     configs = finished_configurations(done)
     same_as, todo = [], []
     for r in mine:
@@ -309,11 +307,9 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
               engine: Engine | None = None) -> SweepResult:
     """Runs this shard's planned runs that are not complete yet; returns what happened.
 
-    corpus: corpus folder (default: the plan's `corpus:`); train_fn: how to train one run
-    (default: the real trainer); runs: an already expanded plan (skips expansion); lease_s: how
-    long a run's lease outlives its owner's last heartbeat; poll_s: how often to look again at
-    runs other processes hold (default: lease_s / 10, at most 10 s); engine: who schedules the
-    runs (engines.py; default: this process, in plan order).
+    `runs` skips expanding the plan; `lease_s` is how long a lease outlives its owner's last
+    heartbeat; `poll_s` how often runs held elsewhere are looked at again (default lease_s / 10, at
+    most 10 s); `engine` schedules the runs (default: this process, in plan order).
     """
     t0 = time.perf_counter()
     corpus = corpus if corpus is not None else plan.corpus

@@ -178,9 +178,7 @@ class SweepStore:
 
     def require_same_corpus(self, corpus: str, fingerprint: str) -> None:
         """Raise `InputError` if a plan recorded here was swept on another corpus (by
-        `Corpus.fingerprint`; plans swept without a corpus record none): a run id names the
-        run's configuration, not its data, so a finished run of the old corpus would be taken
-        for a run of the new one."""
+        `Corpus.fingerprint`): run ids name configurations, not data."""
         if not (self.root / "plans").exists():
             return
         for rec in self.plans():
@@ -293,11 +291,7 @@ class SweepStore:
 
     def consolidate(self, *, max_rounds: int = 50) -> int:
         """Rebuilds runs.csv and failures.jsonl from the intact fragments; returns the row count.
-
-        Lock-free and safe under concurrent callers: after replacing runs.csv it compares the runs
-        in it with a fresh listing of the fragments and rebuilds until they agree, so the last
-        writer's table holds every intact fragment. A damaged fragment is left out (and named in
-        a warning); it stops the comparison from agreeing only if it changes meanwhile.
+        Lock-free: rebuilds until runs.csv agrees with a fresh listing (docs/design.md, "Sweeps").
         """
         for _ in range(max_rounds):
             bodies, scan = self._read_all()

@@ -1,13 +1,10 @@
 """One complete training run: `run_training(config) -> summary`.
 
-Order of work: validate everything (preset, mesh, batch, ratios) before any compute; build or
-fetch the compiled steps; restore the latest checkpoint if the run folder has one; train,
-handing each finished step to the hooks; evaluate at the end; write `summary.json` and
-`rows.csv` (the run-table rows, one per family with p > 0).
-
-Host syncs: step t's metrics are read after step t+1 has been dispatched, so the host prepares
-the next batch while the device computes; before a checkpoint or an evaluation all pending
-metrics are read, so a checkpoint is only written after every loss before it was finite.
+Validate everything before any compute; build or fetch the compiled steps; restore the latest
+checkpoint; train, handing each step to the hooks; evaluate; write `summary.json` and `rows.csv`
+(one run-table row per family with p > 0). Step t's metrics are read after step t+1 is dispatched
+(the host prepares the next batch meanwhile); all pending metrics are read before a checkpoint or
+an evaluation, so a checkpoint follows only finite losses.
 """
 
 from __future__ import annotations
