@@ -169,12 +169,6 @@ def _save(out: str, state: dict[str, Any]) -> None:
     write_json(os.path.join(out, STATE), json_safe(state))
 
 
-def _record_round(state: dict[str, Any], entry: dict[str, Any]) -> None:
-    """Puts the round's entry in the state (replacing an earlier one of the same round)."""
-    rounds = [r for r in state["rounds"] if r["round"] != entry["round"]]
-    state["rounds"] = sorted(rounds + [entry], key=lambda r: r["round"])
-
-
 # ------------------------------------------------------------------------------ one round's steps
 
 
@@ -225,14 +219,6 @@ def _recommend(fit, rdir: str, s: Settings) -> dict[str, Any]:
                "p_star_width_90": max(widths.values()), "recommended": rec.ratios}
     write_json(os.path.join(rdir, "recommendation.json"), json_safe(rec.to_dict() | {"autopilot": numbers}))
     return numbers
-
-
-def _threshold_met(s: Settings, numbers: dict[str, Any]) -> str | None:
-    if s.regret_below is not None and numbers["expected_regret"] < s.regret_below:
-        return "regret_below"
-    if s.width_below is not None and numbers["p_star_width_90"] < s.width_below:
-        return "width_below"
-    return None
 
 
 def _round_plan(rdir: str, r: int, fit, sweep_dir: str, s: Settings, left: float, template: SweepPlan, log):
@@ -310,7 +296,8 @@ def _rounds(out: str, state: dict, s: Settings, template: SweepPlan, sweep_dir: 
         log(f"round {r}: expected regret {numbers['expected_regret']:.3g}, widest 90% interval of p* "
             f"{numbers['p_star_width_90']:.3g}")
         spent = sum(e["plan_flops"] for e in state["rounds"] if e["round"] < r)
-        stop = _threshold_met(s, numbers)
+        stop = next((name for name, key in (("regret_below", "expected_regret"), ("width_below", "p_star_width_90"))
+                     if getattr(s, name) is not None and numbers[key] < getattr(s, name)), None)
         stop = (stop, f"{stop.replace('_', ' ')} {getattr(s, stop):g}") if stop else None
         if stop is None and r >= s.max_rounds:
             stop = ("max_rounds", f"max_rounds {s.max_rounds} reached: the runs of {r} plans trained")
@@ -319,7 +306,7 @@ def _rounds(out: str, state: dict, s: Settings, template: SweepPlan, sweep_dir: 
             plan, stop = _round_plan(rdir, r, fit, sweep_dir, s, s.budget_flops - spent, template, log)
         if plan is not None:
             entry |= {"plan": f"{rel}/plan.yaml", "plan_flops": plan_flops(plan, s.corpus)}
-        _record_round(state, entry)
+        state["rounds"] = sorted([e for e in state["rounds"] if e["round"] != r] + [entry], key=lambda e: e["round"])
         state["flops_spent"] = spent + entry["plan_flops"]
         if stop is not None:
             state["stopped"] = {"reason": stop[0], "round": r, "detail": stop[1]}

@@ -135,20 +135,15 @@ def try_claim(path, owner: dict[str, Any], lease_s: float = DEFAULT_LEASE_S) -> 
     if create_exclusive(path, text):
         return Lease(path, owner, lease_s).start()
     current = read_claim(path)
-    if current is not None and not (_same_sweep(current, owner) or is_expired(path, current, lease_s)):
+    # an earlier attempt of the same engine sweep is dead (its engine retries only then)
+    same_sweep = current is not None and owner.get("sweep") is not None and current.get("sweep") == owner.get("sweep")
+    if current is not None and not (same_sweep or is_expired(path, current, lease_s)):
         return None
     if current is not None and not _break_claim(path, current):
         return None
     if create_exclusive(path, text):
         return Lease(path, owner, lease_s, taken_over=current is not None).start()
     return None
-
-
-def _same_sweep(record: dict[str, Any], owner: dict[str, Any]) -> bool:
-    """Whether the claim is an earlier attempt of the same engine sweep as `owner`: a Ray task or
-    SLURM job retried after its attempt died, which its engine runs only once that attempt is
-    gone, so the claim is taken over without waiting for it to expire."""
-    return owner.get("sweep") is not None and record.get("sweep") == owner.get("sweep")
 
 
 def claim_state(path, lease_s: float = DEFAULT_LEASE_S) -> str:
