@@ -29,16 +29,9 @@ BISECTION_STEPS = 200
 
 
 def solve_ratios(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
-    """Exact minimizer of ``sum_i w_i c_i p_i^(-gamma_i)`` on the capped simplex, per draw.
-
-    Args:
-      gamma_SxF, c_SxF: exponents and scale terms (c = 1 for the normalized objective).
-      w_F: non-negative family weights.
-      lo_F, hi_F: floors and caps (default 0 and 1); need ``sum lo <= 1 <= sum hi``.
-
-    Returns:
-      P_SxF, float64; each row sums to 1 (to ~1e-15).
-    """
+    """Exact minimizer of ``sum_i w_i c_i p_i^(-gamma_i)`` on the capped simplex, per draw (c = 1
+    for the normalized objective; floors and caps default 0 and 1, ``sum lo <= 1 <= sum hi``).
+    Returns P_SxF in float64, each row summing to 1 (to ~1e-15)."""
     g = np.atleast_2d(np.asarray(gamma_SxF, dtype=np.float64))
     c = np.broadcast_to(np.asarray(c_SxF, dtype=np.float64), g.shape)
     S, F = g.shape
@@ -124,11 +117,8 @@ def solve_robust(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
     """The one mixture minimizing the posterior MEAN objective ``sum_i w_i mean_s[c_is p_i^(-gamma_is)]``
     on the capped simplex: the Bayes decision (it minimizes expected regret, see `Recommendation`).
 
-    Each family's term is a mean of convex functions of its own p_i, so the problem is separable
-    and convex, and its KKT point is: every p_i where the term's slope equals -lam (clipped to its
-    floor and cap), for the one lam where they sum to 1: bisection on log lam outside, Newton's
-    method on log p_i inside (see `_robust_at`), exact up to floating point. With one draw it is
-    `solve_ratios`' solution. Returns (F,), summing to 1 (to ~1e-15).
+    Separable and convex: bisection on log lam outside, Newton on log p_i inside (`_robust_at`),
+    exact up to floating point. Returns (F,), summing to 1 (to ~1e-15).
     """
     g = np.atleast_2d(np.asarray(gamma_SxF, dtype=np.float64))
     c = np.broadcast_to(np.asarray(c_SxF, dtype=np.float64), g.shape)

@@ -73,22 +73,10 @@ MAX_EVALS_FROM_BASE = 3000  # ... of a law started from its base law's fit
 
 @dataclass(frozen=True)
 class Law:
-    """A law form (see the module docstring).
-
-    Attributes:
-      name: registry key.
-      params: natural parameters per family, as reported (E, A, B positive; exponents >= 0).
-      exponents: the parameters that may be shared across families.
-      uses_scale: whether the law depends on N and D (``ratio`` does not: its ``c`` belongs
-        to the one (N, D) of the runs it was fitted on).
-      uses_ratio: whether the law depends on p (``chinchilla`` does not).
-      uses_mixture: whether a family's loss depends on the ratios of other families (its
-        `matrix` parameters hold one value per (family, mixture family)).
-      uses_unique_tokens: whether the law reads the unique tokens U of each family.
-      matrix: parameters of shape (S, F, M): family i's coefficient of mixture family j.
-      base: the separable law it generalizes and starts from ("multilingual" or "ratio"; "" for
-        the separable laws, which start from `GRID`).
-    """
+    """A law form (see the module docstring). ``ratio`` has no `uses_scale` (its ``c`` belongs
+    to the one (N, D) it was fitted on); `matrix` parameters are (S, F, M): family i's coefficient
+    of mixture family j; `base` is the separable law it generalizes and starts from ("" for the
+    separable laws, which start from `GRID`)."""
 
     name: str
     params: tuple[str, ...]

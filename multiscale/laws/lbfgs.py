@@ -36,13 +36,10 @@ ARMIJO_C1 = 1e-4
 class LBFGSState(NamedTuple):
     """The state of every batch entry (a jax pytree; numpy arrays once fetched).
 
-    x, g: iterate and its gradient (K x batch); f: objective at x (batch);
-    S, Y: the last `memory` steps and gradient changes, newest first (memory x K x batch),
-    valid: which of them are filled (memory x batch);
-    k: objective evaluations used; it: accepted steps; done: stopped (see module doc);
-    d, gd, t: current search direction, its slope g.d and the trial step length;
-    fresh: the next step starts a new direction (the last trial was accepted);
-    fails: rejected trials in a row.
+    x, g: iterate and gradient (K x batch); S, Y: the last `memory` steps and gradient changes,
+    newest first (memory x K x batch), `valid` which are filled; k: evaluations; it: accepted
+    steps; d, gd, t: direction, its slope g.d, trial step; fresh: the next step starts a new
+    direction; fails: rejected trials in a row.
     """
 
     x: Any
