@@ -43,14 +43,10 @@ class RepetitionWarning(UserWarning):
 class MixtureSpec:
     """Family sampling ratios (token shares) and the within-family language policy.
 
-    ratios: a `Mixture` (used as is), or a mapping family -> ratio or ``'germanic=0.5,...'``
-        text made one by `Mixture.parse` (families of the corpus absent here get 0). With
-        `normalize=True` any non-negative ratios are scaled to sum 1. Stored as a read-only
-        mapping; `mixture` is the `Mixture` itself. Each method that takes a corpus refuses a
-        mixture naming a family the corpus lacks (`UnknownFamilyError`).
-    within: "proportional" (to unique training tokens), "uniform", or "temperature".
-    tau: exponent of `q ∝ n^tau` (within="temperature"); tau = 1 is proportional, 0 uniform.
-        Default 0.3 as in mT5.
+    ratios: anything `Mixture.parse` reads (absent families get 0; `normalize=True` scales
+        non-negative ratios to sum 1), stored read-only; `mixture` is the `Mixture`. A corpus
+        lacking one of its families is refused (`UnknownFamilyError`).
+    tau: exponent of `q ∝ n^tau` for within="temperature" (default 0.3 as in mT5).
     """
 
     ratios: Mapping[str, float] | Mixture | str

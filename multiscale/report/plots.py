@@ -172,10 +172,8 @@ def plot_independence(families: Mapping[str, Mapping], path, *, material: float 
                       share_min: float = 0.9, shift: float = 0.1) -> str:
     """The independence test per family (from `IndependenceResult.to_dict()["families"]`).
 
-    Left: variance of log-loss explained by the family's own ratio (R² own) and by the whole
-    mixture (R² full), with the own share. Right: the largest cross-family effect (change in
-    log-loss when `shift` of the mixture moves to that family, own ratio fixed) with its 90%
-    interval; the grey band marks effects too small to matter (|effect| < `material`).
+    Left: R² own and full with the own share; right: the largest cross-family effect per `shift`
+    of the mixture with its 90% interval, a grey band where |effect| < `material`.
     """
     plt = _plt()
     fams = list(families)

@@ -104,10 +104,9 @@ def default_train_fn(run: PlannedRun, rdir, corpus, progress: bool):
 
 
 def with_unique_tokens(rows, unique_tokens):
-    """A run's rows (DataFrame or list of dicts) as a DataFrame whose ``unique_tokens`` column
-    is each row's family's unique training tokens in the corpus (`Corpus.train_tokens`; empty
-    for a family the corpus lacks), placed as `multiscale.runs.column_order` places it (before
-    the ``p_<family>`` columns). Unchanged when `unique_tokens` is None (no corpus)."""
+    """A run's rows as a DataFrame with each row's family's unique training tokens in the corpus
+    as the ``unique_tokens`` column (empty for a family the corpus lacks), in
+    `multiscale.runs.column_order`. Unchanged when `unique_tokens` is None (no corpus)."""
     import pandas as pd
 
     from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS

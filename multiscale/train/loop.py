@@ -46,10 +46,9 @@ class ResumeMismatchError(InputError):
 def maybe_initialize_distributed() -> None:
     """`jax.distributed.initialize()` when launched on several hosts.
 
-    Triggered by MULTISCALE_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS. On TPU pods, SLURM and MPI
-    jax discovers the coordinator, the process count and this process's id itself; elsewhere
-    (GPU hosts started by hand or by another launcher) set JAX_COORDINATOR_ADDRESS=host:port,
-    JAX_NUM_PROCESSES and JAX_PROCESS_ID on every host. Must run before any other jax call."""
+    Triggered by MULTISCALE_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS (jax discovers the rest on
+    TPU pods, SLURM and MPI; elsewhere set JAX_NUM_PROCESSES and JAX_PROCESS_ID too). Must run
+    before any other jax call."""
     if os.environ.get("MULTISCALE_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         if not jax.distributed.is_initialized():
             kwargs = {}
