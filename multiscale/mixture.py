@@ -59,10 +59,9 @@ def parse_pairs(value: str | Mapping[str, Any], *, arg: str = "ratios", known: I
                 allow_negative: bool = False) -> dict[str, float]:
     """``'germanic=0.5, romance=0.3'`` or a mapping -> ``{'germanic': 0.5, 'romance': 0.3}``.
 
-    Names are stripped. Refused, naming the argument `arg` and the family: an entry without
-    ``=``, an empty name, a family given twice (after stripping), a value that is not a number,
-    NaN or inf, a negative value (unless `allow_negative`), a family not in `known` (when given),
-    and an empty input. Order is kept. Sums are not checked (see `Mixture`).
+    Names are stripped, order kept, sums not checked. Refused, naming `arg` and the family: an
+    entry without ``=``, an empty or repeated name, a value not a finite number, a negative one
+    (unless `allow_negative`), a family not in `known`, an empty input.
     """
     if isinstance(value, str):
         items = []

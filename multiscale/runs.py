@@ -621,11 +621,8 @@ def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFram
     CSV may be compressed (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``); ``run`` and ``family``
     are read as text ('007' stays '007').
 
-    Raises:
-      MissingFileError: no such file (or a folder).
-      RunTableError: a bad argument; a ragged, truncated or unreadable file, or a table
-        `validate_runs` refuses; the message names the file, the rows (and their lines) and the
-        column.
+    `MissingFileError` when there is no file; `RunTableError` (a ragged, truncated or unreadable
+    file, or a table `validate_runs` refuses) names the file, the rows (and lines) and the column.
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise RunTableError(f"read_runs: argument 'path' must be a file path (str or os.PathLike), "
@@ -684,16 +681,8 @@ def write_runs(df: pd.DataFrame, path: str | os.PathLike):
 
 
 def mixture_matrix(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
-    """The mixture of every run from the ``p_<family>`` columns.
-
-    Returns:
-      (runs, families, P_RxF): run names in first-seen order, family names (column suffixes),
-      and the R x F matrix of sampling ratios (float64).
-
-    Raises:
-      RunTableError: no ``p_`` columns, an empty cell, or one run with two different mixtures
-        (more than `P_TOLERANCE` apart).
-    """
+    """(runs in first-seen order, families, P_RxF float64) from the ``p_<family>`` columns.
+    `RunTableError`: no ``p_`` columns, an empty cell, or a run with two mixtures."""
     if not isinstance(df, pd.DataFrame):
         raise RunTableError(f"mixture_matrix: argument 'df' must be a pandas DataFrame (a run table), "
                             f"got {type(df).__name__}")
