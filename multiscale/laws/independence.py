@@ -170,9 +170,7 @@ def _test_family(fam: str, sub: pd.DataFrame, g: np.ndarray, mix: list[str],
 
 def independence_test(df: pd.DataFrame) -> IndependenceResult:
     """Run the test on a run table carrying ``p_<family>`` mixture columns (see module doc).
-    The table is checked by `multiscale.runs.validate_runs` first. A mixture column constant
-    over a family's runs (a family never trained on, 0 in every run) cannot have a measurable
-    effect: it is left out of that family's regression and named in a note, with no number."""
+    A mixture column constant over a family's runs is left out of its regression, with a note."""
     df = validate_runs(df)
     mix = mixture_columns(df)
     if len(mix) < 2:

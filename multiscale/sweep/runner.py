@@ -124,11 +124,9 @@ def with_unique_tokens(rows, unique_tokens):
 
 
 def finished_rows(rdir):
-    """Rows of a run whose trainer already finished, else None (the run is trained again; the
-    real trainer resumes from its last checkpoint). Finished: summary.json readable; rows.csv
-    whole (a header, at least one row, every row as wide as the header) and a valid run table;
-    and, where summary.json lists the run's rows, rows.csv holds the same (run, family) pairs
-    (a rows.csv cut at a line boundary would otherwise lose a family unnoticed)."""
+    """Rows of a run whose trainer already finished, else None (trained again, from its last
+    checkpoint). Finished: summary.json readable; rows.csv whole and a valid run table, with the
+    (run, family) pairs summary.json lists (a rows.csv cut at a line boundary loses a family)."""
     import pandas as pd
 
     from multiscale.runs import validate_runs
