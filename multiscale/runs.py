@@ -351,16 +351,6 @@ def _check_one_scale_per_run(t: _Table) -> None:
                           f"{col}; bad at {t.rows(bad)}")
 
 
-def _mixture_frame(t: _Table) -> pd.DataFrame | None:
-    """The p_<family> columns (NaN read as 0) of the rows whose mixture is recorded (any cell
-    set), or None when the table has no mixture columns."""
-    cols = mixture_columns(t.df)
-    if not cols:
-        return None
-    recorded = t.df[cols].notna().any(axis=1)
-    return t.df.loc[recorded, ["run", *cols]].fillna({c: 0.0 for c in cols})
-
-
 def _check_one_mixture_per_run(t: _Table, mix: pd.DataFrame) -> None:
     """The rows of a run carry one mixture (within P_TOLERANCE), or none at all."""
     cols = mixture_columns(t.df)
@@ -453,7 +443,12 @@ def _check_ratio_sums(t: _Table, mix: pd.DataFrame | None) -> None:
 
 
 def _check_mixtures(t: _Table) -> None:
-    mix = _mixture_frame(t)
+    """`mix`: the p_<family> columns (NaN read as 0) of the rows with any cell set; None without
+    mixture columns."""
+    mix = None
+    if cols := mixture_columns(t.df):
+        recorded = t.df[cols].notna().any(axis=1)
+        mix = t.df.loc[recorded, ["run", *cols]].fillna({c: 0.0 for c in cols})
     if mix is not None and not mix.empty:
         _check_one_mixture_per_run(t, mix)
         _check_own_ratio(t, mix)
