@@ -311,10 +311,9 @@ def make_train_iterator(corpus, spec: MixtureSpec, *, seq_len: int, batch_size: 
                         num_epochs: int | None = None) -> MixtureIterator:
     """This host's batches of the mixture.
 
-    Yields dicts of numpy arrays: inputs, targets, segment_ids, positions int32 [B, L], weights
-    float32 [B, L], family_ids int32 [B] (index into corpus.grouping.family_names), language_ids
-    int32 [B] (index into corpus.languages). `batch_size` is per host. `num_epochs=None` repeats
-    every language forever; with a number, iteration stops when the first language runs out.
+    Yields the packed arrays [B, L] (`multiscale.data.packing`) plus family_ids and language_ids
+    int32 [B] (indices into corpus.grouping.family_names, corpus.languages); `batch_size` is per
+    host. With `num_epochs` set, iteration stops when the first language runs out.
     """
     if int(seq_len) < 1:
         raise MixtureError(f"seq_len must be >= 1, got {seq_len}", arg="seq_len")
