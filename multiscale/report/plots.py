@@ -97,10 +97,8 @@ def _plain_log_ticks(ax) -> None:
 
 
 def plot_pred_vs_obs(table: pd.DataFrame, path, *, title_extra: str = "") -> str:
-    """Predicted (median, 90% interval) vs observed loss; held-out runs marked.
-
-    table columns: family, loss (observed), pred, pred_lo, pred_hi, heldout (bool).
-    """
+    """Predicted (median, 90% interval) vs observed loss; held-out runs marked. `table` columns:
+    family, loss, pred, pred_lo, pred_hi, heldout."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     fams = list(dict.fromkeys(table["family"]))
