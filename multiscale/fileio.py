@@ -12,7 +12,9 @@ import json
 import math
 import os
 import socket
+import tempfile
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
@@ -134,6 +136,9 @@ def check_output_folder(out) -> None:
     if is_remote(out):
         return
     path = os.path.abspath(os.fspath(out))
+    if os.path.lexists(path) and not os.path.exists(path):
+        raise InputError(f"out {path!r} is a symbolic link to {os.path.realpath(path)!r}, which does not exist",
+                         arg="out")
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"out {path!r} is a file, not a folder", arg="out")
     parent = os.path.dirname(path)
@@ -141,6 +146,81 @@ def check_output_folder(out) -> None:
         parent = os.path.dirname(parent)
     if parent and not os.path.isdir(parent):
         raise InputError(f"out {path!r} lies under {parent!r}, which is a file", arg="out")
+
+
+def check_output(out, *, folder: bool, inputs: Mapping[str, Any] | None = None,
+                 marker: tuple[str, ...] = (), resumes: bool = False, overwrite: bool = False,
+                 arg: str = "out", ask: str = "overwrite=True") -> None:
+    """Refuses (`InputError` about `arg`), before any work, an output that would destroy what the
+    user has or that cannot be written. Object-store URLs are not checked.
+
+    - a folder output (`folder`) that is a file or lies under one, a file output that is a folder
+      or whose folder does not exist, a dangling symbolic link;
+    - the same file or folder as an input, a folder output holding an input, or an output that is
+      an existing file inside an input folder (`inputs`: how to name each input -> its path or
+      paths; symbolic links resolved);
+    - an existing result: a file output that exists, or a folder output holding one of `marker`
+      (the names the command writes there), unless `overwrite` (or `resumes`: the command
+      continues the folder's work); a non-empty folder holding none of `marker` is another's and
+      is refused even with `overwrite` (`ask`: how the caller asks to overwrite, for the message);
+    - a place where no file can be created (checked by creating and removing one).
+    """
+    if is_remote(out):
+        return
+    path = os.path.abspath(os.fspath(out))
+    if folder:
+        check_output_folder(out)
+    else:
+        if os.path.lexists(path) and not os.path.exists(path):
+            raise InputError(f"{arg} {path!r} is a symbolic link to {os.path.realpath(path)!r}, which does not "
+                             "exist", arg=arg)
+        if os.path.isdir(path):
+            raise InputError(f"{arg} {path!r} is a folder; give a file name", arg=arg)
+        if not os.path.isdir(os.path.dirname(path)):
+            raise InputError(f"{arg} {path!r}: its folder {os.path.dirname(path)!r} does not exist", arg=arg)
+    _check_not_an_input(path, inputs or {}, arg)
+    if folder and os.path.isdir(path):
+        held = [name for name in os.listdir(path) if not name.startswith(".")]
+        if held and not any(os.path.lexists(os.path.join(path, m)) for m in marker):
+            raise InputError(f"{arg} {path!r} is a folder holding files this command did not write "
+                             f"({', '.join(sorted(held)[:3])}{', ...' if len(held) > 3 else ''}); give a new "
+                             "or empty folder", arg=arg)
+        if held and not (overwrite or resumes):
+            raise InputError(f"{arg} {path!r} already holds a result; pass {ask} to replace it", arg=arg)
+    elif not folder and os.path.exists(path) and not overwrite:
+        raise InputError(f"{arg} {path!r} already exists; pass {ask} to replace it", arg=arg)
+    _check_writable(path if os.path.isdir(path) else os.path.dirname(path), path, arg)
+
+
+def _real_paths(value) -> list[str]:
+    values = [value] if isinstance(value, (str, os.PathLike)) else list(value or ())
+    return [os.path.realpath(os.fspath(v)) for v in values if v is not None and not is_remote(v)]
+
+
+def _check_not_an_input(path: str, inputs: Mapping[str, Any], arg: str) -> None:
+    """Refuses an output that is an input, holds one, or is an existing file inside one."""
+    real = os.path.realpath(path)
+    for name, value in inputs.items():
+        for given in _real_paths(value):
+            if real == given:
+                raise InputError(f"{arg} {path!r} is the input {name} {given!r}; write elsewhere", arg=arg)
+            if given.startswith(real.rstrip(os.sep) + os.sep):
+                raise InputError(f"{arg} {path!r} holds the input {name} {given!r}; write elsewhere", arg=arg)
+            if os.path.isfile(real) and real.startswith(given.rstrip(os.sep) + os.sep):
+                raise InputError(f"{arg} {path!r} is a file of the input {name} {given!r}; write elsewhere",
+                                 arg=arg)
+
+
+def _check_writable(path: str, out: str, arg: str) -> None:
+    """Creates and removes a file in `path`'s nearest existing folder, or refuses `out`."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".multiscale-write-check-", dir=path or ".")
+    except OSError as err:
+        raise InputError(f"{arg} {out!r} cannot be written: {err.strerror or err} in {path!r}", arg=arg) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def sha256_bytes(data: bytes) -> str:

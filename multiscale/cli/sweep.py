@@ -6,9 +6,12 @@ import argparse
 
 from multiscale.cli._common import (
     add_host_devices_argument,
+    add_overwrite_argument,
     apply_host_devices,
     check_corpus_folder,
+    check_output,
     check_output_folder,
+    number,
     parse_shard,
 )
 from multiscale.errors import InputError
@@ -31,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--train-fn", metavar="MODULE:FUNCTION",
                    help="train runs with another function fn(run, run_dir, corpus, progress) -> rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_S, metavar="S",
+    p.add_argument("--lease-seconds", type=number(), default=DEFAULT_LEASE_S, metavar="S",
                    help="a run's lease expires S seconds after its owner's last heartbeat; another sweep "
                         "on the same OUT then takes the run over (default %(default)g)")
     add_host_devices_argument(p)
@@ -46,9 +49,10 @@ def register(sub) -> None:
     r.add_argument("fit_dir", metavar="FIT_DIR")
     r.add_argument("--runs", metavar="RUNS.csv", help="run table (default: the one the fit recorded)")
     r.add_argument("--out", required=True, metavar="REPORT_DIR")
-    r.add_argument("--N", type=float, help="model size (non-embedding params) for the recommendation "
+    add_overwrite_argument(r, "report in --out")
+    r.add_argument("--N", type=number(), help="model size (non-embedding params) for the recommendation "
                                            "(default: the largest in the run table)")
-    r.add_argument("--D", type=float, help="training tokens for the recommendation (default: the largest)")
+    r.add_argument("--D", type=number(), help="training tokens for the recommendation (default: the largest)")
     r.add_argument("--heldout", metavar="RUN,RUN,...", help="runs to mark held-out (default: runs not in the fit)")
     r.add_argument("--fitted", metavar="FITTED.csv", help="the run table the fit saw: runs of --runs missing "
                                                           "from it are marked held-out")
@@ -75,7 +79,6 @@ def register(sub) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     import json
-    import math
     import sys
 
     apply_host_devices(args.host_devices, "sweep")  # before jax starts
@@ -84,11 +87,12 @@ def _sweep(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     plan = sweep.SweepPlan.load(args.plan)
     shard = parse_shard(args.shard)
-    if not (math.isfinite(args.lease_seconds) and args.lease_seconds > 0):
-        raise InputError(f"--lease-seconds must be a finite number > 0, got {args.lease_seconds}")
     corpus = args.corpus or plan.corpus
     if corpus is not None:
         check_corpus_folder(corpus, "--corpus" if args.corpus else "the plan's 'corpus:'")
+    if not args.dry_run:  # a sweep folder is continued, never replaced
+        check_output(args.out, folder=True, inputs={"PLAN.yaml": args.plan, "--corpus": corpus},
+                     marker=("plans", "runs.csv"), resumes=True)
     if args.dry_run:
         return _dry_run(plan, args, shard, corpus)
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
@@ -156,6 +160,9 @@ def _report(args: argparse.Namespace) -> int:
     from multiscale.report import write_report
 
     heldout = [s.strip() for s in args.heldout.split(",") if s.strip()] if args.heldout else None
+    check_output(args.out, folder=True, marker=("report.md",), overwrite=args.overwrite, ask="--overwrite",
+                 inputs={"FIT_DIR": args.fit_dir, "--runs": args.runs, "--fitted": args.fitted,
+                         "--corpus": args.corpus})
     tokens = None
     if args.corpus:
         from multiscale.sweep import corpus_info
@@ -178,6 +185,8 @@ def _demo(args: argparse.Namespace) -> int:
     from multiscale.demo import run_demo
     from multiscale.fileio import dumps, json_safe
 
+    check_output(args.out, folder=True, resumes=True,
+                 marker=("corpus", "sweep", "fit", "report", "recommendation.json"))  # a demo folder is continued
     progress = sys.stderr.isatty() and not args.no_progress and not args.json
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     result = run_demo(args.out, quick=args.quick, progress=progress, log=log)

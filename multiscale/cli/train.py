@@ -10,8 +10,9 @@ from multiscale.cli._common import (
     add_host_devices_argument,
     apply_host_devices,
     check_corpus_folder,
-    check_output_folder,
+    check_output,
     flag_of,
+    number,
 )
 from multiscale.mixture import Mixture
 from multiscale.train.config import TrainConfig
@@ -34,7 +35,7 @@ def _whole_number(text: str) -> int:
     return int(value)
 
 
-_TYPES = {"int": _whole_number, "int | None": _whole_number, "float": float, "str": str,
+_TYPES = {"int": _whole_number, "int | None": _whole_number, "float": number(-math.inf), "str": str,
           "str | None": str, "Mixture": str}  # the ratios' text is parsed by `Mixture.parse` (errors name it)
 
 
@@ -129,7 +130,8 @@ def _train(args: argparse.Namespace) -> int:
     import json
 
     check_corpus_folder(args.corpus)
-    check_output_folder(args.out)  # before jax starts
+    check_output(args.out, folder=True, inputs={"--corpus": args.corpus}, marker=("config.json",),
+                 resumes=True)  # before jax starts; a run folder is resumed
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
                          | {"ratios": Mixture.parse(args.ratios)})
     apply_host_devices(args.host_devices, "train")  # before jax starts
