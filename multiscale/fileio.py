@@ -157,8 +157,8 @@ def check_output(out, *, folder: bool, inputs: Mapping[str, Any] | None = None,
     - a folder output (`folder`) that is a file or lies under one, a file output that is a folder
       or whose folder does not exist, a dangling symbolic link;
     - the same file or folder as an input, a folder output holding an input, or an output that is
-      an existing file inside an input folder (`inputs`: how to name each input -> its path or
-      paths; symbolic links resolved);
+      an existing file inside an input folder (`inputs`: how to name each input, a noun and its
+      argument such as 'table runs' -> its path or paths; symbolic links resolved);
     - an existing result: a file output that exists, or a folder output holding one of `marker`
       (the names the command writes there), unless `overwrite` (or `resumes`: the command
       continues the folder's work); a non-empty folder holding none of `marker` is another's and
@@ -176,13 +176,14 @@ def check_output(out, *, folder: bool, inputs: Mapping[str, Any] | None = None,
                              "exist", arg=arg)
         if os.path.isdir(path):
             raise InputError(f"{arg} {path!r} is a folder; give a file name", arg=arg)
+        check_output_folder(os.path.dirname(path))
         if not os.path.isdir(os.path.dirname(path)):
             raise InputError(f"{arg} {path!r}: its folder {os.path.dirname(path)!r} does not exist", arg=arg)
     _check_not_an_input(path, inputs or {}, arg)
     if folder and os.path.isdir(path):
         held = [name for name in os.listdir(path) if not name.startswith(".")]
         if held and not any(os.path.lexists(os.path.join(path, m)) for m in marker):
-            raise InputError(f"{arg} {path!r} is a folder holding files this command did not write "
+            raise InputError(f"{arg} {path!r} is not empty: it holds files this command did not write "
                              f"({', '.join(sorted(held)[:3])}{', ...' if len(held) > 3 else ''}); give a new "
                              "or empty folder", arg=arg)
         if held and not (overwrite or resumes):
@@ -207,7 +208,7 @@ def _check_not_an_input(path: str, inputs: Mapping[str, Any], arg: str) -> None:
             if given.startswith(real.rstrip(os.sep) + os.sep):
                 raise InputError(f"{arg} {path!r} holds the input {name} {given!r}; write elsewhere", arg=arg)
             if os.path.isfile(real) and real.startswith(given.rstrip(os.sep) + os.sep):
-                raise InputError(f"{arg} {path!r} is a file of the input {name} {given!r}; write elsewhere",
+                raise InputError(f"{arg} {path!r} is a file of the {name} {given!r}; write elsewhere",
                                  arg=arg)
 
 

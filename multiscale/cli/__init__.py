@@ -43,15 +43,20 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class UsageError(InputError):
-    """A bad combination of command-line arguments; printed without a traceback."""
+    """A bad combination of command-line arguments; printed without a traceback. `prog`: the
+    command whose arguments they are ('multiscale corpus build')."""
+
+    def __init__(self, message: str, *, prog: str = "multiscale"):
+        super().__init__(message)
+        self.prog = prog
 
 
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose errors are one line, `multiscale COMMAND: error: MESSAGE`
-    (exit status 2), as the library's are; `--help` shows the usage."""
+    """An argument parser whose mistakes (an unknown flag, a value of the wrong type) raise
+    `UsageError`, printed by `main` as one line as the library's are."""
 
     def error(self, message: str):
-        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
 def _import_command(name: str):
@@ -127,7 +132,11 @@ def library_warning_printer(command: str):
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(f"{err.prog}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR

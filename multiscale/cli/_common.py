@@ -55,12 +55,12 @@ def number(low: float = 0.0, *, low_ok: bool = False, high: float = math.inf):
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
-        if value < low or (value == low and not low_ok) or value > high:
-            bound = f"{'>=' if low_ok else '>'} {low:g}" + (f" and <= {high:g}" if high < math.inf else "")
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text!r}")
+        if not math.isfinite(value) or value < low or (value == low and not low_ok) or value > high:
+            raise argparse.ArgumentTypeError(f"must be a finite {kind}, got {text!r}")
         return value
+
+    kind = ("positive number" if (low, low_ok, high) == (0.0, False, math.inf) else "number" if low == -math.inf
+            else f"number in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high < math.inf else ')'}")
 
     parse.__name__ = "number"  # argparse names the type in its messages
     return parse

@@ -21,7 +21,7 @@ def _compare(args) -> int:
     if not runs.is_file():
         raise MissingFileError(f"run table {args.runs!r} does not exist or is a folder")
     if args.out:
-        check_output(args.out, folder=True, inputs={"RUNS": args.runs, "--heldout": args.heldout},
+        check_output(args.out, folder=True, inputs={"table RUNS": args.runs, "table --heldout": args.heldout},
                      marker=("compare.json",), overwrite=args.overwrite, ask="--overwrite")
     names = [s.strip() for s in args.laws.split(",") if s.strip()]
     for name in names:

@@ -178,9 +178,9 @@ def _check_out(args: argparse.Namespace) -> None:
     import os
 
     patterns = [os.path.expanduser(item.partition("=")[2].strip()) for item in args.input]
-    inputs = {"--input": [f for pattern in patterns for f in glob.glob(pattern, recursive=True)],
-              "--vocab": [args.vocab] if os.path.exists(args.vocab) else [],
-              "--families": [args.families] if args.families else []}
+    inputs = {"files --input": [f for pattern in patterns for f in glob.glob(pattern, recursive=True)],
+              "vocabulary --vocab": [args.vocab] if os.path.exists(args.vocab) else [],
+              "grouping --families": [args.families] if args.families else []}
     check_output(args.out, folder=True, inputs=inputs, marker=("manifest.json",), overwrite=args.overwrite,
                  ask="--overwrite")
 

@@ -10,10 +10,12 @@ FAMILY=VALUE flags are read by `multiscale.mixture.parse_pairs` (via
 from __future__ import annotations
 
 import math
+import os
 import sys
 
 from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import is_remote
 from multiscale.laws.forms import LAWS
 
 
@@ -64,8 +66,8 @@ def _check_fit_args(args) -> None:
     if not runs.is_file():
         raise MissingFileError(f"run table {args.runs!r} is a folder, not a CSV or Parquet file")
     check_fit_dir(args.out, what="--out")
-    check_output(args.out, folder=True, inputs={"RUNS": args.runs}, marker=("fit.json",), overwrite=args.overwrite,
-                 ask="--overwrite")
+    check_output(args.out, folder=True, inputs={"table RUNS": args.runs}, marker=("fit.json",),
+                 overwrite=args.overwrite, ask="--overwrite")
     _at_least(args.chains, "--chains", 1)
     _at_least(args.draws, "--draws", 1)
     if args.num_warmup is not None:
@@ -214,6 +216,8 @@ def _predict_table(args) -> int:
         raise InputError(f"predict --runs predicts the table's rows; drop {', '.join(given)}")
     if args.out is None:
         raise InputError("predict --runs needs --out PRED.csv")
+    if not os.path.isfile(args.runs) and not is_remote(args.runs):
+        raise MissingFileError(f"run table {args.runs!r} does not exist or is a folder")
     _check_out_file(args.out, args.runs, args.fit_dir, args.overwrite)
     fit = load_fit(args.fit_dir)
     table = predict_table(fit, read_runs(args.runs))
@@ -229,7 +233,7 @@ def _predict_table(args) -> int:
 def _check_out_file(out: str, runs: str, fit_dir: str, overwrite: bool) -> None:
     """`--out` of a file, checked before any work (`check_output`): neither the input table
     (`--runs`) nor a file of the fit; an existing file is replaced only with --overwrite."""
-    check_output(out, folder=False, inputs={"--runs": runs, "FIT_DIR": fit_dir}, overwrite=overwrite,
+    check_output(out, folder=False, inputs={"table --runs": runs, "fit FIT_DIR": fit_dir}, overwrite=overwrite,
                  ask="--overwrite")
 
 

@@ -20,8 +20,8 @@ def _check_out(args) -> None:
     """--out, before any work: a new file (an existing one only with --overwrite), never an input."""
     if args.out is not None:
         check_output(args.out, folder=False, overwrite=args.overwrite, ask="--overwrite",
-                     inputs={"FIT": args.fit_dir, "--runs": args.runs, "--candidates": args.candidates,
-                             "--like": args.like, "--corpus": args.corpus})
+                     inputs={"fit FIT": args.fit_dir, "table --runs": args.runs, "plan --candidates": args.candidates,
+                             "plan --like": args.like, "corpus --corpus": args.corpus})
 
 
 def _load_plan(path: str | None, flag: str):

@@ -91,7 +91,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if corpus is not None:
         check_corpus_folder(corpus, "--corpus" if args.corpus else "the plan's 'corpus:'")
     if not args.dry_run:  # a sweep folder is continued, never replaced
-        check_output(args.out, folder=True, inputs={"PLAN.yaml": args.plan, "--corpus": corpus},
+        check_output(args.out, folder=True, inputs={"plan PLAN.yaml": args.plan, "corpus --corpus": corpus},
                      marker=("plans", "runs.csv"), resumes=True)
     if args.dry_run:
         return _dry_run(plan, args, shard, corpus)
@@ -161,8 +161,8 @@ def _report(args: argparse.Namespace) -> int:
 
     heldout = [s.strip() for s in args.heldout.split(",") if s.strip()] if args.heldout else None
     check_output(args.out, folder=True, marker=("report.md",), overwrite=args.overwrite, ask="--overwrite",
-                 inputs={"FIT_DIR": args.fit_dir, "--runs": args.runs, "--fitted": args.fitted,
-                         "--corpus": args.corpus})
+                 inputs={"fit FIT_DIR": args.fit_dir, "table --runs": args.runs, "table --fitted": args.fitted,
+                         "corpus --corpus": args.corpus})
     tokens = None
     if args.corpus:
         from multiscale.sweep import corpus_info

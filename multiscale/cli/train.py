@@ -130,7 +130,7 @@ def _train(args: argparse.Namespace) -> int:
     import json
 
     check_corpus_folder(args.corpus)
-    check_output(args.out, folder=True, inputs={"--corpus": args.corpus}, marker=("config.json",),
+    check_output(args.out, folder=True, inputs={"corpus --corpus": args.corpus}, marker=("config.json",),
                  resumes=True)  # before jax starts; a run folder is resumed
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
                          | {"ratios": Mixture.parse(args.ratios)})

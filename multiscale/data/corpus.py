@@ -248,9 +248,9 @@ def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) 
 def _inputs(req: _BuildRequest, grouping, vocab) -> dict[str, list[str]]:
     """The local files a build reads (how to name each -> paths), which `out` may not hold."""
     files = getattr(req.source, "files", None)  # a source of the user's files
-    paths = {"vocab": [vocab] if isinstance(vocab, (str, os.PathLike)) and os.path.isfile(vocab) else [],
-             "grouping": [grouping] if isinstance(grouping, (str, os.PathLike)) else [],
-             "the source's files": [f for lang in req.source.languages for f in files(lang)] if files else []}
+    paths = {"vocabulary vocab": [vocab] if isinstance(vocab, (str, os.PathLike)) and os.path.isfile(vocab) else [],
+             "grouping file grouping": [grouping] if isinstance(grouping, (str, os.PathLike)) else [],
+             "source's files": [f for lang in req.source.languages for f in files(lang)] if files else []}
     return {name: p for name, p in paths.items() if p}
 
 
@@ -270,7 +270,12 @@ def _check_out_dir(out: str, overwrite: bool, inputs: Mapping[str, list[str]]) -
     """`out` may be missing, an empty folder, or a corpus folder (replaced when `overwrite`), and
     may not hold an input; a file it holds that is not the corpus's may not be where a build
     writes (vocab.model, a shard)."""
-    check_output(out, folder=True, inputs=inputs, marker=(MANIFEST,), overwrite=overwrite)
+    if os.path.isfile(os.path.join(out, MANIFEST)) and not overwrite:
+        raise CorpusError(f"out {out!r} already holds a corpus (pass overwrite=True to replace it)", arg="out")
+    try:
+        check_output(out, folder=True, inputs=inputs, marker=(MANIFEST,), overwrite=overwrite)
+    except InputError as err:  # as every refusal of a build: a CorpusError
+        raise CorpusError(str(err), arg=err.arg) from None
     if not os.path.isdir(out) or not os.listdir(out):
         return
     own = _own_files(out)
