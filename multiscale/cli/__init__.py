@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 import warnings
 
@@ -56,6 +57,8 @@ class _Parser(argparse.ArgumentParser):
     `UsageError`, printed by `main` as one line as the library's are."""
 
     def error(self, message: str):
+        number = re.fullmatch(r"argument (\S+?)(?:/\S+)?: (must be .*)", message, flags=re.S)  # `number`'s refusal
+        message = f"{number[1]} {number[2]}" if number else message
         raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 

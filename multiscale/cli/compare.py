@@ -12,7 +12,7 @@ from multiscale.errors import InputError, MissingFileError
 
 
 def _compare(args) -> int:
-    from multiscale.cli.laws import _compile_cache, _emit, _finite
+    from multiscale.cli.laws import MAX_CHAINS, _compile_cache, _emit, _finite
     from multiscale.fileio import as_path
     from multiscale.laws.compare import compare_laws, write_comparison
     from multiscale.laws.forms import get_law
@@ -32,6 +32,8 @@ def _compare(args) -> int:
     for flag, value in (("--N", args.N), ("--D", args.D)):
         if value is not None:
             _finite(value, flag)
+    if not 1 <= args.chains <= MAX_CHAINS:
+        raise InputError(f"--chains must be in 1..{MAX_CHAINS} (one CPU device each), got {args.chains}")
     if args.method == "nuts":
         from multiscale.laws.bayes import host_devices_for_chains
 

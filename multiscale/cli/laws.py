@@ -18,6 +18,8 @@ from multiscale.errors import InputError, MissingFileError
 from multiscale.fileio import is_remote
 from multiscale.laws.forms import LAWS
 
+MAX_CHAINS = 1024  # NUTS chains: each asks XLA for a CPU device
+
 
 def _finite(value: float, flag: str, *, positive: bool = True) -> float:
     if not math.isfinite(value) or (positive and value <= 0):
@@ -69,6 +71,8 @@ def _check_fit_args(args) -> None:
     check_output(args.out, folder=True, inputs={"table RUNS": args.runs}, marker=("fit.json",),
                  overwrite=args.overwrite, ask="--overwrite")
     _at_least(args.chains, "--chains", 1)
+    if args.chains > MAX_CHAINS:
+        raise InputError(f"--chains must be <= {MAX_CHAINS} (one CPU device each), got {args.chains}")
     _at_least(args.draws, "--draws", 1)
     if args.num_warmup is not None:
         _at_least(args.num_warmup, "--num-warmup", 0)

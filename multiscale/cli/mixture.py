@@ -44,10 +44,15 @@ def register(sub) -> None:
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
+MAX_BATCH = 1 << 16  # sequences per batch: the search for a divisor of --sequences stays instant
+
+
 def _check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--sequences", args.sequences), ("--batch-size", args.batch_size)):
         if value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
+    if args.batch_size > MAX_BATCH:
+        raise InputError(f"--batch-size must be <= {MAX_BATCH}, got {args.batch_size}")
 
 
 def _draw(it, steps: int, show_progress: bool) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from multiscale.cli._common import (
     add_host_devices_argument,
@@ -50,9 +51,9 @@ def register(sub) -> None:
     r.add_argument("--runs", metavar="RUNS.csv", help="run table (default: the one the fit recorded)")
     r.add_argument("--out", required=True, metavar="REPORT_DIR")
     add_overwrite_argument(r, "report in --out")
-    r.add_argument("--N", type=number(), help="model size (non-embedding params) for the recommendation "
+    r.add_argument("--N", type=number(-math.inf), help="model size (non-embedding params) for the recommendation "
                                            "(default: the largest in the run table)")
-    r.add_argument("--D", type=number(), help="training tokens for the recommendation (default: the largest)")
+    r.add_argument("--D", type=number(-math.inf), help="training tokens for the recommendation (default: the largest)")
     r.add_argument("--heldout", metavar="RUN,RUN,...", help="runs to mark held-out (default: runs not in the fit)")
     r.add_argument("--fitted", metavar="FITTED.csv", help="the run table the fit saw: runs of --runs missing "
                                                           "from it are marked held-out")

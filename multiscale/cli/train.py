@@ -14,6 +14,7 @@ from multiscale.cli._common import (
     flag_of,
     number,
 )
+from multiscale.errors import InputError
 from multiscale.mixture import Mixture
 from multiscale.train.config import TrainConfig
 
@@ -32,6 +33,8 @@ def _whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text}") from None
     if not math.isfinite(value) or value != int(value):
         raise argparse.ArgumentTypeError(f"not a whole number: {text}")
+    if abs(value) >= 2**62:  # counters are 64-bit integers
+        raise argparse.ArgumentTypeError(f"must be a whole number below 2^62, got {text}")
     return int(value)
 
 
@@ -99,6 +102,9 @@ def _presets(args: argparse.Namespace) -> int:
     from multiscale.models.params import count_params, flops_per_token
     from multiscale.models.presets import PRESETS, get_preset
 
+    for flag, value in (("--vocab-size", args.vocab_size), ("--seq-len", args.seq_len)):
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
     rows = []
     for name in PRESETS:
         cfg = get_preset(name, vocab_size=args.vocab_size)
