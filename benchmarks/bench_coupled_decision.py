@@ -39,8 +39,9 @@ def _timed(f):
 
 
 def main() -> None:
+    from multiscale.decisions.ratios import solve_coupled, solve_coupled_robust
+    from multiscale.decisions.recommend import optimal_ratios as recommend_coupled
     from multiscale.laws import get_law
-    from multiscale.laws.coupled import recommend_coupled, solve_coupled, solve_coupled_robust
     from multiscale.laws.fits import PointFit
 
     S, F = 4000, 5

@@ -171,8 +171,8 @@ def _mixture(chains: int, draws: int) -> dict:
     defaults), and the coupled p* solver over 4,000 draws x 5 families (compilation included)."""
     from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
+    from multiscale.decisions.ratios import solve_coupled
     from multiscale.laws import fit_point
-    from multiscale.laws.coupled import solve_coupled
     from multiscale.laws.forms import get_law
 
     out = {}

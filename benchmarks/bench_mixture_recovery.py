@@ -87,7 +87,7 @@ def sparse_tau(F: int, seed: int) -> np.ndarray:
 def prior_t(F: int, seed: int) -> np.ndarray:
     """t of the truth (1, F, F) from the mixing law's prior N(0, EXTRA_PRIORS["t"]), zero on the
     diagonal (the law has no t_ii: a family's own share enters through k)."""
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS
+    from multiscale.laws.bayes import EXTRA_PRIORS
 
     rng = np.random.default_rng(seed + 6000)
     return EXTRA_PRIORS["t"] * rng.standard_normal(size=(1, F, F)) * (1.0 - np.eye(F))

@@ -3,7 +3,7 @@
 Three parts (docs/design.md, "Active design"):
 
 - ``speed``: `plan_next` on a hand-made posterior of the seed law (5 families, `--draws` draws,
-  unidentified in D like tests/test_sweep_active.py) with the candidates it generates (presets
+  unidentified in D like tests/test_decisions_next_runs.py) with the candidates it generates (presets
   in and above the fitted range x budgets x mixtures), k = 8: seconds, candidates, draws.
 - ``ess``: why the value is Bayes-linear and not importance reweighting. For the top candidate
   of the synthetic NUTS fit (``refit`` below), simulate its losses from 64 posterior draws with the
@@ -41,14 +41,14 @@ def _fake_fit(S: int, F: int = 5, seed: int = 0):
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
-    import test_sweep_active as t
+    import test_decisions_next_runs as t
 
     t.FAMS = tuple(f"fam{i}" for i in range(F))
     return t._fake_fit(S=S, seed=seed)
 
 
 def speed(draws: int) -> dict:
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
 
     fit = _fake_fit(draws)
     plan_next(fit, *TARGET, 1e13, k=1)  # imports and first calls
@@ -62,7 +62,7 @@ def speed(draws: int) -> dict:
 def _table():
     from fixtures.synthetic import synthetic_runs, synthetic_truth
 
-    from multiscale.sweep.candidates import preset_sizes
+    from multiscale.decisions.candidates import preset_sizes
 
     sizes = preset_sizes()
     truth = synthetic_truth(3, seed=1)
@@ -77,7 +77,7 @@ def _fit(df, draws: int):
 
 
 def _uncertainty(fit, a_F) -> dict:
-    from multiscale.sweep.active import target_state
+    from multiscale.decisions.next_runs import target_state
 
     st = target_state(fit, *TARGET, "raw", "regret")
     lo, hi = np.quantile(st.P_SxF, [0.05, 0.95], axis=0)
@@ -103,8 +103,8 @@ def _trained(truth, df, cand, seed: int):
 
 
 def _ranked(fit, df):
-    from multiscale.sweep.active import target_state, values_alone
-    from multiscale.sweep.candidates import FittedRange, generate
+    from multiscale.decisions.candidates import FittedRange, generate
+    from multiscale.decisions.next_runs import target_state, values_alone
 
     st = target_state(fit, *TARGET, "raw", "regret")
     cands = generate(FittedRange.of(fit, df), st.families, *TARGET, st.robust)
@@ -113,9 +113,9 @@ def _ranked(fit, df):
 
 
 def ess(fit, df) -> dict:
+    from multiscale.decisions.next_runs import candidate_rows
     from multiscale.laws.bayes import STUDENT_NU
     from multiscale.laws.predict import predict_rows
-    from multiscale.sweep.active import candidate_rows
 
     st, cands, v = _ranked(fit, df)
     top = cands[int(np.argmax(v / np.array([c.flops for c in cands])))]

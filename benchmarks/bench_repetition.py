@@ -65,7 +65,7 @@ def _truth_pred(truth, df) -> np.ndarray:
     from fixtures.synthetic_mixture import DEFAULT_UNIQUE
 
     from multiscale.laws import get_law
-    from multiscale.laws.mixture_forms import mixture_loss
+    from multiscale.laws.forms import mixture_loss
 
     law = get_law("repetition")
     P = df[[f"p_fam{i}" for i in range(F)]].to_numpy()
@@ -77,8 +77,8 @@ def _truth_pred(truth, df) -> np.ndarray:
 def _regret(truth, N, D, p, opt) -> float:
     from fixtures.synthetic_mixture import DEFAULT_UNIQUE
 
+    from multiscale.decisions.ratios import objective_at
     from multiscale.laws import get_law
-    from multiscale.laws.coupled import objective_at
 
     with np.errstate(divide="ignore", invalid="ignore"):
         obj = objective_at(get_law("repetition"), truth, N, D, np.arange(F), np.asarray(p, float),
@@ -89,8 +89,9 @@ def _regret(truth, N, D, p, opt) -> float:
 def case(seed: int, N: float, D: float) -> dict:
     from fixtures.synthetic_mixture import DEFAULT_UNIQUE, repetition_runs
 
-    from multiscale.laws import fit_point, get_law, optimal_ratios
-    from multiscale.laws.coupled import solve_coupled
+    from multiscale.decisions import optimal_ratios
+    from multiscale.decisions.ratios import solve_coupled
+    from multiscale.laws import fit_point, get_law
     from multiscale.laws.predict import predict_rows
 
     truth, df = repetition_runs(seed)

@@ -38,7 +38,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     from multiscale.datasets import load_regmix
-    from multiscale.laws import fit_bayes, fit_point, independence_test, optimal_ratios, score
+    from multiscale.decisions import optimal_ratios
+    from multiscale.laws import fit_bayes, fit_point, independence_test, score
     from multiscale.runs import mixture_columns, read_runs, validate_runs, write_runs
 
     if args.runs:

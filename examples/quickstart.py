@@ -14,7 +14,8 @@ import argparse
 import os
 
 import multiscale
-from multiscale.laws import fit_bayes, optimal_ratios
+from multiscale.decisions import optimal_ratios
+from multiscale.laws import fit_bayes
 from multiscale.runs import read_runs
 
 

@@ -185,11 +185,13 @@ def _sweep(plan_dict: dict, out: str, sweep_dir: str, corpus_dir: str, progress:
 def _recommend(fit, sweep_dir: str, runs_csv: str, path: str, objective: str, log):
     """p* at the largest (N, D) of the sweep, against the baselines on the swept corpus's token
     counts; written to `path` and logged. Returns (N, D, the recommendation without its draws)."""
+    from multiscale.decisions import optimal_ratios
     from multiscale.report import recommend_for_report
 
     df_all = read_runs(runs_csv)
     N, D = float(df_all["N"].max()), float(df_all["D"].max())
-    rec = recommend_for_report(fit, N, D, family_tokens=SweepStore(sweep_dir).corpus_tokens(), objective=objective)
+    rec = recommend_for_report(optimal_ratios(fit, N, D, objective=objective,
+                                              available_tokens=SweepStore(sweep_dir).corpus_tokens()))
     rec.pop("p_star_draws", None)  # the report plots them; keep the JSON small
     write_json(path, rec)
     for line in rec["text"]:

@@ -23,9 +23,13 @@ file-level checks); a bad table raises `RunTableError` naming the file, the rows
 
 from __future__ import annotations
 
+import array
 import csv
+import datetime
 import io
+import numbers
 import os
+import unicodedata
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -142,12 +146,16 @@ def rows_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 
 class _Table:
-    """A table under validation: the frame, and where its rows came from (for messages)."""
+    """A table under validation: the frame, and where its rows came from (for messages).
+    Once the names are checked, `run_R` numbers each row's run (0, 1, ... in first-seen order)
+    and `first_R` is the first row of each run."""
 
     def __init__(self, df: pd.DataFrame, source: str | None, lines: Sequence[int] | None):
         self.df = df
         self.source = source
-        self.lines = lines if lines is not None and len(lines) == len(df) else None
+        self.lines = lines
+        self.run_R: np.ndarray | None = None
+        self.first_R: np.ndarray | None = None
 
     def error(self, message: str) -> RunTableError:
         return RunTableError(f"{self.source}: {message}" if self.source else message)
@@ -165,16 +173,53 @@ class _Table:
         return ", ".join(parts) + more
 
     def numeric(self, col: str) -> np.ndarray:
-        values = pd.to_numeric(self.df[col], errors="coerce").to_numpy(dtype=float)
-        bad = np.isnan(values) & self.df[col].notna().to_numpy()
+        """The column as float64 (empty cells NaN); refuses cells that are not real numbers:
+        text, True/False, complex numbers, dates and durations."""
+        s = self.df[col]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(object)
+        kind = s.dtype.kind
+        if kind in "iuf":
+            return s.to_numpy(dtype=float, na_value=np.nan)
+        odd = np.ones(len(s), dtype=bool) if kind in _NOT_REAL else None
+        if odd is None and pd.api.types.infer_dtype(s, skipna=True) not in _REAL_OR_TEXT:
+            odd = s.map(lambda v: isinstance(v, _NOT_REAL_TYPES), na_action="ignore").fillna(False)
+            odd = odd.to_numpy(dtype=bool)
+        if odd is not None and odd.any():
+            shown = s[odd].iloc[:3].tolist()
+            raise self.error(f"column {col!r} holds values that are not real numbers ({shown}, dtype "
+                             f"{s.dtype}) at {self.rows(odd)}; write {col} as ints or floats")
+        values = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        bad = np.isnan(values) & s.notna().to_numpy()
         if bad.any():
             raise self.error(f"column {col!r} is not numeric at {self.rows(bad)}")
         return values
 
 
+# dtype kinds and cell types that are numbers of the wrong sort (bool, complex, dates, durations)
+_NOT_REAL = "bcmM"
+_NOT_REAL_TYPES = (bool, np.bool_, complex, np.complexfloating, datetime.date, datetime.timedelta,
+                   np.datetime64, np.timedelta64)
+# `pandas.api.types.infer_dtype` answers under which no cell is of those types
+_REAL_OR_TEXT = {"empty", "floating", "integer", "mixed-integer-float", "decimal", "string"}
+
+
+def _clean_name(name):
+    """A column or family name as compared: surrounding spaces removed, Unicode NFC."""
+    return unicodedata.normalize("NFC", name.strip()) if isinstance(name, str) else name
+
+
+def _compared_names(columns) -> list:
+    """Column names as compared: `_clean_name`, and ``p_<family>`` with the family cleaned."""
+    names = [_clean_name(c) for c in columns]
+    return [mixture_column(_clean_name(c[len(MIXTURE_PREFIX):])) if isinstance(c, str)
+            and c.startswith(MIXTURE_PREFIX) else c for c in names]
+
+
 def _check_columns(t: _Table) -> None:
-    """Column names stripped (' loss' is 'loss'); the required ones present, none twice."""
-    names = [c.strip() if isinstance(c, str) else c for c in t.df.columns]
+    """Column names stripped (' loss' is 'loss', 'p_ a' is 'p_a'); the required ones present,
+    none twice."""
+    names = _compared_names(t.df.columns)
     twice = sorted({c for c in names if names.count(c) > 1}, key=str)
     if twice:
         raise t.error(f"column(s) {twice} appear more than once (names compared without "
@@ -194,16 +239,21 @@ def _check_columns(t: _Table) -> None:
 
 def _check_names(t: _Table) -> None:
     """`run` and `family` are strings with surrounding spaces removed: ' germanic' IS 'germanic'
-    (so written twice in one run it is a duplicate); empty names and ',' or '=' in a family
-    are refused."""
+    (so written twice in one run it is a duplicate; family names are also put in Unicode NFC);
+    empty names and ',' or '=' in a family are refused."""
     for col in ("run", "family"):
         null = t.df[col].isna().to_numpy()
         if null.any():
-            raise t.error(f"column {col!r} is empty at {t.rows(null)}")
+            raise t.error(f"column {col!r} is empty (a missing value; in a CSV also NA, NaN, None or "
+                          f"null) at {t.rows(null)}")
         t.df[col] = t.df[col].astype(str).str.strip()
         empty = (t.df[col] == "").to_numpy()
         if empty.any():
             raise t.error(f"column {col!r} is empty (or only spaces) at {t.rows(empty)}")
+    fam_R, fams = pd.factorize(t.df["family"])
+    clean = [_clean_name(f) for f in fams]
+    if clean != list(fams):  # Unicode NFC
+        t.df["family"] = np.array(clean, dtype=object)[fam_R]
     fam = t.df["family"]
     bad = np.zeros(len(fam), dtype=bool)
     for ch in _FORBIDDEN_IN_FAMILY:
@@ -211,6 +261,8 @@ def _check_names(t: _Table) -> None:
     if bad.any():
         raise t.error(f"column 'family' holds a name with ',' or '=' (they separate "
                       f"FAMILY=VALUE lists) at {t.rows(bad)}")
+    t.run_R = pd.factorize(t.df["run"])[0]
+    t.first_R = np.unique(t.run_R, return_index=True)[1]
 
 
 def _check_required_numbers(t: _Table) -> None:
@@ -258,33 +310,55 @@ def _check_repeated_runs(t: _Table) -> None:
     twice returns the same losses, so such a pair is one measurement, and fitting both would count
     it twice (two plans that name one configuration, or `multiscale next` without the fitted run table, make one).
     Losses written with 6 decimals or fewer are rounded (published tables), where replicates may
-    agree by chance, so a run counts as repeated only when some loss of it has more digits."""
-    df = t.df
-    seed = df["seed"] if "seed" in df.columns else pd.Series(np.nan, index=df.index)
+    agree by chance, so a run counts as repeated only when some loss of it has more digits.
+
+    Runs are first grouped by a hash of that key (one vectorised pass); only runs whose hash
+    another run shares are compared exactly."""
+    df, run_R = t.df, t.run_R
+    loss = df["loss"].to_numpy(dtype=float)
+    unrounded = np.abs(loss * 1e6 - np.round(loss * 1e6)) >= 1e-3
+    candidate = np.bincount(run_R, weights=unrounded) > 0  # per run
+    fam_R = pd.factorize(df["family"])[0].astype(np.uint64)
+    p = df["p"].to_numpy(dtype=float)
+    with np.errstate(over="ignore"):
+        h = (pd.util.hash_array(loss.view(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
+             + pd.util.hash_array(p.view(np.uint64) ^ (fam_R << np.uint64(1))))
+    key = np.zeros(len(candidate), dtype=np.uint64)
+    np.add.at(key, run_R, h)  # order-free within a run, as the key's sorted rows are
+    seed = df["seed"].to_numpy(dtype=float) if "seed" in df.columns else np.full(len(df), np.nan)
+    runs = pd.DataFrame({"key": key, "rows": np.bincount(run_R), "N": df["N"].to_numpy()[t.first_R],
+                         "D": df["D"].to_numpy()[t.first_R], "seed": seed[t.first_R],
+                         "any_seed": np.bincount(run_R, weights=~np.isnan(seed)) > 0})[candidate]
+    shared = runs[runs.duplicated(["key", "rows", "N", "D", "seed", "any_seed"], keep=False)]
+    if shared.empty:
+        return
+    names = pd.factorize(df["run"])[1]
+    by_run = np.argsort(run_R, kind="stable")  # rows of run r: by_run[start[r]:start[r + 1]]
+    start = np.concatenate([[0], np.cumsum(np.bincount(run_R))])
+    fam = df["family"].to_numpy()
     keys: dict[tuple, str] = {}
-    for run, idx in df.groupby("run", sort=False).indices.items():
-        rows = df.iloc[idx]
-        s = seed.iloc[idx]
-        loss = rows["loss"].astype(float).to_numpy()
-        if np.all(np.abs(loss * 1e6 - np.round(loss * 1e6)) < 1e-3):
-            continue  # rounded losses: equal ones may be chance
-        key = (float(rows["N"].iloc[0]), float(rows["D"].iloc[0]),
-               None if s.isna().all() else float(s.iloc[0]),
-               tuple(sorted(zip(rows["family"].tolist(), loss.tolist(), rows["p"].astype(float).tolist()))))
-        first = keys.setdefault(key, run)
+    for r in shared.index:  # first-seen order
+        rows = by_run[start[r]:start[r + 1]]
+        s = shared.at[r, "seed"]
+        seed_key = None if not shared.at[r, "any_seed"] else (float(s) if not np.isnan(s) else ("nan", r))
+        key_r = (float(shared.at[r, "N"]), float(shared.at[r, "D"]), seed_key,
+                 tuple(sorted(zip(fam[rows].tolist(), loss[rows].tolist(), p[rows].tolist()))))
+        run = names[r]
+        first = keys.setdefault(key_r, run)
         if first != run:
             mask = df["run"].isin([first, run]).to_numpy()
             raise t.error(f"runs {first!r} and {run!r} are one run under two names: the same N, D, seed and ratios "
-                          f"and bit-identical losses on every family ({len(idx)}); fitting both would count that "
+                          f"and bit-identical losses on every family ({len(rows)}); fitting both would count that "
                           f"measurement twice. Keep one of them; at {t.rows(mask)}")
 
 
 def _check_one_scale_per_run(t: _Table) -> None:
     """Every row of a run carries the same N and the same D."""
     for col in ("N", "D"):
-        spread = t.df.groupby("run", sort=False)[col].transform("nunique").to_numpy()
-        bad = spread > 1
-        if bad.any():
+        g = t.df[col].groupby(t.run_R, sort=True)
+        bad_run = (g.max() != g.min()).to_numpy()
+        if bad_run.any():
+            bad = bad_run[t.run_R]
             run = t.df["run"].to_numpy()[bad][0]
             values = sorted(set(t.df.loc[t.df["run"] == run, col].tolist()))
             raise t.error(f"column {col!r} differs within run {run!r} ({values}): one run has one "
@@ -304,12 +378,16 @@ def _mixture_frame(t: _Table) -> pd.DataFrame | None:
 def _check_one_mixture_per_run(t: _Table, mix: pd.DataFrame) -> None:
     """The rows of a run carry one mixture (within P_TOLERANCE), or none at all."""
     cols = mixture_columns(t.df)
-    runs_with = set(mix["run"])
-    partial = t.df["run"].isin(runs_with).to_numpy() & ~t.df.index.isin(mix.index)
+    run_M = t.run_R[mix.index.to_numpy()]
+    with_mixture = np.zeros(len(t.first_R), dtype=bool)
+    with_mixture[run_M] = True
+    recorded = np.zeros(len(t.df), dtype=bool)
+    recorded[mix.index.to_numpy()] = True
+    partial = with_mixture[t.run_R] & ~recorded
     if partial.any():
         raise t.error(f"the p_<family> columns are empty on some rows of a run whose other rows "
                       f"hold its mixture, at {t.rows(partial)}")
-    g = mix.groupby("run", sort=False)[cols]
+    g = mix[cols].groupby(run_M, sort=False)
     spread = (g.transform("max") - g.transform("min")).to_numpy()
     bad_rows = (spread > P_TOLERANCE).any(axis=1)
     if bad_rows.any():
@@ -322,15 +400,16 @@ def _check_one_mixture_per_run(t: _Table, mix: pd.DataFrame) -> None:
 def _check_own_ratio(t: _Table, mix: pd.DataFrame) -> None:
     """Each row's p equals its own column p_<family> within P_TOLERANCE."""
     fam = t.df.loc[mix.index, "family"]
-    cols = {mixture_column(f) for f in fam}
-    missing = sorted(c for c in cols if c not in mix.columns)
-    if missing:
-        mask = t.df.index.isin(fam.index[fam.map(mixture_column).isin(missing)])
+    fam_M, fams = pd.factorize(fam)
+    cols = mixture_columns(t.df)
+    col_index = {c: j for j, c in enumerate(cols)}
+    at_F = np.array([col_index.get(mixture_column(f), -1) for f in fams], dtype=int)
+    if (at_F < 0).any():
+        missing = sorted(mixture_column(f) for f, j in zip(fams, at_F) if j < 0)
+        mask = t.df.index.isin(fam.index[at_F[fam_M] < 0])
         raise t.error(f"the table records mixtures but has no column {missing[0]!r} for the "
                       f"family of {t.rows(mask)}")
-    col_index = {c: j for j, c in enumerate(mix.columns)}
-    which = fam.map(lambda f: col_index[mixture_column(f)]).to_numpy(dtype=int)
-    own = mix.to_numpy()[np.arange(len(mix)), which].astype(float)
+    own = mix[cols].to_numpy(dtype=float)[np.arange(len(mix)), at_F[fam_M]]
     p = t.df.loc[mix.index, "p"].to_numpy(dtype=float)
     off = np.abs(own - p) > P_TOLERANCE
     if off.any():
@@ -353,34 +432,38 @@ def _check_mixture_sums(t: _Table, mix: pd.DataFrame) -> None:
                       f"{total[i]:.6g}, not 1 (tolerance {SUM_TOLERANCE:g}), at {t.rows(mask)}")
 
 
-def _complete_runs(t: _Table, mix: pd.DataFrame | None) -> set[str]:
-    """Runs whose every family with a share > 0 in the recorded mixture has a row."""
+def _complete_runs(t: _Table, mix: pd.DataFrame | None) -> np.ndarray:
+    """Per run (in first-seen order): whether its mixture is recorded and every family with a
+    share > 0 in it has a row."""
+    n_runs = len(t.first_R)
+    complete = np.zeros(n_runs, dtype=bool)
     if mix is None or mix.empty:
-        return set()
+        return complete
     cols = mixture_columns(t.df)
-    first = mix.drop_duplicates("run").set_index("run")[cols]
-    run_at = {r: i for i, r in enumerate(first.index)}
+    first = mix[cols].groupby(t.run_R[mix.index.to_numpy()], sort=True).first()
     fam_at = {c[len(MIXTURE_PREFIX):]: j for j, c in enumerate(cols)}
-    present = np.zeros(first.shape, dtype=bool)
-    for run, fam in zip(t.df["run"].tolist(), t.df["family"].tolist()):
-        if run in run_at and fam in fam_at:
-            present[run_at[run], fam_at[fam]] = True
-    lacking = ((first.to_numpy() > 0) & ~present).any(axis=1)
-    return set(first.index[~lacking])
+    col_R = t.df["family"].map(fam_at).to_numpy(dtype=float, na_value=np.nan)
+    present = np.zeros((n_runs, len(cols)), dtype=bool)
+    has = ~np.isnan(col_R)
+    present[t.run_R[has], col_R[has].astype(int)] = True
+    lacking = ((first.to_numpy() > 0) & ~present[first.index.to_numpy()]).any(axis=1)
+    complete[first.index.to_numpy()[~lacking]] = True
+    return complete
 
 
 def _check_ratio_sums(t: _Table, mix: pd.DataFrame | None) -> None:
     """A run's p over its rows sums to 1 (within SUM_TOLERANCE) when every family of its
     recorded mixture is evaluated, and to at most 1 + SUM_TOLERANCE otherwise."""
-    total = t.df.groupby("run", sort=False)["p"].sum()
-    complete = _complete_runs(t, mix)
-    for run, s in total.items():
-        whole = run in complete
-        if s > 1.0 + SUM_TOLERANCE or (whole and s < 1.0 - SUM_TOLERANCE):
-            mask = (t.df["run"] == run).to_numpy()
-            need = "1" if whole else "at most 1"
-            raise t.error(f"column 'p' of run {run!r} sums to {s:.6g} over its families, not {need} "
-                          f"(tolerance {SUM_TOLERANCE:g}), at {t.rows(mask)}")
+    total = np.bincount(t.run_R, weights=t.df["p"].to_numpy())
+    whole = _complete_runs(t, mix)
+    bad = (total > 1.0 + SUM_TOLERANCE) | (whole & (total < 1.0 - SUM_TOLERANCE))
+    if bad.any():
+        r = int(np.argmax(bad))
+        mask = t.run_R == r
+        run = t.df["run"].to_numpy()[mask][0]
+        need = "1" if whole[r] else "at most 1"
+        raise t.error(f"column 'p' of run {run!r} sums to {total[r]:.6g} over its families, not {need} "
+                      f"(tolerance {SUM_TOLERANCE:g}), at {t.rows(mask)}")
 
 
 def _check_mixtures(t: _Table) -> None:
@@ -405,6 +488,28 @@ def _check_min_runs(t: _Table, law: str | None, min_runs: int | None) -> None:
         raise t.error(f"column 'family': law {law!r} needs at least {need} runs per family; {detail}")
 
 
+def _check_arguments(df, law, min_runs, source, lines) -> None:
+    """`validate_runs`'s arguments, each named when wrong."""
+    def bad(arg: str, want: str, got) -> RunTableError:
+        shown = type(got).__name__ if arg == "df" else repr(got)
+        return RunTableError(f"validate_runs: argument {arg!r} must be {want}, got {shown}")
+
+    if not isinstance(df, pd.DataFrame):
+        raise bad("df", "a pandas DataFrame (a run table)", df)
+    if law is not None and not isinstance(law, str):
+        raise bad("law", f"None or one of {sorted(MIN_RUNS_PER_FAMILY)}", law)
+    if min_runs is not None and (isinstance(min_runs, bool) or not isinstance(min_runs, numbers.Integral)
+                                 or min_runs < 0):
+        raise bad("min_runs", "None or a whole number >= 0", min_runs)
+    if source is not None and not isinstance(source, (str, os.PathLike)):
+        raise bad("source", "None or a file name", source)
+    if lines is not None and (isinstance(lines, (str, bytes)) or not hasattr(lines, "__len__")):
+        raise bad("lines", "None or a sequence of line numbers", lines)
+    if lines is not None and len(lines) != len(df):
+        raise RunTableError(f"validate_runs: argument 'lines' must hold one line number per row of "
+                            f"'df' ({len(df)}), got {len(lines)}")
+
+
 def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | None = None,
                   source: str | None = None, lines: Sequence[int] | None = None) -> pd.DataFrame:
     """Check a run table and return a clean, typed copy (index reset to 0..n-1).
@@ -424,11 +529,10 @@ def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | N
       lines: the file line of each row, named in messages.
 
     Raises:
-      RunTableError: naming the file, the offending rows and the column.
+      RunTableError: naming the file, the offending rows and the column (or the argument).
     """
-    if not isinstance(df, pd.DataFrame):
-        raise RunTableError(f"a run table must be a pandas DataFrame, got {type(df).__name__}")
-    t = _Table(df.reset_index(drop=True).copy(), source, lines)
+    _check_arguments(df, law, min_runs, source, lines)
+    t = _Table(df.reset_index(drop=True).copy(), None if source is None else str(source), lines)
     _check_columns(t)
     _check_names(t)
     _check_required_numbers(t)
@@ -457,48 +561,99 @@ def _read_bytes(path) -> bytes:
     return p.read_bytes()
 
 
-def csv_row_lines(data: bytes, source: str) -> list[int]:
-    """The file line of each data row of CSV `data`, refusing a ragged or truncated file.
+# The first bytes of files that are not CSV text, and what to name them.
+_MAGIC = {b"\x1f\x8b": "a gzip file: name it .csv.gz", b"PAR1": "a Parquet file: name it .parquet",
+          b"PK\x03\x04": "a zip archive (a spreadsheet?): export it as CSV",
+          b"BZh": "a bzip2 file: name it .csv.bz2", b"\xfd7zXZ": "an xz file: name it .csv.xz",
+          b"\xff\xfe": "UTF-16 text: save it as UTF-8", b"\xfe\xff": "UTF-16 text: save it as UTF-8"}
 
-    Every row must have as many fields as the header (pandas would silently fill a short row
-    with NaN, or turn an extra field into an index); blank lines are skipped, as pandas does.
+
+def _csv_rows(data: bytes, source: str) -> tuple[list[str], list[int]]:
+    """The header of CSV `data` and the file line of each data row, refusing a file that pandas
+    would read wrongly: ragged or truncated rows (pandas fills a short row with NaN, or turns an
+    extra field into an index) and a column named twice (pandas renames the second 'loss.1').
+
+    Lines may end in LF, CRLF or CR alone (old Mac text); blank lines are skipped, as pandas does.
     """
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise RunTableError(f"{source}: not a UTF-8 CSV file ({err})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if not header:
-        raise RunTableError(f"{source}: the file is empty (no header line)")
-    lines, start = [], reader.line_num
-    for record in reader:
-        if not record:
+        kind = next((what for magic, what in _MAGIC.items() if data.startswith(magic)), None)
+        hint = f": it looks like {kind}" if kind else f" ({err})"
+        raise RunTableError(f"{source}: not a UTF-8 CSV file{hint}") from None
+    if "\x00" in text:
+        head = text[:text.index("\x00")]
+        line = head.count("\n") + head.count("\r") - head.count("\r\n") + 1
+        raise RunTableError(f"{source}: line {line} holds a NUL character: a damaged or binary file, not CSV text")
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header, lines, start = None, array.array("q"), 0
+    try:
+        for record in reader:
+            if not record:
+                start = reader.line_num
+                continue
+            if header is None:
+                header, start = record, reader.line_num
+                _check_header(header, source, start)
+                continue
+            if len(record) != len(header):
+                quote = any("\n" in f or "\r" in f for f in record)
+                note = f"; a quote opened on line {start + 1} is never closed?" if quote else _cut_note(text, reader)
+                raise RunTableError(
+                    f"{source}: line {start + 1} (row {len(lines)}) has {len(record)} fields, the header "
+                    f"has {len(header)}: the row is ragged or the file is cut{note}")
+            lines.append(start + 1)
             start = reader.line_num
-            continue
-        if len(record) != len(header):
-            raise RunTableError(
-                f"{source}: line {start + 1} (row {len(lines)}) has {len(record)} fields, the header "
-                f"has {len(header)}: the row is ragged or the file is cut{_cut_note(text, reader)}")
-        lines.append(start + 1)
-        start = reader.line_num
-    return lines
+    except csv.Error as err:
+        too_long = "field larger than field limit" in str(err)
+        why = (f"a field is longer than {csv.field_size_limit():,} characters (an unclosed quote?)"
+               if too_long else f"not readable as CSV ({err})")
+        raise RunTableError(f"{source}: line {start + 1}: {why}") from None
+    if header is None:
+        raise RunTableError(f"{source}: the file is empty (no header line)")
+    return header, lines.tolist()
+
+
+def _check_header(header: list[str], source: str, line: int) -> None:
+    """A header names some column and none twice (pandas would rename the second), and is not a
+    spreadsheet's 'sep=' line or a lone field holding another separator."""
+    if not any(h.strip() for h in header):
+        raise RunTableError(f"{source}: the header (line {line}) names no column")
+    if header[0].strip().lower().startswith("sep="):
+        raise RunTableError(f"{source}: line {line} is a spreadsheet's {','.join(header).strip()!r} line, not the "
+                            f"header: delete it")
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t|"):
+        sep = next(sep for sep in ";\t|" if sep in header[0])
+        raise RunTableError(f"{source}: the header (line {line}) is one column {header[0]!r}: the file "
+                            f"seems separated by {sep!r}, not ','; write it with commas")
+    names = _compared_names(header)
+    twice = sorted({c for c in names if names.count(c) > 1}, key=str)
+    if twice:
+        raise RunTableError(f"{source}: the header (line {line}) names column(s) {twice} more than once "
+                            f"(names compared without surrounding spaces); rename or remove the extra one")
 
 
 def _cut_note(text: str, reader) -> str:
     """A note when the short row is the file's last line and has no line end: a cut file."""
-    last = reader.line_num == text.count("\n") + 1 and not text.endswith(("\n", "\r"))
+    line_ends = text.count("\n") + text.count("\r") - text.count("\r\n")
+    last = reader.line_num == line_ends + 1 and not text.endswith(("\n", "\r"))
     return "; the file ends mid-row (truncated?)" if last else ""
 
 
 def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFrame:
     """Read a run table from CSV or Parquet (by extension; local or gs://) and validate it.
+    CSV may be compressed (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``); ``run`` and ``family``
+    are read as text ('007' stays '007').
 
     Raises:
       MissingFileError: no such file (or a folder).
-      RunTableError: a ragged, truncated or unreadable file, or a table `validate_runs` refuses;
-        the message names the file, the rows (and their lines) and the column.
+      RunTableError: a bad argument; a ragged, truncated or unreadable file, or a table
+        `validate_runs` refuses; the message names the file, the rows (and their lines) and the
+        column.
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise RunTableError(f"read_runs: argument 'path' must be a file path (str or os.PathLike), "
+                            f"got {path!r}")
     source = str(path)
     data = _read_bytes(path)
     lines = None
@@ -507,12 +662,17 @@ def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFram
             df = pd.read_parquet(io.BytesIO(data))
         else:
             data = _decompress(data, source)
-            lines = csv_row_lines(data, source)
-            df = pd.read_csv(io.BytesIO(data))
+            header, lines = _csv_rows(data, source)
+            names = {raw: str for raw in header if _clean_name(raw) in ("run", "family")}
+            df = pd.read_csv(io.BytesIO(data), dtype=names)
+            if len(df) != len(lines):
+                raise RunTableError(f"{source}: pandas reads {len(df)} rows where the CSV has {len(lines)} "
+                                    f"(stray quotes or line ends inside a field?)")
     except RunTableError:
         raise
     except (OSError, ValueError) as err:  # pandas' ParserError, pyarrow's ArrowInvalid
         raise RunTableError(f"{source}: cannot read the run table ({err})") from None
+    del data  # the file's bytes are not needed while the table is checked
     return validate_runs(df, law=law, source=source, lines=lines)
 
 
@@ -558,6 +718,9 @@ def mixture_matrix(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
       RunTableError: no ``p_`` columns, an empty cell, or one run with two different mixtures
         (more than `P_TOLERANCE` apart).
     """
+    if not isinstance(df, pd.DataFrame):
+        raise RunTableError(f"mixture_matrix: argument 'df' must be a pandas DataFrame (a run table), "
+                            f"got {type(df).__name__}")
     cols = mixture_columns(df)
     if not cols:
         raise RunTableError("the run table has no 'p_<family>' mixture columns")

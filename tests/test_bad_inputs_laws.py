@@ -202,8 +202,8 @@ def test_independence_leaves_out_a_mixture_column_that_never_varies(tmp_path, ca
     (["--cap", "0.1"], ["--cap", "0.3 < 1", "fam0<=0.1"], ["not enough data", "epochs"]),
     (["--cap", "fam0=0.2,fam1=0.2,fam2=0.2"], ["--cap", "0.6 < 1"], ["not enough data"]),
     (["--floor", "0.5"], ["--floor", "1.5 > 1", "fam2=0.5"], []),
-    (["--floor", "fam0=0.5", "--cap", "fam0=0.3"], ["--floor", "--cap", "'fam0'"], []),
-    (["--tokens", "fam0=1e9,fam1=1e9,fam2=1e9"], ["--tokens", "not enough data", "4 epochs"], []),
+    (["--floor", "fam0=0.5", "--cap", "fam0=0.3"], ["--floor", "above the cap", "'fam0'"], []),
+    (["--tokens", "fam0=1e9,fam1=1e9,fam2=1e9"], ["tokens", "not enough data", "4 epochs"], []),
 ])
 def test_recommend_bounds_name_the_flag_and_the_true_cause(fitted, capsys, extra, needles, absent):
     fit_dir, _ = fitted

@@ -34,7 +34,8 @@ from study_analysis import (
     transfer_plan,
 )
 
-from multiscale.laws import fit_bayes, fit_point, independence_test, optimal_ratios
+from multiscale.decisions import optimal_ratios
+from multiscale.laws import fit_bayes, fit_point, independence_test
 from multiscale.report import fit_metrics
 from multiscale.runs import mixture_columns, read_runs, validate_runs
 

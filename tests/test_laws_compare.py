@@ -9,8 +9,8 @@ import pytest
 from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
 from multiscale.cli import main
+from multiscale.decisions.compare import LawResult, choose, compare_laws, mean_finite, spearman_within_cells, split
 from multiscale.errors import InputError
-from multiscale.laws.compare import LawResult, choose, compare_laws, mean_finite, spearman_within_cells, split
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_splits(table):
         split(table, "seeds")
     tr, te = split(table.assign(seed=(table["run"].str[-1].astype(int) % 2)), "seeds")
     assert set(te["seed"]) == {1}
-    with pytest.raises(InputError, match="--holdout"):
+    with pytest.raises(InputError, match="holdout"):
         split(table, "smallest-N")
 
 

@@ -1,4 +1,4 @@
-"""The coupled p* solver: agrees with the exact separable solver on the seed law and with scipy's
+"""The coupled p* solver: agrees with the exact separable solver on the separable law and with scipy's
 SLSQP on coupled laws; bounds; the recommendation of a fit of a mixture law."""
 
 import json
@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from multiscale.decisions.ratios import objective_at, solve_coupled, solve_ratios
+from multiscale.decisions.recommend import optimal_ratios
+from multiscale.decisions.recommend import optimal_ratios as recommend_coupled
 from multiscale.laws import get_law
-from multiscale.laws.coupled import objective_at, recommend_coupled, solve_coupled
 from multiscale.laws.fits import BayesFit, PointFit
 from multiscale.laws.forms import scale_term
-from multiscale.laws.optimal import optimal_ratios, solve_ratios
 
 RNG = np.random.default_rng(1)
 S, F = 40, 4
@@ -23,7 +24,7 @@ LO, HI = np.full(F, 0.02), np.full(F, 0.7)
 
 
 @pytest.mark.parametrize("normalized", [False, True])
-def test_coupled_solver_agrees_with_the_exact_separable_one_on_the_seed_law(normalized):
+def test_coupled_solver_agrees_with_the_exact_separable_one_on_the_separable_law(normalized):
     law = get_law("multilingual")
     P = solve_coupled(law, SEED, 1e9, 5e10, np.arange(F), F, W, LO, HI, normalized=normalized)
     c = np.ones((S, F)) if normalized else scale_term(law, SEED, 1e9, 5e10)
@@ -176,7 +177,7 @@ def test_coupled_regret_prob_best_and_robust_p_star_against_brute_force(objectiv
 
 @pytest.mark.parametrize("objective", ["raw", pytest.param("normalized", marks=pytest.mark.slow)])
 def test_coupled_robust_p_star_at_tau_zero_is_the_separable_one(objective):
-    """tau = 0: the transfer law is the seed's, so the coupled robust p* (projected gradient on
+    """tau = 0: the transfer law is the base law, so the coupled robust p* (projected gradient on
     the draw-averaged objective) is the separable solver's exact one, with floors and caps."""
     fit = _transfer_posterior(S=200, F=4, seed=2, tau_scale=0.0)
     d = {k: v for k, v in fit.draws.items() if k != "tau"}
@@ -192,7 +193,7 @@ def test_coupled_robust_p_star_at_tau_zero_is_the_separable_one(objective):
         assert ta[k]["expected_regret"] == pytest.approx(tb[k]["expected_regret"], rel=1e-4, abs=1e-10)
 
 
-def test_coupled_and_seed_recommendations_carry_the_same_keys():
+def test_coupled_and_separable_recommendations_carry_the_same_keys():
     fit = _transfer_posterior(S=300, tau_scale=0.1)
     seed = optimal_ratios(_fit("multilingual", {k: v[:1] for k, v in SEED.items()}), 1e9, 1e11)
     rec = optimal_ratios(fit, 1e9, 1e11)
@@ -222,9 +223,9 @@ def test_a_mixture_family_without_a_loss_gets_a_ratio_but_no_weight():
 
 
 @pytest.mark.slow  # two CLI recommends, the coupled solver compiled (~4 s on 2 idle cores)
-def test_recommend_json_has_the_same_keys_for_a_coupled_and_a_seed_law(tmp_path, capsys):
+def test_recommend_json_has_the_same_keys_for_a_coupled_and_a_separable_law(tmp_path, capsys):
     """`multiscale recommend --json` on a fit of the transfer law carries every key it carries for
-    the seed law (robust p*, median p*, decisions with regret and P(best), baselines, ...)."""
+    the separable law (robust p*, median p*, decisions with regret and P(best), baselines, ...)."""
     from multiscale.cli import main
 
     one = {k: v[:1] for k, v in SEED.items()}

@@ -4,29 +4,22 @@ import numpy as np
 import pytest
 
 from multiscale.errors import InputError
-from multiscale.laws.forms import (
-    LAWS,
-    RAW_NAMES,
-    check_shared,
-    get_law,
-    log_loss_from_raw,
-    natural_from_raw,
-    predict_loss,
-)
+from multiscale.laws.forms import LAWS, check_shared, get_law, log_loss, natural_from_raw, predict_loss
 
 
 def test_registry():
     assert list(LAWS)[:3] == ["multilingual", "chinchilla", "ratio"]
     assert {"transfer", "repetition", "transfer_repetition", "mixing", "ratio_transfer",
             "ratio_mixing"} <= set(LAWS)
-    seed = {n for n, law in LAWS.items() if law.is_seed}
-    assert seed == set(RAW_NAMES) == {"multilingual", "chinchilla", "ratio"}
+    separable = {n for n, law in LAWS.items() if law.separable}
+    assert separable == {"multilingual", "chinchilla", "ratio"}
     for name, law in LAWS.items():
         assert get_law(name) is law
-        if law.is_seed:
-            assert len(RAW_NAMES[name]) == law.n_params and not law.matrix
+        if law.separable:
+            assert len(law.raw_names) == law.n_params and not law.matrix and not law.base
         else:
             assert law.base in ("multilingual", "ratio") and law.exponents == ()
+            assert get_law(law.base).separable and set(get_law(law.base).raw_names) <= set(law.raw_names) | {"gamma"}
     with pytest.raises(InputError, match="unknown law 'quadratic'; choose one of"):
         get_law("quadratic")
 
@@ -39,7 +32,7 @@ def test_multilingual_formula_and_log_form_agree():
     want = (1.6 + 400.0 * N ** -0.34 + 900.0 * D ** -0.3) * q ** -0.15
     assert predict_loss(law, p, N, D, q) == pytest.approx(want, rel=1e-14)
     raw = {"a": np.log(400.0), "b": np.log(900.0), "e": np.log(1.6), "alpha": 0.34, "beta": 0.3, "gamma": 0.15}
-    assert np.exp(log_loss_from_raw(law, raw, np.log(N), np.log(D), np.log(q))) == pytest.approx(want, rel=1e-13)
+    assert np.exp(log_loss(law, raw, np.log(N), np.log(D), np.log(q))) == pytest.approx(want, rel=1e-13)
     back = natural_from_raw(law, raw)
     for k, v in p.items():
         assert back[k] == pytest.approx(float(v), rel=1e-14)

@@ -68,3 +68,60 @@ def test_regmix_real_runs_show_both_outcomes():
     test_df = load_regmix("test")
     res2 = independence_test(test_df)
     assert res2.families["dm_mathematics"].share_own > 0.9
+
+
+def _ols_with_dummies(df, fam):
+    """Reference: OLS of log L on log p_i (and the other ratios) with one explicit intercept
+    column per (N, D), as the test was first written."""
+    sub = df[df["family"] == fam]
+    g = sub.groupby(["N", "D"]).ngroup().to_numpy()
+    dummies = (g[:, None] == np.unique(g)[None, :]).astype(float)
+    y = np.log(sub["loss"].to_numpy())
+    X_own = np.column_stack([dummies, np.log(sub[f"p_{fam}"].to_numpy())])
+    others = [c for c in ("p_a", "p_b", "p_c", "p_d") if c != f"p_{fam}"]
+    X_full = np.column_stack([X_own, sub[others].to_numpy()])
+    tss = sum(((y[g == k] - y[g == k].mean()) ** 2).sum() for k in np.unique(g))
+    r2 = [1 - ((y - X @ np.linalg.lstsq(X, y, rcond=None)[0]) ** 2).sum() / tss for X in (X_own, X_full)]
+    return -np.linalg.lstsq(X_own, y, rcond=None)[0][-1], r2[0], r2[1]
+
+
+def test_one_intercept_per_scale_matches_the_explicit_regression():
+    """The per-(N, D) intercepts are taken out by demeaning (no n x G design matrix): the slopes
+    and R^2 equal those of the regression with one explicit intercept column per (N, D)."""
+    df = _mixture_runs(0.5, n=300, seed=3)
+    scale = np.repeat(np.arange(300) % 3, 4)  # three model sizes, each with its own loss level
+    df["N"] = 1e7 * (1 + scale)
+    df["D"] = 1e9 * (1 + scale)
+    df["loss"] = df["loss"] * (1 + 0.2 * scale)
+    res = independence_test(df)
+    for fam in "abcd":
+        gamma, r2_own, r2_full = _ols_with_dummies(df, fam)
+        r = res.families[fam]
+        assert r.gamma_own == pytest.approx(gamma, rel=1e-9)
+        assert r.r2_own == pytest.approx(r2_own, rel=1e-9) and r.r2_full == pytest.approx(r2_full, rel=1e-9)
+    assert res.families["b"].verdict == "depends on other families"
+
+
+def test_a_loss_that_never_varies_is_refused():
+    df = _mixture_runs(0.0, n=40)
+    df.loc[df["family"] == "c", "loss"] = 3.0  # a broken evaluation writing one number
+    with pytest.raises(RunTableError, match="family 'c': its loss is the same in every run"):
+        independence_test(df)
+
+
+def test_cli_reads_old_mac_text_and_refuses_a_column_named_twice(tmp_path, capsys):
+    from multiscale.cli import main
+
+    df = _mixture_runs(0.0, n=40)
+    text = df.to_csv(index=False)
+    (tmp_path / "lf.csv").write_text(text)
+    (tmp_path / "cr.csv").write_bytes(text.replace("\n", "\r").encode())
+    assert main(["independence", str(tmp_path / "lf.csv"), "--json"]) == 0
+    lf = capsys.readouterr().out
+    assert main(["independence", str(tmp_path / "cr.csv"), "--json"]) == 0
+    assert capsys.readouterr().out == lf
+    lines = text.splitlines()
+    (tmp_path / "dup.csv").write_text("\n".join([lines[0] + ",loss"] + [x + ",1.0" for x in lines[1:]]) + "\n")
+    assert main(["independence", str(tmp_path / "dup.csv")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "dup.csv: the header (line 1) names column(s) ['loss']" in err

@@ -7,7 +7,7 @@ from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
 from multiscale.laws import fit_point, get_law, load_fit, predict_loss
 from multiscale.laws.data import prepare
-from multiscale.laws.mixture_forms import effective_logD, log_loss, mixture_loss, raw_from_natural
+from multiscale.laws.forms import effective_logD, log_loss, mixture_loss, raw_from_natural
 from multiscale.runs import RunTableError
 
 RNG = np.random.default_rng(0)
@@ -19,7 +19,7 @@ SEED = {"E": RNG.uniform(1, 2, (1, F)), "A": RNG.uniform(100, 500, (1, F)), "B":
 
 
 @pytest.mark.parametrize("name", ["multilingual", "chinchilla", "ratio"])
-def test_the_seed_laws_are_special_cases_of_the_generic_log_loss(name):
+def test_the_separable_laws_are_special_cases_of_the_generic_log_loss(name):
     law = get_law(name)
     nat = {n: SEED[n] for n in law.params}
     th = raw_from_natural(law, nat)
@@ -36,7 +36,7 @@ def _with(law_name, **extra):
     return law, nat
 
 
-def test_transfer_with_tau_zero_and_repetition_without_repeats_are_exactly_the_seed_law():
+def test_transfer_with_tau_zero_and_repetition_without_repeats_are_exactly_the_separable_law():
     ml = get_law("multilingual")
     nat0 = {n: SEED[n] for n in ml.params}
     seed = np.exp(log_loss(ml, raw_from_natural(ml, nat0), np.log(3e7), np.log(4e9), np.log(P)))
@@ -164,11 +164,22 @@ def test_mixing_nuts_defaults_to_the_mixing_target_accept_and_keeps_an_explicit_
     assert again.options["target_accept"] == 0.8
 
 
+def _natural_draws(law, data, z, ybar):
+    """The natural draws of standard site draws z (chain, draw, ...) on `data`'s one table."""
+    from multiscale.laws.bayes import Layout, _natural, offdiag_slots
+    from multiscale.laws.forms import offdiag_mask
+
+    lay = Layout(np.array([ybar]), np.array([np.log(data.N_ref)]), np.array([np.log(data.D_ref)]),
+                 np.zeros(data.n_families, int))
+    M = len(data.mixture_families)
+    return _natural(law, z, lay, (), M, offdiag_slots(law, data), offdiag_mask(data.fam_in_mix_F, M))
+
+
 def test_nuts_tau_site_maps_to_natural_tau_by_source_and_family():
     # z_tau holds the off-diagonal pairs only, in (mixture family m, family i) order: its entry
     # for (m, i) is tau[i, m] of the natural draws, times the prior scale, and the diagonal is 0;
     # no sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _natural_draws, offdiag_slots
+    from multiscale.laws.bayes import EXTRA_PRIORS, offdiag_slots
 
     law = get_law("transfer")
     _, df = _table("transfer")
@@ -191,7 +202,7 @@ def test_nuts_mixing_sites_map_to_e_k_and_t_by_source_and_family():
     # E and k come from the level log(E + k) and the share logit(k / (E + k)); z_t's entry for the
     # off-diagonal pair (m, i) is t[i, m] in units of the prior's scale, with the diagonal 0; no
     # sampling: two fake chains of three draws
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, LEVEL_SITES, _natural_draws, offdiag_slots
+    from multiscale.laws.bayes import EXTRA_PRIORS, LEVEL_SITES, offdiag_slots
 
     law = get_law("mixing")
     _, df = _table("mixing")
@@ -216,8 +227,7 @@ def test_mixing_level_share_prior_is_the_prior_on_log_e_and_log_k():
     # the factor plus the sites' own densities is log N(log E) + log N(log k) up to a constant
     from scipy import stats
 
-    from multiscale.laws.bayes import PRIORS
-    from multiscale.laws.mixture_fit import EXTRA_PRIORS, _e_and_k, _prior_e_k
+    from multiscale.laws.bayes import EXTRA_PRIORS, PRIORS, _e_and_k, _prior_e_k
 
     rng = np.random.default_rng(0)
     zl, zs, ybar = 2 * rng.normal(size=50), 2 * rng.normal(size=50), 1.1

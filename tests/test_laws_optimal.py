@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
+from multiscale.decisions.ratios import solve_ratios
+from multiscale.decisions.recommend import optimal_ratios
 from multiscale.laws.fits import PointFit
 from multiscale.laws.forms import get_law
-from multiscale.laws.optimal import optimal_ratios, solve_ratios
 
 
 def _slsqp(g, c, w, lo, hi):
@@ -113,7 +114,7 @@ def test_recommendation_objectives_caps_and_baselines():
     (dict(caps=0.0), r"caps: .* in \(0, 1\]"),
     (dict(caps={"f1": float("inf")}), "caps: the value of family 'f1' is not finite"),
     (dict(caps=0.2), "caps sum to 0.6 < 1"),
-    (dict(caps={"f0": 0.1}, floor={"f0": 0.2}), r"floor above cap for families \['f0'\]"),
+    (dict(caps={"f0": 0.1}, floor={"f0": 0.2}), r"floor: above the cap for families \['f0'\]"),
     (dict(available_tokens={"f0": -5.0, "f1": 1e9, "f2": 1e9}), "available_tokens: family 'f0' is negative"),
     (dict(available_tokens={"f0": 0.0, "f1": 1e9, "f2": 1e9}), "available_tokens: .*f0.* > 0"),
     (dict(available_tokens={"f0": 1e9, "f1": 1e9, "f2": 1e9}, epochs=float("nan")), "epochs must be a finite"),
@@ -131,19 +132,21 @@ def test_bad_arguments_are_refused_naming_them(kw, message):
 def test_bad_target_is_refused(N, D):
     from multiscale.errors import InputError
 
-    with pytest.raises(InputError, match="N and D must be finite positive numbers"):
+    bad = "N" if not (np.isfinite(N) and N > 0) else "D"
+    with pytest.raises(InputError, match=f"^{bad} must be a finite positive number") as err:
         optimal_ratios(_fit([0.1, 0.2, 0.4]), N, D)
+    assert err.value.arg == bad
 
 
 def test_per_family_values_scalar_text_and_mapping_agree():
-    from multiscale.laws.optimal import family_values
+    from multiscale.decisions.recommend import family_values
 
     fams = ("f0", "f1", "f2")
-    np.testing.assert_array_equal(family_values(None, fams, what="floor", default=0.0), [0, 0, 0])
-    np.testing.assert_array_equal(family_values(0.1, fams, what="floor", default=0.0), [0.1] * 3)
-    np.testing.assert_array_equal(family_values("0.1", fams, what="floor", default=0.0), [0.1] * 3)
-    np.testing.assert_array_equal(family_values("f1=0.2", fams, what="floor", default=0.0), [0, 0.2, 0])
-    np.testing.assert_array_equal(family_values({"f1": 0.2}, fams, what="floor", default=0.0), [0, 0.2, 0])
+    np.testing.assert_array_equal(family_values(None, fams, arg="floor", default=0.0), [0, 0, 0])
+    np.testing.assert_array_equal(family_values(0.1, fams, arg="floor", default=0.0), [0.1] * 3)
+    np.testing.assert_array_equal(family_values("0.1", fams, arg="floor", default=0.0), [0.1] * 3)
+    np.testing.assert_array_equal(family_values("f1=0.2", fams, arg="floor", default=0.0), [0, 0.2, 0])
+    np.testing.assert_array_equal(family_values({"f1": 0.2}, fams, arg="floor", default=0.0), [0, 0.2, 0])
     rec = optimal_ratios(_fit([0.1, 0.2, 0.4]), 1e9, 1e10, floor="f0=0.3", caps=0.5)
     assert rec.p_star[0, 0] == pytest.approx(0.3) and rec.p_star.max() <= 0.5 + 1e-12
 
@@ -210,7 +213,7 @@ def test_regret_and_robust_p_star_against_brute_force(objective):
 
 
 def test_robust_solver_matches_a_generic_one_with_floors_and_caps():
-    from multiscale.laws.optimal import solve_robust
+    from multiscale.decisions.ratios import solve_robust
 
     rng = np.random.default_rng(3)
     S, F = 300, 4
@@ -244,3 +247,20 @@ def test_recommendation_reports_regret_and_the_robust_choice():
     assert b["minus_recommended"]["median"] > 0 and 0.5 < b["prob_recommended_better"] <= 1.0
     text = str(rec)
     assert "robust p*" in text and "regret" in text and "P(best)" in text
+
+
+def test_a_separable_law_takes_the_closed_form_and_reads_no_unique_tokens():
+    """The law definition picks the solver: a separable law's p* is the exact water-filling one
+    (per draw and robust), and target unique tokens, which its loss cannot read, are refused."""
+    from multiscale.decisions.ratios import solve_robust
+    from multiscale.errors import InputError
+
+    fit = _fit([0.1, 0.2, 0.4], S=50, spread=0.1)
+    rec = optimal_ratios(fit, 1.2e9, 5e10, objective="normalized", baselines=False)
+    assert rec.solver == "exact (separable)" and rec.to_dict()["solver"] == rec.solver
+    w = np.full(3, 1 / 3)
+    np.testing.assert_array_equal(rec.p_star, solve_ratios(fit.draws["gamma"], 1.0, w))
+    robust = solve_robust(fit.draws["gamma"], np.ones_like(fit.draws["gamma"]), w)
+    np.testing.assert_array_equal(list(rec.ratios.values()), robust)
+    with pytest.raises(InputError, match="unique_tokens: law 'multilingual' does not read unique tokens"):
+        optimal_ratios(fit, 1.2e9, 5e10, unique_tokens="f0=1e9")

@@ -5,16 +5,16 @@ import pytest
 from fixtures.synthetic_mixture import DEFAULT_UNIQUE, mixture_runs, mixture_truth, repetition_runs
 from scipy import optimize
 
+from multiscale.decisions.ratios import objective_at, solve_coupled
 from multiscale.laws import fit_point, get_law, predict_loss
-from multiscale.laws.coupled import objective_at, solve_coupled
 from multiscale.laws.data import prepare
-from multiscale.laws.mixture_forms import log_effective_own_ratio, mixture_loss
-from multiscale.laws.repetition_starts import base_fits, effective_ratio_data
+from multiscale.laws.forms import log_effective_own_ratio, mixture_loss
+from multiscale.laws.point import base_fits, effective_ratio_data
 
 F = 5
 U = np.array(DEFAULT_UNIQUE)
 TRUTH = mixture_truth("repetition", F, seed=0)
-SEED_LAW = get_law("multilingual")
+BASE_LAW = get_law("multilingual")
 
 
 def _effective_tokens(tokens, U, Rs):
@@ -22,14 +22,14 @@ def _effective_tokens(tokens, U, Rs):
     return np.where(tokens > U, U + U * Rs * (1 - np.exp(-R / Rs)), tokens)
 
 
-def test_the_loss_is_the_seed_law_at_the_effective_ratio():
+def test_the_loss_is_the_separable_law_at_the_effective_ratio():
     rng = np.random.default_rng(1)
     P = rng.dirichlet(np.ones(F), size=7)
     N, D = 1.2e8, 8e9
     got = mixture_loss(get_law("repetition"), TRUTH, N, D, P, np.arange(F), U)
     p_eff = _effective_tokens(P * D, U, TRUTH["R_star"]) / D
-    seed = {k: v for k, v in TRUTH.items() if k in SEED_LAW.params}
-    np.testing.assert_allclose(got, predict_loss(SEED_LAW, seed, N, D, p_eff), rtol=1e-12)
+    seed = {k: v for k, v in TRUTH.items() if k in BASE_LAW.params}
+    np.testing.assert_allclose(got, predict_loss(BASE_LAW, seed, N, D, p_eff), rtol=1e-12)
     assert np.all(p_eff[:, -1] < P[:, -1])  # the 1e7-token family repeats at 8e9 tokens
 
 
@@ -50,7 +50,7 @@ def test_an_exhausted_family_stops_gaining_from_more_sampling():
     gain, fresh_gain = L[0] - L[-1], fresh[0] - fresh[-1]
     assert 0 < gain < 1e-3 * fresh_gain  # with fresh tokens the same step gains over 1000x more
     Rs = TRUTH["R_star"][0, -1]
-    limit = predict_loss(SEED_LAW, {k: TRUTH[k][:, -1:] for k in SEED_LAW.params}, N, D, U[-1] * (1 + Rs) / D)
+    limit = predict_loss(BASE_LAW, {k: TRUTH[k][:, -1:] for k in BASE_LAW.params}, N, D, U[-1] * (1 + Rs) / D)
     assert L[-1] == pytest.approx(float(np.ravel(limit)[0]), rel=1e-3)  # D' saturates at U (1 + R*)
 
 
@@ -63,7 +63,7 @@ def test_transfer_repetition_with_tau_zero_is_the_repetition_law():
     assert np.array_equal(got, want)
 
 
-def test_effective_ratio_data_is_the_seed_law_table_at_the_true_R_star():
+def test_effective_ratio_data_is_the_separable_law_table_at_the_true_R_star():
     truth, df = repetition_runs(seed=0)
     _, data, _ = prepare(df, get_law("repetition"))
     Rs = truth["R_star"][0][data.fam_R]
@@ -100,9 +100,9 @@ def test_coupled_solver_finds_the_true_optimum_of_the_repetition_law():
     obj = objective_at(law, TRUTH, N, D, np.arange(F), p, w, U)[0][0]
     assert obj <= ref.fun + 1e-9
     np.testing.assert_allclose(p, ref.x, atol=2e-3)
-    seed = {k: v for k, v in TRUTH.items() if k in SEED_LAW.params}
-    p_fresh = solve_coupled(SEED_LAW, seed, N, D, np.arange(F), F, w, np.zeros(F), np.ones(F))[0]
-    assert p[-1] < 0.5 * p_fresh[-1]  # the seed's law, blind to repetition, samples the 1e7 family more
+    seed = {k: v for k, v in TRUTH.items() if k in BASE_LAW.params}
+    p_fresh = solve_coupled(BASE_LAW, seed, N, D, np.arange(F), F, w, np.zeros(F), np.ones(F))[0]
+    assert p[-1] < 0.5 * p_fresh[-1]  # the base law, blind to repetition, samples the 1e7 family more
 
 
 @pytest.mark.slow

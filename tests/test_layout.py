@@ -65,6 +65,7 @@ LAYERS = (
     ("multiscale.mixture", "multiscale.families", "multiscale.host_devices", "multiscale.runs"),
     ("multiscale.datasets", "multiscale.laws", "multiscale.models", "multiscale.data"),
     ("multiscale.train",),
+    ("multiscale.decisions",),
     ("multiscale.sweep",),
     ("multiscale.report",),
     ("multiscale.demo",),
@@ -92,6 +93,45 @@ def test_imports_flow_down_the_layers(module):
         if other_group != group and other_rank >= rank:
             bad.append(imported)
     assert not bad, f"{module} imports {sorted(bad)} from its own layer or above (docs/design.md, Layout)"
+
+
+def _import_circles() -> list[list[str]]:
+    """The strongly connected components of more than one module of the package's import graph
+    (imports inside functions count): Tarjan's algorithm."""
+    graph = {m: sorted(i for i in _package_imports(m) if i != "multiscale") for m in SOURCES}
+    index, low, stack, on, out, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for m in sorted(graph):
+        if m not in index:
+            visit(m)
+    return out
+
+
+def test_no_import_circles():
+    """No module of the package reaches itself through its imports, lazy ones included."""
+    assert not _import_circles(), f"import circles: {_import_circles()}"
 
 
 LAWS_MAY_IMPORT = ("multiscale.laws", "multiscale.runs", "multiscale.mixture", "multiscale.errors",

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from multiscale import report
+from multiscale.decisions import optimal_ratios
 from multiscale.errors import DamagedFileError
 from multiscale.report import plots
 
@@ -98,7 +99,7 @@ def test_figures_are_valid_pngs(tmp_path):
 def test_recommendation_beats_every_baseline_on_its_objective():
     fit = _bayes_fit()
     counts = {"fam0": 900_000, "fam1": 90_000, "fam2": 40_000}  # caps (4 epochs) do not bind
-    rec = report.recommend_for_report(fit, 4e5, 1.3e5, family_tokens=counts)
+    rec = report.recommend_for_report(optimal_ratios(fit, 4e5, 1.3e5, available_tokens=counts))
     med = {f: s["median"] for f, s in rec["p_star"].items()}
     assert sum(rec["recommended"].values()) == pytest.approx(1.0)
     for f, s in rec["p_star"].items():
@@ -357,7 +358,7 @@ def test_report_of_a_mixture_law_shows_the_robust_mixture_regret_and_p_best(tmp_
     and P(best), as for the seed law; recommendation.json carries the same decision numbers."""
     from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
-    from multiscale.laws import load_fit, optimal_ratios
+    from multiscale.laws import load_fit
 
     truth = mixture_truth("transfer", 3, seed=4)
     runs = mixture_runs("transfer", truth, seed=4, n_mixtures=4, N=(2e7, 5e7), D=(2e9, 6e9))

@@ -419,3 +419,153 @@ def test_training_rows_record_the_mixture_the_pipeline_sampled(tmp_path):
     assert table["family"].tolist() == ["germanic", "romance"]
     assert table["p"].tolist() == [0.625, 0.375] and table["p_slavic"].tolist() == [0.0, 0.0]
     assert summary["rows"][0]["p_germanic"] == 0.625
+
+
+# ---------------------------------------------------------------- odd but legal-looking input
+# (issue 24: each was accepted silently, or raised a traceback from deep inside)
+
+
+def test_a_column_named_twice_in_the_header_is_refused(tmp_path):
+    """pandas renames the second 'loss' to 'loss.1' and the table would fit on the first."""
+    lines = _table().to_csv(index=False).splitlines()
+    (tmp_path / "d.csv").write_text("\n".join([lines[0] + ",loss"] + [x + ",9.9" for x in lines[1:]]) + "\n")
+    with pytest.raises(RunTableError, match=r"d\.csv: the header \(line 1\) names column\(s\) \['loss'\] more than"):
+        read_runs(tmp_path / "d.csv")
+    (tmp_path / "s.csv").write_text("\n".join([lines[0] + ", N"] + [x + ",1e7" for x in lines[1:]]) + "\n")
+    with pytest.raises(RunTableError, match=r"\['N'\] more than once"):
+        read_runs(tmp_path / "s.csv")
+
+
+@pytest.mark.parametrize("col, values, shown", [
+    ("loss", lambda d: d["loss"] + 0j, "complex128"),
+    ("D", lambda d: pd.Timestamp("2024-01-01"), "datetime64"),
+    ("D", lambda d: pd.Timedelta("1s"), "timedelta64"),
+    ("N", lambda d: True, "bool"),
+    ("N", lambda d: pd.array([True] * len(d), dtype="boolean"), "boolean"),
+    ("loss", lambda d: pd.Series([True, *d["loss"].iloc[1:]], dtype=object), "object"),
+    ("loss", lambda d: pd.Series([3 + 1j, *d["loss"].iloc[1:]], dtype=object), "object"),
+    ("seed", lambda d: False, "bool"),
+])
+def test_numeric_columns_must_hold_real_numbers(col, values, shown):
+    df = _table()
+    df[col] = values(df)
+    with pytest.raises(RunTableError) as e:
+        validate_runs(df)
+    msg = str(e.value)
+    assert f"column {col!r} holds values that are not real numbers" in msg and shown in msg
+    assert "row 0 (run 'r0')" in msg and len(msg.splitlines()) == 1
+
+
+def test_real_numbers_of_every_dtype_are_accepted():
+    df = _table()
+    ref = validate_runs(df)
+    df["N"] = pd.array([10**7] * len(df), dtype="Int64")
+    df["D"] = pd.Categorical([1e9] * len(df))
+    df["loss"] = df["loss"].astype(str)  # text that parses as numbers, as before
+    df["seed"] = pd.Series([None] * len(df), dtype=object)  # all empty
+    out = validate_runs(df)
+    pd.testing.assert_frame_equal(out.drop(columns="seed"), ref)
+    assert out["N"].dtype == np.float64 and out["seed"].isna().all()
+
+
+def test_cr_only_line_ends_are_read(tmp_path):
+    """Old Mac text ends lines with CR alone: it is read, with the right line numbers."""
+    df = _table()
+    text = df.to_csv(index=False)
+    (tmp_path / "cr.csv").write_bytes(text.replace("\n", "\r").encode())
+    pd.testing.assert_frame_equal(read_runs(tmp_path / "cr.csv"), validate_runs(df))
+    df.loc[4, "loss"] = -1.0
+    (tmp_path / "bad.csv").write_bytes(df.to_csv(index=False).replace("\n", "\r").encode())
+    with pytest.raises(RunTableError, match=r"row 4 \(run 'r2', line 6\)"):
+        read_runs(tmp_path / "bad.csv")
+    lines = text.splitlines()
+    (tmp_path / "cut.csv").write_bytes(("\r".join(lines))[:-20].encode())
+    with pytest.raises(RunTableError, match="line 17 .*ends mid-row"):
+        read_runs(tmp_path / "cut.csv")
+
+
+def test_a_huge_cell_or_an_unclosed_quote_is_one_line_naming_the_line(tmp_path):
+    lines = _table().to_csv(index=False).splitlines()
+    big = [lines[0] + ",model", *(x + ",m" for x in lines[1:5]), lines[5] + "," + "x" * 200_000,
+           *(x + ",m" for x in lines[6:])]
+    (tmp_path / "big.csv").write_text("\n".join(big) + "\n")
+    with pytest.raises(RunTableError) as e:
+        read_runs(tmp_path / "big.csv")
+    assert str(e.value) == (f"{tmp_path / 'big.csv'}: line 6: a field is longer than 131,072 characters "
+                            f"(an unclosed quote?)")
+    lines[3] = '"' + lines[3]  # the quote swallows the rest of the file
+    (tmp_path / "q.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunTableError, match=r"line 4 \(row 2\) has 1 fields.*quote opened on line 4"):
+        read_runs(tmp_path / "q.csv")
+
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda: validate_runs(None), "validate_runs: argument 'df' must be a pandas DataFrame (a run table), got None"),
+    (lambda: validate_runs(_table().to_dict()), "argument 'df' must be a pandas DataFrame (a run table), got dict"),
+    (lambda: validate_runs(_table(), law=3), "argument 'law' must be None or one of"),
+    (lambda: validate_runs(_table(), min_runs="3"), "argument 'min_runs' must be None or a whole number >= 0, got '3'"),
+    (lambda: validate_runs(_table(), min_runs=-1), "argument 'min_runs'"),
+    (lambda: validate_runs(_table(), lines=[1, 2]), "'lines' must hold one line number per row of 'df' (16), got 2"),
+    (lambda: read_runs(None), "read_runs: argument 'path' must be a file path (str or os.PathLike), got None"),
+    (lambda: read_runs(""), "read_runs: argument 'path' must be a file path"),
+    (lambda: mixture_matrix(None), "mixture_matrix: argument 'df' must be a pandas DataFrame"),
+    (lambda: write_runs(None, "x.csv"), "argument 'df' must be a pandas DataFrame"),
+])
+def test_arguments_are_checked_first_and_named(call, needle):
+    with pytest.raises(RunTableError) as e:
+        call()
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize("data, needle", [
+    (lambda t: t.replace("r1,a", "r1\x00,a", 1).encode(), "line 4 holds a NUL character"),
+    (lambda t: t.encode("utf-16"), "not a UTF-8 CSV file: it looks like UTF-16 text: save it as UTF-8"),
+    (lambda t: __import__("gzip").compress(t.encode()), "it looks like a gzip file: name it .csv.gz"),
+    (lambda t: t.replace(",", ";").encode(), "seems separated by ';', not ','"),
+    (lambda t: t.replace(",", "\t").encode(), "seems separated by '\\t'"),
+    (lambda t: b" \n" + t.encode(), "the header (line 1) names no column"),
+    (lambda t: b"sep=,\n" + t.encode(), "line 1 is a spreadsheet's 'sep=,' line, not the header: delete it"),
+    (lambda t: t.replace(",b,", ",NA,").encode(), "column 'family' is empty (a missing value; in a CSV also NA"),
+])
+def test_files_that_are_not_run_tables_are_named(tmp_path, data, needle):
+    (tmp_path / "x.csv").write_bytes(data(_table().to_csv(index=False)))
+    with pytest.raises(RunTableError) as e:
+        read_runs(tmp_path / "x.csv")
+    assert str(e.value).startswith(f"{tmp_path / 'x.csv'}: ") and needle in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+
+
+def test_names_are_read_as_written(tmp_path):
+    """Run names that look like numbers stay text ('007' was read as 7); a family written in
+    decomposed Unicode is the family its p_ column names; 'p_ a' is 'p_a'."""
+    df = _table()
+    df["run"] = df["run"].str.replace("r", "00")
+    text = df.to_csv(index=False).replace(",a,", ",a\u0301,").replace("p_a", "p_ \u00e1")
+    (tmp_path / "n.csv").write_text(text)
+    out = read_runs(tmp_path / "n.csv")
+    assert out["run"].iloc[0] == "000" and out["run"].iloc[-1] == "007"
+    assert sorted(out["family"].unique()) == ["b", "\u00e1"] and "p_\u00e1" in out.columns
+    assert len(validate_runs(out)) == 16
+
+
+def test_a_run_table_of_many_runs_is_checked_like_a_small_one():
+    """The vectorised checks name the same rows as before on a table of 20,000 runs."""
+    fams = ("a", "b")
+    n = 20_000
+    p_a = np.linspace(0.1, 0.9, n)
+    df = pd.DataFrame({"run": np.repeat([f"r{i}" for i in range(n)], 2), "family": np.tile(fams, n),
+                       "N": 1e7, "D": 1e9, "p": np.column_stack([p_a, 1 - p_a]).ravel(),
+                       "loss": np.linspace(2.0, 4.0, 2 * n) + np.pi * 1e-7,
+                       "p_a": np.repeat(p_a, 2), "p_b": np.repeat(1 - p_a, 2)})
+    assert len(validate_runs(df)) == 2 * n
+    # every run twice, at another seed, with bit-identical losses (a trainer that ignores the seed)
+    replicas = pd.concat([df.assign(seed=0), df.assign(seed=1, run=df["run"] + "-s1")], ignore_index=True)
+    assert len(validate_runs(replicas)) == 4 * n
+    twin = df[df["run"] == "r17000"].assign(run="r17000-again")
+    with pytest.raises(RunTableError, match=r"runs 'r17000' and 'r17000-again' are one run under two names.*"
+                                            r"row 34000 \(run 'r17000'\), row 34001 \(run 'r17000'\), row 40000"):
+        validate_runs(pd.concat([df, twin], ignore_index=True))
+    bad = _no_mixture(df)
+    bad.loc[[30001, 30003], "p"] = 0.9  # runs r15000 and r15001: p sums above 1
+    with pytest.raises(RunTableError, match=r"column 'p' of run 'r15000' sums to 1\.\d+ .*row 30000"):
+        validate_runs(bad)

@@ -25,7 +25,8 @@ __all__ = ["FLAGS", "add_host_devices_argument", "add_overwrite_argument", "appl
 
 FLAGS = {"batch": "--batch-size", "eval_batch": "--eval-batch-size", "caps": "--cap",
          "available_tokens": "--tokens", "inputs": "--input", "eval_docs_per_language": "--eval-docs",
-         "max_docs_per_language": "--max-docs"}
+         "max_docs_per_language": "--max-docs",
+         "p_by_family": "--ratios"}
 """Library argument names whose flag is not `--` + the name with `-` for `_`."""
 
 

@@ -2,7 +2,7 @@
 
 Fits every law on the training split of a run table, scores it on the held-out runs (MAPE, R^2,
 Spearman within each (N, D), 90% coverage, PSIS-LOO with NUTS), and applies the rule of
-`multiscale.laws.compare` naming the law to use. `--json` prints exactly one JSON object.
+`multiscale.decisions.compare` naming the law to use. `--json` prints exactly one JSON object.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from multiscale.errors import InputError, MissingFileError
 
 def _compare(args) -> int:
     from multiscale.cli.laws import MAX_CHAINS, _compile_cache, _emit, _finite
+    from multiscale.decisions.compare import compare_laws, write_comparison
     from multiscale.fileio import as_path
-    from multiscale.laws.compare import compare_laws, write_comparison
     from multiscale.laws.forms import get_law
 
     runs = as_path(args.runs)
@@ -54,7 +54,7 @@ def _compare(args) -> int:
 
 
 def register(subparsers) -> None:
-    from multiscale.laws.compare import HOLDOUTS
+    from multiscale.decisions.compare import HOLDOUTS
     from multiscale.laws.forms import LAWS
 
     p = subparsers.add_parser("compare", help="compare laws on held-out runs and name the one to use",

@@ -3,8 +3,9 @@
 Losses are in nats/token in every output. `--json` prints exactly one JSON object.
 Every argument is checked before any work (paths first); a mistake raises a
 `multiscale.errors` error naming the flag, which the CLI prints as one line (exit 2).
-FAMILY=VALUE flags are read by `multiscale.mixture.parse_pairs` (via
-`multiscale.laws.optimal.family_values` and `multiscale.laws.predict.check_ratios`).
+FAMILY=VALUE flags are passed to the library as text, which reads them once
+(`multiscale.mixture.parse_pairs`); its errors name its arguments, which `multiscale.cli`
+renders as flags.
 """
 
 from __future__ import annotations
@@ -124,60 +125,16 @@ def _fit(args) -> int:
 
 
 def _recommend(args) -> int:
-    from multiscale.laws import load_fit, optimal_ratios
-    from multiscale.laws.optimal import family_values
+    from multiscale.decisions.recommend import optimal_ratios
+    from multiscale.laws import load_fit
 
-    _finite(args.N, "--N")
-    _finite(args.D, "--D")
-    if args.epochs is not None:
-        _finite(args.epochs, "--epochs")
     fit = load_fit(args.fit_dir)
-    fams = fit.families
-    _check_bounds(fit, args)
-
-    def per_family(value, flag, **kw):  # checked here so that the message names the flag
-        return None if value is None else dict(zip(fams, family_values(value, fams, what=flag, **kw).tolist()))
-
-    tokens = None
-    if args.tokens is not None:
-        from multiscale.mixture import parse_pairs
-
-        tokens = parse_pairs(args.tokens, arg="available_tokens", known=fams)
-        family_values(tokens, fams, what="--tokens", default=math.inf, positive=True)  # no zero either
-    if not fit.law.is_seed or args.unique_tokens is not None:  # the coupled solver
-        from multiscale.laws.coupled import recommend_coupled
-
-        if fit.law.is_seed:
-            raise InputError(f"--unique-tokens: law {fit.law.name!r} does not read unique tokens; fit 'repetition'")
-        if args.unique_tokens is not None:  # checked here so that the message names the flag
-            family_values(args.unique_tokens, fams, what="--unique-tokens", default=math.inf, positive=True)
-        rec = recommend_coupled(fit, args.N, args.D, objective=args.objective,
-                                weights=per_family(args.weights, "--weights", default=1.0),
-                                floor=args.floor, caps=args.cap, available_tokens=tokens, epochs=args.epochs,
-                                unique_tokens=args.unique_tokens)
-        rec.notes.extend(_weights_notes(fams, args.weights))
-        _emit(rec, args.json)
-        return 0
-    rec = optimal_ratios(fit, args.N, args.D, objective=args.objective,
-                         weights=per_family(args.weights, "--weights", default=1.0),
-                         floor=per_family(args.floor, "--floor", default=0.0, upper=1.0),
-                         caps=per_family(args.cap, "--cap", default=1.0, upper=1.0, positive=True),
-                         available_tokens=tokens, epochs=args.epochs)
-    rec.notes.extend(_weights_notes(fams, args.weights))
+    rec = optimal_ratios(fit, args.N, args.D, objective=args.objective, weights=args.weights, floor=args.floor,
+                         caps=args.cap, available_tokens=args.tokens, epochs=args.epochs,
+                         unique_tokens=args.unique_tokens)
+    rec.notes.extend(_weights_notes(fit.families, args.weights))
     _emit(rec, args.json)
     return 0
-
-
-def _check_bounds(fit, args) -> None:
-    """--floor and --cap over the families p* is over, each checked and their sums checked,
-    naming the flag (before the data caps of --tokens, which the recommendation checks)."""
-    from multiscale.laws.coupled import decision_families
-    from multiscale.laws.optimal import check_bound_sums, family_values
-
-    mix = decision_families(fit)
-    lo = family_values(args.floor, mix, what="--floor", default=0.0, upper=1.0)
-    hi = family_values(args.cap, mix, what="--cap", default=1.0, upper=1.0, positive=True)
-    check_bound_sums(mix, lo, hi, floor="--floor", caps="--cap")
 
 
 def _weights_notes(fams, weights) -> list[str]:
@@ -193,7 +150,6 @@ def _weights_notes(fams, weights) -> list[str]:
 
 def _predict(args) -> int:
     from multiscale.laws import load_fit, predict
-    from multiscale.laws.predict import check_ratios
 
     if args.runs is not None:
         return _predict_table(args)
@@ -203,7 +159,7 @@ def _predict(args) -> int:
     _finite(args.N, "--N")
     _finite(args.D, "--D")
     fit = load_fit(args.fit_dir)
-    pred = predict(fit, args.N, args.D, check_ratios(fit, args.ratios, what="--ratios"))
+    pred = predict(fit, args.N, args.D, args.ratios)
     _emit(pred, args.json)
     return 0
 

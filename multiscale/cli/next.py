@@ -1,6 +1,6 @@
 """`multiscale next`: the runs to train next, by what they would teach about p* per FLOP.
 
-`multiscale.sweep.active.plan_next` values candidate runs (generated from the fit, or every run of
+`multiscale.decisions.next_runs.plan_next` values candidate runs (generated from the fit, or every run of
 `--candidates PLAN.yaml`) by a Bayes-linear preposterior analysis of the fit's posterior draws and
 chooses greedy batches within a FLOP budget; `--out` writes them as a sweep plan
 (`multiscale.sweep.next_plan`). Every argument is checked before any work; a mistake is one line
@@ -39,7 +39,7 @@ def _inputs(args):
     """(fit, candidates or None, template plan or None, fitted runs or None), checked."""
     from multiscale.laws import load_fit
     from multiscale.runs import read_runs
-    from multiscale.sweep.candidates import from_plan
+    from multiscale.sweep.next_plan import from_plan
 
     _check_out(args)
     cand_plan = _load_plan(args.candidates, "--candidates")
@@ -50,7 +50,7 @@ def _inputs(args):
     runs = read_runs(args.runs) if args.runs is not None else None
     cands = None
     if cand_plan is not None:
-        from multiscale.laws.coupled import decision_families
+        from multiscale.decisions import decision_families
 
         cands = from_plan(cand_plan, decision_families(fit), corpus=args.corpus or cand_plan.corpus)
     return fit, cands, like or cand_plan, runs
@@ -67,8 +67,8 @@ def _command(args) -> str:
 
 
 def _next(args) -> int:
+    from multiscale.decisions.next_runs import plan_next
     from multiscale.fileio import dumps, json_safe
-    from multiscale.sweep.active import plan_next
     from multiscale.sweep.next_plan import header, plan_dict, write_plan
 
     if args.seed < 0:

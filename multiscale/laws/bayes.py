@@ -23,6 +23,19 @@ The N and D terms are parameterized at the reference size (not as log A, log B) 
 at the reference the two decouple and NUTS mixes. Every site is sampled as a standard
 normal and shifted/scaled (non-centred), so the diagonal mass matrix adapts easily.
 The Student-t (nu = 5, fixed) keeps a few bad runs from dragging the fit.
+
+A law started from a base law (the laws of the whole mixture) keeps the base's sites and priors
+and adds (`EXTRA_PRIORS`) ``log R* ~ N(log 15, 1)`` (Muennighoff et al. 2023 fit R*_D ~ 15),
+``log k ~ N(ybar - 1.5, 1.5)``, ``t_ij ~ N(0, 1)`` (a prior on the slopes ``k_i t_ij`` instead
+was measured and dropped: E's 20-seed coverage fell to 0.80), and for transfer the shrinkage
+prior ``tau_ij ~ HalfCauchy(0.05)`` (mode at 0 and half its mass below 0.05, so a weak transfer
+is pulled to 0; its heavy tail leaves a strong one, 0.2-1, almost unshrunk, where the first
+prior, HalfNormal(0.1), put 0.3 at 3 scales. A hierarchical global scale mixed badly, R-hat 1.07
+on 5 families x 100 runs). NUTS samples the mixing law's E and k as the level ``log(E + k)`` and
+the share ``logit(k / (E + k))`` (Jacobian 1, so the priors above are kept: `_prior_e_k`): the
+data fix the level, and the share moves along the ridge ``E + k = const`` without bending it
+(R-hat 1.30 -> 1.01 on a seed that sampled log E and log k directly). Every chain starts at the
+point fit's optimum, and the InferenceData carries the pointwise ``log_likelihood`` (for PSIS-LOO).
 """
 
 from __future__ import annotations
@@ -36,11 +49,14 @@ import numpy as np
 import pandas as pd
 
 from multiscale.errors import InputError
+from multiscale.host_devices import request_host_devices
 from multiscale.laws.data import FitData, prepare
+from multiscale.laws.extrapolation import leave_largest_out
 from multiscale.laws.fits import BayesFit
-from multiscale.laws.forms import Law, get_law
+from multiscale.laws.forms import Law, get_law, log_loss, natural_from_raw, offdiag_mask
+from multiscale.laws.point import fit_arrays
+from multiscale.laws.predict import STUDENT_NU, pointwise_loglik, predictive_draws
 
-STUDENT_NU = 5.0
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100
 SIGMA_PRIOR = 0.05
@@ -73,8 +89,6 @@ def host_devices_for_chains(chains: int) -> bool:
     "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
     already set a device count; returns whether the flag was added. The CLI calls this for
     `fit --method nuts`; a Python user calls it first thing, before importing jax."""
-    from multiscale.host_devices import request_host_devices
-
     return chains >= 2 and request_host_devices(int(chains))
 
 
@@ -94,6 +108,12 @@ def _chain_method(method: str, chains: int) -> str:
         return method
     return "parallel" if chains > 1 and jax.local_device_count() >= chains else "sequential"
 
+
+def default_target_accept(law) -> float:
+    """NUTS's target acceptance probability for `law` (a `Law`) when none is given."""
+    return TARGET_ACCEPT_MIXING if "t" in law.matrix else TARGET_ACCEPT
+
+
 # site -> (loc relative to ybar or absolute, scale, is_relative_to_ybar)
 PRIORS = {
     "log_E": (-0.7, 1.0, True),
@@ -104,12 +124,18 @@ PRIORS = {
     "log_gamma": (float(np.log(0.15)), 1.0, False),
     "log_c": (0.0, 1.0, True),
 }
+# tau: (kind, scale): tau ~ HalfCauchy(0.05), sampled as scale * z with z ~ HalfCauchy(1)
+EXTRA_PRIORS = {"log_Rstar": (float(np.log(15.0)), 1.0), "log_k": (-1.5, 1.5), "t": 1.0,
+                "tau": ("halfcauchy", 0.05)}
+# mixing: E and k are sampled as the level log(E + k) and the share logit(k / (E + k)),
+# (loc relative to ybar, scale) each; the prior stays log E's and log k's (`_prior_e_k`)
+LEVEL_SITES = {"level": (-0.3, 0.5), "share": (-1.5, 1.5)}
 _SITE_OF = {"E": "log_E", "A": "log_Nterm", "B": "log_Dterm", "alpha": "log_alpha",
             "beta": "log_beta", "gamma": "log_gamma", "c": "log_c"}
-
-
-def _sites(law: Law) -> tuple[str, ...]:
-    return tuple(_SITE_OF[n] for n in law.params)
+# site -> (raw name, exponentiated): log_Nterm and log_Dterm are the raw a and b centred on the reference
+_RAW_OF = {"log_E": ("e", False), "log_Nterm": ("a", False), "log_Dterm": ("b", False),
+           "log_alpha": ("alpha", True), "log_beta": ("beta", True), "log_gamma": ("gamma", True),
+           "log_c": ("logc", False)}
 
 
 @dataclass(frozen=True)
@@ -117,7 +143,7 @@ class Layout:
     """Which group each family belongs to, for one NUTS program that fits several tables at once
     (the extrapolation refits): per group G the mean log-loss the priors are centred on and the
     log reference size and budget the N and D terms are centred on; a shared exponent is one value
-    per group. One group (the usual fit) keeps the original scalar sites."""
+    per group. One group (the usual fit) keeps scalar sites and locations."""
 
     ybar_G: np.ndarray
     lN0_G: np.ndarray
@@ -133,6 +159,10 @@ class Layout:
     def n_groups(self) -> int:
         return len(self.ybar_G)
 
+    def per_family(self, v_G):
+        """A value per group (a float for one group) as one per family (F,)."""
+        return float(v_G[0]) if self.n_groups == 1 else v_G[self.group_F]
+
     def loc(self, site: str, shared: bool):
         """A site's prior location: a float for one group, else per group (shared) or family."""
         loc, _, rel = PRIORS[site]
@@ -146,155 +176,272 @@ class Layout:
             return (len(self.group_F),)
         return () if self.n_groups == 1 else (self.n_groups,)
 
-
-def _model(law: Law, shared: tuple[str, ...], lay: Layout):
-    """numpyro model closure; arrays enter as arguments so one trace serves any data."""
-    import jax.numpy as jnp
-    import numpyro
-    import numpyro.distributions as dist
-
-    shared_sites = {_SITE_OF[n] for n in shared}
-    F = len(lay.group_F)
-
-    def model(mask_FxR, logN_FxR, logD_FxR, logp_FxR, logL_FxR, sem_FxR):
-        # rows laid out per family (F x R, padded; the mask drops the padding), so every
-        # family parameter reaches its rows by broadcasting: no gather (whose gradient is a
-        # slow scatter) and no one-hot product (which grows as rows x families)
-        vals = {}
-        for site in _sites(law):
-            sh = site in shared_sites
-            shape = lay.shape(sh)
-            z = numpyro.sample(f"z_{site}", dist.Normal(0.0, 1.0).expand(shape).to_event(len(shape)))
-            v = lay.loc(site, sh) + PRIORS[site][1] * z
-            if sh and lay.n_groups > 1:
-                v = v[lay.group_F]
-            vals[site] = jnp.broadcast_to(v, (F,))[:, None]
-        sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
-        if law.uses_scale:
-            tN = vals["log_Nterm"] - jnp.exp(vals["log_alpha"]) * logN_FxR
-            tD = vals["log_Dterm"] - jnp.exp(vals["log_beta"]) * logD_FxR
-            mu = jnp.logaddexp(jnp.logaddexp(tN, tD), vals["log_E"])
-        else:
-            mu = jnp.broadcast_to(vals["log_c"], logL_FxR.shape)
-        if law.uses_ratio:
-            mu = mu - jnp.exp(vals["log_gamma"]) * logp_FxR
-        scale = jnp.sqrt(sigma[:, None] ** 2 + sem_FxR ** 2)
-        numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask_FxR), obs=logL_FxR)
-
-    return model
+    def spread(self, v, xp):
+        """A shared site's value (scalar or per group, draws first) as one per family (..., F)."""
+        F = len(self.group_F)
+        if self.n_groups > 1:
+            return v[..., self.group_F]
+        return xp.broadcast_to(xp.asarray(v)[..., None], xp.shape(v) + (F,))
 
 
-def _natural(law: Law, z: dict, lay: Layout, shared) -> dict:
-    """Standard-normal draws (chain, draw[, F or G]) -> natural parameters (chain, draw, F)."""
-    shared_sites = {_SITE_OF[n] for n in shared}
-    F = len(lay.group_F)
-    v = {}
-    for site in _sites(law):
-        sh = site in shared_sites
-        x = lay.loc(site, sh) + PRIORS[site][1] * np.asarray(z[f"z_{site}"], dtype=float)
-        if sh:
-            x = np.repeat(x[..., None], F, axis=-1) if lay.n_groups == 1 else x[..., lay.group_F]
-        v[site] = x
-    lN0 = float(lay.lN0_G[0]) if lay.n_groups == 1 else lay.lN0_G[lay.group_F]
-    lD0 = float(lay.lD0_G[0]) if lay.n_groups == 1 else lay.lD0_G[lay.group_F]
-    out = {}
-    if law.uses_scale:
-        out["alpha"] = np.exp(v["log_alpha"])
-        out["beta"] = np.exp(v["log_beta"])
-        out["E"] = np.exp(v["log_E"])
-        out["A"] = np.exp(v["log_Nterm"] + out["alpha"] * lN0)
-        out["B"] = np.exp(v["log_Dterm"] + out["beta"] * lD0)
-    else:
-        out["c"] = np.exp(v["log_c"])
-    if law.uses_ratio:
-        out["gamma"] = np.exp(v["log_gamma"])
-    return out
+def _e_and_k(ybar, z_level, z_share, xp):
+    """(log E, log k) from the standard level and share sites."""
+    (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
+    lc, u = ybar + l0 + ls * z_level, s0 + ss * z_share
+    return lc - xp.logaddexp(0.0, u), lc - xp.logaddexp(0.0, -u)
 
 
-def _per_family(data: FitData, cols_R) -> list[np.ndarray]:
-    """[mask_FxR] + each row array laid out F x R (R = most rows of any family; padding 0)."""
+def _prior_e_k(ybar, z_level, z_share, le, lk, xp):
+    """log prior of (log E, log k) (PRIORS["log_E"], EXTRA_PRIORS["log_k"]) minus the sites' own
+    standard normal densities: the map (log(E + k), logit(k / (E + k))) -> (log E, log k) has
+    Jacobian 1, so the posterior is the one with E and k sampled directly."""
+    def lognorm(x, m, s):
+        return -0.5 * ((x - m) / s) ** 2 - xp.log(s)
+
+    (e0, es, _), (k0, ks) = PRIORS["log_E"], EXTRA_PRIORS["log_k"]
+    own = lognorm(z_level, 0.0, 1.0) + lognorm(z_share, 0.0, 1.0)
+    own = own + xp.log(LEVEL_SITES["level"][1] * LEVEL_SITES["share"][1])
+    return xp.sum(lognorm(le, ybar + e0, es) + lognorm(lk, ybar + k0, ks) - own)
+
+
+def offdiag_slots(law: Law, data: FitData) -> np.ndarray | None:
+    """Flat positions, in the (M, F) layout, of the matrix entries the laws use: every pair but
+    a family with itself (None for a law without a matrix). NUTS samples a matrix parameter's
+    site at these entries only (the diagonal, which `log_loss` masks out, would be a free prior
+    dimension)."""
+    if not law.matrix:
+        return None
+    M = len(data.mixture_families)
+    return np.flatnonzero(offdiag_mask(data.fam_in_mix_F, M).ravel() > 0)
+
+
+def _matrix_of_sites(z, slots: np.ndarray, M: int, F: int, xp):
+    """Site values at `slots` (..., n_slots) laid into (..., M, F), 0 elsewhere."""
+    pad = xp.concatenate([z, xp.zeros(z.shape[:-1] + (1,))], axis=-1)
+    where = np.full(M * F, len(slots))
+    where[slots] = np.arange(len(slots))
+    return pad[..., where].reshape(z.shape[:-1] + (M, F))
+
+
+def _sample_sites(law: Law, shared, lay: Layout, M: int, xp, sample, fam, mat, slots=None) -> dict:
+    """Raw (centred) parameters from the prior sites. `sample(name, kind, shape)` draws a
+    standard site ("normal", "halfnormal" or "halfcauchy"); `fam` and `mat` shape a per-family
+    (..., F) and a matrix (..., M, F) value for `log_loss` (the model: (F, 1) and (M, F, 1)); a
+    shared site is one value (per group), a matrix site is sampled at `slots` only."""
+    F, ybar = len(lay.group_F), lay.per_family(lay.ybar_G)
+    th = {}
+    level = "E" in law.params and "k" in law.params  # mixing: E and k from the (level, share) sites
+    for n in law.params:
+        if n in _SITE_OF and not (level and n == "E"):
+            site, sh = _SITE_OF[n], n in shared
+            v = lay.loc(site, sh) + PRIORS[site][1] * sample(f"z_{site}", "normal", lay.shape(sh))
+            raw, expo = _RAW_OF[site]
+            v = lay.spread(v, xp) if sh else v
+            th[raw] = fam(xp.exp(v) if expo else v)
+    if "R_star" in law.params:
+        loc, scale = EXTRA_PRIORS["log_Rstar"]
+        th["lrs"] = fam(loc + scale * sample("z_log_Rstar", "normal", (F,)))
+    if level:
+        le, lk = _e_and_k(ybar, sample("z_level", "normal", (F,)), sample("z_share", "normal", (F,)), xp)
+        th["e"], th["lk"] = fam(le), fam(lk)
+    elif "k" in law.params:
+        loc, scale = EXTRA_PRIORS["log_k"]
+        th["lk"] = fam(ybar + loc + scale * sample("z_log_k", "normal", (F,)))
+    if "t" in law.matrix:
+        z = sample("z_t", "normal", (len(slots),))
+        th["t"] = mat(EXTRA_PRIORS["t"] * _matrix_of_sites(z, slots, M, F, xp))
+    if "tau" in law.matrix:
+        kind, scale = EXTRA_PRIORS["tau"]
+        th["tau"] = mat(scale * _matrix_of_sites(sample("z_tau", kind, (len(slots),)), slots, M, F, xp))
+    return th
+
+
+def fit_rows(law: Law, data: FitData, lay: Layout) -> tuple[np.ndarray, ...]:
+    """The table laid out per family (F x R, R the most rows of any family; the mask drops the
+    padding), so that every family parameter reaches its rows by broadcasting (no gather, whose
+    gradient is a slow scatter): mask, log N and log D centred on their group's reference (in
+    float64, before the model's precision), log p, log U, log L, the standard error of log L; for
+    a law with a matrix, the mixture (M, F, R) and the off-diagonal mask (M, F, 1)."""
     F, counts = data.n_families, data.counts_F()
-    R = int(counts.max())
     slot_R = np.zeros(data.n_rows, int)
     for j in range(F):
         sel = np.flatnonzero(data.fam_R == j)
         slot_R[sel] = np.arange(len(sel))
-    mask = np.zeros((F, R), bool)
+    mask = np.zeros((F, int(counts.max())), bool)
     mask[data.fam_R, slot_R] = True
-    out = [mask]
-    for c in cols_R:
-        a = np.zeros((F, R))
-        a[data.fam_R, slot_R] = c
-        out.append(a)
-    return out
+
+    def lay_out(v_R, fill=0.0):
+        out = np.full(mask.shape, fill, dtype=float)
+        out[data.fam_R, slot_R] = v_R
+        return out
+
+    logU = data.logU_R if data.logU_R is not None and law.uses_unique_tokens else np.full(data.n_rows, np.inf)
+    grp_R = lay.group_F[data.fam_R]
+    rows = [mask, lay_out(data.logN_R - lay.lN0_G[grp_R]), lay_out(data.logD_R - lay.lD0_G[grp_R]),
+            lay_out(data.logp_R), lay_out(logU, np.inf), lay_out(data.logL_R), lay_out(data.sem_rel_R)]
+    if law.matrix:
+        M = len(data.mixture_families)
+        rows += [np.stack([lay_out(data.P_RxM[:, m]) for m in range(M)]),
+                 offdiag_mask(data.fam_in_mix_F, M)[:, :, None]]
+    return tuple(rows)
 
 
-def n_dims(law: Law, shared, n_families: int, n_groups: int = 1) -> int:
+def _model(law: Law, shared, lay: Layout, M: int, slots):
+    """The numpyro model of any law; arrays (`fit_rows`) enter as arguments so one trace serves
+    any data. log N and log D enter centred; the repetition term reads log D with the reference
+    added back."""
+    import jax.numpy as jnp
+    import numpyro
+    import numpyro.distributions as dist
+
+    drawn, F = {}, len(lay.group_F)
+    lD0 = np.reshape(lay.per_family(lay.lD0_G), (-1, 1)) if law.uses_unique_tokens else 0.0
+
+    def sample(name, kind, shape):
+        d = {"normal": dist.Normal(0.0, 1.0), "halfnormal": dist.HalfNormal(1.0),
+             "halfcauchy": dist.HalfCauchy(1.0)}[kind]
+        drawn[name] = numpyro.sample(name, d.expand(shape).to_event(len(shape)) if shape else d)
+        return drawn[name]
+
+    def model(mask, logN, logD, logp, logU, logL, sem, P=None, offdiag=None):
+        th = _sample_sites(law, shared, lay, M, jnp, sample, fam=lambda v: jnp.broadcast_to(v, (F,))[:, None],
+                           mat=lambda v: v[..., None], slots=slots)
+        if "z_level" in drawn:
+            numpyro.factor("prior_E_k", _prior_e_k(lay.per_family(lay.ybar_G), drawn["z_level"], drawn["z_share"],
+                                                   th["e"][:, 0], th["lk"][:, 0], jnp))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
+        mu = log_loss(law, th, logN, logD + lD0, logp, logU, P, offdiag, lD0=lD0, xp=jnp)
+        scale = jnp.sqrt(sigma[:, None] ** 2 + sem ** 2)
+        numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask), obs=logL)
+
+    return model
+
+
+def _natural(law: Law, z: dict, lay: Layout, shared, M: int, slots, off_MxF) -> dict:
+    """Standard draws (chain, draw, ...) -> natural parameters (chain, draw, F[, M])."""
+    chains = np.shape(next(iter(z.values())))[0]
+    flat = {k: np.asarray(v, float).reshape((-1,) + np.shape(v)[2:]) for k, v in z.items()}
+    th = _sample_sites(law, shared, lay, M, np, lambda name, kind, shape: flat[name], fam=lambda v: v,
+                       mat=lambda v: np.moveaxis(v, 1, 0), slots=slots)
+    if "a" in th:
+        th["a"] = th["a"] + th["alpha"] * lay.per_family(lay.lN0_G)
+        th["b"] = th["b"] + th["beta"] * lay.per_family(lay.lD0_G)
+    if "tau" in th:
+        with np.errstate(divide="ignore"):
+            th["ltau"] = np.log(th.pop("tau"))
+    nat = natural_from_raw(law, th, None if off_MxF is None else off_MxF[:, None, :])
+    return {k: v.reshape((chains, -1) + v.shape[1:]) for k, v in nat.items()}
+
+
+def n_dims(law: Law, shared, n_families: int, n_groups: int = 1, n_slots: int = 0) -> int:
     """Number of sampled (unconstrained) dimensions: per-family sites, shared sites (one per
-    group of a stacked program), sigma."""
-    shared_sites = {_SITE_OF[n] for n in shared}
-    return sum(n_groups if s in shared_sites else n_families for s in _sites(law)) + n_families
+    group of a stacked program), matrix sites (`n_slots` each), sigma."""
+    return (sum(n_groups if n in shared else n_families for n in law.params) + n_families
+            + n_slots * len(law.matrix))
+
+
+def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
+    """Sites (standard) at the point fit's optimum: a law started from its base law starts every
+    chain there, since its posterior can have far modes (an unidentified E or B) where a chain
+    started at random stays (R-hat 1.6 on a 5 x 96 table)."""
+    th = dict(fit_arrays(law, data).raw)
+    init = {}
+    if "a" in th:  # the N and D terms at the reference size, as the sites are
+        th["a"] = th["a"] - th["alpha"] * np.log(data.N_ref)
+        th["b"] = th["b"] - th["beta"] * np.log(data.D_ref)
+    for n in law.params:
+        if n in _SITE_OF:
+            site = _SITE_OF[n]
+            loc, scale, rel = PRIORS[site]
+            raw, expo = _RAW_OF[site]
+            v = np.log(np.maximum(th[raw], 1e-6)) if expo else th[raw]
+            init[f"z_{site}"] = np.clip((v - (loc + ybar if rel else loc)) / scale, -4, 4)
+    if "lrs" in th:
+        loc, scale = EXTRA_PRIORS["log_Rstar"]
+        init["z_log_Rstar"] = np.clip((th["lrs"] - loc) / scale, -4, 4)
+    if "lk" in th and "e" in th:
+        (l0, ls), (s0, ss) = LEVEL_SITES["level"], LEVEL_SITES["share"]
+        init.pop("z_log_E")
+        init["z_level"] = np.clip((np.logaddexp(th["e"], th["lk"]) - ybar - l0) / ls, -4, 4)
+        init["z_share"] = np.clip((th["lk"] - th["e"] - s0) / ss, -4, 4)
+    elif "lk" in th:
+        loc, scale = EXTRA_PRIORS["log_k"]
+        init["z_log_k"] = np.clip((th["lk"] - ybar - loc) / scale, -4, 4)
+    slots = offdiag_slots(law, data)
+    if "t" in th:
+        init["z_t"] = np.clip(np.ravel(th["t"])[slots] / EXTRA_PRIORS["t"], -4, 4)
+    if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
+        init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
+    init["sigma"] = np.full(data.n_families, 0.01)
+    return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
 def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int = 1000,
              warmup: int | None = None, seed: int = 0, target_accept: float = TARGET_ACCEPT,
              chain_method: str = CHAIN_METHOD, progress: bool = False, x64: bool = False,
              dense_mass: bool | None = None, layout: Layout | None = None):
-    """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F), sigma,
-    extra sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS
-    sampled dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table."""
+    """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F[, M]), sigma, extra
+    sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS sampled
+    dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table. Every chain
+    starts at the point fit where the law says so (`nuts_from_point_fit`, `_init_from_point`)."""
     import jax
     import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS
+    from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
 
     warmup = WARMUP if warmup is None else warmup
     lay = Layout.single(data) if layout is None else layout
+    slots = offdiag_slots(law, data)
+    M, n_slots = (len(data.mixture_families), len(slots)) if law.matrix else (0, 0)
     if dense_mass is None:
-        dense_mass = n_dims(law, shared, data.n_families, lay.n_groups) <= DENSE_MAX_DIMS
+        dense_mass = n_dims(law, shared, data.n_families, lay.n_groups, n_slots) <= DENSE_MAX_DIMS
     chain_method = _chain_method(chain_method, chains)
-    grp_R = lay.group_F[data.fam_R]
-    model = _model(law, shared, lay)
+    init = (init_to_value(values=_init_from_point(law, data, float(lay.ybar_G[0]))) if law.nuts_from_point_fit
+            else init_to_uniform)
     t0 = time.perf_counter()
     with jax.enable_x64(x64):
-        args = tuple(jnp.asarray(a) for a in _per_family(
-            data, (data.logN_R - lay.lN0_G[grp_R], data.logD_R - lay.lD0_G[grp_R], data.logp_R,
-                   data.logL_R, data.sem_rel_R)))
-        kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass)
+        kernel = NUTS(_model(law, shared, lay, M, slots), target_accept_prob=target_accept, dense_mass=dense_mass,
+                      init_strategy=init)
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method=chain_method, progress_bar=progress)
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore", UserWarning)  # "not enough devices" notice
-            mcmc.run(jax.random.PRNGKey(seed), *args, extra_fields=("diverging", "num_steps"))
+            mcmc.run(jax.random.PRNGKey(seed), *(jnp.asarray(a) for a in fit_rows(law, data, lay)),
+                     extra_fields=("diverging", "num_steps"))
         z = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
-        extra["dense_mass"] = bool(dense_mass)
-        extra["chain_method"] = chain_method
-        extra["warmup"] = warmup
     seconds = time.perf_counter() - t0
-    nat = _natural(law, z, lay, shared)
-    return nat, z["sigma"], extra, seconds
+    extra.update(dense_mass=bool(dense_mass), chain_method=chain_method, warmup=warmup)
+    off = offdiag_mask(data.fam_in_mix_F, M) if law.matrix else None
+    return _natural(law, z, lay, shared, M, slots, off), z["sigma"], extra, seconds
 
 
-def _diagnose(idata, law: Law, families, chains: int) -> tuple[dict, list[str]]:
+def _worst(values, labels, pick) -> tuple[str, float]:
+    """(label, value) of the largest (`pick` max) or smallest finite value."""
+    v = np.asarray(values, float).reshape(-1)
+    ok = np.flatnonzero(np.isfinite(v))
+    if not len(ok):
+        return "", float("nan")
+    k = ok[np.argmax(v[ok])] if pick is max else ok[np.argmin(v[ok])]
+    return labels[k], float(v[k])
+
+
+def _diagnose(idata, law: Law, families, sources, chains: int) -> tuple[dict, list[str]]:
+    """R-hat, bulk and tail ESS per parameter and overall, divergences; and what to do about them."""
     import arviz as az
 
-    names = list(law.params) + ["sigma"]
+    names = list(law.params) + list(law.matrix) + ["sigma"]
     rhat = az.rhat(idata, var_names=names)
     ess_b = az.ess(idata, var_names=names, method="bulk")
     ess_t = az.ess(idata, var_names=names, method="tail")
-    worst_rhat, worst_ess = ("", -np.inf), ("", np.inf)
-    per = {}
+    worst_rhat, worst_ess, per = ("", -np.inf), ("", np.inf), {}
     for n in names:
-        r = np.asarray(rhat[n].values, dtype=float).reshape(-1)
-        e = np.asarray(ess_b[n].values, dtype=float).reshape(-1)
-        et = np.asarray(ess_t[n].values, dtype=float).reshape(-1)
+        labels = ([f"{n}[{f},{g}]" for f in families for g in sources] if n in law.matrix
+                  else [f"{n}[{f}]" for f in families])
+        r, e = rhat[n].values, ess_b[n].values
         per[n] = {"max_rhat": float(np.nanmax(r)) if chains > 1 else float("nan"),
-                  "min_ess_bulk": float(np.nanmin(e)), "min_ess_tail": float(np.nanmin(et))}
-        for j, f in enumerate(families):
-            if chains > 1 and r[j] > worst_rhat[1]:
-                worst_rhat = (f"{n}[{f}]", float(r[j]))
-            if e[j] < worst_ess[1]:
-                worst_ess = (f"{n}[{f}]", float(e[j]))
+                  "min_ess_bulk": float(np.nanmin(e)), "min_ess_tail": float(np.nanmin(ess_t[n].values))}
+        worst_rhat = max(worst_rhat, _worst(r, labels, max), key=lambda t: t[1] if np.isfinite(t[1]) else -np.inf)
+        worst_ess = min(worst_ess, _worst(e, labels, min), key=lambda t: t[1] if np.isfinite(t[1]) else np.inf)
     div = int(np.asarray(idata.sample_stats["diverging"].values).sum())
     diag = {"max_rhat": worst_rhat[1] if chains > 1 else float("nan"), "worst_rhat": worst_rhat[0],
             "min_ess_bulk": worst_ess[1], "worst_ess": worst_ess[0],
@@ -302,23 +449,18 @@ def _diagnose(idata, law: Law, families, chains: int) -> tuple[dict, list[str]]:
             "divergences": div, "per_parameter": per}
     msgs = []
     if chains < 2:
-        msgs.append("only one chain: R-hat cannot be computed; run --chains 4 to check convergence")
+        msgs.append("only one chain: R-hat cannot be computed; run 4 chains (chains=4) to check convergence")
     elif worst_rhat[1] > RHAT_MAX:
         msgs.append(f"R-hat {worst_rhat[1]:.3f} > {RHAT_MAX} for {worst_rhat[0]}: the chains disagree. "
-                    "Run longer (more --draws and --num-warmup), or share exponents across families "
-                    "(--shared alpha,beta) when the table is small.")
+                    "Run longer (more draws and warm-up), or share exponents across families "
+                    "(shared=('alpha', 'beta')) when the table is small.")
     if worst_ess[1] < ESS_MIN_PER_CHAIN * max(chains, 1):
         msgs.append(f"bulk ESS {worst_ess[1]:.0f} < {ESS_MIN_PER_CHAIN * max(chains, 1)} for {worst_ess[0]}: "
-                    "too few effective draws for stable 90% intervals. Increase --draws.")
+                    "too few effective draws for stable 90% intervals. Increase the draws.")
     if div > 0:
         msgs.append(f"{div} divergent transitions: the posterior has regions NUTS cannot follow. "
                     "Raise target_accept (e.g. 0.95), share exponents, or add runs that vary N and D.")
     return diag, msgs
-
-
-def default_target_accept(law) -> float:
-    """NUTS's target acceptance probability for `law` (a `Law`) when none is given."""
-    return TARGET_ACCEPT_MIXING if "t" in law.matrix else TARGET_ACCEPT
 
 
 def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains: int = 4,
@@ -330,7 +472,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
 
     Args:
       df: run table; ``loss_sem`` (nats/token) is added to the noise in quadrature where given.
-      law: "multilingual", "chinchilla" or "ratio".
+      law: any registered law (`multiscale.laws.forms.LAWS`).
       shared: exponents shared by all families, e.g. ("alpha", "beta").
       chains, draws, warmup: NUTS settings; warmup (extra to the draws) defaults to WARMUP.
       dense_mass: None (default) dense up to DENSE_MAX_DIMS sampled dimensions, else
@@ -342,29 +484,24 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       target_accept: NUTS's target acceptance probability; None: the law's default
         (`default_target_accept`: TARGET_ACCEPT, TARGET_ACCEPT_MIXING for the mixing laws).
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
-      extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`): one
-        refit per axis (N, D) with at least 3 levels, leaving its largest level out, with the
-        fit's chains and warm-up but REFIT_DRAWS draws in all (`refit_settings`), the refits run
-        as one NUTS program; recorded in ``options["extrapolation_refit"]``.
+      extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`) where the
+        law does (`learns_extrapolation`): one refit per axis (N, D) with at least 3 levels, leaving
+        its largest level out, with the fit's chains and warm-up but REFIT_DRAWS draws in all
+        (`refit_settings`), the refits run as one NUTS program; recorded in
+        ``options["extrapolation_refit"]``.
 
     Returns:
-      `BayesFit` with draws per family/parameter, an ArviZ InferenceData, R-hat, ESS and
-      divergences.
+      `BayesFit` with draws per family/parameter, an ArviZ InferenceData (with the pointwise
+      ``log_likelihood`` of every table row), R-hat, ESS and divergences.
     """
     law_obj = get_law(law)
-    if not law_obj.is_seed:  # a law of the whole mixture: multiscale.laws.mixture_fit
-        from multiscale.laws.mixture_fit import fit_bayes_mixture
-
-        return fit_bayes_mixture(df, law_obj, shared, chains=chains, draws=draws, warmup=warmup, seed=seed,
-                                 target_accept=target_accept, progress=progress, warn=warn,
-                                 dense_mass=dense_mass, chain_method=chain_method, extrapolation=extrapolation)
     check_settings(chains, draws, warmup)
     target_accept = default_target_accept(law_obj) if target_accept is None else target_accept
     df, data, shared = prepare(df, law_obj, shared)
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
                     dense_mass=dense_mass, chain_method=chain_method)
-    fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn)
-    fit.options["extrapolation"] = bool(extrapolation and law_obj.uses_scale)
+    fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn, loglik=True)
+    fit.options["extrapolation"] = bool(extrapolation and law_obj.learns_extrapolation)
     if fit.options["extrapolation"]:
         refit = refit_settings(settings)
         fit.options["extrapolation_refit"] = {k: refit[k] for k in ("chains", "draws", "warmup", "seed")}
@@ -389,9 +526,6 @@ def _extrapolation_model(df: pd.DataFrame, law_obj: Law, shared, refit: dict) ->
     sub-tables (`Layout`: the posterior factorizes over the tables, so this is the two refits for
     one compilation) unless that program would lose the dense mass matrix the tables alone get;
     no warnings: the refits are diagnostics of the final fit, not results."""
-    from multiscale.laws.extrapolation import leave_largest_out
-    from multiscale.laws.predict import predictive_draws
-
     seconds, stacked = [], []
 
     def fit_many(tables):
@@ -450,37 +584,41 @@ def _fit_stacked(law_obj: Law, datas: list[FitData], shared, settings: dict) -> 
 
 
 def _fit_prepared(law_obj: Law, data: FitData, shared, settings: dict, *, progress: bool,
-                  warn: bool) -> BayesFit:
+                  warn: bool, loglik: bool = False) -> BayesFit:
     """NUTS on prepared arrays, ArviZ diagnostics, and the `BayesFit`."""
     nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
-    return _as_fit(law_obj, data, shared, settings, nat, sigma, extra, seconds, warn=warn)
+    return _as_fit(law_obj, data, shared, settings, nat, sigma, extra, seconds, warn=warn, loglik=loglik)
 
 
 def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, sigma, extra: dict,
-            seconds: float, *, warn: bool) -> BayesFit:
-    """The `BayesFit` of NUTS draws (chain, draw, F) of `data`'s families, with diagnostics."""
+            seconds: float, *, warn: bool, loglik: bool = False) -> BayesFit:
+    """The `BayesFit` of NUTS draws (chain, draw, F[, M]) of `data`'s families, with diagnostics
+    and, with `loglik`, the pointwise log-likelihood of every table row."""
     import arviz as az
 
     chains, draws, seed, target_accept = (settings[k] for k in ("chains", "draws", "seed", "target_accept"))
-    fams = list(data.families)
-    post = {**nat, "sigma": sigma}
-    idata = az.from_dict(
-        posterior=post,
-        sample_stats={"diverging": extra["diverging"].astype(bool),
-                      "n_steps": extra["num_steps"].astype(np.int64)},
-        coords={"family": fams}, dims={n: ["family"] for n in post})
-    diag, msgs = _diagnose(idata, law_obj, fams, chains)
-    diag["seconds"] = seconds
-    if warn:
-        for m in msgs:
-            _warnings.warn(m, RuntimeWarning, stacklevel=4)
+    fams, mix = list(data.families), tuple(data.mixture_families) if law_obj.matrix else ()
     counts = data.counts_F()
-    draws_SF = {n: v.reshape(-1, v.shape[-1]) for n, v in nat.items()}
-    return BayesFit(
-        law=law_obj, families=tuple(fams), shared=shared, draws=draws_SF, N_ref=data.N_ref,
-        D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)}, idata=idata,
-        diagnostics=diag, warnings=msgs,
-        options={"chains": chains, "draws": draws, "warmup": extra["warmup"],
-                 "dense_mass": extra["dense_mass"], "chain_method": extra["chain_method"],
-                 "seed": seed, "target_accept": target_accept, "student_nu": STUDENT_NU,
-                 "sigma_prior": SIGMA_PRIOR})
+    fit = BayesFit(law=law_obj, families=tuple(fams), shared=shared,
+                   draws={n: v.reshape((-1,) + v.shape[2:]) for n, v in nat.items()}, N_ref=data.N_ref,
+                   D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
+                   mixture_families=mix, unique_tokens=data.unique_tokens_F())
+    more = {}
+    if loglik:
+        ll = pointwise_loglik(fit, data, sigma.reshape(-1, len(fams)))
+        more = {"log_likelihood": {"y": ll.reshape(sigma.shape[:2] + (-1,))}}
+    fit.idata = az.from_dict(
+        posterior={**nat, "sigma": sigma}, **more,
+        sample_stats={"diverging": extra["diverging"].astype(bool), "n_steps": extra["num_steps"].astype(np.int64)},
+        coords={"family": fams, "source": list(mix) or ["-"], "row": np.arange(data.n_rows)},
+        dims={n: ["family"] for n in law_obj.params} | {m: ["family", "source"] for m in law_obj.matrix}
+        | {"sigma": ["family"], "y": ["row"]})
+    fit.diagnostics, fit.warnings = _diagnose(fit.idata, law_obj, fams, mix, chains)
+    fit.diagnostics["seconds"] = seconds
+    if warn:
+        for m in fit.warnings:
+            _warnings.warn(m, RuntimeWarning, stacklevel=4)
+    fit.options = {"chains": chains, "draws": draws, "warmup": extra["warmup"], "dense_mass": extra["dense_mass"],
+                   "chain_method": extra["chain_method"], "seed": seed, "target_accept": target_accept,
+                   "student_nu": STUDENT_NU, "sigma_prior": SIGMA_PRIOR}
+    return fit

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from multiscale.laws.forms import Law, check_shared
-from multiscale.runs import RunTableError, mixture_columns, validate_runs
+from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS, RunTableError, mixture_columns, validate_runs
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,6 @@ class FitData:
 
 def mixture_arrays(df: pd.DataFrame, families) -> dict:
     """The FitData fields of the whole mixture (see `FitData`) from a validated table."""
-    from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS
-
     cols = mixture_columns(df)
     out: dict = {"logU_R": np.full(len(df), np.inf)}
     if UNIQUE_TOKENS in df.columns:
@@ -105,7 +103,7 @@ def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitDat
     if not law.uses_scale:
         for col in ("N", "D"):
             if df[col].nunique() > 1:
-                other = "multilingual" if law.is_seed else "transfer"
+                other = "transfer" if law.uses_mixture else "multilingual"
                 raise RunTableError(
                     f"column {col!r}: law {law.name!r} needs runs that share one (N, D); found "
                     f"{sorted(df[col].unique().tolist())[:6]}; use law {other!r}")

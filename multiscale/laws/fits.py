@@ -149,7 +149,7 @@ class PointFit(Fit):
         problem = out_of_range(self.draws, self.families)
         if problem:
             raise InputError(f"the fit is not saved: {problem} (the runs' loss rises with N or D, or the "
-                                "law does not suit them; check the runs or fit another --law)")
+                                "law does not suit them; check the runs or fit another law)")
         directory = check_fit_dir(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _write_fit_json(directory, self.to_dict(), {})

@@ -84,25 +84,38 @@ class IndependenceResult:
         return "\n".join(lines)
 
 
-def _ols(X, y):
+def _ols(X, y, n_groups: int):
+    """OLS of group-demeaned y on group-demeaned X (Frisch-Waugh-Lovell: the same slopes,
+    residuals and slope covariance as adding one intercept per group, without an n x G design)."""
     beta, *_ = np.linalg.lstsq(X, y, rcond=None)
     resid = y - X @ beta
     rss = float(resid @ resid)
-    rank = np.linalg.matrix_rank(X)
+    rank = n_groups + np.linalg.matrix_rank(X)
     dof = len(y) - rank
     s2 = rss / dof if dof > 0 else np.nan
     cov = s2 * np.linalg.pinv(X.T @ X)
     return beta, rss, rank, dof, cov
 
 
+def _demean(A_NxK: np.ndarray, g_N: np.ndarray, n_groups: int) -> np.ndarray:
+    """Each column of `A_NxK` minus its mean over the rows of the same group (g_N in 0..G-1)."""
+    count_G = np.bincount(g_N, minlength=n_groups)
+    means_GxK = np.column_stack([np.bincount(g_N, weights=a, minlength=n_groups) for a in A_NxK.T]) / count_G[:, None]
+    return A_NxK - means_GxK[g_N]
+
+
 def _nested_fits(X_own, X_full, y, g) -> dict[str, Any]:
-    """OLS of y on the own-ratio design and on the full design; R^2 of both (after the
-    per-(N, D) means), the share own-p explains and the nested-model F test."""
+    """OLS of y on the own-ratio design and on the full design, each with one intercept per
+    (N, D) group g; R^2 of both (after the per-(N, D) means), the share own-p explains and the
+    nested-model F test."""
     from scipy import stats
 
-    b_own, rss_own, r_own, _, _ = _ols(X_own, y)
-    b_full, rss_full, r_full, dof_full, cov = _ols(X_full, y)
-    tss = float(((y - np.array([y[g == k].mean() for k in g])) ** 2).sum())
+    g_n = np.unique(g, return_inverse=True)[1]  # groups numbered 0..G-1
+    n_groups = int(g_n.max()) + 1
+    y = _demean(y[:, None], g_n, n_groups)[:, 0]
+    b_own, rss_own, r_own, _, _ = _ols(_demean(X_own, g_n, n_groups), y, n_groups)
+    b_full, rss_full, r_full, dof_full, cov = _ols(_demean(X_full, g_n, n_groups), y, n_groups)
+    tss = float(y @ y)
     r2_own = 1 - rss_own / tss if tss > 0 else np.nan
     r2_full = 1 - rss_full / tss if tss > 0 else np.nan
     share = r2_own / r2_full if r2_full > 0 else np.nan
@@ -145,13 +158,15 @@ def _test_family(fam: str, sub: pd.DataFrame, g: np.ndarray, mix: list[str],
         raise RunTableError(f"family {fam!r}: no other family's ratio varies over its runs "
                             f"({', '.join(left_out)} constant); the independence test needs varied mixtures")
     y = np.log(sub["loss"].to_numpy(float))
-    n = len(y)
-    D_grp = (g[:, None] == np.unique(g)[None, :]).astype(float)  # one intercept per (N, D)
-    X_own = np.column_stack([D_grp, np.log(p_own)])
+    n, n_groups = len(y), len(np.unique(g))
+    X_own = np.log(p_own)[:, None]  # the intercepts, one per (N, D) group, are _nested_fits' own
     X_full = np.column_stack([X_own, sub[others].to_numpy(float)])
-    if n <= X_full.shape[1] + 2:
+    if n <= n_groups + X_full.shape[1] + 2:
         raise RunTableError(f"family {fam!r}: {n} usable runs (p > 0) are too few for the "
                             f"independence test with {len(others)} other families")
+    if pd.Series(y).groupby(g).nunique().max() <= 1:
+        raise RunTableError(f"family {fam!r}: its loss is the same in every run of each (N, D) "
+                            f"({np.exp(y[0]):.6g} in the first): nothing for the mixture to explain")
     fits = _nested_fits(X_own, X_full, y, g)
     k0 = X_own.shape[1]
     j, eff, lo, hi, material_clear = _cross_effects(fits["b_full"][k0:], fits["cov"][k0:, k0:], fits["dof_full"])

@@ -27,6 +27,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from multiscale.errors import InputError
+
 GRAD_TOL = 1e-10
 MEMORY = 10  # curvature pairs kept
 FTOL = 1e-11  # stop when an accepted step lowers the objective by less than this fraction of it
@@ -238,8 +240,6 @@ def minimize(objective: Callable, x0, *, max_evals: int = 600, tol: float = GRAD
     import jax.numpy as jnp
 
     if not (isinstance(max_evals, (int, np.integer)) and max_evals >= 1):
-        from multiscale.errors import InputError
-
         raise InputError(f"max_evals must be a positive integer, got {max_evals!r}")
     vg = batched_value_and_grad(objective)
 

@@ -1,33 +1,37 @@
-"""Point fit: Hoffmann et al. (2022) approach 3, vectorized over the start grid with jax.
+"""Point fit: Hoffmann et al. (2022) approach 3 for every law, multi-start L-BFGS in jax.
 
 Minimize, per family (or jointly when exponents are shared),
 
-    sum_runs Huber_delta( LSE(a - alpha log N, b - beta log D, e) - gamma log p - log L ),
+    sum_rows Huber_delta( law.log_loss(row) - log L ),   delta = 1e-3,
 
-delta = 1e-3, with L-BFGS (`multiscale.laws.lbfgs`) from every point of the grid below; keep
-the start with the lowest objective. ``A = exp(a)``, ``B = exp(b)``, ``E = exp(e)``. The
-ratio law minimizes ``sum Huber(logc - gamma log p - log L)``; chinchilla drops the gamma term.
+with L-BFGS (`multiscale.laws.lbfgs`) from every start the law supplies, and keep the start with
+the lowest objective (`multiscale.laws.forms.log_loss`; for multilingual the log-loss is
+``LSE(a - alpha log N, b - beta log D, e) - gamma log p`` with ``A = exp(a)``, ``B = exp(b)``,
+``E = exp(e)``).
 
-Start grid (docs/design.md, "Laws: forms, fits, optimal ratios"): alpha, beta in
-{0, 0.5, ..., 2}; e in {-1, -0.5, ..., 1}; a, b in {0, 5, ..., 25}. gamma (not in Hoffmann et
-al.): {0, 0.3} -- log-loss is linear in gamma given the rest, so two starts suffice (He et al.
-report gamma well inside [0, 0.5]); 9,000 starts per family in all. The ratio law's log c
-starts from the e grid. Every start runs in float64.
+Starts (`law_starts`): a law without a `base` starts from the Cartesian grid
+`multiscale.laws.forms.GRID` of its raw names (9,000 starts per family for multilingual; the
+grid of Hoffmann et al. for chinchilla); a law with a base starts from its base law's fit on the
+same table (full grid), crossed with `EXTRA_STARTS` of the parameters it adds: tau = 0 (and no
+repetition) is the base law, so the base's optimum is the natural origin. A repetition law's
+base is fitted on the table with each row's ratio replaced by its effective ratio at every start
+R* (`effective_ratio_data`): at a fixed R* the law is its base at the effective ratios, while the
+base fitted on the raw ratios bends its D exponent (beta < 0) to follow a loss that rises with D.
 
-Speed (the full grid in seconds): all problems -- one per family, or one joint problem when
-exponents are shared -- run side by side in one small compiled L-BFGS program, the starts on
-the arrays' last axis and in chunks of CHUNK per problem that stay in cache; the table's rows
-are grouped in blocks sharing (family, N, D), so the log-sum-exp is computed once per block.
-By default every start first gets SCREEN_ITERS evaluations and only the KEEP best per
-problem run on to convergence, each continuing its own trajectory (a common multi-start
-strategy); ``keep=None`` runs every start to convergence, and tests/test_laws_point.py
-checks on realistic tables that both keep the same optimum. Converged starts are dropped
-every ROUND evaluations. log N and log D are centred internally (an exact
-reparameterization, see `fit_arrays`).
+Speed: all problems -- one per family, or one joint problem when exponents are shared -- run
+side by side in one small compiled L-BFGS program, the starts on the arrays' last axis and in
+chunks of CHUNK per problem that stay in cache; the table's rows are grouped in blocks sharing
+(family, N, D), so the scale part is computed once per block. By default every start first gets
+SCREEN_ITERS evaluations and only the KEEP best per problem run on to convergence, each continuing
+its own trajectory (a common multi-start strategy); ``keep=None`` runs every start to convergence,
+and tests/test_laws_point.py checks on realistic tables that both keep the same optimum.
+Converged starts are dropped every ROUND evaluations. log N and log D are centred internally (an
+exact reparameterization, see `fit_arrays`). Every start runs in float64.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import warnings
@@ -37,24 +41,24 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+import multiscale.laws.lbfgs as lbfgs
 from multiscale.errors import InputError
-from multiscale.laws import lbfgs
 from multiscale.laws.data import FitData, prepare
 from multiscale.laws.fits import PointFit
-from multiscale.laws.forms import RAW_NAMES, Law, get_law, log_loss_from_raw, natural_from_raw
+from multiscale.laws.forms import (
+    EXTRA_STARTS,
+    GRID,
+    Law,
+    get_law,
+    log_effective_own_ratio,
+    log_loss_at_scale,
+    log_scale,
+    natural_from_raw,
+    offdiag_mask,
+)
 from multiscale.laws.lbfgs import FTOL, GRAD_TOL, MEMORY, LBFGSState
 
 HUBER_DELTA = 1e-3
-GRID = {
-    "alpha": np.arange(0.0, 2.01, 0.5),
-    "beta": np.arange(0.0, 2.01, 0.5),
-    "e": np.arange(-1.0, 1.01, 0.5),
-    "a": np.arange(0.0, 25.01, 5.0),
-    "b": np.arange(0.0, 25.01, 5.0),
-    "gamma": np.array([0.0, 0.3]),
-    "logc": np.arange(-1.0, 1.01, 0.5),
-}
-MAX_ITERS = 600  # objective evaluations per start (one per L-BFGS trial step)
 SCREEN_ITERS = 10  # evaluations every start gets before only the best KEEP per problem go on
 KEEP = 256
 CONSENSUS = 3  # fewer kept starts than this at the best optimum: rerun with every start
@@ -65,8 +69,8 @@ ROUND = 50  # evaluations between dropping the starts that have finished
 
 def start_grid(law: Law, grid: dict | None = None) -> tuple[tuple[str, ...], np.ndarray]:
     """(raw names, G x K array of starts): the Cartesian product of `GRID` (entries replaced
-    by `grid`'s) for the law."""
-    names = RAW_NAMES[law.name]
+    by `grid`'s) for the law's raw names."""
+    names = law.raw_names
     g = {**GRID, **(grid or {})}
     unknown = set(grid or {}) - set(GRID)
     if unknown:
@@ -75,30 +79,20 @@ def start_grid(law: Law, grid: dict | None = None) -> tuple[tuple[str, ...], np.
     return names, pts
 
 
-def _huber(r, delta):
-    import jax.numpy as jnp
-
-    a = jnp.abs(r)
-    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
-
-
-def _make_objective(law: Law, names, layout, n_fam: int):
+def _make_objective(law: Law, layout):
     """objective(x_KxPxG, rows) -> f_PxG: the Huber objective of P problems x G starts at once.
 
-    x_KxPxG: flat parameter vectors laid out by `layout` (name -> (offset, size), size F
-      per family or 1 shared), with the starts on the LAST axis, so that every operation is
-      elementwise across starts and vectorizes on CPU.
-    rows: (famB_BxFxPx1, logp_BxMxPx1, logL_BxMxPx1, w_BxMxPx1, logN_BxPx1, logD_BxPx1):
-      each problem's table rows in B blocks of M rows that share one family, N and D (see
-      `_problem_blocks`; padding rows weigh 0). The scale part
-      LSE(a - alpha log N, b - beta log D, e) is computed once per block and broadcast over
-      its rows: no gather or scatter anywhere. famB is the blocks' family one-hot (F = 1
-      when each family is its own problem).
+    x_KxPxG: flat parameter vectors laid out by `layout` (name -> (offset, size), size F per
+      family or 1 shared; a matrix parameter M, one per mixture family), the starts on the LAST
+      axis, so that every operation is elementwise across starts and vectorizes on CPU.
+    rows: (famB_BxFxPx1, logN_BxPx1, logD_BxPx1, logDraw_BxPx1, logp_BxRxPx1, logL, w, logU,
+      P_MxBxRxPx1, offdiag_MxBx1xPx1): each problem's table rows in B blocks of R rows that share
+      one family, N and D (see `_problem_blocks`; padding rows weigh 0). The scale part is
+      computed once per block (log N, log D centred) and broadcast over its rows: no gather or
+      scatter anywhere. famB is the blocks' family one-hot (F = 1 when each family is its own
+      problem).
     """
     import jax.numpy as jnp
-
-    def unpack(x):
-        return {n: x[o:o + s] for n, (o, s) in layout.items()}
 
     def pick(v_FxPxG, famB):  # -> BxPxG (or 1xPxG for one value)
         if v_FxPxG.shape[0] == 1:
@@ -106,21 +100,17 @@ def _make_objective(law: Law, names, layout, n_fam: int):
         return jnp.sum(famB * v_FxPxG[None], axis=1)
 
     def objective(x, rows):
-        famB, logp, logL, w, logN_B, logD_B = rows
-        th = unpack(x)
-        if law.uses_scale:
-            th_B = {n: pick(th[n], famB) for n in ("a", "b", "e", "alpha", "beta")}
-            if law.uses_ratio:
-                th_B["gamma"] = 0.0
-            scale_B = log_loss_from_raw(law, th_B, logN_B, logD_B, 0.0 * logN_B, xp=jnp)
-        else:
-            scale_B = pick(th["logc"], famB)
-        pred = scale_B[:, None]
-        if law.uses_ratio:
-            pred = pred - pick(th["gamma"], famB)[:, None] * logp
-        return jnp.sum(w * _huber(pred - logL, HUBER_DELTA), axis=(0, 1))
+        famB, logN_B, logD_B, logDraw_B, logp, logL, w, logU, P, off = rows
+        th = {n: x[o:o + s] for n, (o, s) in layout.items()}
+        th_B = {n: pick(th[n], famB) for n in law.raw_names}
+        scale_B = log_scale(law, th_B, logN_B, logD_B, jnp)
+        th_R = {n: v[:, None] for n, v in th_B.items()} | {m: th[m][:, None, None] for m in law.raw_matrix}
+        r = log_loss_at_scale(law, th_R, scale_B[:, None], logDraw_B[:, None], logp, logU, P, off, jnp) - logL
+        a = jnp.abs(r)
+        huber = jnp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+        return jnp.sum(w * huber, axis=(0, 1))
 
-    return objective, unpack
+    return objective
 
 
 def _cell_groups(fam, logN, logD) -> list[np.ndarray]:
@@ -146,15 +136,15 @@ def _block_size(groups_per_problem: list[list[np.ndarray]]) -> int:
 _PROGRAMS: dict = {}
 
 
-def _programs(law: Law, names, layout, n_fam: int):
+def _programs(law: Law, layout):
     """Jitted ``init(X0_KxPxC, rows) -> state`` and ``run(state, rows, k_end) -> state`` for
     P problems x C starts, cached per law and layout so that every chunk, phase and call
     with the same shapes reuses two small compilations."""
     import jax
 
-    key = (law.name, tuple(names), tuple(sorted(layout.items())), n_fam)
+    key = (law.name, tuple(sorted(layout.items())))
     if key not in _PROGRAMS:
-        objective, _ = _make_objective(law, names, layout, n_fam)
+        objective = _make_objective(law, layout)
 
         def vg(rows):
             return lbfgs.batched_value_and_grad(lambda x: objective(x, rows))
@@ -166,9 +156,9 @@ def _programs(law: Law, names, layout, n_fam: int):
     return _PROGRAMS[key]
 
 
-def _run_chunks(init, run, state: LBFGSState | None, X0_KxG, rows, C: int, idx_PxN,
+def _run_chunks(init, run, state: LBFGSState | None, X0_KxPxG, rows, C: int, idx_PxN,
                 k_end: int) -> LBFGSState:
-    """Advance the starts idx_PxN (per problem; initialized from X0_KxG when `state` is
+    """Advance the starts idx_PxN (per problem; initialized from X0_KxPxG when `state` is
     None) to `k_end` evaluations, C per problem per call (the last call pads by repeating
     starts; repeats are dropped). Returns the numpy state of the N starts per problem."""
     import jax.numpy as jnp
@@ -179,7 +169,7 @@ def _run_chunks(init, run, state: LBFGSState | None, X0_KxG, rows, C: int, idx_P
         cols = np.arange(s0, s0 + C) % N
         m = min(C, N - s0)
         if state is None:
-            x0 = np.take_along_axis(X0_KxG[:, None, :], idx_PxN[None, :, cols], axis=-1)
+            x0 = np.take_along_axis(X0_KxPxG, idx_PxN[None, :, cols], axis=-1)
             st = init(jnp.asarray(x0), rows)
         else:
             st = state.map(lambda v: jnp.asarray(v[..., cols]))  # noqa: B023 (used at once)
@@ -214,9 +204,9 @@ class _Search(NamedTuple):
     f_kept: np.ndarray
 
 
-def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_screen: int,
+def _solve(init, run, X0_KxPxG: np.ndarray, rows, n_problems: int, keep: int, n_screen: int,
            max_iters: int) -> _Search:
-    """Multi-start L-BFGS for P problems that share the G starts of X0_KxG.
+    """Multi-start L-BFGS for P problems from their G starts X0_KxPxG.
 
     Starts go through in chunks of CHUNK per problem (one compilation serves every chunk).
     Screening (``keep < G``): every start runs `n_screen` evaluations, then only the `keep`
@@ -224,12 +214,12 @@ def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_sc
     follows exactly the trajectory it would have followed alone. Exhaustive (``keep >=
     G``): every start goes on. Either way the starts still running are repacked every ROUND
     evaluations, so converged ones stop costing, until all are done or at `max_iters`."""
-    K, G = X0_KxG.shape
+    G = X0_KxPxG.shape[-1]
     P = n_problems
     C = min(CHUNK, G)
     idx_PxG = np.broadcast_to(np.arange(G), (P, G))
     k_end = min(n_screen if keep < G else ROUND, max_iters)
-    state = _run_chunks(init, run, None, X0_KxG, rows, C, idx_PxG, k_end)
+    state = _run_chunks(init, run, None, X0_KxPxG, rows, C, idx_PxG, k_end)
     if keep < G:
         idx_PxG = np.argsort(_finite_f(state), axis=-1, kind="stable")[:, :keep]
         state = _select(state, idx_PxG)
@@ -241,7 +231,7 @@ def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_sc
         k_end = min(k_end + ROUND, max_iters)
         # per problem, its active starts first (stable), padded with finished ones
         order_PxA = np.argsort(~act, axis=-1, kind="stable")[:, :n_act]
-        sub = _run_chunks(init, run, _select(state, order_PxA), X0_KxG, rows, C,
+        sub = _run_chunks(init, run, _select(state, order_PxA), X0_KxPxG, rows, C,
                           np.broadcast_to(np.arange(n_act), (P, n_act)), k_end)
         for dst, v in zip(state, sub):
             np.put_along_axis(dst, np.broadcast_to(order_PxA, v.shape), v, axis=-1)
@@ -253,88 +243,87 @@ def _solve(init, run, X0_KxG: np.ndarray, rows, n_problems: int, keep: int, n_sc
                    iters=state.k.max(axis=-1), f_kept=f)
 
 
-def _consensus(f_PxM: np.ndarray) -> np.ndarray:
-    """Per problem, how many starts end within a relative 1e-9 of the best objective."""
-    best = f_PxM.min(axis=-1, keepdims=True)
-    return np.sum(f_PxM <= best * (1 + 1e-9) + 1e-14, axis=-1)
-
-
-def _layout(names, shared, n_fam):
+def _layout(law: Law, shared, n_fam: int, M: int) -> tuple[dict, int]:
+    """name -> (offset, size) of the flat parameter vector: per family (`n_fam`, 1 when each
+    family is its own problem) or 1 when shared; a matrix parameter M values."""
     layout, off = {}, 0
-    for n in names:
-        size = 1 if n in shared else n_fam
+    sizes = [(n, 1 if n in shared else n_fam) for n in law.raw_names] + [(m, M) for m in law.raw_matrix]
+    for n, size in sizes:
         layout[n] = (off, size)
         off += size
     return layout, off
 
 
-def _expand_starts(names, layout, dim, G_pts):
-    """Grid points (G x K, one value per raw name) -> flat start vectors (dim x G)."""
-    X0 = np.zeros((dim, G_pts.shape[0]))
-    for k, n in enumerate(names):
-        o, s = layout[n]
-        X0[o:o + s, :] = G_pts[None, :, k]
-    return X0
+def _centre(layout: dict, X, lN0: float, lD0: float, sign: float) -> np.ndarray:
+    """a -> a - alpha lN0 and b -> b - beta lD0 on flat vectors (sign -1: back)."""
+    X = np.array(X, dtype=np.float64)
+    if "a" in layout:
+        for raw, expo, l0 in (("a", "alpha", lN0), ("b", "beta", lD0)):
+            (o, s), (oe, se) = layout[raw], layout[expo]
+            X[o:o + s] -= sign * X[oe:oe + se] * l0
+    return X
 
 
-def _problem_blocks(data: FitData, sel, logN_c, logD_c, fam_local, n_fam_local: int,
-                    groups, M: int, B: int):
+def _problem_blocks(law: Law, data: FitData, sel, fam_local, n_fam_local: int, groups, R: int, B: int):
     """One problem's part of the `rows` of `_make_objective` for the table rows `sel` (cells
-    `groups`, as indices into `sel`), in B blocks of M rows; padding weighs 0."""
+    `groups`, as indices into `sel`), in B blocks of R rows; padding weighs 0."""
+    M = len(data.mixture_families) if law.matrix else 1
     famB, logN_B, logD_B = np.zeros((B, n_fam_local)), np.zeros(B), np.zeros(B)
-    logp, logL, w = np.zeros((B, M)), np.zeros((B, M)), np.zeros((B, M))
+    logp, logL, w, logU = np.zeros((B, R)), np.zeros((B, R)), np.zeros((B, R)), np.full((B, R), np.inf)
+    P, off = np.zeros((M, B, R)), np.zeros((M, B, 1))
     k = 0
     for g in groups:
-        for s0 in range(0, len(g), M):
-            part = sel[g[s0:s0 + M]]
+        for s0 in range(0, len(g), R):
+            part = sel[g[s0:s0 + R]]
             n = len(part)
             famB[k, fam_local[g[0]]] = 1.0
-            logN_B[k], logD_B[k] = logN_c[part[0]], logD_c[part[0]]
+            logN_B[k], logD_B[k] = data.logN_R[part[0]], data.logD_R[part[0]]
             logp[k, :n], logL[k, :n] = data.logp_R[part], data.logL_R[part]
             w[k, :n] = 1.0 if data.weight_R is None else data.weight_R[part]
+            if law.uses_unique_tokens and data.logU_R is not None:
+                logU[k, :n] = data.logU_R[part]
+            if law.matrix:
+                P[:, k, :n] = data.P_RxM[part].T
+                off[:, k, 0] = offdiag_mask(data.fam_in_mix_F[data.fam_R[part[:1]]], M)[:, 0]
             k += 1
-    return famB, logp, logL, w, logN_B, logD_B
+    return famB, logN_B, logD_B, logp, logL, w, logU, P, off
 
 
 class _Problems(NamedTuple):
-    """The fit as `_solve` sees it: the parameter layout, the families per problem, the
-    number of problems, the `rows` of `_make_objective` (numpy, problems on the second-to-last
-    axis) and the flat start vectors (dim x G)."""
+    """The fit as `_solve` sees it: the parameter layout, the number of problems, the `rows` of
+    `_make_objective` (numpy, problems on the second-to-last axis) and the centred flat start
+    vectors (dim x P x G)."""
 
     layout: dict
-    n_local: int
     n_problems: int
     rows: tuple
     X0: np.ndarray
 
 
-def _problems(law: Law, names, G_pts: np.ndarray, data: FitData, shared, lN0: float,
-              lD0: float) -> _Problems:
-    """One joint problem over all families (shared exponents) or one per family, all padded
-    to common shapes (weight 0), with log N, log D centred on lN0, lD0 and the starts mapped
-    to the centred parameters."""
-    F = data.n_families
-    col = {n: k for k, n in enumerate(names)}
-    P = G_pts.copy()
-    if law.uses_scale:
-        P[:, col["a"]] -= P[:, col["alpha"]] * lN0
-        P[:, col["b"]] -= P[:, col["beta"]] * lD0
-    logN_c, logD_c = data.logN_R - lN0, data.logD_R - lD0
+def _problems(law: Law, X_KxFxG: np.ndarray, data: FitData, shared, lN0: float, lD0: float) -> _Problems:
+    """One joint problem over all families (shared exponents) or one per family, all padded to
+    common shapes (weight 0), with log N, log D centred on lN0, lD0 and the starts mapped to the
+    centred parameters."""
+    F, M = data.n_families, len(data.mixture_families) if law.matrix else 1
     if shared:
-        layout, dim = _layout(names, shared, F)
+        layout, dim = _layout(law, shared, F, M)
         sels, fams_local, n_local = [np.arange(data.n_rows)], [data.fam_R], F
+        X0 = np.zeros((dim, 1, X_KxFxG.shape[-1]))
+        for k, n in enumerate(law.raw_names):  # the grid's starts are the same for every family
+            o, s = layout[n]
+            X0[o:o + s, 0] = X_KxFxG[k, :s]
     else:
-        layout, dim = _layout(names, (), 1)
+        layout, dim = _layout(law, (), 1, M)
         sels = [np.flatnonzero(data.fam_R == j) for j in range(F)]
-        fams_local, n_local = [np.zeros(len(s), np.int32) for s in sels], 1
-    groups = [_cell_groups(f, logN_c[s], logD_c[s]) for s, f in zip(sels, fams_local)]
-    M = _block_size(groups)
-    B = max(sum(-(-len(g) // M) for g in gs) for gs in groups)
-    per = [_problem_blocks(data, s, logN_c, logD_c, f, n_local, gs, M, B)
-           for s, f, gs in zip(sels, fams_local, groups)]
+        fams_local, n_local, X0 = [np.zeros(len(s), np.int32) for s in sels], 1, X_KxFxG
+    groups = [_cell_groups(f, data.logN_R[s], data.logD_R[s]) for s, f in zip(sels, fams_local)]
+    R = _block_size(groups)
+    B = max(sum(-(-len(g) // R) for g in gs) for gs in groups)
+    per = [_problem_blocks(law, data, s, f, n_local, gs, R, B) for s, f, gs in zip(sels, fams_local, groups)]
     # problems on the second-to-last axis, a trailing axis of 1 for the starts
-    rows = tuple(np.moveaxis(np.stack(parts), 0, -1)[..., None] for parts in zip(*per))
-    return _Problems(layout, n_local, len(sels), rows, _expand_starts(names, layout, dim, P))
+    famB, logN, logD, *rest = (np.moveaxis(np.stack(parts), 0, -1)[..., None] for parts in zip(*per))
+    rows = (famB, logN - lN0, logD - lD0, logD, *rest)
+    return _Problems(layout, len(sels), rows, _centre(layout, X0, lN0, lD0, 1.0))
 
 
 def _merge(out: _Search, ex: _Search, redo: np.ndarray) -> _Search:
@@ -345,14 +334,14 @@ def _merge(out: _Search, ex: _Search, redo: np.ndarray) -> _Search:
     return out._replace(best=best, f=f, grad_norm=gn, iters=iters, x=x)
 
 
-def _search(law: Law, names, pr: _Problems, G: int, keep: int, n_screen: int,
+def _search(law: Law, pr: _Problems, G: int, keep: int, n_screen: int,
             max_iters: int) -> tuple[_Search, np.ndarray]:
     """(the search's answer, the problems whose every start ran to the end)."""
     import jax
     import jax.numpy as jnp
 
     with jax.enable_x64(True):
-        init, run = _programs(law, names, pr.layout, pr.n_local)
+        init, run = _programs(law, pr.layout)
         rows_j = tuple(jnp.asarray(a) for a in pr.rows)
         out = _solve(init, run, pr.X0, rows_j, pr.n_problems, keep, n_screen, max_iters)
         if keep >= G:
@@ -360,10 +349,12 @@ def _search(law: Law, names, pr: _Problems, G: int, keep: int, n_screen: int,
         # Consensus check: on a well-posed problem many kept starts end at the same optimum.
         # Where fewer than CONSENSUS do, the optimum is a rare or flat-valley one that the
         # screen may have cut: those problems rerun with every start (the full procedure).
-        redo = np.flatnonzero(_consensus(out.f_kept) < CONSENSUS)
+        # (starts ending within a relative 1e-9 of the best objective)
+        best = out.f_kept.min(axis=-1, keepdims=True)
+        redo = np.flatnonzero(np.sum(out.f_kept <= best * (1 + 1e-9) + 1e-14, axis=-1) < CONSENSUS)
         if len(redo):
             sub = tuple(jnp.asarray(np.take(a, redo, axis=-2)) for a in pr.rows)
-            out = _merge(out, _solve(init, run, pr.X0, sub, len(redo), G, n_screen, max_iters), redo)
+            out = _merge(out, _solve(init, run, pr.X0[:, redo], sub, len(redo), G, n_screen, max_iters), redo)
     return out, redo
 
 
@@ -381,12 +372,12 @@ class ArrayFit:
     """The approach-3 fit of prepared arrays (`fit_arrays`), per family (F) where it says _F.
 
     Attributes:
-      raw: approach-3 parameters, ``raw name -> (F,)`` (``a = log A``, ``b = log B``,
-        ``e = log E``, exponents; ``logc`` for the ratio law).
-      best_F: index into `starts` of each family's winning start.
+      raw: raw parameters, ``raw name -> (F,)`` (``a = log A``, ``b = log B``, ``e = log E``,
+        exponents; ``logc`` for the ratio law; ...), matrix ones ``(M, F)``.
+      best_F: index of each family's winning start.
       objective_F: final Huber objective per family (a shared fit: the joint one, repeated).
       grad_norm_F: gradient norm at the solution per family.
-      starts: the G x K start grid; names: its columns (`RAW_NAMES[law]`).
+      starts: the starts, K x F x G (`names` along K, matrix ones M values each).
       iters: the most objective evaluations any start used.
       kept: starts per problem that went past the screen (G when none was cut).
       objective_kept: the final objective of every start that went on, problems x kept.
@@ -410,65 +401,111 @@ def _family_results(law: Law, out: _Search, layout, F: int, shared, lN0: float, 
     """(raw params per family in the natural (uncentred) scale, best start, objective and
     gradient norm per family) from the search over problems."""
     if shared:
-        x = out.x[:, 0]
+        x = _centre(layout, out.x[:, :1], lN0, lD0, -1.0)[:, 0]
         raw = {n: np.broadcast_to(x[o:o + s], (F,)).copy() for n, (o, s) in layout.items()}
-        best_F = np.full(F, out.best[0])
-        obj_F, gn_F = np.full(F, out.f[0]), np.full(F, out.grad_norm[0])
-    else:
-        raw = {n: out.x[o].copy() for n, (o, s) in layout.items()}
-        best_F, obj_F, gn_F = out.best, out.f, out.grad_norm
-    if law.uses_scale:
-        raw["a"] = raw["a"] + raw["alpha"] * lN0
-        raw["b"] = raw["b"] + raw["beta"] * lD0
-    return raw, best_F, obj_F, gn_F
+        return raw, np.full(F, out.best[0]), np.full(F, out.f[0]), np.full(F, out.grad_norm[0])
+    x = _centre(layout, out.x, lN0, lD0, -1.0)
+    raw = {n: x[o:o + s] if n in law.raw_matrix else x[o] for n, (o, s) in layout.items()}
+    return raw, out.best, out.f, out.grad_norm
 
 
-def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int = MAX_ITERS,
+def effective_ratio_data(data: FitData, lrs: float) -> FitData:
+    """The table with each row's ratio replaced by its effective ratio at R* = exp(lrs)."""
+    if data.logU_R is None:
+        return data
+    with np.errstate(over="ignore", invalid="ignore"):
+        logp = log_effective_own_ratio(lrs, data.logD_R, data.logp_R, data.logU_R)
+    return dataclasses.replace(data, logp_R=np.asarray(logp, dtype=float))
+
+
+def base_fits(law: Law, data: FitData, lrs_values) -> dict[float, ArrayFit]:
+    """lrs -> the base law's fit on `effective_ratio_data` (empty for a law without U, or a
+    table where no family repeats)."""
+    if not law.uses_unique_tokens or data.logU_R is None or not np.any(data.logp_R + data.logD_R > data.logU_R):
+        return {}
+    base = get_law(law.base)
+    return {float(v): fit_arrays(base, effective_ratio_data(data, float(v))) for v in lrs_values}
+
+
+def _starts_from_base(law: Law, data: FitData) -> np.ndarray:
+    """(K, F, G): the base law's best fit per family crossed with `EXTRA_STARTS` (for the
+    repetition laws, fitted on the effective ratios at each start R*: `base_fits`)."""
+    at_rs = base_fits(law, data, EXTRA_STARTS["lrs"])
+    base = fit_arrays(get_law(law.base), data) if not at_rs else None
+    F, M = data.n_families, len(data.mixture_families) if law.matrix else 0
+    ybar_F = np.array([data.logL_R[data.fam_R == j].mean() for j in range(F)])
+    base_names = get_law(law.base).raw_names
+    extra = [n for n in law.raw_names if n in EXTRA_STARTS] + list(law.raw_matrix)
+    combos = list(itertools.product(*[EXTRA_STARTS[n] for n in extra])) or [()]
+    K = len(law.raw_names)
+    X = np.zeros((K + M * len(law.raw_matrix), F, len(combos)))
+    for g, combo in enumerate(combos):
+        v = dict(zip(extra, combo))
+        for k, n in enumerate(law.raw_names):
+            X[k, :, g] = (at_rs.get(v.get("lrs"), base).raw[n] if n in base_names
+                          else ybar_F + v[n] if n == "lk" else v[n])
+        for i, m in enumerate(law.raw_matrix):
+            X[K + i * M:K + (i + 1) * M, :, g] = v[m]
+    return X
+
+
+def law_starts(law: Law, data: FitData, grid: dict | None = None, starts=None) -> np.ndarray:
+    """The law's starts, K x F x G (module docstring): `starts` (G x K) when given, else its
+    base law's fit crossed with `EXTRA_STARTS`, else `start_grid` (`grid` replacing entries)."""
+    if starts is None and law.base:
+        return _starts_from_base(law, data)
+    G_pts = start_grid(law, grid)[1] if starts is None else np.atleast_2d(np.asarray(starts, dtype=np.float64))
+    return np.broadcast_to(G_pts.T[:, None, :], (G_pts.shape[1], data.n_families, G_pts.shape[0])).copy()
+
+
+def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int | None = None,
                starts: np.ndarray | None = None, grid: dict | None = None,
                keep: int | None = KEEP, n_screen: int = SCREEN_ITERS) -> ArrayFit:
     """Approach-3 fit on prepared arrays (see `ArrayFit` for what it returns).
 
-    `starts` (G x K in `RAW_NAMES[law]` order) replaces the default grid (the bootstrap
-    uses this to restart from the full-data optimum). `keep`: after `n_screen` L-BFGS
-    evaluations from every start, only the `keep` best starts per problem run on to
-    convergence; ``keep=None`` runs every start to convergence (the exhaustive procedure,
-    ``tests/test_laws_point.py`` checks that both keep the same optimum).
-
-    All problems (one per family, or one joint problem with shared exponents) and all
-    starts run in one compiled program (see `_programs`).
+    `starts` (G x K in `law.raw_names` order) replaces the law's starts (`law_starts`; the
+    bootstrap restarts from the full-data optimum). `max_iters`: objective evaluations per start
+    (None: `law.max_evals`). `keep`: after `n_screen` L-BFGS evaluations from every start, only
+    the `keep` best starts per problem run on to convergence; ``keep=None`` runs every start to
+    convergence (``tests/test_laws_point.py`` checks that both keep the same optimum).
 
     Internally log N and log D are centred on the table's geometric means (N_ref, D_ref)
     and ``a' = a - alpha log N_ref``, ``b' = b - beta log D_ref`` are optimized: the same
     objective and the same starts (mapped exactly), but far better conditioned for L-BFGS.
     """
-    names, G_pts = start_grid(law, grid)
-    if starts is not None:
-        G_pts = np.atleast_2d(np.asarray(starts, dtype=np.float64))
-    G = G_pts.shape[0]
+    max_iters = law.max_evals if max_iters is None else max_iters
+    X = law_starts(law, data, grid, starts)
+    G = X.shape[-1]
     keep = _check_search(keep, n_screen, G)
     lN0, lD0 = np.log(data.N_ref), np.log(data.D_ref)
-    pr = _problems(law, names, G_pts, data, shared, lN0, lD0)
-    out, exhaustive = _search(law, names, pr, G, keep, n_screen, max_iters)
+    pr = _problems(law, X, data, shared, lN0, lD0)
+    out, exhaustive = _search(law, pr, G, keep, n_screen, max_iters)
     raw, best_F, obj_F, gn_F = _family_results(law, out, pr.layout, data.n_families, shared, lN0, lD0)
-    return ArrayFit(raw=raw, best_F=best_F, objective_F=obj_F, grad_norm_F=gn_F, starts=G_pts,
-                    names=names, iters=int(out.iters.max()), kept=keep, objective_kept=out.f_kept,
-                    exhaustive_P=exhaustive)
+    return ArrayFit(raw=raw, best_F=best_F, objective_F=obj_F, grad_norm_F=gn_F, starts=X,
+                    names=law.raw_names + law.raw_matrix, iters=int(out.iters.max()), kept=keep,
+                    objective_kept=out.f_kept, exhaustive_P=exhaustive)
+
+
+def _start_of(res: ArrayFit, law: Law, j: int, M: int) -> dict:
+    """Family j's winning start as raw name -> value (a matrix parameter: its M values)."""
+    x = res.starts[:, j, res.best_F[j]]
+    K = len(law.raw_names)
+    out = {n: float(x[k]) for k, n in enumerate(law.raw_names)}
+    return out | {m: x[K + i * M:K + (i + 1) * M].tolist() for i, m in enumerate(law.raw_matrix)}
 
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
-              max_iters: int = MAX_ITERS, grid: dict | None = None, keep: int | None = KEEP,
+              max_iters: int | None = None, grid: dict | None = None, keep: int | None = KEEP,
               n_screen: int = SCREEN_ITERS) -> PointFit:
     """Fit `law` to a run table by Hoffmann et al. approach 3 (see module docstring).
 
     Args:
       df: run table (`multiscale.runs` columns; loss in nats/token).
-      law: any registered law (`multiscale.laws.forms.LAWS`); the laws of the whole mixture
-        are fitted by `multiscale.laws.mixture_fit.fit_point_mixture` (their own starts and
-        evaluation budget; `max_iters`, `grid`, `keep`, `n_screen` apply to the seed laws).
+      law: any registered law (`multiscale.laws.forms.LAWS`).
       shared: exponents shared by all families, e.g. ("alpha", "beta") or "alpha,beta".
-      max_iters: objective evaluations (L-BFGS trial steps) per start.
-      grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``); the default
-        is the full grid (docs/design.md).
+      max_iters: objective evaluations (L-BFGS trial steps) per start (None: the law's).
+      grid: replaces entries of the start grid `GRID` (e.g. ``{"a": [5.0]}``) of a law started
+        from the grid; the default is the full grid (docs/design.md).
       keep, n_screen: every start gets `n_screen` evaluations, then the `keep` best per
         family run on to convergence (a family whose kept starts do not agree on the optimum
         reruns with every start); ``keep=None`` runs every start to convergence.
@@ -477,31 +514,28 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       `PointFit` with the best start's parameters per family.
     """
     law_obj = get_law(law)
-    if not law_obj.is_seed:  # a law of the whole mixture
-        from multiscale.laws.mixture_fit import fit_point_mixture
-
-        return fit_point_mixture(df, law_obj, shared)
     t0 = time.perf_counter()
     df, data, shared = prepare(df, law_obj, shared)
-    res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid, keep=keep,
-                     n_screen=n_screen)
-    slow = [f for f, g in zip(data.families, res.grad_norm_F) if not g < 1e-6]
-    if slow:
-        warnings.warn(f"L-BFGS stopped with gradient norm above 1e-6 for {slow} after {max_iters} "
-                      "iterations: raise max_iters, or share exponents if the table cannot pin "
-                      "the law down", RuntimeWarning, stacklevel=2)
-    nat = natural_from_raw(law_obj, res.raw)
-    draws = {n: np.asarray(nat[n], dtype=float)[None, :] for n in law_obj.params}
+    res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid, keep=keep, n_screen=n_screen)
     fams = data.families
+    slow = [f for f, g in zip(fams, res.grad_norm_F) if not g < 1e-6]
+    if slow:
+        warnings.warn(f"L-BFGS stopped with gradient norm above 1e-6 for {slow} after "
+                      f"{max_iters or law_obj.max_evals} evaluations: raise max_iters, or share exponents if "
+                      "the table cannot pin the law down", RuntimeWarning, stacklevel=2)
+    M = len(data.mixture_families) if law_obj.matrix else 0
+    off = offdiag_mask(data.fam_in_mix_F, M) if law_obj.matrix else None
+    draws = {n: np.asarray(v, dtype=float)[None] for n, v in natural_from_raw(law_obj, res.raw, off).items()}
     counts = data.counts_F()
+    done = set(res.exhaustive_P.tolist())
     return PointFit(
         law=law_obj, families=fams, shared=shared, draws=draws, N_ref=data.N_ref,
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
         objective={f: float(res.objective_F[j]) for j, f in enumerate(fams)},
-        start={f: {n: float(res.starts[res.best_F[j], k]) for k, n in enumerate(res.names)}
-               for j, f in enumerate(fams)},
+        start={f: _start_of(res, law_obj, j, M) for j, f in enumerate(fams)},
         grad_norm={f: float(res.grad_norm_F[j]) for j, f in enumerate(fams)},
-        n_starts=int(res.starts.shape[0]), seconds=time.perf_counter() - t0,
-        search={"screen_iters": int(n_screen), "keep": int(res.kept),
-                "every_start_to_the_end": [fams[j] for j in range(len(fams))
-                                           if (0 if shared else j) in set(res.exhaustive_P.tolist())]})
+        n_starts=int(res.starts.shape[-1]), seconds=time.perf_counter() - t0,
+        search={"screen_iters": int(n_screen), "keep": int(res.kept), "max_evals": int(max_iters or law_obj.max_evals),
+                "every_start_to_the_end": [fams[j] for j in range(len(fams)) if (0 if shared else j) in done]},
+        mixture_families=tuple(data.mixture_families) if law_obj.matrix else (),
+        unique_tokens=data.unique_tokens_F())

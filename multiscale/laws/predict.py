@@ -16,11 +16,15 @@ import numpy as np
 import pandas as pd
 
 from multiscale.errors import InputError
+from multiscale.laws.data import FitData, mixture_arrays
 from multiscale.laws.extrapolation import extrapolation_sd
 from multiscale.laws.fits import LOSS_UNITS, Fit
-from multiscale.laws.forms import predict_loss
+from multiscale.laws.forms import log_loss, mixture_loss, offdiag_mask, raw_from_natural
 from multiscale.laws.summary import Q_HIGH, Q_LOW, interval
 from multiscale.mixture import RATIO_TOLERANCE, Mixture, parse_pairs
+from multiscale.runs import UNIQUE_TOKENS
+
+STUDENT_NU = 5.0  # the degrees of freedom of the fits' Student-t noise on log-loss (`multiscale.laws.bayes`)
 
 
 @dataclass
@@ -62,20 +66,21 @@ class Prediction:
         return "\n".join(lines)
 
 
-def check_ratios(fit: Fit, ratios: str | Mapping[str, float], *, what: str = "ratios") -> dict[str, float]:
+def check_ratios(fit: Fit, ratios: str | Mapping[str, float], *, arg: str = "ratios") -> dict[str, float]:
     """The family ratios to predict at, checked: ``'FAM=P,...'`` text or a mapping, read by
     `multiscale.mixture.parse_pairs` (no duplicates, NaN, inf, negatives, or families outside
     the fit); each ratio in (0, 1]; ratios of every family of the fit sum to 1, ratios of some
     of them to at most 1 (both within `multiscale.mixture.RATIO_TOLERANCE`). `InputError`s
-    name `what` (e.g. ``--ratios``) and the family."""
-    p = parse_pairs(ratios, arg=what, known=fit.families)
+    name the argument `arg` and the family."""
+    p = parse_pairs(ratios, arg=arg, known=fit.families)
     for f, v in p.items():
         if not 0 < v <= 1:
-            raise InputError(f"{what}: the ratio of family {f!r} must lie in (0, 1], got {v:g}")
+            raise InputError(f"{arg}: the ratio of family {f!r} must lie in (0, 1], got {v:g}", arg=arg)
     if set(p) == set(fit.families):
-        Mixture.parse(p, arg=what)  # all families: they must sum to 1
+        Mixture.parse(p, arg=arg)  # all families: they must sum to 1
     elif sum(p.values()) > 1 + RATIO_TOLERANCE:
-        raise InputError(f"{what}: the ratios sum to {sum(p.values()):.9g} > 1 (a mixture's ratios sum to 1)")
+        raise InputError(f"{arg}: the ratios sum to {sum(p.values()):.9g} > 1 (a mixture's ratios sum to 1)",
+                         arg=arg)
     return p
 
 
@@ -87,24 +92,18 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
     budgets by the fit's extrapolation term (`multiscale.laws.extrapolation`; 0 inside them).
     The ratio law only predicts at the (N, D) it was fitted on; elsewhere an `InputError`.
     """
-    if not all(isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0 for v in (N, D)):
-        raise InputError(f"N and D must be finite positive numbers, got N={N!r}, D={D!r}")
+    for name, v in (("N", N), ("D", D)):
+        if not (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) and v > 0):
+            raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
     if p_by_family is None:
         p_by_family = {f: 1.0 / len(fit.families) for f in fit.families}
-    p_by_family = check_ratios(fit, p_by_family, what="p_by_family")
+    p_by_family = check_ratios(fit, p_by_family, arg="p_by_family")
     if not fit.law.uses_scale and not (np.isclose(N, fit.N_ref, rtol=1e-6) and np.isclose(D, fit.D_ref, rtol=1e-6)):
         raise InputError(f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g} and cannot "
                          f"predict at N={N:.4g}, D={D:.4g}")
     fams = tuple(p_by_family)
     idx = [fit.family_index(f) for f in fams]
-    params = {k: v[:, idx] for k, v in fit.draws.items()}
-    p = np.array([p_by_family[f] for f in fams])
-    if fit.law.is_seed:
-        draws = np.asarray(predict_loss(fit.law, params, N, D, p[None, :]), dtype=float)
-    else:  # a law of the whole mixture (multiscale.laws.mixture_fit)
-        from multiscale.laws.mixture_fit import predict_mixture
-
-        draws = predict_mixture(fit, N, D, p_by_family)
+    draws = _mixture_draws(fit, float(N), float(D), p_by_family)[:, idx]
     sd = float(extrapolation_sd(getattr(fit, "extrapolation", None), N, D))
     if sd > 0 and draws.shape[0] > 1:
         draws = draws * np.exp(sd * np.random.default_rng(0).standard_normal(draws.shape))
@@ -112,18 +111,87 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
                       law=fit.law.name, method=fit.method, extrapolation_sd=sd)
 
 
-def predict_rows(fit: Fit, df) -> np.ndarray:
-    """Loss draws (S, R) of the mean law for every row of a run table (families must be in the fit)."""
-    if not fit.law.is_seed:  # a law of the whole mixture: each row at its run's mixture
-        from multiscale.laws.mixture_fit import predict_rows_mixture
+def _row_log_loss(fit, fam_R, logN, logD, logp, logU, P_RxM, draws: slice) -> np.ndarray:
+    """log L (S', R) of the draws `draws` for rows of fit families `fam_R` (indices into
+    fit.families), with each row's mixture P_RxM over fit.mixture_families (None: no matrix)."""
+    law = fit.law
+    nat = {k: v[draws] for k, v in fit.draws.items()}
+    th = {k: (v[:, :, fam_R] if k in law.matrix else v[:, fam_R]) for k, v in raw_from_natural(law, nat).items()}
+    P = off = None
+    if law.matrix:
+        M = len(fit.mixture_families)
+        fam_in_mix = np.array([list(fit.mixture_families).index(f) for f in fit.families])
+        off = offdiag_mask(fam_in_mix, M)[:, None, :][:, :, fam_R]
+        P = P_RxM.T[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return log_loss(law, th, logN, logD, logp, logU, P, off)
 
-        return predict_rows_mixture(fit, df)
-    idx = np.array([fit.family_index(f) for f in df["family"].astype(str)])
-    params = {k: v[:, idx] for k, v in fit.draws.items()}
-    N = df["N"].to_numpy(float)[None, :]
-    D = df["D"].to_numpy(float)[None, :]
-    p = df["p"].to_numpy(float)[None, :]
-    return np.asarray(predict_loss(fit.law, params, N, D, p), dtype=float)
+
+def _fit_mixture_of(fit, data: FitData) -> np.ndarray | None:
+    """data.P_RxM reordered to the fit's mixture families (InputError if they differ)."""
+    if not fit.law.matrix:
+        return None
+    if data.P_RxM is None or set(data.mixture_families) - set(fit.mixture_families):
+        raise InputError(f"the table's mixture families {list(data.mixture_families)} are not among the "
+                         f"fit's {list(fit.mixture_families)} (law {fit.law.name!r} needs p_<family> columns)")
+    P = np.zeros((data.n_rows, len(fit.mixture_families)))
+    for m, g in enumerate(data.mixture_families):
+        P[:, list(fit.mixture_families).index(g)] = data.P_RxM[:, m]
+    return P
+
+
+def pointwise_loglik(fit, data: FitData, sigma_SxF: np.ndarray, chunk: int = 200) -> np.ndarray:
+    """log p(y_r | draw s) (S, R) of the Student-t likelihood of `multiscale.laws.bayes`, for
+    any registered law, rows in `data`'s order."""
+    from scipy import stats
+
+    fam_R = np.array([fit.family_index(f) for f in data.families])[data.fam_R]
+    logU = data.logU_R if data.logU_R is not None else np.full(data.n_rows, np.inf)
+    P = _fit_mixture_of(fit, data)
+    out = np.empty((fit.n_draws, data.n_rows))
+    for s0 in range(0, fit.n_draws, chunk):
+        sl = slice(s0, s0 + chunk)
+        mu = _row_log_loss(fit, fam_R, data.logN_R, data.logD_R, data.logp_R, logU, P, sl)
+        scale = np.sqrt(sigma_SxF[sl][:, fam_R] ** 2 + data.sem_rel_R ** 2)
+        out[sl] = stats.t.logpdf(data.logL_R, STUDENT_NU, loc=mu, scale=scale)
+    return out
+
+
+def _mixture_draws(fit: Fit, N: float, D: float, ratios: dict) -> np.ndarray:
+    """Loss draws (S, F) of the fit's families at one (N, D): a law with a matrix reads the whole
+    mixture (every mixture family's ratio must be given), the others each family's own ratio (the
+    families not in `ratios` are left at NaN)."""
+    mix = tuple(fit.mixture_families)
+    missing = [f for f in mix if f not in ratios]
+    if missing:
+        raise InputError(f"law {fit.law.name!r} needs the whole mixture: give the ratio of {missing} too")
+    mix = mix or tuple(fit.families)
+    P = np.array([ratios.get(f, np.nan) for f in mix])
+    U_F = np.array([fit.unique_tokens.get(f, np.inf) for f in fit.families])
+    return mixture_loss(fit.law, fit.draws, N, D, P, np.array([mix.index(f) for f in fit.families]), U_F)
+
+
+def predict_rows(fit: Fit, df: pd.DataFrame, chunk: int = 500) -> np.ndarray:
+    """Loss draws (S, R) of the mean law for every row of a run table (families in the fit): each
+    row's family at its run's whole mixture (``p_<family>`` columns, for the laws with a matrix)
+    and unique tokens (its ``unique_tokens``, else the U the fit saw)."""
+    df = df.reset_index(drop=True)
+    fam_R = np.array([fit.family_index(f) for f in df["family"].astype(str)])
+    arr = mixture_arrays(df, fit.families)
+    U_fit = np.array([fit.unique_tokens.get(f, np.inf) for f in fit.families])[fam_R]
+    logU = arr["logU_R"] if UNIQUE_TOKENS in df.columns else np.log(U_fit)
+    logU = np.where(np.isfinite(logU), logU, np.log(U_fit))
+    data = FitData(families=tuple(fit.families), fam_R=fam_R, logN_R=np.log(df["N"].to_numpy(float)),
+                   logD_R=np.log(df["D"].to_numpy(float)), logp_R=np.log(df["p"].to_numpy(float)),
+                   logL_R=np.zeros(len(df)), sem_rel_R=np.zeros(len(df)), N_ref=fit.N_ref, D_ref=fit.D_ref,
+                   mixture_families=arr.get("mixture_families", ()), P_RxM=arr.get("P_RxM"), logU_R=logU)
+    P = _fit_mixture_of(fit, data)
+    out = np.empty((fit.n_draws, len(df)))
+    for s0 in range(0, fit.n_draws, chunk):
+        sl = slice(s0, s0 + chunk)
+        out[sl] = np.exp(_row_log_loss(fit, fam_R, data.logN_R, data.logD_R, data.logp_R, logU, P, sl))
+    return out
+
 
 
 def _sigma_SxF(fit: Fit) -> np.ndarray | None:
@@ -149,8 +217,6 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
     sig_SxF = _sigma_SxF(fit)
     if not noise or draws_SxR.shape[0] <= 1 or sig_SxF is None:
         return draws_SxR
-    from multiscale.laws.bayes import STUDENT_NU
-
     rng = np.random.default_rng(seed)
     idx = np.array([fit.family_index(f) for f in df["family"]])
     eps_SxR = rng.standard_t(STUDENT_NU, size=draws_SxR.shape)

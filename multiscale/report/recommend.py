@@ -4,10 +4,10 @@ P(best), as numbers (JSON-ready) and as text lines."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
+from multiscale.decisions.recommend import Recommendation
+from multiscale.decisions.regret import MEDIAN, ROBUST
 from multiscale.laws.summary import interval
 from multiscale.report.labels import pretty, short, si
 
@@ -15,21 +15,14 @@ LOSS_UNITS = "nats/token"
 _MAX_PLOTTED_DRAWS = 2000
 
 
-def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str, int] | None = None,
-                         objective: str = "normalized") -> dict:
-    """The recommended mixture (the robust p*, `multiscale.laws.optimal.Recommendation`), the
-    per-draw optima p* per family (median, 90% interval), and the decision numbers.
-
-    Wraps `optimal_ratios`; adds, per baseline, the difference in mean predicted loss over
+def recommend_for_report(rec: Recommendation) -> dict:
+    """The report's view of a recommendation (`multiscale.decisions.optimal_ratios`): the
+    recommended mixture (the robust p*), the per-draw optima p* per family (median, 90% interval),
+    and the decision numbers; per baseline also the difference in mean predicted loss over
     families (nats/token, the objective's weights) from the recommended mixture with its 90%
-    interval and P(the recommendation is better), and per candidate (recommended, median p*,
-    baselines) the expected regret against the per-draw optimum with its interval and P(best).
-    Returns a JSON-ready dict (`p_star`, `baselines`, `comparison`, `text` lines, and
-    `p_star_draws` for the plot).
+    interval and P(the recommendation is better). Returns a JSON-ready dict (`p_star`, `baselines`,
+    `comparison`, `text` lines, and `p_star_draws` for the plot).
     """
-    from multiscale.laws import optimal_ratios
-
-    rec = optimal_ratios(fit, N, D, objective=objective, available_tokens=family_tokens)
     fams = list(rec.mixture_families)  # the families p* is over (a matrix law's mixture families)
     table = rec.family_table()
     summary = {f: {**table[f]["p_star"], "recommended": table[f]["recommended"],
@@ -39,9 +32,8 @@ def recommend_for_report(fit, N: float, D: float, *, family_tokens: Mapping[str,
     base = {name: {f: float(b["ratios"][f]) for f in fams} for name, b in rec.baselines.items()}
     P = rec.p_star[rec.valid]
     keep = np.linspace(0, len(P) - 1, min(len(P), _MAX_PLOTTED_DRAWS)).astype(int)
-    solver = "exact (separable)" if fit.law.is_seed else "coupled (projected gradient)"
-    return {"N": float(N), "D": float(D), "objective": objective, "loss_units": LOSS_UNITS,
-            "law": rec.law, "method": rec.method, "solver": solver, "families": fams, "p_star": summary,
+    return {"N": rec.N, "D": rec.D, "objective": rec.objective, "loss_units": LOSS_UNITS,
+            "law": rec.law, "method": rec.method, "solver": rec.solver, "families": fams, "p_star": summary,
             "recommended": rec.ratios, "recommended_is": "robust p* (least expected regret)",
             "median_p_star": rec.median_ratios, "baselines": base, "comparison": comparison,
             "notes": list(rec.notes),
@@ -54,8 +46,6 @@ def _comparison(rec) -> dict[str, dict]:
     regret against the per-draw optimum (mean, interval) and P(best among the candidates); per
     baseline also the gain of the recommended mixture in nats/token with P(recommendation better),
     and `objective_gain`, its objective minus the per-draw optimum's (its regret's draws)."""
-    from multiscale.laws.decision import MEDIAN, ROBUST
-
     w, ok = np.asarray(rec.weights, float), rec.valid  # weights over the families with a loss
     decisions = rec.decision_table()
     L_rec_S = (rec.candidates[ROBUST]["loss"][ok] * w).sum(axis=1)
@@ -78,12 +68,10 @@ def recommendation_text(summary, base, comparison, rec) -> list[str]:
     """The recommendation in words: the headline, a table of the recommended mixture and p*
     beside the baselines, the predicted loss, the gain over each baseline with the regret of each
     choice, then the optimizer's notes."""
-    from multiscale.laws.coupled import CoupledRecommendation
-
     kind = "median and 90% credible interval" if rec.p_star.shape[0] > 1 else "point fit: no interval"
     coupled = (f" Law {rec.law} couples the families' losses through the whole mixture, so p* comes from "
                "the coupled solver (projected gradient on the simplex, per draw and on the posterior mean)."
-               if isinstance(rec, CoupledRecommendation) else "")
+               if rec.solver.startswith("coupled") else "")
     lines = [f"Recommended family sampling ratios for a model of N = {si(rec.N)} non-embedding "
              f"parameters trained on D = {si(rec.D)} tokens ({rec.objective} objective): the robust p*, the "
              f"one mixture with the least expected regret; beside it the per-draw optimum p* ({kind}).{coupled}"]
@@ -95,7 +83,8 @@ def recommendation_text(summary, base, comparison, rec) -> list[str]:
     star = comparison["recommended"]["loss"]
     lines.append(f"Predicted mean loss over families at the recommended mixture: {star['median']:.4f} nats/token "
                  f"(90% interval [{star['q05']:.4f}, {star['q95']:.4f}]).")
-    lines.append(f"Expected regret (objective above each draw's own optimum; {_units(rec)}), 90% interval, "
+    units = LOSS_UNITS if rec.objective == "raw" else "x monolingual loss"
+    lines.append(f"Expected regret (objective above each draw's own optimum; {units}), 90% interval, "
                  "and P(best of these choices):")
     for name, c in comparison.items():
         r = c["regret"]
@@ -111,7 +100,3 @@ def recommendation_text(summary, base, comparison, rec) -> list[str]:
     for n in rec.notes:
         lines.append(f"Note: {n}")
     return lines
-
-
-def _units(rec) -> str:
-    return LOSS_UNITS if rec.objective == "raw" else "x monolingual loss"

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import multiscale.report.plots as plots
+from multiscale.decisions import optimal_ratios
 from multiscale.errors import InputError
 from multiscale.fileio import atomic_write_text, write_json
-from multiscale.report import plots
 from multiscale.report.inputs import check_paths, heldout_runs, sweep_facts
 from multiscale.report.labels import pretty, si
 from multiscale.report.markdown import ReportContent, render_markdown
@@ -103,7 +104,7 @@ def _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens) ->
     # leaves no half-written report folder behind.
     table = prediction_table(fit, df, held)
     metrics = fit_metrics(table)
-    rec = recommend_for_report(fit, N, D, family_tokens=family_tokens, objective=objective)
+    rec = recommend_for_report(optimal_ratios(fit, N, D, objective=objective, available_tokens=family_tokens))
     os.makedirs(out_dir, exist_ok=True)
     figs = [plots.plot_loss_vs_p(df, fit, os.path.join(out_dir, "loss_vs_p.png"), heldout=held)]
     atomic_write_text(os.path.join(out_dir, "predictions.csv"), table.to_csv(index=False))

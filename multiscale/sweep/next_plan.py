@@ -1,4 +1,5 @@
-"""The runs `multiscale next` chose, written as a sweep plan (docs/design.md, "Active design").
+"""Sweep plans and the next runs (docs/design.md, "Active design"): a plan's runs as candidates
+(`from_plan`), and the runs `multiscale next` chose written as a sweep plan.
 
 Each chosen run is one explicit mixture entry named ``next<rank>-<label>`` and restricted to its
 preset and budget (`presets:`, `tokens:`), so the plan expands to exactly the chosen runs, in
@@ -10,11 +11,14 @@ the fitted ones. The plan is validated by `SweepPlan.from_dict` before it is wri
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
+from multiscale.decisions.candidates import Candidate, dedupe, preset_sizes
 from multiscale.errors import InputError
 from multiscale.fileio import atomic_write_text
 from multiscale.sweep.plan import SweepPlan
+from multiscale.sweep.runner import plan_runs
 
 _NOT_LABEL = re.compile(r"[^A-Za-z0-9._+-]")
 
@@ -24,7 +28,7 @@ def plan_dict(result, *, template: SweepPlan | None = None, seed: int = 0, name:
     if not result.chosen:
         raise InputError("no run was chosen, so there is no plan to write")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"--seed must be an integer >= 0, got {seed!r}")
+        raise InputError(f"seed must be an integer >= 0, got {seed!r}")
     presets = list(dict.fromkeys(c["preset"] for c in result.chosen))
     tokens = sorted({int(c["D"]) for c in result.chosen})
     out: dict[str, Any] = {"name": name}
@@ -34,7 +38,7 @@ def plan_dict(result, *, template: SweepPlan | None = None, seed: int = 0, name:
     if template is not None and template.families:
         missing = [f for f in result.families if f not in template.families]
         if missing:
-            raise InputError(f"the template plan (--like or --candidates) has no families {missing}; its families: "
+            raise InputError(f"the template plan has no families {missing}; its families: "
                              f"{list(template.families)}")
         out["families"] = list(template.families)
     out.update({"presets": presets, "tokens": tokens, "seeds": [seed]})
@@ -71,3 +75,19 @@ def write_plan(path, plan: dict[str, Any], comment: str = "") -> None:
     import yaml
 
     atomic_write_text(path, comment + yaml.safe_dump(plan, sort_keys=False, default_flow_style=None, width=120))
+
+
+def from_plan(plan, families: Sequence[str], corpus=None) -> list[Candidate]:
+    """Every run a sweep plan expands to (against `corpus` when given, else the plan's families),
+    as candidates; the plan's families must be the decision families."""
+    runs = plan_runs(plan, corpus)
+    sizes = preset_sizes()
+    out = []
+    for r in runs:
+        unknown = sorted(set(r.ratio_dict) - set(families))
+        if unknown:
+            raise InputError(f"candidates: run {r.run_id} has families {unknown} that the fit does not "
+                             f"have ({list(families)})")
+        ratios = tuple((f, float(r.ratio_dict.get(f, 0.0))) for f in families)
+        out.append(Candidate(r.preset, sizes[r.preset], int(r.tokens), r.mixture, ratios))
+    return dedupe(out)

@@ -33,9 +33,9 @@ import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import multiscale.sweep.lease as _lease
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
 from multiscale.fileio import as_path, atomic_write_text, dumps, read_json, sha256_bytes
-from multiscale.sweep import lease as _lease
 
 RUNS_CSV = "runs.csv"
 FAILURES_JSONL = "failures.jsonl"

@@ -23,13 +23,13 @@ import jax
 import numpy as np
 from etils import epath
 
+import multiscale.train.hooks as hooks_lib
 from multiscale.errors import InputError
 from multiscale.fileio import atomic_write_text, check_output_folder, json_safe, read_json, write_json
 from multiscale.models import sharding as msharding
 from multiscale.models.params import count_params, flops_per_token
 from multiscale.models.presets import get_preset
 from multiscale.runs import column_order, make_rows, rows_csv
-from multiscale.train import hooks as hooks_lib
 from multiscale.train.checkpoint import Checkpointer
 from multiscale.train.config import TrainConfig
 from multiscale.train.data_source import RunData, load_run_data

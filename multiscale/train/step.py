@@ -21,10 +21,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+import multiscale.train.optim as optim
 from multiscale.models import sharding as msharding
 from multiscale.models.config import ModelConfig
 from multiscale.models.decoder import Decoder
-from multiscale.train import optim
 
 TRAIN_KEYS = ("inputs", "targets", "segment_ids", "positions", "weights")
 

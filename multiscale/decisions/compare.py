@@ -22,17 +22,26 @@ the one with fewer parameters).
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from multiscale.decisions.recommend import decision_families, optimal_ratios
 from multiscale.errors import InputError
+from multiscale.fileio import atomic_write_bytes, atomic_write_text, json_safe, write_json
+from multiscale.laws.bayes import fit_bayes
+from multiscale.laws.data import prepare
 from multiscale.laws.fits import LOSS_UNITS
 from multiscale.laws.forms import get_law
-from multiscale.runs import validate_runs
+from multiscale.laws.point import fit_point
+from multiscale.laws.predict import pointwise_loglik, predict_rows
+from multiscale.laws.validation import score
+from multiscale.runs import mixture_columns, validate_runs
 
 HOLDOUTS = ("largest-N", "largest-D", "mixtures", "seeds")
 MIN_CELL = 3  # held-out runs per (family, N, D) cell for a Spearman correlation
@@ -41,8 +50,6 @@ MIXTURE_HOLDOUT_FRACTION = 1 / 3
 
 def _mixture_keys(df: pd.DataFrame) -> pd.Series:
     """A key per run naming its mixture (its p_<family> values, else its family=p pairs)."""
-    from multiscale.runs import mixture_columns
-
     cols = mixture_columns(df)
     if cols:
         per_run = df.groupby("run", sort=False)[cols].first().round(9)
@@ -56,21 +63,21 @@ def split(df: pd.DataFrame, holdout: str, seed: int = 0) -> tuple[pd.DataFrame, 
     mixtures: a third of the distinct mixtures (drawn with `seed`), at every (N, D); seeds: the
     runs of the largest value of the ``seed`` column."""
     if holdout not in HOLDOUTS:
-        raise InputError(f"--holdout must be one of {list(HOLDOUTS)}, got {holdout!r}")
+        raise InputError(f"holdout must be one of {list(HOLDOUTS)}, got {holdout!r}")
     if holdout in ("largest-N", "largest-D"):
         col = holdout[-1]
         test = (df[col] == df[col].max()).to_numpy()
         if test.all():
-            raise InputError(f"--holdout {holdout}: every run has the same {col}; nothing is left to fit")
+            raise InputError(f"holdout {holdout}: every run has the same {col}; nothing is left to fit")
     elif holdout == "seeds":
         if "seed" not in df.columns or df["seed"].nunique() < 2:
-            raise InputError("--holdout seeds: the table needs a 'seed' column with at least two seeds")
+            raise InputError("holdout seeds: the table needs a 'seed' column with at least two seeds")
         test = (df["seed"] == df["seed"].max()).to_numpy()
     else:
         keys = _mixture_keys(df)
         mixes = np.array(sorted(set(keys)))
         if len(mixes) < 3:
-            raise InputError(f"--holdout mixtures: the table has {len(mixes)} distinct mixtures; need >= 3")
+            raise InputError(f"holdout mixtures: the table has {len(mixes)} distinct mixtures; need >= 3")
         rng = np.random.default_rng(seed)
         held = set(rng.choice(mixes, size=max(1, int(round(len(mixes) * MIXTURE_HOLDOUT_FRACTION))),
                               replace=False))
@@ -127,13 +134,11 @@ class LawResult:
 
 
 def _fit(train: pd.DataFrame, law: str, method: str, draws: int, chains: int, seed: int):
-    from multiscale.laws import fit_bayes, fit_point
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         if method == "lbfgs":
             return fit_point(train, law=law)
-        # the seed laws' extrapolation term is off: every law is scored alike (the mixture laws have none)
+        # the separable laws' extrapolation term is off: every law is scored alike (the others have none)
         return fit_bayes(train, law=law, draws=draws, chains=chains, warmup=draws, seed=seed, warn=False,
                          extrapolation=False)
 
@@ -142,8 +147,6 @@ def _loo(fit, train: pd.DataFrame) -> tuple[dict[str, float] | None, Any]:
     """PSIS-LOO of a Bayesian fit on its training rows (log_likelihood added where missing)."""
     import arviz as az
 
-    from multiscale.laws.data import prepare
-    from multiscale.laws.mixture_fit import pointwise_loglik
 
     idata = getattr(fit, "idata", None)
     if idata is None:
@@ -164,9 +167,6 @@ def _loo(fit, train: pd.DataFrame) -> tuple[dict[str, float] | None, Any]:
 def _p_star(fit, N: float, D: float) -> dict[str, float] | None:
     """The recommended mixture at (N, D); NaN ratios where the fit's loss is not finite there for
     any draw (a point fit at a boundary of parameter space, which `recommend` refuses)."""
-    from multiscale.laws.coupled import decision_families
-    from multiscale.laws.optimal import optimal_ratios
-
     if not fit.law.uses_ratio:
         return None
     with warnings.catch_warnings():
@@ -181,11 +181,6 @@ def _p_star(fit, N: float, D: float) -> dict[str, float] | None:
 
 
 def _score_law(law: str, train, test, method, draws, chains, seed, N, D) -> LawResult:
-    import time
-
-    from multiscale.laws.predict import predict_rows
-    from multiscale.laws.validation import score
-
     t0 = time.perf_counter()
     fit = _fit(train, law, method, draws, chains, seed)
     with warnings.catch_warnings():
@@ -294,14 +289,14 @@ def compare_laws(df: pd.DataFrame, laws, holdout: str = "largest-N", *, method: 
         laws = [s.strip() for s in laws.split(",") if s.strip()]
     laws = list(laws)
     if not laws:
-        raise InputError("--laws: name at least one law")
+        raise InputError("laws: name at least one law")
     twice = sorted({n for n in laws if laws.count(n) > 1})
     if twice:
         raise InputError(f"laws: {', '.join(map(repr, twice))} named twice; give each law once")
     for name in laws:
         get_law(name)
     if method not in ("lbfgs", "nuts"):
-        raise InputError(f"--method must be 'lbfgs' or 'nuts', got {method!r}")
+        raise InputError(f"method must be 'lbfgs' or 'nuts', got {method!r}")
     df = validate_runs(df)
     if heldout is not None:
         train, test, holdout = df, validate_runs(heldout), "a separate table"
@@ -322,8 +317,6 @@ def _plot(cmp: Comparison, path) -> None:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-
-    from multiscale.fileio import atomic_write_bytes
 
     fams = list(cmp.results[0].per_family)
     x = np.arange(len(fams))
@@ -369,10 +362,6 @@ def _markdown(cmp: Comparison) -> str:
 
 def write_comparison(cmp: Comparison, directory) -> None:
     """compare.json, compare.md and compare.png in `directory` (created)."""
-    from pathlib import Path
-
-    from multiscale.fileio import atomic_write_text, json_safe, write_json
-
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     write_json(d / "compare.json", json_safe(cmp.to_dict()))

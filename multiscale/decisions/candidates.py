@@ -2,7 +2,7 @@
 
 A candidate is one training run: a model preset (N, its non-embedding parameters), a token budget
 D and a mixture over the decision families, costing ``6 N D`` FLOPs. Candidates come from a sweep
-plan (`from_plan`: every run the plan expands to) or are generated from a fit (`generate`):
+plan (`multiscale.sweep.next_plan.from_plan`) or are generated from a fit (`generate`):
 
 - presets: every preset whose N lies in the fitted range of N, and the next one or two above it
   (below the target N);
@@ -83,8 +83,8 @@ class FittedRange:
                        levels=tuple(levels) or DEFAULT_LEVELS)
         ext = getattr(fit, "extrapolation", None) or {}
         if "log_N_range" not in ext or "log_D_range" not in ext:
-            raise InputError("the fit does not record the N and D it was fitted on (fitted with --no-extrapolation?): "
-                             "give --runs TABLE (the fitted run table) or --candidates PLAN.yaml")
+            raise InputError("the fit does not record the N and D it was fitted on (fitted without the "
+                             "extrapolation term?): give runs (the fitted run table) or the candidate runs")
         return cls(N=tuple(sorted(set(np.exp(ext["log_N_range"]).tolist()))),
                    D=tuple(sorted(set(np.exp(ext["log_D_range"]).tolist()))))
 
@@ -96,7 +96,7 @@ def candidate_presets(fitted: FittedRange, N_target: float) -> dict[str, float]:
     inside = {p: n for p, n in sizes.items() if lo <= n <= hi}
     if not inside:
         raise InputError(f"no model preset has N within the fitted range [{min(fitted.N):.4g}, {max(fitted.N):.4g}] "
-                         "(runs from another trainer?): give the candidate runs with --candidates PLAN.yaml")
+                         "(runs from another trainer?): give the candidate runs")
     above = [(p, n) for p, n in sizes.items() if hi < n <= N_target][:ABOVE_RANGE]
     return {**inside, **dict(above)}
 
@@ -134,24 +134,6 @@ def generate(fitted: FittedRange, families: Sequence[str], N_target: float, D_ta
     for preset, n in candidate_presets(fitted, N_target).items():
         for d in candidate_budgets(fitted, D_target):
             out.extend(Candidate(preset, n, d, label, tuple(r.items())) for label, r in mixes.items())
-    return dedupe(out)
-
-
-def from_plan(plan, families: Sequence[str], corpus=None) -> list[Candidate]:
-    """Every run a sweep plan expands to (against `corpus` when given, else the plan's families),
-    as candidates; the plan's families must be the decision families."""
-    from multiscale.sweep.runner import plan_runs
-
-    runs = plan_runs(plan, corpus)
-    sizes = preset_sizes()
-    out = []
-    for r in runs:
-        unknown = sorted(set(r.ratio_dict) - set(families))
-        if unknown:
-            raise InputError(f"--candidates: run {r.run_id} has families {unknown} that the fit does not "
-                             f"have ({list(families)})")
-        ratios = tuple((f, float(r.ratio_dict.get(f, 0.0))) for f in families)
-        out.append(Candidate(r.preset, sizes[r.preset], int(r.tokens), r.mixture, ratios))
     return dedupe(out)
 
 

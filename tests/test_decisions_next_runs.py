@@ -1,7 +1,7 @@
-"""`multiscale next` (multiscale/sweep/active.py, candidates.py, next_plan.py, cli/next.py):
+"""`multiscale next` (multiscale/decisions/next_runs.py, candidates.py, sweep/next_plan.py, cli/next.py):
 the Bayes-linear value of candidate runs, the greedy batch, the written plan, bad inputs.
 
-Fast tests use a hand-built posterior of the seed law that is *unidentified in D*: every fitted
+Fast tests use a hand-built posterior of the separable law that is *unidentified in D*: every fitted
 run at one budget D0, so each family's D term is pinned at D0 (B D0^-beta fixed) while beta keeps
 a broad spread. A run at another budget is then the only thing that can narrow p* under the raw
 objective. The slow test fits NUTS to such a table instead.
@@ -55,14 +55,14 @@ def fit():
 
 
 def _cand(preset, D, label="uniform", ratios=None):
-    from multiscale.sweep.candidates import Candidate
+    from multiscale.decisions.candidates import Candidate
 
     r = ratios or {f: 1 / len(FAMS) for f in FAMS}
     return Candidate(preset, PRESET_N[preset], int(D), label, tuple(r.items()))
 
 
 def test_unidentified_D_proposes_a_second_budget(fit):
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
 
     res = plan_next(fit, 1.55e6, 3.2e6, 5e12, k=4)
     budgets = {c["D"] for c in res.chosen}
@@ -73,9 +73,9 @@ def test_unidentified_D_proposes_a_second_budget(fit):
 
 
 def test_normalized_objective_prefers_the_known_budget(fit):
-    """Under the normalized objective the seed law's p* depends on gamma only. At D0 the scale
+    """Under the normalized objective the separable law's p* depends on gamma only. At D0 the scale
     term is pinned, so a run's loss measures gamma; at 4 D0 the unknown beta confounds it."""
-    from multiscale.sweep.active import values_alone
+    from multiscale.decisions.next_runs import values_alone
 
     cands = [_cand("cpu-100k", D0), _cand("cpu-100k", 4 * D0)]
     v = values_alone(fit, 1.55e6, 3.2e6, cands, objective="normalized", criterion="width")
@@ -83,12 +83,12 @@ def test_normalized_objective_prefers_the_known_budget(fit):
 
 
 def test_existing_configuration_is_worth_less_than_a_new_budget(fit):
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
 
     known, new = _cand("cpu-200k", D0), _cand("cpu-200k", 4 * D0)
     res = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=1, candidates=[known, new])
     assert res.chosen[0]["D"] == 4 * D0
-    from multiscale.sweep.active import values_alone
+    from multiscale.decisions.next_runs import values_alone
 
     v = values_alone(fit, 1.55e6, 3.2e6, [known, new])
     assert v[0] < 0.05 * v[1]
@@ -97,7 +97,7 @@ def test_existing_configuration_is_worth_less_than_a_new_budget(fit):
 def test_candidates_repeating_a_fitted_run_are_left_out(fit):
     import pandas as pd
 
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
 
     runs = pd.DataFrame([{"run": "r0", "family": f, "N": PRESET_N["cpu-100k"], "D": 198656.0, "p": 1 / 3,
                           "loss": 3.0, **{f"p_{g}": 1 / 3 for g in FAMS}} for f in FAMS])
@@ -107,11 +107,11 @@ def test_candidates_repeating_a_fitted_run_are_left_out(fit):
     assert any("1 candidates repeat a fitted run" in n for n in res.notes)
     assert not any("no fitted table given" in n for n in res.notes)
     blind = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=2, candidates=[_cand("cpu-100k", D0), _cand("cpu-100k", 4 * D0)])
-    assert any("no fitted table given (--runs)" in n for n in blind.notes)  # the user is told what was not checked
+    assert any("no fitted table given (runs)" in n for n in blind.notes)  # the user is told what was not checked
 
 
 def test_value_per_flop_favours_the_cheaper_of_equal_runs():
-    from multiscale.sweep.active import greedy
+    from multiscale.decisions.next_runs import greedy
 
     Sigma = np.array([[1.0, 0.8, 0.8], [0.8, 1.0, 1.0], [0.8, 1.0, 1.0]])  # z; two identical rows
     steps = greedy(Sigma, 1, np.array([0, 1]), np.array([0.1, 0.1]), np.array([2.0, 1.0]), np.ones(1), 2, 10.0)
@@ -121,7 +121,7 @@ def test_value_per_flop_favours_the_cheaper_of_equal_runs():
 
 def test_conditioning_is_the_gaussian_posterior():
     """z ~ N(0, 1), y = z + e, e ~ N(0, r): Var(z | y) = r / (1 + r), whatever y."""
-    from multiscale.sweep.active import _blocks, condition, values
+    from multiscale.decisions.next_runs import _blocks, condition, values
 
     r = 0.25
     Sigma = np.ones((2, 2))
@@ -132,19 +132,19 @@ def test_conditioning_is_the_gaussian_posterior():
 
 
 def test_budget_and_k_bound_the_batch(fit):
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
 
     res = plan_next(fit, 1.55e6, 3.2e6, 3.0e11, k=8)
     assert sum(c["flops"] for c in res.chosen) <= 3.0e11
     small = plan_next(fit, 1.55e6, 3.2e6, 1e15, k=2)
     assert len(small.chosen) == 2
     # k, not the budget, ended that batch: the note says how little of the budget it spends
-    assert any("the k = 2 runs spend" in n and "raise --k" in n for n in small.notes), small.notes
-    assert not any("raise --k" in n for n in res.notes)
+    assert any("the k = 2 runs spend" in n and "raise k" in n for n in small.notes), small.notes
+    assert not any("raise k" in n for n in res.notes)
 
 
 def test_regret_criterion_tracks_the_exact_regret(fit):
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
 
     res = plan_next(fit, 1.55e6, 3.2e6, 1e12, k=1)
     assert res.criterion == "regret"
@@ -153,7 +153,7 @@ def test_regret_criterion_tracks_the_exact_regret(fit):
 
 def test_plan_round_trips_through_the_loader_and_dry_run(fit, tmp_path):
     from multiscale.cli import main
-    from multiscale.sweep.active import plan_next
+    from multiscale.decisions.next_runs import plan_next
     from multiscale.sweep.next_plan import plan_dict, write_plan
     from multiscale.sweep.plan import SweepPlan
 
@@ -197,9 +197,9 @@ def test_cli_json_and_plan(fit, tmp_path, capsys):
 
 @pytest.mark.parametrize("extra, message", [
     (["--budget-flops", "1e9"], "below the cheapest candidate"),
-    (["--k", "0"], "--k must be an integer >= 1"),
-    (["--N", "5e4"], "--N 5e+04 is below every fitted value"),
-    (["--D", "-1"], "--D must be a finite positive number"),
+    (["--k", "0"], "k must be an integer >= 1"),
+    (["--N", "5e4"], "N 5e+04 is below every fitted value"),
+    (["--D", "-1"], "D must be a finite positive number"),
 ])
 def test_cli_bad_inputs_are_one_line(fit, tmp_path, capsys, extra, message):
     from multiscale.cli import main
@@ -226,7 +226,7 @@ def test_point_fit_is_refused(fit, tmp_path, capsys):
 
 
 def test_candidates_from_the_fit(fit):
-    from multiscale.sweep.candidates import FittedRange, generate
+    from multiscale.decisions.candidates import FittedRange, generate
 
     cands = generate(FittedRange.of(fit), FAMS, 1.6e6, 3.2e6, robust={f: 1 / 3 for f in FAMS})
     presets = {c.preset for c in cands}
@@ -237,8 +237,8 @@ def test_candidates_from_the_fit(fit):
 
 
 def test_candidates_from_a_plan(fit, tmp_path):
-    from multiscale.sweep.active import plan_next
-    from multiscale.sweep.candidates import from_plan
+    from multiscale.decisions.next_runs import plan_next
+    from multiscale.sweep.next_plan import from_plan
     from multiscale.sweep.plan import SweepPlan
 
     plan = SweepPlan.from_dict({"families": list(FAMS), "presets": ["cpu-100k", "cpu-200k"], "tokens": [2e5, 8e5],
@@ -253,14 +253,14 @@ def test_candidates_from_a_plan(fit, tmp_path):
 
 @pytest.mark.slow  # the coupled solver's compilation: seconds
 def test_a_law_of_the_whole_mixture(fit):
-    """The transfer law (tau small, so close to the seed's law): the coupled p* and the rows'
+    """The transfer law (tau small, so close to the base law): the coupled p* and the rows'
     whole mixtures go through the same value; a second budget is still the first pick."""
     import dataclasses
 
     import arviz as az
 
+    from multiscale.decisions.next_runs import plan_next
     from multiscale.laws.forms import get_law
-    from multiscale.sweep.active import plan_next
 
     S = fit.n_draws
     tau = np.abs(0.02 * np.random.default_rng(0).standard_normal((S, 3, 3))) * (1 - np.eye(3))
@@ -281,8 +281,8 @@ def test_nuts_fit_unidentified_in_D_proposes_a_second_budget():
     every run at one budget; `next` must propose a run at a second budget among its top k."""
     from fixtures.synthetic import synthetic_runs, synthetic_truth
 
+    from multiscale.decisions.next_runs import plan_next
     from multiscale.laws import fit_bayes
-    from multiscale.sweep.active import plan_next
 
     df = synthetic_runs(synthetic_truth(3, seed=1), N=tuple(PRESET_N.values()), D=(D0,), n_mixtures=6, seed=0)
     fit = fit_bayes(df, chains=2, draws=300, warmup=300, seed=0, warn=False, extrapolation=False)

@@ -1,5 +1,4 @@
-"""Decisions by expected regret, shared by the separable (`optimal.Recommendation`) and the
-coupled (`coupled.CoupledRecommendation`) recommendations.
+"""Decisions by expected regret: what a `multiscale.decisions.recommend.Recommendation` reports.
 
 A recommendation holds the per-draw optima p*_s (S, M) over its mixture families, the objective
 there per draw, ``min_p Obj_s(p)`` (S,), and *candidates*: name -> {"ratios", "objective" draws

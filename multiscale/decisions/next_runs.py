@@ -29,9 +29,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from multiscale.decisions.candidates import Candidate, FittedRange, dedupe, drop_fitted, generate
+from multiscale.decisions.recommend import decision_families, optimal_ratios
+from multiscale.decisions.regret import ROBUST
 from multiscale.errors import InputError
+from multiscale.laws.predict import STUDENT_NU, predict_rows
 from multiscale.laws.summary import Q_HIGH, Q_LOW
-from multiscale.sweep.candidates import Candidate, FittedRange, dedupe, drop_fitted, generate
 
 CRITERIA = ("regret", "width")
 OBJECTIVES = ("raw", "normalized")
@@ -66,11 +69,7 @@ def _regret_weights(P_SxF: np.ndarray, q_F: np.ndarray, regret_S: np.ndarray) ->
 
 
 def target_state(fit, N: float, D: float, objective: str, criterion: str) -> TargetState:
-    """p* draws at the target by `multiscale.laws.optimal_ratios`, and the criterion's weights."""
-    from multiscale.laws import optimal_ratios
-    from multiscale.laws.coupled import decision_families
-    from multiscale.laws.optimal import ROBUST
-
+    """p* draws at the target by `optimal_ratios`, and the criterion's weights."""
     rec = optimal_ratios(fit, N, D, objective=objective, baselines=False)
     fams = decision_families(fit)
     P = np.asarray(rec.p_star, float)
@@ -118,8 +117,6 @@ def candidate_rows(fit, cands: Sequence[Candidate], families: Sequence[str]) -> 
 
 def noise_variance(fit, rows: pd.DataFrame) -> np.ndarray:
     """Per row, the posterior mean variance of the fit's log-loss noise (Student-t)."""
-    from multiscale.laws.bayes import STUDENT_NU
-
     sig = fit.idata.posterior["sigma"].transpose("chain", "draw", "family").values
     var_F = np.mean(np.asarray(sig, float).reshape(-1, sig.shape[-1]) ** 2, axis=0) * STUDENT_NU / (STUDENT_NU - 2)
     return var_F[[fit.family_index(f) for f in rows["family"]]]
@@ -127,8 +124,6 @@ def noise_variance(fit, rows: pd.DataFrame) -> np.ndarray:
 
 def joint_covariance(fit, P_SxF: np.ndarray, rows: pd.DataFrame, keep_S: np.ndarray | None = None) -> np.ndarray:
     """Covariance over the draws (those in `keep_S`) of [p*_s (F), log-loss of every row (R)]."""
-    from multiscale.laws.predict import predict_rows
-
     Y = np.log(np.asarray(predict_rows(fit, rows), float))
     Y = Y if keep_S is None else Y[keep_S]
     X = np.concatenate([P_SxF, Y], axis=1)
@@ -258,25 +253,25 @@ def check_request(fit, N: float, D: float, budget_flops: float, k: int, objectiv
     """One-line `InputError`s for what `plan_next` cannot do."""
     if getattr(fit, "idata", None) is None or fit.n_draws < 2 or "sigma" not in fit.idata.posterior:
         raise InputError(f"the fit is a point fit ({fit.method}): it has no posterior, so no run can be valued by "
-                         "what it would teach; fit with --method nuts")
+                         "what it would teach; fit with NUTS")
     if not fit.law.uses_scale or not fit.law.uses_ratio:
         raise InputError(f"law {fit.law.name!r} does not depend on both the scale (N, D) and the mixture: next needs "
                          "a law such as multilingual or a law of the whole mixture")
-    for name, v in (("--N", N), ("--D", D), ("--budget-flops", budget_flops)):
+    for name, v in (("N", N), ("D", D), ("budget_flops", budget_flops)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
             raise InputError(f"{name} must be a finite positive number, got {v!r}")
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"--k must be an integer >= 1, got {k!r}")
+        raise InputError(f"k must be an integer >= 1, got {k!r}")
     if objective not in OBJECTIVES:
-        raise InputError(f"--objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        raise InputError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
     if criterion not in CRITERIA:
-        raise InputError(f"--criterion must be one of {list(CRITERIA)}, got {criterion!r}")
+        raise InputError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
 
 
 def _check_target_range(fitted: FittedRange | None, N: float, D: float) -> None:
     if fitted is None:
         return
-    for name, v, levels in (("--N", N, fitted.N), ("--D", D, fitted.D)):
+    for name, v, levels in (("N", N, fitted.N), ("D", D, fitted.D)):
         if v < min(levels) * (1 - 1e-9):
             raise InputError(f"{name} {v:.4g} is below every fitted value (smallest {min(levels):.4g}): next plans "
                              "runs that teach p* at a target at or beyond the fitted runs")
@@ -316,7 +311,7 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
               progress: bool = False) -> NextResult:
     """The runs to train next for p* at (N, D): greedy batches of up to `k` candidates within
     `budget_flops` (module docstring). `candidates` default: generated from the fit
-    (`multiscale.sweep.candidates.generate`; `runs`, the fitted table, gives its levels)."""
+    (`multiscale.decisions.candidates.generate`; `runs`, the fitted table, gives its levels)."""
     check_request(fit, N, D, budget_flops, k, objective, criterion)
     fitted = _fitted(fit, runs, candidates)
     _check_target_range(fitted, N, D)
@@ -325,19 +320,19 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
         candidates = generate(fitted, state.families, N, D, state.robust)
     cands = dedupe(candidates)
     if runs is None:
-        state.notes.append("no fitted table given (--runs): a candidate that repeats a fitted run at its seed is "
+        state.notes.append("no fitted table given (runs): a candidate that repeats a fitted run at its seed is "
                            "valued as new information, though trained again it would only repeat that run")
     else:
         cands, dropped = drop_fitted(cands, runs, state.families)
         if dropped:
-            state.notes.append(f"{dropped} candidates repeat a fitted run (--runs) and were left out: trained again "
-                               "with the same seed they would teach nothing new (--seed gives other seeds)")
+            state.notes.append(f"{dropped} candidates repeat a fitted run (runs) and were left out: trained again "
+                               "with the same seed they would teach nothing new (another seed would)")
     if not cands:
         raise InputError("there are no candidate runs")
     costs = np.array([c.flops for c in cands])
     if budget_flops < costs.min():
         cheap = cands[int(np.argmin(costs))]
-        raise InputError(f"--budget-flops {budget_flops:.3g} is below the cheapest candidate run ({costs.min():.3g} "
+        raise InputError(f"budget_flops {budget_flops:.3g} is below the cheapest candidate run ({costs.min():.3g} "
                          f"FLOPs = 6 N D: {cheap.preset} at D = {cheap.D:.3g})")
     rows, owner = candidate_rows(fit, cands, state.families)
     noise = noise_variance(fit, rows)
@@ -357,12 +352,12 @@ def _result(fit, N, D, objective, budget_flops, k, cands, state: TargetState, st
     if len(steps) == k and spent < budget_flops / 2:
         share = spent / budget_flops
         notes.append(f"the k = {k} runs spend {spent:.3g} of the {budget_flops:.3g} FLOPs ({share:.1%}): "
-                     "raise --k to spend more now, or train these, refit and ask `next` again")
+                     "raise k to spend more now, or train these, refit and ask `next` again")
     S = state.P_SxF.shape[0]
     rows_seen = sum(sum(1 for f in fit.families if cands[s.index].ratio_dict.get(f, 0) > 0) for s in steps)
     if rows_seen > S / 10:
         notes.append(f"{rows_seen} observed losses against {S} posterior draws: the covariances behind the later "
-                     "values are noisy; sample more draws (--draws) for a larger batch")
+                     "values are noisy; sample more draws for a larger batch")
     U0 = float(np.clip(var0, 0, None) @ state.a_F)
     return NextResult(law=fit.law.name, N=float(N), D=float(D), objective=objective, criterion=state.criterion,
                       families=state.families, budget_flops=float(budget_flops), k=int(k), n_candidates=len(cands),
