@@ -193,16 +193,12 @@ def check_output(out, *, folder: bool, inputs: Mapping[str, Any] | None = None,
     _check_writable(path if os.path.isdir(path) else os.path.dirname(path), path, arg)
 
 
-def _real_paths(value) -> list[str]:
-    values = [value] if isinstance(value, (str, os.PathLike)) else list(value or ())
-    return [os.path.realpath(os.fspath(v)) for v in values if v is not None and not is_remote(v)]
-
-
 def _check_not_an_input(path: str, inputs: Mapping[str, Any], arg: str) -> None:
     """Refuses an output that is an input, holds one, or is an existing file inside one."""
     real = os.path.realpath(path)
     for name, value in inputs.items():
-        for given in _real_paths(value):
+        values = [value] if isinstance(value, (str, os.PathLike)) else list(value or ())
+        for given in (os.path.realpath(os.fspath(v)) for v in values if v is not None and not is_remote(v)):
             if real == given:
                 raise InputError(f"{arg} {path!r} is the input {name} {given!r}; write elsewhere", arg=arg)
             if given.startswith(real.rstrip(os.sep) + os.sep):

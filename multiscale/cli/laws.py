@@ -178,7 +178,8 @@ def _predict_table(args) -> int:
         raise InputError("predict --runs needs --out PRED.csv")
     if not os.path.isfile(args.runs) and not is_remote(args.runs):
         raise MissingFileError(f"run table {args.runs!r} does not exist or is a folder")
-    _check_out_file(args.out, args.runs, args.fit_dir, args.overwrite)
+    check_output(args.out, folder=False, inputs={"table --runs": args.runs, "fit FIT_DIR": args.fit_dir},
+                 overwrite=args.overwrite, ask="--overwrite")  # never an input; a result only when asked
     fit = load_fit(args.fit_dir)
     table = predict_table(fit, read_runs(args.runs))
     atomic_write_text(args.out, table.to_csv(index=False))
@@ -188,13 +189,6 @@ def _predict_table(args) -> int:
     _emit(summary if args.json else f"{len(table)} predictions (median, 90% interval, nats/token) "
           f"written to {args.out}", args.json)
     return 0
-
-
-def _check_out_file(out: str, runs: str, fit_dir: str, overwrite: bool) -> None:
-    """`--out` of a file, checked before any work (`check_output`): neither the input table
-    (`--runs`) nor a file of the fit; an existing file is replaced only with --overwrite."""
-    check_output(out, folder=False, inputs={"table --runs": runs, "fit FIT_DIR": fit_dir}, overwrite=overwrite,
-                 ask="--overwrite")
 
 
 def _independence(args) -> int:
