@@ -353,6 +353,9 @@ def test_ctrl_c_ends_a_command_in_one_line_with_status_130(monkeypatch, capsys):
     _fake_command(monkeypatch, handler)
     assert main(["boom"]) == 130
     assert capsys.readouterr().err == "multiscale boom: interrupted\n"
+    monkeypatch.setattr(cli, "build_parser", handler)  # while the commands load
+    assert main(["boom"]) == 130
+    assert capsys.readouterr().err == "multiscale: interrupted\n"
 
 
 def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):

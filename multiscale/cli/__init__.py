@@ -134,12 +134,15 @@ def library_warning_printer(command: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     try:
+        parser = build_parser()
         args = parser.parse_args(argv)
     except UsageError as err:
         print(f"{err.prog}: error: {one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing has started
+        print("multiscale: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
