@@ -347,7 +347,7 @@ def _fake_command(monkeypatch, handler) -> None:
 
 
 def test_ctrl_c_ends_a_command_in_one_line_with_status_130(monkeypatch, capsys):
-    def handler(args):
+    def handler(*args):
         raise KeyboardInterrupt
 
     _fake_command(monkeypatch, handler)
