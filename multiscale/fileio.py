@@ -7,14 +7,17 @@ folder, fsync and `os.replace`; on object stores a single upload is already atom
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
 import socket
 import tempfile
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
@@ -48,6 +51,23 @@ def atomic_write_bytes(path, data: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Holds Ctrl-C (SIGINT) back while the block runs and raises `KeyboardInterrupt` after it:
+    for a few renames that must not stop half-way. Outside the main thread it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def atomic_write_text(path, text: str) -> None:

@@ -440,3 +440,25 @@ def test_odd_files_and_paths_are_refused_in_one_line(work, capsys, argv, prep):
     code, err = _cli(capsys, *argv)
     assert code == 2 and len(err.strip().splitlines()) == 1 and ": error: " in err, err
     assert "Traceback" not in err and _tree(work) == before
+
+
+def test_ctrl_c_while_a_corpus_is_replaced_waits_for_the_new_corpus(work, capsys, monkeypatch):
+    """Replacing a corpus removes the old files before moving the new in: Ctrl-C there would
+    leave neither."""
+    import signal
+
+    import multiscale.data.corpus as corpus_lib
+
+    replace = os.replace
+
+    def replace_after_ctrl_c(src, dst):
+        os.kill(os.getpid(), signal.SIGINT)
+        replace(src, dst)
+
+    monkeypatch.setattr(corpus_lib.os, "replace", replace_after_ctrl_c)
+    code, err = _cli(capsys, *BUILD, "--out", "corpus", "--overwrite")
+    assert code == 130 and err == "multiscale corpus build: interrupted\n"
+    from multiscale.data.corpus import Corpus
+
+    rebuilt = Corpus.open(work / "corpus")
+    assert rebuilt.languages == ("de",) and rebuilt.check(full=True) == []

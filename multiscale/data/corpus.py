@@ -46,7 +46,7 @@ import numpy as np
 from multiscale.data import vocab as vocab_lib
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
 from multiscale.families import MANPAGES_GROUPING, Grouping, grouping_by_genealogy, load_grouping
-from multiscale.fileio import check_output, dumps, read_json, sha256_file, write_json
+from multiscale.fileio import check_output, dumps, interrupts_held, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, a key of the manifest
@@ -313,7 +313,7 @@ def _rmdir_quietly(path: str) -> None:
 def _install(tmp: str, out: str, manifest: dict) -> None:
     """Move the finished corpus from `tmp` to `out`: a rename when `out` is missing or empty,
     else the old corpus's own files (its manifest's) are replaced, the manifest removed first and
-    written last; no other file is touched."""
+    written last, with Ctrl-C held back until the new corpus is whole; no other file is touched."""
     if os.path.isdir(out) and not os.listdir(out):
         os.rmdir(out)
     if not os.path.exists(out):
@@ -325,17 +325,18 @@ def _install(tmp: str, out: str, manifest: dict) -> None:
     if clash:
         raise CorpusError(f"out {out!r} holds {', '.join(clash[:3])}, which its corpus did not write, where "
                           "this build writes; give a new or empty folder", arg="out")
-    os.remove(os.path.join(out, MANIFEST))  # from here on `out` holds no corpus until the end
-    for name in sorted(own - {MANIFEST}):
-        if os.path.isfile(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
-    for name in new:
-        os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)
-        os.replace(os.path.join(tmp, name), os.path.join(out, name))
-    for split in SPLITS:  # a split folder the old corpus alone used, now empty
-        if os.path.isdir(os.path.join(out, split)) and not os.listdir(os.path.join(out, split)):
-            os.rmdir(os.path.join(out, split))
-    write_json(os.path.join(out, MANIFEST), manifest, indent=1)
+    with interrupts_held():  # Ctrl-C here would leave neither corpus
+        os.remove(os.path.join(out, MANIFEST))  # from here on `out` holds no corpus until the end
+        for name in sorted(own - {MANIFEST}):
+            if os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        for name in new:
+            os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+        for split in SPLITS:  # a split folder the old corpus alone used, now empty
+            if os.path.isdir(os.path.join(out, split)) and not os.listdir(os.path.join(out, split)):
+                os.rmdir(os.path.join(out, split))
+        write_json(os.path.join(out, MANIFEST), manifest, indent=1)
     shutil.rmtree(tmp)
 
 
