@@ -115,23 +115,25 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, quick: bool = False, pr
     check_output_folder(out)
     os.makedirs(out, exist_ok=True)
     corpus_dir = os.path.join(out, "corpus")
-    _log_step(log, 1, "corpus", corpus_dir)
+    log(f"\n== step 1/5: corpus -> {corpus_dir}")
     _corpus(corpus_dir, s.max_docs_per_language, progress, log)
 
     sweep_dir = os.path.join(out, "sweep")
-    _log_step(log, 2, "sweep", sweep_dir)
+    log(f"\n== step 2/5: sweep -> {sweep_dir}")
     res = _sweep(s.plan, out, sweep_dir, corpus_dir, progress, log)
 
     fit_dir = os.path.join(out, "fit")
-    _log_step(log, 3, "Bayesian fit (NUTS)", fit_dir)
+    log(f"\n== step 3/5: Bayesian fit (NUTS) -> {fit_dir}")
     fit, reused_fit = _fit(sweep_dir, fit_dir, s, log)
 
-    _log_step(log, 4, "recommendation", os.path.join(out, "recommendation.json"))
+    rec_path = os.path.join(out, "recommendation.json")
+    log(f"\n== step 4/5: recommendation -> {rec_path}")
     runs_csv = SweepStore(sweep_dir).runs_csv
-    N, D, rec = _recommend(fit, sweep_dir, runs_csv, os.path.join(out, "recommendation.json"), s.objective, log)
+    N, D, rec = _recommend(fit, sweep_dir, runs_csv, rec_path, s.objective, log)
 
-    _log_step(log, 5, "report", os.path.join(out, "report"))
-    report = write_report(fit_dir, os.path.join(out, "report"), runs=runs_csv, N=N, D=D, objective=s.objective)
+    report_dir = os.path.join(out, "report")
+    log(f"\n== step 5/5: report -> {report_dir}")
+    report = write_report(fit_dir, report_dir, runs=runs_csv, N=N, D=D, objective=s.objective)
     wall = time.perf_counter() - t0
     log("")
     log(f"demo finished in {wall / 60:.1f} min. Outputs:")
@@ -143,10 +145,6 @@ def run_demo(out_dir: str | os.PathLike = "demo_out", *, quick: bool = False, pr
     return DemoResult(out_dir=out, corpus=corpus_dir, runs_csv=runs_csv, fit_dir=fit_dir, report=report.markdown,
                       recommendation=rec, trained=len(res.completed), reused_runs=len(res.skipped),
                       reused_fit=reused_fit, wall_s=wall)
-
-
-def _log_step(log, k: int, what: str, where: str) -> None:
-    log(f"\n== step {k}/5: {what} -> {where}")
 
 
 def _corpus(corpus_dir: str, max_docs: int, progress: bool, log):
@@ -201,6 +199,8 @@ def _recommend(fit, sweep_dir: str, runs_csv: str, path: str, objective: str, lo
 
 def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
     """Bayesian fit of the non-held-out runs; reused when the table and options are unchanged."""
+    from multiscale.laws import fit_bayes, load_fit
+
     store = SweepStore(sweep_dir)
     df = read_runs(store.runs_csv)
     held = runs_of_configurations(df["run"].unique(), [r["run_id"] for r in store.planned_runs(heldout=True)])
@@ -209,37 +209,22 @@ def _fit(sweep_dir: str, fit_dir: str, s: DemoSettings, log):
                "shared": list(s.shared), "seed": 0}
     key = hashlib.sha256((fit_df.to_csv(index=False) + json.dumps(options, sort_keys=True)).encode()).hexdigest()
     stamp = os.path.join(fit_dir, "demo_inputs.sha256")
-    reused = _reuse_fit(fit_dir, stamp, key)
-    if reused is not None:
-        log(f"reusing the fit in {fit_dir} (same {fit_df['run'].nunique()} runs, same options)")
-        return reused, True
+    if os.path.exists(stamp) and Path(stamp).read_text().strip() == key:
+        try:
+            fit = load_fit(fit_dir)
+            log(f"reusing the fit in {fit_dir} (same {fit_df['run'].nunique()} runs, same options)")
+            return fit, True
+        except MultiscaleError:  # missing or damaged: fit again
+            pass
     log(f"fitting {fit_df['run'].nunique()} runs x {fit_df['family'].nunique()} families "
         f"({len(held)} held out); {s.chains} chains x {s.draws} draws")
-    fit = _fit_bayes(fit_df, s)
+    with warnings.catch_warnings():  # the fit's summary, logged after it, repeats its warnings
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fit = fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
+                        seed=0, shared=s.shared)
     os.makedirs(fit_dir, exist_ok=True)
     fit.save(fit_dir)
     atomic_write_text(os.path.join(fit_dir, "runs.csv"), fit_df.to_csv(index=False))  # the rows this fit saw
     atomic_write_text(stamp, key)
     log(str(fit))
     return fit, False
-
-
-def _reuse_fit(fit_dir: str, stamp: str, key: str):
-    """The saved fit when its stamp matches `key` and it loads, else None."""
-    from multiscale.laws import load_fit
-
-    if not os.path.exists(stamp) or Path(stamp).read_text().strip() != key:
-        return None
-    try:
-        return load_fit(fit_dir)
-    except MultiscaleError:  # missing or damaged: fit again
-        return None
-
-
-def _fit_bayes(fit_df, s: DemoSettings):
-    from multiscale.laws import fit_bayes
-
-    with warnings.catch_warnings():  # the fit's summary, logged after it, repeats its warnings
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return fit_bayes(fit_df, law="multilingual", chains=s.chains, draws=s.draws, warmup=s.warmup,
-                         seed=0, shared=s.shared)

@@ -33,79 +33,41 @@ class GroupingError(InputError):
 
 @dataclasses.dataclass(frozen=True)
 class Language:
-    """A language: ISO 639-1 code (or 639-3 where no 639-1 code exists), English name, script.
-
-    `script` is an ISO 15924 code (Latn, Cyrl, Hans, Jpan, ...).
-    """
+    """A language: ISO 639-1 code (or 639-3 where no 639-1 code exists), English name, and
+    ISO 15924 script code (Latn, Cyrl, Hans, Jpan, ...)."""
 
     code: str
     name: str
     script: str
 
 
-def _lang(code: str, name: str, script: str) -> tuple[str, Language]:
-    return code, Language(code, name, script)
-
-
 # The registry of known languages. Users may add their own per grouping (see `Grouping`).
-LANGUAGES: Mapping[str, Language] = dict(
-    [
-        # Germanic
-        _lang("en", "English", "Latn"),
-        _lang("de", "German", "Latn"),
-        _lang("nl", "Dutch", "Latn"),
-        _lang("sv", "Swedish", "Latn"),
-        _lang("da", "Danish", "Latn"),
-        _lang("nb", "Norwegian Bokmal", "Latn"),
-        _lang("is", "Icelandic", "Latn"),
-        _lang("af", "Afrikaans", "Latn"),
-        # Romance
-        _lang("fr", "French", "Latn"),
-        _lang("es", "Spanish", "Latn"),
-        _lang("it", "Italian", "Latn"),
-        _lang("pt", "Portuguese", "Latn"),
-        _lang("ro", "Romanian", "Latn"),
-        _lang("ca", "Catalan", "Latn"),
-        _lang("gl", "Galician", "Latn"),
-        # Slavic
-        _lang("ru", "Russian", "Cyrl"),
-        _lang("pl", "Polish", "Latn"),
-        _lang("cs", "Czech", "Latn"),
-        _lang("uk", "Ukrainian", "Cyrl"),
-        _lang("sr", "Serbian", "Cyrl"),
-        _lang("mk", "Macedonian", "Cyrl"),
-        _lang("bg", "Bulgarian", "Cyrl"),
-        _lang("sk", "Slovak", "Latn"),
-        _lang("sl", "Slovenian", "Latn"),
-        _lang("hr", "Croatian", "Latn"),
-        _lang("be", "Belarusian", "Cyrl"),
-        # Indic (Indo-Aryan)
-        _lang("hi", "Hindi", "Deva"),
-        _lang("bn", "Bengali", "Beng"),
-        _lang("ur", "Urdu", "Arab"),
-        _lang("mr", "Marathi", "Deva"),
-        _lang("gu", "Gujarati", "Gujr"),
-        _lang("pa", "Punjabi", "Guru"),
-        _lang("ne", "Nepali", "Deva"),
-        # Sino-Tibetan
-        _lang("zh", "Chinese", "Hans"),
-        _lang("my", "Burmese", "Mymr"),
-        _lang("bo", "Tibetan", "Tibt"),
-        # others
-        _lang("ja", "Japanese", "Jpan"),
-        _lang("ko", "Korean", "Kore"),
-        _lang("fi", "Finnish", "Latn"),
-        _lang("hu", "Hungarian", "Latn"),
-        _lang("et", "Estonian", "Latn"),
-        _lang("el", "Greek", "Grek"),
-        _lang("tr", "Turkish", "Latn"),
-        _lang("id", "Indonesian", "Latn"),
-        _lang("vi", "Vietnamese", "Latn"),
-        _lang("ar", "Arabic", "Arab"),
-        _lang("he", "Hebrew", "Hebr"),
-        _lang("fa", "Persian", "Arab"),
-    ]
-)
+LANGUAGES: Mapping[str, Language] = {code: Language(code, name, script) for code, name, script in (
+    # Germanic
+    ("en", "English", "Latn"), ("de", "German", "Latn"), ("nl", "Dutch", "Latn"),
+    ("sv", "Swedish", "Latn"), ("da", "Danish", "Latn"), ("nb", "Norwegian Bokmal", "Latn"),
+    ("is", "Icelandic", "Latn"), ("af", "Afrikaans", "Latn"),
+    # Romance
+    ("fr", "French", "Latn"), ("es", "Spanish", "Latn"), ("it", "Italian", "Latn"),
+    ("pt", "Portuguese", "Latn"), ("ro", "Romanian", "Latn"), ("ca", "Catalan", "Latn"),
+    ("gl", "Galician", "Latn"),
+    # Slavic
+    ("ru", "Russian", "Cyrl"), ("pl", "Polish", "Latn"), ("cs", "Czech", "Latn"),
+    ("uk", "Ukrainian", "Cyrl"), ("sr", "Serbian", "Cyrl"), ("mk", "Macedonian", "Cyrl"),
+    ("bg", "Bulgarian", "Cyrl"), ("sk", "Slovak", "Latn"), ("sl", "Slovenian", "Latn"),
+    ("hr", "Croatian", "Latn"), ("be", "Belarusian", "Cyrl"),
+    # Indic (Indo-Aryan)
+    ("hi", "Hindi", "Deva"), ("bn", "Bengali", "Beng"), ("ur", "Urdu", "Arab"),
+    ("mr", "Marathi", "Deva"), ("gu", "Gujarati", "Gujr"), ("pa", "Punjabi", "Guru"),
+    ("ne", "Nepali", "Deva"),
+    # Sino-Tibetan
+    ("zh", "Chinese", "Hans"), ("my", "Burmese", "Mymr"), ("bo", "Tibetan", "Tibt"),
+    # others
+    ("ja", "Japanese", "Jpan"), ("ko", "Korean", "Kore"), ("fi", "Finnish", "Latn"),
+    ("hu", "Hungarian", "Latn"), ("et", "Estonian", "Latn"), ("el", "Greek", "Grek"),
+    ("tr", "Turkish", "Latn"), ("id", "Indonesian", "Latn"), ("vi", "Vietnamese", "Latn"),
+    ("ar", "Arabic", "Arab"), ("he", "Hebrew", "Hebr"), ("fa", "Persian", "Arab"),
+)}
 
 _FAMILY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -120,10 +82,8 @@ class Family:
     def __post_init__(self):
         object.__setattr__(self, "languages", tuple(self.languages))
         if not isinstance(self.name, str) or not _FAMILY_NAME.match(self.name):
-            raise GroupingError(
-                f"family name {self.name!r} is not valid: use lower case letters, digits and '_' "
-                "(e.g. 'sino_tibetan')"
-            )
+            raise GroupingError(f"family name {self.name!r} is not valid: use lower case letters, "
+                                "digits and '_' (e.g. 'sino_tibetan')")
         if not self.languages:
             raise GroupingError(f"family {self.name!r} is empty: give it at least one language")
 
@@ -163,14 +123,10 @@ class Grouping:
                     raise GroupingError(
                         f"unknown language code {code!r} in family {fam.name!r}; known codes: "
                         f"{', '.join(sorted(known))} (add it with extra_languages / a 'languages:' "
-                        "section in YAML)"
-                    )
+                        "section in YAML)")
                 if code in owner:
-                    where = (
-                        f"twice in family {fam.name!r}"
-                        if owner[code] == fam.name
-                        else f"in two families: {owner[code]!r} and {fam.name!r}"
-                    )
+                    where = (f"twice in family {fam.name!r}" if owner[code] == fam.name
+                             else f"in two families: {owner[code]!r} and {fam.name!r}")
                     raise GroupingError(f"language {code!r} is {where}")
                 owner[code] = fam.name
         object.__setattr__(self, "_owner", owner)
@@ -178,9 +134,8 @@ class Grouping:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_mapping(
-        cls, mapping: Mapping[str, Iterable[str]], extra_languages: Iterable[Language] = ()
-    ) -> Grouping:
+    def from_mapping(cls, mapping: Mapping[str, Iterable[str]],
+                     extra_languages: Iterable[Language] = ()) -> Grouping:
         """`{"germanic": ["de", "nl"], "romance": ["fr"]}` -> Grouping (order kept)."""
         if not isinstance(mapping, Mapping):
             raise GroupingError(f"expected a mapping family -> languages, got {type(mapping).__name__}")
@@ -205,9 +160,8 @@ class Grouping:
         try:
             return self._owner[lang]  # type: ignore[attr-defined]
         except KeyError:
-            raise GroupingError(
-                f"language {lang!r} is in no family of this grouping ({', '.join(self.languages)})"
-            ) from None
+            raise GroupingError(f"language {lang!r} is in no family of this grouping "
+                                f"({', '.join(self.languages)})") from None
 
     def family(self, name: str) -> Family:
         for f in self.families:
@@ -232,9 +186,8 @@ class Grouping:
         """Plain data (YAML/JSON): {"families": {name: [codes]}, "languages": {code: {...}}}."""
         out: dict[str, Any] = {"families": {f.name: list(f.languages) for f in self.families}}
         if self.extra_languages:
-            out["languages"] = {
-                lang.code: {"name": lang.name, "script": lang.script} for lang in self.extra_languages
-            }
+            out["languages"] = {lang.code: {"name": lang.name, "script": lang.script}
+                                for lang in self.extra_languages}
         return out
 
 
@@ -270,9 +223,7 @@ def load_grouping(path_or_dict: str | os.PathLike | Mapping[str, Any] | Grouping
         families = data["families"]
         for code, info in (data.get("languages") or {}).items():
             if not isinstance(info, Mapping) or "script" not in info:
-                raise GroupingError(
-                    f"{where}: language {code!r} needs a mapping with 'name' and 'script'"
-                )
+                raise GroupingError(f"{where}: language {code!r} needs a mapping with 'name' and 'script'")
             extra.append(Language(str(code), str(info.get("name", code)), str(info["script"])))
     else:
         families = data
@@ -302,27 +253,23 @@ def _read_yaml(path: str) -> Any:
 
 # He et al. (2024), 23 languages in 5 families. The family split is the paper's; the member list is
 # unverified (written without the paper's language table at hand): check it if membership matters.
-PAPER_GROUPING = Grouping.from_mapping(
-    {
-        "germanic": ["en", "de", "nl", "sv", "da"],
-        "romance": ["fr", "es", "it", "pt", "ro"],
-        "slavic": ["ru", "pl", "cs", "uk", "bg"],
-        "indic": ["hi", "bn", "ur", "mr", "gu"],
-        "sino_tibetan": ["zh", "my", "bo"],
-    }
-)
+PAPER_GROUPING = Grouping.from_mapping({
+    "germanic": ["en", "de", "nl", "sv", "da"],
+    "romance": ["fr", "es", "it", "pt", "ro"],
+    "slavic": ["ru", "pl", "cs", "uk", "bg"],
+    "indic": ["hi", "bn", "ur", "mr", "gu"],
+    "sino_tibetan": ["zh", "my", "bo"],
+})
 
 # The embedded corpus (Debian manpages-<lang>): five families by genealogy, 18 languages, chosen so
 # that each family has at least ~1 MB of running text. Keep in sync with MANPAGES_PKGS (Makefile).
-MANPAGES_GROUPING = Grouping.from_mapping(
-    {
-        "germanic": ["de", "nl", "sv", "da", "nb"],
-        "romance": ["fr", "es", "it", "pt", "ro"],
-        "slavic": ["ru", "pl", "cs", "uk", "sr", "mk"],
-        "sino_tibetan": ["zh"],
-        "japonic": ["ja"],
-    }
-)
+MANPAGES_GROUPING = Grouping.from_mapping({
+    "germanic": ["de", "nl", "sv", "da", "nb"],
+    "romance": ["fr", "es", "it", "pt", "ro"],
+    "slavic": ["ru", "pl", "cs", "uk", "sr", "mk"],
+    "sino_tibetan": ["zh"],
+    "japonic": ["ja"],
+})
 
 # The genealogical family of every registry language (family names as in the groupings above).
 GENEALOGY: Mapping[str, str] = {
@@ -338,27 +285,12 @@ GENEALOGY: Mapping[str, str] = {
 
 
 def grouping_by_genealogy(languages: Iterable[str]) -> Grouping:
-    """A grouping of `languages` into their genealogical families (`GENEALOGY`).
-
-    Families appear in order of their first language; languages keep the given order.
-    """
+    """A grouping of `languages` into their genealogical families (`GENEALOGY`), families in order
+    of their first language."""
     families: dict[str, list[str]] = {}
     for code in languages:
         if code not in GENEALOGY:
-            raise GroupingError(
-                f"language {code!r} has no known family; give a grouping (a YAML file with "
-                "'families:') that places it"
-            )
+            raise GroupingError(f"language {code!r} has no known family; give a grouping (a YAML file "
+                                "with 'families:') that places it")
         families.setdefault(GENEALOGY[code], []).append(code)
     return Grouping.from_mapping(families)
-
-
-# Other families present in the installed manual pages, for users' own groupings.
-MANPAGES_OTHER_FAMILIES: Mapping[str, tuple[str, ...]] = {
-    "uralic": ("fi", "hu"),
-    "hellenic": ("el",),
-    "turkic": ("tr",),
-    "austronesian": ("id",),
-    "austroasiatic": ("vi",),
-    "koreanic": ("ko",),
-}

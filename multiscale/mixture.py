@@ -5,10 +5,8 @@ summing to 1 within `RATIO_TOLERANCE`. Every place that takes ratios or ratio-li
 (ratios, weights, floors, caps, available tokens, plan entries, `TrainConfig.ratios`, the data
 pipeline) goes through this module:
 
-- `parse_pairs` is the one parser of ``FAMILY=VALUE,...`` text and of mappings. It strips names
-  and refuses empty names, a family given twice, non-numbers, NaN, inf, negative values (unless
-  allowed) and families outside a known set, naming the argument (`arg`, also the error's
-  `arg`) and the family.
+- `parse_pairs` is the one parser of ``FAMILY=VALUE,...`` text and of mappings; its errors name
+  the argument (`arg`, also the error's `arg`) and the family.
 - `Mixture` is the validated value. ``Mixture(ratios)`` checks and keeps the values as given;
   ``Mixture.parse(text_or_mapping, normalize=True)`` scales any non-negative weights to sum 1;
   ``mixture.normalized()`` divides by the sum once (removing rounding, as training does).
@@ -76,8 +74,12 @@ def parse_pairs(value: str | Mapping[str, Any], *, arg: str = "ratios", known: I
     and an empty input. Order is kept. Sums are not checked (see `Mixture`).
     """
     if isinstance(value, str):
-        with _about(arg):
-            items = _text_items(value)
+        items = []
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, number = part.partition("=")
+            if not sep:
+                raise MixtureError(f"{arg}: entry {part!r} is not FAMILY=VALUE (e.g. germanic=0.5)", arg=arg)
+            items.append((name, number.strip()))
     elif isinstance(value, Mapping):
         items = list(value.items())
     else:
@@ -85,49 +87,30 @@ def parse_pairs(value: str | Mapping[str, Any], *, arg: str = "ratios", known: I
     out: dict[str, float] = {}
     with _about(arg):
         for name, raw in items:
-            name = _clean_name(name, out)
-            out[name] = _clean_number(raw, name, allow_negative)
+            if not isinstance(name, str):
+                raise MixtureError(f"family names must be strings, got {name!r}")
+            clean = name.strip()
+            if not clean:
+                raise MixtureError(f"a value has an empty family name ({name!r})")
+            if clean in out:
+                raise MixtureError(f"family {clean!r} is given twice")
+            try:
+                if isinstance(raw, bool):
+                    raise TypeError(raw)
+                v = float(raw)
+            except (TypeError, ValueError):
+                raise MixtureError(f"the value of family {clean!r} is not a number: {raw!r}") from None
+            if not math.isfinite(v):
+                raise MixtureError(f"the value of family {clean!r} is not finite: {raw!r}")
+            if v < 0 and not allow_negative:
+                raise MixtureError(f"family {clean!r} is negative ({v:g}); each value must be >= 0")
+            out[clean] = v
     if not out:
         raise MixtureError(f"{arg} is empty; give FAMILY=VALUE pairs, e.g. germanic=0.5,romance=0.5", arg=arg)
     if known is not None:
         with _about(arg):
             check_known(out, known)
     return out
-
-
-def _text_items(text: str) -> list[tuple[str, str]]:
-    items = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, number = part.partition("=")
-        if not sep:
-            raise MixtureError(f"entry {part!r} is not FAMILY=VALUE (e.g. germanic=0.5)")
-        items.append((name, number.strip()))
-    return items
-
-
-def _clean_name(name: Any, seen: Mapping[str, float]) -> str:
-    if not isinstance(name, str):
-        raise MixtureError(f"family names must be strings, got {name!r}")
-    clean = name.strip()
-    if not clean:
-        raise MixtureError(f"a value has an empty family name ({name!r})")
-    if clean in seen:
-        raise MixtureError(f"family {clean!r} is given twice")
-    return clean
-
-
-def _clean_number(raw: Any, name: str, allow_negative: bool) -> float:
-    if isinstance(raw, bool):
-        raise MixtureError(f"the value of family {name!r} is not a number: {raw!r}")
-    try:
-        v = float(raw)
-    except (TypeError, ValueError):
-        raise MixtureError(f"the value of family {name!r} is not a number: {raw!r}") from None
-    if not math.isfinite(v):
-        raise MixtureError(f"the value of family {name!r} is not finite: {raw!r}")
-    if v < 0 and not allow_negative:
-        raise MixtureError(f"family {name!r} is negative ({v:g}); each value must be >= 0")
-    return v
 
 
 def check_known(names: Iterable[str], known: Iterable[str]) -> None:
@@ -140,14 +123,8 @@ def check_known(names: Iterable[str], known: Iterable[str]) -> None:
                                  f"the known families are: {', '.join(known) or '(none)'}")
 
 
-def _total(values: Iterable[float]) -> float:
-    # Python's left-to-right float sum, in the mapping's order: the division by it that
-    # `normalized` performs is the one training always did, so ratios stay bit-identical.
-    return sum(values)
-
-
 def _check_sum(ratios: Mapping[str, float]) -> None:
-    total = _total(ratios.values())
+    total = sum(ratios.values())
     if abs(total - 1.0) > RATIO_TOLERANCE:
         listed = ", ".join(f"{f}={v:g}" for f, v in ratios.items())
         raise MixtureError(f"the ratios sum to {total:.9g}, not 1 ({listed}); they must sum to 1 "
@@ -155,7 +132,9 @@ def _check_sum(ratios: Mapping[str, float]) -> None:
 
 
 def _divide_by_sum(ratios: Mapping[str, float]) -> dict[str, float]:
-    total = _total(ratios.values())
+    # Python's left-to-right float sum, in the mapping's order: the division by it is the one
+    # training always did, so ratios stay bit-identical.
+    total = sum(ratios.values())
     if not total > 0:
         raise MixtureError(f"the values sum to {total:g}; cannot normalize them to ratios")
     return {f: v / total for f, v in ratios.items()}
@@ -205,11 +184,6 @@ class Mixture:
             else:
                 _check_sum(ratios)
         return cls(ratios)
-
-    @classmethod
-    def from_weights(cls, weights: Mapping[str, Any]) -> Mixture:
-        """Non-negative weights divided by their sum (errors name `weights`)."""
-        return cls.parse(weights, normalize=True, arg="weights")
 
     @property
     def families(self) -> tuple[str, ...]:

@@ -1,7 +1,7 @@
 """The layout rules of docs/design.md ("Layout", "Style"), checked on the source: imports flow one
 way, the law engine never reaches models/data/training, the low-level values import nothing
-heavy, no function in multiscale/ exceeds 60 lines, and nothing cites a design file outside the
-repository."""
+heavy, no function in multiscale/ exceeds ~100 lines (a function is as long as its idea), and
+nothing cites a design file outside the repository."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "multiscale"
-MAX_FUNCTION_LINES = 60
-# Functions allowed over MAX_FUNCTION_LINES ("module:qualified name"), at most three jitted
-# numerical kernels, each named with its reason in docs/design.md ("Style").
+MAX_FUNCTION_LINES = 100
+# Functions allowed over MAX_FUNCTION_LINES ("module:qualified name"), each named with its reason
+# in docs/design.md ("Style"); today none.
 LONG_FUNCTION_EXCEPTIONS: set[str] = set()
 
 
@@ -68,6 +68,7 @@ LAYERS = (
     ("multiscale.decisions",),
     ("multiscale.sweep",),
     ("multiscale.report",),
+    ("multiscale.autopilot",),
     ("multiscale.demo",),
     ("multiscale.cli",),
     ("multiscale.__main__",),
@@ -173,9 +174,10 @@ def _long_functions() -> list[str]:
     return found
 
 
-def test_no_function_longer_than_60_lines():
+def test_no_function_longer_than_100_lines():
     assert len(LONG_FUNCTION_EXCEPTIONS) <= 3
-    assert not _long_functions(), "split into named helpers: " + ", ".join(_long_functions())
+    assert not _long_functions(), ("over 100 lines: split where the parts are separate ideas: "
+                                   + ", ".join(_long_functions()))
 
 
 SKIPPED_FOLDERS = {"demo_out", "build", "dist", "__pycache__"}

@@ -75,10 +75,10 @@ def test_mixture_constructor_refuses_bad_values(ratios, needle):
         Mixture(ratios)
 
 
-def test_normalize_and_from_weights():
+def test_normalize():
     m = Mixture.parse("a=2,b=6", normalize=True)
     assert m.to_dict() == {"a": 0.25, "b": 0.75}
-    assert Mixture.from_weights({"a": 1, "b": 0, "c": 3}).to_dict() == {"a": 0.25, "b": 0.0, "c": 0.75}
+    assert Mixture.parse({"a": 1, "b": 0, "c": 3}, normalize=True).to_dict() == {"a": 0.25, "b": 0.0, "c": 0.75}
     with pytest.raises(MixtureError, match="w: the values sum to 0; cannot normalize"):
         Mixture.parse("a=0,b=0", normalize=True, arg="w")
 

@@ -355,7 +355,7 @@ def _transfer_bayes_fit(truth, fams, chains=2, draws=100, spread=0.03, seed=0):
 def test_report_of_a_mixture_law_shows_the_robust_mixture_regret_and_p_best(tmp_path):
     """`multiscale report` on a fit of the transfer law (a law of the whole mixture): the
     recommended mixture is the coupled robust p*, beside the gains each choice's expected regret
-    and P(best), as for the seed law; recommendation.json carries the same decision numbers."""
+    and P(best), as for the multilingual law; recommendation.json carries the same decision numbers."""
     from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
     from multiscale.laws import load_fit

@@ -57,7 +57,7 @@ def test_damaged_fragments_are_detected(tmp_path, damage, reason):
         store.read_fragment("r1")
     with pytest.warns(DamagedFragmentWarning, match=r"r1\.csv.*damaged"):
         scan = store.scan()
-    assert scan.intact == ("r2",) and scan.damaged_ids == ("r1",)
+    assert scan.intact == ("r2",) and tuple(d[0] for d in scan.damaged) == ("r1",)
     with pytest.warns(DamagedFragmentWarning):
         assert store.consolidate() == 3  # returns at once, without the damaged rows
     assert set(pd.read_csv(store.runs_csv)["run"]) == {"r2"}

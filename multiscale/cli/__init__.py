@@ -36,6 +36,7 @@ COMMAND_MODULES = (
     "multiscale.cli.compare",   # compare
     "multiscale.cli.next",      # next
     "multiscale.cli.sweep",     # sweep, report, demo
+    "multiscale.cli.autopilot",  # autopilot
 )
 
 EXIT_USER_ERROR = 2

@@ -80,7 +80,7 @@ def _draw(it, steps: int, show_progress: bool) -> float:
 
 def _measure(corpus, spec, it, shard_count: int, seconds: float, args) -> dict:
     """The JSON result: per family the sampled ratio, measured share, tokens and epochs."""
-    from multiscale.data.mixture import repetition_report
+    from multiscale.data.sampling import repetition_report
 
     acc = it.accounting()
     shares = acc.family_shares()
@@ -120,7 +120,7 @@ def _sample(args: argparse.Namespace) -> int:
     import sys
 
     from multiscale.data.corpus import Corpus
-    from multiscale.data.mixture import MixtureSpec, make_train_iterator
+    from multiscale.data.sampling import MixtureSpec, make_train_iterator
     from multiscale.mixture import Mixture
 
     _check_args(args)

@@ -114,8 +114,8 @@ def register(subparsers) -> None:
                    help="copy corpus, families and train: settings into the written plan from this plan "
                         "(default: from --candidates)")
     p.add_argument("--objective", default="raw", choices=["raw", "normalized"],
-                   help="p*'s objective (default raw: mean loss in nats/token; under normalized the seed law's p* "
-                        "depends on gamma only, so budgets teach it nothing)")
+                   help="p*'s objective (default raw: mean loss in nats/token; under normalized the "
+                        "multilingual law's p* depends on gamma only, so budgets teach it nothing)")
     p.add_argument("--criterion", default="regret", choices=["regret", "width"],
                    help="uncertainty to reduce: regret (expected regret of the recommended mixture, 2nd order; "
                         "default) or width (summed variance of p*)")

@@ -51,25 +51,9 @@ class EvalSet:
             batch = {k: v[start:stop] for k, v in self.rows.items()}
             short = batch_size - (stop - start)
             if short:
-                batch = {
-                    k: np.concatenate([v, np.zeros((short,) + v.shape[1:], v.dtype)])
-                    for k, v in batch.items()
-                }
+                batch = {k: np.concatenate([v, np.zeros((short,) + v.shape[1:], v.dtype)])
+                         for k, v in batch.items()}
             yield batch
-
-
-def _cap_documents(docs, texts, vocab, cap):
-    kept_docs, kept_bytes, used = [], 0, 0
-    for doc, text in zip(docs, texts):
-        if cap is not None and used >= cap:
-            break
-        if cap is not None and used + len(doc) > cap:
-            doc = doc[: cap - used]
-            text = vocab.decode(doc)
-        kept_docs.append(doc)
-        kept_bytes += len(text.encode("utf-8"))
-        used += len(doc)
-    return kept_docs, kept_bytes
 
 
 def load_eval_set(corpus, *, seq_len: int,
@@ -85,10 +69,17 @@ def load_eval_set(corpus, *, seq_len: int,
     parts: dict[str, list[np.ndarray]] = {k: [] for k in KEYS + ("language_ids", "family_ids")}
     bytes_per_language, tokens_per_language = {}, {}
     for lang_id, lang in enumerate(corpus.languages):
-        docs, n_bytes = _cap_documents(
-            corpus.read_tokens(lang, "eval"), corpus.read_texts(lang, "eval"), vocab,
-            max_tokens_per_language,
-        )
+        # documents until the token cap; the last one cut short (its bytes counted as decoded)
+        cap, docs, n_bytes, used = max_tokens_per_language, [], 0, 0
+        for doc, text in zip(corpus.read_tokens(lang, "eval"), corpus.read_texts(lang, "eval")):
+            if cap is not None and used >= cap:
+                break
+            if cap is not None and used + len(doc) > cap:
+                doc = doc[: cap - used]
+                text = vocab.decode(doc)
+            docs.append(doc)
+            n_bytes += len(text.encode("utf-8"))
+            used += len(doc)
         rows = pack_documents(docs, int(seq_len))
         bytes_per_language[lang] = int(n_bytes)
         tokens_per_language[lang] = int(sum(r["weights"].sum() for r in rows))
@@ -100,12 +91,7 @@ def load_eval_set(corpus, *, seq_len: int,
     arrays = {k: np.stack(parts[k]) for k in KEYS}
     arrays["language_ids"] = np.asarray(parts["language_ids"], np.int32)
     arrays["family_ids"] = np.asarray(parts["family_ids"], np.int32)
-    return EvalSet(
-        seq_len=int(seq_len),
-        languages=tuple(corpus.languages),
-        family_names=tuple(corpus.families),
-        family_of={lang: corpus.grouping.family_of(lang) for lang in corpus.languages},
-        bytes_per_language=bytes_per_language,
-        tokens_per_language=tokens_per_language,
-        rows=arrays,
-    )
+    return EvalSet(seq_len=int(seq_len), languages=tuple(corpus.languages), family_names=tuple(corpus.families),
+                   family_of={lang: corpus.grouping.family_of(lang) for lang in corpus.languages},
+                   bytes_per_language=bytes_per_language, tokens_per_language=tokens_per_language,
+                   rows=arrays)

@@ -30,16 +30,6 @@ from multiscale.errors import InputError
 _CONST: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _constants(seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    c = _CONST.get(seq_len)
-    if c is None:
-        c = (np.ones(seq_len, np.int32), np.arange(seq_len, dtype=np.int32), np.ones(seq_len, np.float32))
-        for a in c:
-            a.setflags(write=False)
-        _CONST[seq_len] = c
-    return c
-
-
 def pack_row(pieces: Sequence[np.ndarray], seq_len: int) -> dict[str, np.ndarray]:
     """One row from document pieces totalling seq_len + 1 tokens (or fewer: padded with 0).
 
@@ -48,7 +38,12 @@ def pack_row(pieces: Sequence[np.ndarray], seq_len: int) -> dict[str, np.ndarray
     """
     if len(pieces) == 1 and len(pieces[0]) == seq_len + 1:
         toks = pieces[0]
-        ones, arange, wones = _constants(seq_len)
+        if seq_len not in _CONST:
+            _CONST[seq_len] = (np.ones(seq_len, np.int32), np.arange(seq_len, dtype=np.int32),
+                               np.ones(seq_len, np.float32))
+            for a in _CONST[seq_len]:
+                a.setflags(write=False)
+        ones, arange, wones = _CONST[seq_len]
         return {"inputs": toks[:-1], "targets": toks[1:], "segment_ids": ones,
                 "positions": arange, "weights": wones}
     lens = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
@@ -64,13 +59,8 @@ def pack_row(pieces: Sequence[np.ndarray], seq_len: int) -> dict[str, np.ndarray
         pos = np.concatenate([pos, np.zeros(pad, np.int32)])
     seg_in, seg_tg = seg[:seq_len], seg[1:]
     weights = ((seg_in == seg_tg) & (seg_in > 0)).astype(np.float32)
-    return {
-        "inputs": toks[:seq_len],
-        "targets": toks[1:],
-        "segment_ids": seg_in,
-        "positions": pos[:seq_len],
-        "weights": weights,
-    }
+    return {"inputs": toks[:seq_len], "targets": toks[1:], "segment_ids": seg_in,
+            "positions": pos[:seq_len], "weights": weights}
 
 
 class _PackIterator(grain.DatasetIterator):

@@ -10,19 +10,13 @@ from __future__ import annotations
 import re
 
 # Macros whose arguments are running text (man(7) and mdoc(7)).
-_TEXT_MACROS = frozenset(
-    "SH SS B I BR BI IB IR RB RI SB SM SY OP UR MT "
-    "Sh Ss Nm Nd Em Dq Qq Sq Pq Ql Pa Ar Fl Cm Xr It Op Va Fn Fa Ev Li Sy Dv Er Ic Ad Ms Tn D1 Dl".split()
-)
+_TEXT_MACROS = frozenset("SH SS B I BR BI IB IR RB RI SB SM SY OP UR MT Sh Ss Nm Nd Em Dq Qq Sq Pq Ql Pa Ar "
+                         "Fl Cm Xr It Op Va Fn Fa Ev Li Sy Dv Er Ic Ad Ms Tn D1 Dl".split())
 # mdoc macro names that may appear inside the arguments of another mdoc macro.
-_MDOC_INLINE = frozenset(
-    "Ar Fl Cm Xr Pa Op Oo Oc Dq Do Dc Qq Sq Pq Ql Em Sy Li Va Fn Fa Ev Dv Er Ic Ns No Pf Bq Brq "
-    "Ek Bk Ad Ms Tn Nm Xo Xc Sx Aq Ta".split()
-)
+_MDOC_INLINE = frozenset("Ar Fl Cm Xr Pa Op Oo Oc Dq Do Dc Qq Sq Pq Ql Em Sy Li Va Fn Fa Ev Dv Er Ic Ns No Pf Bq Brq "
+                         "Ek Bk Ad Ms Tn Nm Xo Xc Sx Aq Ta".split())
 # Macros that start a new paragraph.
-_BREAK_MACROS = frozenset(
-    "SH SS PP P LP TP IP HP Pp Sh Ss It Bl El Bd Ed br sp TQ RS RE Lp".split()
-)
+_BREAK_MACROS = frozenset("SH SS PP P LP TP IP HP Pp Sh Ss It Bl El Bd Ed br sp TQ RS RE Lp".split())
 _SPECIAL = {
     "em": "\u2014", "en": "\u2013", "hy": "-", "aq": "'", "dq": '"', "lq": "\u201c",
     "rq": "\u201d", "oq": "\u2018", "cq": "\u2019", "bu": "\u2022", "co": "\u00a9",
@@ -150,10 +144,8 @@ class _RoffReader:
             return
         if macro in _BREAK_MACROS:
             self.flush()
-        if macro in _TEXT_MACROS:
-            self.text_macro(macro, rest)
-
-    def text_macro(self, macro: str, rest: str) -> None:
+        if macro not in _TEXT_MACROS:
+            return
         args = _split_args(_strip_escapes(rest))
         if macro[:1].isupper() and macro[1:2].islower():  # mdoc
             args = [a for a in args if a not in _MDOC_INLINE]

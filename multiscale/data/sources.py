@@ -69,9 +69,7 @@ class ManpagesSource:
 
     def page_paths(self, lang: str) -> list[str]:
         if lang not in self.locales:
-            raise SourceError(
-                f"the manpages source has no language {lang!r}; it has: {', '.join(self.locales)}"
-            )
+            raise SourceError(f"the manpages source has no language {lang!r}; it has: {', '.join(self.locales)}")
         paths = []
         for loc in self.locales[lang]:
             paths.extend(glob.glob(os.path.join(self.root, loc, "man*", "*")))
@@ -80,24 +78,14 @@ class ManpagesSource:
             pkg = MANPAGES_PACKAGES.get(lang, f"manpages-{lang}")
             raise SourceError(
                 f"no manual pages for language {lang!r} under {self.root}/{'|'.join(self.locales[lang])}; "
-                f"install them: sudo apt-get install -y {pkg}"
-            )
-
-        def key(p: str) -> str:
-            rel = os.path.relpath(p, self.root)
-            return hashlib.sha1(rel.encode("utf-8")).hexdigest()
-
-        return sorted(paths, key=key)
+                f"install them: sudo apt-get install -y {pkg}")
+        return sorted(paths, key=lambda p: hashlib.sha1(os.path.relpath(p, self.root).encode("utf-8")).hexdigest())
 
     def iter_documents(self, lang: str) -> Iterator[str]:
         for path in self.page_paths(lang):
             try:
-                if path.endswith(".gz"):
-                    with gzip.open(path, "rb") as fh:
-                        raw = fh.read()
-                else:
-                    with open(path, "rb") as fh:
-                        raw = fh.read()
+                with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+                    raw = fh.read()
             except (OSError, EOFError):
                 continue
             text = roff_to_text(raw.decode("utf-8", errors="replace"))
@@ -121,18 +109,11 @@ class FilesSource:
 
     name = "files"
 
-    def __init__(
-        self,
-        inputs: Mapping[str, str | Sequence[str]],
-        *,
-        text_field: str = "text",
-        split_paragraphs: bool = False,
-    ):
+    def __init__(self, inputs: Mapping[str, str | Sequence[str]], *, text_field: str = "text",
+                 split_paragraphs: bool = False):
         if not inputs:
             raise SourceError("inputs: the files source needs at least one language and its files", arg="inputs")
-        self.inputs = {
-            lang: ((pats,) if isinstance(pats, str) else tuple(pats)) for lang, pats in inputs.items()
-        }
+        self.inputs = {lang: ((pats,) if isinstance(pats, str) else tuple(pats)) for lang, pats in inputs.items()}
         self.text_field = text_field
         self.split_paragraphs = split_paragraphs
 
@@ -194,16 +175,10 @@ class TFDSSource:
 
     name = "tfds"
 
-    def __init__(
-        self,
-        languages: Sequence[str],
-        *,
-        tfds_name: str = "c4/multilingual:3.1.0",
-        split_for: Callable[[str], str] | None = None,
-        text_field: str = "text",
-        max_docs_per_language: int | None = None,
-        data_source_factory: Callable[[str, str], Any] | None = None,
-    ):
+    def __init__(self, languages: Sequence[str], *, tfds_name: str = "c4/multilingual:3.1.0",
+                 split_for: Callable[[str], str] | None = None, text_field: str = "text",
+                 max_docs_per_language: int | None = None,
+                 data_source_factory: Callable[[str, str], Any] | None = None):
         self._languages = tuple(languages)
         self.tfds_name = tfds_name
         self.split_for = split_for or (lambda lang: lang)
@@ -247,17 +222,10 @@ class HFSource:
 
     name = "hf"
 
-    def __init__(
-        self,
-        languages: Sequence[str],
-        *,
-        path: str = "allenai/c4",
-        config_for: Callable[[str], str | None] | None = None,
-        split: str = "train",
-        text_field: str = "text",
-        max_docs_per_language: int | None = None,
-        load_fn: Callable[[str, str | None, str], Iterable[Mapping[str, Any]]] | None = None,
-    ):
+    def __init__(self, languages: Sequence[str], *, path: str = "allenai/c4",
+                 config_for: Callable[[str], str | None] | None = None, split: str = "train",
+                 text_field: str = "text", max_docs_per_language: int | None = None,
+                 load_fn: Callable[[str, str | None, str], Iterable[Mapping[str, Any]]] | None = None):
         self._languages = tuple(languages)
         self.path = path
         self.config_for = config_for or (lambda lang: lang)
@@ -271,9 +239,7 @@ class HFSource:
         try:
             import datasets
         except ModuleNotFoundError:
-            raise SourceError(
-                "the hf source needs the 'datasets' package: pip install 'multiscale[hf]'"
-            ) from None
+            raise SourceError("the hf source needs the 'datasets' package: pip install 'multiscale[hf]'") from None
         return datasets.load_dataset(path, name, split=split, streaming=True)
 
     @property

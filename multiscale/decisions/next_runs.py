@@ -268,44 +268,6 @@ def check_request(fit, N: float, D: float, budget_flops: float, k: int, objectiv
         raise InputError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
 
 
-def _check_target_range(fitted: FittedRange | None, N: float, D: float) -> None:
-    if fitted is None:
-        return
-    for name, v, levels in (("N", N, fitted.N), ("D", D, fitted.D)):
-        if v < min(levels) * (1 - 1e-9):
-            raise InputError(f"{name} {v:.4g} is below every fitted value (smallest {min(levels):.4g}): next plans "
-                             "runs that teach p* at a target at or beyond the fitted runs")
-
-
-def _fitted(fit, runs: pd.DataFrame | None, candidates) -> FittedRange | None:
-    try:
-        return FittedRange.of(fit, runs)
-    except InputError:
-        if candidates is None:
-            raise
-        return None
-
-
-def _width(P_SxF: np.ndarray) -> np.ndarray:
-    lo, hi = np.quantile(P_SxF, [Q_LOW, Q_HIGH], axis=0)
-    return hi - lo
-
-
-def _chosen(cands, steps: list[Step], state: TargetState, var0: np.ndarray, width0: np.ndarray) -> list[dict]:
-    out, total = [], 0.0
-    for rank, st in enumerate(steps, 1):
-        c = cands[st.index]
-        total += c.flops
-        ratio = np.sqrt(np.where(var0 > 0, np.clip(st.var_after_F, 0, None) / np.where(var0 > 0, var0, 1), 1.0))
-        width = width0 * ratio
-        out.append({"rank": rank, "preset": c.preset, "N": c.N, "D": c.D, "label": c.label,
-                    "ratios": c.ratio_dict, "flops": c.flops, "flops_cumulative": total, "value": st.value,
-                    "value_per_flop": st.value / c.flops,
-                    "uncertainty_after": float(np.clip(st.var_after_F, 0, None) @ state.a_F),
-                    "width_after": dict(zip(state.families, width.tolist())), "width_sum_after": float(width.sum())})
-    return out
-
-
 def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Sequence[Candidate] | None = None,
               k: int = 8, objective: str = "raw", criterion: str = "regret", runs: pd.DataFrame | None = None,
               progress: bool = False) -> NextResult:
@@ -313,8 +275,16 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
     `budget_flops` (module docstring). `candidates` default: generated from the fit
     (`multiscale.decisions.candidates.generate`; `runs`, the fitted table, gives its levels)."""
     check_request(fit, N, D, budget_flops, k, objective, criterion)
-    fitted = _fitted(fit, runs, candidates)
-    _check_target_range(fitted, N, D)
+    try:
+        fitted = FittedRange.of(fit, runs)
+    except InputError:
+        if candidates is None:
+            raise
+        fitted = None
+    for name, v, levels in (("N", N, fitted.N), ("D", D, fitted.D)) if fitted is not None else ():
+        if v < min(levels) * (1 - 1e-9):  # the target lies at or beyond the fitted runs
+            raise InputError(f"{name} {v:.4g} is below every fitted value (smallest {min(levels):.4g}): next plans "
+                             "runs that teach p* at a target at or beyond the fitted runs")
     state = target_state(fit, N, D, objective, criterion)
     if candidates is None:
         candidates = generate(fitted, state.families, N, D, state.robust)
@@ -344,7 +314,8 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
 
 
 def _result(fit, N, D, objective, budget_flops, k, cands, state: TargetState, steps, var0) -> NextResult:
-    width0 = _width(state.P_SxF)
+    lo, hi = np.quantile(state.P_SxF, [Q_LOW, Q_HIGH], axis=0)
+    width0 = hi - lo
     notes = list(state.notes)
     if len(steps) < k:
         notes.append(f"{len(steps)} of k = {k} runs chosen: the FLOP budget or the candidates' information ran out")
@@ -359,8 +330,20 @@ def _result(fit, N, D, objective, budget_flops, k, cands, state: TargetState, st
         notes.append(f"{rows_seen} observed losses against {S} posterior draws: the covariances behind the later "
                      "values are noisy; sample more draws for a larger batch")
     U0 = float(np.clip(var0, 0, None) @ state.a_F)
+    chosen, total = [], 0.0
+    for rank, st in enumerate(steps, 1):
+        c = cands[st.index]
+        total += c.flops
+        ratio = np.sqrt(np.where(var0 > 0, np.clip(st.var_after_F, 0, None) / np.where(var0 > 0, var0, 1), 1.0))
+        width = width0 * ratio
+        chosen.append({"rank": rank, "preset": c.preset, "N": c.N, "D": c.D, "label": c.label,
+                       "ratios": c.ratio_dict, "flops": c.flops, "flops_cumulative": total, "value": st.value,
+                       "value_per_flop": st.value / c.flops,
+                       "uncertainty_after": float(np.clip(st.var_after_F, 0, None) @ state.a_F),
+                       "width_after": dict(zip(state.families, width.tolist())),
+                       "width_sum_after": float(width.sum())})
     return NextResult(law=fit.law.name, N=float(N), D=float(D), objective=objective, criterion=state.criterion,
                       families=state.families, budget_flops=float(budget_flops), k=int(k), n_candidates=len(cands),
                       n_draws=S, uncertainty_now=U0, width_now=dict(zip(state.families, width0.tolist())),
                       expected_regret_now=state.expected_regret, recommended=state.robust,
-                      chosen=_chosen(cands, steps, state, var0, width0), notes=notes)
+                      chosen=chosen, notes=notes)

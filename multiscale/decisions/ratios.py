@@ -186,19 +186,6 @@ def _project(v, lo, hi):
     return jnp.clip(v - 0.5 * (a + b), lo, hi)
 
 
-def _losses_fn(law, fam_in_mix, M: int):
-    """(theta of one draw, P (M,), log N, log D, log U (F,)) -> losses (F,) in nats/token."""
-    import jax.numpy as jnp
-
-    off = jnp.asarray(offdiag_mask(fam_in_mix, M))
-    idx = jnp.asarray(fam_in_mix)
-
-    def losses(th, P, logN, logD, logU):
-        return jnp.exp(log_loss(law, th, logN, logD, jnp.log(P[idx]), logU, P[:, None], off, xp=jnp))
-
-    return losses
-
-
 def _pg(obj, p0, lo, hi, iters: int):
     """Projected gradient from p0 (projected first) for `iters` steps: the step grows by 1.25 after
     an accepted step and halves after a rejected one (sufficient decrease), so the objective never
@@ -220,29 +207,6 @@ def _pg(obj, p0, lo, hi, iters: int):
     return jax.lax.fori_loop(0, iters, step, (p0, f0, g0, jnp.asarray(0.01)))[0]
 
 
-def _draw_objective(law, fam_in_mix: tuple, M: int, normalized: bool):
-    """(objective, reference): ``objective(theta of one draw, ref (F,), P (M,), log N, log D,
-    log U, w)`` is the draw's weighted sum of the losses divided by `ref`, and
-    ``reference(theta, log N, log D, log U)`` is each family's monolingual loss when
-    `normalized` (ones otherwise), computed once per draw outside the solver's loop."""
-    import jax
-    import jax.numpy as jnp
-
-    F = len(fam_in_mix)
-    losses = _losses_fn(law, np.asarray(fam_in_mix), M)
-    mono = jnp.asarray(np.eye(M)[np.asarray(fam_in_mix)])  # family i's monolingual mixture
-
-    def reference(th1, logN, logD, logU):
-        if not normalized:
-            return jnp.ones(F)
-        return jax.vmap(lambda Q: losses(th1, Q, logN, logD, logU))(mono)[jnp.arange(F), jnp.arange(F)]
-
-    def objective(th1, ref1, P, logN, logD, logU, w):
-        return jnp.sum(w * losses(th1, P, logN, logD, logU) / ref1)
-
-    return objective, reference
-
-
 _PROGRAMS: dict = {}
 
 
@@ -256,7 +220,22 @@ def _program(law, fam_in_mix: tuple, M: int, normalized: bool, iters: int, robus
     key = (law.name, fam_in_mix, M, normalized, iters, robust)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
-    objective, reference = _draw_objective(law, fam_in_mix, M, normalized)
+    F = len(fam_in_mix)
+    off = jnp.asarray(offdiag_mask(np.asarray(fam_in_mix), M))
+    idx = jnp.asarray(np.asarray(fam_in_mix))
+    mono = jnp.asarray(np.eye(M)[np.asarray(fam_in_mix)])  # family i's monolingual mixture
+
+    def losses(th1, P, logN, logD, logU):  # one draw's losses (F,) in nats/token at P (M,)
+        return jnp.exp(log_loss(law, th1, logN, logD, jnp.log(P[idx]), logU, P[:, None], off, xp=jnp))
+
+    def reference(th1, logN, logD, logU):
+        """Each family's monolingual loss when `normalized` (ones otherwise), once per draw."""
+        if not normalized:
+            return jnp.ones(F)
+        return jax.vmap(lambda Q: losses(th1, Q, logN, logD, logU))(mono)[jnp.arange(F), jnp.arange(F)]
+
+    def objective(th1, ref1, P, logN, logD, logU, w):  # the draw's weighted sum of losses / ref
+        return jnp.sum(w * losses(th1, P, logN, logD, logU) / ref1)
 
     def one(th1, logN, logD, logU, w, lo, hi, p0):
         ref = reference(th1, logN, logD, logU)

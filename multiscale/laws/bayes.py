@@ -87,18 +87,9 @@ REFIT_DRAWS = 1000
 def host_devices_for_chains(chains: int) -> bool:
     """Ask XLA for `chains` CPU devices so that NUTS chains run in parallel threads (numpyro's
     "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
-    already set a device count; returns whether the flag was added. The CLI calls this for
-    `fit --method nuts`; a Python user calls it first thing, before importing jax."""
+    already set a device count; returns whether the flag was added. The CLI calls this before a
+    NUTS fit; a Python user calls it first thing, before importing jax."""
     return chains >= 2 and request_host_devices(int(chains))
-
-
-def check_settings(chains, draws, warmup) -> None:
-    """NUTS settings as whole numbers: chains and draws >= 1, warm-up >= 0 (None: WARMUP)."""
-    for name, v, low in (("chains", chains, 1), ("draws", draws, 1), ("warmup", warmup, 0)):
-        if name == "warmup" and v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
 
 
 def _chain_method(method: str, chains: int) -> str:
@@ -472,17 +463,12 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
 
     Args:
       df: run table; ``loss_sem`` (nats/token) is added to the noise in quadrature where given.
-      law: any registered law (`multiscale.laws.forms.LAWS`).
       shared: exponents shared by all families, e.g. ("alpha", "beta").
-      chains, draws, warmup: NUTS settings; warmup (extra to the draws) defaults to WARMUP.
-      dense_mass: None (default) dense up to DENSE_MAX_DIMS sampled dimensions, else
-        diagonal; True/False force it.
-      chain_method: "auto" (default: "parallel" when there are at least `chains` devices,
-        see `host_devices_for_chains`, else "sequential"), or numpyro's "sequential",
-        "vectorized" or "parallel".
-      seed: PRNG seed.
-      target_accept: NUTS's target acceptance probability; None: the law's default
-        (`default_target_accept`: TARGET_ACCEPT, TARGET_ACCEPT_MIXING for the mixing laws).
+      warmup: warm-up draws per chain, extra to the draws (None: WARMUP).
+      dense_mass: None: dense up to DENSE_MAX_DIMS sampled dimensions, else diagonal.
+      chain_method: "auto" ("parallel" when there are at least `chains` devices, see
+        `host_devices_for_chains`, else "sequential"), or numpyro's own.
+      target_accept: None: `default_target_accept(law)`.
       warn: emit a Python warning for failed diagnostics (they are kept in `.warnings` too).
       extrapolation: also learn the extrapolation term (`multiscale.laws.extrapolation`) where the
         law does (`learns_extrapolation`): one refit per axis (N, D) with at least 3 levels, leaving
@@ -495,7 +481,11 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       ``log_likelihood`` of every table row), R-hat, ESS and divergences.
     """
     law_obj = get_law(law)
-    check_settings(chains, draws, warmup)
+    # whole-number NUTS settings (warmup None: WARMUP)
+    for name, v, low in (("chains", chains, 1), ("draws", draws, 1), ("warmup", warmup, 0)):
+        if (name != "warmup" or v is not None) and (
+                isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
+            raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
     target_accept = default_target_accept(law_obj) if target_accept is None else target_accept
     df, data, shared = prepare(df, law_obj, shared)
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
@@ -505,9 +495,21 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     if fit.options["extrapolation"]:
         refit = refit_settings(settings)
         fit.options["extrapolation_refit"] = {k: refit[k] for k in ("chains", "draws", "warmup", "seed")}
-        fit.extrapolation = _extrapolation_model(df, law_obj, shared, refit)
-        fit.diagnostics["seconds_extrapolation"] = sum(fit.extrapolation.pop("seconds", [0.0]))
-        fit.options["extrapolation_refit"]["stacked"] = fit.extrapolation.pop("stacked")
+        # The refits run as one NUTS program over both sub-tables (`Layout`: the posterior
+        # factorizes over the tables) unless that program would lose the dense mass matrix the
+        # tables alone get; no warnings: the refits are diagnostics of the final fit, not results.
+        seconds, stacked = [], []
+
+        def fit_many(tables):
+            fits, sec, stack = _refits(law_obj, tables, shared, refit)
+            seconds.extend(sec)
+            stacked.append(stack)
+            return fits
+
+        fit.extrapolation = leave_largest_out(
+            df, None, lambda f, rows: predictive_draws(f, rows, extrapolation=False), fit_many=fit_many)
+        fit.diagnostics["seconds_extrapolation"] = sum(seconds)
+        fit.options["extrapolation_refit"]["stacked"] = bool(stacked and stacked[0])
     return fit
 
 
@@ -519,25 +521,6 @@ def refit_settings(settings: dict) -> dict:
     per_chain = min(settings["draws"], math.ceil(REFIT_DRAWS / settings["chains"]))
     warmup = WARMUP if settings["warmup"] is None else settings["warmup"]
     return {**settings, "draws": per_chain, "warmup": warmup}
-
-
-def _extrapolation_model(df: pd.DataFrame, law_obj: Law, shared, refit: dict) -> dict:
-    """`leave_largest_out` with the refits of `refit_settings`, run as one NUTS program over both
-    sub-tables (`Layout`: the posterior factorizes over the tables, so this is the two refits for
-    one compilation) unless that program would lose the dense mass matrix the tables alone get;
-    no warnings: the refits are diagnostics of the final fit, not results."""
-    seconds, stacked = [], []
-
-    def fit_many(tables):
-        fits, sec, stack = _refits(law_obj, tables, shared, refit)
-        seconds.extend(sec)
-        stacked.append(stack)
-        return fits
-
-    model = leave_largest_out(df, None, lambda f, rows: predictive_draws(f, rows, extrapolation=False),
-                              fit_many=fit_many)
-    model["seconds"], model["stacked"] = seconds, bool(stacked and stacked[0])
-    return model
 
 
 def _refits(law_obj: Law, tables, shared, refit: dict) -> tuple[list, list[float], bool]:

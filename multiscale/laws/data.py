@@ -84,22 +84,16 @@ def mixture_arrays(df: pd.DataFrame, families) -> dict:
     return out
 
 
-def _min_runs(df: pd.DataFrame, law: Law, n_fam: int, shared) -> int:
-    """Fewest runs per family: the law's own count, plus one per coefficient of a matrix
-    parameter (M - 1 other mixture families each)."""
-    need = law.min_runs(n_fam, shared)
-    if law.matrix:
-        need += len(law.matrix) * max(len(mixture_columns(df)) - 1, 0)
-    return need
-
-
 def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitData, tuple[str, ...]]:
     """Validate `df` for `law` with the one run-table validation (`multiscale.runs.validate_runs`,
     which also refuses families with too few runs for the law) and build `FitData`."""
     shared = check_shared(law, shared)
     # families as validate_runs will see them (names stripped), for the minimum runs per family
     n_fam = pd.Series(df["family"]).astype(str).str.strip().nunique() if "family" in df.columns else 1
-    df = validate_runs(df, law=law.name, min_runs=_min_runs(df, law, n_fam, shared))
+    # Fewest runs per family: the law's own count, plus one per coefficient of a matrix parameter
+    # (M - 1 other mixture families each).
+    need = law.min_runs(n_fam, shared) + len(law.matrix) * max(len(mixture_columns(df)) - 1, 0)
+    df = validate_runs(df, law=law.name, min_runs=need)
     if not law.uses_scale:
         for col in ("N", "D"):
             if df[col].nunique() > 1:

@@ -106,18 +106,6 @@ def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str) -> tu
     return rec, k
 
 
-def _fit_each(fit_fn: Callable, tables: list[pd.DataFrame]) -> list:
-    """`fit_fn` on each table in turn; an `InputError` (the table cannot be fitted) is returned in
-    its place, as a `fit_many` does."""
-    out: list = []
-    for t in tables:
-        try:
-            out.append(fit_fn(t))
-        except InputError as err:
-            out.append(err)
-    return out
-
-
 def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | None,
                       draws_fn: Callable[[Any, pd.DataFrame], np.ndarray], *,
                       fit_many: Callable[[list[pd.DataFrame]], list] | None = None) -> dict:
@@ -146,7 +134,15 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | 
             axes.append(axis)
     splits = [split_largest(df, axis) for axis in axes]
     trains = [train for train, _ in splits]
-    fits = fit_many(trains) if fit_many is not None else _fit_each(fit_fn, trains)
+    if fit_many is not None:
+        fits = fit_many(trains)
+    else:  # one after another; a table that cannot be fitted gets its InputError, as in fit_many
+        fits = []
+        for t in trains:
+            try:
+                fits.append(fit_fn(t))
+            except InputError as err:
+                fits.append(err)
     ks = []
     for axis, (train, test), fit in zip(axes, splits, fits):
         try:

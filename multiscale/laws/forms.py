@@ -208,7 +208,7 @@ def check_shared(law: Law, shared) -> tuple[str, ...]:
 
 
 def law_info(law: Law) -> dict:
-    """The law's contract as `multiscale laws --json` prints it."""
+    """The law's contract as a JSON-ready dict (what the `laws` command prints)."""
     return {"name": law.name, "form": law.doc, "params": list(law.params) + list(law.matrix),
             "matrix_params": list(law.matrix), "shareable": list(law.exponents),
             "uses_scale": law.uses_scale, "uses_ratio": law.uses_ratio,

@@ -154,12 +154,12 @@ def _two_loop(g, S, Y, valid, memory: int):
     return -jax.lax.fori_loop(0, memory, oldest_first, h0 * q)
 
 
-def _trial(c: LBFGSState, memory: int):
-    """(direction, slope g.d, step length) of this step's trial point: a new L-BFGS direction
-    (steepest descent where it is not a descent direction) after an accepted step, else the
-    current one with its shrunken step."""
+def _step(vg: Callable, c: LBFGSState, tol: float, memory: int, ftol: float) -> LBFGSState:
+    """One evaluation for every batch entry: try the trial point, accept or shrink."""
     import jax.numpy as jnp
 
+    # The trial: a new L-BFGS direction (steepest descent where it is not a descent direction)
+    # after an accepted step, else the current one with its shrunken step.
     dn = _two_loop(c.g, c.S, c.Y, c.valid, memory)
     gdn = _vdot(c.g, dn)
     bad = ~(gdn < 0) | ~jnp.all(jnp.isfinite(dn), axis=0)
@@ -169,48 +169,30 @@ def _trial(c: LBFGSState, memory: int):
     gd = jnp.where(c.fresh, gdn, c.gd)
     t_first = jnp.where(c.it == 0, jnp.minimum(1.0, 1.0 / (_norm(c.g) + 1e-300)), 1.0)
     t = jnp.where(c.fresh, t_first, c.t)
-    return d, gd, t
 
-
-def _push_pair(accept, sv, yv, S, Y, valid):
-    """The memory with (s, y) stored newest first where a step was accepted with s.y > 0."""
-    import jax.numpy as jnp
-
-    push = accept & (_vdot(sv, yv) > 1e-300)
-    S = jnp.where(push, jnp.concatenate([sv[None], S[:-1]]), S)
-    Y = jnp.where(push, jnp.concatenate([yv[None], Y[:-1]]), Y)
-    valid = jnp.where(push, jnp.concatenate([jnp.ones_like(push)[None], valid[:-1]]), valid)
-    return S, Y, valid
-
-
-def _shrunk_step(ok, ft, fx, gd, t):
-    """A rejected trial's next step: the minimizer of the quadratic through f(x), the slope
-    and f(x + t d), kept within [0.02 t, 0.5 t] (0.02 t when the trial was not finite)."""
-    import jax.numpy as jnp
-
-    denom = 2.0 * (ft - fx - gd * t)
-    good = ok & (denom > 0)
-    tq = jnp.where(good, -gd * t * t / jnp.where(good, denom, 1.0), 0.02 * t)
-    return jnp.clip(tq, 0.02 * t, 0.5 * t)
-
-
-def _step(vg: Callable, c: LBFGSState, tol: float, memory: int, ftol: float) -> LBFGSState:
-    """One evaluation for every batch entry: try the trial point, accept or shrink."""
-    import jax.numpy as jnp
-
-    d, gd, t = _trial(c, memory)
     xt = c.x + t * d
     ft, gt = vg(xt)
     ok = jnp.isfinite(ft) & jnp.all(jnp.isfinite(gt), axis=0)
     accept = ok & (ft <= c.f + ARMIJO_C1 * t * gd)
-    S, Y, valid = _push_pair(accept, xt - c.x, gt - c.g, c.S, c.Y, c.valid)
+    # Store (s, y) newest first where a step was accepted with s.y > 0.
+    sv, yv = xt - c.x, gt - c.g
+    push = accept & (_vdot(sv, yv) > 1e-300)
+    S = jnp.where(push, jnp.concatenate([sv[None], c.S[:-1]]), c.S)
+    Y = jnp.where(push, jnp.concatenate([yv[None], c.Y[:-1]]), c.Y)
+    valid = jnp.where(push, jnp.concatenate([jnp.ones_like(push)[None], c.valid[:-1]]), c.valid)
+    # A rejected trial's next step: the minimizer of the quadratic through f(x), the slope and
+    # f(x + t d), kept within [0.02 t, 0.5 t] (0.02 t when the trial was not finite).
+    denom = 2.0 * (ft - c.f - gd * t)
+    good = ok & (denom > 0)
+    t_next = jnp.clip(jnp.where(good, -gd * t * t / jnp.where(good, denom, 1.0), 0.02 * t),
+                      0.02 * t, 0.5 * t)
     done_acc = (_norm(gt) < tol) | (c.f - ft <= ftol * jnp.abs(c.f))
     fails = jnp.where(accept, 0, c.fails + 1)
     return LBFGSState(
         x=jnp.where(accept, xt, c.x), f=jnp.where(accept, ft, c.f), g=jnp.where(accept, gt, c.g),
         S=S, Y=Y, valid=valid, k=c.k + 1, it=c.it + accept.astype(jnp.int32),
         done=jnp.where(accept, done_acc, fails >= MAX_REJECTS), d=d, gd=gd,
-        t=_shrunk_step(ok, ft, c.f, gd, t), fresh=accept, fails=fails)
+        t=t_next, fresh=accept, fails=fails)
 
 
 def run(vg: Callable, state: LBFGSState, k_end, *, tol: float = GRAD_TOL, memory: int = MEMORY,

@@ -101,9 +101,19 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
     if not fit.law.uses_scale and not (np.isclose(N, fit.N_ref, rtol=1e-6) and np.isclose(D, fit.D_ref, rtol=1e-6)):
         raise InputError(f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g} and cannot "
                          f"predict at N={N:.4g}, D={D:.4g}")
+    # A law with a matrix reads the whole mixture (every mixture family's ratio must be given),
+    # the others each family's own ratio (the families not given are left at NaN).
+    mix = tuple(fit.mixture_families)
+    missing = [f for f in mix if f not in p_by_family]
+    if missing:
+        raise InputError(f"law {fit.law.name!r} needs the whole mixture: give the ratio of {missing} too")
+    mix = mix or tuple(fit.families)
+    P = np.array([p_by_family.get(f, np.nan) for f in mix])
+    U_F = np.array([fit.unique_tokens.get(f, np.inf) for f in fit.families])
+    draws = mixture_loss(fit.law, fit.draws, float(N), float(D), P,
+                         np.array([mix.index(f) for f in fit.families]), U_F)
     fams = tuple(p_by_family)
-    idx = [fit.family_index(f) for f in fams]
-    draws = _mixture_draws(fit, float(N), float(D), p_by_family)[:, idx]
+    draws = draws[:, [fit.family_index(f) for f in fams]]
     sd = float(extrapolation_sd(getattr(fit, "extrapolation", None), N, D))
     if sd > 0 and draws.shape[0] > 1:
         draws = draws * np.exp(sd * np.random.default_rng(0).standard_normal(draws.shape))
@@ -157,20 +167,6 @@ def pointwise_loglik(fit, data: FitData, sigma_SxF: np.ndarray, chunk: int = 200
     return out
 
 
-def _mixture_draws(fit: Fit, N: float, D: float, ratios: dict) -> np.ndarray:
-    """Loss draws (S, F) of the fit's families at one (N, D): a law with a matrix reads the whole
-    mixture (every mixture family's ratio must be given), the others each family's own ratio (the
-    families not in `ratios` are left at NaN)."""
-    mix = tuple(fit.mixture_families)
-    missing = [f for f in mix if f not in ratios]
-    if missing:
-        raise InputError(f"law {fit.law.name!r} needs the whole mixture: give the ratio of {missing} too")
-    mix = mix or tuple(fit.families)
-    P = np.array([ratios.get(f, np.nan) for f in mix])
-    U_F = np.array([fit.unique_tokens.get(f, np.inf) for f in fit.families])
-    return mixture_loss(fit.law, fit.draws, N, D, P, np.array([mix.index(f) for f in fit.families]), U_F)
-
-
 def predict_rows(fit: Fit, df: pd.DataFrame, chunk: int = 500) -> np.ndarray:
     """Loss draws (S, R) of the mean law for every row of a run table (families in the fit): each
     row's family at its run's whole mixture (``p_<family>`` columns, for the laws with a matrix)
@@ -194,15 +190,6 @@ def predict_rows(fit: Fit, df: pd.DataFrame, chunk: int = 500) -> np.ndarray:
 
 
 
-def _sigma_SxF(fit: Fit) -> np.ndarray | None:
-    """A Bayesian fit's draws of the noise scale sigma, (S, F); None without them."""
-    idata = getattr(fit, "idata", None)
-    if idata is None or "sigma" not in idata.posterior:
-        return None
-    sig = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
-    return sig.reshape(-1, sig.shape[-1])
-
-
 def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: int = 0,
                      extrapolation: bool = True) -> np.ndarray:
     """Draws [S, R] of the predicted loss (nats/token) for the R rows of `df`.
@@ -214,9 +201,11 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
     `extrapolation_sd` (0 in range). Otherwise the draws are the mean law's.
     """
     draws_SxR = np.asarray(predict_rows(fit, df), float)
-    sig_SxF = _sigma_SxF(fit)
-    if not noise or draws_SxR.shape[0] <= 1 or sig_SxF is None:
+    idata = getattr(fit, "idata", None)  # a Bayesian fit's draws of the noise scale sigma
+    if not noise or draws_SxR.shape[0] <= 1 or idata is None or "sigma" not in idata.posterior:
         return draws_SxR
+    sig_SxF = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
+    sig_SxF = sig_SxF.reshape(-1, sig_SxF.shape[-1])
     rng = np.random.default_rng(seed)
     idx = np.array([fit.family_index(f) for f in df["family"]])
     eps_SxR = rng.standard_t(STUDENT_NU, size=draws_SxR.shape)
@@ -228,9 +217,19 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
     return draws_SxR
 
 
-def _check_table(fit: Fit, df) -> pd.DataFrame:
-    """The rows to predict: a DataFrame with run, family, N, D, p (loss optional), families in
-    the fit, N and D finite and > 0, p in (0, 1]; `InputError` naming the column and rows."""
+TABLE_INPUT = ("run", "family", "N", "D", "p")
+
+
+def predict_table(fit: Fit, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """The 90% posterior-predictive loss (nats/token) of every row of a run table.
+
+    Columns: run, family, N, D, p, median, q05, q95 (`predictive_draws`: parameter draws,
+    run-to-run noise and, beyond the fitted range, the extrapolation term; a point fit gives
+    q05 = q95 = median), ``sd_log`` (the predictive sd of log-loss without the extrapolation term),
+    ``extrapolation_sd_log`` (the extrapolation term's sd of log-loss, 0 in range), and ``loss``
+    when the table has it. The table needs run, family, N, D and p; losses are optional.
+    """
+    # The rows: families in the fit, N and D finite and > 0, p in (0, 1]; errors name column and rows.
     if not isinstance(df, pd.DataFrame):
         raise InputError(f"predict_table: expected a pandas DataFrame, got {type(df).__name__}")
     missing = [c for c in TABLE_INPUT if c not in df.columns]
@@ -252,22 +251,6 @@ def _check_table(fit: Fit, df) -> pd.DataFrame:
         if len(off):
             raise InputError(f"law 'ratio' was fitted at N={fit.N_ref:.4g}, D={fit.D_ref:.4g} and cannot "
                              f"predict rows {off[:10].tolist()} at another (N, D)")
-    return df
-
-
-TABLE_INPUT = ("run", "family", "N", "D", "p")
-
-
-def predict_table(fit: Fit, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
-    """The 90% posterior-predictive loss (nats/token) of every row of a run table.
-
-    Columns: run, family, N, D, p, median, q05, q95 (`predictive_draws`: parameter draws,
-    run-to-run noise and, beyond the fitted range, the extrapolation term; a point fit gives
-    q05 = q95 = median), ``sd_log`` (the predictive sd of log-loss without the extrapolation term),
-    ``extrapolation_sd_log`` (the extrapolation term's sd of log-loss, 0 in range), and ``loss``
-    when the table has it. The table needs run, family, N, D and p; losses are optional.
-    """
-    df = _check_table(fit, df)
     in_range = predictive_draws(fit, df, seed=seed, extrapolation=False)
     draws = predictive_draws(fit, df, seed=seed)
     q05, med, q95 = np.quantile(draws, [Q_LOW, 0.5, Q_HIGH], axis=0)

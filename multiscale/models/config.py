@@ -17,10 +17,8 @@ _ACCELERATORS = ("gpu", "tpu", "cuda", "rocm")
 
 
 def resolve_compute_dtype(name: str) -> jnp.dtype:
-    """The dtype policy: 'auto' means bf16 on an accelerator and f32 on CPU.
-
-    Parameters always stay f32; only the activations and matmul inputs use this dtype.
-    """
+    """'auto' means bf16 on an accelerator and f32 on CPU; parameters always stay f32, only the
+    activations and matmul inputs use this dtype."""
     if name == "auto":
         return jnp.bfloat16 if jax.default_backend() in _ACCELERATORS else jnp.float32
     if name in ("float32", "f32"):
@@ -40,20 +38,10 @@ def check_compute_dtype(name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """A pre-norm decoder-only transformer (RMSNorm, rotary positions, SwiGLU MLP).
-
-    Attributes:
-      vocab_size: tokens in the vocabulary (259 for the byte vocabulary).
-      d_model: residual stream width D.
-      num_layers: transformer blocks.
-      num_heads: attention heads H; `d_model` must be divisible by it (head size K = D / H).
-      d_ff: hidden width F of the gated MLP.
-      tie_embeddings: reuse the input embedding as the output projection.
-      rope_base: rotary frequency base.
-      norm_eps: RMSNorm epsilon.
-      compute_dtype: 'auto' (bf16 on GPU/TPU, f32 on CPU), 'float32' or 'bfloat16'.
-      init_std: standard deviation of the normal initializer of the matrices.
-    """
+    """A pre-norm decoder-only transformer (RMSNorm, rotary positions, SwiGLU MLP): width D =
+    `d_model`, H = `num_heads` dividing D (head size K = D / H, even), MLP width F = `d_ff`;
+    `compute_dtype` 'auto' is bf16 on GPU/TPU and f32 on CPU; `init_std` is the normal
+    initializer's standard deviation for the matrices."""
 
     vocab_size: int = 259
     d_model: int = 64

@@ -15,18 +15,11 @@ from multiscale.models.config import ModelConfig
 
 @dataclasses.dataclass(frozen=True)
 class ParamCount:
-    """Parameter counts of one architecture."""
-
     non_embedding: int
     embedding: int
 
-    @property
-    def total(self) -> int:
-        return self.non_embedding + self.embedding
-
 
 def count_params(cfg: ModelConfig) -> ParamCount:
-    """Embedding / non-embedding parameter counts of `cfg` (exact)."""
     d, f = cfg.d_model, cfg.d_ff
     attention = 4 * d * d            # q, k, v, out projections (no biases)
     mlp = 3 * d * f                  # gate, up, down
@@ -38,10 +31,7 @@ def count_params(cfg: ModelConfig) -> ParamCount:
 
 
 def flops_per_token(cfg: ModelConfig, seq_len: int) -> float:
-    """Training FLOPs per token: 6N + 12 * layers * d_model * seq_len (docs/design.md, "Testing and benchmarks").
-
-    N is the non-embedding count; the second term is the attention score/value work
-    (forward and backward) at context length `seq_len`.
-    """
+    """Training FLOPs per token: 6N (N non-embedding) + 12 * layers * d_model * seq_len, the
+    attention score/value work, forward and backward (docs/design.md, "Testing and benchmarks")."""
     n = count_params(cfg).non_embedding
     return float(6 * n + 12 * cfg.num_layers * cfg.d_model * seq_len)

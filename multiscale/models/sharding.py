@@ -71,10 +71,8 @@ class MeshError(InputError):
 
 
 def parse_mesh(spec: str | Mapping[str, int] | None) -> dict[str, int]:
-    """'data=2,fsdp=2,tensor=2' (or a dict) -> {'data': 2, 'fsdp': 2, 'tensor': 2}.
-
-    Missing axes have size 1; None means all devices on `data`.
-    """
+    """'data=2,fsdp=2,tensor=2' (or a dict) -> {'data': 2, 'fsdp': 2, 'tensor': 2}; missing axes
+    have size 1; None means all devices on `data`."""
     if spec is None:
         return {"data": jax.device_count(), "fsdp": 1, "tensor": 1}
     if isinstance(spec, str):
@@ -143,16 +141,6 @@ def logical_to_spec(axes: tuple[str | None, ...] | None,
     return PartitionSpec(*out)
 
 
-def _is_var(x) -> bool:
-    return isinstance(x, nnx.Variable)
-
-
-def logical_axes(state: nnx.State) -> dict:
-    """{path: logical axes} of each parameter (None for unannotated ones), flat by path."""
-    flat = nnx.to_flat_state(state)
-    return {path: var.get_metadata().get("out_sharding") for path, var in flat}
-
-
 def _fits(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
     """Drop mesh axes that do not divide a dimension (e.g. vocab 259 over tensor=2)."""
     out = []
@@ -169,7 +157,7 @@ def param_shardings(state: nnx.State, mesh: Mesh) -> dict:
     def one(var):
         spec = logical_to_spec(var.get_metadata().get("out_sharding"))
         return NamedSharding(mesh, _fits(spec, var.shape, mesh))
-    return nnx.to_pure_dict(jax.tree.map(one, state, is_leaf=_is_var))
+    return nnx.to_pure_dict(jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable)))
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 2) -> NamedSharding:

@@ -27,23 +27,19 @@ def check_paths(fit_dir: str, out_dir: str, runs, fitted) -> str:
     folder that is a file or lies under one. Returns the run table's path."""
     if not os.path.isdir(fit_dir):
         raise MissingFileError(f"fit_dir {fit_dir!r} is not a folder (a saved fit: `multiscale fit`)", arg="fit_dir")
-    runs_path = locate_runs(fit_dir, runs)
+    if runs is not None:  # given, it must exist; else the run table saved beside the fit
+        if not os.path.isfile(runs):
+            raise MissingFileError(f"runs {os.fspath(runs)!r}: run table does not exist", arg="runs")
+        runs_path = os.fspath(runs)
+    else:
+        runs_path = os.path.join(fit_dir, "runs.csv")
+        if not os.path.isfile(runs_path):
+            raise MissingFileError(f"runs: no run table given, and the fit {fit_dir!r} holds no runs.csv",
+                                   arg="runs")
     if fitted is not None and not os.path.isfile(fitted):
         raise MissingFileError(f"fitted {os.fspath(fitted)!r} does not exist", arg="fitted")
     check_output_folder(out_dir)
     return runs_path
-
-
-def locate_runs(fit_dir: str, runs) -> str:
-    """`runs` if given (it must exist), else the run table saved beside the fit."""
-    if runs is not None:
-        if not os.path.isfile(runs):
-            raise MissingFileError(f"runs {os.fspath(runs)!r}: run table does not exist", arg="runs")
-        return os.fspath(runs)
-    own = os.path.join(fit_dir, "runs.csv")
-    if os.path.isfile(own):
-        return own
-    raise MissingFileError(f"runs: no run table given, and the fit {fit_dir!r} holds no runs.csv", arg="runs")
 
 
 def sweep_facts(runs_path: str) -> SweepFacts | None:

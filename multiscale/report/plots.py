@@ -27,17 +27,9 @@ def _plt():
     return plt
 
 
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(n, 3)
-    return (n + cols - 1) // cols, cols
-
-
 def law_band(fit, family: str, N, D, p, q=(0.05, 0.5, 0.95)) -> np.ndarray:
-    """Quantiles of the fitted law L(N, D, p) over the fit's draws: array (len(q), len(p)).
-
-    The band is the law's credible band (parameter uncertainty), not a predictive interval
-    for a single new run, which would add the run-to-run noise.
-    """
+    """Quantiles (len(q), len(p)) of the fitted law L(N, D, p) over the fit's draws: the law's
+    credible band, without the run-to-run noise a predictive interval for a new run would add."""
     from multiscale.laws.forms import predict_loss
 
     j = fit.family_index(family)
@@ -53,7 +45,8 @@ def plot_loss_vs_p(df: pd.DataFrame, fit, path, *, heldout: Sequence[str] = ()) 
     fams = [f for f in fit.families if f in set(df["family"])]
     scales = sorted({(float(n), float(d)) for n, d in zip(df["N"], df["D"])})
     colors = plt.get_cmap("viridis")(np.linspace(0.05, 0.85, max(len(scales), 1)))
-    rows, cols = _grid(len(fams))
+    cols = min(len(fams), 3)
+    rows = (len(fams) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.7 * rows), squeeze=False)
     held = set(heldout)
     for ax, fam in zip(axes.flat, fams):

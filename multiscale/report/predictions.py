@@ -34,20 +34,17 @@ def fit_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     a `prediction_table` (a group with no rows is left out; coverage is NaN for a point fit)."""
     out = {}
     for name, sub in (("fitted", table[~table["heldout"]]), ("heldout", table[table["heldout"]])):
-        if not sub.empty:
-            out[name] = _metrics(sub)
+        if sub.empty:
+            continue
+        y, yhat = sub["loss"].to_numpy(float), sub["pred"].to_numpy(float)
+        ss_res = float(((y - yhat) ** 2).sum())
+        ss_tot = float(((y - y.mean()) ** 2).sum())
+        has_interval = bool((sub["pred_hi"] > sub["pred_lo"]).any())  # a point fit has none
+        out[name] = {
+            "rows": int(len(sub)),
+            "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+            "mape_pct": float(np.mean(np.abs(yhat - y) / y) * 100),
+            "coverage90": float(np.mean((y >= sub["pred_lo"]) & (y <= sub["pred_hi"]))) if has_interval
+            else float("nan"),
+        }
     return out
-
-
-def _metrics(sub: pd.DataFrame) -> dict[str, float]:
-    y, yhat = sub["loss"].to_numpy(float), sub["pred"].to_numpy(float)
-    ss_res = float(((y - yhat) ** 2).sum())
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    has_interval = bool((sub["pred_hi"] > sub["pred_lo"]).any())  # a point fit has none
-    return {
-        "rows": int(len(sub)),
-        "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
-        "mape_pct": float(np.mean(np.abs(yhat - y) / y) * 100),
-        "coverage90": float(np.mean((y >= sub["pred_lo"]) & (y <= sub["pred_hi"]))) if has_interval
-        else float("nan"),
-    }

@@ -28,24 +28,10 @@ def recommend_for_report(rec: Recommendation) -> dict:
     summary = {f: {**table[f]["p_star"], "recommended": table[f]["recommended"],
                    "median_p_star": table[f]["median_p_star"],
                    "prob_above_uniform": table[f]["prob_above_uniform"]} for f in fams}
-    comparison = _comparison(rec)
-    base = {name: {f: float(b["ratios"][f]) for f in fams} for name, b in rec.baselines.items()}
-    P = rec.p_star[rec.valid]
-    keep = np.linspace(0, len(P) - 1, min(len(P), _MAX_PLOTTED_DRAWS)).astype(int)
-    return {"N": rec.N, "D": rec.D, "objective": rec.objective, "loss_units": LOSS_UNITS,
-            "law": rec.law, "method": rec.method, "solver": rec.solver, "families": fams, "p_star": summary,
-            "recommended": rec.ratios, "recommended_is": "robust p* (least expected regret)",
-            "median_p_star": rec.median_ratios, "baselines": base, "comparison": comparison,
-            "notes": list(rec.notes),
-            "p_star_draws": {f: P[keep, j].tolist() for j, f in enumerate(fams)},
-            "text": recommendation_text(summary, base, comparison, rec)}
-
-
-def _comparison(rec) -> dict[str, dict]:
-    """Per candidate: its mean loss over families (the objective's weights) and objective, its
-    regret against the per-draw optimum (mean, interval) and P(best among the candidates); per
-    baseline also the gain of the recommended mixture in nats/token with P(recommendation better),
-    and `objective_gain`, its objective minus the per-draw optimum's (its regret's draws)."""
+    # Per candidate: its mean loss over families (the objective's weights) and objective, its
+    # regret against the per-draw optimum (mean, interval) and P(best among the candidates); per
+    # baseline also the gain of the recommended mixture in nats/token with P(recommendation
+    # better), and `objective_gain`, its objective minus the per-draw optimum's.
     w, ok = np.asarray(rec.weights, float), rec.valid  # weights over the families with a loss
     decisions = rec.decision_table()
     L_rec_S = (rec.candidates[ROBUST]["loss"][ok] * w).sum(axis=1)
@@ -61,7 +47,16 @@ def _comparison(rec) -> dict[str, dict]:
             entry.update(gain_nats=interval(gain), prob_recommended_better=float(np.mean(gain > 0)),
                          objective_gain=interval(cand["objective"][ok] - rec.objective_star[ok]))
         comparison[key] = entry
-    return comparison
+    base = {name: {f: float(b["ratios"][f]) for f in fams} for name, b in rec.baselines.items()}
+    P = rec.p_star[ok]
+    keep = np.linspace(0, len(P) - 1, min(len(P), _MAX_PLOTTED_DRAWS)).astype(int)
+    return {"N": rec.N, "D": rec.D, "objective": rec.objective, "loss_units": LOSS_UNITS,
+            "law": rec.law, "method": rec.method, "solver": rec.solver, "families": fams, "p_star": summary,
+            "recommended": rec.ratios, "recommended_is": "robust p* (least expected regret)",
+            "median_p_star": rec.median_ratios, "baselines": base, "comparison": comparison,
+            "notes": list(rec.notes),
+            "p_star_draws": {f: P[keep, j].tolist() for j, f in enumerate(fams)},
+            "text": recommendation_text(summary, base, comparison, rec)}
 
 
 def recommendation_text(summary, base, comparison, rec) -> list[str]:

@@ -75,31 +75,13 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
     if unknown:
         raise InputError(f"run table {runs_path}: families {unknown} are not in the fit ({list(fit.families)})")
     facts = sweep_facts(runs_path)
-    held = heldout_runs(fit, df, runs_path, heldout=heldout, fitted_table=_fitted_table(fit_dir, fitted),
-                        facts=facts)
+    own = os.path.join(fit_dir, "runs.csv")
+    fitted_table = os.fspath(fitted) if fitted is not None else own if os.path.exists(own) else None
+    held = heldout_runs(fit, df, runs_path, heldout=heldout, fitted_table=fitted_table, facts=facts)
     if family_tokens is None and facts is not None:
         family_tokens = facts.family_tokens
     N = _scale(N, df["N"].max(), "--N")
     D = _scale(D, df["D"].max(), "--D")
-    return _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens)
-
-
-def _scale(value, default, flag: str) -> float:
-    """The recommendation's N or D: `value` (finite, > 0) or the table's largest."""
-    x = float(default if value is None else value)
-    if not math.isfinite(x) or x <= 0:
-        raise InputError(f"{flag} must be a finite number > 0, got {value}")
-    return x
-
-
-def _fitted_table(fit_dir: str, fitted) -> str | None:
-    if fitted is not None:
-        return os.fspath(fitted)
-    own = os.path.join(fit_dir, "runs.csv")
-    return own if os.path.exists(own) else None
-
-
-def _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens) -> Report:
     # Every number first (the recommendation refuses bad caps, tokens or scales), so a refusal
     # leaves no half-written report folder behind.
     table = prediction_table(fit, df, held)
@@ -129,6 +111,14 @@ def _write(fit, df, runs_path, held, out_dir, N, D, objective, family_tokens) ->
     write_json(os.path.join(out_dir, "recommendation.json"), rec_small)
     return Report(out_dir=str(out_dir), markdown=md_path, figures=tuple(figs), recommendation=rec_small,
                   metrics=metrics)
+
+
+def _scale(value, default, flag: str) -> float:
+    """The recommendation's N or D: `value` (finite, > 0) or the table's largest."""
+    x = float(default if value is None else value)
+    if not math.isfinite(x) or x <= 0:
+        raise InputError(f"{flag} must be a finite number > 0, got {value}")
+    return x
 
 
 def _metrics_subtitle(metrics: dict) -> str:

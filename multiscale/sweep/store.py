@@ -55,13 +55,6 @@ class FragmentScan:
     intact: tuple[str, ...]
     damaged: tuple[tuple[str, str, str], ...] = ()  # (run_id, reason, sha256 of the bytes)
 
-    @property
-    def damaged_ids(self) -> tuple[str, ...]:
-        return tuple(d[0] for d in self.damaged)
-
-    def reason(self, run_id: str) -> str | None:
-        return next((r for i, r, _ in self.damaged if i == run_id), None)
-
 
 def fragment_text(run_id: str, rows) -> str:
     """A fragment: the rows as CSV (the `run` column first, set to `run_id`), then one trailer
@@ -108,20 +101,9 @@ def check_fragment(run_id: str, data: bytes) -> str:
 
 
 class SweepStore:
-    """The sweep folder `out_dir` (local or gs://): its plans, fragments, table, failures, leases.
-
-    Contract:
-      - `write_fragment(run_id, rows)` stores a finished run atomically with its checksum; an
-        intact fragment is the one mark that a run is complete.
-      - `scan()` verifies every fragment (checksum, row count, field counts, run ids); damaged
-        ones are reported, never read into a table.
-      - `consolidate()` rebuilds runs.csv (intact fragments only, one per run id, sorted by run
-        and family) and failures.jsonl, lock-free and safe under concurrent callers.
-      - `quarantine(run_id, reason)` moves a damaged fragment aside; nothing is deleted.
-      - `plans()`, `planned_runs(heldout=...)`, `corpus_tokens()`, `corpus()` read the plans
-        swept into the folder; `failures()` the recorded failures.
-      - `claim(run_id, owner, lease_s)` takes the run's lease (lease.py) or returns None.
-    """
+    """The sweep folder `out_dir` (local or gs://). An intact fragment (checksummed, written
+    atomically) is the one mark that a run is complete; damaged fragments are reported, never
+    read into a table, and moved aside rather than deleted."""
 
     def __init__(self, out_dir):
         self.root = as_path(out_dir)
@@ -239,7 +221,7 @@ class SweepStore:
         return self._listing("rows", ".csv")
 
     def write_fragment(self, run_id: str, rows) -> None:
-        """Stores one finished run's rows (DataFrame or list of dicts), atomically, checksummed."""
+        """Stores one finished run's rows (DataFrame or list of dicts)."""
         atomic_write_text(self.fragment_path(run_id), fragment_text(run_id, rows))
 
     def _fragment_body(self, run_id: str) -> tuple[str | None, str | None, str]:
@@ -267,7 +249,7 @@ class SweepStore:
         return pd.read_csv(io.StringIO(body))
 
     def fragment_state(self, run_id: str) -> tuple[str, str | None]:
-        """('intact' | 'missing' | 'damaged', reason)."""
+        """('intact' | 'missing' | 'damaged', the damage's reason or None)."""
         body, reason, _ = self._fragment_body(run_id)
         if body is not None:
             return "intact", None
@@ -285,7 +267,8 @@ class SweepStore:
         return bodies, FragmentScan(intact=tuple(sorted(bodies)), damaged=tuple(damaged))
 
     def scan(self) -> FragmentScan:
-        """Verifies every fragment; warns (DamagedFragmentWarning) naming each damaged one."""
+        """Verifies every fragment (checksum, row count, field counts, run ids); warns
+        (DamagedFragmentWarning) naming each damaged one."""
         scan = self._read_all()[1]
         self._warn(scan)
         return scan
@@ -332,19 +315,20 @@ class SweepStore:
             bodies, scan = self._read_all()
             table = _table(bodies)
             atomic_write_text(self.root / RUNS_CSV, table.to_csv(index=False))
-            self._write_failures_jsonl()
-            if self._agrees(scan):
+            atomic_write_text(self.root / FAILURES_JSONL,
+                              "".join(json.dumps(rec) + "\n" for rec in self.failures()))
+            listed = set(self.fragment_ids())
+            still_damaged = {i for i, _, digest in scan.damaged if self._fragment_body(i)[2] == digest}
+            records = csv.reader(io.StringIO((self.root / RUNS_CSV).read_text()))
+            header = next(records, None)
+            k = header.index("run") if header and "run" in header else None
+            on_disk = {r[k] for r in records if r} if k is not None else set()
+            if on_disk == listed - still_damaged and set(scan.intact) <= listed:
                 self._warn(scan)
                 return int(len(table))
             time.sleep(0.01)
         raise RuntimeError(f"could not consolidate {self.runs_csv}: fragments kept changing "
                            f"for {max_rounds} rounds")
-
-    def _agrees(self, scan: FragmentScan) -> bool:
-        listed = set(self.fragment_ids())
-        still_damaged = {i for i, _, digest in scan.damaged if self._fragment_body(i)[2] == digest}
-        on_disk = set(_run_column((self.root / RUNS_CSV).read_text()))
-        return on_disk == listed - still_damaged and set(scan.intact) <= listed
 
     # ------------------------------------------------------------------ failures
 
@@ -373,10 +357,6 @@ class SweepStore:
         """The recorded failures (one record per failed run: run, time, host, error, traceback)."""
         return [rec for rec in map(self.failure, self._listing("failures", ".json")) if rec is not None]
 
-    def _write_failures_jsonl(self) -> None:
-        lines = [json.dumps(rec) + "\n" for rec in self.failures()]
-        atomic_write_text(self.root / FAILURES_JSONL, "".join(lines))
-
     # ------------------------------------------------------------------ leases
 
     def claim(self, run_id: str, owner: dict[str, Any], lease_s: float = _lease.DEFAULT_LEASE_S):
@@ -397,15 +377,6 @@ def _table(bodies: dict[str, str]):
         return pd.DataFrame(columns=list(REQUIRED_COLUMNS))
     df = pd.concat([pd.read_csv(io.StringIO(bodies[k])) for k in sorted(bodies)], ignore_index=True)
     return df.sort_values(["run", "family"], kind="stable").reset_index(drop=True)
-
-
-def _run_column(text: str) -> list[str]:
-    records = csv.reader(io.StringIO(text))
-    header = next(records, None)
-    if not header or "run" not in header:
-        return []
-    k = header.index("run")
-    return [r[k] for r in records if r]
 
 
 def _utc_now() -> str:

@@ -97,18 +97,6 @@ def _file_sizes(step_dir: epath.Path) -> dict[str, int]:
     return dict(sorted(sizes.items()))
 
 
-def _size_problem(step_dir: epath.Path, recorded: dict[str, int]) -> str | None:
-    """What differs between a step folder and its recorded sizes (None: nothing)."""
-    for name, size in sorted(recorded.items()):
-        path = step_dir / name
-        if not path.exists():
-            return f"{name} is missing"
-        actual = path.stat().length
-        if actual != size:
-            return f"{name} has {actual} bytes, {size} were written"
-    return None
-
-
 class Checkpointer:
     """Async save and restore of (train state, data iterator state) under `<run>/checkpoints`."""
 
@@ -139,23 +127,18 @@ class Checkpointer:
         # orbax waited for the previous save before starting this one: record what is final.
         self._record_sizes(exclude=step)
 
-    def restore(self, step: int, abstract_state):
-        """(train state placed with `abstract_state`'s shardings, data iterator state)."""
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), data=IteratorStateRestore()))
-        return restored["state"], restored["data"]
-
     def restore_latest(self, abstract_state) -> tuple[int, Any, Any] | None:
-        """(step, train state, data state) of the newest intact checkpoint, or None.
-
-        Damaged steps are warned about (`DamagedCheckpointWarning`, naming the step and what is
-        wrong), moved aside, and skipped."""
+        """(step, train state placed with `abstract_state`'s shardings, data iterator state) of
+        the newest intact checkpoint, or None. Damaged steps are warned about
+        (`DamagedCheckpointWarning`, naming the step and what is wrong), moved aside, and skipped."""
         steps = self.all_steps()
         for i, step in reversed(list(enumerate(steps))):
             problem = self._damage(step)
             if problem is None:
                 try:
-                    return (step, *self.restore(step, abstract_state))
+                    restored = self._manager.restore(step, args=ocp.args.Composite(
+                        state=ocp.args.StandardRestore(abstract_state), data=IteratorStateRestore()))
+                    return step, restored["state"], restored["data"]
                 # tensorstore raises bare Exceptions for unreadable data; a step that cannot be
                 # read for any reason is skipped and named, and the older ones are tried.
                 except Exception as err:  # noqa: BLE001
@@ -173,7 +156,14 @@ class Checkpointer:
             recorded = read_json(record, what="checkpoint size record")
         except DamagedFileError:
             return None  # the record itself is damaged: let orbax judge the step
-        return _size_problem(self.directory / str(step), recorded)
+        for name, size in sorted(recorded.items()):
+            path = self.directory / str(step) / name
+            if not path.exists():
+                return f"{name} is missing"
+            actual = path.stat().length
+            if actual != size:
+                return f"{name} has {actual} bytes, {size} were written"
+        return None
 
     def _set_aside(self, step: int, problem: str, *, older: bool) -> None:
         step_dir = self.directory / str(step)
@@ -216,10 +206,6 @@ class Checkpointer:
         for record in self.sizes_dir.glob("*.json"):
             if record.stem.isdigit() and int(record.stem) not in steps:
                 record.unlink()
-
-    def wait(self) -> None:
-        self._manager.wait_until_finished()
-        self._record_sizes()
 
     def close(self) -> None:
         self._manager.wait_until_finished()

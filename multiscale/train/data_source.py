@@ -40,10 +40,13 @@ def load_run_data(corpus_path: str, ratios: Mixture, *, seq_len: int, seed: int,
                   eval_tokens_per_language: int | None = 32_768) -> RunData:
     """Open the corpus at `corpus_path` and wire the mixture and eval set of a run (ratios naming
     a family the corpus lacks: `UnknownFamilyError`)."""
-    from multiscale.data.mixture import MixtureSpec, make_train_iterator
+    from multiscale.data.sampling import MixtureSpec, make_train_iterator
 
-    corpus, eval_set = _open(str(corpus_path), _mtime(corpus_path), seq_len,
-                             eval_tokens_per_language)
+    try:
+        mtime = os.stat(corpus_path).st_mtime_ns
+    except (OSError, TypeError):  # remote paths: no cheap stat
+        mtime = None
+    corpus, eval_set = _open(str(corpus_path), mtime, seq_len, eval_tokens_per_language)
     corpus.require_intact()  # every shard present, of its recorded size (not cached: cheap)
     spec = MixtureSpec(ratios)
     sampled = spec.family_ratios(corpus)  # refuses families the corpus lacks
@@ -52,19 +55,9 @@ def load_run_data(corpus_path: str, ratios: Mixture, *, seq_len: int, seed: int,
         return make_train_iterator(corpus, spec, seq_len=seq_len, batch_size=batch_size,
                                    seed=seed, shard_index=shard_index, shard_count=shard_count)
 
-    return RunData(family_names=tuple(corpus.families),
-                   vocab_size=int(corpus.vocab.vocab_size),
-                   make_train_iterator=make_iterator,
-                   eval_set=eval_set,
-                   sampled_ratios=sampled,
+    return RunData(family_names=tuple(corpus.families), vocab_size=int(corpus.vocab.vocab_size),
+                   make_train_iterator=make_iterator, eval_set=eval_set, sampled_ratios=sampled,
                    fingerprint=corpus.fingerprint)
-
-
-def _mtime(path) -> int | None:
-    try:
-        return os.stat(path).st_mtime_ns
-    except (OSError, TypeError):  # remote paths: no cheap stat
-        return None
 
 
 @functools.lru_cache(maxsize=4)

@@ -105,8 +105,10 @@ class Evaluator:
         for batch in eval_set.batches(batch_size):
             batch = _pad_rows(batch, batch_size)
             self._language_ids.append(np.asarray(batch["language_ids"]))
-            self._batches.append({k: _global(np.asarray(batch[k]), steps.batch_sharding)
-                                  for k in TRAIN_KEYS})
+            # global arrays from host arrays every process holds in full
+            host = {k: np.asarray(batch[k]) for k in TRAIN_KEYS}
+            self._batches.append({k: jax.make_array_from_callback(
+                x.shape, steps.batch_sharding, lambda idx, x=x: x[idx]) for k, x in host.items()})
         if not self._batches:
             raise InputError("the eval set has no sequences (no held-out text for any language)")
 
@@ -164,7 +166,3 @@ def _pad_rows(batch: dict[str, Any], batch_size: int) -> dict[str, np.ndarray]:
     out["language_ids"][rows:] = -1
     return out
 
-
-def _global(x: np.ndarray, sharding) -> jax.Array:
-    """A global array from a host array every process holds in full."""
-    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])

@@ -96,9 +96,6 @@ class MetricsJsonlHook(Hook):
         self._fh.write(json.dumps({"step": result.step, "eval": result.to_json()}) + "\n")
         self._fh.flush()
 
-    def on_end(self, summary: dict) -> None:
-        self._fh.flush()
-
     def close(self) -> None:
         self._fh.close()
 
@@ -132,8 +129,6 @@ def read_metrics(path: epath.PathLike) -> list[dict]:
 
 class TensorBoardHook(Hook):
     """Scalars to TensorBoard event files: train/loss, train/lr, ..., eval/family/<f>/loss."""
-
-    every = 1
 
     def __init__(self, logdir: epath.PathLike):
         from tensorboardX import SummaryWriter  # imported here: only runs that log need it

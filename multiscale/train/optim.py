@@ -29,11 +29,6 @@ def learning_rate(step: jax.Array, sched: jax.Array) -> jax.Array:
     return jnp.where(step < warmup, warm, cosine)
 
 
-def _decay_mask(params):
-    # Decay matrices only, not norm scales.
-    return jax.tree.map(lambda p: p.ndim >= 2, params)
-
-
 def make_optimizer(*, b1: float, b2: float, eps: float, weight_decay: float,
                    clip: float) -> optax.GradientTransformation:
     """Clip, Adam moments and decoupled weight decay; the step multiplies by -lr afterwards."""
@@ -42,5 +37,7 @@ def make_optimizer(*, b1: float, b2: float, eps: float, weight_decay: float,
         parts.append(optax.clip_by_global_norm(clip))
     parts.append(optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
     if weight_decay > 0:
-        parts.append(optax.add_decayed_weights(weight_decay, mask=_decay_mask))
+        # Decay matrices only, not norm scales.
+        parts.append(optax.add_decayed_weights(
+            weight_decay, mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)))
     return optax.chain(*parts)

@@ -80,39 +80,35 @@ class CompiledSteps:
 
 def _train_step(graphdef, optimizer, grad_accum, mesh, state: TrainState, batch, sched):
     with msharding.activation_sharding(mesh):
-        return _train_step_body(graphdef, optimizer, grad_accum, state, batch, sched)
+        def loss_sums(params, micro):
+            nll_BxL, w_BxL = token_nll(graphdef, params, micro)
+            return jnp.sum(nll_BxL), jnp.sum(w_BxL)
 
+        grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
+        if grad_accum == 1:
+            (nll_sum, w_sum), grads = grad_fn(state.params, batch)
+        else:
+            def split(x):  # [B, ...] -> [A, B/A, ...], micro-batch a = rows a, a+A, ...
+                return jnp.swapaxes(x.reshape((x.shape[0] // grad_accum, grad_accum) + x.shape[1:]),
+                                    0, 1)
+            micro_batches = jax.tree.map(split, batch)
 
-def _train_step_body(graphdef, optimizer, grad_accum, state: TrainState, batch, sched):
-    def loss_sums(params, micro):
-        nll_BxL, w_BxL = token_nll(graphdef, params, micro)
-        return jnp.sum(nll_BxL), jnp.sum(w_BxL)
+            def body(carry, micro):
+                (nll_sum, w_sum), grads = grad_fn(state.params, micro)
+                acc_nll, acc_w, acc_g = carry
+                return (acc_nll + nll_sum, acc_w + w_sum, jax.tree.map(jnp.add, acc_g, grads)), None
 
-    grad_fn = jax.value_and_grad(loss_sums, has_aux=True)
-    if grad_accum == 1:
-        (nll_sum, w_sum), grads = grad_fn(state.params, batch)
-    else:
-        def split(x):  # [B, ...] -> [A, B/A, ...], micro-batch a = rows a, a+A, ...
-            return jnp.swapaxes(x.reshape((x.shape[0] // grad_accum, grad_accum) + x.shape[1:]),
-                                0, 1)
-        micro_batches = jax.tree.map(split, batch)
-
-        def body(carry, micro):
-            (nll_sum, w_sum), grads = grad_fn(state.params, micro)
-            acc_nll, acc_w, acc_g = carry
-            return (acc_nll + nll_sum, acc_w + w_sum, jax.tree.map(jnp.add, acc_g, grads)), None
-
-        zeros = jax.tree.map(jnp.zeros_like, state.params)
-        (nll_sum, w_sum, grads), _ = jax.lax.scan(
-            body, (jnp.float32(0), jnp.float32(0), zeros), micro_batches)
-    denom = jnp.maximum(w_sum, 1.0)
-    grads = jax.tree.map(lambda g: g / denom, grads)
-    loss = nll_sum / denom
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    lr = optim.learning_rate(state.step, sched)
-    params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr, "tokens": w_sum}
-    return TrainState(params, opt_state, state.step + 1), metrics
+            zeros = jax.tree.map(jnp.zeros_like, state.params)
+            (nll_sum, w_sum, grads), _ = jax.lax.scan(
+                body, (jnp.float32(0), jnp.float32(0), zeros), micro_batches)
+        denom = jnp.maximum(w_sum, 1.0)
+        grads = jax.tree.map(lambda g: g / denom, grads)
+        loss = nll_sum / denom
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        lr = optim.learning_rate(state.step, sched)
+        params = jax.tree.map(lambda p, u: p - lr * u, state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads), "lr": lr, "tokens": w_sum}
+        return TrainState(params, opt_state, state.step + 1), metrics
 
 
 def _eval_step(graphdef, mesh, params, batch):

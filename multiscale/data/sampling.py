@@ -38,7 +38,7 @@ from multiscale.mixture import DEFAULT_TAU, Mixture, MixtureError, proportional,
 WITHIN = ("proportional", "uniform", "temperature")
 
 __all__ = ["WITHIN", "MixtureError", "MixtureSpec", "MixtureIterator", "TokenAccount", "RepetitionWarning",
-           "make_train_iterator", "repetition_report", "language_epochs", "language_stream"]
+           "make_train_iterator", "repetition_report", "language_stream"]
 
 
 class RepetitionWarning(UserWarning):
@@ -126,12 +126,9 @@ class MixtureSpec:
 
 # -- repetition --------------------------------------------------------------------------------
 def repetition_report(corpus, spec: MixtureSpec, total_tokens: float, *, warn: bool = True) -> dict[str, float]:
-    """Epochs over each family's unique training tokens for a run of `total_tokens` tokens.
-
-    Returns {family: epochs} (0 for families with ratio 0). Epochs > 1 mean the family's data
-    repeats; a `RepetitionWarning` says so, with the count (the law ignores repetition:
-    Longpre et al. 2025).
-    """
+    """{family: epochs over its unique training tokens} for a run of `total_tokens` tokens (0 for
+    families with ratio 0). Epochs > 1 mean the family's data repeats: a `RepetitionWarning` says
+    so (the law ignores repetition: Longpre et al. 2025)."""
     if not (total_tokens > 0 and math.isfinite(total_tokens)):
         raise MixtureError(f"total_tokens must be finite and > 0, got {total_tokens!r}", arg="total_tokens")
     spec.check(corpus)
@@ -142,23 +139,10 @@ def repetition_report(corpus, spec: MixtureSpec, total_tokens: float, *, warn: b
     if warn:
         over = {f: e for f, e in out.items() if e > 1.0}
         if over:
-            warnings.warn(
-                "data repeats: "
-                + ", ".join(
-                    f"{f} {e:.2f} epochs ({spec.family_ratio(f) * total_tokens:.3g} tokens drawn from "
-                    f"{corpus.train_tokens(f)} unique)"
-                    for f, e in over.items()
-                ),
-                RepetitionWarning,
-                stacklevel=2,
-            )
+            warnings.warn("data repeats: " + ", ".join(
+                f"{f} {e:.2f} epochs ({spec.family_ratio(f) * total_tokens:.3g} tokens drawn from "
+                f"{corpus.train_tokens(f)} unique)" for f, e in over.items()), RepetitionWarning, stacklevel=2)
     return out
-
-
-def language_epochs(corpus, spec: MixtureSpec, total_tokens: float) -> dict[str, float]:
-    """Epochs per language for a run of `total_tokens` (within-family policy applied)."""
-    w = spec.language_weights(corpus)
-    return {lang: w[lang] * float(total_tokens) / corpus.tokens(lang) for lang in corpus.languages}
 
 
 # -- accounting --------------------------------------------------------------------------------
@@ -252,11 +236,6 @@ class _MixtureDataset(grain.IterDataset):
 
 
 # -- streams -----------------------------------------------------------------------------------
-def _stream_seed(seed: int, lang: str) -> int:
-    digest = hashlib.sha256(f"{int(seed)}:{lang}".encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def _resolve_shard(shard_index, shard_count) -> tuple[int, int]:
     if shard_index is None or shard_count is None:
         import jax
@@ -281,7 +260,9 @@ def language_documents(corpus, lang: str, *, seed: int, shard_index: int, shard_
             f"language {lang!r} has {corpus.documents(lang)} training documents: too few for "
             f"{shard_count} hosts (host {shard_index} gets none)"
         )
-    return EpochShuffleMapDataset(ds, seed=_stream_seed(seed, lang), num_epochs=num_epochs).map(
+    digest = hashlib.sha256(f"{int(seed)}:{lang}".encode()).digest()
+    stream_seed = int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+    return EpochShuffleMapDataset(ds, seed=stream_seed, num_epochs=num_epochs).map(
         lambda raw: np.frombuffer(raw, dtype=dtype).astype(np.int32)
     )
 
@@ -354,15 +335,11 @@ def make_train_iterator(corpus, spec: MixtureSpec, *, seq_len: int, batch_size: 
     shard_index, shard_count = _resolve_shard(shard_index, shard_count)
     weights = spec.language_weights(corpus)
     active = {lang: w for lang, w in weights.items() if w > 0}
-    streams = {
-        lang: language_stream(corpus, lang, seq_len=int(seq_len), seed=seed, shard_index=shard_index,
-                              shard_count=shard_count, num_epochs=num_epochs)
-        for lang in active
-    }
+    streams = {lang: language_stream(corpus, lang, seq_len=int(seq_len), seed=seed, shard_index=shard_index,
+                                     shard_count=shard_count, num_epochs=num_epochs) for lang in active}
     mixed = grain.IterDataset.mix(streams, active) if len(streams) > 1 else next(iter(streams.values()))
     batched = mixed.batch(int(batch_size), drop_remainder=True)
-    fam_of_lang = np.array(
-        [corpus.families.index(corpus.grouping.family_of(lang)) for lang in corpus.languages], np.int64
-    )
+    fam_of_lang = np.array([corpus.families.index(corpus.grouping.family_of(lang)) for lang in corpus.languages],
+                           np.int64)
     return _MixtureDataset(batched, corpus.languages, fam_of_lang, corpus.families,
                            spec.family_ratios(corpus)).__iter__()

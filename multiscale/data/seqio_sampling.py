@@ -34,15 +34,13 @@ def concat_and_split(dataset, sequence_length, output_features=None, *, feature:
         rows = tf.reshape(buf[: n * length], [n, length])
         return buf[n * length :], rows
 
-    def only_tokens(ex):
-        return ex[feature], ex["language_id"]
+    def step_with_lang(carry, ex):
+        tokens, language_id = ex
+        new_buf, rows = step(carry[0], tf.cast(tokens, tf.int32))
+        return (new_buf, language_id), (rows, tf.fill([tf.shape(rows)[0]], language_id))
 
-    ds = dataset.map(only_tokens, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.scan(
-        (tf.zeros([0], tf.int32), tf.constant(0, tf.int32)),
-        lambda carry, ex: _step_with_lang(step, carry, ex),
-    )
-    ds = ds.unbatch()
+    ds = dataset.map(lambda ex: (ex[feature], ex["language_id"]), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.scan((tf.zeros([0], tf.int32), tf.constant(0, tf.int32)), step_with_lang).unbatch()
 
     def annotate(row, language_id):
         is_eos = tf.cast(tf.equal(row, eos), tf.int32)
@@ -50,33 +48,10 @@ def concat_and_split(dataset, sequence_length, output_features=None, *, feature:
         idx = tf.range(length)
         first = tf.math.unsorted_segment_min(idx, seg - 1, num_segments=length)
         pos = idx - tf.gather(first, seg - 1)
-        return {
-            feature: row,
-            f"{feature}_segment_ids": seg,
-            f"{feature}_positions": pos,
-            "language_id": language_id,
-        }
+        return {feature: row, f"{feature}_segment_ids": seg, f"{feature}_positions": pos,
+                "language_id": language_id}
 
     return ds.map(annotate, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _step_with_lang(step, carry, ex):
-    import tensorflow as tf
-
-    tokens, language_id = ex
-    buf, _ = carry
-    new_buf, rows = step(buf, tf.cast(tokens, tf.int32))
-    langs = tf.fill([tf.shape(rows)[0]], language_id)
-    return (new_buf, language_id), (rows, langs)
-
-
-def _seqio_vocab(corpus):
-    import seqio
-
-    info = corpus.manifest["vocab"]
-    if info["name"] == "byte":
-        return seqio.ByteVocabulary()
-    return seqio.SentencePieceVocabulary(corpus.vocab.path)
 
 
 def seqio_mixture(corpus, spec, *, name: str | None = None):
@@ -87,7 +62,8 @@ def seqio_mixture(corpus, spec, *, name: str | None = None):
     weights = {lang: w for lang, w in spec.language_weights(corpus).items() if w > 0}
     key = hashlib.sha1(f"{corpus.path}|{sorted(weights.items())}".encode()).hexdigest()[:10]
     name = name or f"multiscale_{key}"
-    vocab = _seqio_vocab(corpus)
+    vocab = (seqio.ByteVocabulary() if corpus.manifest["vocab"]["name"] == "byte"
+             else seqio.SentencePieceVocabulary(corpus.vocab.path))
     features = {"targets": seqio.Feature(vocab, add_eos=True, dtype=tf.int32)}
     tasks = []
     for lang in weights:
