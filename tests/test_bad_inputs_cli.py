@@ -62,6 +62,7 @@ def work(inputs, tmp_path, monkeypatch):
 NEXT = ["next", "fit", "--N", "1e6", "--D", "1e8", "--budget-flops", "1e14"]
 TRAIN = ["train", "--corpus", "corpus", "--model", "cpu-100k", "--ratios", "germanic=0.5,romance=0.5",
          "--tokens", "320", "--seq-len", "16", "--batch-size", "4", "--no-progress"]
+AUTOPILOT = ["autopilot", "plan.yaml", "--N", "1e6", "--D", "1e8", "--budget-flops", "1e14", "--no-progress"]
 BUILD = ["corpus", "build", "--source", "files", "--input", "de=corpus-de/*.txt", "--no-progress"]
 
 
@@ -77,6 +78,7 @@ BUILD = ["corpus", "build", "--source", "files", "--input", "de=corpus-de/*.txt"
     (["report", "fit", "--runs", "all.csv", "--out", ".", "--overwrite"], "holds the input"),
     (["sweep", "plan.yaml", "--out", "corpus", "--corpus", "corpus", "--no-progress"], "is the input corpus --corpus"),
     (["sweep", "plan.yaml", "--out", ".", "--corpus", "corpus", "--no-progress"], "holds the input"),
+    (AUTOPILOT + ["--out", "."], "holds the input plan PLAN"),
     (TRAIN + ["--out", "corpus"], "is the input corpus --corpus"),
     (BUILD + ["--out", "corpus-de"], "holds the input files --input"),
     (BUILD + ["--out", "corpus", "--overwrite", "--vocab", "corpus/vocab.model"], "holds the input vocabulary"),
@@ -129,6 +131,7 @@ def test_an_existing_result_is_replaced_only_with_overwrite(work, capsys, argv, 
     ["sweep", "plan.yaml", "--out", "mine", "--corpus", "corpus", "--no-progress"],
     TRAIN + ["--out", "mine"],
     ["demo", "--out", "mine", "--quick", "--no-progress"],
+    AUTOPILOT + ["--out", "mine"],
     BUILD + ["--out", "mine", "--overwrite"],
 ], ids=lambda v: v[0] if v[0] != "corpus" else "corpus build")
 def test_a_folder_of_files_the_command_did_not_write_is_refused_even_with_overwrite(work, capsys, argv):
@@ -200,6 +203,7 @@ def test_corpus_build_interrupted_leaves_the_old_corpus(work, capsys, monkeypatc
     ["sweep", "plan.yaml", "--out", "OUT", "--corpus", "corpus", "--no-progress"],
     TRAIN + ["--out", "OUT"],
     ["demo", "--out", "OUT", "--quick", "--no-progress"],
+    AUTOPILOT + ["--out", "OUT"],
     BUILD + ["--out", "OUT"],
 ], ids=lambda v: v[0] if v[0] != "corpus" else "corpus build")
 @pytest.mark.parametrize("where", ["dangling link", "unwritable"])
@@ -276,6 +280,8 @@ def test_every_number_flag_is_read_by_the_one_finite_parser():
     (["mixture", "sample", "--corpus", "corpus", "--ratios", "germanic=1", "--batch-size", "1" + "0" * 20],
      "--batch-size"),
     (["presets", "--seq-len", "0"], "--seq-len"),
+    (AUTOPILOT + ["--out", "a", "--regret-below", "-inf"], "--regret-below"),
+    (AUTOPILOT + ["--out", "a", "--chains", "100000000000"], "--chains"),
 ])
 def test_huge_infinite_and_negative_numbers_are_refused_in_one_line(work, capsys, argv, flag):
     before = _tree(work)
