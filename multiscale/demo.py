@@ -154,7 +154,7 @@ def _corpus(corpus_dir: str, max_docs: int, progress: bool, log):
         except MultiscaleError:  # missing or damaged: rebuild it
             pass
         os.remove(stamp)
-    corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress)
+    corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress, overwrite=True)
     write_json(stamp, want)
     return corpus
 

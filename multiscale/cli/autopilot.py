@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import sys
 
-from multiscale.cli._common import check_corpus_folder, check_output_folder
+from multiscale.cli._common import check_corpus_folder, check_output, number
+from multiscale.cli.laws import MAX_CHAINS
 from multiscale.cli.sweep import add_engine_arguments, engine_from_args
+from multiscale.errors import InputError
 from multiscale.laws.forms import LAWS
 
 
@@ -18,10 +20,13 @@ def _autopilot(args) -> int:
     from multiscale.fileio import dumps, json_safe
     from multiscale.laws.bayes import host_devices_for_chains
 
-    check_output_folder(args.out)
+    check_output(args.out, folder=True, inputs={"plan PLAN": args.plan, "corpus --corpus": args.corpus},
+                 marker=("autopilot.json",), resumes=True)  # an autopilot folder is resumed
     engine = engine_from_args(args)
     if args.corpus is not None:
         check_corpus_folder(args.corpus)
+    if not 1 <= args.chains <= MAX_CHAINS:
+        raise InputError(f"--chains must be in 1..{MAX_CHAINS} (one CPU device each), got {args.chains}")
     host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
     quiet = args.json
     res = run_autopilot(args.plan, args.out, corpus=args.corpus, N=args.N, D=args.D, budget_flops=args.budget_flops,
@@ -49,14 +54,14 @@ def register(subparsers) -> None:
     p.add_argument("plan", metavar="PLAN", help="the initial sweep plan (YAML)")
     p.add_argument("--out", required=True, metavar="DIR", help="the autopilot's folder (local)")
     p.add_argument("--corpus", default=None, metavar="DIR", help="corpus folder (default: the plan's 'corpus:')")
-    p.add_argument("--N", type=float, required=True, help="target non-embedding parameters")
-    p.add_argument("--D", type=float, required=True, help="target training tokens")
-    p.add_argument("--budget-flops", dest="budget_flops", type=float, required=True,
+    p.add_argument("--N", type=number(), required=True, help="target non-embedding parameters")
+    p.add_argument("--D", type=number(), required=True, help="target training tokens")
+    p.add_argument("--budget-flops", dest="budget_flops", type=number(), required=True,
                    help="training FLOPs (6 N D per run) the loop may spend on the runs it chooses")
     stop = p.add_mutually_exclusive_group()
-    stop.add_argument("--regret-below", dest="regret_below", type=float, default=None, metavar="R",
+    stop.add_argument("--regret-below", dest="regret_below", type=number(), default=None, metavar="R",
                       help="stop when the recommended mixture's expected regret (objective units) is below R")
-    stop.add_argument("--width-below", dest="width_below", type=float, default=None, metavar="W",
+    stop.add_argument("--width-below", dest="width_below", type=number(), default=None, metavar="W",
                       help="stop when p*'s widest 90%% interval is below W (the next runs then reduce p*'s width)")
     p.add_argument("--max-rounds", dest="max_rounds", type=int, default=5, help="at most this many plans (default 5)")
     p.add_argument("--k", type=int, default=4, help="at most this many runs a round (default 4)")

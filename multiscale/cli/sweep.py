@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from multiscale.cli._common import (
     add_host_devices_argument,
+    add_overwrite_argument,
     apply_host_devices,
     check_corpus_folder,
+    check_output,
     check_output_folder,
+    number,
     parse_shard,
 )
 from multiscale.errors import InputError
@@ -31,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--train-fn", metavar="MODULE:FUNCTION",
                    help="train runs with another function fn(run, run_dir, corpus, progress) -> rows")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--lease-seconds", type=float, default=DEFAULT_LEASE_S, metavar="S",
+    p.add_argument("--lease-seconds", type=number(), default=DEFAULT_LEASE_S, metavar="S",
                    help="a run's lease expires S seconds after its owner's last heartbeat; another sweep "
                         "on the same OUT then takes the run over (default %(default)g)")
     add_engine_arguments(p)
@@ -47,9 +51,10 @@ def register(sub) -> None:
     r.add_argument("fit_dir", metavar="FIT_DIR")
     r.add_argument("--runs", metavar="RUNS.csv", help="run table (default: the one the fit recorded)")
     r.add_argument("--out", required=True, metavar="REPORT_DIR")
-    r.add_argument("--N", type=float, help="model size (non-embedding params) for the recommendation "
+    add_overwrite_argument(r, "report in --out")
+    r.add_argument("--N", type=number(-math.inf), help="model size (non-embedding params) for the recommendation "
                                            "(default: the largest in the run table)")
-    r.add_argument("--D", type=float, help="training tokens for the recommendation (default: the largest)")
+    r.add_argument("--D", type=number(-math.inf), help="training tokens for the recommendation (default: the largest)")
     r.add_argument("--heldout", metavar="RUN,RUN,...", help="runs to mark held-out (default: runs not in the fit)")
     r.add_argument("--fitted", metavar="FITTED.csv", help="the run table the fit saw: runs of --runs missing "
                                                           "from it are marked held-out")
@@ -101,7 +106,6 @@ def add_engine_arguments(p) -> None:
 
 def _sweep(args: argparse.Namespace) -> int:
     import json
-    import math
     import sys
 
     apply_host_devices(args.host_devices, "sweep")  # before jax starts
@@ -110,12 +114,13 @@ def _sweep(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     plan = sweep.SweepPlan.load(args.plan)
     shard = parse_shard(args.shard)
-    if not (math.isfinite(args.lease_seconds) and args.lease_seconds > 0):
-        raise InputError(f"--lease-seconds must be a finite number > 0, got {args.lease_seconds}")
     engine = engine_from_args(args)
     corpus = args.corpus or plan.corpus
     if corpus is not None:
         check_corpus_folder(corpus, "--corpus" if args.corpus else "the plan's 'corpus:'")
+    if not args.dry_run:  # a sweep folder is continued, never replaced
+        check_output(args.out, folder=True, inputs={"plan PLAN.yaml": args.plan, "corpus --corpus": corpus},
+                     marker=("plans", "runs.csv"), resumes=True)
     if args.dry_run:
         return _dry_run(plan, args, shard, corpus)
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
@@ -239,6 +244,9 @@ def _report(args: argparse.Namespace) -> int:
     from multiscale.report import write_report
 
     heldout = [s.strip() for s in args.heldout.split(",") if s.strip()] if args.heldout else None
+    check_output(args.out, folder=True, marker=("report.md",), overwrite=args.overwrite, ask="--overwrite",
+                 inputs={"fit FIT_DIR": args.fit_dir, "table --runs": args.runs, "table --fitted": args.fitted,
+                         "corpus --corpus": args.corpus})
     tokens = None
     if args.corpus:
         from multiscale.sweep import corpus_info
@@ -261,6 +269,8 @@ def _demo(args: argparse.Namespace) -> int:
     from multiscale.demo import run_demo
     from multiscale.fileio import dumps, json_safe
 
+    check_output(args.out, folder=True, resumes=True,
+                 marker=("corpus", "sweep", "fit", "report", "recommendation.json"))  # a demo folder is continued
     progress = sys.stderr.isatty() and not args.no_progress and not args.json
     log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
     result = run_demo(args.out, quick=args.quick, progress=progress, log=log)
