@@ -35,8 +35,10 @@ COMMAND_MODULES = (
     "multiscale.cli.laws",      # fit, laws, recommend, predict, independence
     "multiscale.cli.compare",   # compare
     "multiscale.cli.next",      # next
-    "multiscale.cli.sweep",     # sweep, report, demo
+    "multiscale.cli.sweep",     # sweep
     "multiscale.cli.autopilot",  # autopilot
+    "multiscale.cli.report",    # report
+    "multiscale.cli.demo",      # demo
 )
 
 EXIT_USER_ERROR = 2

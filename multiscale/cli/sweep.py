@@ -1,13 +1,11 @@
-"""`multiscale sweep`, `multiscale report` and `multiscale demo`."""
+"""`multiscale sweep`: a plan's runs into a sweep folder, on this machine or an engine (Ray, SLURM)."""
 
 from __future__ import annotations
 
 import argparse
-import math
 
 from multiscale.cli._common import (
     add_host_devices_argument,
-    add_overwrite_argument,
     apply_host_devices,
     check_corpus_folder,
     check_output,
@@ -42,41 +40,6 @@ def register(sub) -> None:
     add_host_devices_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object (the sweep's outcome)")
     p.set_defaults(handler=_sweep)
-
-    r = sub.add_parser(
-        "report", help="plots and report.md from a fit (and its run table)",
-        description="Writes PNG plots and report.md: loss vs p per family with the fitted law and "
-                    "credible band, the posterior of p* beside the baselines, predicted vs observed, "
-                    "and the independence test.")
-    r.add_argument("fit_dir", metavar="FIT_DIR")
-    r.add_argument("--runs", metavar="RUNS.csv", help="run table (default: the one the fit recorded)")
-    r.add_argument("--out", required=True, metavar="REPORT_DIR")
-    add_overwrite_argument(r, "report in --out")
-    r.add_argument("--N", type=number(-math.inf), help="model size (non-embedding params) for the recommendation "
-                                           "(default: the largest in the run table)")
-    r.add_argument("--D", type=number(-math.inf), help="training tokens for the recommendation (default: the largest)")
-    r.add_argument("--heldout", metavar="RUN,RUN,...", help="runs to mark held-out (default: runs not in the fit)")
-    r.add_argument("--fitted", metavar="FITTED.csv", help="the run table the fit saw: runs of --runs missing "
-                                                          "from it are marked held-out")
-    r.add_argument("--corpus", metavar="DIR", help="corpus whose per-family token counts give the proportional, "
-                                                   "temperature and UniMax baselines (default: the counts the "
-                                                   "sweep folder holding --runs recorded)")
-    r.add_argument("--objective", default="normalized", choices=["normalized", "raw"],
-                   help="what p* minimizes, as for `recommend` (default normalized)")
-    r.add_argument("--json", action="store_true", help="print one JSON object (where the report went, its numbers)")
-    r.set_defaults(handler=_report)
-
-    d = sub.add_parser(
-        "demo", help="the quickstart: corpus, small sweep, Bayesian fit, recommended ratios, report",
-        description="Builds the embedded corpus, trains a small sweep of CPU presets, fits the "
-                    "Bayesian law, prints recommended ratios with 90%% intervals and their predicted "
-                    "gain over uniform and temperature sampling, and writes the report. Re-running "
-                    "reuses finished work.")
-    d.add_argument("--out", default="demo_out", metavar="DIR")
-    d.add_argument("--quick", action="store_true", help="an even smaller demo (for tests; numbers are rough)")
-    d.add_argument("--no-progress", action="store_true")
-    d.add_argument("--json", action="store_true")
-    d.set_defaults(handler=_demo)
 
 
 def add_engine_arguments(p) -> None:
@@ -237,43 +200,3 @@ def _load_callable(spec: str):
     if not callable(fn):
         raise InputError(f"--train-fn {spec!r} is not a function")
     return fn
-
-
-def _report(args: argparse.Namespace) -> int:
-    from multiscale.fileio import dumps, json_safe
-    from multiscale.report import write_report
-
-    heldout = [s.strip() for s in args.heldout.split(",") if s.strip()] if args.heldout else None
-    check_output(args.out, folder=True, marker=("report.md",), overwrite=args.overwrite, ask="--overwrite",
-                 inputs={"fit FIT_DIR": args.fit_dir, "table --runs": args.runs, "table --fitted": args.fitted,
-                         "corpus --corpus": args.corpus})
-    tokens = None
-    if args.corpus:
-        from multiscale.sweep import corpus_info
-
-        tokens = corpus_info(args.corpus)[1]
-    out = write_report(args.fit_dir, args.out, runs=args.runs, N=args.N, D=args.D, heldout=heldout,
-                       objective=args.objective, family_tokens=tokens, fitted=args.fitted)
-    if args.json:
-        print(dumps(json_safe(out.to_dict())))
-    else:
-        print(f"report: {out.markdown}")
-        for f in out.figures:
-            print(f"  {f}")
-    return 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    import sys
-
-    from multiscale.demo import run_demo
-    from multiscale.fileio import dumps, json_safe
-
-    check_output(args.out, folder=True, resumes=True,
-                 marker=("corpus", "sweep", "fit", "report", "recommendation.json"))  # a demo folder is continued
-    progress = sys.stderr.isatty() and not args.no_progress and not args.json
-    log = (lambda *a, **k: print(*a, file=sys.stderr, **k)) if args.json else print
-    result = run_demo(args.out, quick=args.quick, progress=progress, log=log)
-    if args.json:
-        print(dumps(json_safe(result.to_dict())))
-    return 0
