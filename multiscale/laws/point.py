@@ -56,6 +56,7 @@ from multiscale.laws.forms import (
     natural_from_raw,
     offdiag_mask,
 )
+from multiscale.laws.identifiability import refuse_unidentified, unidentified
 from multiscale.laws.lbfgs import FTOL, GRAD_TOL, MEMORY, LBFGSState
 
 HUBER_DELTA = 1e-3
@@ -496,7 +497,7 @@ def _start_of(res: ArrayFit, law: Law, j: int, M: int) -> dict:
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
               max_iters: int | None = None, grid: dict | None = None, keep: int | None = KEEP,
-              n_screen: int = SCREEN_ITERS) -> PointFit:
+              n_screen: int = SCREEN_ITERS, strict: bool = False) -> PointFit:
     """Fit `law` to a run table by Hoffmann et al. approach 3 (see module docstring).
 
     Args:
@@ -509,9 +510,11 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       keep, n_screen: every start gets `n_screen` evaluations, then the `keep` best per
         family run on to convergence (a family whose kept starts do not agree on the optimum
         reruns with every start); ``keep=None`` runs every start to convergence.
+      strict: refuse (`InputError`) a fit whose parameters the table cannot pin down
+        (`multiscale.laws.identifiability`) instead of warning (`UnidentifiedWarning`).
 
     Returns:
-      `PointFit` with the best start's parameters per family.
+      `PointFit` with the best start's parameters per family, and its `identifiability` lines.
     """
     law_obj = get_law(law)
     t0 = time.perf_counter()
@@ -528,7 +531,9 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
     draws = {n: np.asarray(v, dtype=float)[None] for n, v in natural_from_raw(law_obj, res.raw, off).items()}
     counts = data.counts_F()
     done = set(res.exhaustive_P.tolist())
-    return PointFit(
+    unclear = unidentified(law_obj, data, shared, draws)
+    refuse_unidentified(law_obj, unclear, strict)
+    fit = PointFit(
         law=law_obj, families=fams, shared=shared, draws=draws, N_ref=data.N_ref,
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
         objective={f: float(res.objective_F[j]) for j, f in enumerate(fams)},
@@ -538,4 +543,6 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
         search={"screen_iters": int(n_screen), "keep": int(res.kept), "max_evals": int(max_iters or law_obj.max_evals),
                 "every_start_to_the_end": [fams[j] for j in range(len(fams)) if (0 if shared else j) in done]},
         mixture_families=tuple(data.mixture_families) if law_obj.matrix else (),
-        unique_tokens=data.unique_tokens_F())
+        unique_tokens=data.unique_tokens_F(), identifiability=unclear)
+    fit.warn_unidentified()
+    return fit
