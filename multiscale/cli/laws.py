@@ -81,7 +81,7 @@ def _fit_bayes(df, args):
         warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
         fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
                         warmup=args.num_warmup, seed=args.seed, progress=progress,
-                        extrapolation=not args.no_extrapolation)
+                        extrapolation=not args.no_extrapolation, strict=args.strict)
     for w in fit.warnings:
         print(f"multiscale fit: warning: {w}", file=sys.stderr)
     return fit
@@ -98,8 +98,11 @@ def _fit(args) -> int:
         host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
     df = read_runs(args.runs)
     _compile_cache()
-    fit = fit_point(df, law=args.law, shared=args.shared) if args.method == "lbfgs" else _fit_bayes(df, args)
-    fit.save(args.out)
+    if args.method == "lbfgs":
+        fit = fit_point(df, law=args.law, shared=args.shared, strict=args.strict)
+    else:
+        fit = _fit_bayes(df, args)
+    fit.save(args.out)  # refuses a fit that does not load back
     if args.json:
         d = fit.to_dict()
         d["out"] = args.out
@@ -169,6 +172,7 @@ def _predict_table(args) -> int:
         raise InputError("predict --runs needs --out PRED.csv")
     _check_out_file(args.out, args.runs, args.fit_dir)
     fit = load_fit(args.fit_dir)
+    fit.warn_unidentified()
     table = predict_table(fit, read_runs(args.runs))
     atomic_write_text(args.out, table.to_csv(index=False))
     summary = {"out": args.out, "rows": int(len(table)), "law": fit.law.name, "method": fit.method,
@@ -246,6 +250,9 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shared", default=None, help="exponents shared by all families, e.g. alpha,beta")
     p.add_argument("--out", required=True, help="folder to save the fit in")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a fit whose parameters the runs cannot pin down (too few distinct N, D or p "
+                        "per family, a parameter at a bound) instead of warning")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
     p.add_argument("--no-extrapolation", action="store_true",
