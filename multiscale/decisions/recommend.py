@@ -358,7 +358,7 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
     lo, hi = _bounds(mix, floor, caps, tokens, epochs, D, *(
         ["the fitted table's unique tokens (give available_tokens to override them)"] if from_fit else []))
     w = family_values(weights, fit.families, arg="weights", default=1.0)
-    if w.sum() <= 0:
+    if w.max() <= 0:  # each is >= 0
         raise InputError(f"weights must not all be zero, got {dict(zip(fit.families, w.tolist()))}", arg="weights")
     w = w / w.max()  # first: a sum of huge weights (1e308) would overflow to inf
     w = w / w.sum()

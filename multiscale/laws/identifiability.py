@@ -56,20 +56,22 @@ def _axis_lines(law: Law, data: FitData, shared, axis: str, logs_R: np.ndarray) 
 
 
 def _boundary_lines(law: Law, draws: dict, families) -> dict[int, list[str]]:
-    """family index -> parameters (median over draws) at a boundary or exploded."""
+    """family index -> parameters (median over draws) at a boundary or exploded (E only upwards:
+    E = 0, a law without irreducible loss, is a valid fit)."""
     out: dict[int, list[str]] = {}
     for j in range(len(families)):
         for name in ("E", "A", "B"):
-            if name in law.params:
-                v = float(np.median(draws[name][:, j]))
-                if v > 0 and abs(np.log(v)) > LOG_COEF_LIMIT:
-                    out.setdefault(j, []).append(f"{name} = {v:.3g} exploded (|log {name}| > {LOG_COEF_LIMIT:g})")
+            v = float(np.median(draws[name][:, j])) if name in law.params else 1.0
+            with np.errstate(divide="ignore"):
+                lv = np.log(v) if v > 0 else -np.inf
+            if lv > LOG_COEF_LIMIT or (name != "E" and lv < -LOG_COEF_LIMIT):
+                how = "exploded" if lv > 0 else "vanished"
+                out.setdefault(j, []).append(f"{name} = {v:.3g} {how} (|log {name}| > {LOG_COEF_LIMIT:g})")
         for name in ("alpha", "beta"):
-            if name in law.params:
-                v = float(np.median(draws[name][:, j]))
-                if v < EXPONENT_LOW or v > EXPONENT_HIGH:
-                    where = "at its bound 0" if v < EXPONENT_LOW else f"above {EXPONENT_HIGH:g}"
-                    out.setdefault(j, []).append(f"{name} = {v:.3g} {where}")
+            v = float(np.median(draws[name][:, j])) if name in law.params else 1.0
+            if v < EXPONENT_LOW or v > EXPONENT_HIGH:
+                where = "below 0" if v < 0 else "at its bound 0" if v < EXPONENT_LOW else f"above {EXPONENT_HIGH:g}"
+                out.setdefault(j, []).append(f"{name} = {v:.3g} {where}")
     return out
 
 
