@@ -39,9 +39,8 @@ def _axis_lines(law: Law, data: FitData, shared, axis: str, logs_R: np.ndarray) 
     n_F = _distinct(logs_R, data.fam_R, F)
     out: dict[int, list[str]] = {}
     if axis == "p":
-        need, names = 2, ["gamma"] if expo not in shared else []
-        if not law.uses_scale and expo not in shared:
-            names = ["c", "gamma"]
+        need = 2
+        names = [] if expo in shared else ["gamma"] if law.uses_scale else ["c", "gamma"]
     else:
         need = 2 if expo in shared else 3
         names = ["E", coef] + ([] if expo in shared else [expo])
@@ -80,7 +79,7 @@ def unidentified(law: Law, data: FitData, shared, draws: dict) -> list[str]:
     family, the parameters, the cause, and what to do."""
     causes: dict[int, list[str]] = {}
     axes = [("N", data.logN_R), ("D", data.logD_R)] if law.uses_scale else []
-    axes += [("p", data.logp_R)] if law.uses_ratio else []
+    axes += [("p", data.logp_R)] if "gamma" in law.params else []
     for axis, logs in axes:
         for j, lines in _axis_lines(law, data, shared, axis, logs).items():
             causes.setdefault(j, []).extend(lines)

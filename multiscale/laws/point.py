@@ -105,13 +105,68 @@ def _make_objective(law: Law, layout):
         th = {n: x[o:o + s] for n, (o, s) in layout.items()}
         th_B = {n: pick(th[n], famB) for n in law.raw_names}
         scale_B = log_scale(law, th_B, logN_B, logD_B, jnp)
+        if law.separable:
+            gamma_B = th_B["gamma"] if law.uses_ratio else jnp.zeros_like(scale_B[:1])
+            return _separable_rows(scale_B, gamma_B, logp, logL, w)
         th_R = {n: v[:, None] for n, v in th_B.items()} | {m: th[m][:, None, None] for m in law.raw_matrix}
         r = log_loss_at_scale(law, th_R, scale_B[:, None], logDraw_B[:, None], logp, logU, P, off, jnp) - logL
-        a = jnp.abs(r)
-        huber = jnp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
-        return jnp.sum(w * huber, axis=(0, 1))
+        return jnp.sum(w * _huber(r, jnp), axis=(0, 1))
 
     return objective
+
+
+def _huber(r, xp):
+    a = xp.abs(r)
+    return xp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+
+
+def _separable_rows_fn():
+    """``f(scale_BxPxG, gamma_(B|1)xPxG, logp, logL, w) -> f_PxG``: the Huber objective of a separable
+    law's rows, ``sum_rows w Huber(scale - gamma log p - log L)``, with its gradient, one block at a
+    time (`jax.lax.map`): the rows x starts arrays of a block stay in cache, where those of the whole
+    table (autodiff's residuals between the passes) would not, and moving them costs most of a fit
+    of a large table. Value and gradient come from one pass (L-BFGS always asks for both)."""
+    import jax
+    import jax.numpy as jnp
+
+    def block(args):  # one block: scale, gamma PxG; logp, logL, w Rx Px1
+        scale, gamma, logp, logL, w = args
+        r = scale[None] - gamma[None] * logp - logL
+        d = w * jnp.where(jnp.abs(r) <= HUBER_DELTA, r, HUBER_DELTA * jnp.sign(r))  # w Huber'(r)
+        return jnp.sum(w * _huber(r, jnp), axis=0), jnp.sum(d, axis=0), -jnp.sum(d * logp, axis=0)
+
+    def value_and_parts(scale_B, gamma_B, logp, logL, w):
+        gam = jnp.broadcast_to(gamma_B, scale_B.shape)
+        f_B, g_scale_B, g_gamma_B = jax.lax.map(block, (scale_B, gam, logp, logL, w))
+        if gamma_B.shape[0] == 1:
+            g_gamma_B = jnp.sum(g_gamma_B, axis=0, keepdims=True)
+        return jnp.sum(f_B, axis=0), (g_scale_B, g_gamma_B)
+
+    @jax.custom_vjp
+    def rows_objective(scale_B, gamma_B, logp, logL, w):
+        return value_and_parts(scale_B, gamma_B, logp, logL, w)[0]
+
+    def fwd(scale_B, gamma_B, logp, logL, w):
+        f, grads = value_and_parts(scale_B, gamma_B, logp, logL, w)
+        return f, (grads, logp, logL, w)
+
+    def bwd(res, ct_PxG):
+        (g_scale_B, g_gamma_B), logp, logL, w = res
+        return (g_scale_B * ct_PxG, g_gamma_B * ct_PxG, jnp.zeros_like(logp), jnp.zeros_like(logL),
+                jnp.zeros_like(w))
+
+    rows_objective.defvjp(fwd, bwd)
+    return rows_objective
+
+
+def _separable_rows(*args):
+    global _SEPARABLE_ROWS
+    if _SEPARABLE_ROWS is None:
+        _SEPARABLE_ROWS = _separable_rows_fn()
+    return _SEPARABLE_ROWS(*args)
+
+
+_SEPARABLE_ROWS = None
 
 
 def _cell_groups(fam, logN, logD) -> list[np.ndarray]:
