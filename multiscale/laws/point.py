@@ -21,10 +21,12 @@ base fitted on the raw ratios bends its D exponent (beta < 0) to follow a loss t
 Speed: all problems -- one per family, or one joint problem when exponents are shared -- run
 side by side in one small compiled L-BFGS program, the starts on the arrays' last axis and in
 chunks of CHUNK per problem that stay in cache; the table's rows are grouped in blocks sharing
-(family, N, D), so the scale part is computed once per block. By default every start first gets
-SCREEN_ITERS evaluations and only the KEEP best per problem run on to convergence, each continuing
-its own trajectory (a common multi-start strategy); ``keep=None`` runs every start to convergence,
-and tests/test_laws_point.py checks on realistic tables that both keep the same optimum.
+(family, N, D), so the scale part is computed once per block; a separable law's rows are summed
+one block at a time with their gradient written out (`_separable_rows_fn`). By default every
+start first gets SCREEN_ITERS evaluations and only the KEEP best per problem run on to
+convergence, each continuing its own trajectory (a common multi-start strategy); ``keep=None``
+runs every start to convergence, and tests/test_laws_point.py checks on realistic tables that
+both keep the same optimum.
 Converged starts are dropped every ROUND evaluations. log N and log D are centred internally (an
 exact reparameterization, see `fit_arrays`). Every start runs in float64.
 """
@@ -95,6 +97,8 @@ def _make_objective(law: Law, layout):
     """
     import jax.numpy as jnp
 
+    separable_rows = _separable_rows_fn() if law.separable else None
+
     def pick(v_FxPxG, famB):  # -> BxPxG (or 1xPxG for one value)
         if v_FxPxG.shape[0] == 1:
             return v_FxPxG
@@ -107,7 +111,7 @@ def _make_objective(law: Law, layout):
         scale_B = log_scale(law, th_B, logN_B, logD_B, jnp)
         if law.separable:
             gamma_B = th_B["gamma"] if law.uses_ratio else jnp.zeros_like(scale_B[:1])
-            return _separable_rows(scale_B, gamma_B, logp, logL, w)
+            return separable_rows(scale_B, gamma_B, logp, logL, w)
         th_R = {n: v[:, None] for n, v in th_B.items()} | {m: th[m][:, None, None] for m in law.raw_matrix}
         r = log_loss_at_scale(law, th_R, scale_B[:, None], logDraw_B[:, None], logp, logU, P, off, jnp) - logL
         return jnp.sum(w * _huber(r, jnp), axis=(0, 1))
@@ -129,7 +133,7 @@ def _separable_rows_fn():
     import jax
     import jax.numpy as jnp
 
-    def block(args):  # one block: scale, gamma PxG; logp, logL, w Rx Px1
+    def block(args):  # one block: scale, gamma P x G; logp, logL, w R x P x 1
         scale, gamma, logp, logL, w = args
         r = scale[None] - gamma[None] * logp - logL
         d = w * jnp.where(jnp.abs(r) <= HUBER_DELTA, r, HUBER_DELTA * jnp.sign(r))  # w Huber'(r)
@@ -157,16 +161,6 @@ def _separable_rows_fn():
 
     rows_objective.defvjp(fwd, bwd)
     return rows_objective
-
-
-def _separable_rows(*args):
-    global _SEPARABLE_ROWS
-    if _SEPARABLE_ROWS is None:
-        _SEPARABLE_ROWS = _separable_rows_fn()
-    return _SEPARABLE_ROWS(*args)
-
-
-_SEPARABLE_ROWS = None
 
 
 def _cell_groups(fam, logN, logD) -> list[np.ndarray]:
