@@ -112,9 +112,10 @@ def test_recommend_caps_by_the_unique_tokens_the_fit_saw(tmp_path, capsys):
 
 
 def test_recommend_says_when_epochs_or_unique_tokens_cannot_apply(tmp_path, capsys):
-    fit_dir = _fit().save(tmp_path / "fit")  # no unique tokens anywhere
-    code, out, _ = _cli(capsys, "recommend", fit_dir, "--N", 1e9, "--D", 2e10, "--epochs", 2)
-    assert code == 0 and "epochs = 2 is unused" in out
+    fit = _fit()  # no unique tokens anywhere
+    assert any("epochs = 2 is unused" in n for n in optimal_ratios(fit, 1e9, 2e10, epochs=2).notes)
+    code, out, err = _cli(capsys, "recommend", fit.save(tmp_path / "fit"), "--N", 1e9, "--D", 2e10, "--epochs", 2)
+    assert code == 2 and out == "" and "--epochs caps the ratios at epochs * tokens / D, which needs --tokens" in err
     transfer = _fit("transfer").save(tmp_path / "transfer")
     code, out, err = _cli(capsys, "recommend", transfer, "--N", 1e9, "--D", 2e10, "--unique-tokens", "f0=1e9")
     assert code == 2 and out == ""

@@ -119,10 +119,14 @@ def _fit(args) -> int:
 
 
 def _recommend(args) -> int:
-    from multiscale.decisions.recommend import optimal_ratios
+    from multiscale.decisions.recommend import decision_families, optimal_ratios
     from multiscale.laws import load_fit
 
     fit = load_fit(args.fit_dir)
+    if args.epochs is not None and args.tokens is None and not all(
+            f in fit.unique_tokens for f in decision_families(fit)):
+        raise InputError("--epochs caps the ratios at epochs * tokens / D, which needs --tokens (the fit has no "
+                         "unique tokens of every family); give --tokens FAM=TOKENS,... or drop --epochs")
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective, weights=args.weights, floor=args.floor,
                          caps=args.cap, available_tokens=args.tokens, epochs=args.epochs,
                          unique_tokens=args.unique_tokens)
@@ -283,8 +287,10 @@ def register(subparsers) -> None:
                    help="maximum ratio: one number for every family, or per family")
     p.add_argument("--tokens", default=None,
                    help="FAM=TOKENS,... available unique tokens (caps p*D <= epochs*tokens; enables "
-                        "proportional, temperature and UniMax baselines)")
-    p.add_argument("--epochs", type=float, default=None, help="epoch cap with --tokens (default 4)")
+                        "proportional, temperature and UniMax baselines; default: the unique tokens of the "
+                        "fitted table, where it has them)")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="epoch cap with --tokens, or with the unique tokens the fit saw (default 4)")
     p.add_argument("--unique-tokens", dest="unique_tokens", default=None, metavar="FAM=U,...",
                    help="unique tokens of each family at the target, for laws that read them "
                         "(repetition; default: the U the fit saw)")

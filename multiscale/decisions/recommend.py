@@ -157,16 +157,34 @@ def _check_target(fit: Fit, objective: str, N: float, D: float) -> None:
             raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
 
 
-def _tokens(available_tokens, fit, fams) -> tuple[dict[str, float] | None, bool]:
-    """(available unique tokens of the families they are given for (None: none), whether they are
-    the fit's). Not given: the unique tokens of the run table the fit saw, where it has them for
-    every family in `fams`."""
-    if available_tokens is None or (isinstance(available_tokens, (Mapping, str)) and not available_tokens):
-        if fit.unique_tokens and all(f in fit.unique_tokens for f in fams):
-            return {f: float(fit.unique_tokens[f]) for f in fams}, True
-        return None, False
-    U = family_values(available_tokens, fams, arg="available_tokens", default=np.inf, positive=True)
-    return {f: float(u) for f, u in zip(fams, U) if np.isfinite(u)}, False
+def _tokens(available_tokens, epochs, fit, fams) -> tuple[dict[str, float] | None, float, list[str]]:
+    """(available unique tokens of the families they are given for (None: none), the epoch cap,
+    notes). Not given: the unique tokens of the run table the fit saw, where it has them for every
+    family in `fams`."""
+    epochs_given = epochs is not None
+    epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
+    if not (math.isfinite(epochs) and epochs > 0):
+        raise InputError(f"epochs must be a finite positive number, got {epochs!r}", arg="epochs")
+    if available_tokens is not None and not (isinstance(available_tokens, (Mapping, str)) and not available_tokens):
+        U = family_values(available_tokens, fams, arg="available_tokens", default=np.inf, positive=True)
+        return {f: float(u) for f, u in zip(fams, U) if np.isfinite(u)}, epochs, []
+    if fit.unique_tokens and all(f in fit.unique_tokens for f in fams):
+        tokens = {f: float(fit.unique_tokens[f]) for f in fams}
+        listed = ", ".join(f"{f}={u:.4g}" for f, u in tokens.items())
+        return tokens, epochs, [f"available tokens: the fitted table's unique tokens ({listed}), capping p <= "
+                                f"{epochs:g} epochs * tokens / D; give available_tokens to change them"]
+    unused = [f"epochs = {epochs:g} is unused: it caps the ratios only with available tokens (available_tokens), "
+              "and the fit has no unique tokens for every family"] if epochs_given else []
+    return None, epochs, unused
+
+
+def _weights(fit, weights) -> np.ndarray:
+    """The family weights (F,), summing to 1."""
+    w = family_values(weights, fit.families, arg="weights", default=1.0)
+    if w.max() <= 0:  # each is >= 0
+        raise InputError(f"weights must not all be zero, got {dict(zip(fit.families, w.tolist()))}", arg="weights")
+    w = w / w.max()  # first: a sum of huge weights (1e308) would overflow to inf
+    return w / w.sum()
 
 
 def check_bound_sums(fams, lo, hi) -> None:
@@ -341,27 +359,12 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
         raise InputError(f"fit must be a PointFit or BayesFit (load_fit), got {type(fit).__name__}", arg="fit")
     _check_target(fit, objective, N, D)
     fit.warn_unidentified()
-    epochs_given = epochs is not None
-    epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
-    if not (math.isfinite(epochs) and epochs > 0):
-        raise InputError(f"epochs must be a finite positive number, got {epochs!r}", arg="epochs")
     mix = decision_families(fit)
-    tokens, from_fit = _tokens(available_tokens, fit, mix)
-    notes = []
-    if from_fit:
-        listed = ", ".join(f"{f}={u:.4g}" for f, u in tokens.items())
-        notes.append(f"available tokens: the fitted table's unique tokens ({listed}), capping p <= {epochs:g} "
-                     "epochs * tokens / D; give available_tokens to change them")
-    if epochs_given and not tokens:
-        notes.append(f"epochs = {epochs:g} is unused: it caps the ratios only with available tokens "
-                     "(available_tokens), and the fit has no unique tokens for every family")
+    tokens, epochs, notes = _tokens(available_tokens, epochs, fit, mix)
+    from_fit = tokens is not None and bool(notes)  # _tokens notes only the tokens it took from the fit
     lo, hi = _bounds(mix, floor, caps, tokens, epochs, D, *(
         ["the fitted table's unique tokens (give available_tokens to override them)"] if from_fit else []))
-    w = family_values(weights, fit.families, arg="weights", default=1.0)
-    if w.max() <= 0:  # each is >= 0
-        raise InputError(f"weights must not all be zero, got {dict(zip(fit.families, w.tolist()))}", arg="weights")
-    w = w / w.max()  # first: a sum of huge weights (1e308) would overflow to inf
-    w = w / w.sum()
+    w = _weights(fit, weights)
     U, U_used = _unique(fit, unique_tokens)
     normalized = objective == "normalized"
     can_predict, more = _ratio_law_scope(fit, N, D, normalized)
