@@ -379,31 +379,43 @@ def test_an_interrupted_write_leaves_the_old_file(tmp_path, monkeypatch):
     assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["runs.csv"]
 
 
-def test_library_warnings_are_one_line_and_other_warnings_keep_their_format(monkeypatch, capsys):
+@pytest.mark.slow  # a fresh process
+def test_library_warnings_are_one_line_and_other_warnings_keep_their_format(tmp_path):
     """A `warnings.warn(..., RuntimeWarning)` of the library printed the file, line and source
-    line of the library under the message; the CLI's hook prints it as one line."""
-    import warnings
+    line of the library under the message; the CLI prints it as one line. Run in a fresh process,
+    since pytest records warnings instead of printing them."""
+    import subprocess
+    import textwrap
 
-    import multiscale
+    script = tmp_path / "boom.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, types, warnings
+        import multiscale
+        from multiscale import cli
 
-    library_file = os.path.join(os.path.dirname(multiscale.__file__), "laws", "validation.py")
-    warn_in_library = compile("warnings.warn('predicted loss not finite\\n for fam0', RuntimeWarning)",
-                              library_file, "exec")
+        library_file = os.path.join(os.path.dirname(multiscale.__file__), "laws", "validation.py")
+        warn_in_library = compile("warnings.warn('predicted loss not finite\\\\n for fam0', RuntimeWarning)",
+                                  library_file, "exec")
 
-    def handler(args):
-        exec(warn_in_library, {"warnings": warnings})  # as if warned from the library's own code
-        warnings.warn("an other library's warning", UserWarning, stacklevel=1)
-        return 0
+        def handler(args):
+            exec(warn_in_library, {"warnings": warnings})  # as if warned from the library's own code
+            warnings.warn("an other library's warning", UserWarning, stacklevel=1)
+            return 0
 
-    _fake_command(monkeypatch, handler)
-    with warnings.catch_warnings():
-        warnings.simplefilter("always")
-        before = warnings.showwarning
-        assert main(["boom"]) == 0
-        assert warnings.showwarning is before  # installed by main for the command only
-    lines = capsys.readouterr().err.splitlines()
+        module = types.ModuleType("fake_cli")
+        module.register = lambda sub: sub.add_parser("boom").set_defaults(handler=handler)
+        sys.modules["fake_cli"] = module
+        cli.COMMAND_MODULES = ("fake_cli",)
+        before = warnings.formatwarning
+        code = cli.main(["boom"])
+        assert warnings.formatwarning is before  # installed by main for the command only
+        sys.exit(code)
+    """))
+    done = subprocess.run([sys.executable, "-W", "always", str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
     assert lines[0] == "multiscale boom: warning: predicted loss not finite; for fam0"
-    assert "UserWarning: an other library's warning" in lines[1] and __file__ in lines[1]
+    assert "UserWarning: an other library's warning" in lines[1] and str(script) in lines[1]
 
 
 # ------------------------------------------------------------------ odd files and paths, in one line

@@ -122,20 +122,6 @@ def library_warning_format(command: str, default=warnings.formatwarning):
     return format_warning
 
 
-def library_warning_printer(command: str):
-    """A `warnings.showwarning` that writes each warning to stderr as `library_warning_format`
-    formats it (installed by `main` only, for the command's run)."""
-    form = library_warning_format(command)
-
-    def show_warning(message, category, filename, lineno, file=None, line=None):
-        try:
-            (file or sys.stderr).write(form(message, category, filename, lineno, line))
-        except (OSError, ValueError):  # stderr closed: a warning is not worth a crash
-            pass
-
-    return show_warning
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
@@ -149,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    default_show = warnings.showwarning
-    warnings.showwarning = library_warning_printer(command_name(args))
+    default_format = warnings.formatwarning  # the format only, so that warnings recorded by a caller stay recorded
+    warnings.formatwarning = library_warning_format(command_name(args))
     try:
         return int(args.handler(args) or 0)
     except KeyboardInterrupt:  # Ctrl-C: the writes are atomic, so nothing is left half-written
@@ -164,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"multiscale {command_name(args)}: error: {one_line(message)}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
-        warnings.showwarning = default_show
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":

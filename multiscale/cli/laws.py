@@ -90,7 +90,7 @@ def _fit_bayes(df, args):
         warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
         fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
                         warmup=args.num_warmup, seed=args.seed, progress=progress,
-                        extrapolation=not args.no_extrapolation)
+                        extrapolation=not args.no_extrapolation, strict=args.strict)
     for w in fit.warnings:
         print(f"multiscale fit: warning: {w}", file=sys.stderr)
     return fit
@@ -107,8 +107,11 @@ def _fit(args) -> int:
         host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
     df = read_runs(args.runs)
     _compile_cache()
-    fit = fit_point(df, law=args.law, shared=args.shared) if args.method == "lbfgs" else _fit_bayes(df, args)
-    fit.save(args.out)
+    if args.method == "lbfgs":
+        fit = fit_point(df, law=args.law, shared=args.shared, strict=args.strict)
+    else:
+        fit = _fit_bayes(df, args)
+    fit.save(args.out)  # refuses a fit that does not load back
     if args.json:
         d = fit.to_dict()
         d["out"] = args.out
@@ -125,10 +128,14 @@ def _fit(args) -> int:
 
 
 def _recommend(args) -> int:
-    from multiscale.decisions.recommend import optimal_ratios
+    from multiscale.decisions.recommend import decision_families, optimal_ratios
     from multiscale.laws import load_fit
 
     fit = load_fit(args.fit_dir)
+    if args.epochs is not None and args.tokens is None and not all(
+            f in fit.unique_tokens for f in decision_families(fit)):
+        raise InputError("--epochs caps the ratios at epochs * tokens / D, which needs --tokens (the fit has no "
+                         "unique tokens of every family); give --tokens FAM=TOKENS,... or drop --epochs")
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective, weights=args.weights, floor=args.floor,
                          caps=args.cap, available_tokens=args.tokens, epochs=args.epochs,
                          unique_tokens=args.unique_tokens)
@@ -181,6 +188,7 @@ def _predict_table(args) -> int:
     check_output(args.out, folder=False, inputs={"table --runs": args.runs, "fit FIT_DIR": args.fit_dir},
                  overwrite=args.overwrite, ask="--overwrite")  # never an input; a result only when asked
     fit = load_fit(args.fit_dir)
+    fit.warn_unidentified()
     table = predict_table(fit, read_runs(args.runs))
     atomic_write_text(args.out, table.to_csv(index=False))
     summary = {"out": args.out, "rows": int(len(table)), "law": fit.law.name, "method": fit.method,
@@ -229,6 +237,9 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--shared", default=None, help="exponents shared by all families, e.g. alpha,beta")
     p.add_argument("--out", required=True, help="folder to save the fit in")
     add_overwrite_argument(p, "fit in --out")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a fit whose parameters the runs cannot pin down (too few distinct N, D or p "
+                        "per family, a parameter at a bound) instead of warning")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
     p.add_argument("--no-extrapolation", action="store_true",
@@ -259,8 +270,10 @@ def register(subparsers) -> None:
                    help="maximum ratio: one number for every family, or per family")
     p.add_argument("--tokens", default=None,
                    help="FAM=TOKENS,... available unique tokens (caps p*D <= epochs*tokens; enables "
-                        "proportional, temperature and UniMax baselines)")
-    p.add_argument("--epochs", type=number(), default=None, help="epoch cap with --tokens (default 4)")
+                        "proportional, temperature and UniMax baselines; default: the unique tokens of the "
+                        "fitted table, where it has them)")
+    p.add_argument("--epochs", type=number(), default=None,
+                   help="epoch cap with --tokens, or with the unique tokens the fit saw (default 4)")
     p.add_argument("--unique-tokens", dest="unique_tokens", default=None, metavar="FAM=U,...",
                    help="unique tokens of each family at the target, for laws that read them "
                         "(repetition; default: the U the fit saw)")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError
 from multiscale.laws.forms import Law, check_shared
 from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS, RunTableError, mixture_columns, validate_runs
 
@@ -81,6 +82,8 @@ def mixture_arrays(df: pd.DataFrame, families) -> dict:
 def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitData, tuple[str, ...]]:
     """Validate `df` for `law` with the one run-table validation (`multiscale.runs.validate_runs`,
     which also refuses families with too few runs for the law) and build `FitData`."""
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"df must be a run table (a pandas DataFrame), got {type(df).__name__}", arg="df")
     shared = check_shared(law, shared)
     # families as validate_runs will see them (names stripped), for the minimum runs per family
     n_fam = pd.Series(df["family"]).astype(str).str.strip().nunique() if "family" in df.columns else 1

@@ -90,6 +90,9 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
     budgets by the fit's extrapolation term (`multiscale.laws.extrapolation`; 0 inside them).
     The ratio law only predicts at the (N, D) it was fitted on; elsewhere an `InputError`.
     """
+    if not isinstance(fit, Fit):
+        raise InputError(f"fit must be a PointFit or BayesFit (load_fit), got {type(fit).__name__}", arg="fit")
+    fit.warn_unidentified()
     for name, v in (("N", N), ("D", D)):
         if not (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) and v > 0):
             raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
