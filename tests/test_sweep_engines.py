@@ -4,7 +4,8 @@ job preempted mid-run (SLURM) is retried and resumes from its checkpoints; a Ray
 local sweep on one folder lose and duplicate nothing; the flags' errors.
 
 The trainer is the real one (the tiniest CPU preset, 8 steps of 128 tokens, a checkpoint every
-3 steps), wrapped so that a run asked to pause (a request file in the sweep folder) writes its
+3 steps), wrapped so that a run asked to pause (a request file beside the sweep folder, since the sweep
+refuses a folder holding files it did not write) writes its
 pid at step 7 and waits to be killed; the test kills it once the pid file appears.
 """
 
@@ -34,8 +35,8 @@ from multiscale.sweep import SweepPlan
 from multiscale.sweep.lease import new_owner, try_claim
 
 PAUSING_TRAINER = '''
-"""The real trainer; a run whose request file <sweep>/pause/<run_id> exists writes its pid to
-<sweep>/pause/<run_id>.pid at step 7 (once: not after a retry) and waits to be killed."""
+"""The real trainer; a run whose request file <sweep>.pause/<run_id> exists writes its pid to
+<sweep>.pause/<run_id>.pid at step 7 (once: not after a retry) and waits to be killed."""
 import io, os, time
 from pathlib import Path
 import pandas as pd
@@ -56,7 +57,8 @@ class Pause(Hook):
                 time.sleep(0.05)
 
 def train(run, run_dir, corpus, progress):
-    pause = Path(str(run_dir)).parent.parent / "pause"
+    sweep = Path(str(run_dir)).parent.parent
+    pause = sweep.parent / (sweep.name + ".pause")
     hooks = [Pause(pause / (run.run_id + ".pid"))] if (pause / run.run_id).exists() else []
     config = TrainConfig(corpus=str(corpus), model=run.preset, tokens=run.tokens, ratios=dict(run.ratios),
                          seed=run.seed, run_name=run.run_id, out=str(run_dir), **dict(run.train))
@@ -168,9 +170,10 @@ class _Killer(threading.Thread):
 
     def __init__(self, out, run_id, sig):
         super().__init__(daemon=True)
-        (Path(out) / "pause").mkdir(parents=True)
-        (Path(out) / "pause" / run_id).touch()
-        self.pid_file, self.sig = Path(out) / "pause" / f"{run_id}.pid", sig
+        pause = Path(out).parent / (Path(out).name + ".pause")
+        pause.mkdir(parents=True)
+        (pause / run_id).touch()
+        self.pid_file, self.sig = pause / f"{run_id}.pid", sig
         self.stop, self.sent = threading.Event(), False
         self.start()
 
