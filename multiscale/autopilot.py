@@ -233,7 +233,7 @@ def _round_plan(rdir: str, r: int, fit, sweep_dir: str, s: Settings, left: float
         result = plan_next(fit, s.N, s.D, left, k=s.k, objective=s.objective, criterion=s.criterion,
                            runs=_fitted_rows(sweep_dir))
     except InputError as err:  # plan_next says so when no candidate run costs at most `left`
-        if str(err).startswith("budget_flops"):
+        if err.arg == "budget_flops":
             return None, ("budget", f"{left:.4g} of the {s.budget_flops:.4g} FLOPs left; {err}")
         raise
     if not result.chosen:

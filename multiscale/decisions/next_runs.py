@@ -251,13 +251,13 @@ def check_request(fit, N: float, D: float, budget_flops: float, k: int, objectiv
                          "a law such as multilingual or a law of the whole mixture")
     for name, v in (("N", N), ("D", D), ("budget_flops", budget_flops)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v <= 0:
-            raise InputError(f"{name} must be a finite positive number, got {v!r}")
+            raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"k must be an integer >= 1, got {k!r}")
+        raise InputError(f"k must be an integer >= 1, got {k!r}", arg="k")
     if objective not in OBJECTIVES:
-        raise InputError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        raise InputError(f"objective must be one of {list(OBJECTIVES)}, got {objective!r}", arg="objective")
     if criterion not in CRITERIA:
-        raise InputError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}")
+        raise InputError(f"criterion must be one of {list(CRITERIA)}, got {criterion!r}", arg="criterion")
 
 
 def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Sequence[Candidate] | None = None,
@@ -276,7 +276,7 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
     for name, v, levels in (("N", N, fitted.N), ("D", D, fitted.D)) if fitted is not None else ():
         if v < min(levels) * (1 - 1e-9):  # the target lies at or beyond the fitted runs
             raise InputError(f"{name} {v:.4g} is below every fitted value (smallest {min(levels):.4g}): next plans "
-                             "runs that teach p* at a target at or beyond the fitted runs")
+                             "runs that teach p* at a target at or beyond the fitted runs", arg=name)
     state = target_state(fit, N, D, objective, criterion)
     if candidates is None:
         candidates = generate(fitted, state.families, N, D, state.robust)
@@ -295,7 +295,7 @@ def plan_next(fit, N: float, D: float, budget_flops: float, *, candidates: Seque
     if budget_flops < costs.min():
         cheap = cands[int(np.argmin(costs))]
         raise InputError(f"budget_flops {budget_flops:.3g} is below the cheapest candidate run ({costs.min():.3g} "
-                         f"FLOPs = 6 N D: {cheap.preset} at D = {cheap.D:.3g})")
+                         f"FLOPs = 6 N D: {cheap.preset} at D = {cheap.D:.3g})", arg="budget_flops")
     rows, owner = candidate_rows(fit, cands, state.families)
     noise = noise_variance(fit, rows)
     Sigma = joint_covariance(fit, state.P_SxF, rows, state.keep_S)
