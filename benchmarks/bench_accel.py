@@ -39,6 +39,7 @@ import flax
 import jax
 import jax.numpy as jnp
 from bench_train import synthetic_batch
+from machine import cpu_model
 
 from multiscale.errors import InputError
 from multiscale.models.config import resolve_compute_dtype
@@ -113,18 +114,6 @@ def device_peak(kind: str, platform_name: str, dtype: str,
         return None, (f"device kind {kind!r} is not in PEAK_FLOPS (benchmarks/bench_accel.py); "
                       f"pass --peak-flops")
     return PEAK_FLOPS[kind][dtype], f"PEAK_FLOPS[{kind!r}][{dtype!r}] (dense, data sheet)"
-
-
-def cpu_model() -> str | None:
-    """The host CPU's model name from /proc/cpuinfo (None where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,12 +18,7 @@ import time
 import warnings
 from pathlib import Path
 
-
-def _cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
+from machine import cpu_model
 
 
 def main() -> None:
@@ -39,7 +34,7 @@ def main() -> None:
     from multiscale.laws import fit_bayes
 
     df = _table(5, 100)
-    out = {"benchmark": "extrapolation_cost", "cpu": _cpu_model(), "cpus": os.cpu_count(),
+    out = {"benchmark": "extrapolation_cost", "cpu": cpu_model(), "cpus": os.cpu_count(),
            "rows": int(len(df)), "with_term": [], "without_term": []}
     for _ in range(args.pairs):
         for key, term in (("with_term", True), ("without_term", False)):

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import time
+
+from machine import cpu_model
 
 # the synthetic run tables (tests/fixtures), shared with the tests
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
@@ -28,17 +29,6 @@ def table(mixtures: int):
 
     return synthetic_runs(synthetic_truth(5, seed=0), N=(1e7, 3e7, 1e8, 3e8, 1e9),
                           D=(1e9, 4e9, 1.6e10, 6.4e10), n_mixtures=mixtures, noise=0.01, seed=0, p_min=0.005)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import time
 
 import numpy as np
 import pandas as pd
+from machine import cpu_model
 
 from multiscale.laws.independence import independence_test
 from multiscale.runs import read_runs, validate_runs
@@ -54,24 +54,6 @@ def synthetic_table(n_runs: int, n_families: int, seed: int = 0) -> pd.DataFrame
     for j, f in enumerate(fams):
         df[f"p_{f}"] = np.repeat(P_RxF[:, j], n_families)
     return df
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def write_table(path: str, n_runs: int, n_families: int) -> None:

@@ -19,6 +19,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 def _bench():
     path = ROOT / "benchmarks" / "bench_runtable_scale.py"
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # the benchmarks import each other by file name
     spec = importlib.util.spec_from_file_location("bench_runtable_scale", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
