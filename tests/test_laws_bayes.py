@@ -11,6 +11,7 @@ from fixtures.synthetic import synthetic_runs, synthetic_truth
 from multiscale.decisions import optimal_ratios
 from multiscale.decisions.ratios import solve_ratios
 from multiscale.laws import fit_bayes, load_fit, predict
+from multiscale.laws.extrapolation import combine, field_prior
 
 SEEDS = 30
 FAMS = 3
@@ -95,8 +96,10 @@ def test_multilingual_fit_save_load_predict_recommend(tmp_path):
     assert [e["left_out"] for e in ex["experiments"]] == ["N"] and ex["kappa"] >= 0
     assert ex["skipped"] and ex["skipped"][0].startswith("D: 2 fitted level(s)")
     assert back.extrapolation == ex and fit.options["extrapolation"]
+    assert ex["prior"] == field_prior().to_dict()  # the shipped field prior, updated by the refit
+    assert ex["kappa"] == pytest.approx(combine(field_prior(), [e["kappa"] for e in ex["experiments"]]))
     assert predict(back, 1.2e9, 5e10).extrapolation_sd == pytest.approx(
-        ex["kappa"] * np.hypot(np.log(1.2) / np.log(100), np.log(5) / np.log(10)))  # in units of the spans
+        ex["kappa"] * max(np.log(1.2), np.log(5)))  # log k: the larger factor beyond N_max and D_max
     assert predict(back, 1e8, 1e10).extrapolation_sd == 0
     pred = predict(back, 1.2e9, 5e10, {"fam0": 0.5, "fam1": 0.5}).table()
     assert pred["fam0"]["q05"] < pred["fam0"]["median"] < pred["fam0"]["q95"]
