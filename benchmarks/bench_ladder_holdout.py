@@ -10,7 +10,7 @@ For each public ladder of `multiscale.datasets.LADDERS`:
    recomputes it (3-6 min more on 2 shared cores);
 2. the library's default NUTS fit (`fit_bayes` at its defaults: 4 chains, 1,000 draws, 500 warm-up,
    as ``multiscale fit --method nuts`` runs) of the chinchilla law on the ladder's runs with
-   N <= N_max / HOLD (the ladder's largest size over 4), and its leave-largest-out refits (one per
+   N <= N_max / HOLD (``--hold``, default 4: the ladder's largest size over 4), and its leave-largest-out refits (one per
    axis with >= 3 levels, 4 chains x 250 draws after the same warm-up, as `refit_settings`; here
    one after another rather than as one stacked program);
 3. the runs with larger N predicted with 90% intervals in two ways from the SAME posterior draws
@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_extrapolation_field as field  # noqa: E402  (a sibling script, not a package)
 
 LAW = "chinchilla"
-HOLD = 4.0  # fit on N <= N_max / HOLD, predict the larger sizes
+HOLD = 4.0  # default: fit on N <= N_max / HOLD, predict the larger sizes
 CHAINS, DRAWS, SEED = 4, 1000, 0  # fit_bayes's defaults (warm-up: its WARMUP)
 
 
@@ -99,10 +99,10 @@ def scores(y: np.ndarray, draws_SxR: np.ndarray, sd_R: np.ndarray, z_SxR: np.nda
             "width_log_median": round(float(np.median(np.log(hi / lo))), 4)}
 
 
-def holdout(name: str, prior: FieldPrior) -> dict:
+def holdout(name: str, prior: FieldPrior, hold: float = HOLD) -> dict:
     """Fit the ladder's smaller sizes, score both terms on its larger ones."""
     df = load_ladder(name)
-    cut = df["N"].max() / HOLD
+    cut = df["N"].max() / hold
     train, test = df[df["N"] <= cut], df[df["N"] > cut]
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
@@ -147,13 +147,14 @@ def holdout(name: str, prior: FieldPrior) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ladders", nargs="*", default=list(LADDERS), choices=list(LADDERS))
+    ap.add_argument("--hold", type=float, default=HOLD, help=f"fit N <= N_max / HOLD (default {HOLD:g})")
     ap.add_argument("--recompute", action="store_true", help="refit the field windows for the priors")
     ap.add_argument("--per-hi", type=int, default=2, help="with --recompute: windows per N_hi (default 2)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     priors = loo_priors(args.recompute, args.per_hi)
-    rows = [holdout(name, priors[name]) for name in args.ladders]
-    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": HOLD,
+    rows = [holdout(name, priors[name], args.hold) for name in args.ladders]
+    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": args.hold,
                       "nuts": {"chains": CHAINS, "draws": DRAWS, "seed": SEED},
                       "wall_s": round(time.perf_counter() - t0, 1), "ladders": rows}))
 
