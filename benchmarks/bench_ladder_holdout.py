@@ -10,9 +10,9 @@ For each public ladder of `multiscale.datasets.LADDERS`:
    recomputes it (3-6 min more on 2 shared cores);
 2. the library's default NUTS fit (`fit_bayes` at its defaults: 4 chains, 1,000 draws, 500 warm-up,
    as ``multiscale fit --method nuts`` runs) of the chinchilla law on the ladder's runs with
-   N <= N_max / HOLD (``--hold``, default 4: the ladder's largest size over 4), and its leave-largest-out refits (one per
-   axis with >= 3 levels, 4 chains x 250 draws after the same warm-up, as `refit_settings`; here
-   one after another rather than as one stacked program);
+   N <= N_max / HOLD (``--hold``, default 4: the ladder's largest size over 4), and its
+   leave-largest-out refits (one per axis with >= 3 levels, 4 chains x 250 draws after the same
+   warm-up, as `refit_settings`; here one after another rather than as one stacked program);
 3. the runs with larger N predicted with 90% intervals in two ways from the SAME posterior draws
    and refits:
    - ``today``: the term as it was before the field prior (main at 27aa62f): kappa the 90%
