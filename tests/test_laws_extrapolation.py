@@ -151,3 +151,36 @@ def test_refit_settings():
     assert refit_settings({**base, "chains": 3})["draws"] == 334  # ceil(1000 / 3)
     assert refit_settings({**base, "chains": 1, "draws": 150, "warmup": 80}) == {
         **base, "chains": 1, "draws": 150, "warmup": 80}
+
+
+@pytest.mark.slow
+def test_a_fit_records_its_prior_and_widens_only_beyond_the_fitted_range(tmp_path):
+    """A real NUTS fit: the saved extrapolation block records the prior it was given; the
+    predictive interval is the term-free one inside the fitted range and widens with log k beyond."""
+    from multiscale.laws import fit_bayes, load_fit
+    from multiscale.laws.predict import predict_table, predictive_draws
+
+    rng = np.random.default_rng(0)
+    grid = [(n, d) for n in (1e7, 3e7, 1e8) for d in (1e9, 3e9, 1e10)] * 2
+    loss = [(1.8 + 400 / n ** 0.34 + 900 / d ** 0.28) * np.exp(0.01 * rng.standard_normal()) for n, d in grid]
+    df = pd.DataFrame({"run": [f"r{i}" for i in range(len(grid))], "family": "a", "N": [n for n, _ in grid],
+                       "D": [d for _, d in grid], "p": 1.0, "loss": loss})
+    fit = fit_bayes(df, law="chinchilla", chains=2, draws=300, warmup=300, seed=0, warn=False,
+                    extrapolation_prior=PRIOR)
+    ex = fit.extrapolation
+    assert ex["prior"] == PRIOR.to_dict() and [e["left_out"] for e in ex["experiments"]] == ["N", "D"]
+    assert ex["kappa"] == pytest.approx(combine(PRIOR, [e["kappa"] for e in ex["experiments"]]))
+    fit.save(tmp_path / "fit")
+    assert load_fit(tmp_path / "fit").extrapolation == ex
+    rows = pd.DataFrame({"run": ["in", "x2", "x4", "x8"], "family": "a", "N": [3e7, 2e8, 4e8, 8e8],
+                         "D": 3e9, "p": 1.0, "loss": 2.5})
+    with_term, without = predictive_draws(fit, rows, seed=1), predictive_draws(fit, rows, seed=1, extrapolation=False)
+    np.testing.assert_array_equal(with_term[:, 0], without[:, 0])  # inside: exactly the term-free draws
+    assert predict_table(fit, rows)["extrapolation_sd_log"].tolist() == pytest.approx(
+        [0.0, *(ex["kappa"] * np.log([2, 4, 8]))])  # log k beyond N_max = 1e8
+
+    def width(draws):
+        return np.log(np.quantile(draws, 0.95, axis=0) / np.quantile(draws, 0.05, axis=0))
+
+    widen = width(with_term) - width(without)
+    assert widen[0] == 0 and 0 < widen[1] < widen[2] < widen[3]
