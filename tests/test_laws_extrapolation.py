@@ -20,7 +20,7 @@ from multiscale.laws.extrapolation import (
 )
 
 RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)]}
-PRIOR = FieldPrior(kappa=0.04, weight=4.0, source="test")
+PRIOR = FieldPrior(kappa=0.04, weight=4.0, edge=0.5, source="test")
 
 
 def test_distance_is_log_k_beyond_the_fitted_range_and_zero_inside():
@@ -44,12 +44,16 @@ def test_the_default_prior_is_the_shipped_field_measurement():
     p = field_prior()
     assert p.kappa == shipped["summary"]["log_k"]["pooled"]["kappa"]["90"] and 0.02 < p.kappa < 0.06
     assert p.weight == len(shipped["ladders"]) == 4 and "field_prior.json" in p.source
+    band = shipped["summary"]["log_k"]["pooled"]
+    assert p.edge == pytest.approx(band["c"] / band["d"]) and 0.3 < p.edge < 1.0  # k ~ 1.8
     with pytest.raises(FileNotFoundError, match="ships with the package"):
         field_prior(FIELD_PRIOR_PATH.with_name("missing.json"))
     with pytest.raises(InputError, match="kappa must be"):
-        FieldPrior(kappa=-0.1, weight=1.0, source="x")
+        FieldPrior(kappa=-0.1, weight=1.0, edge=0.5, source="x")
+    with pytest.raises(InputError, match="edge must be"):
+        FieldPrior(kappa=0.1, weight=1.0, edge=float("inf"), source="x")
     with pytest.raises(InputError, match="weight must be"):
-        FieldPrior(kappa=0.1, weight=0.0, source="x")
+        FieldPrior(kappa=0.1, weight=0.0, edge=0.5, source="x")
 
 
 def test_the_table_updates_the_prior_without_erasing_it():
@@ -98,12 +102,26 @@ def test_leave_largest_out_measures_the_refits_error():
     assert m["kappa_table"] == pytest.approx(k_table, rel=1e-4)
     assert m["experiments"][0]["kappa"] == pytest.approx(k_table, rel=1e-4)
     assert m["kappa"] == pytest.approx(np.sqrt((4 * 0.04 ** 2 + k_table ** 2) / 5), rel=1e-4)
-    assert m["prior"] == {"kappa": 0.04, "weight": 4.0, "source": "test"} and m["distance"] == "log_k"
+    assert m["prior"] == {"kappa": 0.04, "weight": 4.0, "edge": 0.5, "source": "test"} and m["distance"] == "log_k"
     assert m["experiments"][0]["left_out"] == "N" and m["experiments"][0]["coverage_before"] == 0
     assert m["skipped"] == ["D: 1 fitted level(s), 3 needed to leave the largest out"]
     assert m["log_N_range"] == pytest.approx([np.log(1e6), np.log(1e8)])
     assert f"{m['kappa']:.4f} per unit log k" in describe(m) and "refit covered 0%" in describe(m)
     assert leave_largest_out(df, fit_fn, draws_fn)["prior"] == field_prior().to_dict()  # the default
+
+
+def test_a_left_out_level_nearer_than_the_edge_is_measured_at_the_edge():
+    """Largest N only 1% beyond the rest (log k = 0.00995): its 10% error is charged as if at
+    the prior's edge (0.5), not as a growth rate of 10% per 1%."""
+    df = _table(levels_N=(1e6, 1e7, 1.01e7))
+    df.loc[df["N"] == 1.01e7, "loss"] = 3.3
+
+    def draws_fn(fit, rows):
+        return np.full((200, len(rows)), 3.0) * np.exp(np.linspace(-1e-6, 1e-6, 200))[:, None]
+
+    m = leave_largest_out(df, lambda sub: "refit", draws_fn, prior=PRIOR)
+    assert m["experiments"][0]["distance"] == pytest.approx(np.log(1.01))
+    assert m["kappa_table"] == pytest.approx(np.log(1.1) / (Z90 * 0.5), rel=1e-4)
 
 
 def test_too_few_levels_or_refused_refits_leave_the_prior():

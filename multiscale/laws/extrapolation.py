@@ -26,8 +26,9 @@ kappa combines two pieces of evidence, both sd of log-loss per unit log k at 90%
     k_r = sqrt(max(0, e_r^2 - h_r^2)) / (z_90 * d_r)
 
   (``e_r = log L_r - log median_r``, ``h_r`` the interval's half-width on the side of the error,
-  ``d_r`` the row's log k beyond the refit's range); one experiment's kappa is the 90% quantile of
-  its k_r.
+  ``d_r`` the row's log k beyond the refit's range, at least the prior's `edge`: an error at a
+  level 1% beyond the rest is no growth rate); one experiment's kappa is the 90% quantile of its
+  k_r.
 
     kappa^2 = (w * kappa_field^2 + sum_e kappa_e^2) / (w + n_experiments)
 
@@ -66,10 +67,13 @@ FIELD_PRIOR_PATH = Path(__file__).resolve().parents[1] / "datasets" / "ladders" 
 @dataclass(frozen=True)
 class FieldPrior:
     """The prior of the extrapolation term's kappa: sd of log-loss per unit log k (calibrated at
-    90%), weighing `weight` leave-largest-out experiments; `source` says where it was measured."""
+    90%), weighing `weight` leave-largest-out experiments. `edge`: the log k below which the
+    field's error is the fitted edge's (the intercept c of its band c + d log k), not growth:
+    a left-out level nearer than that is measured as if at `edge`. `source`: where it was measured."""
 
     kappa: float
     weight: float
+    edge: float
     source: str
 
     def __post_init__(self):
@@ -77,14 +81,18 @@ class FieldPrior:
             raise InputError(f"kappa must be a finite number >= 0, got {self.kappa!r}")
         if not (math.isfinite(self.weight) and self.weight > 0):
             raise InputError(f"weight must be a finite number > 0, got {self.weight!r}")
+        if not (math.isfinite(self.edge) and self.edge >= 0):
+            raise InputError(f"edge must be a finite number >= 0, got {self.edge!r}")
 
     @classmethod
     def from_summary(cls, summary: dict, weight: float, source: str) -> FieldPrior:
-        """From one log-k summary of benchmarks/bench_extrapolation_field.py (its kappa["90"])."""
-        return cls(kappa=float(summary["kappa"]["90"]), weight=float(weight), source=source)
+        """From one log-k summary of benchmarks/bench_extrapolation_field.py: its kappa["90"], and
+        c / d of its band as the edge."""
+        edge = float(summary["c"]) / float(summary["d"]) if summary["d"] > 0 else math.inf
+        return cls(kappa=float(summary["kappa"]["90"]), weight=float(weight), edge=edge, source=source)
 
     def to_dict(self) -> dict:
-        return {"kappa": self.kappa, "weight": self.weight, "source": self.source}
+        return {"kappa": self.kappa, "weight": self.weight, "edge": self.edge, "source": self.source}
 
 
 def field_prior(path: Path = FIELD_PRIOR_PATH) -> FieldPrior:
@@ -145,12 +153,13 @@ def split_largest(df: pd.DataFrame, axis: str) -> tuple[pd.DataFrame, pd.DataFra
     return df[df[axis] < left], df[df[axis] == left]
 
 
-def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str) -> tuple[dict, np.ndarray]:
+def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str,
+            min_distance: float = 0.0) -> tuple[dict, np.ndarray]:
     """A refit's predictive draws for the left-out rows `test` against their losses:
-    (record, per-row kappas)."""
+    (record, per-row kappas, each row's distance taken as at least `min_distance`)."""
     d = distance(fitted_ranges(train), test["N"].to_numpy(float), test["D"].to_numpy(float))
     y = test["loss"].to_numpy(float)
-    k = required_kappa(y, draws_SxR, d)
+    k = required_kappa(y, draws_SxR, np.maximum(d, min_distance))
     lo, hi = np.quantile(draws_SxR, [Q_LOW, Q_HIGH], axis=0)
     rec = {"left_out": axis, "value": float(test[axis].iloc[0]), "rows": int(len(test)),
            "distance": float(np.median(d)), "coverage_before": float(np.mean((y >= lo) & (y <= hi))),
@@ -206,7 +215,7 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | 
         try:
             if isinstance(fit, InputError):
                 raise fit
-            rec, k = measure(train, test, draws_fn(fit, test), axis)
+            rec, k = measure(train, test, draws_fn(fit, test), axis, prior.edge)
         except InputError as err:  # the rows below the largest level cannot be fitted
             skipped[axis] = f"{axis}: the rows below its largest level cannot be fitted ({err})"
             continue
