@@ -71,8 +71,8 @@ def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
     from multiscale.data.corpus import Corpus, build_corpus
-    from multiscale.data.mixture import MixtureSpec, make_train_iterator
-    from multiscale.data.seqio_mixture import seqio_dataset
+    from multiscale.data.sampling import MixtureSpec, make_train_iterator
+    from multiscale.data.seqio_sampling import seqio_dataset
 
     tmp = None
     if args.corpus:

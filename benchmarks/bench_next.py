@@ -2,7 +2,7 @@
 
 Three parts (docs/design.md, "Active design"):
 
-- ``speed``: `plan_next` on a hand-made posterior of the seed law (5 families, `--draws` draws,
+- ``speed``: `plan_next` on a hand-made posterior of the multilingual law (5 families, `--draws` draws,
   unidentified in D like tests/test_decisions_next_runs.py) with the candidates it generates (presets
   in and above the fitted range x budgets x mixtures), k = 8: seconds, candidates, draws.
 - ``ess``: why the value is Bayes-linear and not importance reweighting. For the top candidate
@@ -37,7 +37,7 @@ D0 = 2e5
 
 
 def _fake_fit(S: int, F: int = 5, seed: int = 0):
-    """A posterior of the seed law from runs at one budget D0 (beta free, the D term pinned)."""
+    """A posterior of the multilingual law from runs at one budget D0 (beta free, the D term pinned)."""
     import sys
 
     sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))

@@ -4,11 +4,11 @@ Prints ONE JSON object (non-finite numbers as null).
 
 - ``case`` (per seed of `--case-seeds`): the table of
   `fixtures.synthetic_mixture.repetition_runs` (five families with 5e9 down to 1e7
-  unique tokens, 0.4% noise, truth the repetition law), the seed's law (``multilingual``) and
+  unique tokens, 0.4% noise, truth the repetition law), the multilingual law and
   the repetition law fitted (L-BFGS) on all but the largest N. For each: held-out MAPE (all
   rows, rows past 4 epochs; rows whose prediction is not finite are counted apart), and the
   loss of its p* (raw objective, equal weights, no caps) against the true optimum at a large
-  budget (`--N`, `--D`), scored with the true law; also the seed's law with the library's
+  budget (`--N`, `--D`), scored with the true law; also the multilingual law with the library's
   4-epoch caps (``--tokens`` = the unique tokens), uniform sampling, and the truth's own MAPE
   (the noise level).
 - ``coverage`` (`--seeds` tables, NUTS `--chains` x `--draws`): the share of the true

@@ -34,9 +34,9 @@ _EXPORTS: dict[str, str] = {
     "get_vocabulary": "multiscale.data.vocab",
     "build_corpus": "multiscale.data.corpus",
     "Corpus": "multiscale.data.corpus",
-    "MixtureSpec": "multiscale.data.mixture",
-    "make_train_iterator": "multiscale.data.mixture",
-    "repetition_report": "multiscale.data.mixture",
+    "MixtureSpec": "multiscale.data.sampling",
+    "make_train_iterator": "multiscale.data.sampling",
+    "repetition_report": "multiscale.data.sampling",
     "load_eval_set": "multiscale.data.evalset",
     # models and training
     "ModelConfig": "multiscale.models",
@@ -71,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "consolidate": "multiscale.sweep",
     "read_fragments": "multiscale.sweep",
     "write_report": "multiscale.report",
+    "run_autopilot": "multiscale.autopilot",
     "run_demo": "multiscale.demo",
 }
 __all__ = sorted(_EXPORTS)

@@ -1,23 +1,15 @@
-"""The quickstart: `make demo` / `multiscale demo`.
+"""The quickstart: `make demo` / `multiscale demo`: the whole loop on the embedded corpus
+(Debian's translated manual pages, 5 families) on a laptop CPU.
 
-One command runs the whole loop on the embedded corpus (Debian's translated manual pages, 5
-language families) on a laptop CPU:
+Corpus -> DIR/corpus/; a small sweep -> DIR/sweep/runs.csv; the multilingual law fitted with NUTS
+-> DIR/fit/; p* with 90% intervals and its predicted gain over uniform and temperature sampling
+-> DIR/recommendation.json; the report -> DIR/report/. Re-running reuses the corpus, every
+finished run (a half-finished one resumes) and the fit when its inputs are unchanged.
 
-1. build the corpus                        -> DIR/corpus/
-2. train a small sweep of CPU presets       -> DIR/sweep/runs.csv (the run table)
-3. fit the multilingual law with NUTS       -> DIR/fit/
-4. recommend family sampling ratios with 90% intervals and their predicted gain over uniform and
-   temperature sampling (printed, and in DIR/recommendation.json)
-5. write the report (plots + report.md)      -> DIR/report/
-
-Every number comes from runs the demo trained. Re-running reuses finished work: the corpus if it
-was built with the same settings, every completed run (the sweep skips them; a run interrupted
-half-way resumes from its checkpoint), and the fit if the fitted table and options are unchanged.
-
-The sweep: cpu-100k and cpu-400k, each at 64k and 128k training tokens (4 scales, so the law's
-N and D terms are identified). The paper's design (each family's ratio at 0.05 and 0.5, the rest
-shared evenly) at cpu-100k, random Dirichlet mixtures at cpu-400k, uniform everywhere; temperature
-(tau = 0.3) and UniMax runs at cpu-400k x 128k are held out of the fit and check its predictions.
+The sweep: cpu-100k and cpu-400k at 64k and 128k tokens (4 scales identify the N and D terms);
+the paper's design (each family at 0.05 and 0.5, the rest even) at cpu-100k, Dirichlet mixtures
+at cpu-400k, uniform everywhere; temperature (tau = 0.3) and UniMax runs at cpu-400k x 128k are
+held out of the fit to check its predictions.
 """
 
 from __future__ import annotations
@@ -162,7 +154,7 @@ def _corpus(corpus_dir: str, max_docs: int, progress: bool, log):
         except MultiscaleError:  # missing or damaged: rebuild it
             pass
         os.remove(stamp)
-    corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress)
+    corpus = build_corpus("manpages", corpus_dir, max_docs_per_language=max_docs, progress=progress, overwrite=True)
     write_json(stamp, want)
     return corpus
 

@@ -45,3 +45,9 @@ class MissingFileError(MultiscaleError, FileNotFoundError):
 class DamagedFileError(MultiscaleError, ValueError):
     """A file is truncated, unreadable, or fails its checksum. The message names the file and,
     where the library can regenerate it, says how."""
+
+
+class UnidentifiedWarning(UserWarning):
+    """A fitted law's parameters that the run table cannot pin down (too few distinct N, D or p
+    for a family, or a parameter run to a boundary): the fit holds a value, but another value
+    would fit as well, so what is computed from it (p*, predictions) is not to be trusted."""

@@ -5,9 +5,7 @@ family depends on its own sampling ratio. A `Grouping` says which languages form
 Two groupings ship with the library:
 
 - `PAPER_GROUPING`: the paper's five families (Germanic, Romance, Slavic, Indic, Sino-Tibetan)
-  with 23 languages. The families and the count are the paper's; which 23 languages is *not*
-  verified against the paper's language table (it was not at hand when this was written), so
-  check the members before quoting results as the paper's grouping.
+  with 23 languages; the members are not checked against the paper's table.
 - `MANPAGES_GROUPING`: the grouping of the embedded corpus (Debian's translated manual pages),
   five families by genealogy with 18 languages that have enough text.
 

@@ -7,12 +7,17 @@ folder, fsync and `os.replace`; on object stores a single upload is already atom
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import signal
 import socket
+import tempfile
+import threading
 import uuid
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
@@ -46,6 +51,23 @@ def atomic_write_bytes(path, data: bytes) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Holds Ctrl-C (SIGINT) back while the block runs and raises `KeyboardInterrupt` after it:
+    for a few renames that must not stop half-way. Outside the main thread it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def atomic_write_text(path, text: str) -> None:
@@ -134,6 +156,9 @@ def check_output_folder(out) -> None:
     if is_remote(out):
         return
     path = os.path.abspath(os.fspath(out))
+    if os.path.lexists(path) and not os.path.exists(path):
+        raise InputError(f"out {path!r} is a symbolic link to {os.path.realpath(path)!r}, which does not exist",
+                         arg="out")
     if os.path.exists(path) and not os.path.isdir(path):
         raise InputError(f"out {path!r} is a file, not a folder", arg="out")
     parent = os.path.dirname(path)
@@ -141,6 +166,78 @@ def check_output_folder(out) -> None:
         parent = os.path.dirname(parent)
     if parent and not os.path.isdir(parent):
         raise InputError(f"out {path!r} lies under {parent!r}, which is a file", arg="out")
+
+
+def check_output(out, *, folder: bool, inputs: Mapping[str, Any] | None = None,
+                 marker: tuple[str, ...] = (), resumes: bool = False, overwrite: bool = False,
+                 arg: str = "out", ask: str = "overwrite=True") -> None:
+    """Refuses (`InputError` about `arg`), before any work, an output that would destroy what the
+    user has or that cannot be written. Object-store URLs are not checked.
+
+    - a folder output (`folder`) that is a file or lies under one, a file output that is a folder
+      or whose folder does not exist, a dangling symbolic link;
+    - the same file or folder as an input, a folder output holding an input, or an output that is
+      an existing file inside an input folder (`inputs`: how to name each input, a noun and its
+      argument such as 'table runs' -> its path or paths; symbolic links resolved);
+    - an existing result: a file output that exists, or a folder output holding one of `marker`
+      (the names the command writes there), unless `overwrite` (or `resumes`: the command
+      continues the folder's work); a non-empty folder holding none of `marker` is another's and
+      is refused even with `overwrite` (`ask`: how the caller asks to overwrite, for the message);
+    - a place where no file can be created (checked by creating and removing one).
+    """
+    if is_remote(out):
+        return
+    path = os.path.abspath(os.fspath(out))
+    if folder:
+        check_output_folder(out)
+    else:
+        if os.path.lexists(path) and not os.path.exists(path):
+            raise InputError(f"{arg} {path!r} is a symbolic link to {os.path.realpath(path)!r}, which does not "
+                             "exist", arg=arg)
+        if os.path.isdir(path):
+            raise InputError(f"{arg} {path!r} is a folder; give a file name", arg=arg)
+        check_output_folder(os.path.dirname(path))
+        if not os.path.isdir(os.path.dirname(path)):
+            raise InputError(f"{arg} {path!r}: its folder {os.path.dirname(path)!r} does not exist", arg=arg)
+    _check_not_an_input(path, inputs or {}, arg)
+    if folder and os.path.isdir(path):
+        held = [name for name in os.listdir(path) if not name.startswith(".")]
+        if held and not any(os.path.lexists(os.path.join(path, m)) for m in marker):
+            raise InputError(f"{arg} {path!r} is not empty: it holds files this command did not write "
+                             f"({', '.join(sorted(held)[:3])}{', ...' if len(held) > 3 else ''}); give a new "
+                             "or empty folder", arg=arg)
+        if held and not (overwrite or resumes):
+            raise InputError(f"{arg} {path!r} already holds a result; pass {ask} to replace it", arg=arg)
+    elif not folder and os.path.exists(path) and not overwrite:
+        raise InputError(f"{arg} {path!r} already exists; pass {ask} to replace it", arg=arg)
+    _check_writable(path if os.path.isdir(path) else os.path.dirname(path), path, arg)
+
+
+def _check_not_an_input(path: str, inputs: Mapping[str, Any], arg: str) -> None:
+    """Refuses an output that is an input, holds one, or is an existing file inside one."""
+    real = os.path.realpath(path)
+    for name, value in inputs.items():
+        values = [value] if isinstance(value, (str, os.PathLike)) else list(value or ())
+        for given in (os.path.realpath(os.fspath(v)) for v in values if v is not None and not is_remote(v)):
+            if real == given:
+                raise InputError(f"{arg} {path!r} is the input {name} {given!r}; write elsewhere", arg=arg)
+            if given.startswith(real.rstrip(os.sep) + os.sep):
+                raise InputError(f"{arg} {path!r} holds the input {name} {given!r}; write elsewhere", arg=arg)
+            if os.path.isfile(real) and real.startswith(given.rstrip(os.sep) + os.sep):
+                raise InputError(f"{arg} {path!r} is a file of the {name} {given!r}; write elsewhere",
+                                 arg=arg)
+
+
+def _check_writable(path: str, out: str, arg: str) -> None:
+    """Creates and removes a file in `path`'s nearest existing folder, or refuses `out`."""
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".multiscale-write-check-", dir=path or ".")
+    except OSError as err:
+        raise InputError(f"{arg} {out!r} cannot be written: {err.strerror or err} in {path!r}", arg=arg) from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def sha256_bytes(data: bytes) -> str:

@@ -1,21 +1,12 @@
 """One mixture value: parsing, validation, rendering, and the baseline mixtures.
 
 A *mixture* maps language families (or languages) to sampling ratios: finite, non-negative,
-summing to 1 within `RATIO_TOLERANCE`. Every place that takes ratios or ratio-like values
-(ratios, weights, floors, caps, available tokens, plan entries, `TrainConfig.ratios`, the data
-pipeline) goes through this module:
-
-- `parse_pairs` is the one parser of ``FAMILY=VALUE,...`` text and of mappings; its errors name
-  the argument (`arg`, also the error's `arg`) and the family.
-- `Mixture` is the validated value. ``Mixture(ratios)`` checks and keeps the values as given;
-  ``Mixture.parse(text_or_mapping, normalize=True)`` scales any non-negative weights to sum 1;
-  ``mixture.normalized()`` divides by the sum once (removing rounding, as training does).
-- The baselines, one implementation each: `uniform`, `proportional`, `temperature` (``q_i ∝
-  n_i^tau``, tau = 1/T, one meaning everywhere), `unimax` (Chung et al. 2023), `all_baselines`.
-
-This module imports only the standard library, numpy and `multiscale.errors`, so that every
-layer (plans, training, laws, the command line) can use it. See docs/design.md, section
-"Mixtures and baselines".
+summing to 1 within `RATIO_TOLERANCE`. Everything that takes ratio-like values (ratios, weights,
+floors, caps, available tokens, plan entries, `TrainConfig.ratios`, the data pipeline) reads them
+with `parse_pairs` / `Mixture`, whose errors name the argument and the family. The baselines:
+`uniform`, `proportional`, `temperature` (``q_i ∝ n_i^tau``, tau = 1/T everywhere), `unimax`
+(Chung et al. 2023), `all_baselines`. Imports only the standard library, numpy and
+`multiscale.errors`, so every layer can use it (docs/design.md, "Mixtures and baselines").
 """
 
 from __future__ import annotations
@@ -68,10 +59,9 @@ def parse_pairs(value: str | Mapping[str, Any], *, arg: str = "ratios", known: I
                 allow_negative: bool = False) -> dict[str, float]:
     """``'germanic=0.5, romance=0.3'`` or a mapping -> ``{'germanic': 0.5, 'romance': 0.3}``.
 
-    Names are stripped. Refused, naming the argument `arg` and the family: an entry without
-    ``=``, an empty name, a family given twice (after stripping), a value that is not a number,
-    NaN or inf, a negative value (unless `allow_negative`), a family not in `known` (when given),
-    and an empty input. Order is kept. Sums are not checked (see `Mixture`).
+    Names are stripped, order kept, sums not checked. Refused, naming `arg` and the family: an
+    entry without ``=``, an empty or repeated name, a value not a finite number, a negative one
+    (unless `allow_negative`), a family not in `known`, an empty input.
     """
     if isinstance(value, str):
         items = []

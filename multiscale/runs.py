@@ -94,20 +94,11 @@ def column_order(families: Sequence[str], *, unique_tokens: bool = False) -> lis
 def make_rows(*, run: str, N, D, step, model, seed, mixture: Mapping[str, float],
               per_family: Mapping[str, Mapping[str, Any]], families: Sequence[str] | None = None,
               unique_tokens: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
-    """The run-table rows of one run, as dicts in `column_order`.
+    """The run-table rows of one run, as dicts in `column_order`: one row per family with a ratio
+    > 0 and an evaluation, in `families` order (default: the families of `mixture`).
 
-    Args:
-      run, N, D, step, model, seed: written as given on every row (N non-embedding parameters,
-        D training tokens of the whole run).
-      mixture: family -> the ratio the data pipeline SAMPLED (families absent count 0).
-      per_family: family -> {"loss": nats/token, "loss_sem", "bpb", "eval_tokens"} from the
-        evaluation (only "loss" required).
-      families: every family of the corpus, in order: one ``p_<family>`` column each
-        (default: the families of `mixture`).
-      unique_tokens: family -> unique training tokens available (adds the column when given).
-
-    Returns:
-      One row per family with a ratio > 0 and an evaluation, in `families` order.
+    `mixture` is the ratio the data pipeline SAMPLED per family; `per_family` holds the evaluation
+    ("loss" in nats/token required; "loss_sem", "bpb", "eval_tokens" optional).
     """
     families = list(mixture) if families is None else list(families)
     unknown = [f for f in mixture if f not in families]
@@ -305,15 +296,10 @@ def _check_duplicates(t: _Table) -> None:
 
 
 def _check_repeated_runs(t: _Table) -> None:
-    """No run is another run under a second name: the same N, D, seed (when recorded) and ratios
-    with bit-identical losses on the same families. A deterministic trainer given one configuration
-    twice returns the same losses, so such a pair is one measurement, and fitting both would count
-    it twice (two plans that name one configuration, or `multiscale next` without the fitted run table, make one).
-    Losses written with 6 decimals or fewer are rounded (published tables), where replicates may
-    agree by chance, so a run counts as repeated only when some loss of it has more digits.
-
-    Runs are first grouped by a hash of that key (one vectorised pass); only runs whose hash
-    another run shares are compared exactly."""
+    """No run is another run under a second name: same N, D, seed (when recorded), ratios and
+    bit-identical losses, some with more than 6 decimals (rounded published losses may agree by
+    chance); docs/decisions/2026-12-01-one-run-under-two-names.md. Runs are grouped by a hash of
+    that key first; only runs sharing a hash are compared exactly."""
     df, run_R = t.df, t.run_R
     loss = df["loss"].to_numpy(dtype=float)
     unrounded = np.abs(loss * 1e6 - np.round(loss * 1e6)) >= 1e-3
@@ -363,16 +349,6 @@ def _check_one_scale_per_run(t: _Table) -> None:
             values = sorted(set(t.df.loc[t.df["run"] == run, col].tolist()))
             raise t.error(f"column {col!r} differs within run {run!r} ({values}): one run has one "
                           f"{col}; bad at {t.rows(bad)}")
-
-
-def _mixture_frame(t: _Table) -> pd.DataFrame | None:
-    """The p_<family> columns (NaN read as 0) of the rows whose mixture is recorded (any cell
-    set), or None when the table has no mixture columns."""
-    cols = mixture_columns(t.df)
-    if not cols:
-        return None
-    recorded = t.df[cols].notna().any(axis=1)
-    return t.df.loc[recorded, ["run", *cols]].fillna({c: 0.0 for c in cols})
 
 
 def _check_one_mixture_per_run(t: _Table, mix: pd.DataFrame) -> None:
@@ -467,7 +443,12 @@ def _check_ratio_sums(t: _Table, mix: pd.DataFrame | None) -> None:
 
 
 def _check_mixtures(t: _Table) -> None:
-    mix = _mixture_frame(t)
+    """`mix`: the p_<family> columns (NaN read as 0) of the rows with any cell set; None without
+    mixture columns."""
+    mix = None
+    if cols := mixture_columns(t.df):
+        recorded = t.df[cols].notna().any(axis=1)
+        mix = t.df.loc[recorded, ["run", *cols]].fillna({c: 0.0 for c in cols})
     if mix is not None and not mix.empty:
         _check_one_mixture_per_run(t, mix)
         _check_own_ratio(t, mix)
@@ -514,19 +495,9 @@ def validate_runs(df: pd.DataFrame, *, law: str | None = None, min_runs: int | N
                   source: str | None = None, lines: Sequence[int] | None = None) -> pd.DataFrame:
     """Check a run table and return a clean, typed copy (index reset to 0..n-1).
 
-    The rules (docs/design.md, "The run table"): names stripped and checked; required columns
-    present and finite; one N and one D per run; one mixture per run, each row's ``p`` equal to
-    its ``p_<family>`` (`P_TOLERANCE`), a run's ``p_<family>`` summing to 1 and its ``p`` summing
-    to 1 when every family of its mixture is evaluated, or to at most 1 (`SUM_TOLERANCE`); no
-    (run, family) twice; no run twice under two names (same N, D, seed, bit-identical losses).
-
-    Args:
-      df: the table.
-      law: when given ("multilingual", "chinchilla" or "ratio"), also refuse a family with
-        fewer runs than `MIN_RUNS_PER_FAMILY[law]`.
-      min_runs: overrides the per-law minimum (e.g. when exponents are shared).
-      source: the file the table came from, named in messages.
-      lines: the file line of each row, named in messages.
+    The rules: docs/design.md, "The run table". `law` also refuses a family with fewer runs than
+    `MIN_RUNS_PER_FAMILY[law]` (`min_runs` overrides it); `source` and `lines` (the file line of
+    each row) are named in messages.
 
     Raises:
       RunTableError: naming the file, the offending rows and the column (or the argument).
@@ -645,11 +616,8 @@ def read_runs(path: str | os.PathLike, *, law: str | None = None) -> pd.DataFram
     CSV may be compressed (``.csv.gz``, ``.csv.bz2``, ``.csv.xz``); ``run`` and ``family``
     are read as text ('007' stays '007').
 
-    Raises:
-      MissingFileError: no such file (or a folder).
-      RunTableError: a bad argument; a ragged, truncated or unreadable file, or a table
-        `validate_runs` refuses; the message names the file, the rows (and their lines) and the
-        column.
+    `MissingFileError` when there is no file; `RunTableError` (a ragged, truncated or unreadable
+    file, or a table `validate_runs` refuses) names the file, the rows (and lines) and the column.
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise RunTableError(f"read_runs: argument 'path' must be a file path (str or os.PathLike), "
@@ -708,16 +676,8 @@ def write_runs(df: pd.DataFrame, path: str | os.PathLike):
 
 
 def mixture_matrix(df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
-    """The mixture of every run from the ``p_<family>`` columns.
-
-    Returns:
-      (runs, families, P_RxF): run names in first-seen order, family names (column suffixes),
-      and the R x F matrix of sampling ratios (float64).
-
-    Raises:
-      RunTableError: no ``p_`` columns, an empty cell, or one run with two different mixtures
-        (more than `P_TOLERANCE` apart).
-    """
+    """(runs in first-seen order, families, P_RxF float64) from the ``p_<family>`` columns.
+    `RunTableError`: no ``p_`` columns, an empty cell, or a run with two mixtures."""
     if not isinstance(df, pd.DataFrame):
         raise RunTableError(f"mixture_matrix: argument 'df' must be a pandas DataFrame (a run table), "
                             f"got {type(df).__name__}")

@@ -14,8 +14,11 @@ FAMS = ["germanic", "romance", "slavic"]
 
 
 def _cli(capsys, *argv) -> tuple[int, str]:
-    """(exit status, stderr) of one in-process command."""
-    code = main([str(a) for a in argv])
+    """(exit status, stderr) of one in-process command (argparse's refusals exit by SystemExit)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
     return code, capsys.readouterr().err
 
 

@@ -67,18 +67,21 @@ def test_predict_refuses_an_out_that_is_its_input_or_a_file_of_the_fit(fitted, c
     load_fit(fit_dir)  # still intact
 
 
-def test_predict_replaces_an_existing_out_file_as_documented(fitted, tmp_path, capsys):
-    """Like `fit --out` and `report --out`, an existing output is replaced; the help says so."""
+def test_predict_replaces_an_existing_out_file_only_when_asked(fitted, tmp_path, capsys):
+    """Like `fit --out` and `report --out`, an existing output is replaced only with --overwrite;
+    the help says so."""
     fit_dir, runs = fitted
     pred = tmp_path / "pred.csv"
     pred.write_text("old\n")
     code, _, err = _cli(capsys, "predict", fit_dir, "--runs", runs, "--out", pred)
+    assert code == 2 and "--out" in err and "--overwrite" in err and pred.read_text() == "old\n"
+    code, _, err = _cli(capsys, "predict", fit_dir, "--runs", runs, "--out", pred, "--overwrite")
     assert code == 0, err
     table = pd.read_csv(pred)
     assert len(table) == len(pd.read_csv(runs)) and {"median", "q05", "q95"} <= set(table.columns)
     with pytest.raises(SystemExit):
         main(["predict", "--help"])
-    assert "existing file is replaced" in " ".join(capsys.readouterr().out.split())
+    assert "--overwrite" in " ".join(capsys.readouterr().out.split())
 
 
 def test_predict_out_under_a_file_names_the_file(fitted, capsys):

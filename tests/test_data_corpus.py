@@ -81,7 +81,8 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(CorpusError, match="eval_fraction"):
         build_corpus(FilesSource(inputs), tmp_path / "x", grouping={"g": ["de"]}, eval_fraction=1.5)
     with pytest.raises(CorpusError, match="'de'.*leave none"):
-        build_corpus(FilesSource(inputs), tmp_path / "x", grouping={"g": ["de"]}, eval_docs_per_language=2)
+        build_corpus(FilesSource(inputs), tmp_path / "x", grouping={"g": ["de"]}, eval_docs_per_language=2,
+                     overwrite=True)
     (tmp_path / "one").mkdir()
     one = _files(tmp_path / "one", {"nl": ["alleen"]})
     with pytest.raises(CorpusError, match="'nl' has 1 document"):
@@ -255,7 +256,7 @@ def test_failed_build_leaves_nothing_behind(tmp_path, inputs, existing):
         good = build_corpus(FilesSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1)
         before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
     with pytest.raises(RuntimeError, match="the source broke"):
-        build_corpus(_FailingSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1)
+        build_corpus(_FailingSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1, overwrite=True)
     if existing == "new":
         assert not (tmp_path / "out").exists()  # not even the parent it would have created
     elif existing == "empty":
@@ -271,7 +272,8 @@ def test_rebuild_replaces_a_corpus_and_keeps_other_files(tmp_path, inputs):
     out = tmp_path / "c"
     build_corpus(FilesSource(inputs), out, grouping=GROUPING, eval_docs_per_language=1)
     (out / "notes.txt").write_text("mine")
-    again = build_corpus(FilesSource(inputs), out, grouping={"germanic": ["de"]}, eval_docs_per_language=1)
+    again = build_corpus(FilesSource(inputs), out, grouping={"germanic": ["de"]}, eval_docs_per_language=1,
+                         overwrite=True)
     assert again.families == ("germanic",) and (out / "notes.txt").read_text() == "mine"
     assert not list((out / "train").glob("fr-*")) and again.check(full=True) == []
     with pytest.raises(CorpusError, match="already holds a corpus"):

@@ -154,11 +154,37 @@ def test_damaged_posterior_is_refused_by_name(tmp_path):
         load_fit(tmp_path / "fit")
 
 
+def _replace_posterior(fit_dir, idata) -> None:
+    """Write `idata` as the fit's posterior.nc, with fit.json's checksums made to match."""
+    nc = fit_dir / POSTERIOR_NC
+    nc.unlink()
+    idata.to_netcdf(str(nc))
+    _rewrite(fit_dir / FIT_JSON, _set("checksums", POSTERIOR_NC, value=sha256_file(nc)), reseal=True)
+
+
 def test_non_finite_posterior_draws_are_refused(tmp_path):
     fit = _bayes_fit()
-    fit.idata.posterior["gamma"][0, 3, 1] = np.nan
+    fit.idata.posterior["gamma"][0, 3, 1] = np.nan  # the fit's draws are a view of it
+    with pytest.raises(InputError, match="parameter 'gamma' of family 'romance' is nan, not finite"):
+        fit.save(tmp_path / "unsaved")  # NaN draws: refused at save, before writing anything
+    assert not (tmp_path / "unsaved").exists()
+    fit.idata.posterior["gamma"][0, 3, 1] = 0.2
     fit.save(tmp_path / "fit")
+    idata = fit.idata.copy()
+    idata.posterior["gamma"][0, 3, 1] = np.nan  # a posterior.nc damaged after saving
+    _replace_posterior(tmp_path / "fit", idata)
     with pytest.raises(DamagedFileError, match="parameter 'gamma' has non-finite draws"):
+        load_fit(tmp_path / "fit")
+
+
+def test_a_posterior_whose_families_are_swapped_is_refused(tmp_path):
+    """posterior.nc's family order must be fit.json's: swapped families would swap p*."""
+    fit = _bayes_fit()
+    fit.save(tmp_path / "fit")
+    swapped = fit.idata.copy()
+    swapped.posterior = swapped.posterior.assign_coords(family=list(FAMS[::-1]))
+    _replace_posterior(tmp_path / "fit", swapped)
+    with pytest.raises(DamagedFileError, match=r"its family order \['romance', 'germanic'\] is not fit.json's"):
         load_fit(tmp_path / "fit")
 
 

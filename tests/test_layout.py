@@ -68,6 +68,7 @@ LAYERS = (
     ("multiscale.decisions",),
     ("multiscale.sweep",),
     ("multiscale.report",),
+    ("multiscale.autopilot",),
     ("multiscale.demo",),
     ("multiscale.cli",),
     ("multiscale.__main__",),

@@ -192,13 +192,14 @@ def test_report_cli_and_bad_input(tmp_path, capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["recommendation"]["N"] == 1e6 and out["metrics"]["heldout"]["rows"] == 3
-    assert main(["report", str(fit_dir), "--out", str(tmp_path / "r"), "--heldout", "nope"]) == 2
+    assert main(["report", str(fit_dir), "--out", str(tmp_path / "r"), "--heldout", "nope", "--overwrite"]) == 2
     assert "nope" in capsys.readouterr().err
-    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--overwrite"]) == 2
     assert "missing" in capsys.readouterr().err
     bad = pd.read_csv(runs).assign(family=lambda d: d["family"].replace("fam2", "klingon"))
     bad.to_csv(tmp_path / "bad.csv", index=False)
-    assert main(["report", str(fit_dir), "--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["report", str(fit_dir), "--runs", str(tmp_path / "bad.csv"), "--out", str(tmp_path / "r"),
+                 "--overwrite"]) == 2
     assert "klingon" in capsys.readouterr().err
 
 
@@ -354,7 +355,7 @@ def _transfer_bayes_fit(truth, fams, chains=2, draws=100, spread=0.03, seed=0):
 def test_report_of_a_mixture_law_shows_the_robust_mixture_regret_and_p_best(tmp_path):
     """`multiscale report` on a fit of the transfer law (a law of the whole mixture): the
     recommended mixture is the coupled robust p*, beside the gains each choice's expected regret
-    and P(best), as for the seed law; recommendation.json carries the same decision numbers."""
+    and P(best), as for the multilingual law; recommendation.json carries the same decision numbers."""
     from fixtures.synthetic_mixture import mixture_runs, mixture_truth
 
     from multiscale.laws import load_fit

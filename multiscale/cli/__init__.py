@@ -7,14 +7,20 @@ matplotlib) happen inside the handlers, so `multiscale --help` is instant.
 Errors (docs/design.md, "Command line and errors"): a `multiscale.errors.MultiscaleError`
 raised by a handler is a user's mistake and is printed as one line,
 `multiscale COMMAND: error: MESSAGE`, with exit status 2; an error about a library argument
-names the command's flag for it (`multiscale.cli._common.render_error`). Every other exception
-is a bug and propagates with its traceback.
+names the command's flag for it (`multiscale.cli._common.render_error`); a mistake argparse finds
+(an unknown flag, a value of the wrong type) is one line too. Ctrl-C ends the command with one
+line, `multiscale COMMAND: interrupted`, and exit status 130 (every write of the library is atomic,
+so an interrupted one leaves the old file). The library's warnings are printed as one line each,
+`multiscale COMMAND: warning: MESSAGE`. Every other exception is a bug and propagates with its
+traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import re
 import sys
 import warnings
 
@@ -29,14 +35,34 @@ COMMAND_MODULES = (
     "multiscale.cli.laws",      # fit, laws, recommend, predict, independence
     "multiscale.cli.compare",   # compare
     "multiscale.cli.next",      # next
-    "multiscale.cli.sweep",     # sweep, report, demo
+    "multiscale.cli.sweep",     # sweep
+    "multiscale.cli.autopilot",  # autopilot
+    "multiscale.cli.report",    # report
+    "multiscale.cli.demo",      # demo
 )
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 class UsageError(InputError):
-    """A bad combination of command-line arguments; printed without a traceback."""
+    """A bad combination of command-line arguments; printed without a traceback. `prog`: the
+    command whose arguments they are ('multiscale corpus build')."""
+
+    def __init__(self, message: str, *, prog: str = "multiscale"):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose mistakes (an unknown flag, a value of the wrong type) raise
+    `UsageError`, printed by `main` as one line as the library's are."""
+
+    def error(self, message: str):
+        number = re.fullmatch(r"argument (\S+?)(?:/\S+)?: (must be .*)", message, flags=re.S)  # `number`'s refusal
+        message = f"{number[1]} {number[2]}" if number else message
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
 def _import_command(name: str):
@@ -51,7 +77,7 @@ def _import_command(name: str):
 def build_parser(modules: tuple[str, ...] | None = None) -> argparse.ArgumentParser:
     """The parser with every command group of `modules` (default `COMMAND_MODULES`) registered;
     a missing module raises ImportError."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="multiscale",
         description="Find multilingual sampling ratios with a scaling law.",
     )
@@ -84,10 +110,12 @@ def one_line(err: BaseException | str) -> str:
 
 def library_warning_format(command: str, default=warnings.formatwarning):
     """A `warnings.formatwarning` that prints the library's own warnings (a damaged checkpoint or
-    sweep fragment set aside, data repeated) as one line, `multiscale COMMAND: warning: MESSAGE`,
-    without the source line of the library; other warnings keep `default`'s format."""
+    sweep fragment set aside, data repeated; of a multiscale category or warned from multiscale's
+    code) as one line, `multiscale COMMAND: warning: MESSAGE`, without the source line of the
+    library; other warnings keep `default`'s format."""
     def format_warning(message, category, filename, lineno, line=None):
-        if category.__module__.split(".")[0] == "multiscale":
+        ours = os.path.abspath(filename or "").startswith(_PACKAGE_DIR + os.sep)
+        if ours or category.__module__.split(".")[0] == "multiscale":
             return f"multiscale {command}: warning: {one_line(message)}\n"
         return default(message, category, filename, lineno, line)
 
@@ -95,15 +123,25 @@ def library_warning_format(command: str, default=warnings.formatwarning):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(f"{err.prog}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # Ctrl-C while the commands load: nothing has started
+        print("multiscale: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     if not getattr(args, "handler", None):
         parser.print_help()
         return EXIT_USER_ERROR
-    default_format = warnings.formatwarning
-    warnings.formatwarning = library_warning_format(command_name(args), default_format)
+    default_format = warnings.formatwarning  # the format only, so that warnings recorded by a caller stay recorded
+    warnings.formatwarning = library_warning_format(command_name(args))
     try:
         return int(args.handler(args) or 0)
+    except KeyboardInterrupt:  # Ctrl-C: the writes are atomic, so nothing is left half-written
+        print(f"multiscale {command_name(args)}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `multiscale ... | head`: stop quietly, as Unix tools do
         sys.stderr.close()
         return 0

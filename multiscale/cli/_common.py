@@ -1,23 +1,27 @@
 """Helpers shared by several command modules: the one map from library argument names to
-flags (`flag_of`, `render_error`), `--host-devices` and path checks (`check_output_folder` is
-`multiscale.fileio`'s, re-exported for the commands).
+flags (`flag_of`, `render_error`), the parser of every number flag (`number`), `--host-devices`,
+`--overwrite` and path checks (`check_output` and `check_output_folder` are `multiscale.fileio`'s,
+re-exported for the commands).
 
 Cheap to import (no jax): commands register their options at start-up.
 """
 
 from __future__ import annotations
 
+import argparse
+import math
 import os
 import re
 import sys
 from collections.abc import Mapping
 
 from multiscale.errors import InputError, MissingFileError, MultiscaleError
-from multiscale.fileio import check_output_folder, is_remote
+from multiscale.fileio import check_output, check_output_folder, is_remote
 from multiscale.host_devices import DEVICE_FLAG, request_host_devices
 
-__all__ = ["FLAGS", "add_host_devices_argument", "apply_host_devices", "check_corpus_folder",
-           "check_output_folder", "flag_of", "parse_shard", "render_error"]
+__all__ = ["FLAGS", "add_host_devices_argument", "add_overwrite_argument", "apply_host_devices",
+           "check_corpus_folder", "check_output", "check_output_folder", "flag_of", "number",
+           "parse_shard", "render_error"]
 
 FLAGS = {"batch": "--batch-size", "eval_batch": "--eval-batch-size", "caps": "--cap",
          "available_tokens": "--tokens", "inputs": "--input", "eval_docs_per_language": "--eval-docs",
@@ -42,6 +46,31 @@ def render_error(err: MultiscaleError, names: Mapping[str, str]) -> str:
         return text
     named = re.match(rf"{re.escape(err.arg)}(?![\w-])", text)
     return shown + text[named.end():] if named else f"{shown}: {text}"
+
+
+def number(low: float = 0.0, *, low_ok: bool = False, high: float = math.inf):
+    """The argparse `type` of every number flag: a finite float in (low, high] (low_ok: [low,
+    high]); nan, inf and out-of-range values are refused with the flag named by argparse."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not low_ok) or value > high:
+            raise argparse.ArgumentTypeError(f"must be a finite {kind}, got {text!r}")
+        return value
+
+    kind = ("positive number" if (low, low_ok, high) == (0.0, False, math.inf) else "number" if low == -math.inf
+            else f"number in {'[' if low_ok else '('}{low:g}, {high:g}{']' if high < math.inf else ')'}")
+
+    parse.__name__ = "number"  # argparse names the type in its messages
+    return parse
+
+
+def add_overwrite_argument(parser, what: str) -> None:
+    """The `--overwrite` switch of a command that writes `what` (never an input of it)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace an existing {what} (never an input of the command, nor files it did not write)")
 
 
 def parse_shard(text: str) -> tuple[int, int]:

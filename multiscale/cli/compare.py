@@ -7,20 +7,22 @@ Spearman within each (N, D), 90% coverage, PSIS-LOO with NUTS), and applies the 
 
 from __future__ import annotations
 
+from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
 
 
 def _compare(args) -> int:
-    from multiscale.cli.laws import _compile_cache, _emit, _finite
+    from multiscale.cli.laws import MAX_CHAINS, _compile_cache, _emit, _finite
     from multiscale.decisions.compare import compare_laws, write_comparison
-    from multiscale.fileio import as_path, check_output_folder
+    from multiscale.fileio import as_path
     from multiscale.laws.forms import get_law
 
     runs = as_path(args.runs)
     if not runs.is_file():
         raise MissingFileError(f"run table {args.runs!r} does not exist or is a folder")
     if args.out:
-        check_output_folder(args.out)
+        check_output(args.out, folder=True, inputs={"table RUNS": args.runs, "table --heldout": args.heldout},
+                     marker=("compare.json",), overwrite=args.overwrite, ask="--overwrite")
     names = [s.strip() for s in args.laws.split(",") if s.strip()]
     for name in names:
         get_law(name)  # an unknown law is refused before any work
@@ -30,6 +32,8 @@ def _compare(args) -> int:
     for flag, value in (("--N", args.N), ("--D", args.D)):
         if value is not None:
             _finite(value, flag)
+    if not 1 <= args.chains <= MAX_CHAINS:
+        raise InputError(f"--chains must be in 1..{MAX_CHAINS} (one CPU device each), got {args.chains}")
     if args.method == "nuts":
         from multiscale.laws.bayes import host_devices_for_chains
 
@@ -67,8 +71,9 @@ def register(subparsers) -> None:
     p.add_argument("--draws", type=int, default=500, help="NUTS draws (and warm-up) per chain (default 500)")
     p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--N", type=float, default=None, help="target N of p* (default: the table's largest)")
-    p.add_argument("--D", type=float, default=None, help="target D of p* (default: the table's largest)")
+    p.add_argument("--N", type=number(), default=None, help="target N of p* (default: the table's largest)")
+    p.add_argument("--D", type=number(), default=None, help="target D of p* (default: the table's largest)")
     p.add_argument("--out", default=None, help="folder for compare.json, compare.md and compare.png")
+    add_overwrite_argument(p, "comparison in --out")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_compare)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError
 
 
@@ -21,6 +22,7 @@ def register(sub) -> None:
                     "(seqio TfdsDataSource, e.g. c4/multilingual), hf (datasets, streaming).")
     b.add_argument("--source", choices=("manpages", "files", "tfds", "hf"), default="manpages")
     b.add_argument("--out", required=True, metavar="DIR")
+    add_overwrite_argument(b, "corpus in --out (only the files its manifest lists are removed)")
     b.add_argument("--input", action="append", default=[], metavar="LANG=GLOB",
                    help="files source: files of one language (repeatable; several globs per language allowed)")
     b.add_argument("--languages", metavar="LANG,LANG,...", help="tfds/hf sources: languages to read "
@@ -36,7 +38,7 @@ def register(sub) -> None:
                         "family's languages by their token counts; whole documents in content-hash "
                         "order; the eval split is not capped; the manifest records the cap")
     eval_group = b.add_mutually_exclusive_group()
-    eval_group.add_argument("--eval-fraction", type=float, default=0.05,
+    eval_group.add_argument("--eval-fraction", type=number(high=1.0), default=0.05,
                             help="share of each language's documents held out (default 0.05)")
     eval_group.add_argument("--eval-docs", type=int, metavar="K", help="hold out K documents per language")
     b.add_argument("--vocab", default="byte", help="'byte' (default), a SentencePiece .model file, or "
@@ -117,6 +119,7 @@ def _build(args: argparse.Namespace) -> int:
     from multiscale.data.corpus import build_corpus
     from multiscale.families import grouping_by_genealogy
 
+    _check_out(args)
     grouping = _grouping(args)
     caps = _parse_caps(args.max_train_tokens)
     if args.source != "files" and args.input:
@@ -158,7 +161,7 @@ def _build(args: argparse.Namespace) -> int:
         eval_fraction=None if args.eval_docs else args.eval_fraction,
         eval_docs_per_language=args.eval_docs, max_docs_per_language=args.max_docs,
         seed=args.seed, vocab=args.vocab, progress=False if args.no_progress else None,
-        max_train_tokens=caps,
+        max_train_tokens=caps, overwrite=args.overwrite,
     )
     if args.json:
         print(json.dumps(corpus.summary(), ensure_ascii=False))
@@ -166,6 +169,20 @@ def _build(args: argparse.Namespace) -> int:
         _print_table(corpus)
         print(f"corpus written to {args.out} in {corpus.manifest['build_seconds']:.1f} s", file=sys.stderr)
     return 0
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """--out, before any work: not an input (--input's files, --vocab, --families), a new or
+    empty folder or a corpus (replaced with --overwrite), writable."""
+    import glob
+    import os
+
+    patterns = [os.path.expanduser(item.partition("=")[2].strip()) for item in args.input]
+    inputs = {"files --input": [f for pattern in patterns for f in glob.glob(pattern, recursive=True)],
+              "vocabulary --vocab": [args.vocab] if os.path.exists(args.vocab) else [],
+              "grouping --families": [args.families] if args.families else []}
+    check_output(args.out, folder=True, inputs=inputs, marker=("manifest.json",), overwrite=args.overwrite,
+                 ask="--overwrite")
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -11,10 +11,15 @@ renders as flags.
 from __future__ import annotations
 
 import math
+import os
 import sys
 
+from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
+from multiscale.fileio import is_remote
 from multiscale.laws.forms import LAWS
+
+MAX_CHAINS = 1024  # NUTS chains: each asks XLA for a CPU device
 
 
 def _finite(value: float, flag: str, *, positive: bool = True) -> float:
@@ -64,7 +69,11 @@ def _check_fit_args(args) -> None:
     if not runs.is_file():
         raise MissingFileError(f"run table {args.runs!r} is a folder, not a CSV or Parquet file")
     check_fit_dir(args.out, what="--out")
+    check_output(args.out, folder=True, inputs={"table RUNS": args.runs}, marker=("fit.json",),
+                 overwrite=args.overwrite, ask="--overwrite")
     _at_least(args.chains, "--chains", 1)
+    if args.chains > MAX_CHAINS:
+        raise InputError(f"--chains must be <= {MAX_CHAINS} (one CPU device each), got {args.chains}")
     _at_least(args.draws, "--draws", 1)
     if args.num_warmup is not None:
         _at_least(args.num_warmup, "--num-warmup", 0)
@@ -81,7 +90,7 @@ def _fit_bayes(df, args):
         warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
         fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
                         warmup=args.num_warmup, seed=args.seed, progress=progress,
-                        extrapolation=not args.no_extrapolation)
+                        extrapolation=not args.no_extrapolation, strict=args.strict)
     for w in fit.warnings:
         print(f"multiscale fit: warning: {w}", file=sys.stderr)
     return fit
@@ -98,8 +107,11 @@ def _fit(args) -> int:
         host_devices_for_chains(args.chains)  # chains in parallel (before jax starts)
     df = read_runs(args.runs)
     _compile_cache()
-    fit = fit_point(df, law=args.law, shared=args.shared) if args.method == "lbfgs" else _fit_bayes(df, args)
-    fit.save(args.out)
+    if args.method == "lbfgs":
+        fit = fit_point(df, law=args.law, shared=args.shared, strict=args.strict)
+    else:
+        fit = _fit_bayes(df, args)
+    fit.save(args.out)  # refuses a fit that does not load back
     if args.json:
         d = fit.to_dict()
         d["out"] = args.out
@@ -116,10 +128,14 @@ def _fit(args) -> int:
 
 
 def _recommend(args) -> int:
-    from multiscale.decisions.recommend import optimal_ratios
+    from multiscale.decisions.recommend import decision_families, optimal_ratios
     from multiscale.laws import load_fit
 
     fit = load_fit(args.fit_dir)
+    if args.epochs is not None and args.tokens is None and not all(
+            f in fit.unique_tokens for f in decision_families(fit)):
+        raise InputError("--epochs caps the ratios at epochs * tokens / D, which needs --tokens (the fit has no "
+                         "unique tokens of every family); give --tokens FAM=TOKENS,... or drop --epochs")
     rec = optimal_ratios(fit, args.N, args.D, objective=args.objective, weights=args.weights, floor=args.floor,
                          caps=args.cap, available_tokens=args.tokens, epochs=args.epochs,
                          unique_tokens=args.unique_tokens)
@@ -167,8 +183,12 @@ def _predict_table(args) -> int:
         raise InputError(f"predict --runs predicts the table's rows; drop {', '.join(given)}")
     if args.out is None:
         raise InputError("predict --runs needs --out PRED.csv")
-    _check_out_file(args.out, args.runs, args.fit_dir)
+    if not os.path.isfile(args.runs) and not is_remote(args.runs):
+        raise MissingFileError(f"run table {args.runs!r} does not exist or is a folder")
+    check_output(args.out, folder=False, inputs={"table --runs": args.runs, "fit FIT_DIR": args.fit_dir},
+                 overwrite=args.overwrite, ask="--overwrite")  # never an input; a result only when asked
     fit = load_fit(args.fit_dir)
+    fit.warn_unidentified()
     table = predict_table(fit, read_runs(args.runs))
     atomic_write_text(args.out, table.to_csv(index=False))
     summary = {"out": args.out, "rows": int(len(table)), "law": fit.law.name, "method": fit.method,
@@ -177,36 +197,6 @@ def _predict_table(args) -> int:
     _emit(summary if args.json else f"{len(table)} predictions (median, 90% interval, nats/token) "
           f"written to {args.out}", args.json)
     return 0
-
-
-def _check_out_file(out: str, runs: str, fit_dir: str) -> None:
-    """`--out` of a file, checked before any work: not a folder, not under a file, its folder
-    existing, and neither the input table (`--runs`) nor a file of the fit. An existing file
-    that is none of these is replaced, as `fit --out` and `report --out` replace theirs."""
-    import os
-
-    from multiscale.fileio import check_output_folder, is_remote
-
-    if is_remote(out):
-        return
-    if os.path.isdir(out):
-        raise InputError(f"--out {out!r} is a folder; give a file name such as pred.csv")
-    parent = os.path.dirname(os.path.abspath(out))
-    check_output_folder(parent)  # its folder: not a file, nor under one
-    if not os.path.isdir(parent):
-        raise InputError(f"--out {out!r}: its folder {parent!r} does not exist")
-    if not is_remote(runs) and _same_file(out, runs):
-        raise InputError(f"--out {out!r} is the input table --runs; write the predictions to another file")
-    if os.path.exists(out) and os.path.dirname(os.path.realpath(out)) == os.path.realpath(fit_dir):
-        raise InputError(f"--out {out!r} is a file of the fit {fit_dir!r}; write the predictions elsewhere")
-
-
-def _same_file(a: str, b: str) -> bool:
-    import os
-
-    if os.path.exists(a) and os.path.exists(b):
-        return os.path.samefile(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _independence(args) -> int:
@@ -246,6 +236,10 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shared", default=None, help="exponents shared by all families, e.g. alpha,beta")
     p.add_argument("--out", required=True, help="folder to save the fit in")
+    add_overwrite_argument(p, "fit in --out")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse a fit whose parameters the runs cannot pin down (too few distinct N, D or p "
+                        "per family, a parameter at a bound) instead of warning")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no NUTS progress bar")
     p.add_argument("--no-extrapolation", action="store_true",
@@ -264,8 +258,8 @@ def register(subparsers) -> None:
     p.set_defaults(handler=_laws)
     p = subparsers.add_parser("recommend", help="optimal sampling ratios at a target (N, D)")
     p.add_argument("fit_dir")
-    p.add_argument("--N", type=float, required=True, help="non-embedding parameters")
-    p.add_argument("--D", type=float, required=True, help="training tokens")
+    p.add_argument("--N", type=number(), required=True, help="non-embedding parameters")
+    p.add_argument("--D", type=number(), required=True, help="training tokens")
     p.add_argument("--objective", default="normalized", choices=["normalized", "raw"])
     p.add_argument("--weights", default=None, metavar="W|FAM=W,...",
                    help="family weights of the objective: one number for every family, or per family; a "
@@ -276,8 +270,10 @@ def register(subparsers) -> None:
                    help="maximum ratio: one number for every family, or per family")
     p.add_argument("--tokens", default=None,
                    help="FAM=TOKENS,... available unique tokens (caps p*D <= epochs*tokens; enables "
-                        "proportional, temperature and UniMax baselines)")
-    p.add_argument("--epochs", type=float, default=None, help="epoch cap with --tokens (default 4)")
+                        "proportional, temperature and UniMax baselines; default: the unique tokens of the "
+                        "fitted table, where it has them)")
+    p.add_argument("--epochs", type=number(), default=None,
+                   help="epoch cap with --tokens, or with the unique tokens the fit saw (default 4)")
     p.add_argument("--unique-tokens", dest="unique_tokens", default=None, metavar="FAM=U,...",
                    help="unique tokens of each family at the target, for laws that read them "
                         "(repetition; default: the U the fit saw)")
@@ -287,16 +283,16 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("predict", help="predicted loss (nats/token) at (N, D, ratios), or for "
                                               "every row of a run table (--runs, --out)")
     p.add_argument("fit_dir")
-    p.add_argument("--N", type=float, default=None, help="non-embedding parameters")
-    p.add_argument("--D", type=float, default=None, help="training tokens")
+    p.add_argument("--N", type=number(), default=None, help="non-embedding parameters")
+    p.add_argument("--D", type=number(), default=None, help="training tokens")
     p.add_argument("--ratios", default=None, metavar="FAM=P,...",
                    help="ratios of some families (summing to at most 1) or of all (summing to 1)")
     p.add_argument("--runs", default=None, metavar="TABLE",
                    help="a run table: predict each row (90%% posterior predictive) into --out")
     p.add_argument("--out", default=None, metavar="PRED.csv",
                    help="with --runs: CSV of run, family, N, D, p, median, q05, q95, sd_log, "
-                        "extrapolation_sd_log, loss; an existing file is replaced (never --runs "
-                        "itself or a file of the fit)")
+                        "extrapolation_sd_log, loss (never --runs itself or a file of the fit)")
+    add_overwrite_argument(p, "--out file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(handler=_predict)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from multiscale.cli._common import parse_shard
+from multiscale.cli._common import number, parse_shard
 from multiscale.errors import InputError
 from multiscale.mixture import DEFAULT_TAU
 from multiscale.train.config import TrainConfig
 
+MAX_TAU = 100.0  # q ∝ n^tau: beyond this every share but the largest language's is 0 in float64
 DEFAULT_SEQ_LEN = TrainConfig.__dataclass_fields__["seq_len"].default  # the same on every command
 
 
@@ -27,7 +28,7 @@ def register(sub) -> None:
     s.add_argument("--normalize", action="store_true", help="scale the ratios to sum 1")
     s.add_argument("--within", choices=("proportional", "uniform", "temperature"), default="proportional",
                    help="how a family's languages share its tokens (default proportional)")
-    s.add_argument("--tau", type=float, default=DEFAULT_TAU,
+    s.add_argument("--tau", type=number(low_ok=True, high=MAX_TAU), default=DEFAULT_TAU,
                    help=f"within-family temperature exponent, q ∝ n^tau (with --within temperature; "
                         f"default {DEFAULT_TAU:g} as in mT5)")
     s.add_argument("--seq-len", type=int, default=DEFAULT_SEQ_LEN,
@@ -43,10 +44,15 @@ def register(sub) -> None:
     p.set_defaults(handler=lambda args: (p.print_help(), 2)[1])
 
 
+MAX_BATCH = 1 << 16  # sequences per batch: the search for a divisor of --sequences stays instant
+
+
 def _check_args(args: argparse.Namespace) -> None:
     for flag, value in (("--sequences", args.sequences), ("--batch-size", args.batch_size)):
         if value < 1:
             raise InputError(f"{flag} must be >= 1, got {value}")
+    if args.batch_size > MAX_BATCH:
+        raise InputError(f"--batch-size must be <= {MAX_BATCH}, got {args.batch_size}")
 
 
 def _draw(it, steps: int, show_progress: bool) -> float:
@@ -74,7 +80,7 @@ def _draw(it, steps: int, show_progress: bool) -> float:
 
 def _measure(corpus, spec, it, shard_count: int, seconds: float, args) -> dict:
     """The JSON result: per family the sampled ratio, measured share, tokens and epochs."""
-    from multiscale.data.mixture import repetition_report
+    from multiscale.data.sampling import repetition_report
 
     acc = it.accounting()
     shares = acc.family_shares()
@@ -114,7 +120,7 @@ def _sample(args: argparse.Namespace) -> int:
     import sys
 
     from multiscale.data.corpus import Corpus
-    from multiscale.data.mixture import MixtureSpec, make_train_iterator
+    from multiscale.data.sampling import MixtureSpec, make_train_iterator
     from multiscale.mixture import Mixture
 
     _check_args(args)

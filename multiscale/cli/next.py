@@ -12,18 +12,16 @@ from __future__ import annotations
 import os
 import shlex
 
+from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
 
 
-def _check_out(path: str | None) -> None:
-    if path is None:
-        return
-    full = os.path.abspath(path)
-    if os.path.isdir(full):
-        raise InputError(f"--out {path!r} is a folder; give a file name such as next.yaml")
-    parent = os.path.dirname(full)
-    if not os.path.isdir(parent):
-        raise InputError(f"--out {path!r}: the folder {parent!r} does not exist")
+def _check_out(args) -> None:
+    """--out, before any work: a new file (an existing one only with --overwrite), never an input."""
+    if args.out is not None:
+        check_output(args.out, folder=False, overwrite=args.overwrite, ask="--overwrite",
+                     inputs={"fit FIT": args.fit_dir, "table --runs": args.runs, "plan --candidates": args.candidates,
+                             "plan --like": args.like, "corpus --corpus": args.corpus})
 
 
 def _load_plan(path: str | None, flag: str):
@@ -43,7 +41,7 @@ def _inputs(args):
     from multiscale.runs import read_runs
     from multiscale.sweep.next_plan import from_plan
 
-    _check_out(args.out)
+    _check_out(args)
     cand_plan = _load_plan(args.candidates, "--candidates")
     like = _load_plan(args.like, "--like")
     if args.runs is not None and not os.path.isfile(args.runs):
@@ -101,9 +99,9 @@ def register(subparsers) -> None:
                     "(presets in and just above the fitted N, the fitted budgets and x2, x4, uniform, vary-one, "
                     "the robust p*, Dirichlet mixtures).")
     p.add_argument("fit_dir", metavar="FIT", help="a saved NUTS fit (folder)")
-    p.add_argument("--N", type=float, required=True, help="target non-embedding parameters")
-    p.add_argument("--D", type=float, required=True, help="target training tokens")
-    p.add_argument("--budget-flops", dest="budget_flops", type=float, required=True,
+    p.add_argument("--N", type=number(), required=True, help="target non-embedding parameters")
+    p.add_argument("--D", type=number(), required=True, help="target training tokens")
+    p.add_argument("--budget-flops", dest="budget_flops", type=number(), required=True,
                    help="training FLOPs (6 N D per run) to spend on the chosen runs in all")
     p.add_argument("--k", type=int, default=8, help="at most this many runs (default 8)")
     p.add_argument("--candidates", default=None, metavar="PLAN.yaml", help="a sweep plan: its runs are the candidates")
@@ -116,14 +114,15 @@ def register(subparsers) -> None:
                    help="copy corpus, families and train: settings into the written plan from this plan "
                         "(default: from --candidates)")
     p.add_argument("--objective", default="raw", choices=["raw", "normalized"],
-                   help="p*'s objective (default raw: mean loss in nats/token; under normalized the seed law's p* "
-                        "depends on gamma only, so budgets teach it nothing)")
+                   help="p*'s objective (default raw: mean loss in nats/token; under normalized the "
+                        "multilingual law's p* depends on gamma only, so budgets teach it nothing)")
     p.add_argument("--criterion", default="regret", choices=["regret", "width"],
                    help="uncertainty to reduce: regret (expected regret of the recommended mixture, 2nd order; "
                         "default) or width (summed variance of p*)")
     p.add_argument("--seed", type=int, default=0, help="training seed of every chosen run (default 0)")
     p.add_argument("--name", default="next", help="the plan's name (default next)")
     p.add_argument("--out", default=None, metavar="PLAN.yaml", help="write the chosen runs as a sweep plan")
+    add_overwrite_argument(p, "--out file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_next)

@@ -10,9 +10,11 @@ from multiscale.cli._common import (
     add_host_devices_argument,
     apply_host_devices,
     check_corpus_folder,
-    check_output_folder,
+    check_output,
     flag_of,
+    number,
 )
+from multiscale.errors import InputError
 from multiscale.mixture import Mixture
 from multiscale.train.config import TrainConfig
 
@@ -31,10 +33,12 @@ def _whole_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a number: {text}") from None
     if not math.isfinite(value) or value != int(value):
         raise argparse.ArgumentTypeError(f"not a whole number: {text}")
+    if abs(value) >= 2**62:  # counters are 64-bit integers
+        raise argparse.ArgumentTypeError(f"must be a whole number below 2^62, got {text}")
     return int(value)
 
 
-_TYPES = {"int": _whole_number, "int | None": _whole_number, "float": float, "str": str,
+_TYPES = {"int": _whole_number, "int | None": _whole_number, "float": number(-math.inf), "str": str,
           "str | None": str, "Mixture": str}  # the ratios' text is parsed by `Mixture.parse` (errors name it)
 
 
@@ -98,6 +102,9 @@ def _presets(args: argparse.Namespace) -> int:
     from multiscale.models.params import count_params, flops_per_token
     from multiscale.models.presets import PRESETS, get_preset
 
+    for flag, value in (("--vocab-size", args.vocab_size), ("--seq-len", args.seq_len)):
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
     rows = []
     for name in PRESETS:
         cfg = get_preset(name, vocab_size=args.vocab_size)
@@ -129,7 +136,8 @@ def _train(args: argparse.Namespace) -> int:
     import json
 
     check_corpus_folder(args.corpus)
-    check_output_folder(args.out)  # before jax starts
+    check_output(args.out, folder=True, inputs={"corpus --corpus": args.corpus}, marker=("config.json",),
+                 resumes=True)  # before jax starts; a run folder is resumed
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
                          | {"ratios": Mixture.parse(args.ratios)})
     apply_host_devices(args.host_devices, "train")  # before jax starts

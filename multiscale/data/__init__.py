@@ -6,9 +6,10 @@
               content-hash eval split.
 - `vocab`     byte vocabulary (seqio layout, no TensorFlow) and SentencePiece.
 - `packing`   fixed-length rows with segment ids, positions and loss weights.
-- `mixture`   `MixtureSpec` and `make_train_iterator`: the grain hot path, token-exact family
-              shares, host sharding, checkpointable state, token accounting, repetition report.
-- `seqio_mixture`  the same mixture as a seqio Mixture of per-language Tasks (reference path).
+- `sampling`  `MixtureSpec` and `make_train_iterator`: sampling a mixture, the grain hot path,
+              token-exact family shares, host sharding, checkpointable state, token accounting,
+              repetition report.
+- `seqio_sampling`  the same sampling as a seqio Mixture of per-language Tasks (reference path).
 - `evalset`   `load_eval_set`: the fixed per-language eval rows.
 
 Nothing here imports TensorFlow at module level.

@@ -46,14 +46,14 @@ import numpy as np
 from multiscale.data import vocab as vocab_lib
 from multiscale.errors import DamagedFileError, InputError, MissingFileError
 from multiscale.families import MANPAGES_GROUPING, Grouping, grouping_by_genealogy, load_grouping
-from multiscale.fileio import check_output_folder, dumps, read_json, sha256_file, write_json
+from multiscale.fileio import check_output, dumps, interrupts_held, read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 MANIFEST_DIGEST = "manifest_sha256"  # the manifest's own checksum, a key of the manifest
 FORMAT_VERSION = 1
 SPLITS = ("train", "eval")
 MAX_SHARD_BYTES = 256 << 20  # token bytes per shard
-_CORPUS_ITEMS = (MANIFEST, "vocab.model") + SPLITS  # what a build writes (and an overwrite replaces)
+_SHARD_NAME = re.compile(r"vocab\.model|(train|eval)/[^/]+-\d{5}-of-\d{5}\.(tokens|text)")  # where a build writes
 
 
 class CorpusError(InputError):
@@ -168,7 +168,7 @@ def build_corpus(
     max_docs_per_language: int | None = None,
     seed: int = 0,
     vocab: Any = "byte",
-    overwrite: bool = True,
+    overwrite: bool = False,
     progress: bool | None = None,
     max_train_tokens: Mapping[str, int] | None = None,
 ) -> Corpus:
@@ -182,15 +182,17 @@ def build_corpus(
     itself does not depend on it (it is a content hash). `max_train_tokens` ({family: N}, N >= 1)
     caps a family's unique training tokens (see `cap_train_documents`); eval is not capped.
 
-    `out_dir` must be new, an empty folder, or a folder holding a corpus (replaced when
-    `overwrite`; other files in it are kept). The corpus is written to a temporary sibling folder
-    and moved into place at the end: a failed build leaves `out_dir` as it was.
+    `out_dir` must be new, an empty folder, or a folder holding a corpus built here (replaced only
+    when `overwrite`, and then only the files its manifest lists; other files in it are kept, and
+    none may be where the new corpus writes). It may not hold an input (the source's files, the
+    vocabulary model, the grouping file). The corpus is written to a temporary sibling folder and
+    moved into place at the end: a failed build leaves `out_dir` as it was.
     """
     req = _build_request(source, grouping, eval_fraction, eval_docs_per_language,
                          max_docs_per_language, vocab)
     req = dataclasses.replace(req, max_train_tokens=_check_caps(max_train_tokens, req.grouping))
     out = os.path.abspath(os.fspath(out_dir))
-    _check_out_dir(out, overwrite)
+    _check_out_dir(out, overwrite, _inputs(req, grouping, vocab))
     t0 = time.perf_counter()
     created = _make_parents(os.path.dirname(out))
     tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.building-{uuid.uuid4().hex[:8]}")
@@ -243,18 +245,50 @@ def _build_request(source, grouping, eval_fraction, eval_docs, max_docs, vocab) 
     return _BuildRequest(source, grouping, eval_fraction, eval_docs, max_docs, spm_size, voc)
 
 
-def _check_out_dir(out: str, overwrite: bool) -> None:
-    """`out` may be missing, an empty folder, or a corpus folder (replaced when `overwrite`)."""
-    check_output_folder(out)
-    if not os.path.exists(out):
+def _inputs(req: _BuildRequest, grouping, vocab) -> dict[str, list[str]]:
+    """The local files a build reads (how to name each -> paths), which `out` may not hold."""
+    files = getattr(req.source, "files", None)  # a source of the user's files
+    paths = {"vocabulary vocab": [vocab] if isinstance(vocab, (str, os.PathLike)) and os.path.isfile(vocab) else [],
+             "grouping file grouping": [grouping] if isinstance(grouping, (str, os.PathLike)) else [],
+             "source's files": [f for lang in req.source.languages for f in files(lang)] if files else []}
+    return {name: p for name, p in paths.items() if p}
+
+
+def _own_files(out: str) -> set[str]:
+    """The files (relative to `out`) of the corpus built in `out`: its manifest and the files the
+    manifest lists; a folder whose manifest.json is not such a corpus's is refused."""
+    try:
+        corpus = Corpus.open(out)
+    except (InputError, MissingFileError) as err:
+        raise CorpusError(f"out {out!r} holds a {MANIFEST} that is not an intact corpus manifest ({err}); a "
+                          "build replaces only a corpus it can read, so give a new or empty folder",
+                          arg="out") from None
+    return {MANIFEST, *corpus.file_names()}
+
+
+def _check_out_dir(out: str, overwrite: bool, inputs: Mapping[str, list[str]]) -> None:
+    """`out` may be missing, an empty folder, or a corpus folder (replaced when `overwrite`), and
+    may not hold an input; a file it holds that is not the corpus's may not be where a build
+    writes (vocab.model, a shard)."""
+    if os.path.isfile(os.path.join(out, MANIFEST)) and not overwrite:
+        raise CorpusError(f"out {out!r} already holds a corpus (pass overwrite=True to replace it)", arg="out")
+    try:
+        check_output(out, folder=True, inputs=inputs, marker=(MANIFEST,), overwrite=overwrite)
+    except InputError as err:  # as every refusal of a build: a CorpusError
+        raise CorpusError(str(err), arg=err.arg) from None
+    if not os.path.isdir(out) or not os.listdir(out):
         return
-    if os.path.exists(os.path.join(out, MANIFEST)):
-        if not overwrite:
-            raise CorpusError(f"{out} already holds a corpus (pass overwrite=True)")
-        return
-    if os.listdir(out):
-        raise CorpusError(f"{out} is a folder that holds no corpus but is not empty: give a new or "
-                          "empty folder (a corpus build writes manifest.json, train/, eval/ into it)")
+    own = _own_files(out)
+    stray = [name for name in _files_under(out) if name not in own and _SHARD_NAME.fullmatch(name)]
+    if stray:
+        raise CorpusError(f"out {out!r} holds {', '.join(stray[:3])}, which its corpus did not write, where a "
+                          "build writes; give a new or empty folder", arg="out")
+
+
+def _files_under(folder: str) -> list[str]:
+    """Every file under `folder`, relative to it."""
+    return [os.path.relpath(os.path.join(root, name), folder)
+            for root, _, names in os.walk(folder) for name in names]
 
 
 def _make_parents(path: str) -> list[str]:
@@ -278,23 +312,31 @@ def _rmdir_quietly(path: str) -> None:
 
 def _install(tmp: str, out: str, manifest: dict) -> None:
     """Move the finished corpus from `tmp` to `out`: a rename when `out` is missing or empty,
-    else the old corpus's items are replaced one by one, the manifest written last."""
+    else the old corpus's own files (its manifest's) are replaced, the manifest removed first and
+    written last, with Ctrl-C held back until the new corpus is whole; no other file is touched."""
     if os.path.isdir(out) and not os.listdir(out):
         os.rmdir(out)
     if not os.path.exists(out):
         write_json(os.path.join(tmp, MANIFEST), manifest, indent=1)
         os.rename(tmp, out)
         return
-    os.remove(os.path.join(out, MANIFEST))  # from here on `out` holds no corpus until the end
-    for item in _CORPUS_ITEMS[1:]:
-        old = os.path.join(out, item)
-        if os.path.isdir(old):
-            shutil.rmtree(old)
-        elif os.path.exists(old):
-            os.remove(old)
-        if os.path.exists(os.path.join(tmp, item)):
-            os.rename(os.path.join(tmp, item), old)
-    write_json(os.path.join(out, MANIFEST), manifest, indent=1)
+    own, new = _own_files(out), list(manifest["files"])
+    clash = [name for name in new if name not in own and os.path.lexists(os.path.join(out, name))]
+    if clash:
+        raise CorpusError(f"out {out!r} holds {', '.join(clash[:3])}, which its corpus did not write, where "
+                          "this build writes; give a new or empty folder", arg="out")
+    with interrupts_held():  # Ctrl-C here would leave neither corpus
+        os.remove(os.path.join(out, MANIFEST))  # from here on `out` holds no corpus until the end
+        for name in sorted(own - {MANIFEST}):
+            if os.path.isfile(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+        for name in new:
+            os.makedirs(os.path.dirname(os.path.join(out, name)), exist_ok=True)
+            os.replace(os.path.join(tmp, name), os.path.join(out, name))
+        for split in SPLITS:  # a split folder the old corpus alone used, now empty
+            if os.path.isdir(os.path.join(out, split)) and not os.listdir(os.path.join(out, split)):
+                os.rmdir(os.path.join(out, split))
+        write_json(os.path.join(out, MANIFEST), manifest, indent=1)
     shutil.rmtree(tmp)
 
 
@@ -527,6 +569,24 @@ def _check_file(root: str, name: str, record: Mapping[str, Any], full: bool) -> 
     return None
 
 
+def _check_names(mpath: str, manifest: Mapping[str, Any]) -> None:
+    """Refuses a manifest naming a file outside its corpus folder (an absolute path, or one
+    climbing out with '..'), or a shard its checksums do not cover."""
+    shards = [name for info in manifest["languages"].values() if isinstance(info, Mapping)
+              for split in SPLITS for key in ("shards", "text_shards")
+              for name in (info.get(split) or {}).get(key, ())]
+    model = manifest["vocab"].get("model") if isinstance(manifest["vocab"], Mapping) else None
+    for name in [*manifest["files"], *shards, *([model] if model is not None else [])]:
+        norm = os.path.normpath(name) if isinstance(name, str) else ""
+        if not norm or os.path.isabs(norm) or norm == ".." or norm.startswith(".." + os.sep) or "\0" in norm:
+            raise DamagedFileError(f"corpus manifest {mpath!r} names the file {name!r}, which is not inside the "
+                                   "corpus folder; rebuild the corpus with `multiscale corpus build`")
+    unchecked = [name for name in shards if name not in manifest["files"]]
+    if unchecked:
+        raise DamagedFileError(f"corpus manifest {mpath!r} names shards without a checksum "
+                               f"({', '.join(unchecked[:3])}); rebuild the corpus with `multiscale corpus build`")
+
+
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0][:200] if text else type(err).__name__
@@ -569,6 +629,7 @@ class Corpus:
                 f"corpus manifest {mpath!r} was edited or damaged: its content no longer matches the "
                 f"SHA-256 it recorded ({str(recorded)[:12]}...), so its counts and checksums cannot be "
                 "trusted; rebuild the corpus with `multiscale corpus build`")
+        _check_names(mpath, manifest)
         return cls(path, manifest, load_grouping(manifest["grouping"]))
 
     # -- structure ----------------------------------------------------------------------------

@@ -1,11 +1,9 @@
 """The fixed held-out eval set: per-language packed rows, identical for every mixture.
 
-`load_eval_set(corpus, seq_len=L)` packs each language's eval documents (the corpus's content-hash
-split, in stored order) into rows of L; a row never mixes languages (documents of one language
-may share a row, separated by segment ids, with weight 0 across the boundary). The last row of a
-language is padded with weight 0. `max_tokens_per_language` caps a language's eval tokens
-(whole documents first, the last one cut), so CPU runs evaluate quickly; the same cap gives the
-same set for every run.
+`load_eval_set(corpus, seq_len=L)` packs each language's eval documents (in stored order) into
+rows of L that never mix languages; a language's last row is padded with weight 0.
+`max_tokens_per_language` caps a language's eval tokens (the last document cut), the same set for
+every run.
 
 `bytes_per_language` counts the UTF-8 bytes of exactly the text that was kept, for bits per byte:
 `bpb = (sum of nats over a language's targets) / ln 2 / bytes`.

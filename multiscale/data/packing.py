@@ -32,10 +32,7 @@ _CONST: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 def pack_row(pieces: Sequence[np.ndarray], seq_len: int) -> dict[str, np.ndarray]:
     """One row from document pieces totalling seq_len + 1 tokens (or fewer: padded with 0).
-
-    Rows that lie inside one document share read-only constant arrays for segment ids,
-    positions and weights (batching copies them).
-    """
+    Rows inside one document share read-only constant segment ids, positions and weights."""
     if len(pieces) == 1 and len(pieces[0]) == seq_len + 1:
         toks = pieces[0]
         if seq_len not in _CONST:

@@ -1,15 +1,9 @@
 """Corpus sources: where per-language documents come from.
 
 A source has `.name`, `.languages` (codes it can serve) and `iter_documents(lang)` yielding
-document texts (str) in a deterministic order. The corpus builder (`multiscale.data.corpus`)
-deduplicates, splits and tokenizes them.
-
-- `ManpagesSource`: Debian's translated manual pages (`manpages-<lang>`), real running text in
-  20+ languages, extracted from the gzipped roff sources under /usr/share/man/<locale>/.
-- `FilesSource`: users' text or JSONL files, globs per language.
-- `TFDSSource`: a TFDS dataset through seqio's `TfdsDataSource` (e.g. mC4 `c4/multilingual`).
-- `HFSource`: a Hugging Face `datasets` dataset, streamed.
-The last two import their libraries lazily and accept an injected factory (tests, custom storage).
+document texts in a deterministic order; the corpus builder (`multiscale.data.corpus`)
+deduplicates, splits and tokenizes them. `TFDSSource` and `HFSource` import their libraries
+lazily and accept an injected factory (tests, custom storage).
 """
 
 from __future__ import annotations
@@ -165,13 +159,9 @@ class FilesSource:
 
 
 class TFDSSource:
-    """A TFDS text dataset read through seqio's `TfdsDataSource` (e.g. mC4).
-
-    mC4 (`c4/multilingual`) names its splits by language (`de`, `de-validation`), so the default
-    `split_for` maps a language code to itself. `data_source_factory(tfds_name, split)` returns a
-    seqio `DataSource`-like object with `get_dataset(split=..., shuffle=False)`; it defaults to
-    `seqio.TfdsDataSource` (imported lazily) and is injectable for tests and local data.
-    """
+    """A TFDS text dataset read through seqio's `TfdsDataSource` (e.g. mC4 `c4/multilingual`, whose
+    splits are named by language, hence the default `split_for`). `data_source_factory(tfds_name,
+    split)` returns an object with `get_dataset(split=..., shuffle=False)`."""
 
     name = "tfds"
 
@@ -213,12 +203,8 @@ class TFDSSource:
 
 
 class HFSource:
-    """A Hugging Face `datasets` dataset, streamed (nothing is downloaded up front).
-
-    `load_fn(path, name, split)` returns an iterable of dict rows; by default
-    `datasets.load_dataset(path, name, split=split, streaming=True)` (imported lazily).
-    `config_for(lang)` gives the dataset config name for a language (mC4-style: the code itself).
-    """
+    """A Hugging Face `datasets` dataset, streamed. `load_fn(path, name, split)` returns an
+    iterable of dict rows; `config_for(lang)` the config name of a language (default: the code)."""
 
     name = "hf"
 

@@ -74,7 +74,13 @@ class SentencePieceVocabulary:
         if not os.path.exists(path):
             raise MissingFileError(f"SentencePiece model not found: {path}")
         self.path = path
-        self._sp = spm.SentencePieceProcessor(model_file=path)
+        if os.path.isdir(path):
+            raise VocabularyError(f"SentencePiece model {path!r} is a folder, not a .model file")
+        try:
+            self._sp = spm.SentencePieceProcessor(model_file=path)
+        except (RuntimeError, OSError) as err:  # not a serialized ModelProto (or unreadable)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise VocabularyError(f"{path!r} is not a SentencePiece model file ({first})") from None
         self.name = f"sentencepiece:{os.path.basename(path)}"
         self.vocab_size = int(self._sp.get_piece_size())
         ids = (self._sp.pad_id(), self._sp.eos_id(), self._sp.unk_id())

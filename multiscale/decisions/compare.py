@@ -283,8 +283,8 @@ def compare_laws(df: pd.DataFrame, laws, holdout: str = "largest-N", *, method: 
     """Fit every law of `laws` (names, or 'a,b,c'; each once: a law named twice is an
     `InputError`, as in the command) on the training split of `df` and score it
     on the held-out split (see the module docstring). With `heldout` (a run table), fit on all
-    of `df` and score on `heldout` instead (`holdout` is then ignored). p* is computed at
-    (N, D), default the table's largest N and D."""
+    of `df` and score on `heldout` instead (`holdout` is then ignored; an `InputError` if any of
+    its runs is in `df`). p* is computed at (N, D), default the table's largest N and D."""
     if isinstance(laws, str):
         laws = [s.strip() for s in laws.split(",") if s.strip()]
     laws = list(laws)
@@ -300,6 +300,12 @@ def compare_laws(df: pd.DataFrame, laws, holdout: str = "largest-N", *, method: 
     df = validate_runs(df)
     if heldout is not None:
         train, test, holdout = df, validate_runs(heldout), "a separate table"
+        seen = test["run"].isin(set(train["run"])).to_numpy()
+        if seen.any():
+            runs = sorted(set(test["run"][seen]))
+            raise InputError(f"heldout: {int(seen.sum())} of its {len(test)} rows ({len(runs)} runs, e.g. "
+                             f"{runs[:3]}) are runs of the fitted table, so their scores would be in-sample; "
+                             "hold out runs the fit does not see", arg="heldout")
     else:
         train, test = split(df, holdout, seed)
     N = float(df["N"].max()) if N is None else float(N)

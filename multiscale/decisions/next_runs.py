@@ -1,23 +1,15 @@
 """Active design: which runs to train next, by what they would teach about p* per FLOP
-(`multiscale next`; docs/design.md, "Active design").
+(`multiscale next`; docs/design.md, "Active design", and
+docs/decisions/2026-11-30-active-design-bayes-linear.md).
 
-The value of a set of runs is the expected reduction of the posterior uncertainty of p* at the
-target (N, D) once their losses are seen. It is computed by a *Bayes-linear* (linear-Gaussian)
-preposterior analysis of the fit's posterior draws: jointly over the draws, the per-draw optima
-``p*_s`` (F values) and the mean law's log-losses ``y_s`` of every candidate row (one row per run
-and family) have a covariance Sigma; a run's observed log-losses are ``y + eps`` with the fit's
-noise (Student-t, variance ``sigma^2 nu / (nu - 2)`` per family). Observing rows B leaves p* the
-covariance ``Sigma_zz - Sigma_zB (Sigma_BB + R_B)^-1 Sigma_Bz`` whatever the outcome, so the value
-of a batch is the drop of ``U = sum_i a_i Var(p*_i)``:
-
-- criterion ``regret``: ``a_i`` from least squares (non-negative) of each draw's regret of the
-  robust p* on ``(p*_si - q_i)^2``; U is then a second-order estimate of the expected regret of
-  the recommended mixture (objective units), which the output compares with the exact one;
-- criterion ``width``: ``a_i = 1``, U the summed variance of p*.
-
-Greedy batches: the best value per FLOP is chosen, Sigma is conditioned on its rows (so a later
-run is valued given the ones already chosen and no two repeat each other's information), until k
-runs or the FLOP budget.
+A batch of runs B is valued by the Bayes-linear drop of ``U = sum_i a_i Var(p*_i)`` at the target
+(N, D): over the fit's draws, the per-draw optima ``p*_s`` and the mean law's log-losses of every
+candidate row have a covariance Sigma, and observing rows B (with the fit's Student-t noise
+variance ``sigma^2 nu / (nu - 2)`` as R_B) leaves p* ``Sigma_zz - Sigma_zB (Sigma_BB + R_B)^-1
+Sigma_Bz``. Criterion ``regret``: ``a_i`` by non-negative least squares of each draw's regret of
+the robust p* on ``(p*_si - q_i)^2`` (U then estimates the expected regret, objective units);
+``width``: ``a_i = 1``. Batches are greedy by value per FLOP, Sigma conditioned on each pick,
+until k runs or the FLOP budget.
 """
 
 from __future__ import annotations

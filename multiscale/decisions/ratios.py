@@ -1,24 +1,19 @@
 """p* solvers: the per-draw optimal ratios and the robust p* of any law.
 
 Minimize ``sum_i w_i L_i(P)`` (raw) or ``sum_i w_i L_i(P) / L_i(e_i)`` (normalized: each loss
-relative to the family's monolingual loss, the whole budget on it) over the mixture P of the M
-mixture families, with ``lo_j <= P_j <= hi_j`` and ``sum_j P_j = 1``.
+relative to the family's monolingual loss) over the mixture P of the M mixture families, with
+``lo_j <= P_j <= hi_j`` and ``sum_j P_j = 1``.
 
-General solver (`solve_coupled`, `solve_coupled_robust`), per posterior draw, in jax (jit + vmap
-over the draws, float64): projected gradient with a per-draw step that grows by 1.25 after an
-accepted step and halves after a rejected one (sufficient decrease ``f(q) <= f(p) + g.(q - p) +
-|q - p|^2 / (2 t)``), a fixed number of iterations (`ITERS`). The projection on the capped simplex
-is ``clip(v - lam, lo, hi)`` with lam found by `PROJ_STEPS` bisection steps. Floors are raised to
-`P_MIN` (the separable laws are infinite at p = 0). The robust p* runs the same projected gradient
-on the objective averaged over the draws (`ROBUST_ITERS` iterations).
+General solver (`solve_coupled`, `solve_coupled_robust`): projected gradient per posterior draw in
+jax (jit + vmap, float64) with an adaptive step (`ITERS` iterations; projection on the capped
+simplex by `PROJ_STEPS` bisection steps; floors raised to `P_MIN`); the robust p* minimizes the
+objective averaged over the draws (`ROBUST_ITERS`). See docs/decisions/2026-11-30-coupled-solver.md.
 
-Separable fast path (`solve_ratios`, `solve_robust`; a law whose `separable` is true): with
-``c_i = L_i(N, D, 1)``, stationarity gives ``p_i(lam) = (w_i gamma_i c_i / lam)^(1/(1 + gamma_i))``.
-The problem is separable and convex, so its KKT point is ``p_i = clip(p_i(lam), lo_i, hi_i)`` for
-the one ``lam`` where these sum to 1; since ``sum_i clip(p_i(lam))`` falls monotonically in lam, a
-bisection on log lam finds it to machine precision for every draw at once (numpy, float64). The
-*normalized* objective leaves ``sum_i w_i p_i^(-gamma_i)``: p* then depends only on gamma and w,
-which is why it transfers across scales (He et al. 2024).
+Separable fast path (`solve_ratios`, `solve_robust`; laws with `separable`): with
+``c_i = L_i(N, D, 1)``, the KKT point is ``p_i = clip((w_i gamma_i c_i / lam)^(1/(1 + gamma_i)),
+lo_i, hi_i)`` at the one ``lam`` where these sum to 1, found by bisection on log lam for every draw
+at once (numpy). The normalized objective leaves ``sum_i w_i p_i^(-gamma_i)``, so p* depends only
+on gamma and w (He et al. 2024). See docs/design.md, "Optimal ratios and decisions".
 """
 
 from __future__ import annotations
@@ -34,16 +29,9 @@ BISECTION_STEPS = 200
 
 
 def solve_ratios(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
-    """Exact minimizer of ``sum_i w_i c_i p_i^(-gamma_i)`` on the capped simplex, per draw.
-
-    Args:
-      gamma_SxF, c_SxF: exponents and scale terms (c = 1 for the normalized objective).
-      w_F: non-negative family weights.
-      lo_F, hi_F: floors and caps (default 0 and 1); need ``sum lo <= 1 <= sum hi``.
-
-    Returns:
-      P_SxF, float64; each row sums to 1 (to ~1e-15).
-    """
+    """Exact minimizer of ``sum_i w_i c_i p_i^(-gamma_i)`` on the capped simplex, per draw (c = 1
+    for the normalized objective; floors and caps default 0 and 1, ``sum lo <= 1 <= sum hi``).
+    Returns P_SxF in float64, each row summing to 1 (to ~1e-15)."""
     g = np.atleast_2d(np.asarray(gamma_SxF, dtype=np.float64))
     c = np.broadcast_to(np.asarray(c_SxF, dtype=np.float64), g.shape)
     S, F = g.shape
@@ -129,11 +117,8 @@ def solve_robust(gamma_SxF, c_SxF, w_F, lo_F=None, hi_F=None) -> np.ndarray:
     """The one mixture minimizing the posterior MEAN objective ``sum_i w_i mean_s[c_is p_i^(-gamma_is)]``
     on the capped simplex: the Bayes decision (it minimizes expected regret, see `Recommendation`).
 
-    Each family's term is a mean of convex functions of its own p_i, so the problem is separable
-    and convex, and its KKT point is: every p_i where the term's slope equals -lam (clipped to its
-    floor and cap), for the one lam where they sum to 1: bisection on log lam outside, Newton's
-    method on log p_i inside (see `_robust_at`), exact up to floating point. With one draw it is
-    `solve_ratios`' solution. Returns (F,), summing to 1 (to ~1e-15).
+    Separable and convex: bisection on log lam outside, Newton on log p_i inside (`_robust_at`),
+    exact up to floating point. Returns (F,), summing to 1 (to ~1e-15).
     """
     g = np.atleast_2d(np.asarray(gamma_SxF, dtype=np.float64))
     c = np.broadcast_to(np.asarray(c_SxF, dtype=np.float64), g.shape)

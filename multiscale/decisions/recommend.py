@@ -157,12 +157,34 @@ def _check_target(fit: Fit, objective: str, N: float, D: float) -> None:
             raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
 
 
-def _tokens(available_tokens, fams) -> dict[str, float] | None:
-    """Available unique tokens of the families they are given for (None: not given)."""
-    if available_tokens is None or (isinstance(available_tokens, (Mapping, str)) and not available_tokens):
-        return None
-    U = family_values(available_tokens, fams, arg="available_tokens", default=np.inf, positive=True)
-    return {f: float(u) for f, u in zip(fams, U) if np.isfinite(u)}
+def _tokens(available_tokens, epochs, fit, fams) -> tuple[dict[str, float] | None, float, list[str]]:
+    """(available unique tokens of the families they are given for (None: none), the epoch cap,
+    notes). Not given: the unique tokens of the run table the fit saw, where it has them for every
+    family in `fams`."""
+    epochs_given = epochs is not None
+    epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
+    if not (math.isfinite(epochs) and epochs > 0):
+        raise InputError(f"epochs must be a finite positive number, got {epochs!r}", arg="epochs")
+    if available_tokens is not None and not (isinstance(available_tokens, (Mapping, str)) and not available_tokens):
+        U = family_values(available_tokens, fams, arg="available_tokens", default=np.inf, positive=True)
+        return {f: float(u) for f, u in zip(fams, U) if np.isfinite(u)}, epochs, []
+    if fit.unique_tokens and all(f in fit.unique_tokens for f in fams):
+        tokens = {f: float(fit.unique_tokens[f]) for f in fams}
+        listed = ", ".join(f"{f}={u:.4g}" for f, u in tokens.items())
+        return tokens, epochs, [f"available tokens: the fitted table's unique tokens ({listed}), capping p <= "
+                                f"{epochs:g} epochs * tokens / D; give available_tokens to change them"]
+    unused = [f"epochs = {epochs:g} is unused: it caps the ratios only with available tokens (available_tokens), "
+              "and the fit has no unique tokens for every family"] if epochs_given else []
+    return None, epochs, unused
+
+
+def _weights(fit, weights) -> np.ndarray:
+    """The family weights (F,), summing to 1."""
+    w = family_values(weights, fit.families, arg="weights", default=1.0)
+    if w.max() <= 0:  # each is >= 0
+        raise InputError(f"weights must not all be zero, got {dict(zip(fit.families, w.tolist()))}", arg="weights")
+    w = w / w.max()  # first: a sum of huge weights (1e308) would overflow to inf
+    return w / w.sum()
 
 
 def check_bound_sums(fams, lo, hi) -> None:
@@ -181,8 +203,9 @@ def check_bound_sums(fams, lo, hi) -> None:
         raise InputError(f"floor: above the cap for families {bad}", arg="floor")
 
 
-def _bounds(fams, floor, caps, tokens: dict | None, epochs: float, D: float) -> tuple[np.ndarray, np.ndarray]:
-    """(floors, caps after the data caps), each checked."""
+def _bounds(fams, floor, caps, tokens: dict | None, epochs: float, D: float,
+            source: str = "the available tokens (available_tokens)") -> tuple[np.ndarray, np.ndarray]:
+    """(floors, caps after the data caps of `tokens`, which come from `source`), each checked."""
     lo = family_values(floor, fams, arg="floor", default=0.0, upper=1.0)
     hi = family_values(caps, fams, arg="caps", default=1.0, upper=1.0, positive=True)
     check_bound_sums(fams, lo, hi)  # the caps given, before any data cap
@@ -191,7 +214,7 @@ def _bounds(fams, floor, caps, tokens: dict | None, epochs: float, D: float) -> 
         hi = np.minimum(hi, epochs * U / D)
     if hi.sum() < 1 - 1e-12:
         detail = ", ".join(f"{f}<={v:.4g}" for f, v in zip(fams, hi))
-        raise InputError(f"not enough data for D = {D:.3g} tokens: the available tokens (available_tokens) at "
+        raise InputError(f"not enough data for D = {D:.3g} tokens: {source} at "
                          f"{epochs:g} epochs cap the ratios (p <= epochs * tokens / D) so that the caps sum to "
                          f"{hi.sum():.4g} < 1 ({detail}); lower D, allow more epochs or give more tokens")
     bad = [f for f, a, b in zip(fams, lo, hi) if a > b]
@@ -235,8 +258,9 @@ def _unique(fit, unique_tokens) -> tuple[np.ndarray, dict[str, float]]:
     """The target's unique tokens per fit family: the fit's, updated by `unique_tokens`."""
     given = dict(fit.unique_tokens)
     if unique_tokens is not None:
-        if fit.law.separable:
-            raise InputError(f"unique_tokens: law {fit.law.name!r} does not read unique tokens; fit 'repetition'")
+        if not fit.law.uses_unique_tokens:
+            raise InputError(f"unique_tokens: law {fit.law.name!r} does not read unique tokens; fit 'repetition' "
+                             "(or give available_tokens to cap the ratios)", arg="unique_tokens")
         pairs = parse_pairs(unique_tokens, arg="unique_tokens", known=fit.families)
         family_values(pairs, fit.families, arg="unique_tokens", default=np.inf, positive=True)
         given.update(pairs)
@@ -320,29 +344,31 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
       floor, caps: minimum and maximum ratio, one number or family -> number, over
         `decision_families(fit)`.
       available_tokens: family -> unique tokens available; caps ``p_i <= epochs * U_i / D``
-        and enables the proportional, temperature and UniMax baselines.
-      epochs: epoch cap for available tokens (default 4).
+        and enables the proportional, temperature and UniMax baselines. Default: the unique
+        tokens of the table the fit saw (`Fit.unique_tokens`), where it has them for every
+        decision family (said in a note).
+      epochs: epoch cap for available tokens (default 4; a note says when there are none).
       unique_tokens: family -> U (or 'FAM=U,...'), the target's unique tokens for the laws that
         read U (default: the U the fit saw).
       baselines: also score the baseline mixtures.
 
     Every per-family argument is read by `family_values`; bad input raises `InputError` naming
-    the argument.
+    the argument. The fit's `identifiability` lines are repeated as `UnidentifiedWarning`s.
     """
+    if not isinstance(fit, Fit):
+        raise InputError(f"fit must be a PointFit or BayesFit (load_fit), got {type(fit).__name__}", arg="fit")
     _check_target(fit, objective, N, D)
-    epochs = DEFAULT_EPOCHS if epochs is None else _scalar(epochs, "epochs")
-    if not (math.isfinite(epochs) and epochs > 0):
-        raise InputError(f"epochs must be a finite positive number, got {epochs!r}", arg="epochs")
+    fit.warn_unidentified()
     mix = decision_families(fit)
-    tokens = _tokens(available_tokens, mix)
-    lo, hi = _bounds(mix, floor, caps, tokens, epochs, D)
-    w = family_values(weights, fit.families, arg="weights", default=1.0)
-    if w.sum() <= 0:
-        raise InputError(f"weights must not all be zero, got {dict(zip(fit.families, w.tolist()))}", arg="weights")
-    w = w / w.sum()
+    tokens, epochs, notes = _tokens(available_tokens, epochs, fit, mix)
+    from_fit = tokens is not None and bool(notes)  # _tokens notes only the tokens it took from the fit
+    lo, hi = _bounds(mix, floor, caps, tokens, epochs, D, *(
+        ["the fitted table's unique tokens (give available_tokens to override them)"] if from_fit else []))
+    w = _weights(fit, weights)
     U, U_used = _unique(fit, unique_tokens)
     normalized = objective == "normalized"
-    can_predict, notes = _ratio_law_scope(fit, N, D, normalized)
+    can_predict, more = _ratio_law_scope(fit, N, D, normalized)
+    notes += more
     problem = _Problem(fit, N, D, np.array([mix.index(f) for f in fit.families]), w, lo, hi, U, normalized,
                        can_predict)
     P = problem.solve()

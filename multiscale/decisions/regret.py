@@ -5,11 +5,10 @@ there per draw, ``min_p Obj_s(p)`` (S,), and *candidates*: name -> {"ratios", "o
 (S,), "loss" draws (S, F)} for the robust p* (the one mixture minimizing the posterior mean
 objective), the median p* (per-family medians of p*_s, renormalized) and every baseline.
 
-For a candidate q and draw s, ``regret_s(q) = Obj_s(q) - min_p Obj_s(p)``: what choosing q costs
-if draw s is the truth. ``E_s[Obj_s(q)] = E_s[regret_s(q)] + E_s[min_p Obj_s(p)]`` and the last
-term does not depend on q, so the robust p* minimizes the expected regret: the Bayes decision,
-the RECOMMENDED mixture (`ratios`). Draws whose objective at p*_s is not finite (a law that
-cannot predict there) are left out of every decision number.
+For a candidate q and draw s, ``regret_s(q) = Obj_s(q) - min_p Obj_s(p)``. Since
+``E_s[Obj_s(q)] = E_s[regret_s(q)] + E_s[min_p Obj_s(p)]``, the robust p* minimizes the expected
+regret: the Bayes decision, the RECOMMENDED mixture (`ratios`). Draws whose objective at p*_s is
+not finite are left out of every decision number.
 """
 
 from __future__ import annotations

@@ -54,6 +54,7 @@ from multiscale.laws.data import FitData, prepare
 from multiscale.laws.extrapolation import FieldPrior, leave_largest_out
 from multiscale.laws.fits import BayesFit
 from multiscale.laws.forms import Law, get_law, log_loss, natural_from_raw, offdiag_mask
+from multiscale.laws.identifiability import refuse_unidentified, unidentified
 from multiscale.laws.point import fit_arrays
 from multiscale.laws.predict import STUDENT_NU, pointwise_loglik, predictive_draws
 
@@ -87,8 +88,8 @@ REFIT_DRAWS = 1000
 def host_devices_for_chains(chains: int) -> bool:
     """Ask XLA for `chains` CPU devices so that NUTS chains run in parallel threads (numpyro's
     "parallel"). Only possible before jax is first imported, and only when XLA_FLAGS does not
-    already set a device count; returns whether the flag was added. The CLI calls this for
-    `fit --method nuts`; a Python user calls it first thing, before importing jax."""
+    already set a device count; returns whether the flag was added. The CLI calls this before a
+    NUTS fit; a Python user calls it first thing, before importing jax."""
     return chains >= 2 and request_host_devices(int(chains))
 
 
@@ -458,7 +459,8 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
               draws: int = 1000, warmup: int | None = None, seed: int = 0,
               target_accept: float | None = None, progress: bool = False, warn: bool = True,
               dense_mass: bool | None = None, chain_method: str = CHAIN_METHOD,
-              extrapolation: bool = True, extrapolation_prior: FieldPrior | None = None) -> BayesFit:
+              extrapolation: bool = True, extrapolation_prior: FieldPrior | None = None,
+              strict: bool = False) -> BayesFit:
     """Posterior of `law`'s parameters given a run table (see module docstring for the model).
 
     Args:
@@ -477,6 +479,8 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         ``options["extrapolation_refit"]``.
       extrapolation_prior: the term's field prior, which the refits update (None: the shipped
         `multiscale.laws.extrapolation.field_prior()`); saved in ``extrapolation["prior"]``.
+      strict: refuse a fit the table cannot pin down (`multiscale.laws.identifiability`) instead
+        of warning (`UnidentifiedWarning`, recorded in ``identifiability``).
 
     Returns:
       `BayesFit` with draws per family/parameter, an ArviZ InferenceData (with the pointwise
@@ -493,6 +497,10 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
                     dense_mass=dense_mass, chain_method=chain_method)
     fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn, loglik=True)
+    fit.identifiability = unidentified(law_obj, data, shared, fit.draws)
+    refuse_unidentified(law_obj, fit.identifiability, strict)
+    if warn:
+        fit.warn_unidentified()
     fit.options["extrapolation"] = bool(extrapolation and law_obj.learns_extrapolation)
     if fit.options["extrapolation"]:
         refit = refit_settings(settings)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from multiscale.errors import InputError
 from multiscale.laws.forms import Law, check_shared
 from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS, RunTableError, mixture_columns, validate_runs
 
@@ -15,17 +16,11 @@ from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS, RunTableError, mixtur
 class FitData:
     """The rows of a run table as float64 arrays, one entry per row (R rows, F families).
 
-    ``sem_rel_R`` is the standard error of log-loss (``loss_sem / loss``, delta method),
-    0 where the table gives none. ``weight_R`` (None: all 1) multiplies each row's term of
-    the point-fit objective: a bootstrap resample of whole runs is the same table with each
-    row weighted by how often its run was drawn (the same objective as repeating the rows,
-    with the table's shapes unchanged).
-
-    For the laws of the whole mixture: ``mixture_families`` (M) are the families of the
-    table's ``p_<family>`` columns (empty when it has none), ``P_RxM`` each row's whole
-    mixture (None without those columns), ``fam_in_mix_F`` each fitted family's index among
-    them (-1 where absent), and ``logU_R`` the log of each row's ``unique_tokens`` (+inf
-    where the table gives none: unlimited fresh data).
+    ``sem_rel_R`` is the standard error of log-loss (``loss_sem / loss``; 0 where none).
+    ``weight_R`` (None: all 1) weights each row's term of the point-fit objective (a bootstrap of
+    whole runs, without changing shapes). ``mixture_families`` (M) come from the ``p_<family>``
+    columns, ``P_RxM`` is each row's mixture (None without them), ``fam_in_mix_F`` each family's
+    index among them (-1: absent), ``logU_R`` log ``unique_tokens`` (+inf where none given).
     """
 
     families: tuple[str, ...]
@@ -87,6 +82,8 @@ def mixture_arrays(df: pd.DataFrame, families) -> dict:
 def prepare(df: pd.DataFrame, law: Law, shared=()) -> tuple[pd.DataFrame, FitData, tuple[str, ...]]:
     """Validate `df` for `law` with the one run-table validation (`multiscale.runs.validate_runs`,
     which also refuses families with too few runs for the law) and build `FitData`."""
+    if not isinstance(df, pd.DataFrame):
+        raise InputError(f"df must be a run table (a pandas DataFrame), got {type(df).__name__}", arg="df")
     shared = check_shared(law, shared)
     # families as validate_runs will see them (names stripped), for the minimum runs per family
     n_fam = pd.Series(df["family"]).astype(str).str.strip().nunique() if "family" in df.columns else 1

@@ -13,13 +13,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from multiscale.errors import DamagedFileError, InputError, MissingFileError
+from multiscale.errors import DamagedFileError, InputError, MissingFileError, UnidentifiedWarning
 from multiscale.fileio import json_default, read_json, sha256_bytes, sha256_file, write_json
 from multiscale.laws.forms import LAWS, Law
 from multiscale.laws.summary import interval
@@ -45,7 +46,11 @@ class Fit:
       mixture_families: the M families of the mixture (the second axis of a matrix parameter,
         ``draws["tau"]`` of shape (S, F, M)); empty for laws without matrix parameters.
       unique_tokens: the unique tokens U per family that the fit saw (the largest per family;
-        families without one omitted): the default U of a prediction or recommendation.
+        families without one omitted): the default U of a prediction or recommendation, and the
+        default available tokens of a recommendation.
+      identifiability: one line per family whose parameters the table cannot pin down
+        (`multiscale.laws.identifiability`), repeated as `UnidentifiedWarning`s wherever the fit
+        is used (`warn_unidentified`).
     """
 
     law: Law
@@ -57,8 +62,14 @@ class Fit:
     n_runs: dict[str, int]
     mixture_families: tuple[str, ...] = ()
     unique_tokens: dict[str, float] = field(default_factory=dict)
+    identifiability: list[str] = field(default_factory=list)
 
     method = "?"
+
+    def warn_unidentified(self, stacklevel: int = 3) -> None:
+        """An `UnidentifiedWarning` per line of `identifiability`."""
+        for line in self.identifiability:
+            warnings.warn(f"law {self.law.name!r}, {line}", UnidentifiedWarning, stacklevel=stacklevel)
 
     @property
     def n_draws(self) -> int:
@@ -84,7 +95,7 @@ class Fit:
         meta = {"law": self.law.name, "law_form": self.law.doc, "method": self.method,
                 "families": list(self.families), "shared": list(self.shared),
                 "N_ref": self.N_ref, "D_ref": self.D_ref, "n_runs": dict(self.n_runs),
-                "loss_units": LOSS_UNITS}
+                "loss_units": LOSS_UNITS, "identifiability": list(self.identifiability)}
         if self.mixture_families:
             meta["mixture_families"] = list(self.mixture_families)
         if self.unique_tokens:
@@ -144,16 +155,13 @@ class PointFit(Fit):
         return "\n".join(lines)
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Writes ``fit.json`` (with its checksum) into `directory`; returns the folder. A fit
-        `load_fit` would refuse (an exponent below 0: loss rising with N or D) is not saved."""
-        problem = out_of_range(self.draws, self.families)
-        if problem:
-            raise InputError(f"the fit is not saved: {problem} (the runs' loss rises with N or D, or the "
-                                "law does not suit them; check the runs or fit another law)")
+        """Writes ``fit.json`` (with its checksum) into `directory` and checks that it loads back;
+        returns the folder. A fit `load_fit` would refuse (see `check_savable`) is not saved."""
+        check_savable(self.draws, self.families)
         directory = check_fit_dir(directory)
         directory.mkdir(parents=True, exist_ok=True)
         _write_fit_json(directory, self.to_dict(), {})
-        return directory
+        return _loads_back(directory)
 
 
 @dataclass
@@ -201,7 +209,8 @@ class BayesFit(Fit):
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Writes ``posterior.nc`` (atomically) and then ``fit.json`` with the checksums of both;
-        returns the folder."""
+        returns the folder, after checking that it loads back (`check_savable` first)."""
+        check_savable(self.draws, self.families)
         directory = check_fit_dir(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tmp = directory / f".{POSTERIOR_NC}.tmp-{os.getpid()}"
@@ -213,7 +222,7 @@ class BayesFit(Fit):
             if tmp.exists():
                 tmp.unlink()
         _write_fit_json(directory, self.to_dict(), {POSTERIOR_NC: nc_sha})
-        return directory
+        return _loads_back(directory)
 
 
 # ------------------------------------------------------------------------------ saving
@@ -231,6 +240,26 @@ def check_fit_dir(directory: str | os.PathLike, *, what: str = "fit folder") -> 
                 raise InputError(f"{what} {str(d)!r} lies under {str(parent)!r}, which is a file")
             break
     return d
+
+
+def check_savable(draws: dict[str, np.ndarray], families) -> None:
+    """Refuses (`InputError`, one line naming the family and parameter) a fit `load_fit` would
+    call damaged: a non-finite parameter, or one outside its range."""
+    problem = out_of_range(draws, families)
+    if problem:
+        raise InputError(f"the fit is not saved: {problem}; the runs cannot pin the law down: add runs "
+                         "(at more N and D), fit another law, or share fewer exponents")
+
+
+def _loads_back(directory: Path) -> Path:
+    """`directory` after checking that `load_fit` reads back the fit just written (else the
+    fit.json is removed and an `InputError` says why)."""
+    try:
+        load_fit(directory)
+    except DamagedFileError as err:
+        (directory / FIT_JSON).unlink(missing_ok=True)
+        raise InputError(f"the fit is not saved: it does not load back ({err})") from None
+    return directory
 
 
 def _canonical(obj: Any) -> str:
@@ -307,7 +336,11 @@ def _common(meta: dict, path) -> dict:
     if law.matrix and (not mix or not all(isinstance(f, str) and f for f in mix)):
         raise _damaged(path, f"law {name!r} needs 'mixture_families', found {mix!r}"[:300])
     U = _get(meta, "unique_tokens", dict, path, default={})
-    return dict(law=law, families=tuple(families), shared=tuple(shared), mixture_families=tuple(mix),
+    ident = _get(meta, "identifiability", list, path, default=[])
+    if not all(isinstance(line, str) for line in ident):
+        raise _damaged(path, f"'identifiability' must be a list of lines, found {ident!r}"[:300])
+    return dict(identifiability=list(ident), law=law, families=tuple(families), shared=tuple(shared),
+                mixture_families=tuple(mix),
                 unique_tokens={k: _number(v, f"unique_tokens[{k!r}]", path, positive=True) for k, v in U.items()},
                 N_ref=_number(_get(meta, "N_ref", (int, float), path), "N_ref", path, positive=True),
                 D_ref=_number(_get(meta, "D_ref", (int, float), path), "D_ref", path, positive=True),
@@ -330,8 +363,12 @@ NONNEGATIVE_PARAMS = ("E", "A", "B", "alpha", "beta", "tau")
 
 
 def out_of_range(draws: dict[str, np.ndarray], families) -> str | None:
-    """What is wrong with the first parameter outside its range (a negative E, alpha, ...), or None."""
+    """What is wrong with the first parameter that is not finite or outside its range (a
+    negative E, alpha, ...), or None."""
     for name, v in draws.items():
+        if not np.all(np.isfinite(v)):
+            j = int(np.argwhere(~np.isfinite(v))[0][1])
+            return f"parameter {name!r} of family {families[j]!r} is {float(v[~np.isfinite(v)][0])!r}, not finite"
         bad = (v <= 0) if name in POSITIVE_PARAMS else (v < 0) if name in NONNEGATIVE_PARAMS else None
         if bad is None or not np.any(bad):
             continue
@@ -384,11 +421,17 @@ def _read_posterior(directory: Path, sums: dict, law: Law, families, mixture_fam
         raise _damaged(nc, f"the Bayesian fit's {POSTERIOR_NC} is missing")
     if sha256_file(nc) != sums[POSTERIOR_NC]:
         raise _damaged(nc, "its bytes do not match the checksum in fit.json (truncated or replaced)")
+    expected = {"family": list(families), "source": list(mixture_families)}
     try:
         idata = az.from_netcdf(str(nc))
+        found = {dim: [str(v) for v in idata.posterior[dim].values]
+                 for dim in (("family", "source") if law.matrix else ("family",))}
         draws = draws_from_idata(idata, law, families, mixture_families)
     except (OSError, RuntimeError, ValueError, KeyError, AttributeError) as err:
         raise _damaged(nc, f"it cannot be read as a posterior ({type(err).__name__}: {err})"[:400]) from None
+    for dim, names in found.items():
+        if names != expected[dim]:
+            raise _damaged(nc, f"its {dim} order {names} is not fit.json's {expected[dim]}"[:400])
     for n, v in draws.items():
         if not np.all(np.isfinite(v)):
             raise _damaged(nc, f"parameter {n!r} has non-finite draws")
@@ -419,6 +462,9 @@ def load_fit(directory: str | os.PathLike) -> Fit:
         or parameters of a family not in 'families'; or ``posterior.nc`` is missing, fails its
         checksum, cannot be read or holds draws outside those ranges. The message names the file.
     """
+    if not isinstance(directory, (str, os.PathLike)):
+        raise InputError(f"directory must be a folder path, got {type(directory).__name__} {directory!r}"[:300],
+                         arg="directory")
     directory = Path(directory)
     meta_path = directory / FIT_JSON
     if not directory.is_dir() or not meta_path.is_file():

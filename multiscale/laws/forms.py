@@ -33,8 +33,7 @@ The forms:
     effective tokens ``D'_i = U_i + U_i R*_i (1 - exp(-R_i / R*_i))``; the effective ratio ``p'_i
     = D'_i / D`` replaces ``p_i`` wherever the ratio enters, so where ``p_i D <= U_i`` the law is
     exactly its base's. An exhausted family stops gaining from more sampling (``D'_i`` saturates at
-    ``U_i (1 + R*_i)``). The other form, ``D'_i / p_i`` in the D term with ``p_i^(-gamma)`` kept,
-    was measured and dropped: it still rewards sampling an exhausted family (docs/design.md).
+    ``U_i (1 + R*_i)``; docs/decisions/2026-11-30-repetition-effective-ratio.md).
   - transfer (matrix ``tau`` >= 0): ``pe_i = p_i + sum_{j != i} tau_ij p_j`` and ``L_i = s_i *
     pe_i^(-gamma_i)``; tau = 0 is exactly the base law.
   - mixing (matrix ``t``; Ye et al. 2024, Data Mixing Laws): ``L_i = s_i + k_i exp(sum_{j != i}
@@ -74,22 +73,10 @@ MAX_EVALS_FROM_BASE = 3000  # ... of a law started from its base law's fit
 
 @dataclass(frozen=True)
 class Law:
-    """A law form (see the module docstring).
-
-    Attributes:
-      name: registry key.
-      params: natural parameters per family, as reported (E, A, B positive; exponents >= 0).
-      exponents: the parameters that may be shared across families.
-      uses_scale: whether the law depends on N and D (``ratio`` does not: its ``c`` belongs
-        to the one (N, D) of the runs it was fitted on).
-      uses_ratio: whether the law depends on p (``chinchilla`` does not).
-      uses_mixture: whether a family's loss depends on the ratios of other families (its
-        `matrix` parameters hold one value per (family, mixture family)).
-      uses_unique_tokens: whether the law reads the unique tokens U of each family.
-      matrix: parameters of shape (S, F, M): family i's coefficient of mixture family j.
-      base: the separable law it generalizes and starts from ("multilingual" or "ratio"; "" for
-        the separable laws, which start from `GRID`).
-    """
+    """A law form (see the module docstring). ``ratio`` has no `uses_scale` (its ``c`` belongs
+    to the one (N, D) it was fitted on); `matrix` parameters are (S, F, M): family i's coefficient
+    of mixture family j; `base` is the separable law it generalizes and starts from ("" for the
+    separable laws, which start from `GRID`)."""
 
     name: str
     params: tuple[str, ...]
@@ -208,7 +195,7 @@ def check_shared(law: Law, shared) -> tuple[str, ...]:
 
 
 def law_info(law: Law) -> dict:
-    """The law's contract as `multiscale laws --json` prints it."""
+    """The law's contract as a JSON-ready dict (what the `laws` command prints)."""
     return {"name": law.name, "form": law.doc, "params": list(law.params) + list(law.matrix),
             "matrix_params": list(law.matrix), "shareable": list(law.exponents),
             "uses_scale": law.uses_scale, "uses_ratio": law.uses_ratio,

@@ -1,24 +1,13 @@
 """Independence test: does a family's loss depend only on its own sampling ratio?
 
-He et al. (2024) assume ``L_i`` depends on the mixture only through ``p_i``. On runs with
-varied mixtures (``p_<family>`` columns; runs at several (N, D) get one intercept per
-(N, D)), for each family i with rows where ``p_i > 0``:
-
-- own model:  ``log L_i = a + b log p_i``
-- full model: ``log L_i = a + b log p_i + sum_{j != i} c_j p_j``  (ordinary least squares)
-
-Reported per family: R^2 of both, the *share* of explainable variance that own-p explains
-(``R2_own / R2_full``), the nested-model F test, and the largest cross-family effect: the
-change in ``log L_i`` when 0.1 of the mixture moves to family j from the other families
-on average, holding ``p_i`` fixed (``0.1 * (c_j - mean_k c_k)``; a shift common to all
-``c_j`` is a function of ``p_i`` alone and is not counted), with a 90% interval from the
-OLS covariance (Student t); among the effects whose interval excludes 0, the largest
-(the largest of all when none does).
-
-Verdict per family: "own ratio suffices" when own-p explains at least 90% of the
-explainable variance and no cross-family effect is both clearly nonzero (90% interval
-excludes 0) and material (over 1% of the loss per 0.1 of the mixture); otherwise
-"depends on other families".
+He et al. (2024) assume ``L_i`` depends on the mixture only through ``p_i``. Per family i, on the
+rows with ``p_i > 0`` (``p_<family>`` columns; one intercept per (N, D)), OLS of
+``log L_i = a + b log p_i`` (own) against ``... + sum_{j != i} c_j p_j`` (full). Reported: both
+R^2, the share ``R2_own / R2_full``, the nested F test, and the largest cross-family effect
+``0.1 * (c_j - mean_k c_k)`` (0.1 of the mixture moved to j from the others, p_i fixed) with a
+90% Student-t interval, preferring effects whose interval excludes 0. Verdict "own ratio
+suffices" when the share is >= 0.9 and no effect is both clearly nonzero and over 1% of the loss;
+else "depends on other families" (docs/design.md, "Independence test and law comparison").
 """
 
 from __future__ import annotations
@@ -181,9 +170,7 @@ def _test_family(fam: str, sub: pd.DataFrame, g: np.ndarray, mix: list[str],
 
 def independence_test(df: pd.DataFrame) -> IndependenceResult:
     """Run the test on a run table carrying ``p_<family>`` mixture columns (see module doc).
-    The table is checked by `multiscale.runs.validate_runs` first. A mixture column constant
-    over a family's runs (a family never trained on, 0 in every run) cannot have a measurable
-    effect: it is left out of that family's regression and named in a note, with no number."""
+    A mixture column constant over a family's runs is left out of its regression, with a note."""
     df = validate_runs(df)
     mix = mixture_columns(df)
     if len(mix) < 2:

@@ -7,17 +7,14 @@ the batch, so on a CPU the batch vectorizes.
 
 The method is L-BFGS with the two-loop recursion and a backtracking Armijo line search that
 shrinks a rejected trial step by quadratic interpolation (Nocedal & Wright, *Numerical
-Optimization*, 2nd ed., algorithm 7.4 and section 3.5). Each step evaluates the objective and
-its gradient at ONE trial point per batch entry: an accepted trial moves the iterate and the
-next step starts a new direction; a rejected one shrinks the step and is retried at the next
-step. So every entry costs one evaluation per step and no line search sets the pace of the
-batch. An entry is *done* when ``|grad| < tol``, when an accepted step lowers the objective by
-less than ``ftol`` of its value, or after `MAX_REJECTS` rejected trials in a row; from then on
-its state is frozen.
+Optimization*, 2nd ed., algorithm 7.4 and section 3.5). Each step evaluates ONE trial point per
+batch entry (accepted: the iterate moves and a new direction starts; rejected: a shorter step is
+tried next), so no entry's line search sets the pace of the batch. An entry is *done* (frozen)
+when ``|grad| < tol``, when an accepted step lowers the objective by less than ``ftol`` of its
+value, or after `MAX_REJECTS` rejected trials in a row.
 
-`init_state` and `run` are the building blocks (jit them; `run` can be called again with a
-larger evaluation budget to continue, as the approach-3 point fit does between screening
-rounds); `minimize` is the one-call interface.
+`init_state` and `run` are the building blocks (jit them; `run` continues with a larger
+evaluation budget); `minimize` is the one-call interface.
 """
 
 from __future__ import annotations
@@ -39,13 +36,10 @@ ARMIJO_C1 = 1e-4
 class LBFGSState(NamedTuple):
     """The state of every batch entry (a jax pytree; numpy arrays once fetched).
 
-    x, g: iterate and its gradient (K x batch); f: objective at x (batch);
-    S, Y: the last `memory` steps and gradient changes, newest first (memory x K x batch),
-    valid: which of them are filled (memory x batch);
-    k: objective evaluations used; it: accepted steps; done: stopped (see module doc);
-    d, gd, t: current search direction, its slope g.d and the trial step length;
-    fresh: the next step starts a new direction (the last trial was accepted);
-    fails: rejected trials in a row.
+    x, g: iterate and gradient (K x batch); S, Y: the last `memory` steps and gradient changes,
+    newest first (memory x K x batch), `valid` which are filled; k: evaluations; it: accepted
+    steps; d, gd, t: direction, its slope g.d, trial step; fresh: the next step starts a new
+    direction; fails: rejected trials in a row.
     """
 
     x: Any

@@ -21,10 +21,12 @@ base fitted on the raw ratios bends its D exponent (beta < 0) to follow a loss t
 Speed: all problems -- one per family, or one joint problem when exponents are shared -- run
 side by side in one small compiled L-BFGS program, the starts on the arrays' last axis and in
 chunks of CHUNK per problem that stay in cache; the table's rows are grouped in blocks sharing
-(family, N, D), so the scale part is computed once per block. By default every start first gets
-SCREEN_ITERS evaluations and only the KEEP best per problem run on to convergence, each continuing
-its own trajectory (a common multi-start strategy); ``keep=None`` runs every start to convergence,
-and tests/test_laws_point.py checks on realistic tables that both keep the same optimum.
+(family, N, D), so the scale part is computed once per block; a separable law's rows are summed
+one block at a time with their gradient written out (`_separable_rows_fn`). By default every
+start first gets SCREEN_ITERS evaluations and only the KEEP best per problem run on to
+convergence, each continuing its own trajectory (a common multi-start strategy); ``keep=None``
+runs every start to convergence, and tests/test_laws_point.py checks on realistic tables that
+both keep the same optimum.
 Converged starts are dropped every ROUND evaluations. log N and log D are centred internally (an
 exact reparameterization, see `fit_arrays`). Every start runs in float64.
 """
@@ -56,6 +58,7 @@ from multiscale.laws.forms import (
     natural_from_raw,
     offdiag_mask,
 )
+from multiscale.laws.identifiability import refuse_unidentified, unidentified
 from multiscale.laws.lbfgs import FTOL, GRAD_TOL, MEMORY, LBFGSState
 
 HUBER_DELTA = 1e-3
@@ -94,6 +97,8 @@ def _make_objective(law: Law, layout):
     """
     import jax.numpy as jnp
 
+    separable_rows = _separable_rows_fn() if law.separable else None
+
     def pick(v_FxPxG, famB):  # -> BxPxG (or 1xPxG for one value)
         if v_FxPxG.shape[0] == 1:
             return v_FxPxG
@@ -104,13 +109,58 @@ def _make_objective(law: Law, layout):
         th = {n: x[o:o + s] for n, (o, s) in layout.items()}
         th_B = {n: pick(th[n], famB) for n in law.raw_names}
         scale_B = log_scale(law, th_B, logN_B, logD_B, jnp)
+        if law.separable:
+            gamma_B = th_B["gamma"] if law.uses_ratio else jnp.zeros_like(scale_B[:1])
+            return separable_rows(scale_B, gamma_B, logp, logL, w)
         th_R = {n: v[:, None] for n, v in th_B.items()} | {m: th[m][:, None, None] for m in law.raw_matrix}
         r = log_loss_at_scale(law, th_R, scale_B[:, None], logDraw_B[:, None], logp, logU, P, off, jnp) - logL
-        a = jnp.abs(r)
-        huber = jnp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
-        return jnp.sum(w * huber, axis=(0, 1))
+        return jnp.sum(w * _huber(r, jnp), axis=(0, 1))
 
     return objective
+
+
+def _huber(r, xp):
+    a = xp.abs(r)
+    return xp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA))
+
+
+def _separable_rows_fn():
+    """``f(scale_BxPxG, gamma_(B|1)xPxG, logp, logL, w) -> f_PxG``: the Huber objective of a separable
+    law's rows, ``sum_rows w Huber(scale - gamma log p - log L)``, with its gradient, one block at a
+    time (`jax.lax.map`): the rows x starts arrays of a block stay in cache, where those of the whole
+    table (autodiff's residuals between the passes) would not, and moving them costs most of a fit
+    of a large table. Value and gradient come from one pass (L-BFGS always asks for both)."""
+    import jax
+    import jax.numpy as jnp
+
+    def block(args):  # one block: scale, gamma P x G; logp, logL, w R x P x 1
+        scale, gamma, logp, logL, w = args
+        r = scale[None] - gamma[None] * logp - logL
+        d = w * jnp.where(jnp.abs(r) <= HUBER_DELTA, r, HUBER_DELTA * jnp.sign(r))  # w Huber'(r)
+        return jnp.sum(w * _huber(r, jnp), axis=0), jnp.sum(d, axis=0), -jnp.sum(d * logp, axis=0)
+
+    def value_and_parts(scale_B, gamma_B, logp, logL, w):
+        gam = jnp.broadcast_to(gamma_B, scale_B.shape)
+        f_B, g_scale_B, g_gamma_B = jax.lax.map(block, (scale_B, gam, logp, logL, w))
+        if gamma_B.shape[0] == 1:
+            g_gamma_B = jnp.sum(g_gamma_B, axis=0, keepdims=True)
+        return jnp.sum(f_B, axis=0), (g_scale_B, g_gamma_B)
+
+    @jax.custom_vjp
+    def rows_objective(scale_B, gamma_B, logp, logL, w):
+        return value_and_parts(scale_B, gamma_B, logp, logL, w)[0]
+
+    def fwd(scale_B, gamma_B, logp, logL, w):
+        f, grads = value_and_parts(scale_B, gamma_B, logp, logL, w)
+        return f, (grads, logp, logL, w)
+
+    def bwd(res, ct_PxG):
+        (g_scale_B, g_gamma_B), logp, logL, w = res
+        return (g_scale_B * ct_PxG, g_gamma_B * ct_PxG, jnp.zeros_like(logp), jnp.zeros_like(logL),
+                jnp.zeros_like(w))
+
+    rows_objective.defvjp(fwd, bwd)
+    return rows_objective
 
 
 def _cell_groups(fam, logN, logD) -> list[np.ndarray]:
@@ -496,7 +546,7 @@ def _start_of(res: ArrayFit, law: Law, j: int, M: int) -> dict:
 
 def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
               max_iters: int | None = None, grid: dict | None = None, keep: int | None = KEEP,
-              n_screen: int = SCREEN_ITERS) -> PointFit:
+              n_screen: int = SCREEN_ITERS, strict: bool = False) -> PointFit:
     """Fit `law` to a run table by Hoffmann et al. approach 3 (see module docstring).
 
     Args:
@@ -509,9 +559,11 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
       keep, n_screen: every start gets `n_screen` evaluations, then the `keep` best per
         family run on to convergence (a family whose kept starts do not agree on the optimum
         reruns with every start); ``keep=None`` runs every start to convergence.
+      strict: refuse (`InputError`) a fit whose parameters the table cannot pin down
+        (`multiscale.laws.identifiability`) instead of warning (`UnidentifiedWarning`).
 
     Returns:
-      `PointFit` with the best start's parameters per family.
+      `PointFit` with the best start's parameters per family, and its `identifiability` lines.
     """
     law_obj = get_law(law)
     t0 = time.perf_counter()
@@ -528,7 +580,9 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
     draws = {n: np.asarray(v, dtype=float)[None] for n, v in natural_from_raw(law_obj, res.raw, off).items()}
     counts = data.counts_F()
     done = set(res.exhaustive_P.tolist())
-    return PointFit(
+    unclear = unidentified(law_obj, data, shared, draws)
+    refuse_unidentified(law_obj, unclear, strict)
+    fit = PointFit(
         law=law_obj, families=fams, shared=shared, draws=draws, N_ref=data.N_ref,
         D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
         objective={f: float(res.objective_F[j]) for j, f in enumerate(fams)},
@@ -538,4 +592,6 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
         search={"screen_iters": int(n_screen), "keep": int(res.kept), "max_evals": int(max_iters or law_obj.max_evals),
                 "every_start_to_the_end": [fams[j] for j in range(len(fams)) if (0 if shared else j) in done]},
         mixture_families=tuple(data.mixture_families) if law_obj.matrix else (),
-        unique_tokens=data.unique_tokens_F())
+        unique_tokens=data.unique_tokens_F(), identifiability=unclear)
+    fit.warn_unidentified()
+    return fit

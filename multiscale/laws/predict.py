@@ -67,11 +67,9 @@ class Prediction:
 
 
 def check_ratios(fit: Fit, ratios: str | Mapping[str, float], *, arg: str = "ratios") -> dict[str, float]:
-    """The family ratios to predict at, checked: ``'FAM=P,...'`` text or a mapping, read by
-    `multiscale.mixture.parse_pairs` (no duplicates, NaN, inf, negatives, or families outside
-    the fit); each ratio in (0, 1]; ratios of every family of the fit sum to 1, ratios of some
-    of them to at most 1 (both within `multiscale.mixture.RATIO_TOLERANCE`). `InputError`s
-    name the argument `arg` and the family."""
+    """The family ratios to predict at (text or mapping, `parse_pairs`, families of the fit), each
+    in (0, 1]: summing to 1 over every family of the fit, to at most 1 over some of them (within
+    `RATIO_TOLERANCE`). `InputError`s name the argument `arg` and the family."""
     p = parse_pairs(ratios, arg=arg, known=fit.families)
     for f, v in p.items():
         if not 0 < v <= 1:
@@ -92,6 +90,9 @@ def predict(fit: Fit, N: float, D: float, p_by_family: str | Mapping[str, float]
     budgets by the fit's extrapolation term (`multiscale.laws.extrapolation`; 0 inside them).
     The ratio law only predicts at the (N, D) it was fitted on; elsewhere an `InputError`.
     """
+    if not isinstance(fit, Fit):
+        raise InputError(f"fit must be a PointFit or BayesFit (load_fit), got {type(fit).__name__}", arg="fit")
+    fit.warn_unidentified()
     for name, v in (("N", N), ("D", D)):
         if not (isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and np.isfinite(v) and v > 0):
             raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
@@ -194,11 +195,9 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
                      extrapolation: bool = True) -> np.ndarray:
     """Draws [S, R] of the predicted loss (nats/token) for the R rows of `df`.
 
-    For a Bayesian fit with an observation scale and `noise` true, each draw adds its Student-t
-    observation noise (sigma of the row's family): a posterior *predictive* draw, so about 90%
-    of new runs should fall in its 90% interval. With `extrapolation` (and `noise`), rows beyond
-    the fitted N and D also get the fit's extrapolation term, a normal shift of log-loss with sd
-    `extrapolation_sd` (0 in range). Otherwise the draws are the mean law's.
+    With `noise` (a Bayesian fit with an observation scale) each draw adds its Student-t noise: a
+    posterior *predictive* draw; with `extrapolation` too, rows beyond the fitted N and D get the
+    extrapolation term (sd `extrapolation_sd` of log-loss). Otherwise the draws are the mean law's.
     """
     draws_SxR = np.asarray(predict_rows(fit, df), float)
     idata = getattr(fit, "idata", None)  # a Bayesian fit's draws of the noise scale sigma
@@ -223,11 +222,9 @@ TABLE_INPUT = ("run", "family", "N", "D", "p")
 def predict_table(fit: Fit, df: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
     """The 90% posterior-predictive loss (nats/token) of every row of a run table.
 
-    Columns: run, family, N, D, p, median, q05, q95 (`predictive_draws`: parameter draws,
-    run-to-run noise and, beyond the fitted range, the extrapolation term; a point fit gives
-    q05 = q95 = median), ``sd_log`` (the predictive sd of log-loss without the extrapolation term),
-    ``extrapolation_sd_log`` (the extrapolation term's sd of log-loss, 0 in range), and ``loss``
-    when the table has it. The table needs run, family, N, D and p; losses are optional.
+    Columns: run, family, N, D, p, median, q05, q95 (`predictive_draws`), ``sd_log`` (predictive
+    sd of log-loss without the extrapolation term), ``extrapolation_sd_log`` (0 in range), and
+    ``loss`` when the table has it (optional).
     """
     # The rows: families in the fit, N and D finite and > 0, p in (0, 1]; errors name column and rows.
     if not isinstance(df, pd.DataFrame):

@@ -16,11 +16,8 @@ Q_LOW, Q_HIGH = 0.05, 0.95
 
 
 def interval(x) -> dict[str, float]:
-    """`{"median", "q05", "q95"}` of the draws `x` (any shape: all values are pooled).
-
-    The median is `np.median` and the bounds `np.quantile` with numpy's default (linear)
-    interpolation, as every copy of this summary computed them before it was shared.
-    """
+    """`{"median", "q05", "q95"}` of the draws `x` (any shape: all values are pooled), numpy's
+    default (linear) quantiles."""
     x = np.asarray(x, dtype=float)
     if x.size == 0:
         raise InputError("interval: no draws to summarize")

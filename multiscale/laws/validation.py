@@ -20,13 +20,9 @@ from multiscale.runs import validate_runs
 class Scores:
     """Held-out scores, overall and per family.
 
-    r2: 1 - SS_res / SS_tot of loss (nats/token); mape: mean absolute percentage error
-    (percent); coverage: share of held-out losses inside the 90% interval (NaN for a point
-    fit); n: rows scored.
-
-    non_finite: the families for which the fit predicts a non-finite loss on some row (a fit
-    run to a boundary of parameter space). Their scores (and the overall ones) are then
-    +-inf or NaN and mean nothing; `ok` is False, `__str__` and `to_dict` say so.
+    mape is in percent; coverage is the share inside the 90% interval (NaN for a point fit).
+    `non_finite` names the families predicted non-finite on some row; their scores (and the
+    overall ones) then mean nothing, and `ok` is False.
     """
 
     overall: dict[str, float]

@@ -57,12 +57,8 @@ def rotary_tables(positions_BxL: jax.Array, head_dim: int, base: float,
 
 def use_fused_attention() -> bool:
     """Whether attention goes through `jax.nn.dot_product_attention` ([B, L, H, K] layout, the
-    fused cuDNN kernel on GPU) rather than heads-first einsums.
-
-    On XLA:CPU (and TPU) the heads-first einsums are faster: the score and value products are
-    batched over a contiguous [B, H] and need no transposes, which ran the whole cpu-100k train
-    step ~1.1x faster than `dot_product_attention` (side by side in one process, RESULTS.md).
-    """
+    fused cuDNN kernel on GPU) rather than heads-first einsums (faster on XLA:CPU and TPU: no
+    transposes; benchmarks/RESULTS.md)."""
     return jax.default_backend() == "gpu"
 
 

@@ -2,14 +2,9 @@
 
 Parameters name their dimensions with *logical* axes (`vocab`, `embed`, `heads`, `kv`, `mlp`,
 `norm`) in their `out_sharding` metadata; batches use `batch` and `length`. `AXIS_RULES` maps
-each logical axis to mesh axes of a 3-axis mesh:
-
-- `data`: pure data parallelism (parameters replicated),
-- `fsdp`: data parallelism with parameters (and optimizer state) sharded along `embed`,
-- `tensor`: Megatron-style tensor parallelism over heads, MLP width and vocabulary.
-
-The batch is split over `data` x `fsdp`. Axis types are given explicitly as `Auto`, so XLA's
-sharding propagation places the activations from the parameter and batch shardings.
+them to a 3-axis mesh: `data` (parameters replicated), `fsdp` (parameters and optimizer state
+sharded along `embed`) and `tensor` (Megatron-style over heads, MLP width and vocabulary). The
+batch is split over `data` x `fsdp`; axis types are `Auto`, so XLA places the activations.
 """
 
 from __future__ import annotations

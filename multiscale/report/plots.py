@@ -97,10 +97,8 @@ def _plain_log_ticks(ax) -> None:
 
 
 def plot_pred_vs_obs(table: pd.DataFrame, path, *, title_extra: str = "") -> str:
-    """Predicted (median, 90% interval) vs observed loss; held-out runs marked.
-
-    table columns: family, loss (observed), pred, pred_lo, pred_hi, heldout (bool).
-    """
+    """Predicted (median, 90% interval) vs observed loss; held-out runs marked. `table` columns:
+    family, loss, pred, pred_lo, pred_hi, heldout."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 5.6))
     fams = list(dict.fromkeys(table["family"]))
@@ -172,10 +170,8 @@ def plot_independence(families: Mapping[str, Mapping], path, *, material: float 
                       share_min: float = 0.9, shift: float = 0.1) -> str:
     """The independence test per family (from `IndependenceResult.to_dict()["families"]`).
 
-    Left: variance of log-loss explained by the family's own ratio (R² own) and by the whole
-    mixture (R² full), with the own share. Right: the largest cross-family effect (change in
-    log-loss when `shift` of the mixture moves to that family, own ratio fixed) with its 90%
-    interval; the grey band marks effects too small to matter (|effect| < `material`).
+    Left: R² own and full with the own share; right: the largest cross-family effect per `shift`
+    of the mixture with its 90% interval, a grey band where |effect| < `material`.
     """
     plt = _plt()
     fams = list(families)

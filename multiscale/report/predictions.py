@@ -12,12 +12,8 @@ from multiscale.laws.summary import Q_HIGH, Q_LOW
 
 def prediction_table(fit, df: pd.DataFrame, heldout: Sequence[str], *, noise: bool = True,
                      seed: int = 0) -> pd.DataFrame:
-    """Observed vs predicted loss (nats/token) per (run, family): median and 90% interval.
-
-    The interval is posterior predictive for a Bayesian fit with an observation scale
-    (`multiscale.laws.validation.predictive_draws`); otherwise it is the mean law's interval.
-    Rows of families the fit does not know are left out; `heldout` runs are flagged.
-    """
+    """Observed vs predicted loss (nats/token) per (run, family): median and 90% interval
+    (`predictive_draws`); families the fit does not know are left out, `heldout` runs flagged."""
     from multiscale.laws.validation import predictive_draws
 
     held = set(heldout)

@@ -17,11 +17,9 @@ _MAX_PLOTTED_DRAWS = 2000
 
 def recommend_for_report(rec: Recommendation) -> dict:
     """The report's view of a recommendation (`multiscale.decisions.optimal_ratios`): the
-    recommended mixture (the robust p*), the per-draw optima p* per family (median, 90% interval),
-    and the decision numbers; per baseline also the difference in mean predicted loss over
-    families (nats/token, the objective's weights) from the recommended mixture with its 90%
-    interval and P(the recommendation is better). Returns a JSON-ready dict (`p_star`, `baselines`,
-    `comparison`, `text` lines, and `p_star_draws` for the plot).
+    robust p*, p* per family (median, 90% interval), the decision numbers, and per baseline its
+    mean predicted loss minus the recommendation's (nats/token, 90% interval, P(recommendation
+    better)). A JSON-ready dict (`p_star`, `baselines`, `comparison`, `text`, `p_star_draws`).
     """
     fams = list(rec.mixture_families)  # the families p* is over (a matrix law's mixture families)
     table = rec.family_table()

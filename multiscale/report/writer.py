@@ -80,8 +80,8 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
     held = heldout_runs(fit, df, runs_path, heldout=heldout, fitted_table=fitted_table, facts=facts)
     if family_tokens is None and facts is not None:
         family_tokens = facts.family_tokens
-    N = _scale(N, df["N"].max(), "--N")
-    D = _scale(D, df["D"].max(), "--D")
+    N = _scale(N, df["N"].max(), "N")
+    D = _scale(D, df["D"].max(), "D")
     # Every number first (the recommendation refuses bad caps, tokens or scales), so a refusal
     # leaves no half-written report folder behind.
     table = prediction_table(fit, df, held)
@@ -113,11 +113,11 @@ def write_report(fit_dir, out_dir, *, runs=None, N: float | None = None, D: floa
                   metrics=metrics)
 
 
-def _scale(value, default, flag: str) -> float:
+def _scale(value, default, arg: str) -> float:
     """The recommendation's N or D: `value` (finite, > 0) or the table's largest."""
     x = float(default if value is None else value)
     if not math.isfinite(x) or x <= 0:
-        raise InputError(f"{flag} must be a finite number > 0, got {value}")
+        raise InputError(f"{arg} must be a finite number > 0, got {value}", arg=arg)
     return x
 
 

@@ -6,6 +6,8 @@
   fragments, consolidation into runs.csv, failures, quarantine, leases.
 - `multiscale.sweep.lease`: per-run leases with a heartbeat and an expiry.
 - `multiscale.sweep.runner`: `run_sweep`, the default train function.
+- `multiscale.sweep.engines`: who schedules a sweep's runs; `ray_engine.RayEngine` and
+  `slurm_engine.SlurmEngine` (optional extras, imported only when used) pass to `run_sweep(engine=)`.
 
 The layout and guarantees are described in docs/design.md, section "Sweeps: plan, runner, store".
 """

@@ -1,25 +1,13 @@
 """Per-run leases: which process of a sweep trains a run now.
 
-A lease is a small JSON file `DIR/claims/<run_id>.json` holding its owner (host, pid and a random
-token), the time of its last heartbeat and its duration. It is created atomically and exclusively:
-
-- on a local or network file system with `os.open(O_CREAT | O_EXCL)`, which fails when the file
-  exists (atomic on local disks and on NFS v3 and later);
-- on gs:// with an upload under the precondition `if_generation_match=0` (the object must not
-  exist yet), when the `google-cloud-storage` client is installed; without it, by writing the
-  claim, waiting `REMOTE_SETTLE_S` and reading it back (the last writer wins and the others see
-  its owner and back off). That fallback narrows the window in which two processes both believe
-  they hold a run to the settle time; should it happen, each run still appears once in runs.csv
-  (one fragment per run id), only the training is done twice.
-
-The owner rewrites the file every `lease_s / 5` seconds (the heartbeat, from a background thread)
-and deletes it when the run is finished or has failed. A lease whose heartbeat is older than its
-duration is expired: its owner was killed or lost its machine. Another process may then take it
-over: it first moves the expired file aside (a rename, which only one process can win), then
-creates its own claim exclusively. A killed process therefore leaves no lock that outlives its
-lease; a claim whose owner ran on this host and whose process is gone is stale at once (a sweep
-killed and restarted on one machine does not wait). Clocks of the hosts sharing a sweep folder
-must agree to well within the lease duration, and their host names must differ.
+A lease is `DIR/claims/<run_id>.json` (owner host, pid, random token; last heartbeat; duration),
+created exclusively (`O_CREAT | O_EXCL`; on gs:// a conditional upload, or without the storage
+client a write, `REMOTE_SETTLE_S` wait and read-back). The owner's heartbeat thread rewrites it
+every `lease_s / 5`. A lease older than its duration, one whose owner ran on this host and is
+gone, or one of an earlier attempt of the same Ray/SLURM sweep (owner field `sweep`) is stale:
+another process renames it aside (only one wins) and claims the run. Hosts sharing a folder need
+distinct names and clocks agreeing well within the lease. See
+docs/decisions/2026-11-30-sweep-leases-and-fragments.md.
 """
 
 from __future__ import annotations
@@ -147,7 +135,9 @@ def try_claim(path, owner: dict[str, Any], lease_s: float = DEFAULT_LEASE_S) -> 
     if create_exclusive(path, text):
         return Lease(path, owner, lease_s).start()
     current = read_claim(path)
-    if current is not None and not is_expired(path, current, lease_s):
+    # an earlier attempt of the same engine sweep is dead (its engine retries only then)
+    same_sweep = current is not None and owner.get("sweep") is not None and current.get("sweep") == owner.get("sweep")
+    if current is not None and not (same_sweep or is_expired(path, current, lease_s)):
         return None
     if current is not None and not _break_claim(path, current):
         return None

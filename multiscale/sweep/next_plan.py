@@ -4,7 +4,7 @@
 Each chosen run is one explicit mixture entry named ``next<rank>-<label>`` and restricted to its
 preset and budget (`presets:`, `tokens:`), so the plan expands to exactly the chosen runs, in
 rank order within each (preset, budget). The plan's `train:`, `corpus:` and `families:` come from
-a template plan when one is given (the candidates' plan, or `--like`), so the new runs train like
+a template plan when one is given (the candidates' plan, or the `like` plan), so the new runs train like
 the fitted ones. The plan is validated by `SweepPlan.from_dict` before it is written.
 """
 

@@ -249,7 +249,8 @@ class SweepPlan:
         """Validates a plan in full (see the module docstring) and returns it."""
         _check_top(raw)
         presets, tokens = _presets(raw["presets"]), _tokens(raw["tokens"], "tokens")
-        seeds = tuple(_nonneg_int(s, f"seeds[{i}]") for i, s in enumerate(_as_list(raw.get("seeds", [0]), "seeds")))
+        seeds = tuple(_nonneg_int(s, f"seeds[{i}]")
+                      for i, s in enumerate(_nonempty_list(raw.get("seeds", [0]), "seeds")))
         families = _str_list(raw["families"], "families") if raw.get("families") is not None else None
         holdout = _str_list(raw.get("holdout_presets", []) or [], "holdout_presets", allow_empty=True)
         _check_subset(holdout, presets, "holdout_presets", "presets")
@@ -466,7 +467,15 @@ def _presets(value: Any) -> tuple[str, ...]:
 
 
 def _tokens(value: Any, key: str) -> tuple[int, ...]:
-    return tuple(_positive_int(t, f"{key}[{i}]") for i, t in enumerate(_as_list(value, key)))
+    return tuple(_positive_int(t, f"{key}[{i}]") for i, t in enumerate(_nonempty_list(value, key)))
+
+
+def _nonempty_list(v: Any, key: str) -> list:
+    """A list key that plans runs: empty, it would plan none."""
+    items = _as_list(v, key)
+    if not items:
+        raise PlanError(f"plan key '{key}' is empty, so the plan has no runs")
+    return items
 
 
 def _check_subset(items: Sequence, allowed: Sequence, key: str, of: str) -> None:
@@ -575,7 +584,7 @@ def _baselines_options(raw: Mapping, where: str, i: int) -> dict[str, Any]:
         if kind not in BASELINE_KINDS:
             raise PlanError(f"{where}.include: unknown baseline '{kind}'; known: {list(BASELINE_KINDS)}")
     taus = tuple(_positive_float(t, f"{where}.taus[{j}]")
-                 for j, t in enumerate(_as_list(raw.get("taus", list(mx.TEMPERATURE_TAUS)), f"{where}.taus")))
+                 for j, t in enumerate(_nonempty_list(raw.get("taus", list(mx.TEMPERATURE_TAUS)), f"{where}.taus")))
     return {"include": include, "taus": taus,
             "max_epochs": _positive_float(raw.get("max_epochs", mx.DEFAULT_MAX_EPOCHS), f"{where}.max_epochs")}
 

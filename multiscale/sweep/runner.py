@@ -1,44 +1,30 @@
 """Running a sweep: every planned run once, into one shared run table.
 
-Many processes, on one machine or several, may sweep the same folder at once, with or without
-a `shard`. Each run is trained by the process holding its lease (lease.py): a process claims a run
-before training it, skips runs that a live process holds, and returns to them at the end, where it
-waits for their fragment or takes the run over once its lease has expired (its owner was killed).
-
-Why fragments. Appending to one CSV from many writers loses rows on object stores (no append) and
-can interleave on network file systems. Instead each run writes its own fragment
-`rows/<run_id>.csv` atomically, with a checksum line (store.py). An intact fragment is the mark
-that the run is complete; a damaged one (cut short, cut mid-line, failing its checksum) is left
-out of runs.csv, and the next process to claim the run moves it to `quarantine/` and trains the
-run again (or harvests it from its finished run folder).
-
-Consolidation without a lock. After writing a fragment, a process rebuilds runs.csv from all
-intact fragments it can list and replaces it atomically, then compares the runs in it with a
-fresh listing of the fragments; if they differ (another process replaced runs.csv with an older
-listing, or a fragment arrived), it rebuilds again. The last process to replace runs.csv therefore
-checks it against a listing made after its own replacement, so the final runs.csv holds every
-intact fragment once. This needs only atomic replace and read-after-write consistency (local and
-network file systems, Google Cloud Storage).
-
-Kill and restart. A run killed mid-training has no fragment; the next sweep resumes it from the
-trainer's checkpoints in its run folder once its lease has expired. A run whose trainer finished
-(rows.csv and summary.json written) but whose fragment was not yet written is harvested without
-training again.
+Any number of processes, on one machine or several, may sweep one folder at once: each run is
+trained by the holder of its lease (lease.py), written as an atomic checksummed fragment
+(store.py) and consolidated into runs.csv without a lock. A killed run resumes from its
+checkpoints; a finished run without a fragment is harvested. An engine (engines.py: Ray, SLURM)
+may schedule the runs instead of plan order. The protocol: docs/design.md, "Sweeps: plan, runner,
+store" and docs/decisions/2026-11-30-sweep-leases-and-fragments.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
+import functools
 import io
 import json
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from multiscale.errors import InputError
 from multiscale.fileio import as_path
+from multiscale.sweep.engines import Engine, Settled
 from multiscale.sweep.lease import DEFAULT_LEASE_S, new_owner
 from multiscale.sweep.plan import PlannedRun, SweepPlan, configuration_digest, shard_runs
 from multiscale.sweep.store import SweepStore
@@ -84,10 +70,8 @@ def finished_configurations(done: Iterable[str]) -> dict[str, str]:
 
 def _split_unfinished(mine: Sequence[PlannedRun], done: set[str]):
     """The runs of `mine` not finished under their own id, as (pairs (planned id, finished id)
-    of a configuration a finished run of another name has, runs to train). Such a run is that run
-    (preset, tokens, seed, ratios and train settings: the id's digest): the trainer is
-    deterministic, so it is not trained again, and runs.csv holds the measurement once
-    (validate_runs refuses it twice)."""
+    of a run whose configuration (the id's digest) a finished run of another name has, runs to
+    train). The trainer is deterministic, so such a run is not trained again."""
     configs = finished_configurations(done)
     same_as, todo = [], []
     for r in mine:
@@ -120,10 +104,9 @@ def default_train_fn(run: PlannedRun, rdir, corpus, progress: bool):
 
 
 def with_unique_tokens(rows, unique_tokens):
-    """A run's rows (DataFrame or list of dicts) as a DataFrame whose ``unique_tokens`` column
-    is each row's family's unique training tokens in the corpus (`Corpus.train_tokens`; empty
-    for a family the corpus lacks), placed as `multiscale.runs.column_order` places it (before
-    the ``p_<family>`` columns). Unchanged when `unique_tokens` is None (no corpus)."""
+    """A run's rows as a DataFrame with each row's family's unique training tokens in the corpus
+    as the ``unique_tokens`` column (empty for a family the corpus lacks), in
+    `multiscale.runs.column_order`. Unchanged when `unique_tokens` is None (no corpus)."""
     import pandas as pd
 
     from multiscale.runs import MIXTURE_PREFIX, UNIQUE_TOKENS
@@ -141,11 +124,9 @@ def with_unique_tokens(rows, unique_tokens):
 
 
 def finished_rows(rdir):
-    """Rows of a run whose trainer already finished, else None (the run is trained again; the
-    real trainer resumes from its last checkpoint). Finished: summary.json readable; rows.csv
-    whole (a header, at least one row, every row as wide as the header) and a valid run table;
-    and, where summary.json lists the run's rows, rows.csv holds the same (run, family) pairs
-    (a rows.csv cut at a line boundary would otherwise lose a family unnoticed)."""
+    """Rows of a run whose trainer already finished, else None (trained again, from its last
+    checkpoint). Finished: summary.json readable; rows.csv whole and a valid run table, with the
+    (run, family) pairs summary.json lists (a rows.csv cut at a line boundary loses a family)."""
     import pandas as pd
 
     from multiscale.runs import validate_runs
@@ -278,17 +259,54 @@ class _Session:
             time.sleep(poll_s)
             waiting = [run for run in waiting if not self.attempt(run)]
 
+    def delegate(self, engine: Engine, todo: Sequence[PlannedRun], poll_s: float) -> None:
+        """Every run of `todo` once, scheduled by `engine`. Its workers settle runs on copies of
+        this session that share one sweep token: a retried attempt takes over the lease of its
+        own dead attempt at once (the engine guarantees that attempt is gone; lease.py)."""
+        corpus = None if self.corpus is None else str(getattr(self.corpus, "path", self.corpus))
+        remote = dataclasses.replace(self, corpus=corpus, progress=False, log=print,
+                                     owner={"sweep": uuid.uuid4().hex})
+        settle = functools.partial(remote.settle, poll_s=poll_s)
+        with contextlib.closing(engine.run(todo, settle, self.store.root)) as settled:
+            for _ in _progress(todo, self.progress, "runs"):
+                self._record(next(settled))
+
+    def settle(self, run: PlannedRun, poll_s: float) -> Settled:
+        """Settles `run` in the calling process (an engine's worker), waiting while another sweep
+        holds it; a failure recorded before this attempt is retried."""
+        here = dataclasses.replace(self, owner={**new_owner(), "sweep": self.owner["sweep"]},
+                                   started=time.time(), completed=[], failed=[], elsewhere=[], repaired=[])
+        while not here.attempt(run):
+            time.sleep(poll_s)
+        outcome = ("completed" if run.run_id in here.completed else
+                   "failed" if run.run_id in here.failed else "elsewhere")
+        return Settled(run.run_id, outcome, repaired=run.run_id in here.repaired)
+
+    def _record(self, settled: Settled) -> None:
+        """Counts what a worker reported; records a failure the worker could not (it died)."""
+        {"completed": self.completed, "failed": self.failed, "elsewhere": self.elsewhere}[settled.outcome].append(
+            settled.run_id)
+        if settled.repaired:
+            self.repaired.append(settled.run_id)
+        note = ""
+        if settled.error is not None:
+            note = f": {type(settled.error).__name__}: {str(settled.error).strip().splitlines()[0]}"
+            fail = self.store.failure(settled.run_id)
+            if fail is None or float(fail.get("unix", 0)) < self.started:
+                self.store.record_failure(settled.run_id, settled.error)
+        self.log(f"  run {settled.run_id}: {settled.outcome}{note}")
+
 
 def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] = (0, 1),
               train_fn: TrainFn | None = None, progress: bool | None = None,
               runs: Sequence[PlannedRun] | None = None, log=print,
-              lease_s: float = DEFAULT_LEASE_S, poll_s: float | None = None) -> SweepResult:
+              lease_s: float = DEFAULT_LEASE_S, poll_s: float | None = None,
+              engine: Engine | None = None) -> SweepResult:
     """Runs this shard's planned runs that are not complete yet; returns what happened.
 
-    corpus: corpus folder (default: the plan's `corpus:`); train_fn: how to train one run
-    (default: the real trainer); runs: an already expanded plan (skips expansion); lease_s: how
-    long a run's lease outlives its owner's last heartbeat; poll_s: how often to look again at
-    runs other processes hold (default: lease_s / 10, at most 10 s).
+    `runs` skips expanding the plan; `lease_s` is how long a lease outlives its owner's last
+    heartbeat; `poll_s` how often runs held elsewhere are looked at again (default lease_s / 10, at
+    most 10 s); `engine` schedules the runs (default: this process, in plan order).
     """
     t0 = time.perf_counter()
     corpus = corpus if corpus is not None else plan.corpus
@@ -322,7 +340,11 @@ def run_sweep(plan: SweepPlan, out_dir, *, corpus=None, shard: tuple[int, int] =
         log(f"  run {planned}: the configuration of finished run {finished}; not trained again")
     session = _Session(store, train_fn, corpus, sys.stderr.isatty() if progress is None else progress,
                        log, float(lease_s), unique_tokens=counts)
-    session.work(todo, poll_s if poll_s is not None else min(lease_s / 10.0, 10.0))
+    poll_s = poll_s if poll_s is not None else min(lease_s / 10.0, 10.0)
+    if engine is None:
+        session.work(todo, poll_s)
+    else:
+        session.delegate(engine, todo, poll_s)
     n_rows = store.consolidate()
     log(f"sweep {plan.name}: {len(session.completed)} trained, {len(skipped)} skipped, "
         f"{len(session.elsewhere)} done by other processes, {len(same_as)} the same as finished runs, "

@@ -1,21 +1,9 @@
 """The sweep folder: plans, fragments, the consolidated run table, failures and leases.
 
-Layout of a sweep folder DIR (a local path, a shared file system, or gs:// through etils.epath)::
-
-    DIR/plans/<name>-<hash>.json  each expanded plan swept here: every run id with its preset, D,
-                                  ratios, held-out flag, the corpus's unique training tokens
-                                  per family (for baselines) and its fingerprint; several plans
-                                  may share one folder, all swept on one corpus
-    DIR/plan.json                 a copy of the latest plan, for people
-    DIR/runs/<run_id>/            the trainer's run folder (checkpoints, metrics, rows.csv, ...)
-    DIR/rows/<run_id>.csv         the run's finished run-table rows (its fragment), checksummed
-    DIR/claims/<run_id>.json      the lease of the process training the run now (see lease.py)
-    DIR/failures/<run_id>.json    the error of a run that failed (removed when it later succeeds)
-    DIR/quarantine/               damaged fragments, moved aside (never deleted) with the reason
-    DIR/runs.csv                  the consolidated run table: every intact fragment, sorted
-    DIR/failures.jsonl            all current failures, one JSON object a line
-
-`SweepStore(DIR)` is the public face of this layout; the runner, the CLI and the report use it.
+`SweepStore(DIR)` is the one face of the folder layout (a local path, a shared file system, or
+gs:// through etils.epath), written out in docs/reference.md, "Sweep folder": plans/, plan.json,
+runs/<run_id>/, rows/<run_id>.csv (checksummed fragments), claims/, failures/, quarantine/,
+runs.csv and failures.jsonl.
 """
 
 from __future__ import annotations
@@ -190,9 +178,7 @@ class SweepStore:
 
     def require_same_corpus(self, corpus: str, fingerprint: str) -> None:
         """Raise `InputError` if a plan recorded here was swept on another corpus (by
-        `Corpus.fingerprint`; plans swept without a corpus record none): a run id names the
-        run's configuration, not its data, so a finished run of the old corpus would be taken
-        for a run of the new one."""
+        `Corpus.fingerprint`): run ids name configurations, not data."""
         if not (self.root / "plans").exists():
             return
         for rec in self.plans():
@@ -305,11 +291,7 @@ class SweepStore:
 
     def consolidate(self, *, max_rounds: int = 50) -> int:
         """Rebuilds runs.csv and failures.jsonl from the intact fragments; returns the row count.
-
-        Lock-free and safe under concurrent callers: after replacing runs.csv it compares the runs
-        in it with a fresh listing of the fragments and rebuilds until they agree, so the last
-        writer's table holds every intact fragment. A damaged fragment is left out (and named in
-        a warning); it stops the comparison from agreeing only if it changes meanwhile.
+        Lock-free: rebuilds until runs.csv agrees with a fresh listing (docs/design.md, "Sweeps").
         """
         for _ in range(max_rounds):
             bodies, scan = self._read_all()

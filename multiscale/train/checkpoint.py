@@ -1,21 +1,14 @@
 """orbax checkpoints of the train state (params, optimizer state, step) and the data iterator.
 
-`Checkpointer` wraps an async `CheckpointManager` with two items per step:
+`Checkpointer` wraps an async `CheckpointManager` with two items per step: `state`, the sharded
+`TrainState` (`StandardSave`, multi-host safe, restored into the run's shardings), and `data`, one
+JSON iterator state per process (`process_<i>-of-<n>.json`; each host reads its own shard).
 
-- `state`: the sharded `TrainState`, saved with `StandardSave` (every host writes its shards,
-  so it is multi-host safe) and restored directly into the run's shardings,
-- `data`: the data iterator's state, one JSON file per process
-  (`process_<i>-of-<n>.json`), since each host reads its own data shard.
-
-Integrity. Once a step is finalized (orbax renames it into place only when every host has
-written it), the checkpointer records the size of every file in it in
-`<run>/checkpoint_sizes/<step>.json` (written atomically; recorded at the next save and at
-close, when the async write is known to be done). `restore_latest` restores the newest step
-whose files match that record and that orbax can read; a step that is truncated, half-written or
-unreadable is named in a `DamagedCheckpointWarning`, moved aside to
-`<run>/checkpoints_damaged/<step>-<id>` (deleted on object stores, where folders cannot be
-renamed) and the next older step is tried. With no intact step the run starts from step 0.
-Sizes, not hashes: hashing a large model's checkpoint would cost as much as writing it.
+Integrity: the file sizes of every finalized step are recorded in
+`<run>/checkpoint_sizes/<step>.json`; `restore_latest` restores the newest step that matches them
+and that orbax can read, warning (`DamagedCheckpointWarning`) and moving a damaged step to
+`<run>/checkpoints_damaged/` (deleted on object stores); with no intact step the run starts at 0.
+See docs/decisions/2026-11-30-checkpoint-sizes-not-hashes.md.
 """
 
 from __future__ import annotations

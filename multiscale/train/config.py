@@ -25,10 +25,8 @@ class TrainConfig:
     """One run: a preset trained on `tokens` tokens of a family mixture. Each field's `help`
     (field metadata) says what it is; `multiscale train` has a flag for every field.
 
-    `ratios` is a `Mixture` (a mapping or 'germanic=0.5,...' text is made one, errors naming
-    `ratios`), divided by its sum once (`Mixture.normalized`, as training always did); the data
-    pipeline samples it as is. `warmup` gives the warm-up actually used, `eval_rows` the rows
-    of an eval batch, `name` the run's name.
+    `ratios` is a `Mixture` (from a mapping or 'germanic=0.5,...' text), divided by its sum once
+    (`Mixture.normalized`); the data pipeline samples it as is.
     """
 
     corpus: str = _field("a built corpus folder (`multiscale corpus build`)", resume=False)

@@ -22,11 +22,9 @@ class RunData:
     make_train_iterator(batch_size, shard_index, shard_count): this host's batches, each a dict
     of numpy arrays inputs/targets/segment_ids/positions [B, L] int32, weights [B, L] f32.
     eval_set: `.languages`, `.family_of`, `.bytes_per_language`, `.batches(batch_size)`.
-    sampled_ratios: the family ratios the train iterator samples, every family in
-    `family_names` order (`MixtureSpec.family_ratios`); the run table's `p` and `p_<family>`
-    columns record these. None when a data source does not say (the config's ratios then).
-    fingerprint: a digest of the data itself (`Corpus.fingerprint`); a run folder's checkpoints
-    resume only on data with the same one. None when a data source has none (not checked)."""
+    sampled_ratios: the family ratios the train iterator samples, in `family_names` order (the
+    run table records these; None: the config's ratios).
+    fingerprint: a digest of the data; checkpoints resume only on the same one (None: unchecked)."""
 
     family_names: tuple[str, ...]
     vocab_size: int
@@ -40,7 +38,7 @@ def load_run_data(corpus_path: str, ratios: Mixture, *, seq_len: int, seed: int,
                   eval_tokens_per_language: int | None = 32_768) -> RunData:
     """Open the corpus at `corpus_path` and wire the mixture and eval set of a run (ratios naming
     a family the corpus lacks: `UnknownFamilyError`)."""
-    from multiscale.data.mixture import MixtureSpec, make_train_iterator
+    from multiscale.data.sampling import MixtureSpec, make_train_iterator
 
     try:
         mtime = os.stat(corpus_path).st_mtime_ns

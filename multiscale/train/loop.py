@@ -1,13 +1,10 @@
 """One complete training run: `run_training(config) -> summary`.
 
-Order of work: validate everything (preset, mesh, batch, ratios) before any compute; build or
-fetch the compiled steps; restore the latest checkpoint if the run folder has one; train,
-handing each finished step to the hooks; evaluate at the end; write `summary.json` and
-`rows.csv` (the run-table rows, one per family with p > 0).
-
-Host syncs: step t's metrics are read after step t+1 has been dispatched, so the host prepares
-the next batch while the device computes; before a checkpoint or an evaluation all pending
-metrics are read, so a checkpoint is only written after every loss before it was finite.
+Validate everything before any compute; build or fetch the compiled steps; restore the latest
+checkpoint; train, handing each step to the hooks; evaluate; write `summary.json` and `rows.csv`
+(one run-table row per family with p > 0). Step t's metrics are read after step t+1 is dispatched
+(the host prepares the next batch meanwhile); all pending metrics are read before a checkpoint or
+an evaluation, so a checkpoint follows only finite losses.
 """
 
 from __future__ import annotations
@@ -49,10 +46,9 @@ class ResumeMismatchError(InputError):
 def maybe_initialize_distributed() -> None:
     """`jax.distributed.initialize()` when launched on several hosts.
 
-    Triggered by MULTISCALE_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS. On TPU pods, SLURM and MPI
-    jax discovers the coordinator, the process count and this process's id itself; elsewhere
-    (GPU hosts started by hand or by another launcher) set JAX_COORDINATOR_ADDRESS=host:port,
-    JAX_NUM_PROCESSES and JAX_PROCESS_ID on every host. Must run before any other jax call."""
+    Triggered by MULTISCALE_DISTRIBUTED=1 or JAX_COORDINATOR_ADDRESS (jax discovers the rest on
+    TPU pods, SLURM and MPI; elsewhere set JAX_NUM_PROCESSES and JAX_PROCESS_ID too). Must run
+    before any other jax call."""
     if os.environ.get("MULTISCALE_DISTRIBUTED") == "1" or os.environ.get("JAX_COORDINATOR_ADDRESS"):
         if not jax.distributed.is_initialized():
             kwargs = {}

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from multiscale.data.mixture import MixtureSpec, make_train_iterator
+from multiscale.data.sampling import MixtureSpec, make_train_iterator
 
 RATIOS = {"germanic": 0.5, "romance": 0.3, "slavic": 0.2}
 
@@ -19,7 +19,7 @@ def tf_quiet():
 
 @pytest.mark.slow  # TensorFlow and seqio
 def test_seqio_task_tokens_match_the_corpus(tiny_corpus, tf_quiet):
-    from multiscale.data.seqio_mixture import seqio_mixture
+    from multiscale.data.seqio_sampling import seqio_mixture
 
     L = 48
     mixture = seqio_mixture(tiny_corpus, MixtureSpec({"sino_tibetan": 1.0}))
@@ -41,7 +41,7 @@ def test_seqio_task_tokens_match_the_corpus(tiny_corpus, tf_quiet):
 
 @pytest.mark.slow  # TensorFlow and seqio
 def test_seqio_mixture_token_shares_agree_with_grain(tiny_corpus, tf_quiet):
-    from multiscale.data.seqio_mixture import seqio_dataset
+    from multiscale.data.seqio_sampling import seqio_dataset
 
     L, B, steps = 32, 200, 100  # 20,000 sequences each
     spec = MixtureSpec(RATIOS)

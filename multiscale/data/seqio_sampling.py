@@ -1,12 +1,9 @@
 """The same mixture as a seqio `Mixture` of per-language `Task`s (reference path, T5X users).
 
-Each language is a seqio Task over the corpus's *text* shards: seqio tokenizes with its own
-vocabulary class (ByteVocabulary, or SentencePieceVocabulary for a SentencePiece corpus),
-appends EOS, then `concat_and_split` packs the stream into rows of exactly L tokens
-(`targets`, `targets_segment_ids`, `targets_positions`, seqio's packed naming; `language_id`).
-The Mixture's rates are the language weights `p_family * w_language|family`, so, as in the grain
-path, the *token* share of a family is its ratio (here up to sampling noise: seqio samples
-tasks at random, grain interleaves deterministically).
+Each language is a seqio Task over the corpus's *text* shards, tokenized by seqio's vocabulary
+(Byte or SentencePiece) with EOS and packed by `concat_and_split` into rows of exactly L tokens
+(seqio's packed naming; `language_id`). The rates are the language weights
+`p_family * w_language|family`, so a family's token share is its ratio up to sampling noise.
 
 TensorFlow and seqio are imported inside these functions only.
 """

@@ -1,22 +1,16 @@
 """The family-weighted mixture: sampling ratios -> packed token batches (grain hot path).
 
-`MixtureSpec.ratios[f]` is the share of *training tokens* drawn from family f; the ratios are a
-`multiscale.mixture.Mixture` (one parser, one validation). Inside a family, languages share its
-part proportionally to their unique training tokens (`within="proportional"`), equally
-(`"uniform"`), or by temperature (`q_l ∝ n_l^tau`, tau = 1/T as everywhere in multiscale).
-The language weights of a family sum to 1, so the family ratios the pipeline samples are exactly
-the mixture's ratios (`MixtureSpec.family_ratios`, `MixtureIterator.family_ratios`).
+`MixtureSpec.ratios[f]` (a `multiscale.mixture.Mixture`) is the share of *training tokens* drawn
+from family f. Inside a family, languages share its part proportionally to their unique training
+tokens, equally, or by temperature (`q_l ∝ n_l^tau`, tau = 1/T); those weights sum to 1, so the
+family ratios sampled are exactly the mixture's (`family_ratios`).
 
-Every language is one packed stream of fixed-length rows (`multiscale.data.packing`), and the
-streams are interleaved by grain's deterministic weighted mix with weights
-`p_family * w_language|family`. Each row has exactly `seq_len` tokens and no padding, so the
-*token* share of a family equals its ratio (up to the mix's integer rounding), not the document
-share. A row comes from one language, hence one family.
-
-Sharding: each host reads a disjoint, complete slice of every language's documents
-(`docs[shard_index::shard_count]`). Determinism: a language's document order depends only on
-(seed, language, shard), never on the ratios. Checkpointing: the returned iterator is a grain
-`DatasetIterator` (`get_state` / `set_state`), including its token accounting.
+Each language is one packed stream of `seq_len`-token rows without padding
+(`multiscale.data.packing`), interleaved by grain's deterministic weighted mix with weights
+`p_family * w_language|family`, so a family's *token* share is its ratio (up to integer rounding)
+and a row holds one language. Each host reads `docs[shard_index::shard_count]` of every language;
+a language's document order depends only on (seed, language, shard). The iterator is a grain
+`DatasetIterator` whose state includes its token accounting.
 """
 
 from __future__ import annotations
@@ -49,14 +43,10 @@ class RepetitionWarning(UserWarning):
 class MixtureSpec:
     """Family sampling ratios (token shares) and the within-family language policy.
 
-    ratios: a `Mixture` (used as is), or a mapping family -> ratio or ``'germanic=0.5,...'``
-        text made one by `Mixture.parse` (families of the corpus absent here get 0). With
-        `normalize=True` any non-negative ratios are scaled to sum 1. Stored as a read-only
-        mapping; `mixture` is the `Mixture` itself. Each method that takes a corpus refuses a
-        mixture naming a family the corpus lacks (`UnknownFamilyError`).
-    within: "proportional" (to unique training tokens), "uniform", or "temperature".
-    tau: exponent of `q ∝ n^tau` (within="temperature"); tau = 1 is proportional, 0 uniform.
-        Default 0.3 as in mT5.
+    ratios: anything `Mixture.parse` reads (absent families get 0; `normalize=True` scales
+        non-negative ratios to sum 1), stored read-only; `mixture` is the `Mixture`. A corpus
+        lacking one of its families is refused (`UnknownFamilyError`).
+    tau: exponent of `q ∝ n^tau` for within="temperature" (default 0.3 as in mT5).
     """
 
     ratios: Mapping[str, float] | Mixture | str
@@ -321,10 +311,9 @@ def make_train_iterator(corpus, spec: MixtureSpec, *, seq_len: int, batch_size: 
                         num_epochs: int | None = None) -> MixtureIterator:
     """This host's batches of the mixture.
 
-    Yields dicts of numpy arrays: inputs, targets, segment_ids, positions int32 [B, L], weights
-    float32 [B, L], family_ids int32 [B] (index into corpus.grouping.family_names), language_ids
-    int32 [B] (index into corpus.languages). `batch_size` is per host. `num_epochs=None` repeats
-    every language forever; with a number, iteration stops when the first language runs out.
+    Yields the packed arrays [B, L] (`multiscale.data.packing`) plus family_ids and language_ids
+    int32 [B] (indices into corpus.grouping.family_names, corpus.languages); `batch_size` is per
+    host. With `num_epochs` set, iteration stops when the first language runs out.
     """
     if int(seq_len) < 1:
         raise MixtureError(f"seq_len must be >= 1, got {seq_len}", arg="seq_len")

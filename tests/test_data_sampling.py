@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from multiscale.data.mixture import (
+from multiscale.data.sampling import (
     MixtureError,
     MixtureSpec,
     RepetitionWarning,
@@ -144,7 +144,7 @@ def test_two_hosts_are_disjoint_and_complete(tiny_corpus):
 def test_shard_defaults_to_jax_process():
     import jax
 
-    from multiscale.data.mixture import _resolve_shard
+    from multiscale.data.sampling import _resolve_shard
 
     assert _resolve_shard(None, None) == (jax.process_index(), jax.process_count())
 
