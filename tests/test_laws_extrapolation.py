@@ -6,29 +6,61 @@ import pytest
 
 from multiscale.errors import InputError
 from multiscale.laws.extrapolation import (
+    FIELD_PRIOR_PATH,
     Z90,
+    FieldPrior,
+    combine,
     describe,
     distance,
     extrapolation_sd,
+    field_prior,
     fitted_ranges,
     leave_largest_out,
     required_kappa,
 )
 
-RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)],
-          "unit_N": np.log(100), "unit_D": np.log(10)}
+RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)]}
+PRIOR = FieldPrior(kappa=0.04, weight=4.0, edge=0.5, source="test")
 
 
-def test_distance_is_zero_inside_and_in_units_of_the_span_outside():
+def test_distance_is_log_k_beyond_the_fitted_range_and_zero_inside():
     assert distance(RANGES, 1e7, 3e9) == 0 and distance(RANGES, 1e6, 1e10) == 0
-    assert distance(RANGES, 1e9, 5e9) == pytest.approx(0.5)  # one decade beyond a span of two
-    assert distance(RANGES, 1e5, 1e11) == pytest.approx(np.hypot(0.5, 1.0))
-    sd = extrapolation_sd({"kappa": 0.02, **RANGES}, np.array([1e7, 1e9]), 5e9)
-    assert sd.tolist() == pytest.approx([0.0, 0.01])
+    assert distance(RANGES, 1e9, 5e9) == pytest.approx(np.log(10))  # k = 10 beyond N_max
+    assert distance(RANGES, 1e5, 1e12) == pytest.approx(np.log(100))  # the larger axis: D
+    sd = extrapolation_sd({"kappa": 0.02, **RANGES}, np.array([1e7, 1e9, 1e10]), 5e9)
+    assert sd.tolist() == pytest.approx([0.0, 0.02 * np.log(10), 0.02 * np.log(100)])  # grows with log k
     df = pd.DataFrame({"N": [1e6, 1e8, 1e7], "D": [1e9, 1e9, 1e9]})
-    assert fitted_ranges(df)["unit_N"] == fitted_ranges(df)["unit_D"] == pytest.approx(np.log(100))
-    assert fitted_ranges(df.iloc[:1])["unit_N"] == 1.0
+    assert fitted_ranges(df) == {"log_N_range": pytest.approx([np.log(1e6), np.log(1e8)]),
+                                 "log_D_range": pytest.approx([np.log(1e9)] * 2)}
     assert extrapolation_sd(None, 1e9, 1e9) == 0 and extrapolation_sd({"kappa": None, **RANGES}, 1e9, 1e9) == 0
+
+
+def test_the_default_prior_is_the_shipped_field_measurement():
+    """The pooled log-k kappa_90 of benchmarks/bench_extrapolation_field.py, one pseudo-experiment
+    per ladder; a missing file is a packaging bug and raises."""
+    import json
+
+    shipped = json.loads(FIELD_PRIOR_PATH.read_text())
+    p = field_prior()
+    assert p.kappa == shipped["summary"]["log_k"]["pooled"]["kappa"]["90"] and 0.02 < p.kappa < 0.06
+    assert p.weight == len(shipped["ladders"]) == 4 and "field_prior.json" in p.source
+    band = shipped["summary"]["log_k"]["pooled"]
+    assert p.edge == pytest.approx(band["c"] / band["d"]) and 0.3 < p.edge < 1.0  # k ~ 1.8
+    with pytest.raises(FileNotFoundError, match="ships with the package"):
+        field_prior(FIELD_PRIOR_PATH.with_name("missing.json"))
+    with pytest.raises(InputError, match="kappa must be"):
+        FieldPrior(kappa=-0.1, weight=1.0, edge=0.5, source="x")
+    with pytest.raises(InputError, match="edge must be"):
+        FieldPrior(kappa=0.1, weight=1.0, edge=float("inf"), source="x")
+    with pytest.raises(InputError, match="weight must be"):
+        FieldPrior(kappa=0.1, weight=0.0, edge=0.5, source="x")
+
+
+def test_the_table_updates_the_prior_without_erasing_it():
+    assert combine(PRIOR, []) == pytest.approx(0.04)  # no experiments: the prior
+    assert combine(PRIOR, [0.0, 0.0]) == pytest.approx(0.04 * np.sqrt(4 / 6))  # refits that miss nothing
+    assert combine(PRIOR, [0.1, 0.1]) == pytest.approx(np.sqrt((4 * 0.04 ** 2 + 2 * 0.1 ** 2) / 6))
+    assert combine(PRIOR, [0.04, 0.04]) == pytest.approx(0.04)
 
 
 def test_required_kappa_widens_exactly_enough():
@@ -64,25 +96,44 @@ def test_leave_largest_out_measures_the_refits_error():
     def draws_fn(fit, rows):
         return np.full((200, len(rows)), 3.0) * np.exp(np.linspace(-1e-6, 1e-6, 200))[:, None]
 
-    m = leave_largest_out(df, fit_fn, draws_fn)
+    m = leave_largest_out(df, fit_fn, draws_fn, prior=PRIOR)
     assert seen == [[1e6, 1e7]]
-    assert m["kappa"] == pytest.approx(np.log(1.1) / Z90, rel=1e-4)  # one span beyond
+    k_table = np.log(1.1) / (Z90 * np.log(10))  # log k = log 10 beyond the refit's N
+    assert m["kappa_table"] == pytest.approx(k_table, rel=1e-4)
+    assert m["experiments"][0]["kappa"] == pytest.approx(k_table, rel=1e-4)
+    assert m["kappa"] == pytest.approx(np.sqrt((4 * 0.04 ** 2 + k_table ** 2) / 5), rel=1e-4)
+    assert m["prior"] == {"kappa": 0.04, "weight": 4.0, "edge": 0.5, "source": "test"} and m["distance"] == "log_k"
     assert m["experiments"][0]["left_out"] == "N" and m["experiments"][0]["coverage_before"] == 0
     assert m["skipped"] == ["D: 1 fitted level(s), 3 needed to leave the largest out"]
     assert m["log_N_range"] == pytest.approx([np.log(1e6), np.log(1e8)])
-    assert f"{m['kappa']:.4f} per fitted span" in describe(m) and "refit covered 0%" in describe(m)
+    assert f"{m['kappa']:.4f} per unit log k" in describe(m) and "refit covered 0%" in describe(m)
+    assert leave_largest_out(df, fit_fn, draws_fn)["prior"] == field_prior().to_dict()  # the default
 
 
-def test_too_few_levels_or_refused_refits_leave_no_kappa():
-    m = leave_largest_out(_table(levels_N=(1e6, 1e7)), lambda s: None, lambda f, r: None)
-    assert m["kappa"] is None and len(m["skipped"]) == 2
-    assert "not estimated" in describe(m)
+def test_a_left_out_level_nearer_than_the_edge_is_measured_at_the_edge():
+    """Largest N only 1% beyond the rest (log k = 0.00995): its 10% error is charged as if at
+    the prior's edge (0.5), not as a growth rate of 10% per 1%."""
+    df = _table(levels_N=(1e6, 1e7, 1.01e7))
+    df.loc[df["N"] == 1.01e7, "loss"] = 3.3
+
+    def draws_fn(fit, rows):
+        return np.full((200, len(rows)), 3.0) * np.exp(np.linspace(-1e-6, 1e-6, 200))[:, None]
+
+    m = leave_largest_out(df, lambda sub: "refit", draws_fn, prior=PRIOR)
+    assert m["experiments"][0]["distance"] == pytest.approx(np.log(1.01))
+    assert m["kappa_table"] == pytest.approx(np.log(1.1) / (Z90 * 0.5), rel=1e-4)
+
+
+def test_too_few_levels_or_refused_refits_leave_the_prior():
+    m = leave_largest_out(_table(levels_N=(1e6, 1e7)), lambda s: None, lambda f, r: None, prior=PRIOR)
+    assert m["kappa"] == 0.04 and m["kappa_table"] is None and len(m["skipped"]) == 2
+    assert "not updated by this table" in describe(m)
 
     def refuse(sub):
         raise InputError("too few runs")
 
-    m = leave_largest_out(_table(), refuse, lambda f, r: None)
-    assert m["kappa"] is None and "cannot be fitted (too few runs)" in m["skipped"][0]
+    m = leave_largest_out(_table(), refuse, lambda f, r: None, prior=PRIOR)
+    assert m["kappa"] == 0.04 and "cannot be fitted (too few runs)" in m["skipped"][0]
 
 
 def test_fit_many_fits_all_left_out_tables_at_once_and_may_refuse_one():
@@ -99,9 +150,10 @@ def test_fit_many_fits_all_left_out_tables_at_once_and_may_refuse_one():
         assert fit == "refit"
         return np.full((100, len(rows)), 3.0) * np.exp(np.linspace(-0.01, 0.01, 100))[:, None]
 
-    m = leave_largest_out(df, None, draws_fn, fit_many=fit_many)
+    m = leave_largest_out(df, None, draws_fn, fit_many=fit_many, prior=PRIOR)
     assert calls == [[([1e6, 1e7], [1e9, 2e9, 4e9]), ([1e6, 1e7, 1e8], [1e9, 2e9])]]
-    assert [e["left_out"] for e in m["experiments"]] == ["N"] and m["kappa"] == 0
+    assert [e["left_out"] for e in m["experiments"]] == ["N"] and m["kappa_table"] == 0
+    assert m["kappa"] == pytest.approx(0.04 * np.sqrt(4 / 5))
     assert m["skipped"] == ["D: the rows below its largest level cannot be fitted (too few runs)"]
 
 
@@ -117,3 +169,36 @@ def test_refit_settings():
     assert refit_settings({**base, "chains": 3})["draws"] == 334  # ceil(1000 / 3)
     assert refit_settings({**base, "chains": 1, "draws": 150, "warmup": 80}) == {
         **base, "chains": 1, "draws": 150, "warmup": 80}
+
+
+@pytest.mark.slow
+def test_a_fit_records_its_prior_and_widens_only_beyond_the_fitted_range(tmp_path):
+    """A real NUTS fit: the saved extrapolation block records the prior it was given; the
+    predictive interval is the term-free one inside the fitted range and widens with log k beyond."""
+    from multiscale.laws import fit_bayes, load_fit
+    from multiscale.laws.predict import predict_table, predictive_draws
+
+    rng = np.random.default_rng(0)
+    grid = [(n, d) for n in (1e7, 3e7, 1e8) for d in (1e9, 3e9, 1e10)] * 2
+    loss = [(1.8 + 400 / n ** 0.34 + 900 / d ** 0.28) * np.exp(0.01 * rng.standard_normal()) for n, d in grid]
+    df = pd.DataFrame({"run": [f"r{i}" for i in range(len(grid))], "family": "a", "N": [n for n, _ in grid],
+                       "D": [d for _, d in grid], "p": 1.0, "loss": loss})
+    fit = fit_bayes(df, law="chinchilla", chains=2, draws=300, warmup=300, seed=0, warn=False,
+                    extrapolation_prior=PRIOR)
+    ex = fit.extrapolation
+    assert ex["prior"] == PRIOR.to_dict() and [e["left_out"] for e in ex["experiments"]] == ["N", "D"]
+    assert ex["kappa"] == pytest.approx(combine(PRIOR, [e["kappa"] for e in ex["experiments"]]))
+    fit.save(tmp_path / "fit")
+    assert load_fit(tmp_path / "fit").extrapolation == ex
+    rows = pd.DataFrame({"run": ["in", "x2", "x4", "x8"], "family": "a", "N": [3e7, 2e8, 4e8, 8e8],
+                         "D": 3e9, "p": 1.0, "loss": 2.5})
+    with_term, without = predictive_draws(fit, rows, seed=1), predictive_draws(fit, rows, seed=1, extrapolation=False)
+    np.testing.assert_array_equal(with_term[:, 0], without[:, 0])  # inside: exactly the term-free draws
+    assert predict_table(fit, rows)["extrapolation_sd_log"].tolist() == pytest.approx(
+        [0.0, *(ex["kappa"] * np.log([2, 4, 8]))])  # log k beyond N_max = 1e8
+
+    def width(draws):
+        return np.log(np.quantile(draws, 0.95, axis=0) / np.quantile(draws, 0.05, axis=0))
+
+    widen = width(with_term) - width(without)
+    assert widen[0] == 0 and 0 < widen[1] < widen[2] < widen[3]

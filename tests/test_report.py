@@ -319,15 +319,15 @@ def test_report_says_how_much_of_an_interval_is_extrapolation():
     from multiscale.report.markdown import ReportContent, _extrapolation
 
     model = {"method": "leave-largest-out", "kappa": 0.02, "log_N_range": [np.log(1e5), np.log(4e5)],
-             "log_D_range": [np.log(2e5), np.log(4e5)], "unit_N": np.log(4), "unit_D": np.log(2),
-             "experiments": [{"left_out": "N", "value": 4e5, "coverage_before": 0.3}], "skipped": []}
+             "log_D_range": [np.log(2e5), np.log(4e5)], "prior": {"kappa": 0.03, "weight": 4, "source": "s"},
+             "experiments": [{"left_out": "N", "value": 4e5, "coverage_before": 0.3, "kappa": 0.01}], "skipped": []}
     runs = pd.DataFrame({"N": [1e5, 4e5, 8e5, 1.6e6], "D": [2e5] * 4})
     content = ReportContent(fit=SimpleNamespace(method="nuts", extrapolation=model), runs=runs, runs_path="r.csv",
                             heldout=[], metrics={}, recommendation={}, independence=None, independence_note="",
                             figures=[])
     text = " ".join(_extrapolation(content))
-    assert "0.0200 per fitted span" in text and "2 of 4 rows lie beyond" in text
-    assert "0.0100-0.0200" in text  # 8e5 is half a span beyond 4e5, 1.6e6 one span
+    assert "0.0200 per unit log k" in text and "2 of 4 rows lie beyond" in text
+    assert f"{0.02 * np.log(2):.4f}-{0.02 * np.log(4):.4f}" in text  # 8e5 is 2x beyond 4e5, 1.6e6 4x
     assert _extrapolation(ReportContent(**{**content.__dict__, "fit": SimpleNamespace(method="lbfgs")})) == []
 
 

@@ -51,7 +51,7 @@ import pandas as pd
 from multiscale.errors import InputError
 from multiscale.host_devices import request_host_devices
 from multiscale.laws.data import FitData, prepare
-from multiscale.laws.extrapolation import leave_largest_out
+from multiscale.laws.extrapolation import FieldPrior, leave_largest_out
 from multiscale.laws.fits import BayesFit
 from multiscale.laws.forms import Law, get_law, log_loss, natural_from_raw, offdiag_mask
 from multiscale.laws.identifiability import refuse_unidentified, unidentified
@@ -459,7 +459,8 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
               draws: int = 1000, warmup: int | None = None, seed: int = 0,
               target_accept: float | None = None, progress: bool = False, warn: bool = True,
               dense_mass: bool | None = None, chain_method: str = CHAIN_METHOD,
-              extrapolation: bool = True, strict: bool = False) -> BayesFit:
+              extrapolation: bool = True, extrapolation_prior: FieldPrior | None = None,
+              strict: bool = False) -> BayesFit:
     """Posterior of `law`'s parameters given a run table (see module docstring for the model).
 
     Args:
@@ -476,6 +477,8 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         its largest level out, with the fit's chains and warm-up but REFIT_DRAWS draws in all
         (`refit_settings`), the refits run as one NUTS program; recorded in
         ``options["extrapolation_refit"]``.
+      extrapolation_prior: the term's field prior, which the refits update (None: the shipped
+        `multiscale.laws.extrapolation.field_prior()`); saved in ``extrapolation["prior"]``.
       strict: refuse a fit the table cannot pin down (`multiscale.laws.identifiability`) instead
         of warning (`UnidentifiedWarning`, recorded in ``identifiability``).
 
@@ -514,7 +517,8 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
             return fits
 
         fit.extrapolation = leave_largest_out(
-            df, None, lambda f, rows: predictive_draws(f, rows, extrapolation=False), fit_many=fit_many)
+            df, None, lambda f, rows: predictive_draws(f, rows, extrapolation=False), fit_many=fit_many,
+            prior=extrapolation_prior)
         fit.diagnostics["seconds_extrapolation"] = sum(seconds)
         fit.options["extrapolation_refit"]["stacked"] = bool(stacked and stacked[0])
     return fit

@@ -1,38 +1,51 @@
-"""Honest intervals off the fitted range: an extrapolation term learned by leaving the largest
-fitted size (and budget) out.
+"""Honest intervals off the fitted range: an extrapolation term whose growth rate starts from a
+field prior measured on public ladders and is updated by leaving the largest fitted size (and
+budget) of the table out.
 
 A law fitted on a narrow range of N and D is more wrong beyond it than its parameter posterior
 says: the form itself is an approximation whose error grows with the distance from the data.
-`leave_largest_out` measures that error inside the fit. For each axis (N, then D) with at least
-three fitted levels it refits on the rows below the largest level, predicts the rows at it, and
-asks, row by row, how much extra log-loss spread the refit's 90% predictive interval lacked:
+The predictive multiplies each draw by ``exp(kappa * d * z)``, z standard normal, where
+
+    d(N, D) = max(dN, dD),   dN = max(0, log N - log N_max, log N_min - log N)
+
+(dD alike) is ``log k``: the factor, in log units, by which (N, D) lies beyond the fitted sizes or
+budgets. This is the distance in which the field prior was measured (`FIELD_PRIOR_PATH`,
+benchmarks/FIELD_PRIOR.md): across four public ladders the point fit's error grew with log k at
+similar rates (kappa_90 0.015-0.024 on three of them), whereas per span of the fitted range the
+same ladders disagreed 7x; dividing by the span over-corrects. Inside the fitted range d = 0, so
+in-range intervals are exactly what they were.
+
+kappa combines two pieces of evidence, both sd of log-loss per unit log k at 90% coverage:
+
+- the field prior (`FieldPrior`): the pooled kappa_90 of the ladders in the shipped
+  field_prior.json, weighing as many experiments as the file has ladders;
+- the table's own: for each axis (N, then D) with at least three fitted levels `leave_largest_out`
+  refits on the rows below the largest level, predicts the rows at it, and asks, row by row, how
+  much extra spread the refit's 90% interval lacked,
 
     k_r = sqrt(max(0, e_r^2 - h_r^2)) / (z_90 * d_r)
 
-with ``e_r = log L_r - log median_r`` the row's error, ``h_r`` the half-width of its interval on
-the side of the error (log scale), and ``d_r`` its distance from the refit's range. ``kappa`` is
-the 90% quantile of ``k_r`` over every left-out row: the smallest growth rate under which 90% of
-them fall inside their widened intervals. The final fit's predictive then multiplies each draw by
-``exp(kappa * d * z)``, z standard normal, where
+  (``e_r = log L_r - log median_r``, ``h_r`` the interval's half-width on the side of the error,
+  ``d_r`` the row's log k beyond the refit's range, at least the prior's `edge`: an error at a
+  level 1% beyond the rest is no growth rate); one experiment's kappa is the 90% quantile of its
+  k_r.
 
-    d(N, D) = sqrt((dN / uN)^2 + (dD / uD)^2),   dN = max(0, log N - log N_max, log N_min - log N)
+    kappa^2 = (w * kappa_field^2 + sum_e kappa_e^2) / (w + n_experiments)
 
-(dD alike) is the distance from the fitted ranges *relative to their spans*: uN = log N_max -
-log N_min of the fitted sizes (uD of the budgets; an axis with one level uses the other's span,
-and 1 when both have one). Relative, because a law fitted over a span of h log-units and pushed
-d beyond it errs in proportion to d / h (as any fitted curve does), and because the refit that
-leaves the largest level out spans less than the final fit: measuring its error per unit of
-absolute log-distance would charge the final fit with the refit's narrower range. On the CPU
-study (docs/cpu_study) the absolute form covered 98% of the held-out losses, the relative 82%
-(benchmarks/FIT_RESULTS.md). Inside the fitted range d = 0, so in-range intervals are exactly
-what they were. One kappa serves both axes (an axis with fewer than three levels cannot be left
-out and borrows the other's). The term is one shift of a family's log-loss at one (N, D), common
-to every mixture there, so p*, regret and P(best) do not depend on it.
+the posterior scale of a scaled-inverse-chi^2 prior with w pseudo-experiments, each experiment one
+observation (its rows share one refit). A table whose refits need no widening pulls kappa down but
+not to 0: a leave-largest-out refit sees only what the table holds. One kappa serves both axes.
+The term is one shift of a family's log-loss at one (N, D), common to every mixture there, so p*,
+regret and P(best) do not depend on it.
 """
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,28 +58,75 @@ Z90 = 1.6448536269514722  # standard normal 95% quantile: half-width of a centra
 KAPPA_QUANTILE = 0.9
 MIN_LEVELS = 3  # an axis needs this many fitted levels to leave its largest out
 METHOD = "leave-largest-out"
+DISTANCE = "log_k"
+# Shipped with the package (pyproject package-data); read as data, not imported: datasets is a
+# sibling layer of laws.
+FIELD_PRIOR_PATH = Path(__file__).resolve().parents[1] / "datasets" / "ladders" / "field_prior.json"
 
 
-def fitted_ranges(df: pd.DataFrame) -> dict[str, list[float] | float]:
-    """The fitted ranges of log N and log D of a run table, and the unit of distance along each
-    (its span; an axis with one level takes the other's span, 1 when both have one)."""
+@dataclass(frozen=True)
+class FieldPrior:
+    """The prior of the extrapolation term's kappa: sd of log-loss per unit log k (calibrated at
+    90%), weighing `weight` leave-largest-out experiments. `edge`: the log k below which the
+    field's error is the fitted edge's (the intercept c of its band c + d log k), not growth:
+    a left-out level nearer than that is measured as if at `edge`. `source`: where it was measured."""
+
+    kappa: float
+    weight: float
+    edge: float
+    source: str
+
+    def __post_init__(self):
+        if not (math.isfinite(self.kappa) and self.kappa >= 0):
+            raise InputError(f"kappa must be a finite number >= 0, got {self.kappa!r}")
+        if not (math.isfinite(self.weight) and self.weight > 0):
+            raise InputError(f"weight must be a finite number > 0, got {self.weight!r}")
+        if not (math.isfinite(self.edge) and self.edge >= 0):
+            raise InputError(f"edge must be a finite number >= 0, got {self.edge!r}")
+
+    @classmethod
+    def from_summary(cls, summary: dict, weight: float, source: str) -> FieldPrior:
+        """From one log-k summary of benchmarks/bench_extrapolation_field.py: its kappa["90"], and
+        c / d of its band as the edge."""
+        edge = float(summary["c"]) / float(summary["d"]) if summary["d"] > 0 else math.inf
+        return cls(kappa=float(summary["kappa"]["90"]), weight=float(weight), edge=edge, source=source)
+
+    def to_dict(self) -> dict:
+        return {"kappa": self.kappa, "weight": self.weight, "edge": self.edge, "source": self.source}
+
+
+def field_prior(path: Path = FIELD_PRIOR_PATH) -> FieldPrior:
+    """The default prior: the pooled log-k kappa_90 of the ladders in the shipped field_prior.json,
+    one pseudo-experiment per ladder. The file ships with the package: a missing file raises."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: it ships with the package (a packaging bug; reinstall)")
+    data = json.loads(path.read_text())
+    return FieldPrior.from_summary(data["summary"][DISTANCE]["pooled"], weight=len(data["ladders"]),
+                                   source=f"{path.name}: pooled over {', '.join(data['ladders'])}")
+
+
+def combine(prior: FieldPrior, kappas) -> float:
+    """The posterior kappa from the prior and one kappa per leave-largest-out experiment."""
+    ks = np.asarray(kappas, float)
+    return float(np.sqrt((prior.weight * prior.kappa ** 2 + np.sum(ks ** 2)) / (prior.weight + ks.size)))
+
+
+def fitted_ranges(df: pd.DataFrame) -> dict[str, list[float]]:
+    """The fitted ranges of log N and log D of a run table."""
     lN, lD = np.log(df["N"].to_numpy(float)), np.log(df["D"].to_numpy(float))
-    sN, sD = float(lN.max() - lN.min()), float(lD.max() - lD.min())
     return {"log_N_range": [float(lN.min()), float(lN.max())],
-            "log_D_range": [float(lD.min()), float(lD.max())],
-            "unit_N": sN if sN > 0 else (sD if sD > 0 else 1.0),
-            "unit_D": sD if sD > 0 else (sN if sN > 0 else 1.0)}
+            "log_D_range": [float(lD.min()), float(lD.max())]}
 
 
 def distance(ranges: dict, N, D) -> np.ndarray:
-    """Distance of (N, D) from the fitted ranges in units of their spans (0 inside); broadcasts."""
+    """log k: how far (N, D) lies beyond the fitted ranges, the larger of the two axes' excess
+    log-distances (0 inside); broadcasts."""
     def axis(x, lo_hi):
         lo, hi = lo_hi
         lx = np.log(np.asarray(x, float))
         return np.maximum(0.0, np.maximum(lx - hi, lo - lx))
 
-    return np.hypot(axis(N, ranges["log_N_range"]) / ranges["unit_N"],
-                    axis(D, ranges["log_D_range"]) / ranges["unit_D"])
+    return np.maximum(axis(N, ranges["log_N_range"]), axis(D, ranges["log_D_range"]))
 
 
 def extrapolation_sd(model: dict | None, N, D) -> np.ndarray:
@@ -93,12 +153,13 @@ def split_largest(df: pd.DataFrame, axis: str) -> tuple[pd.DataFrame, pd.DataFra
     return df[df[axis] < left], df[df[axis] == left]
 
 
-def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str) -> tuple[dict, np.ndarray]:
+def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str,
+            min_distance: float = 0.0) -> tuple[dict, np.ndarray]:
     """A refit's predictive draws for the left-out rows `test` against their losses:
-    (record, per-row kappas)."""
+    (record, per-row kappas, each row's distance taken as at least `min_distance`)."""
     d = distance(fitted_ranges(train), test["N"].to_numpy(float), test["D"].to_numpy(float))
     y = test["loss"].to_numpy(float)
-    k = required_kappa(y, draws_SxR, d)
+    k = required_kappa(y, draws_SxR, np.maximum(d, min_distance))
     lo, hi = np.quantile(draws_SxR, [Q_LOW, Q_HIGH], axis=0)
     rec = {"left_out": axis, "value": float(test[axis].iloc[0]), "rows": int(len(test)),
            "distance": float(np.median(d)), "coverage_before": float(np.mean((y >= lo) & (y <= hi))),
@@ -108,7 +169,8 @@ def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str) -> tu
 
 def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | None,
                       draws_fn: Callable[[Any, pd.DataFrame], np.ndarray], *,
-                      fit_many: Callable[[list[pd.DataFrame]], list] | None = None) -> dict:
+                      fit_many: Callable[[list[pd.DataFrame]], list] | None = None,
+                      prior: FieldPrior | None = None) -> dict:
     """The extrapolation model of a fit of `df` (see the module docstring).
 
     Args:
@@ -117,14 +179,19 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | 
       draws_fn: posterior predictive loss draws (S, R) of such a fit for the rows of a table.
       fit_many: instead of `fit_fn`, fits all the sub-tables at once (`fit_bayes` runs the refits
         as one NUTS program); returns one fit per table, or the `InputError` that refused it.
+      prior: the field prior of kappa (None: `field_prior()`, the shipped one).
 
-    Returns a JSON-ready dict: ``method``, ``kappa`` (None when no axis has `MIN_LEVELS` levels,
-    or every refit was refused), the fitted ``log_N_range``/``log_D_range``, one record per
-    experiment (the left-out level, rows, median distance, the refit's coverage there, its own
-    kappa) and ``skipped`` (why an axis was not left out).
+    Returns a JSON-ready dict: ``method``, ``distance`` ("log_k"), ``kappa`` (`combine` of the
+    prior and the experiments; the prior's alone when no axis has `MIN_LEVELS` levels or every
+    refit was refused), ``kappa_table`` (the 90% quantile of every left-out row's k_r, None
+    without experiments), ``prior`` (the `FieldPrior` used), the fitted ``log_N_range`` and
+    ``log_D_range``, one record per experiment (the left-out level, rows, median distance, the
+    refit's coverage there, its own kappa) and ``skipped`` (why an axis was not left out).
     """
-    out: dict[str, Any] = {"method": METHOD, "kappa": None, "quantile": KAPPA_QUANTILE,
-                           **fitted_ranges(df), "experiments": [], "skipped": []}
+    prior = field_prior() if prior is None else prior
+    out: dict[str, Any] = {"method": METHOD, "distance": DISTANCE, "kappa": prior.kappa, "kappa_table": None,
+                           "quantile": KAPPA_QUANTILE, "prior": prior.to_dict(), **fitted_ranges(df),
+                           "experiments": [], "skipped": []}
     axes, skipped = [], {}
     for axis in ("N", "D"):
         n_levels = df[axis].nunique()
@@ -148,7 +215,7 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | 
         try:
             if isinstance(fit, InputError):
                 raise fit
-            rec, k = measure(train, test, draws_fn(fit, test), axis)
+            rec, k = measure(train, test, draws_fn(fit, test), axis, prior.edge)
         except InputError as err:  # the rows below the largest level cannot be fitted
             skipped[axis] = f"{axis}: the rows below its largest level cannot be fitted ({err})"
             continue
@@ -156,7 +223,8 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | 
         ks.append(k)
     out["skipped"] = [skipped[a] for a in ("N", "D") if a in skipped]
     if ks:
-        out["kappa"] = float(np.quantile(np.concatenate(ks), KAPPA_QUANTILE))
+        out["kappa_table"] = float(np.quantile(np.concatenate(ks), KAPPA_QUANTILE))
+    out["kappa"] = combine(prior, [e["kappa"] for e in out["experiments"]])
     return out
 
 
@@ -164,9 +232,10 @@ def describe(model: dict | None) -> str:
     """One line on the extrapolation model, for printouts and reports."""
     if not model:
         return "no extrapolation term (a point fit, or a fit saved before it existed)"
-    if model.get("kappa") is None:
-        return "extrapolation term not estimated: " + "; ".join(model.get("skipped", []))
-    exps = ", ".join(f"{e['left_out']}={e['value']:.4g} left out: refit covered {e['coverage_before']:.0%}"
-                     for e in model["experiments"])
-    return (f"extrapolation sd of log-loss = {model['kappa']:.4f} per fitted span beyond the fitted "
-            f"N and D ({exps})")
+    prior = model["prior"]
+    exps = ", ".join(f"{e['left_out']}={e['value']:.4g} left out: refit covered {e['coverage_before']:.0%}, "
+                     f"kappa {e['kappa']:.4f}" for e in model["experiments"])
+    table = f"updated by this table's leave-largest-out ({exps})" if exps else (
+        "not updated by this table: " + "; ".join(model["skipped"]))
+    return (f"extrapolation sd of log-loss = {model['kappa']:.4f} per unit log k beyond the fitted N and D "
+            f"(field prior {prior['kappa']:.4f}, weight {prior['weight']:g}, {table})")

@@ -1,0 +1,163 @@
+"""Leave one ladder out: does the field prior give honest intervals on a ladder it has not seen?
+
+For each public ladder of `multiscale.datasets.LADDERS`:
+
+1. the field prior learned WITHOUT it: the pooled log-k kappa_90 of the other ladders' window
+   errors (`summarise` of benchmarks/bench_extrapolation_field.py on the other ladders, weighing
+   one pseudo-experiment per ladder). By default it is read from the ``leave_one_ladder_out``
+   summary that bench_extrapolation_field.py stored in the package's field_prior.json (the same
+   functions on the same deterministic point fits); ``--recompute`` refits the windows and
+   recomputes it (3-6 min more on 2 shared cores);
+2. the library's default NUTS fit (`fit_bayes` at its defaults: 4 chains, 1,000 draws, 500 warm-up,
+   as ``multiscale fit --method nuts`` runs) of the chinchilla law on the ladder's runs with
+   N <= N_max / HOLD (``--hold``, default 4: the ladder's largest size over 4), and its
+   leave-largest-out refits (one per axis with >= 3 levels, 4 chains x 250 draws after the same
+   warm-up, as `refit_settings`; here one after another rather than as one stacked program);
+3. the runs with larger N predicted with 90% intervals in two ways from the SAME posterior draws
+   and refits:
+   - ``today``: the term as it was before the field prior (main at 27aa62f): kappa the 90%
+     quantile of the refits' per-row k_r with the distance in units of the fitted spans (hypot
+     of each axis's excess log-distance over its log-span), nothing when no axis can be left out;
+   - ``field_prior``: the library's term now: the prior updated by the same refits
+     (`leave_largest_out` with ``prior=``), distance log k.
+
+Scores per ladder: coverage of the 90% intervals, MAPE and bias (mean log(median / observed)) of
+the medians (the term is a symmetric shift of log-loss: it leaves the medians, hence MAPE and bias,
+as they were), the median interval width in log-loss. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from multiscale.datasets import LADDERS, load_ladder
+from multiscale.laws.bayes import REFIT_DRAWS, fit_bayes
+from multiscale.laws.extrapolation import (
+    FIELD_PRIOR_PATH,
+    KAPPA_QUANTILE,
+    FieldPrior,
+    extrapolation_sd,
+    fitted_ranges,
+    leave_largest_out,
+    required_kappa,
+)
+from multiscale.laws.predict import predictive_draws
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_extrapolation_field as field  # noqa: E402  (a sibling script, not a package)
+
+LAW = "chinchilla"
+HOLD = 4.0  # default: fit on N <= N_max / HOLD, predict the larger sizes
+CHAINS, DRAWS, SEED = 4, 1000, 0  # fit_bayes's defaults (warm-up: its WARMUP)
+
+
+def loo_priors(recompute: bool, per_hi: int) -> dict[str, FieldPrior]:
+    """Per ladder, the field prior learned on the other ladders."""
+    n_other = len(LADDERS) - 1
+    if not recompute:
+        lolo = json.loads(FIELD_PRIOR_PATH.read_text())["summary"]["log_k"]["leave_one_ladder_out"]
+        return {lad: FieldPrior.from_summary(lolo[lad], n_other, f"field_prior.json without {lad}")
+                for lad in LADDERS}
+    parts = []
+    for lad in LADDERS:
+        df = load_ladder(lad)
+        for k, (n_lo, n_hi) in enumerate(field.windows(df, per_hi)):
+            parts.append(field.window_errors(df, n_lo, n_hi)[0].assign(ladder=lad, window=k))
+    errs = pd.concat(parts, ignore_index=True)
+    errs["w"] = field.weights(errs)
+    return {lad: FieldPrior.from_summary(field.summarise(errs[errs["ladder"] != lad], "log_k")["pooled"],
+                                         n_other, f"recomputed without {lad}") for lad in LADDERS}
+
+
+def span_distance(train: pd.DataFrame, N, D) -> np.ndarray:
+    """The retired distance: each axis's excess log-distance in units of its fitted log-span."""
+    r = fitted_ranges(train)
+    ex, units = [], []
+    for x, (lo, hi) in ((N, r["log_N_range"]), (D, r["log_D_range"])):
+        lx = np.log(np.asarray(x, float))
+        ex.append(np.maximum(0.0, np.maximum(lx - hi, lo - lx)))
+        units.append(hi - lo)
+    uN, uD = (units[0] or units[1] or 1.0), (units[1] or units[0] or 1.0)
+    return np.hypot(ex[0] / uN, ex[1] / uD)
+
+
+def scores(y: np.ndarray, draws_SxR: np.ndarray, sd_R: np.ndarray, z_SxR: np.ndarray) -> dict:
+    """Coverage of the 90% interval of the draws widened by exp(sd z), MAPE and bias of the median."""
+    wide = draws_SxR * np.exp(sd_R[None, :] * z_SxR)
+    lo, med, hi = np.quantile(wide, [0.05, 0.5, 0.95], axis=0)
+    return {"coverage90": round(float(np.mean((y >= lo) & (y <= hi))), 3),
+            "mape": round(float(np.mean(np.abs(med / y - 1))), 4),
+            "bias": round(float(np.mean(np.log(med / y))), 4),
+            "width_log_median": round(float(np.median(np.log(hi / lo))), 4)}
+
+
+def holdout(name: str, prior: FieldPrior, hold: float = HOLD) -> dict:
+    """Fit the ladder's smaller sizes, score both terms on its larger ones."""
+    df = load_ladder(name)
+    cut = df["N"].max() / hold
+    train, test = df[df["N"] <= cut], df[df["N"] > cut]
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_bayes(train, law=LAW, chains=CHAINS, draws=DRAWS, seed=SEED, extrapolation=False)
+        per_chain = min(DRAWS, -(-REFIT_DRAWS // CHAINS))
+        seen = []  # (refit's train, left-out rows, their predictive draws): for today's kappa
+
+        def draws_fn(f_sub, rows):
+            d = predictive_draws(f_sub[0], rows, extrapolation=False)
+            seen.append((f_sub[1], rows, d))
+            return d
+
+        def fit_fn(sub):
+            return fit_bayes(sub, law=LAW, chains=CHAINS, draws=per_chain, seed=SEED, extrapolation=False,
+                             warn=False), sub
+
+        model = leave_largest_out(train, fit_fn, draws_fn, prior=prior)
+    fit_s = time.perf_counter() - t0
+    ks = [required_kappa(rows["loss"], d, span_distance(sub, rows["N"], rows["D"])) for sub, rows, d in seen]
+    kappa_today = float(np.quantile(np.concatenate(ks), KAPPA_QUANTILE)) if ks else 0.0
+    draws = predictive_draws(fit, test, extrapolation=False)
+    z = np.random.default_rng(SEED).standard_normal(draws.shape)
+    y = test["loss"].to_numpy(float)
+    N, D = test["N"].to_numpy(float), test["D"].to_numpy(float)
+    log_k = np.log(np.maximum(N / train["N"].max(), D / train["D"].max()))
+    return {"ladder": name, "fit_sizes": int(train["N"].nunique()), "fit_rows": len(train),
+            "fit_N": [float(train["N"].min()), float(train["N"].max())],
+            "held_out_sizes": int(test["N"].nunique()), "held_out_rows": len(test),
+            "held_out_N": [float(test["N"].min()), float(test["N"].max())],
+            "log_k": [round(float(log_k.min()), 3), round(float(log_k.max()), 3)],
+            "kappa_today_per_span": kappa_today, "prior": prior.to_dict(), "kappa_table": model["kappa_table"],
+            "kappa": model["kappa"], "experiments": model["experiments"], "skipped": model["skipped"],
+            "today": scores(y, draws, kappa_today * span_distance(train, N, D), z),
+            "field_prior": scores(y, draws, extrapolation_sd(model, N, D), z),
+            "no_term": scores(y, draws, np.zeros(len(y)), z),
+            "diagnostics": {k: fit.diagnostics[k] for k in ("max_rhat", "min_ess_bulk", "divergences")
+                            if k in fit.diagnostics},
+            "warnings": sorted({str(w.message)[:120] for w in caught}), "seconds": round(fit_s, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ladders", nargs="*", default=list(LADDERS), choices=list(LADDERS))
+    ap.add_argument("--hold", type=float, default=HOLD, help=f"fit N <= N_max / HOLD (default {HOLD:g})")
+    ap.add_argument("--recompute", action="store_true", help="refit the field windows for the priors")
+    ap.add_argument("--per-hi", type=int, default=2, help="with --recompute: windows per N_hi (default 2)")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    priors = loo_priors(args.recompute, args.per_hi)
+    rows = [holdout(name, priors[name], args.hold) for name in args.ladders]
+    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": args.hold,
+                      "nuts": {"chains": CHAINS, "draws": DRAWS, "seed": SEED},
+                      "wall_s": round(time.perf_counter() - t0, 1), "ladders": rows}))
+
+
+if __name__ == "__main__":
+    main()
