@@ -3,15 +3,18 @@ shared across scales, shrunk by empirical Bayes, against the single-scale choice
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic import synthetic_truth
 
+from multiscale.cli import main
 from multiscale.decisions.choose import LIBRARY, SINGLE, choose_candidates
 from multiscale.errors import InputError
 from multiscale.laws import fit_point
 from multiscale.laws.forms import get_law, predict_loss
-from tests.fixtures.synthetic import synthetic_truth
 
 TARGET = (1e9, 3e10)
 PROXY_N, PROXY_D = (2e7, 5e7, 1.2e8), (2e9, 6e9, 2e10)
@@ -78,3 +81,20 @@ def test_result_and_errors():
     other = df.assign(family=df["family"].replace("fam0", "famX")).rename(columns={"p_fam0": "p_famX"})
     with pytest.raises(InputError, match="not in the fit"):
         choose_candidates(fit, other, *TARGET)
+
+
+def test_cli_candidates(tmp_path, capsys):
+    df, _ = _candidates(synthetic_truth(3, seed=1), 0, effect_sd=0.02, noise=0.005)
+    table, out = tmp_path / "cand.csv", tmp_path / "fit"
+    df.to_csv(table, index=False)
+    assert main(["fit", str(table), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(table), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["pick"] in d["candidates"] and "single-scale" in d["options"]
+    df.drop(columns=[c for c in df.columns if c.startswith("p_")]).to_csv(tmp_path / "bare.csv", index=False)
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(tmp_path / "bare.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "mixture columns" in err and "\n" not in err
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(table),
+                 "--objective", "normalized"]) == 2
