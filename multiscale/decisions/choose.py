@@ -103,6 +103,10 @@ class Choice:
             why = "the shrinkage puts most weight on the measured effects" if mean_B > 0.5 else \
                 "the law's pick is not better in expectation"
             text += f"; the single-scale choice is advised over the law's ({law_name}): {why}"
+        if LAW_P in t and t[LAW_P]["expected_regret"] < t[LIBRARY]["expected_regret"]:
+            text += (f"; the law's p* (never measured, its effect drawn from the candidates' spread) is expected "
+                     f"better by {t[LIBRARY]['expected_regret'] - t[LAW_P]['expected_regret']:.2e}: train it at "
+                     "proxy scale to make it a candidate")
         return text
 
     def to_dict(self) -> dict[str, Any]:
