@@ -11,9 +11,9 @@ import pytest
 from fixtures.synthetic import synthetic_truth
 
 from multiscale.cli import main
-from multiscale.decisions.choose import LIBRARY, SINGLE, choose_candidates
+from multiscale.decisions.choose import LAW, LIBRARY, SINGLE, choose_candidates
 from multiscale.errors import InputError
-from multiscale.laws import fit_point
+from multiscale.laws import fit_bayes, fit_point
 from multiscale.laws.forms import get_law, predict_loss
 
 TARGET = (1e9, 3e10)
@@ -43,8 +43,8 @@ def _candidates(truth, seed, *, effect_sd, noise, n_candidates=8):
 
 
 def _regrets(effect_sd, noise, seeds):
-    """Mean true regret (nats/token) of the library's and the single-scale picks over `seeds`."""
-    out = {LIBRARY: [], SINGLE: []}
+    """Mean true regret (nats/token) of the library's, the single-scale and the law-only picks over `seeds`."""
+    out = {LIBRARY: [], SINGLE: [], LAW: []}
     truth = synthetic_truth(3, seed=1)
     for s in seeds:
         df, true = _candidates(truth, s, effect_sd=effect_sd, noise=noise)
@@ -98,3 +98,17 @@ def test_cli_candidates(tmp_path, capsys):
     assert "mixture columns" in err and "\n" not in err
     assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(table),
                  "--objective", "normalized"]) == 2
+
+
+def test_nuts_fit_single_run_candidates_use_sigma():
+    """A Bayesian fit: draws of the law carry to the target; with one run per candidate the noise
+    comes from the fit's sigma."""
+    df, true = _candidates(synthetic_truth(3, seed=1), 2, effect_sd=0.02, noise=0.005)
+    fit = fit_bayes(df, chains=1, draws=200, warmup=200, seed=0, warn=False, extrapolation=False)
+    one = df[df["N"] == PROXY_N[-1]]
+    one = one[one["D"] == PROXY_D[-1]]
+    ch = choose_candidates(fit, one, *TARGET)
+    assert ch.objective_SxC.shape == (200, 8) and ch.noise_source == "the fit's sigma"
+    assert all(c["runs"] == 1 for c in ch.candidates.values())
+    names = list(ch.candidates)
+    assert true[names.index(ch.pick)] - true.min() <= 0.02
