@@ -95,9 +95,13 @@ def test_cli_candidates(tmp_path, capsys):
     df.drop(columns=[c for c in df.columns if c.startswith("p_")]).to_csv(tmp_path / "bare.csv", index=False)
     assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(tmp_path / "bare.csv")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "mixture columns" in err and "\n" not in err
+    assert err.startswith("multiscale recommend: error: --candidates: no mixture columns") and "\n" not in err
     assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(table),
                  "--objective", "normalized"]) == 2
+    other = df.assign(family=df["family"].replace("fam0", "famX")).rename(columns={"p_fam0": "p_famX"})
+    other.to_csv(tmp_path / "other.csv", index=False)
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(tmp_path / "other.csv")]) == 2
+    assert "--candidates: families ['famX'] are not in the fit's" in capsys.readouterr().err
 
 
 def test_nuts_fit_single_run_candidates_use_sigma():

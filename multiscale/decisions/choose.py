@@ -134,27 +134,27 @@ class Choice:
         return "\n".join(lines)
 
 
-def _check(fit, table, N, D) -> tuple[pd.DataFrame, tuple[str, ...]]:
+def _check(fit, candidates, N, D) -> tuple[pd.DataFrame, tuple[str, ...]]:
     if not isinstance(fit, Fit):
         raise InputError(f"fit must be a PointFit or BayesFit (load_fit), got {type(fit).__name__}", arg="fit")
     for name, v in (("N", N), ("D", D)):
         if not (isinstance(v, Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
             raise InputError(f"{name} must be a finite positive number, got {v!r}", arg=name)
-    df = validate_runs(table)
+    df = validate_runs(candidates)
     cols = mixture_columns(df)
     if not cols:
-        raise InputError("table: no mixture columns (p_<family>); a candidate is identified by its whole mixture",
-                         arg="table")
+        raise InputError("candidates: no mixture columns (p_<family>); a candidate is identified by its whole mixture",
+                         arg="candidates")
     mix = decision_families(fit)
     got = tuple(c[len(MIXTURE_PREFIX):] for c in cols)
     extra = sorted(set(got) - set(mix)) + sorted(set(df["family"].astype(str)) - set(fit.families))
     if extra:
-        raise InputError(f"table: families {sorted(set(extra))} are not in the fit's {list(fit.families)}",
-                         arg="table")
+        raise InputError(f"candidates: families {sorted(set(extra))} are not in the fit's {list(fit.families)}",
+                         arg="candidates")
     missing = sorted(set(mix) - set(got))
     if missing:
-        raise InputError(f"table: the candidates' mixtures lack families {missing} of the fit (p_<family> columns)",
-                         arg="table")
+        raise InputError(f"candidates: the mixtures lack families {missing} of the fit (p_<family> columns)",
+                         arg="candidates")
     return df, mix
 
 
@@ -180,14 +180,14 @@ def _noise(fit, run_r, run_mix, w_F) -> tuple[float, str]:
     return 0.0, "unknown (each candidate has one run and the fit has no sigma): no shrinkage"
 
 
-def choose_candidates(fit: Fit, table: pd.DataFrame, N: float, D: float, *, objective: str = "raw",
+def choose_candidates(fit: Fit, candidates: pd.DataFrame, N: float, D: float, *, objective: str = "raw",
                       weights=None, seed: int = 0) -> Choice:
-    """Choose among the candidate mixtures measured in `table` (rows with ``p_<family>`` columns over
-    the fit's decision families) for the target (N, D) (module docstring). `weights` are the
+    """Choose among the mixtures measured in the run table `candidates` (rows with ``p_<family>``
+    columns over the fit's decision families) for the target (N, D) (module docstring). `weights` are the
     objective's family weights (as `optimal_ratios`). Only the raw objective (weighted mean loss)."""
     if objective != "raw":
         raise InputError(f"objective must be 'raw' (the weighted mean loss), got {objective!r}", arg="objective")
-    df, mix = _check(fit, table, N, D)
+    df, mix = _check(fit, candidates, N, D)
     w_F = family_values(weights, fit.families, arg="weights", default=1.0)
     if w_F.max() <= 0:
         raise InputError("weights must not all be zero", arg="weights")
@@ -215,8 +215,8 @@ def choose_candidates(fit: Fit, table: pd.DataFrame, N: float, D: float, *, obje
     post_C, var_C = mu + B_C * (r_C - mu), B_C * s2_C
     complete = [n for n, g in runs.groupby("N") if set(g["mixture"]) == set(names)]
     if not complete:
-        raise InputError("table: no proxy N at which every candidate was measured (the single-scale choice "
-                         "needs one)", arg="table")
+        raise InputError("candidates: no proxy N at which every candidate was measured (the single-scale choice "
+                         "needs one)", arg="candidates")
     proxy_N = max(complete)
     measured = runs[runs["N"] == proxy_N].groupby("mixture")["obj"].mean().reindex(names)
     ratios = {ids[k]: dict(zip(mix, map(float, k))) for k in ids}
