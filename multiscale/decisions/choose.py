@@ -19,7 +19,9 @@ Decisions are over the candidates' target objectives per draw (the law's draws t
 effect): the library's pick minimizes the mean (least expected regret against the best candidate),
 beside the single-scale pick (least measured objective at the largest proxy N where every
 candidate was measured), the law-only pick among the candidates and the law's continuous p*
-(effect mu +- tau, unmeasured).
+(effect mu +- tau, unmeasured). A law fitted to these same runs absorbs the part of the effects
+that its ratio term can follow, so the residuals then understate the effects (the shrinkage is
+estimated from them all the same).
 """
 
 from __future__ import annotations
