@@ -132,11 +132,24 @@ def _recommend(args) -> int:
     from multiscale.laws import load_fit
 
     fit = load_fit(args.fit_dir)
+    if args.candidates is not None:
+        from multiscale.decisions.choose import choose_candidates
+        from multiscale.runs import read_runs
+
+        if args.objective not in (None, "raw"):
+            raise InputError("--candidates chooses by the raw objective (weighted mean loss); give --objective raw")
+        unused = [flag for flag, v in (("--floor", args.floor), ("--cap", args.cap), ("--tokens", args.tokens),
+                                       ("--epochs", args.epochs), ("--unique-tokens", args.unique_tokens)) if v]
+        if unused:
+            raise InputError(f"--candidates chooses among measured mixtures; {', '.join(unused)} do not apply")
+        _emit(choose_candidates(fit, read_runs(args.candidates), args.N, args.D, weights=args.weights), args.json)
+        return 0
     if args.epochs is not None and args.tokens is None and not all(
             f in fit.unique_tokens for f in decision_families(fit)):
         raise InputError("--epochs caps the ratios at epochs * tokens / D, which needs --tokens (the fit has no "
                          "unique tokens of every family); give --tokens FAM=TOKENS,... or drop --epochs")
-    rec = optimal_ratios(fit, args.N, args.D, objective=args.objective, weights=args.weights, floor=args.floor,
+    rec = optimal_ratios(fit, args.N, args.D, objective=args.objective or "normalized", weights=args.weights,
+                         floor=args.floor,
                          caps=args.cap, available_tokens=args.tokens, epochs=args.epochs,
                          unique_tokens=args.unique_tokens)
     rec.notes.extend(_weights_notes(fit.families, args.weights))
@@ -260,7 +273,14 @@ def register(subparsers) -> None:
     p.add_argument("fit_dir")
     p.add_argument("--N", type=number(), required=True, help="non-embedding parameters")
     p.add_argument("--D", type=number(), required=True, help="training tokens")
-    p.add_argument("--objective", default="normalized", choices=["normalized", "raw"])
+    p.add_argument("--objective", default=None, choices=["normalized", "raw"],
+                   help="default: normalized; raw with --candidates")
+    p.add_argument("--candidates", default=None, metavar="TABLE",
+                   help="a run table of candidate mixtures trained at proxy scale (p_<family> columns): choose "
+                        "among them, each carried to (N, D) as the law's prediction plus its measured residual "
+                        "shrunk by empirical Bayes; the single-scale choice (least measured loss at the largest "
+                        "proxy N) is advised over the law's when the shrinkage weighs the measured effects most "
+                        "or the law's pick is not better in expectation")
     p.add_argument("--weights", default=None, metavar="W|FAM=W,...",
                    help="family weights of the objective: one number for every family, or per family; a "
                         "family not named gets 1 (default: all 1); normalized to sum 1 (shown in --json)")

@@ -1,0 +1,118 @@
+"""Choosing among measured candidate mixtures (`multiscale.decisions.choose`): per-mixture effects
+shared across scales, shrunk by empirical Bayes, against the single-scale choice."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures.synthetic import synthetic_truth
+
+from multiscale.cli import main
+from multiscale.decisions.choose import LAW, LIBRARY, SINGLE, choose_candidates
+from multiscale.errors import InputError
+from multiscale.laws import fit_bayes, fit_point
+from multiscale.laws.forms import get_law, predict_loss
+
+TARGET = (1e9, 3e10)
+PROXY_N, PROXY_D = (2e7, 5e7, 1.2e8), (2e9, 6e9, 2e10)
+
+
+def _candidates(truth, seed, *, effect_sd, noise, n_candidates=8):
+    """(run table: every candidate at every proxy (N, D), plus the truth's target objective per
+    candidate): each mixture's log loss is offset by u_m ~ N(0, effect_sd) at every scale."""
+    law, fams = get_law("multilingual"), list(truth)
+    rng = np.random.default_rng(seed)
+    P = rng.dirichlet(np.full(len(fams), 4.0), size=n_candidates)
+    u = effect_sd * rng.standard_normal(n_candidates)
+    rows, k = [], 0
+    for n in PROXY_N:
+        for d in PROXY_D:
+            for m in range(n_candidates):
+                for j, f in enumerate(fams):
+                    mean = float(predict_loss(law, truth[f], n, d, P[m, j])) * np.exp(u[m])
+                    rows.append({"run": f"r{k}", "family": f, "N": n, "D": d, "p": P[m, j],
+                                 "loss": mean * np.exp(noise * rng.standard_normal()),
+                                 **{f"p_{g}": P[m, i] for i, g in enumerate(fams)}})
+                k += 1
+    true = np.array([np.mean([float(predict_loss(law, truth[f], *TARGET, P[m, j])) for j, f in enumerate(fams)])
+                     * np.exp(u[m]) for m in range(n_candidates)])
+    return pd.DataFrame(rows), true
+
+
+def _regrets(effect_sd, noise, seeds):
+    """Mean true regret (nats/token) of the library's, the single-scale and the law-only picks over `seeds`."""
+    out = {LIBRARY: [], SINGLE: [], LAW: []}
+    truth = synthetic_truth(3, seed=1)
+    for s in seeds:
+        df, true = _candidates(truth, s, effect_sd=effect_sd, noise=noise)
+        ch = choose_candidates(fit_point(df), df, *TARGET)
+        names = list(ch.candidates)
+        for k in out:
+            out[k].append(true[names.index(ch.options[k]["candidate"])] - true.min())
+    return {k: float(np.mean(v)) for k, v in out.items()}
+
+
+def test_small_noise_library_loses_no_more_than_single_scale():
+    r = _regrets(effect_sd=0.02, noise=0.002, seeds=range(20))
+    print("small noise", r)
+    assert r[LIBRARY] <= r[SINGLE] + 1e-4
+
+
+def test_noisy_proxies_library_beats_single_scale():
+    r = _regrets(effect_sd=0.01, noise=0.03, seeds=range(20))
+    print("noisy", r)
+    assert r[LIBRARY] < r[SINGLE]
+
+
+def test_result_and_errors():
+    truth = synthetic_truth(3, seed=1)
+    df, _ = _candidates(truth, 0, effect_sd=0.02, noise=0.005)
+    fit = fit_point(df)
+    ch = choose_candidates(fit, df, *TARGET)
+    d = ch.to_dict()
+    assert d["pick"] in d["candidates"] and set(d["options"]) >= {LIBRARY, SINGLE, "law p*"}
+    assert all(0.0 <= c["shrinkage"] <= 1.0 for c in d["candidates"].values())
+    assert d["options"][LIBRARY]["expected_regret"] <= d["options"][SINGLE]["expected_regret"] + 1e-12
+    with pytest.raises(InputError, match="mixture columns"):
+        choose_candidates(fit, df.drop(columns=[c for c in df.columns if c.startswith("p_")]), *TARGET)
+    other = df.assign(family=df["family"].replace("fam0", "famX")).rename(columns={"p_fam0": "p_famX"})
+    with pytest.raises(InputError, match="not in the fit"):
+        choose_candidates(fit, other, *TARGET)
+
+
+def test_cli_candidates(tmp_path, capsys):
+    df, _ = _candidates(synthetic_truth(3, seed=1), 0, effect_sd=0.02, noise=0.005)
+    table, out = tmp_path / "cand.csv", tmp_path / "fit"
+    df.to_csv(table, index=False)
+    assert main(["fit", str(table), "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(table), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["pick"] in d["candidates"] and "single-scale" in d["options"]
+    df.drop(columns=[c for c in df.columns if c.startswith("p_")]).to_csv(tmp_path / "bare.csv", index=False)
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(tmp_path / "bare.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("multiscale recommend: error: --candidates: no mixture columns") and "\n" not in err
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(table),
+                 "--objective", "normalized"]) == 2
+    other = df.assign(family=df["family"].replace("fam0", "famX")).rename(columns={"p_fam0": "p_famX"})
+    other.to_csv(tmp_path / "other.csv", index=False)
+    assert main(["recommend", str(out), "--N", "1e9", "--D", "3e10", "--candidates", str(tmp_path / "other.csv")]) == 2
+    assert "--candidates: families ['famX'] are not in the fit's" in capsys.readouterr().err
+
+
+def test_nuts_fit_single_run_candidates_use_sigma():
+    """A Bayesian fit: draws of the law carry to the target; with one run per candidate the noise
+    comes from the fit's sigma."""
+    df, true = _candidates(synthetic_truth(3, seed=1), 2, effect_sd=0.02, noise=0.005)
+    fit = fit_bayes(df, chains=1, draws=200, warmup=200, seed=0, warn=False, extrapolation=False)
+    one = df[df["N"] == PROXY_N[-1]]
+    one = one[one["D"] == PROXY_D[-1]]
+    ch = choose_candidates(fit, one, *TARGET)
+    assert ch.objective_SxC.shape == (200, 8) and ch.noise_source == "the fit's sigma"
+    assert all(c["runs"] == 1 for c in ch.candidates.values())
+    names = list(ch.candidates)
+    assert true[names.index(ch.pick)] - true.min() <= 0.02
