@@ -55,12 +55,14 @@ def _regrets(effect_sd, noise, seeds):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+@pytest.mark.slow  # 20 seeds of point fits / a NUTS fit: ~10 s
 def test_small_noise_library_loses_no_more_than_single_scale():
     r = _regrets(effect_sd=0.02, noise=0.002, seeds=range(20))
     print("small noise", r)
     assert r[LIBRARY] <= r[SINGLE] + 1e-4
 
 
+@pytest.mark.slow  # 20 seeds of point fits / a NUTS fit: ~10 s
 def test_noisy_proxies_library_beats_single_scale():
     r = _regrets(effect_sd=0.01, noise=0.03, seeds=range(20))
     print("noisy", r)
@@ -104,6 +106,7 @@ def test_cli_candidates(tmp_path, capsys):
     assert "--candidates: families ['famX'] are not in the fit's" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # 20 seeds of point fits / a NUTS fit: ~10 s
 def test_nuts_fit_single_run_candidates_use_sigma():
     """A Bayesian fit: draws of the law carry to the target; with one run per candidate the noise
     comes from the fit's sigma."""
