@@ -83,6 +83,11 @@ TARGET_ACCEPT = 0.85
 TARGET_ACCEPT_MIXING = 0.95
 # The extrapolation refits (`refit_settings`): this many draws in all, over the fit's chains.
 REFIT_DRAWS = 1000
+# The refits run as one stacked NUTS program (one compilation, one warm-up) only while the tables
+# together have at most this many rows: on 7 families x 1,080 runs (7,560 rows) the stacked program
+# took 130 s and 6.1 GB for 4 chains x 250 draws after 250 warm-up, one after another 38.5 s and
+# 0.9 GB (benchmarks/FIT_RESULTS.md, "Large tables").
+STACK_MAX_ROWS = 2000
 
 
 def host_devices_for_chains(chains: int) -> bool:
@@ -536,8 +541,9 @@ def refit_settings(settings: dict) -> dict:
 
 def _refits(law_obj: Law, tables, shared, refit: dict) -> tuple[list, list[float], bool]:
     """Fit each table (an `InputError` in place of a table that cannot be fitted): one stacked
-    NUTS program when the tables together stay within DENSE_MAX_DIMS (or every one alone is
-    above it), else one after another. Returns (fits, seconds per NUTS run, stacked)."""
+    NUTS program when the tables together have at most STACK_MAX_ROWS rows and stay within
+    DENSE_MAX_DIMS (or every one alone is above it), else one after another.
+    Returns (fits, seconds per NUTS run, stacked)."""
     prepared = []
     for t in tables:
         try:
@@ -550,7 +556,8 @@ def _refits(law_obj: Law, tables, shared, refit: dict) -> tuple[list, list[float
     dims = [n_dims(law_obj, shared, d.n_families) for d in datas]
     together = n_dims(law_obj, shared, sum(d.n_families for d in datas), len(datas))
     dense = refit["dense_mass"]
-    stack = len(datas) > 1 and (dense is not None or together <= DENSE_MAX_DIMS or min(dims) > DENSE_MAX_DIMS)
+    stack = (len(datas) > 1 and sum(d.n_rows for d in datas) <= STACK_MAX_ROWS
+             and (dense is not None or together <= DENSE_MAX_DIMS or min(dims) > DENSE_MAX_DIMS))
     if stack:
         fits = _fit_stacked(law_obj, datas, shared, refit)
     else:
