@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.markdown import md_table
 from study_analysis import (
     errors_by_size,
     measured_mixtures,
@@ -80,18 +81,6 @@ def measured_large(runs, summary):
     taken from summary.json as an input: the normalization, not a number recomputed here)."""
     c = {f: v["c"]["median"] for f, v in summary["fit_large"]["summary"].items()}
     return measured_mixtures(runs[runs["N"] == runs["N"].max()], c)
-
-
-def md_table(text: str, header_start: str) -> list[list[str]]:
-    """The body rows (cells stripped) of the markdown table whose header begins `header_start`."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| " + header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
 
 
 def assert_close_dict(got, want, rel, path="summary"):

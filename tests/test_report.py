@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.markdown import md_table
 
 from multiscale import report
 from multiscale.decisions import optimal_ratios
@@ -124,23 +125,11 @@ def test_recommendation_beats_every_baseline_on_its_objective():
     json.dumps({k: v for k, v in rec.items()})  # JSON-ready
 
 
-def _md_table(text: str, header_start: str) -> list[list[str]]:
-    """The body rows (cells stripped) of the markdown table whose header begins `header_start`."""
-    lines = text.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("| " + header_start))
-    rows = []
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-    return rows
-
-
 def _check_report_tables(md: str, rec: dict) -> None:
     """report.md's recommendation and decision tables print the numbers of recommendation.json."""
-    robust = {row[0]: row[1] for row in _md_table(md, "family | recommended")}
+    robust = {row[0]: row[1] for row in md_table(md, "family | recommended")}
     assert robust == {f: f"**{s['recommended']:.3f}**" for f, s in rec["p_star"].items()}
-    decisions = [(row[4], row[6]) for row in _md_table(md, "choice")]
+    decisions = [(row[4], row[6]) for row in md_table(md, "choice")]
     assert decisions == [(f"{e['expected_regret']:.2e}", f"{e['prob_best']:.2f}") for e in rec["comparison"].values()]
 
 
@@ -172,7 +161,7 @@ def test_write_report_end_to_end(tmp_path):
     from multiscale.laws import independence_test
 
     indep = independence_test(pd.read_csv(runs)).to_dict()["families"]
-    shares = {row[0]: row[4] for row in _md_table(md, "family | runs")}
+    shares = {row[0]: row[4] for row in md_table(md, "family | runs")}
     assert shares == {f: f"{e['share_own']:.2f}" for f, e in indep.items()}
     # held-out runs come from the difference between the table and the fitted table
     assert rep.metrics["heldout"]["rows"] == 6 and rep.metrics["fitted"]["rows"] == 54
