@@ -224,16 +224,17 @@ def _absorbed(fit: Fit, df: pd.DataFrame, fitted: pd.DataFrame, keys: dict, mix)
             refit = fit_point(table, law=fit.law.name, shared=fit.shared)
         return _run_residuals(rows, _log_prediction_R(refit, rows))
 
+    broken = ("the point refits predict non-finite losses (a parameter at a boundary of parameter space): tau "
+              "from the fit's own residuals")
     try:
         r_all = residuals(df, fitted)
+        if not np.isfinite(r_all).all():
+            return None, broken
         delta = {m: float((residuals(df[df["mixture"] == m], fitted[(fkey != k).to_numpy()]) - r_all).dropna().mean())
                  if (fkey == k).any() else 0.0 for k, m in keys.items()}
     except InputError as e:
         return None, f"a leave-one-mixture-out refit failed ({e}): tau from the fit's own residuals"
-    if not np.all(np.isfinite(list(delta.values()))):
-        return None, ("the leave-one-mixture-out point refits predict non-finite losses (a parameter at a boundary): "
-                      "tau from the fit's own residuals")
-    return pd.Series(delta), ""
+    return (pd.Series(delta), "") if np.all(np.isfinite(list(delta.values()))) else (None, broken)
 
 
 def choose_candidates(fit: Fit, candidates: pd.DataFrame, N: float, D: float, *, objective: str = "raw",
