@@ -11,14 +11,15 @@ The predictive multiplies each draw by ``exp(kappa * d * z)``, z standard normal
 (dD alike) is ``log k``: the factor, in log units, by which (N, D) lies beyond the fitted sizes or
 budgets. This is the distance in which the field prior was measured (`FIELD_PRIOR_PATH`,
 benchmarks/FIELD_PRIOR.md): across four public ladders the point fit's error grew with log k at
-similar rates (kappa_90 0.015-0.024 on three of them), whereas per span of the fitted range the
-same ladders disagreed 7x; dividing by the span over-corrects. Inside the fitted range d = 0, so
-in-range intervals are exactly what they were.
+similar rates (kappa_90 0.015-0.030, each error's log k taken as at least the field's edge),
+whereas per span of the fitted range the same ladders disagreed 7x; dividing by the span
+over-corrects. Inside the fitted range d = 0, so in-range intervals are exactly what they were.
 
-kappa combines two pieces of evidence, both sd of log-loss per unit log k at 90% coverage:
+kappa (sd of log-loss per unit log k, calibrated at 90%) combines two pieces of evidence:
 
-- the field prior (`FieldPrior`): the pooled kappa_90 of the ladders in the shipped
-  field_prior.json, weighing as many experiments as the file has ladders;
+- the field (`FieldPrior`): each shipped ladder's kappa_90, a ladder's log kappa a draw from the
+  field; a new table is a new ladder, so its log kappa is a priori Student-t (the field's mean,
+  its sd between ladders estimated from few ladders);
 - the table's own: for each axis (N, then D) with at least three fitted levels `leave_largest_out`
   refits on the rows below the largest level, predicts the rows at it, and asks, row by row, how
   much extra spread the refit's 90% interval lacked,
@@ -28,15 +29,12 @@ kappa combines two pieces of evidence, both sd of log-loss per unit log k at 90%
   (``e_r = log L_r - log median_r``, ``h_r`` the interval's half-width on the side of the error,
   ``d_r`` the row's log k beyond the refit's range, at least the prior's `edge`: an error at a
   level 1% beyond the rest is no growth rate); one experiment's kappa is the 90% quantile of its
-  k_r.
+  k_r, an observation of the table's log kappa with the field's window-to-window sd; an
+  experiment that needed no widening only bounds kappa from above (`combine`).
 
-    kappa^2 = (w * kappa_field^2 + sum_e kappa_e^2) / (w + n_experiments)
-
-the posterior scale of a scaled-inverse-chi^2 prior with w pseudo-experiments, each experiment one
-observation (its rows share one refit). A table whose refits need no widening pulls kappa down but
-not to 0: a leave-largest-out refit sees only what the table holds. One kappa serves both axes.
-The term is one shift of a family's log-loss at one (N, D), common to every mixture there, so p*,
-regret and P(best) do not depend on it.
+A table whose refits need no widening pulls kappa down but not to 0: a leave-largest-out refit
+sees only what the table holds. One kappa serves both axes. The term is one shift of a family's
+log-loss at one (N, D), common to every mixture there, so p*, regret and P(best) do not depend on it.
 """
 
 from __future__ import annotations
