@@ -1,29 +1,29 @@
 """Leave one ladder out: does the field prior give honest intervals on a ladder it has not seen?
 
-For each public ladder of `multiscale.datasets.LADDERS`:
+For each public ladder of `multiscale.datasets.LADDERS` and each ``--hold`` H:
 
-1. the field prior learned WITHOUT it: the pooled log-k kappa_90 of the other ladders' window
-   errors (`summarise` of benchmarks/bench_extrapolation_field.py on the other ladders, weighing
-   one pseudo-experiment per ladder). By default it is read from the ``leave_one_ladder_out``
-   summary that bench_extrapolation_field.py stored in the package's field_prior.json (the same
-   functions on the same deterministic point fits); ``--recompute`` refits the windows and
+1. the field prior learned WITHOUT it: the ``leave_one_ladder_out`` log-k summary that
+   benchmarks/bench_extrapolation_field.py stored in the package's field_prior.json (its
+   ``ladder_t`` block is the library's `FieldPrior`); ``--recompute`` refits the windows and
    recomputes it (3-6 min more on 2 shared cores);
 2. the library's default NUTS fit (`fit_bayes` at its defaults: 4 chains, 1,000 draws, 500 warm-up,
    as ``multiscale fit --method nuts`` runs) of the chinchilla law on the ladder's runs with
-   N <= N_max / HOLD (``--hold``, default 4: the ladder's largest size over 4), and its
-   leave-largest-out refits (one per axis with >= 3 levels, 4 chains x 250 draws after the same
-   warm-up, as `refit_settings`; here one after another rather than as one stacked program);
-3. the runs with larger N predicted with 90% intervals in two ways from the SAME posterior draws
-   and refits:
-   - ``today``: the term as it was before the field prior (main at 27aa62f): kappa the 90%
-     quantile of the refits' per-row k_r with the distance in units of the fitted spans (hypot
-     of each axis's excess log-distance over its log-span), nothing when no axis can be left out;
-   - ``field_prior``: the library's term now: the prior updated by the same refits
-     (`leave_largest_out` with ``prior=``), distance log k.
+   N <= N_max / H, and its leave-largest-out refits (one per axis with >= 3 levels, 4 chains x 250
+   draws after the same warm-up, as `refit_settings`; here one after another rather than as one
+   stacked program). ``--cache DIR`` keeps the predictive draws of both (NUTS with a fixed seed is
+   deterministic), so the terms can be scored again without refitting;
+3. the runs with larger N predicted with 90% intervals, from the SAME posterior draws and refits:
+   ``no_term`` (the posterior alone); ``span_term`` (main before 2026-12-06: the refits' kappa per
+   fitted span); ``before`` (main at 2026-12-06: the pooled kappa_90 weighing one experiment per
+   other ladder, updated as kappa^2 = (w k0^2 + sum k_e^2) / (w + n)); ``prior_only`` (the new
+   prior, no update); ``field_prior`` (the library's term now: `leave_largest_out` with the prior
+   learned without the ladder); ``with_drift`` (a variant the library does not ship: the same
+   term, and the medians moved by the table's own signed drift, `drift`).
 
-Scores per ladder: coverage of the 90% intervals, MAPE and bias (mean log(median / observed)) of
-the medians (the term is a symmetric shift of log-loss: it leaves the medians, hence MAPE and bias,
-as they were), the median interval width in log-loss. Prints one JSON object.
+Scores per ladder and H: coverage of the 90% intervals, MAPE and bias (mean log(median /
+observed)) of the medians (a symmetric term leaves the medians, hence MAPE and bias, as they
+were up to the Monte Carlo of the widening), the median interval width in log-loss. Prints one
+JSON object.
 """
 
 from __future__ import annotations
