@@ -125,7 +125,7 @@ def nuts_draws(name: str, hold: float, cache: Path | None) -> dict:
             out[rows_key(rows)] = d
             return d
 
-        leave_largest_out(train, fit_fn, draws_fn, prior=FieldPrior(0.0, 1.0, 0.0, "none"))
+        leave_largest_out(train, fit_fn, draws_fn, prior=FieldPrior(0.0, 1.0, 2, 1.0, 0.0, "unused"))
     out["test"] = predictive_draws(fit, test, extrapolation=False)
     diag = {k: fit.diagnostics[k] for k in ("max_rhat", "min_ess_bulk", "divergences") if k in fit.diagnostics}
     out["meta"] = np.array(json.dumps({"diagnostics": diag, "seconds": round(time.perf_counter() - t0, 1),
