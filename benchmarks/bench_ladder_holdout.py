@@ -147,6 +147,16 @@ def rows_key(rows: pd.DataFrame) -> str:
     return "refit:" + hashlib.sha1("\n".join(rows["run"]).encode()).hexdigest()[:16]
 
 
+def kappas_for(y: np.ndarray, draws_SxR: np.ndarray, dist_R: np.ndarray, z_SxR: np.ndarray) -> dict:
+    """On a grid of kappa (0 to 0.2 per unit log k): the smallest whose 90% intervals cover 80% of
+    the held-out runs, and the largest that covers at most 95% (None where none does)."""
+    grid = np.linspace(0.0, 0.2, 401)
+    cov = np.array([scores(y, draws_SxR, k * dist_R, z_SxR)["coverage90"] for k in grid])
+    hi = grid[cov <= 0.95]
+    return {"cover_80": float(grid[np.argmax(cov >= 0.8)]) if np.any(cov >= 0.8) else None,
+            "cover_95_at_most": float(hi.max()) if hi.size else None}
+
+
 def drift(seen: list, edge: float) -> float:
     """The table's own signed drift: the least-squares slope through 0 of the refits' log errors
     log(median / observed) on their log k (at least `edge`), all experiments' rows together."""
@@ -200,7 +210,8 @@ def holdout(name: str, summary: dict, hold: float = HOLD, cache: Path | None = N
             "before": scores(y, draws, kappa_before * dist, z),
             "prior_only": scores(y, draws, prior.kappa * dist, z),
             "field_prior": scores(y, draws, extrapolation_sd(model, N, D), z),
-            "with_drift": scores(y, draws, extrapolation_sd(model, N, D), z, b * dist), **meta}
+            "with_drift": scores(y, draws, extrapolation_sd(model, N, D), z, b * dist),
+            "kappa_for": kappas_for(y, draws, dist, z), **meta}
 
 
 def main() -> None:
