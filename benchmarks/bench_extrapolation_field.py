@@ -21,11 +21,15 @@ q, the smallest kappa that covers a share q of the errors; and binned means and 
 ladder weighs 1 in all, spread equally over its windows and, within a window, equally over the
 held-out runs (a window's errors share one fit; ladders with many sizes would otherwise swamp the
 rest). The leave-one-ladder-out fit is learned without a ladder and scored on it: the share of its
-errors inside the learned central 80% and 90% bands (and inside +-z kappa x).
+errors inside the learned central 80% and 90% bands (and inside +-z kappa x). For log k each
+summary also holds ``ladder_t``, the library's prior (`multiscale.laws.extrapolation.FieldPrior`):
+each ladder's kappa_90 with log k taken as at least the edge c/d, their mean and sd in log, and
+the sd of one window's log kappa_90 about its ladder's.
 
 Run time: every window (191 in all) would take about 10 min of CPU time in point fits; by default
 each N_hi keeps ``--per-hi 2`` of its windows (the widest and the narrowest span: 54 windows, about
-2.5 min of CPU time, 3-6 min on 2 shared cores); ``--per-hi 0`` keeps all. Prints one JSON object
+2.5 min of CPU time, 3-6 min on 2 shared cores); ``--per-hi 0`` keeps all; ``--from-errors``
+summarises the errors an earlier ``--errors`` wrote, without refitting. Prints one JSON object
 and writes the summary to ``--prior`` (default the package's
 ``multiscale/datasets/ladders/field_prior.json``; empty to skip).
 """
