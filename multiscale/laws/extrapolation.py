@@ -283,4 +283,4 @@ def describe(model: dict | None) -> str:
     table = f"updated by this table's leave-largest-out ({exps})" if exps else (
         "not updated by this table: " + "; ".join(model["skipped"]))
     return (f"extrapolation sd of log-loss = {model['kappa']:.4f} per unit log k beyond the fitted N and D "
-            f"(field prior {prior['kappa']:.4f} from {prior['ladders']} ladders, {table})")
+            f"(field prior {prior['kappa']:.4f}, {prior['source']}; {table})")
