@@ -152,13 +152,13 @@ LAWS: dict[str, Law] = {
     "chinchilla": Law(
         "chinchilla", ("E", "A", "B", "alpha", "beta"), ("alpha", "beta"),
         True, False, "E + A/N^alpha + B/D^beta  (Hoffmann et al. 2022), p ignored"),
+    "ratio": Law(
+        "ratio", ("c", "gamma"), ("gamma",),
+        False, True, "c * p^(-gamma)  at one fixed (N, D)"),
     "kaplan": Law(
         "kaplan", ("E", "A", "B", "alpha", "beta"), ("alpha", "beta"), True, False,
         "E + ((A/N^alpha)^(1/beta) + (B/D^beta)^(1/beta))^beta  (Kaplan et al. 2020, eq. 1.5, "
         "plus E), p ignored", joint=True),
-    "ratio": Law(
-        "ratio", ("c", "gamma"), ("gamma",),
-        False, True, "c * p^(-gamma)  at one fixed (N, D)"),
     "transfer": Law(
         "transfer", ("E", "A", "B", "alpha", "beta", "gamma"), (), True, True,
         "(E + A/N^alpha + B/D^beta) * (p_i + sum_j tau_ij p_j)^(-gamma), tau >= 0",
