@@ -19,6 +19,7 @@ The choices (one changed at a time from the library's default, plus the combinat
 - ``gaussian_Eprior``, ``student_t_Eprior``, ``student_t_Eprior_tight``: maximum a posteriori with
   the library's NUTS prior on log E (Normal(ybar - 0.7, 1), ybar the family's mean log loss), or
   a tight one (sd 0.25); the Gaussian's scale is profiled out (``n/2 log RSS``);
+  ``student_t_map`` adds the NUTS priors on the exponents, log alpha, log beta ~ Normal(log 0.3, 0.5);
 - ``varpro``: variable projection (Golub & Pereyra 1973): for fixed (alpha, beta) the law is
   linear in (E, A, B), solved by non-negative least squares on relative loss residuals ((L_hat -
   L) / L, Gaussian on log loss to first order); only the exponents are searched (a grid of
@@ -62,6 +63,7 @@ HUBER_DELTA = 1e-3
 NU = 5.0
 E_PRIOR = (-0.7, 1.0)  # log E ~ Normal(ybar + loc, sd): the library's NUTS prior (bayes.PRIORS["log_E"])
 TIGHT_E_SD = 0.25
+EXPO_PRIOR = (float(np.log(0.3)), 0.5)  # log alpha, log beta ~ Normal: bayes.PRIORS["log_alpha"], ["log_beta"]
 SCREEN, KEEP, MAX_EVALS = 20, 128, 3000
 R_PAD = 256  # rows every table is padded to (weight 0), so each choice compiles once
 VARPRO_GRID = np.linspace(0.02, 1.5, 75)
@@ -73,6 +75,7 @@ class Choice:
     loss: str = "huber"  # huber | gaussian | student_t
     weight: str = "none"  # none | compute | N
     e_prior_sd: float = 0.0  # 0: no prior on log E
+    expo_prior: bool = False  # the library's NUTS priors on log alpha, log beta too
     engine: str = "local"  # library (fit_point) | local (this file's search) | varpro
 
 
@@ -86,6 +89,7 @@ CHOICES = {
     "gaussian_Eprior": Choice(loss="gaussian", e_prior_sd=E_PRIOR[1]),
     "student_t_Eprior": Choice(loss="student_t", e_prior_sd=E_PRIOR[1]),
     "student_t_Eprior_tight": Choice(loss="student_t", e_prior_sd=TIGHT_E_SD),
+    "student_t_map": Choice(loss="student_t", e_prior_sd=E_PRIOR[1], expo_prior=True),
     "varpro": Choice(engine="varpro", loss="gaussian"),
     "kaplan": Choice(law="kaplan", engine="library"),
     "kaplan_student_t": Choice(law="kaplan", loss="student_t"),
@@ -99,7 +103,7 @@ def _programs(c: Choice):
     import jax
     import jax.numpy as jnp
 
-    key = (c.law, c.loss, c.e_prior_sd > 0)
+    key = (c.law, c.loss, c.e_prior_sd > 0, c.expo_prior)
     if key in _PROGRAMS:
         return _PROGRAMS[key]
     law = get_law(c.law)
@@ -109,6 +113,9 @@ def _programs(c: Choice):
         th = {"a": x[0], "b": x[1], "e": x[2], "alpha": x[3], "beta": x[4]}
         r = log_scale(law, th, lN, lD, jnp) - lL  # R x G
         prior = 0.5 * ((x[2] - e0) / e_sd) ** 2 if c.e_prior_sd > 0 else 0.0
+        if c.expo_prior:
+            prior = prior + sum(0.5 * ((jnp.log(jnp.maximum(v, 1e-8)) - EXPO_PRIOR[0]) / EXPO_PRIOR[1]) ** 2
+                                for v in (x[3], x[4]))
         if c.loss == "huber":
             a = jnp.abs(r)
             return jnp.sum(w * jnp.where(a <= HUBER_DELTA, 0.5 * r * r, HUBER_DELTA * (a - 0.5 * HUBER_DELTA)), 0)
@@ -221,11 +228,11 @@ def scores(e: np.ndarray, log_k: np.ndarray) -> dict:
             "bias_far": float(np.mean(e[log_k >= np.median(log_k)]))}
 
 
-def splits(ladder: str, per_hi: int):
+def splits(ladder: str, per_hi: int, holds=HOLDS):
     """(setting name, family, train rows, test rows, N_hi) of every hold-out split of a ladder."""
     df = load_ladder(ladder)
     out = []
-    for H in HOLDS:
+    for H in holds:
         n_hi = df["N"].max() / H
         out.append((f"H{H:g}", df[df["N"] <= n_hi], df[df["N"] > n_hi]))
     if per_hi:
@@ -238,10 +245,11 @@ def splits(ladder: str, per_hi: int):
                 yield name, fam, tr, te, float(tr["N"].max())
 
 
-def run_all(choices: list[str], ladders: list[str], per_hi: int) -> pd.DataFrame:
+def run_all(choices: list[str], ladders: list[str], per_hi: int, holds=HOLDS) -> pd.DataFrame:
     parts = []
     for ladder in ladders:
-        for setting, fam, tr, te, n_hi in splits(ladder, per_hi):
+        for setting, fam, tr, te, n_hi in splits(ladder, per_hi, holds):
+            print(f"{time.strftime('%H:%M:%S')} {ladder} {setting} {fam}", file=sys.stderr, flush=True)
             for name in choices:
                 t0 = time.perf_counter()
                 pred, rec = fit_and_predict(CHOICES[name], tr, te)
@@ -281,10 +289,13 @@ def main() -> None:
     ap.add_argument("--choices", default=",".join(CHOICES), help="comma-separated choices (default all)")
     ap.add_argument("--ladders", default=",".join(LADDERS))
     ap.add_argument("--per-hi", type=int, default=1, help="rolling windows per N_hi (0: none; default 1)")
+    ap.add_argument("--holds", default=",".join(f"{h:g}" for h in HOLDS),
+                    help="hold-out factors H, comma-separated ('' for none; default 4,10)")
     ap.add_argument("--errors", default="", help="also write every held-out error to this CSV")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    errs = run_all(args.choices.split(","), args.ladders.split(","), args.per_hi)
+    holds = [float(h) for h in args.holds.split(",") if h.strip()]
+    errs = run_all(args.choices.split(","), args.ladders.split(","), args.per_hi, holds)
     if args.errors:
         errs.to_csv(args.errors, index=False)
     secs = errs.groupby(["ladder", "setting", "family", "choice"])["seconds"].first().groupby("choice").sum()
