@@ -5,7 +5,9 @@ on the family's runs with N <= N_max / H and predict every run of that family wi
 log error ``e = log(pred / obs)`` (> 0: over-prediction) is scored as its mean (the bias), MAPE,
 and its growth with ``log k = log(N / N_hi)`` (the least-squares slope of e on log k through 0).
 ``--per-hi 1`` adds rolling windows (`bench_extrapolation_field.windows`, the widest window of each
-N_hi: fit on N in [N_lo, N_hi], predict N > N_hi).
+N_hi: fit on N in [N_lo, N_hi], predict N > N_hi); ``--holds ''`` leaves the hold-outs out. Run time
+on 2 shared cores (load ~19): about 26 min for the hold-outs with every choice, 8 min per two
+ladders of windows with three choices (benchmarks/FIT_CHOICES.md).
 
 The choices (one changed at a time from the library's default, plus the combinations named):
 
@@ -288,7 +290,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--choices", default=",".join(CHOICES), help="comma-separated choices (default all)")
     ap.add_argument("--ladders", default=",".join(LADDERS))
-    ap.add_argument("--per-hi", type=int, default=1, help="rolling windows per N_hi (0: none; default 1)")
+    ap.add_argument("--per-hi", type=int, default=0,
+                    help="rolling windows per N_hi (0: none, the default; 1: the widest)")
     ap.add_argument("--holds", default=",".join(f"{h:g}" for h in HOLDS),
                     help="hold-out factors H, comma-separated ('' for none; default 4,10)")
     ap.add_argument("--errors", default="", help="also write every held-out error to this CSV")
