@@ -153,10 +153,9 @@ def _loo(fit, train: pd.DataFrame) -> tuple[dict[str, float] | None, Any]:
         return None, None
     if "log_likelihood" not in idata.groups():
         _, data, _ = prepare(train, fit.law, fit.shared)
+        ll = pointwise_loglik(fit, data)
         post = idata.posterior
-        sig = np.asarray(post["sigma"].transpose("chain", "draw", "family").values, float)
-        ll = pointwise_loglik(fit, data, sig.reshape(-1, sig.shape[-1]))
-        idata.add_groups(log_likelihood={"y": ll.reshape(sig.shape[0], sig.shape[1], -1)})
+        idata.add_groups(log_likelihood={"y": ll.reshape(post.sizes["chain"], post.sizes["draw"], -1)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = az.loo(idata, var_name="y")
