@@ -146,8 +146,12 @@ def _recommend(args) -> int:
                                        ("--epochs", args.epochs), ("--unique-tokens", args.unique_tokens)) if v]
         if unused:
             raise InputError(f"--candidates chooses among measured mixtures; {', '.join(unused)} do not apply")
-        _emit(choose_candidates(fit, read_runs(args.candidates), args.N, args.D, weights=args.weights), args.json)
+        fitted = read_runs(args.fitted) if args.fitted is not None else None
+        _emit(choose_candidates(fit, read_runs(args.candidates), args.N, args.D, weights=args.weights, fitted=fitted),
+              args.json)
         return 0
+    if args.fitted is not None:
+        raise InputError("--fitted goes with --candidates (it corrects the candidates' effects)")
     if args.epochs is not None and args.tokens is None and not all(
             f in fit.unique_tokens for f in decision_families(fit)):
         raise InputError("--epochs caps the ratios at epochs * tokens / D, which needs --tokens (the fit has no "
@@ -285,10 +289,16 @@ def register(subparsers) -> None:
                    help="default: normalized; raw with --candidates")
     p.add_argument("--candidates", default=None, metavar="TABLE",
                    help="a run table of candidate mixtures trained at proxy scale (p_<family> columns): choose "
-                        "among them, each carried to (N, D) as the law's prediction plus its measured residual "
-                        "shrunk by empirical Bayes; the single-scale choice (least measured loss at the largest "
-                        "proxy N) is advised over the law's when the shrinkage weighs the measured effects most "
-                        "or the law's pick is not better in expectation")
+                        "among them for (N, D) by the law's prediction times each one's measured residual, shrunk "
+                        "by empirical Bayes toward the candidates' mean (a per-mixture effect shared across "
+                        "scales), beside the single-scale choice (least measured loss at the largest proxy N) and "
+                        "the law's p*, each with expected regret and P(best). The single-scale choice is advised "
+                        "over the law's when the effects outweigh the run noise (weight on the measured effects "
+                        "> 0.5) or the law's pick is not better in expectation")
+    p.add_argument("--fitted", default=None, metavar="TABLE",
+                   help="with --candidates: the run table the fit was fitted on; the effects' spread is then "
+                        "estimated from leave-one-mixture-out point refits (a fit that saw the candidates' runs "
+                        "absorbs part of their effects); one refit per candidate")
     p.add_argument("--weights", default=None, metavar="W|FAM=W,...",
                    help="family weights of the objective: one number for every family, or per family; a "
                         "family not named gets 1 (default: all 1); normalized to sum 1 (shown in --json)")

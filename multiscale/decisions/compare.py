@@ -4,7 +4,9 @@
 runs (L-BFGS point fits, or NUTS with ``method="nuts"``), and reports per law and family:
 
 - held-out MAPE (percent), R^2 and 90% coverage (`multiscale.laws.validation.score`: the
-  posterior-predictive interval of a Bayesian fit; NaN for a point fit);
+  posterior-predictive interval of a Bayesian fit, as `predict` gives it: with the extrapolation
+  term beyond the fitted N and D where the law learns one (`Law.learns_extrapolation`; its kappa is
+  reported), none for the others; NaN for a point fit);
 - Spearman's rank correlation of predicted and observed loss within each (N, D) cell of the
   held-out runs (cells of at least 3 runs), averaged over the cells: how well the law ranks
   mixtures, which is what choosing a mixture needs (NaN for a family without such a cell; the
@@ -131,6 +133,7 @@ class LawResult:
     loo: dict[str, float] | None
     p_star: dict[str, float] | None
     seconds: float
+    extrapolation_kappa: float | None = None
     ape_R: np.ndarray = field(repr=False, default=None)
     idata: Any = field(repr=False, default=None)
     noise: str | None = None
@@ -142,7 +145,7 @@ class LawResult:
     def to_dict(self) -> dict[str, Any]:
         return {"law": self.law, "name": self.name, "noise": self.noise, "n_params": self.n_params,
                 "overall": self.overall, "per_family": self.per_family, "loo": self.loo, "p_star": self.p_star,
-                "seconds": self.seconds}
+                "seconds": self.seconds, "extrapolation_kappa": self.extrapolation_kappa}
 
 
 def _fit(train: pd.DataFrame, law: str, method: str, draws: int, chains: int, seed: int, noise: str):
@@ -150,9 +153,11 @@ def _fit(train: pd.DataFrame, law: str, method: str, draws: int, chains: int, se
         warnings.simplefilter("ignore", RuntimeWarning)
         if method == "lbfgs":
             return fit_point(train, law=law)
-        # the separable laws' extrapolation term is off: every law is scored alike (the others have none)
+        # with the extrapolation term where the law learns one: held-out coverage is then that of the
+        # intervals the fit gives (`predict`); the rule reads LOO on the fitted rows or the medians, which it
+        # leaves as they are
         return fit_bayes(train, law=law, draws=draws, chains=chains, warmup=draws, seed=seed, warn=False,
-                         extrapolation=False, noise=noise)
+                         noise=noise)
 
 
 def _loo(fit, train: pd.DataFrame) -> tuple[dict[str, float] | None, Any]:
@@ -209,6 +214,7 @@ def _score_law(law: str, train, test, method, draws, chains, seed, N, D, noise: 
     return LawResult(law=law, noise=noise if method == "nuts" else None, name=name, n_params=n_params,
                      per_family=per, overall=overall, loo=loo,
                      p_star=_p_star(fit, N, D), seconds=time.perf_counter() - t0,
+                     extrapolation_kappa=(getattr(fit, "extrapolation", None) or {}).get("kappa"),
                      ape_R=np.abs(med - y) / y * 100.0, idata=idata)
 
 
@@ -282,11 +288,13 @@ class Comparison:
     def __str__(self) -> str:
         lines = [f"law comparison: {self.method} fits on {self.n_train} rows, scored on {self.n_test} held-out "
                  f"rows ({self.holdout}); loss in {LOSS_UNITS}",
-                 f"{'law':20s}{'MAPE %':>9s}{'R^2':>9s}{'Spearman':>10s}{'cov90':>8s}{'elpd_loo':>12s}{'SE':>8s}"]
+                 f"{'law':20s}{'MAPE %':>9s}{'R^2':>9s}{'Spearman':>10s}{'cov90':>8s}{'kappa':>8s}{'elpd_loo':>12s}"
+                 f"{'SE':>8s}"]
         for r in self.results:
             o, lo = r.overall, r.loo or {}
+            kappa = "-" if r.extrapolation_kappa is None else f"{r.extrapolation_kappa:.4f}"
             lines.append(f"{r.name:20s}{o['mape']:9.3f}{o['r2']:9.4f}{o['spearman']:10.4f}{o['coverage']:8.3f}"
-                         f"{lo.get('elpd', float('nan')):12.1f}{lo.get('se', float('nan')):8.1f}")
+                         f"{kappa:>8s}{lo.get('elpd', float('nan')):12.1f}{lo.get('se', float('nan')):8.1f}")
         lines.append(f"rule: {self.rule['text']}")
         return "\n".join(lines)
 
@@ -370,12 +378,14 @@ def _plot(cmp: Comparison, path) -> None:
 def _markdown(cmp: Comparison) -> str:
     lines = ["# Law comparison", "", f"{cmp.method} fits on {cmp.n_train} rows; scored on {cmp.n_test} held-out "
              f"rows (held out: {cmp.holdout}). Loss in {LOSS_UNITS}.", "",
-             "| law | params | MAPE % | R^2 | Spearman | cov90 | elpd_loo (SE) |", "|---|---|---|---|---|---|---|"]
+             "| law | params | MAPE % | R^2 | Spearman | cov90 | extrapolation kappa | elpd_loo (SE) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in cmp.results:
         o = r.overall
         loo = f"{r.loo['elpd']:.1f} ({r.loo['se']:.1f})" if r.loo else "-"
+        kappa = "-" if r.extrapolation_kappa is None else f"{r.extrapolation_kappa:.4f}"
         lines.append(f"| {r.name} | {r.n_params} | {o['mape']:.3f} | {o['r2']:.4f} | {o['spearman']:.4f} | "
-                     f"{o['coverage']:.3f} | {loo} |")
+                     f"{o['coverage']:.3f} | {kappa} | {loo} |")
     lines += ["", f"**Rule:** {cmp.rule['text']}.", "", "![held-out scores per family](compare.png)", "",
               "## Per family", "", "| law | family | MAPE % | R^2 | Spearman | cov90 |", "|---|---|---|---|---|---|"]
     for r in cmp.results:
