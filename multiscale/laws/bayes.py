@@ -390,7 +390,7 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
         init["z_t"] = np.clip(np.ravel(th["t"])[slots] / EXTRA_PRIORS["t"], -4, 4)
     if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
         init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
-    init["sigma"] = np.full(data.n_families, 0.01)  # the noise slopes start at random (near 0)
+    init["sigma"] = np.full(data.n_families, 0.01)  # noise slopes: init_to_value's uniform fallback, |s| < 1
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
