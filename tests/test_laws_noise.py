@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fixtures.synthetic import synthetic_runs, synthetic_truth
 
 from multiscale.decisions.compare import compare_laws
 from multiscale.errors import InputError
@@ -100,3 +101,15 @@ def test_bad_noise_models_are_refused_naming_the_argument():
         fit_bayes(ratio_table(0.0), law="ratio", noise="wobbly")
     with pytest.raises(InputError, match="noise: the noise models are compared by NUTS"):
         compare_laws(ladder_table(0.0), ["chinchilla"], method="lbfgs", noise="constant,scale")
+
+
+def test_a_law_started_at_its_point_fit_samples_the_scale_model():
+    """transfer starts its chains at the point fit (the slopes at 0): on noise that does not vary,
+    both slopes' intervals hold 0."""
+    df = synthetic_runs(synthetic_truth(3, seed=3), noise=0.01, seed=0, N=(1e7, 1e8, 1e9), D=(1e9, 1e10),
+                        n_mixtures=4)
+    fit = fit_bayes(df, law="transfer", noise="scale", **NUTS)
+    assert fit.noise.slopes == ("N", "p")
+    for name in ("noise_slope_N", "noise_slope_p"):
+        lo, hi = slope_interval(fit, name)
+        assert lo < 0 < hi, (name, lo, hi)

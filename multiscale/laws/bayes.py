@@ -358,10 +358,11 @@ def n_dims(law: Law, shared, n_families: int, n_groups: int = 1, n_slots: int = 
             + n_slots * len(law.matrix))
 
 
-def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
+def _init_from_point(law: Law, data: FitData, ybar: float, noise_slopes=()) -> dict:
     """Sites (standard) at the point fit's optimum: a law started from its base law starts every
     chain there, since its posterior can have far modes (an unidentified E or B) where a chain
-    started at random stays (R-hat 1.6 on a 5 x 96 table)."""
+    started at random stays (R-hat 1.6 on a 5 x 96 table). The noise slopes named (one scalar
+    each, a single table) start at 0, the constant noise."""
     th = dict(fit_arrays(law, data).raw)
     init = {}
     if "a" in th:  # the N and D terms at the reference size, as the sites are
@@ -390,7 +391,8 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
         init["z_t"] = np.clip(np.ravel(th["t"])[slots] / EXTRA_PRIORS["t"], -4, 4)
     if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
         init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
-    init["sigma"] = np.full(data.n_families, 0.01)  # noise slopes: init_to_value's uniform fallback, |s| < 1
+    init["sigma"] = np.full(data.n_families, 0.01)
+    init.update({f"z_{slope_name(c)}": 0.0 for c in noise_slopes})
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
@@ -414,8 +416,9 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
         dense_mass = n_dims(law, shared, data.n_families, lay.n_groups, n_slots) <= DENSE_MAX_DIMS
     chain_method = _chain_method(chain_method, chains)
     spec = NoiseSpec.of_rows(noise, data.n_families, data.fam_R, data.logN_R, data.logp_R)
-    init = (init_to_value(values=_init_from_point(law, data, float(lay.ybar_G[0]))) if law.nuts_from_point_fit
-            else init_to_uniform)
+    slopes = spec.slopes if lay.n_groups == 1 else ()  # stacked: (G,) slopes, at random
+    init = (init_to_value(values=_init_from_point(law, data, float(lay.ybar_G[0]), slopes))
+            if law.nuts_from_point_fit else init_to_uniform)
     t0 = time.perf_counter()
     with jax.enable_x64(x64):
         kernel = NUTS(_model(law, shared, lay, M, slots, spec), target_accept_prob=target_accept, dense_mass=dense_mass,
