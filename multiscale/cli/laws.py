@@ -18,6 +18,7 @@ from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
 from multiscale.fileio import is_remote
 from multiscale.laws.forms import LAWS
+from multiscale.laws.noise import DEFAULT_NOISE, NOISE_MODELS
 
 MAX_CHAINS = 1024  # NUTS chains: each asks XLA for a CPU device
 
@@ -78,6 +79,8 @@ def _check_fit_args(args) -> None:
     if args.num_warmup is not None:
         _at_least(args.num_warmup, "--num-warmup", 0)
     check_shared(LAWS[args.law], args.shared)
+    if args.noise is not None and args.method != "nuts":
+        raise InputError("--noise applies to --method nuts only (a point fit has no noise model)")
 
 
 def _fit_bayes(df, args):
@@ -90,7 +93,8 @@ def _fit_bayes(df, args):
         warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
         fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
                         warmup=args.num_warmup, seed=args.seed, progress=progress,
-                        extrapolation=not args.no_extrapolation, strict=args.strict)
+                        extrapolation=not args.no_extrapolation, strict=args.strict,
+                        noise=args.noise or DEFAULT_NOISE)
     for w in fit.warnings:
         print(f"multiscale fit: warning: {w}", file=sys.stderr)
     return fit
@@ -262,6 +266,10 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--no-extrapolation", action="store_true",
                    help="NUTS: skip the extrapolation term (the leave-largest-size-out refits that widen "
                         "intervals beyond the fitted N and D)")
+    p.add_argument("--noise", default=None, choices=list(NOISE_MODELS),
+                   help=f"NUTS: the noise model (default {DEFAULT_NOISE}): constant, one noise scale per family; "
+                        "scale, the noise scale also a power of N and of the family's share p "
+                        "(benchmarks/FIT_RESULTS.md, 'Noise that varies')")
     p.set_defaults(handler=_fit)
 
 
