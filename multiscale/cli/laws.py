@@ -281,7 +281,17 @@ def register(subparsers) -> None:
                    help="one JSON object: laws with name, form, params, uses_scale, uses_ratio, uses_mixture, "
                         "uses_unique_tokens")
     p.set_defaults(handler=_laws)
-    p = subparsers.add_parser("recommend", help="optimal sampling ratios at a target (N, D)")
+    p = subparsers.add_parser(
+        "recommend", help="optimal sampling ratios at a target (N, D)",
+        description="Optimal sampling ratios at a target (N, D) from a saved fit: the robust p* (least expected "
+                    "regret), the per-draw p*, baselines, expected regret and P(best); with --candidates, the "
+                    "choice among mixtures trained at proxy scale. Beyond the fitted sizes and budgets the losses "
+                    "carry the fit's extrapolation term: log-loss widened by kappa * log k (k how far N or D lies "
+                    "beyond the largest fitted), kappa a field prior measured on four public scaling ladders "
+                    "shipped with the package (Gadre et al. 2024, Porian et al. 2024, Gemstone 2025, OLMo 2; "
+                    "0.024 per unit log k before the table's own evidence, recomputed by "
+                    "benchmarks/bench_extrapolation_field.py), updated by a NUTS fit's own leave-largest-out "
+                    "refits and saved in fit.json; p* and regrets do not depend on it. Loss in nats/token.")
     p.add_argument("fit_dir")
     p.add_argument("--N", type=number(), required=True, help="non-embedding parameters")
     p.add_argument("--D", type=number(), required=True, help="training tokens")
