@@ -466,7 +466,8 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     with jax.enable_x64(x64):
         args = tuple(jnp.asarray(a) for a in rows)
         if whiten:
-            m, W = jnp.asarray(m_D), jnp.asarray(W_DxD)
+            real = np.float64 if x64 else np.float32
+            m, W, u0_CxD = jnp.asarray(m_D, real), jnp.asarray(W_DxD, real), u0_CxD.astype(real)
             kernel = NUTS(potential_fn=lambda u_D: potential_energy(model, args, {}, _split(m + W @ u_D, spec, jnp)),
                           target_accept_prob=target_accept, dense_mass=dense_mass)
             run_args, run_kw = (), {"init_params": jnp.asarray(u0_CxD if chains > 1 else u0_CxD[0])}
