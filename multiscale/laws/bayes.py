@@ -378,14 +378,8 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
-def _flat(values: dict) -> tuple[np.ndarray, list[tuple[str, tuple[int, ...]]]]:
-    """Sites (name -> array) as one float64 vector, and the (name, shape) list that splits it."""
-    spec = [(k, np.shape(v)) for k, v in values.items()]
-    return np.concatenate([np.ravel(np.asarray(v, float)) for v in values.values()]), spec
-
-
 def _split(u_xD, spec, xp=np) -> dict:
-    """One vector (..., D) back into its sites (..., *shape)."""
+    """One vector (..., D) back into its sites (..., *shape); `spec`: (name, shape) in order."""
     out, o = {}, 0
     for name, shape in spec:
         n = math.prod(shape)
@@ -415,7 +409,8 @@ def laplace_whitening(model, rows, start: dict):
         args = tuple(jnp.asarray(a) for a in rows)
         info = initialize_model(jax.random.PRNGKey(0), model, model_args=args,
                                 init_strategy=init_to_value(values=start))
-        z0, spec = _flat(info.param_info.z)
+        spec = [(k, np.shape(v)) for k, v in info.param_info.z.items()]  # the sites, in one vector
+        z0 = np.concatenate([np.ravel(np.asarray(v, float)) for v in info.param_info.z.values()])
         pot = jax.jit(lambda u: info.potential_fn(_split(u, spec, jnp)))
         grad, hess = jax.jit(jax.grad(pot)), jax.jit(jax.hessian(pot))
         res = scipy.optimize.minimize(lambda u: float(pot(u)), z0, jac=lambda u: np.asarray(grad(u)),
