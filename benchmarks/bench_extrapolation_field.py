@@ -21,11 +21,15 @@ q, the smallest kappa that covers a share q of the errors; and binned means and 
 ladder weighs 1 in all, spread equally over its windows and, within a window, equally over the
 held-out runs (a window's errors share one fit; ladders with many sizes would otherwise swamp the
 rest). The leave-one-ladder-out fit is learned without a ladder and scored on it: the share of its
-errors inside the learned central 80% and 90% bands (and inside +-z kappa x).
+errors inside the learned central 80% and 90% bands (and inside +-z kappa x). For log k each
+summary also holds ``ladder_t``, the library's prior (`multiscale.laws.extrapolation.FieldPrior`):
+each ladder's kappa_90 with log k taken as at least the edge c/d, their mean and sd in log, and
+the sd of one window's log kappa_90 about its ladder's.
 
 Run time: every window (191 in all) would take about 10 min of CPU time in point fits; by default
 each N_hi keeps ``--per-hi 2`` of its windows (the widest and the narrowest span: 54 windows, about
-2.5 min of CPU time, 3-6 min on 2 shared cores); ``--per-hi 0`` keeps all. Prints one JSON object
+2.5 min of CPU time, 3-6 min on 2 shared cores); ``--per-hi 0`` keeps all; ``--from-errors``
+summarises the errors an earlier ``--errors`` wrote, without refitting. Prints one JSON object
 and writes the summary to ``--prior`` (default the package's
 ``multiscale/datasets/ladders/field_prior.json``; empty to skip).
 """
@@ -45,6 +49,7 @@ from scipy import optimize, stats
 
 from multiscale.datasets import LADDERS, load_ladder
 from multiscale.laws import fit_point, get_law, predict
+from multiscale.laws.extrapolation import FieldPrior
 
 LAW = "chinchilla"
 MIN_SIZES = 3
@@ -177,20 +182,48 @@ def binned(errs: pd.DataFrame, x: str) -> list[dict]:
     return out
 
 
+def ladder_t(x: np.ndarray, e: np.ndarray, w: np.ndarray, ladder: np.ndarray, window: np.ndarray,
+             edge: float) -> dict:
+    """The library's prior (`multiscale.laws.extrapolation.FieldPrior`): per ladder, the kappa_90
+    of its errors with the distance taken as at least `edge` (as the library charges its refits);
+    the mean and sd over ladders of its log; the sd of one window's log kappa_90 about its ladder's
+    (pooled over ladders)."""
+    xe = np.maximum(x, edge)
+    per, within = {}, []
+    for lad in np.unique(ladder):
+        m = ladder == lad
+        per[str(lad)] = kappas(xe[m], e[m], w[m])["90"]
+        logs = [np.log(kappas(xe[m & (window == k)], e[m & (window == k)], w[m & (window == k)])["90"])
+                for k in np.unique(window[m])]
+        within.extend(np.asarray(logs) - np.mean(logs))
+    logs = np.log(list(per.values()))
+    n_windows = len(within) - len(per)  # degrees of freedom left after each ladder's mean
+    return {"kappa_90_per_ladder": per, "ladders": len(per), "log_mean": float(np.mean(logs)),
+            "log_sd": float(np.std(logs, ddof=1)), "within_sd": float(np.sqrt(np.sum(np.square(within)) / n_windows)),
+            "edge": float(edge)}
+
+
 def summarise(errs: pd.DataFrame, x: str) -> dict:
     """Bands and kappas per ladder and pooled, and the leave-one-ladder-out ones scored on their
-    ladder."""
+    ladder; for log k also the library's prior (`ladder_t`)."""
     def cols(rows):
         return rows[x].to_numpy(), rows["e"].to_numpy(), rows["w"].to_numpy()
 
     def learn(rows):
         band = fit_band(*cols(rows))
-        return {**band, "kappa": kappas(*cols(rows)), "x_max": float(rows[x].max())}
+        out = {**band, "kappa": kappas(*cols(rows)), "x_max": float(rows[x].max())}
+        if x == "log_k" and rows["ladder"].nunique() > 1:
+            t = ladder_t(*cols(rows), rows["ladder"].to_numpy(), rows["window"].to_numpy(), band["c"] / band["d"])
+            out["ladder_t"] = {**t, "kappa": FieldPrior.from_summary({"ladder_t": t}, "").kappa}
+        return out
 
     def cover(f, rows):
         x_, e, w = cols(rows)
-        return {"band": shares(e - f["a"] - f["b"] * x_, f["c"] + f["d"] * x_, w),
-                "kappa": shares(e, {q: k * x_ for q, k in f["kappa"].items()}, w)}
+        out = {"band": shares(e - f["a"] - f["b"] * x_, f["c"] + f["d"] * x_, w),
+               "kappa": shares(e, {q: k * x_ for q, k in f["kappa"].items()}, w)}
+        if "ladder_t" in f:
+            out["ladder_t"] = shares(e, f["ladder_t"]["kappa"] * x_, w)
+        return out
 
     pooled = learn(errs)
     per_ladder, lolo = {}, {}
@@ -207,16 +240,22 @@ def main() -> None:
     ap.add_argument("--per-hi", type=int, default=2, help="windows kept per N_hi (0: all; default 2)")
     ap.add_argument("--prior", default=str(PRIOR_PATH), help="where to write the summary JSON ('' to skip)")
     ap.add_argument("--errors", default="", help="also write every held-out run's error to this CSV")
+    ap.add_argument("--from-errors", default="",
+                    help="summarise the errors an earlier run wrote with --errors instead of refitting")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    parts, records = [], []
-    for ladder in LADDERS:
-        df = load_ladder(ladder)
-        for k, (n_lo, n_hi) in enumerate(windows(df, args.per_hi)):
-            held, rec = window_errors(df, n_lo, n_hi)
-            parts.append(held.assign(ladder=ladder, window=k))
-            records.append({"ladder": ladder, **rec})
-    errs = pd.concat(parts, ignore_index=True)
+    records = []
+    if args.from_errors:
+        errs = pd.read_csv(args.from_errors)
+    else:
+        parts = []
+        for ladder in LADDERS:
+            df = load_ladder(ladder)
+            for k, (n_lo, n_hi) in enumerate(windows(df, args.per_hi)):
+                held, rec = window_errors(df, n_lo, n_hi)
+                parts.append(held.assign(ladder=ladder, window=k))
+                records.append({"ladder": ladder, **rec})
+        errs = pd.concat(parts, ignore_index=True)
     errs["w"] = weights(errs)
     if args.errors:
         errs.to_csv(args.errors, index=False)
@@ -225,7 +264,7 @@ def main() -> None:
         "what": "log(pred/obs) of a law fitted on a window of sizes, at runs beyond it (issue 22)",
         "law": LAW, "fit": "multiscale.laws.fit_point, default start grid and search",
         "command": f"python benchmarks/bench_extrapolation_field.py --per-hi {args.per_hi}",
-        "ladders": {lad: {"windows": int(sum(r["ladder"] == lad for r in records)),
+        "ladders": {lad: {"windows": int(errs.loc[errs["ladder"] == lad, "window"].nunique()),
                           "held_out_rows": int((errs["ladder"] == lad).sum())} for lad in LADDERS},
         "windows": {"min_sizes": MIN_SIZES, "min_span_N": MIN_SPAN, "per_N_hi": args.per_hi or "all"},
         "x": {"log_k": "max(log N/N_hi, log D/D_hi)", "d_span": "hypot of each axis' excess log-distance "

@@ -116,3 +116,14 @@ def test_field_prior_names_its_law_and_ladders():
         assert set(summary["leave_one_ladder_out"]) == set(LADDERS)
         pooled = summary["pooled"]
         assert pooled["c"] > 0 and pooled["d"] >= 0 and pooled["rows"] == prior["rows"]
+
+
+def test_field_prior_has_each_ladders_kappa_and_the_leave_one_out_priors_lack_theirs():
+    prior = json.loads((resources.files("multiscale.datasets") / "ladders" / "field_prior.json").read_text())
+    summary = prior["summary"]["log_k"]
+    t = summary["pooled"]["ladder_t"]
+    assert set(t["kappa_90_per_ladder"]) == set(LADDERS) and t["ladders"] == len(LADDERS)
+    assert t["log_mean"] == pytest.approx(np.mean(np.log(list(t["kappa_90_per_ladder"].values()))))
+    for name, without in summary["leave_one_ladder_out"].items():
+        assert set(without["ladder_t"]["kappa_90_per_ladder"]) == set(LADDERS) - {name}
+        assert without["ladder_t"]["log_sd"] > 0 and without["ladder_t"]["within_sd"] > 0

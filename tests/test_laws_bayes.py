@@ -97,7 +97,7 @@ def test_multilingual_fit_save_load_predict_recommend(tmp_path):
     assert ex["skipped"] and ex["skipped"][0].startswith("D: 2 fitted level(s)")
     assert back.extrapolation == ex and fit.options["extrapolation"]
     assert ex["prior"] == field_prior().to_dict()  # the shipped field prior, updated by the refit
-    assert ex["kappa"] == pytest.approx(combine(field_prior(), [e["kappa"] for e in ex["experiments"]]))
+    assert ex["kappa"] == pytest.approx(combine(field_prior(), ex["experiments"]))
     assert predict(back, 1.2e9, 5e10).extrapolation_sd == pytest.approx(
         ex["kappa"] * max(np.log(1.2), np.log(5)))  # log k: the larger factor beyond N_max and D_max
     assert predict(back, 1e8, 1e10).extrapolation_sd == 0

@@ -166,6 +166,12 @@ def test_fit_checks_paths_and_settings_before_any_work(saved_fit, tmp_path, caps
              "--num-warmup must be >= 0")
     _refused(capsys, ["fit", str(runs), "--law", "ratio", "--shared", "alpha", "--out", str(tmp_path / "f")],
              "cannot share ['alpha']")
+    _refused(capsys, ["fit", str(runs), "--law", "ratio", "--noise", "scale", "--out", str(tmp_path / "f")],
+             "--noise applies to --method nuts only")
+    _refused(capsys, ["compare", str(runs), "--laws", "ratio", "--method", "nuts", "--noise", "constant,wobbly"],
+             "--noise must name each of constant, scale")
+    _refused(capsys, ["compare", str(runs), "--laws", "ratio", "--noise", "constant,scale"],
+             "--noise applies to --method nuts only")
     assert not (tmp_path / "f").exists()
 
 
@@ -241,3 +247,12 @@ def test_predict_runs_writes_a_table(tmp_path, capsys):
                          (["--runs", str(tmp_path / "nope.csv"), "--out", str(pred)], "does not exist")):
         assert main(["predict", str(out), *args]) == 2
         assert needle in capsys.readouterr().err
+
+
+def test_fit_noise_flag_reaches_the_saved_fit(saved_fit, tmp_path, capsys):
+    runs, _ = saved_fit
+    out = tmp_path / "nuts"
+    assert main(["fit", str(runs), "--law", "ratio", "--method", "nuts", "--noise", "scale", "--chains", "1",
+                 "--draws", "100", "--num-warmup", "100", "--no-extrapolation", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["options"]["noise"]["model"] == "scale"
+    assert json.loads((out / "fit.json").read_text())["options"]["noise"]["slopes"] == ["p"]

@@ -20,7 +20,7 @@ from multiscale.laws.extrapolation import (
 )
 
 RANGES = {"log_N_range": [np.log(1e6), np.log(1e8)], "log_D_range": [np.log(1e9), np.log(1e10)]}
-PRIOR = FieldPrior(kappa=0.04, weight=4.0, edge=0.5, source="test")
+PRIOR = FieldPrior(log_mean=float(np.log(0.04)), log_sd=0.3, ladders=4, within_sd=0.3, edge=0.5, source="test")
 
 
 def test_distance_is_log_k_beyond_the_fitted_range_and_zero_inside():
@@ -36,31 +36,50 @@ def test_distance_is_log_k_beyond_the_fitted_range_and_zero_inside():
 
 
 def test_the_default_prior_is_the_shipped_field_measurement():
-    """The pooled log-k kappa_90 of benchmarks/bench_extrapolation_field.py, one pseudo-experiment
-    per ladder; a missing file is a packaging bug and raises."""
+    """The ladder_t block of benchmarks/bench_extrapolation_field.py's pooled log-k summary; a
+    missing file is a packaging bug and raises."""
     import json
 
     shipped = json.loads(FIELD_PRIOR_PATH.read_text())
+    t = shipped["summary"]["log_k"]["pooled"]["ladder_t"]
     p = field_prior()
-    assert p.kappa == shipped["summary"]["log_k"]["pooled"]["kappa"]["90"] and 0.02 < p.kappa < 0.06
-    assert p.weight == len(shipped["ladders"]) == 4 and "field_prior.json" in p.source
+    assert (p.log_mean, p.log_sd, p.within_sd, p.edge) == (t["log_mean"], t["log_sd"], t["within_sd"], t["edge"])
+    assert p.ladders == len(shipped["ladders"]) == len(t["kappa_90_per_ladder"]) == 4
+    assert p.log_mean == pytest.approx(np.mean(np.log(list(t["kappa_90_per_ladder"].values()))))
+    assert p.kappa == pytest.approx(t["kappa"]) and 0.015 < p.kappa < 0.06 and "field_prior.json" in p.source
     band = shipped["summary"]["log_k"]["pooled"]
     assert p.edge == pytest.approx(band["c"] / band["d"]) and 0.3 < p.edge < 1.0  # k ~ 1.8
     with pytest.raises(FileNotFoundError, match="ships with the package"):
         field_prior(FIELD_PRIOR_PATH.with_name("missing.json"))
-    with pytest.raises(InputError, match="kappa must be"):
-        FieldPrior(kappa=-0.1, weight=1.0, edge=0.5, source="x")
-    with pytest.raises(InputError, match="edge must be"):
-        FieldPrior(kappa=0.1, weight=1.0, edge=float("inf"), source="x")
-    with pytest.raises(InputError, match="weight must be"):
-        FieldPrior(kappa=0.1, weight=0.0, edge=0.5, source="x")
+    good = dict(log_mean=-3.0, log_sd=0.3, ladders=4, within_sd=0.3, edge=0.5, source="x")
+    for bad, match in ((dict(log_sd=0.0), "log_sd must be"), (dict(within_sd=-1.0), "within_sd must be"),
+                       (dict(edge=float("inf")), "edge must be"), (dict(log_mean=float("nan")), "log_mean must be"),
+                       (dict(ladders=1), "ladders must be"), (dict(ladders=3.0), "ladders must be")):
+        with pytest.raises(InputError, match=match):
+            FieldPrior(**{**good, **bad})
 
 
-def test_the_table_updates_the_prior_without_erasing_it():
-    assert combine(PRIOR, []) == pytest.approx(0.04)  # no experiments: the prior
-    assert combine(PRIOR, [0.0, 0.0]) == pytest.approx(0.04 * np.sqrt(4 / 6))  # refits that miss nothing
-    assert combine(PRIOR, [0.1, 0.1]) == pytest.approx(np.sqrt((4 * 0.04 ** 2 + 2 * 0.1 ** 2) / 6))
-    assert combine(PRIOR, [0.04, 0.04]) == pytest.approx(0.04)
+def _exp(kappa, resolution=0.01):
+    return {"kappa": kappa, "resolution": resolution}
+
+
+def test_the_prior_is_a_new_ladder_of_the_field_and_the_table_updates_it():
+    """Without experiments: the Gaussian-equivalent 90% scale of the field's predictive for a new
+    ladder (wider than its median kappa, the more so the fewer ladders measured it); experiments
+    pull it towards what they need, and many of them dominate; refits that needed no widening pull
+    it down, never to 0."""
+    sure = FieldPrior(log_mean=float(np.log(0.04)), log_sd=1e-4, ladders=50, within_sd=0.3, edge=0.5, source="x")
+    assert combine(sure, []) == pytest.approx(0.04, rel=1e-3)  # no spread between ladders: their kappa
+    few = FieldPrior(**{**PRIOR.__dict__, "ladders": 2})
+    assert 0.04 < combine(PRIOR, []) < combine(few, [])  # Student-t with ladders - 1 degrees of freedom
+    assert PRIOR.kappa == combine(PRIOR, [])
+    assert 0.04 < combine(PRIOR, [_exp(0.04)]) < combine(PRIOR, [])  # agreeing evidence: less uncertain
+    one, two, many = (combine(PRIOR, [_exp(0.1)] * n) for n in (1, 2, 40))
+    assert combine(PRIOR, []) < one < two < many and many == pytest.approx(0.1, rel=0.05)
+    none_needed = combine(PRIOR, [_exp(0.0, resolution=0.01)] * 2)
+    assert 0 < none_needed < 0.01 < combine(PRIOR, [])  # censored below the refits' resolution, not 0
+    blind = combine(PRIOR, [_exp(0.0, resolution=0.5)])  # a refit too wide to see anything
+    assert blind == pytest.approx(combine(PRIOR, []), rel=0.02)
 
 
 def test_required_kappa_widens_exactly_enough():
@@ -101,8 +120,9 @@ def test_leave_largest_out_measures_the_refits_error():
     k_table = np.log(1.1) / (Z90 * np.log(10))  # log k = log 10 beyond the refit's N
     assert m["kappa_table"] == pytest.approx(k_table, rel=1e-4)
     assert m["experiments"][0]["kappa"] == pytest.approx(k_table, rel=1e-4)
-    assert m["kappa"] == pytest.approx(np.sqrt((4 * 0.04 ** 2 + k_table ** 2) / 5), rel=1e-4)
-    assert m["prior"] == {"kappa": 0.04, "weight": 4.0, "edge": 0.5, "source": "test"} and m["distance"] == "log_k"
+    assert m["kappa"] == combine(PRIOR, m["experiments"]) and k_table < m["kappa"] < PRIOR.kappa  # towards it
+    assert m["experiments"][0]["resolution"] == pytest.approx(0.9e-6 / (Z90 * np.log(10)), rel=0.02)  # q05-q95
+    assert m["prior"] == PRIOR.to_dict() and m["distance"] == "log_k"
     assert m["experiments"][0]["left_out"] == "N" and m["experiments"][0]["coverage_before"] == 0
     assert m["skipped"] == ["D: 1 fitted level(s), 3 needed to leave the largest out"]
     assert m["log_N_range"] == pytest.approx([np.log(1e6), np.log(1e8)])
@@ -126,14 +146,14 @@ def test_a_left_out_level_nearer_than_the_edge_is_measured_at_the_edge():
 
 def test_too_few_levels_or_refused_refits_leave_the_prior():
     m = leave_largest_out(_table(levels_N=(1e6, 1e7)), lambda s: None, lambda f, r: None, prior=PRIOR)
-    assert m["kappa"] == 0.04 and m["kappa_table"] is None and len(m["skipped"]) == 2
+    assert m["kappa"] == PRIOR.kappa and m["kappa_table"] is None and len(m["skipped"]) == 2
     assert "not updated by this table" in describe(m)
 
     def refuse(sub):
         raise InputError("too few runs")
 
     m = leave_largest_out(_table(), refuse, lambda f, r: None, prior=PRIOR)
-    assert m["kappa"] == 0.04 and "cannot be fitted (too few runs)" in m["skipped"][0]
+    assert m["kappa"] == PRIOR.kappa and "cannot be fitted (too few runs)" in m["skipped"][0]
 
 
 def test_fit_many_fits_all_left_out_tables_at_once_and_may_refuse_one():
@@ -153,7 +173,7 @@ def test_fit_many_fits_all_left_out_tables_at_once_and_may_refuse_one():
     m = leave_largest_out(df, None, draws_fn, fit_many=fit_many, prior=PRIOR)
     assert calls == [[([1e6, 1e7], [1e9, 2e9, 4e9]), ([1e6, 1e7, 1e8], [1e9, 2e9])]]
     assert [e["left_out"] for e in m["experiments"]] == ["N"] and m["kappa_table"] == 0
-    assert m["kappa"] == pytest.approx(0.04 * np.sqrt(4 / 5))
+    assert m["kappa"] == combine(PRIOR, m["experiments"]) < PRIOR.kappa  # a refit that missed nothing
     assert m["skipped"] == ["D: the rows below its largest level cannot be fitted (too few runs)"]
 
 
@@ -187,7 +207,7 @@ def test_a_fit_records_its_prior_and_widens_only_beyond_the_fitted_range(tmp_pat
                     extrapolation_prior=PRIOR)
     ex = fit.extrapolation
     assert ex["prior"] == PRIOR.to_dict() and [e["left_out"] for e in ex["experiments"]] == ["N", "D"]
-    assert ex["kappa"] == pytest.approx(combine(PRIOR, [e["kappa"] for e in ex["experiments"]]))
+    assert ex["kappa"] == pytest.approx(combine(PRIOR, ex["experiments"]))
     fit.save(tmp_path / "fit")
     assert load_fit(tmp_path / "fit").extrapolation == ex
     rows = pd.DataFrame({"run": ["in", "x2", "x4", "x8"], "family": "a", "N": [3e7, 2e8, 4e8, 8e8],

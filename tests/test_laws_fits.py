@@ -199,3 +199,16 @@ def test_missing_fit_and_bad_output_folders(tmp_path):
     with pytest.raises(InputError, match="lies under .*file.txt.*which is a file"):
         _point_fit().save(tmp_path / "file.txt" / "sub" / "fit")
     assert check_fit_dir(tmp_path / "new" / "fit") == tmp_path / "new" / "fit"
+
+
+@pytest.mark.parametrize("noise, needle", [
+    ({"model": "wobbly"}, "'noise' must name a model"),
+    ({"model": "scale", "slopes": ["p"], "centres": {"p": {"germanic": -1.0}}}, "lacks the centres of 'p'"),
+    ({"model": "scale", "slopes": ["p"], "centres": {"p": {"germanic": -1.0, "romance": -2.0}}},
+     "needs the draws 'noise_slope_p'"),
+])
+def test_a_saved_noise_model_that_does_not_match_the_posterior_is_damaged(tmp_path, noise, needle):
+    _bayes_fit().save(tmp_path / "fit")
+    _rewrite(tmp_path / "fit" / FIT_JSON, _set("options", "noise", value=noise), reseal=True)
+    with pytest.raises(DamagedFileError, match=needle):
+        load_fit(tmp_path / "fit")

@@ -12,7 +12,7 @@ def test_registry():
     assert {"transfer", "repetition", "transfer_repetition", "mixing", "ratio_transfer",
             "ratio_mixing"} <= set(LAWS)
     separable = {n for n, law in LAWS.items() if law.separable}
-    assert separable == {"multilingual", "chinchilla", "ratio"}
+    assert separable == {"multilingual", "chinchilla", "ratio", "kaplan"}
     for name, law in LAWS.items():
         assert get_law(name) is law
         if law.separable:
@@ -50,3 +50,22 @@ def test_shared_exponents_and_minimum_runs():
         check_shared(law, ("E",))
     assert law.min_runs() == 7 and get_law("ratio").min_runs() == 3
     assert law.min_runs(5, ("alpha", "beta")) < law.min_runs(5)
+
+
+def test_kaplan_is_the_joint_form_in_chinchillas_parameters():
+    """kaplan = E + (A'/N^(alpha/beta) + B'/D)^beta (Kaplan et al. 2020 eq. 1.5 plus E) with
+    A' = A^(1/beta), B' = B^(1/beta); its log form agrees; where one term dominates it is chinchilla."""
+    law, chin = get_law("kaplan"), get_law("chinchilla")
+    assert law.raw_names == chin.raw_names and law.separable and not law.uses_ratio
+    p = {"E": np.array(1.6), "A": np.array(400.0), "B": np.array(900.0), "alpha": np.array(0.34),
+         "beta": np.array(0.3)}
+    N, D = np.array([3e7, 3e8, 3e9]), np.array([2e10, 2e9, 2e11])
+    want = 1.6 + (400.0 ** (1 / 0.3) / N ** (0.34 / 0.3) + 900.0 ** (1 / 0.3) / D) ** 0.3
+    np.testing.assert_allclose(predict_loss(law, p, N, D, 0.5), want, rtol=1e-12)
+    raw = {"a": np.log(400.0), "b": np.log(900.0), "e": np.log(1.6), "alpha": 0.34, "beta": 0.3}
+    np.testing.assert_allclose(np.exp(log_loss(law, raw, np.log(N), np.log(D), np.log(0.5))), want, rtol=1e-12)
+    both = 400.0 * N ** -0.34 + 900.0 * D ** -0.3
+    assert np.all(want < 1.6 + both)  # beta < 1: the joint term is below the sum ...
+    assert np.all(want - 1.6 > both / 2 ** (1 - 0.3) * (1 - 1e-12))  # ... by at most 2^(1 - beta)
+    tiny_D = predict_loss(law, p, 1e9, 1e60, 1.0)  # the D term vanishes: chinchilla's N term alone
+    assert tiny_D == pytest.approx(float(predict_loss(chin, p, 1e9, 1e60, 1.0)), rel=1e-12)

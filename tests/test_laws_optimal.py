@@ -249,6 +249,24 @@ def test_recommendation_reports_regret_and_the_robust_choice():
     assert "robust p*" in text and "regret" in text and "P(best)" in text
 
 
+def test_losses_at_the_target_carry_the_extrapolation_term_and_decisions_do_not():
+    model = {"kappa": 0.05, "log_N_range": [np.log(5e7), np.log(2e8)], "log_D_range": [np.log(1e9), np.log(1e10)],
+             "unit_N": 1.0, "unit_D": 1.0}
+    plain_fit, term_fit = _posterior_fit(), _posterior_fit()
+    term_fit.extrapolation = model
+    plain, far = optimal_ratios(plain_fit, 8e8, 1e10), optimal_ratios(term_fit, 8e8, 1e10)
+    assert far.extrapolation_sd == pytest.approx(0.05 * np.log(4)) and plain.extrapolation_sd == 0
+    assert far.ratios == plain.ratios
+    np.testing.assert_array_equal(far.p_star, plain.p_star)
+    np.testing.assert_array_equal(far.candidates["uniform"]["objective"], plain.candidates["uniform"]["objective"])
+    # the same draws of the law, each times exp(sd z): log(far / plain) has sd `sd` (400 draws: +-4%)
+    np.testing.assert_allclose(np.std(np.log(far.loss_star / plain.loss_star), axis=0), far.extrapolation_sd,
+                               rtol=0.15)
+    assert far.to_dict()["extrapolation_sd"] == pytest.approx(far.extrapolation_sd)
+    inside = optimal_ratios(term_fit, 1e8, 5e9)  # within the fitted range: nothing added
+    np.testing.assert_array_equal(inside.loss_star, optimal_ratios(plain_fit, 1e8, 5e9).loss_star)
+
+
 def test_a_separable_law_takes_the_closed_form_and_reads_no_unique_tokens():
     """The law definition picks the solver: a separable law's p* is the exact water-filling one
     (per draw and robust), and target unique tokens, which its loss cannot read, are refused."""

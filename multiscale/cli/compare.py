@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
+from multiscale.laws.noise import DEFAULT_NOISE, NOISE_MODELS
 
 
 def _compare(args) -> int:
@@ -29,6 +30,12 @@ def _compare(args) -> int:
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InputError(f"--laws names {', '.join(map(repr, twice))} twice; give each law once")
+    noises = [s.strip() for s in (args.noise or DEFAULT_NOISE).split(",") if s.strip()]
+    unknown = [n for n in noises if n not in NOISE_MODELS]
+    if unknown or not noises or len(set(noises)) < len(noises):
+        raise InputError(f"--noise must name each of {', '.join(NOISE_MODELS)} at most once, got {args.noise!r}")
+    if args.noise is not None and args.method != "nuts":
+        raise InputError("--noise applies to --method nuts only (a point fit has no noise model)")
     for flag, value in (("--N", args.N), ("--D", args.D)):
         if value is not None:
             _finite(value, flag)
@@ -46,7 +53,7 @@ def _compare(args) -> int:
     test = read_runs(args.heldout) if args.heldout is not None else None
     _compile_cache()
     cmp = compare_laws(df, args.laws, args.holdout, method=args.method, draws=args.draws, chains=args.chains,
-                       seed=args.seed, N=args.N, D=args.D, heldout=test)
+                       seed=args.seed, N=args.N, D=args.D, heldout=test, noise=noises)
     if args.out:
         write_comparison(cmp, args.out)
     _emit(cmp, args.json)
@@ -71,6 +78,9 @@ def register(subparsers) -> None:
     p.add_argument("--draws", type=int, default=500, help="NUTS draws (and warm-up) per chain (default 500)")
     p.add_argument("--chains", type=int, default=4, help="NUTS chains (default 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", default=None, metavar="A,B",
+                   help=f"NUTS: the noise model(s) to fit each law with, from {', '.join(NOISE_MODELS)} "
+                        f"(default {DEFAULT_NOISE}); with two, every law/noise pair is compared (PSIS-LOO)")
     p.add_argument("--N", type=number(), default=None, help="target N of p* (default: the table's largest)")
     p.add_argument("--D", type=number(), default=None, help="target D of p* (default: the table's largest)")
     p.add_argument("--out", default=None, help="folder for compare.json, compare.md and compare.png")

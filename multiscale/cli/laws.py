@@ -18,6 +18,7 @@ from multiscale.cli._common import add_overwrite_argument, check_output, number
 from multiscale.errors import InputError, MissingFileError
 from multiscale.fileio import is_remote
 from multiscale.laws.forms import LAWS
+from multiscale.laws.noise import DEFAULT_NOISE, NOISE_MODELS
 
 MAX_CHAINS = 1024  # NUTS chains: each asks XLA for a CPU device
 
@@ -78,6 +79,8 @@ def _check_fit_args(args) -> None:
     if args.num_warmup is not None:
         _at_least(args.num_warmup, "--num-warmup", 0)
     check_shared(LAWS[args.law], args.shared)
+    if args.noise is not None and args.method != "nuts":
+        raise InputError("--noise applies to --method nuts only (a point fit has no noise model)")
 
 
 def _fit_bayes(df, args):
@@ -90,7 +93,8 @@ def _fit_bayes(df, args):
         warnings.simplefilter("ignore", RuntimeWarning)  # printed from fit.warnings below
         fit = fit_bayes(df, law=args.law, shared=args.shared, chains=args.chains, draws=args.draws,
                         warmup=args.num_warmup, seed=args.seed, progress=progress,
-                        extrapolation=not args.no_extrapolation, strict=args.strict)
+                        extrapolation=not args.no_extrapolation, strict=args.strict,
+                        noise=args.noise or DEFAULT_NOISE)
     for w in fit.warnings:
         print(f"multiscale fit: warning: {w}", file=sys.stderr)
     return fit
@@ -142,8 +146,12 @@ def _recommend(args) -> int:
                                        ("--epochs", args.epochs), ("--unique-tokens", args.unique_tokens)) if v]
         if unused:
             raise InputError(f"--candidates chooses among measured mixtures; {', '.join(unused)} do not apply")
-        _emit(choose_candidates(fit, read_runs(args.candidates), args.N, args.D, weights=args.weights), args.json)
+        fitted = read_runs(args.fitted) if args.fitted is not None else None
+        _emit(choose_candidates(fit, read_runs(args.candidates), args.N, args.D, weights=args.weights, fitted=fitted),
+              args.json)
         return 0
+    if args.fitted is not None:
+        raise InputError("--fitted goes with --candidates (it corrects the candidates' effects)")
     if args.epochs is not None and args.tokens is None and not all(
             f in fit.unique_tokens for f in decision_families(fit)):
         raise InputError("--epochs caps the ratios at epochs * tokens / D, which needs --tokens (the fit has no "
@@ -258,6 +266,10 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--no-extrapolation", action="store_true",
                    help="NUTS: skip the extrapolation term (the leave-largest-size-out refits that widen "
                         "intervals beyond the fitted N and D)")
+    p.add_argument("--noise", default=None, choices=list(NOISE_MODELS),
+                   help=f"NUTS: the noise model (default {DEFAULT_NOISE}): constant, one noise scale per family; "
+                        "scale, the noise scale also a power of N and of the family's share p "
+                        "(benchmarks/FIT_RESULTS.md, 'Noise that varies')")
     p.set_defaults(handler=_fit)
 
 
@@ -269,7 +281,17 @@ def register(subparsers) -> None:
                    help="one JSON object: laws with name, form, params, uses_scale, uses_ratio, uses_mixture, "
                         "uses_unique_tokens")
     p.set_defaults(handler=_laws)
-    p = subparsers.add_parser("recommend", help="optimal sampling ratios at a target (N, D)")
+    p = subparsers.add_parser(
+        "recommend", help="optimal sampling ratios at a target (N, D)",
+        description="Optimal sampling ratios at a target (N, D) from a saved fit: the robust p* (least expected "
+                    "regret), the per-draw p*, baselines, expected regret and P(best); with --candidates, the "
+                    "choice among mixtures trained at proxy scale. Beyond the fitted sizes and budgets the losses "
+                    "carry the fit's extrapolation term: log-loss widened by kappa * log k (k how far N or D lies "
+                    "beyond the largest fitted), kappa a field prior measured on four public scaling ladders "
+                    "shipped with the package (Gadre et al. 2024, Porian et al. 2024, Gemstone 2025, OLMo 2; "
+                    "0.024 per unit log k before the table's own evidence, recomputed by "
+                    "benchmarks/bench_extrapolation_field.py), updated by a NUTS fit's own leave-largest-out "
+                    "refits and saved in fit.json; p* and regrets do not depend on it. Loss in nats/token.")
     p.add_argument("fit_dir")
     p.add_argument("--N", type=number(), required=True, help="non-embedding parameters")
     p.add_argument("--D", type=number(), required=True, help="training tokens")
@@ -277,10 +299,16 @@ def register(subparsers) -> None:
                    help="default: normalized; raw with --candidates")
     p.add_argument("--candidates", default=None, metavar="TABLE",
                    help="a run table of candidate mixtures trained at proxy scale (p_<family> columns): choose "
-                        "among them, each carried to (N, D) as the law's prediction plus its measured residual "
-                        "shrunk by empirical Bayes; the single-scale choice (least measured loss at the largest "
-                        "proxy N) is advised over the law's when the shrinkage weighs the measured effects most "
-                        "or the law's pick is not better in expectation")
+                        "among them for (N, D) by the law's prediction times each one's measured residual, shrunk "
+                        "by empirical Bayes toward the candidates' mean (a per-mixture effect shared across "
+                        "scales), beside the single-scale choice (least measured loss at the largest proxy N) and "
+                        "the law's p*, each with expected regret and P(best). The single-scale choice is advised "
+                        "over the law's when the effects outweigh the run noise (weight on the measured effects "
+                        "> 0.5) or the law's pick is not better in expectation")
+    p.add_argument("--fitted", default=None, metavar="TABLE",
+                   help="with --candidates: the run table the fit was fitted on; the effects' spread is then "
+                        "estimated from leave-one-mixture-out point refits (a fit that saw the candidates' runs "
+                        "absorbs part of their effects); one refit per candidate")
     p.add_argument("--weights", default=None, metavar="W|FAM=W,...",
                    help="family weights of the objective: one number for every family, or per family; a "
                         "family not named gets 1 (default: all 1); normalized to sum 1 (shown in --json)")

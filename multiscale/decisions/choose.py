@@ -18,15 +18,21 @@ within-mixture spread of run residuals (mixtures with several runs), else a Baye
 Decisions are over the candidates' target objectives per draw (the law's draws times a draw of each
 effect): the library's pick minimizes the mean (least expected regret against the best candidate),
 beside the single-scale pick (least measured objective at the largest proxy N where every
-candidate was measured), the law-only pick among the candidates and the law's continuous p*
-(effect mu +- tau, unmeasured). A law fitted to these same runs absorbs the part of the effects
-that its ratio term can follow, so the residuals then understate the effects (the shrinkage is
-estimated from them all the same).
+candidate was measured at some budget D, averaged over those budgets), the law-only pick among the
+candidates and the law's continuous p* (effect mu +- tau, unmeasured).
+
+A law fitted to the candidates' own runs absorbs the part of their effects that its ratio term can
+follow (and carries that part to the target itself), so the residuals understate the effects' spread
+and tau by moments is too small: too much shrinkage. Given the fitted table, tau comes instead from
+leave-one-mixture-out residuals (each candidate against a point refit without its runs), while the
+effects stay those of the fit's own residuals (the refits' residuals would count the absorbed part
+twice). On a synthetic truth this gives the regret of the true tau (benchmarks/FIT_RESULTS.md).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from numbers import Real
 from typing import Any
@@ -38,6 +44,7 @@ from multiscale.decisions.recommend import decision_families, family_values, opt
 from multiscale.decisions.regret import ROBUST
 from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
+from multiscale.laws.point import fit_point
 from multiscale.laws.predict import predict_rows
 from multiscale.runs import MIXTURE_PREFIX, mixture_columns, validate_runs
 
@@ -57,7 +64,8 @@ class Choice:
       options: name -> {"candidate" (None for p*), "ratios", "objective" (S,)} for LIBRARY, SINGLE, LAW
         and (a law with a ratio term) LAW_P.
       mu, tau, noise_sd: the effects' mean and sd, the run noise sd (log objective);
-      proxy_N: the N of the single-scale choice.
+      proxy_N, proxy_D: the N of the single-scale choice and the budgets D at that N where every
+        candidate was measured (its measured objective is the mean over them of its mean over seeds).
     """
 
     N: float
@@ -73,6 +81,7 @@ class Choice:
     noise_sd: float
     noise_source: str
     proxy_N: float
+    proxy_D: tuple[float, ...]
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -116,7 +125,8 @@ class Choice:
                 "loss_units": LOSS_UNITS, "pick": self.pick, "advice": self.advice,
                 "effects": {"mu": self.mu, "tau": self.tau, "noise_sd": self.noise_sd,
                             "noise_source": self.noise_source, "estimator": "empirical Bayes (method of moments)"},
-                "proxy_N": self.proxy_N, "candidates": self.candidates, "options": self.table(),
+                "proxy_N": self.proxy_N, "proxy_D": list(self.proxy_D), "candidates": self.candidates,
+                "options": self.table(),
                 "n_draws": int(self.objective_SxC.shape[0]), "notes": list(self.notes)}
 
     def __str__(self) -> str:
@@ -182,11 +192,58 @@ def _noise(fit, run_r, run_mix, w_F) -> tuple[float, str]:
     return 0.0, "unknown (each candidate has one run and the fit has no sigma): no shrinkage"
 
 
+def _log_prediction_R(fit: Fit, df: pd.DataFrame) -> np.ndarray:
+    """Per row: the mean over the law's draws (those finite at every row) of its log prediction; NaN
+    where no draw is finite."""
+    with np.errstate(all="ignore"):
+        log_SxR = np.log(predict_rows(fit, df))
+    ok_S = np.isfinite(log_SxR).all(axis=1)
+    return log_SxR[ok_S].mean(axis=0) if ok_S.any() else np.full(log_SxR.shape[1], np.nan)
+
+
+def _run_residuals(df: pd.DataFrame, logpred_R: np.ndarray) -> pd.Series:
+    """Per run: the share-weighted mean over its families of log loss minus the log prediction."""
+    x = df.assign(x=(np.log(df["loss"].to_numpy(float)) - logpred_R) * df["share"])
+    return x.groupby("run")["x"].sum() / x.groupby("run")["share"].sum()
+
+
+def _absorbed(fit: Fit, df: pd.DataFrame, fitted: pd.DataFrame, keys: dict, mix) -> tuple[pd.Series | None, str]:
+    """Per candidate: the part of its residual that a fit including its runs absorbs, as the mean over
+    its runs of (residual against a point refit of `fitted` without the candidate's runs) minus
+    (residual against a point refit of all of `fitted`); None (and why) where a refit fails."""
+    fitted = validate_runs(fitted)
+    lacking = sorted(set(mix) - {c[len(MIXTURE_PREFIX):] for c in mixture_columns(fitted)})
+    if lacking:
+        raise InputError(f"fitted: the table lacks the mixture columns of families {lacking} (p_<family>), which "
+                         "identify the candidates' runs in it", arg="fitted")
+    fkey = fitted[[MIXTURE_PREFIX + f for f in mix]].round(RATIO_DIGITS).apply(tuple, axis=1)
+
+    def residuals(rows, table):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            refit = fit_point(table, law=fit.law.name, shared=fit.shared)
+        return _run_residuals(rows, _log_prediction_R(refit, rows))
+
+    broken = ("the point refits predict non-finite losses (a parameter at a boundary of parameter space): tau "
+              "from the fit's own residuals")
+    try:
+        r_all = residuals(df, fitted)
+        if not np.isfinite(r_all).all():
+            return None, broken
+        delta = {m: float((residuals(df[df["mixture"] == m], fitted[(fkey != k).to_numpy()]) - r_all).dropna().mean())
+                 if (fkey == k).any() else 0.0 for k, m in keys.items()}
+    except InputError as e:
+        return None, f"a leave-one-mixture-out refit failed ({e}): tau from the fit's own residuals"
+    return (pd.Series(delta), "") if np.all(np.isfinite(list(delta.values()))) else (None, broken)
+
+
 def choose_candidates(fit: Fit, candidates: pd.DataFrame, N: float, D: float, *, objective: str = "raw",
-                      weights=None, seed: int = 0) -> Choice:
+                      weights=None, fitted: pd.DataFrame | None = None, seed: int = 0) -> Choice:
     """Choose among the mixtures measured in the run table `candidates` (rows with ``p_<family>``
     columns over the fit's decision families) for the target (N, D) (module docstring). `weights` are the
-    objective's family weights (as `optimal_ratios`). Only the raw objective (weighted mean loss)."""
+    objective's family weights (as `optimal_ratios`). Only the raw objective (weighted mean loss).
+    `fitted`: the run table the law was fitted on; given, the effects' sd tau is estimated from
+    leave-one-mixture-out residuals (one point refit per candidate whose runs it holds)."""
     if objective != "raw":
         raise InputError(f"objective must be 'raw' (the weighted mean loss), got {objective!r}", arg="objective")
     df, mix = _check(fit, candidates, N, D)
@@ -196,16 +253,16 @@ def choose_candidates(fit: Fit, candidates: pd.DataFrame, N: float, D: float, *,
     w_F = w_F / w_F.sum()
     key = df[[MIXTURE_PREFIX + f for f in mix]].round(RATIO_DIGITS).apply(tuple, axis=1)
     ids = {k: f"mix{i}" for i, k in enumerate(dict.fromkeys(key))}
-    df = df.assign(mixture=key.map(ids).to_numpy())
     fam_R = np.array([fit.family_index(f) for f in df["family"]])
-    logpred_R = np.log(predict_rows(fit, df)).mean(axis=0)
     share_F = w_F * df.groupby(fam_R)["loss"].mean().reindex(range(len(w_F))).fillna(0).to_numpy()
     share_F = share_F / share_F.sum()  # d log Obj / d log L_j at the proxies
-    df = df.assign(res=np.log(df["loss"].to_numpy(float)) - logpred_R, share=share_F[fam_R], wl=w_F[fam_R] * df["loss"],
-                   wt=w_F[fam_R])
-    runs = df.groupby("run").agg(mixture=("mixture", "first"), N=("N", "first"), share=("share", "sum"),
+    df = df.assign(mixture=key.map(ids).to_numpy(), share=share_F[fam_R], wl=w_F[fam_R] * df["loss"], wt=w_F[fam_R])
+    runs = df.groupby("run").agg(mixture=("mixture", "first"), N=("N", "first"), D=("D", "first"),
                                  wl=("wl", "sum"), wt=("wt", "sum"))
-    runs["r"] = df.assign(x=df["res"] * df["share"]).groupby("run")["x"].sum() / runs["share"]
+    runs["r"] = _run_residuals(df, _log_prediction_R(fit, df))
+    if not np.isfinite(runs["r"]).all():
+        raise InputError(f"law {fit.law.name!r}: the loss is not finite at the candidates' runs for any draw (a "
+                         "parameter at a boundary of parameter space): no residuals", arg="fit")
     runs["obj"] = runs["wl"] / runs["wt"]
     noise_var, noise_source = _noise(fit, runs["r"].to_numpy(), runs["mixture"].to_numpy(), share_F)
     names = list(ids.values())
@@ -213,21 +270,39 @@ def choose_candidates(fit: Fit, candidates: pd.DataFrame, N: float, D: float, *,
     r_C = per["r"].mean().reindex(names).to_numpy()
     n_C = per.size().reindex(names).to_numpy(float)
     mu, tau2, s2_C = _effects(r_C, n_C, noise_var)
+    notes = [f"effects: empirical Bayes random effect (method of moments), tau = {math.sqrt(tau2):.4g}"]
+    if fitted is not None:
+        delta, why = _absorbed(fit, df, fitted, {k: ids[k] for k in ids}, mix)
+        if delta is None:
+            notes.append(why)
+        else:
+            _, tau2, _ = _effects(r_C + delta.reindex(names).to_numpy(), n_C, noise_var)
+            notes.append(f"tau from leave-one-mixture-out residuals: {math.sqrt(tau2):.4g} (the fit absorbed "
+                         f"{float(np.sqrt(np.mean(delta ** 2))):.3g} of the residuals, rms)")
     B_C = np.where(s2_C > 0, tau2 / np.maximum(tau2 + s2_C, 1e-300), 1.0)
     post_C, var_C = mu + B_C * (r_C - mu), B_C * s2_C
-    complete = [n for n, g in runs.groupby("N") if set(g["mixture"]) == set(names)]
+    complete = [nd for nd, g in runs.groupby(["N", "D"]) if set(g["mixture"]) == set(names)]
     if not complete:
-        raise InputError("candidates: no proxy N at which every candidate was measured (the single-scale choice "
-                         "needs one)", arg="candidates")
-    proxy_N = max(complete)
-    measured = runs[runs["N"] == proxy_N].groupby("mixture")["obj"].mean().reindex(names)
+        raise InputError("candidates: no proxy (N, D) at which every candidate was measured (the single-scale "
+                         "choice needs one)", arg="candidates")
+    proxy_N = max(n for n, _ in complete)
+    proxy_D = sorted(d for n, d in complete if n == proxy_N)
+    at = (runs["N"] == proxy_N) & runs["D"].isin(proxy_D)
+    measured = runs[at].groupby(["mixture", "D"])["obj"].mean().groupby("mixture").mean().reindex(names)
     ratios = {ids[k]: dict(zip(mix, map(float, k))) for k in ids}
     target = pd.DataFrame([{"run": m, "family": f, "N": float(N), "D": float(D), "p": ratios[m][f],
                             **{MIXTURE_PREFIX + g: ratios[m][g] for g in mix}} for m in names for f in fit.families])
     law_SxR = predict_rows(fit, target)
-    S_law = law_SxR.shape[0]
-    S = S_law if S_law > 1 else EFFECT_DRAWS
-    law_SxC = (law_SxR.reshape(S_law, len(names), len(fit.families)) * w_F).sum(axis=2)[np.arange(S) % S_law]
+    ok_S = np.flatnonzero(np.isfinite(law_SxR).all(axis=1))
+    if not ok_S.size:
+        raise InputError(f"law {fit.law.name!r}: the loss is not finite at N = {N:.3g}, D = {D:.3g} for any draw (a "
+                         "parameter at a boundary of parameter space): no choice there", arg="fit")
+    if ok_S.size < law_SxR.shape[0]:
+        notes.append(f"the law's loss is not finite at the target for {law_SxR.shape[0] - ok_S.size} of "
+                     f"{law_SxR.shape[0]} draws: the choice uses the other draws")
+    S = ok_S.size if ok_S.size > 1 else EFFECT_DRAWS
+    draw_S = ok_S[np.arange(S) % ok_S.size]
+    law_SxC = (law_SxR.reshape(-1, len(names), len(fit.families)) * w_F).sum(axis=2)[draw_S]
     rng = np.random.default_rng(seed)
     obj_SxC = law_SxC * np.exp(post_C + np.sqrt(var_C) * rng.standard_normal((S, len(names))))
     cand = {m: {"ratios": ratios[m], "runs": int(n_C[c]), "residual": float(r_C[c]), "shrinkage": float(B_C[c]),
@@ -237,16 +312,16 @@ def choose_candidates(fit: Fit, candidates: pd.DataFrame, N: float, D: float, *,
             LAW: int(np.argmin(law_SxC.mean(axis=0)))}
     options = {k: {"candidate": names[c], "ratios": ratios[names[c]], "objective": obj_SxC[:, c]}
                for k, c in pick.items()}
-    notes = [f"effects: empirical Bayes random effect (method of moments), tau = {math.sqrt(tau2):.4g}"]
     if fit.law.uses_ratio:
         try:
             rec = optimal_ratios(fit, N, D, objective="raw", weights=dict(zip(fit.families, w_F.tolist())))
         except InputError as e:
             notes.append(f"the law's p* is left out: {e}")
         else:
-            obj = rec.candidates[ROBUST]["objective"][np.arange(S) % S_law]
+            obj = rec.candidates[ROBUST]["objective"][draw_S]
             options[LAW_P] = {"candidate": None, "ratios": rec.ratios,
                               "objective": obj * np.exp(mu + math.sqrt(tau2) * rng.standard_normal(S))}
     return Choice(N=float(N), D=float(D), objective=objective, law=fit.law.name, method=fit.method,
                   candidates=cand, objective_SxC=obj_SxC, options=options, mu=mu, tau=math.sqrt(tau2),
-                  noise_sd=math.sqrt(noise_var), noise_source=noise_source, proxy_N=float(proxy_N), notes=notes)
+                  noise_sd=math.sqrt(noise_var), noise_source=noise_source, proxy_N=float(proxy_N),
+                  proxy_D=tuple(map(float, proxy_D)), notes=notes)

@@ -25,7 +25,7 @@ from multiscale.decisions.candidates import Candidate, FittedRange, dedupe, drop
 from multiscale.decisions.recommend import decision_families, optimal_ratios
 from multiscale.decisions.regret import ROBUST
 from multiscale.errors import InputError
-from multiscale.laws.predict import STUDENT_NU, predict_rows
+from multiscale.laws.predict import STUDENT_NU, noise_draws, predict_rows, row_sigma
 from multiscale.laws.summary import Q_HIGH, Q_LOW
 
 CRITERIA = ("regret", "width")
@@ -108,10 +108,12 @@ def candidate_rows(fit, cands: Sequence[Candidate], families: Sequence[str]) -> 
 
 
 def noise_variance(fit, rows: pd.DataFrame) -> np.ndarray:
-    """Per row, the posterior mean variance of the fit's log-loss noise (Student-t)."""
-    sig = fit.idata.posterior["sigma"].transpose("chain", "draw", "family").values
-    var_F = np.mean(np.asarray(sig, float).reshape(-1, sig.shape[-1]) ** 2, axis=0) * STUDENT_NU / (STUDENT_NU - 2)
-    return var_F[[fit.family_index(f) for f in rows["family"]]]
+    """Per row, the posterior mean variance of the fit's log-loss noise (Student-t) at the row's N
+    and p (`row_sigma`: the fit's noise model)."""
+    fam_R = np.array([fit.family_index(f) for f in rows["family"]])
+    sig_SxR = row_sigma(fit, noise_draws(fit), fam_R, np.log(rows["N"].to_numpy(float)),
+                        np.log(rows["p"].to_numpy(float)))
+    return np.mean(sig_SxR ** 2, axis=0) * STUDENT_NU / (STUDENT_NU - 2)
 
 
 def joint_covariance(fit, P_SxF: np.ndarray, rows: pd.DataFrame, keep_S: np.ndarray | None = None) -> np.ndarray:

@@ -36,6 +36,7 @@ from multiscale.decisions.ratios import (
 )
 from multiscale.decisions.regret import MEDIAN, ROBUST, Decisions, median_mixture
 from multiscale.errors import InputError
+from multiscale.laws.extrapolation import extrapolation_sd
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import predict_loss, scale_term
 from multiscale.laws.summary import interval
@@ -61,6 +62,9 @@ class Recommendation(Decisions):
         at this (N, D)); objective_star: ``min_p Obj_s(p)`` (S,).
       candidates: name -> {"ratios", "objective" (S,), "loss" (S, F)}: robust p*, median p*, baselines.
       unique_tokens: the target's U per family for the laws that read it.
+      extrapolation_sd: the fit's extrapolation term at (N, D) (sd of log-loss; 0 inside the fitted
+        range): `loss_star` and the candidates' losses carry it, as `predict` does; p*, objectives and
+        regrets do not (it shifts every mixture alike).
       solver: "exact (separable)" or "coupled (projected gradient)".
     """
 
@@ -78,6 +82,7 @@ class Recommendation(Decisions):
     loss_star: np.ndarray
     objective_star: np.ndarray
     unique_tokens: dict[str, float] = field(default_factory=dict)
+    extrapolation_sd: float = 0.0
     solver: str = ""
     candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -87,7 +92,7 @@ class Recommendation(Decisions):
         return {**super().to_dict(), "solver": self.solver, "mixture_families": list(self.mixture_families),
                 "p_star": {f: interval(self.p_star[ok, m]) for m, f in enumerate(self.mixture_families)},
                 "loss_at_p_star": {f: interval(self.loss_star[ok, j]) for j, f in enumerate(self.families)},
-                "unique_tokens": self.unique_tokens}
+                "unique_tokens": self.unique_tokens, "extrapolation_sd": self.extrapolation_sd}
 
     def __str__(self) -> str:
         lines = [f"optimal ratios at N = {self.N:.3g}, D = {self.D:.3g} ({self.objective} objective, law "
@@ -386,8 +391,16 @@ def optimal_ratios(fit: Fit, N: float, D: float, *, objective: str = "normalized
         notes += _repetition_notes(mix, P[~bad], tokens, D)
     base = {name: np.array([q[f] for f in mix]) for name, q in all_baselines(mix, tokens, D, epochs).items()}
     cands, more = problem.candidates(P, ~bad, base if baselines else {})
+    sd = float(extrapolation_sd(getattr(fit, "extrapolation", None), N, D))
+    if sd > 0 and L.shape[0] > 1:  # the same factor per draw for every mixture, as `predict` draws it
+        widen_SxF = np.exp(sd * np.random.default_rng(0).standard_normal(L.shape))
+        L = L * widen_SxF
+        for c in cands.values():
+            c["loss"] = c["loss"] * widen_SxF
+        notes.append(f"losses at the target carry the fit's extrapolation term (sd {sd:.3g} of log-loss at "
+                     "this distance beyond the fitted sizes and budgets); p* and regrets do not depend on it")
     return Recommendation(law=fit.law.name, method=fit.method, N=float(N), D=float(D), objective=objective,
                           mixture_families=mix, families=tuple(fit.families), weights=w, lower=lo, upper=hi,
-                          p_star=P, loss_star=L, objective_star=obj, unique_tokens=U_used,
+                          p_star=P, loss_star=L, objective_star=obj, unique_tokens=U_used, extrapolation_sd=sd,
                           solver="exact (separable)" if fit.law.separable else "coupled (projected gradient)",
                           candidates=cands, notes=notes + more)

@@ -4,7 +4,9 @@ Model, per family i (a parameter named in ``shared`` is one scalar for all famil
 ``y = log L`` (L in nats/token), ``ybar`` the mean of y over the table, and log N, log D
 centred on the table's geometric means N_ref, D_ref:
 
-    y_r ~ StudentT(nu = 5, mu_r, sqrt(sigma_i^2 + s_r^2)),   s_r = loss_sem_r / loss_r
+    y_r ~ StudentT(nu = 5, mu_r, sqrt(sigma_r^2 + s_r^2)),   s_r = loss_sem_r / loss_r
+    sigma_r = sigma_i                                                      (noise "constant")
+    log sigma_r = log sigma_i + s_N (log N_r - c_N,i) + s_p (log p_r - c_p,i)   (noise "scale")
     mu_r = log(E_i + A_i N^-alpha_i + B_i D^-beta_i) - gamma_i log p      (multilingual)
     mu_r = log(c_i) - gamma_i log p                                        (ratio)
 
@@ -17,6 +19,7 @@ Parameters live on the log scale. Weakly informative priors (normal on the log s
     log gamma_i          ~ N(log 0.15, 1.0)        95% in [0.02, 1.1] (He et al.: gamma well below 1)
     log c_i              ~ N(ybar, 1.0)            (ratio law)
     sigma_i              ~ HalfNormal(0.05)        relative loss noise (log scale)
+    s_N, s_p             ~ N(0, 0.5)               noise "scale" only (`multiscale.laws.noise`)
 
 The N and D terms are parameterized at the reference size (not as log A, log B) because
 ``a - alpha log N`` makes log A and alpha almost perfectly correlated when log N ~ 20;
@@ -55,6 +58,7 @@ from multiscale.laws.extrapolation import FieldPrior, leave_largest_out
 from multiscale.laws.fits import BayesFit
 from multiscale.laws.forms import Law, get_law, log_loss, natural_from_raw, offdiag_mask
 from multiscale.laws.identifiability import refuse_unidentified, unidentified
+from multiscale.laws.noise import DEFAULT_NOISE, SLOPE_PRIOR, NoiseSpec, check_noise, slope_name
 from multiscale.laws.point import fit_arrays
 from multiscale.laws.predict import STUDENT_NU, pointwise_loglik, predictive_draws
 
@@ -288,15 +292,20 @@ def fit_rows(law: Law, data: FitData, lay: Layout) -> tuple[np.ndarray, ...]:
     return tuple(rows)
 
 
-def _model(law: Law, shared, lay: Layout, M: int, slots):
+def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
     """The numpyro model of any law; arrays (`fit_rows`) enter as arguments so one trace serves
     any data. log N and log D enter centred; the repetition term reads log D with the reference
-    added back."""
+    added back. `noise` gives the slopes of log sigma and each family's centres."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     drawn, F = {}, len(lay.group_F)
+    # per covariate of noise.slopes: what to add to the rows (log N centred on the reference,
+    # raw log p) to centre them on each family's own centre, (F, 1)
+    lN0 = lay.per_family(lay.lN0_G)
+    shift = {"N": lambda c: lN0 - c, "p": lambda c: -c}
+    offsets = [np.reshape(shift[c](np.asarray(noise.centres[c])), (-1, 1)) for c in noise.slopes]
     lD0 = np.reshape(lay.per_family(lay.lD0_G), (-1, 1)) if law.uses_unique_tokens else 0.0
 
     def sample(name, kind, shape):
@@ -311,9 +320,12 @@ def _model(law: Law, shared, lay: Layout, M: int, slots):
         if "z_level" in drawn:
             numpyro.factor("prior_E_k", _prior_e_k(lay.per_family(lay.ybar_G), drawn["z_level"], drawn["z_share"],
                                                    th["e"][:, 0], th["lk"][:, 0], jnp))
-        sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(SIGMA_PRIOR).expand((F,)).to_event(1))[:, None]
+        for c, off in zip(noise.slopes, offsets):
+            s = SLOPE_PRIOR * sample(f"z_{slope_name(c)}", "normal", lay.shape(True))
+            sigma = sigma * jnp.exp(lay.spread(s, jnp)[:, None] * ({"N": logN, "p": logp}[c] + off))
         mu = log_loss(law, th, logN, logD + lD0, logp, logU, P, offdiag, lD0=lD0, xp=jnp)
-        scale = jnp.sqrt(sigma[:, None] ** 2 + sem ** 2)
+        scale = jnp.sqrt(sigma ** 2 + sem ** 2)
         numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask), obs=logL)
 
     return model
@@ -335,6 +347,15 @@ def _natural(law: Law, z: dict, lay: Layout, shared, M: int, slots, off_MxF) -> 
     return {k: v.reshape((chains, -1) + v.shape[1:]) for k, v in nat.items()}
 
 
+def _noise_draws(z: dict, lay: Layout, spec: NoiseSpec) -> dict:
+    """``sigma`` and each slope of `spec` (``noise_slope_<covariate>``), (chain, draw, F): a slope,
+    one value per group, repeated over the group's families."""
+    out = {"sigma": np.asarray(z["sigma"], float)}
+    for c in spec.slopes:
+        out[slope_name(c)] = SLOPE_PRIOR * lay.spread(np.asarray(z[f"z_{slope_name(c)}"], float), np)
+    return out
+
+
 def n_dims(law: Law, shared, n_families: int, n_groups: int = 1, n_slots: int = 0) -> int:
     """Number of sampled (unconstrained) dimensions: per-family sites, shared sites (one per
     group of a stacked program), matrix sites (`n_slots` each), sigma."""
@@ -342,10 +363,11 @@ def n_dims(law: Law, shared, n_families: int, n_groups: int = 1, n_slots: int = 
             + n_slots * len(law.matrix))
 
 
-def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
+def _init_from_point(law: Law, data: FitData, ybar: float, noise_slopes=()) -> dict:
     """Sites (standard) at the point fit's optimum: a law started from its base law starts every
     chain there, since its posterior can have far modes (an unidentified E or B) where a chain
-    started at random stays (R-hat 1.6 on a 5 x 96 table)."""
+    started at random stays (R-hat 1.6 on a 5 x 96 table). The noise slopes named (one scalar
+    each, a single table) start at 0, the constant noise."""
     th = dict(fit_arrays(law, data).raw)
     init = {}
     if "a" in th:  # the N and D terms at the reference size, as the sites are
@@ -375,6 +397,7 @@ def _init_from_point(law: Law, data: FitData, ybar: float) -> dict:
     if "ltau" in th:  # HalfCauchy: a point-fit tau up to 100 scales (5.0) is kept as is
         init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
     init["sigma"] = np.full(data.n_families, 0.01)
+    init.update({f"z_{slope_name(c)}": 0.0 for c in noise_slopes})
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
@@ -431,12 +454,12 @@ def laplace_whitening(model, rows, start: dict):
 def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int = 1000,
              warmup: int | None = None, seed: int = 0, target_accept: float = TARGET_ACCEPT,
              chain_method: str = CHAIN_METHOD, progress: bool = False, x64: bool = False,
-             dense_mass: bool | None = None, layout: Layout | None = None):
-    """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F[, M]), sigma, extra
-    sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS sampled
-    dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table. A table of at
-    least LAPLACE_MIN_ROWS rows is sampled whitened around its posterior mode
-    (`laplace_whitening`), chain c starting at u_c ~ N(0, I), a draw of the Laplace
+             dense_mass: bool | None = None, layout: Layout | None = None, noise: str = DEFAULT_NOISE):
+    """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F[, M]), the noise draws
+    (`_noise_draws`), extra sample stats dict, seconds). `dense_mass` None: dense up to
+    DENSE_MAX_DIMS sampled dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one
+    table. A table of at least LAPLACE_MIN_ROWS rows is sampled whitened around its posterior
+    mode (`laplace_whitening`), chain c starting at u_c ~ N(0, I), a draw of the Laplace
     approximation; a smaller one in the sites themselves, every chain starting at the point fit
     where the law says so (`nuts_from_point_fit`, `_init_from_point`), else at random."""
     import jax
@@ -451,19 +474,22 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     if dense_mass is None:
         dense_mass = n_dims(law, shared, data.n_families, lay.n_groups, n_slots) <= DENSE_MAX_DIMS
     chain_method = _chain_method(chain_method, chains)
+    spec = NoiseSpec.of_rows(noise, data.n_families, data.fam_R, data.logN_R, data.logp_R)
+    slopes = spec.slopes if lay.n_groups == 1 else ()  # stacked: (G,) slopes, at random
     whiten = lay.n_groups == 1 and data.n_rows >= LAPLACE_MIN_ROWS
-    start = _init_from_point(law, data, float(lay.ybar_G[0])) if whiten or law.nuts_from_point_fit else None
+    start = (_init_from_point(law, data, float(lay.ybar_G[0]), slopes) if whiten or law.nuts_from_point_fit
+             else None)
     t0 = time.perf_counter()
-    model, rows = _model(law, shared, lay, M, slots), fit_rows(law, data, lay)
+    model, rows = _model(law, shared, lay, M, slots, spec), fit_rows(law, data, lay)
     if whiten:
-        m_D, W_DxD, spec, transforms = laplace_whitening(model, rows, start)
+        m_D, W_DxD, sites, transforms = laplace_whitening(model, rows, start)
         u0_CxD = np.random.default_rng(seed).standard_normal((chains, len(m_D)))
     with jax.enable_x64(x64):
         args = tuple(jnp.asarray(a) for a in rows)
         if whiten:
             real = np.float64 if x64 else np.float32
             m, W, u0_CxD = jnp.asarray(m_D, real), jnp.asarray(W_DxD, real), u0_CxD.astype(real)
-            kernel = NUTS(potential_fn=lambda u_D: potential_energy(model, args, {}, _split(m + W @ u_D, spec, jnp)),
+            kernel = NUTS(potential_fn=lambda u_D: potential_energy(model, args, {}, _split(m + W @ u_D, sites, jnp)),
                           target_accept_prob=target_accept, dense_mass=dense_mass)
             run_args, run_kw = (), {"init_params": jnp.asarray(u0_CxD if chains > 1 else u0_CxD[0])}
         else:
@@ -480,12 +506,12 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     seconds = time.perf_counter() - t0
     if whiten:
         u = np.asarray(samples, float)
-        z = {k: np.asarray(transforms[k](v)) for k, v in _split(m_D + u @ W_DxD.T, spec).items()}
+        z = {k: np.asarray(transforms[k](v)) for k, v in _split(m_D + u @ W_DxD.T, sites).items()}
     else:
         z = {k: np.asarray(v) for k, v in samples.items()}
     extra.update(dense_mass=bool(dense_mass), chain_method=chain_method, warmup=warmup, whitened=whiten)
     off = offdiag_mask(data.fam_in_mix_F, M) if law.matrix else None
-    return _natural(law, z, lay, shared, M, slots, off), z["sigma"], extra, seconds
+    return _natural(law, z, lay, shared, M, slots, off), _noise_draws(z, lay, spec), extra, seconds
 
 
 def _worst(values, labels, pick) -> tuple[str, float]:
@@ -498,11 +524,12 @@ def _worst(values, labels, pick) -> tuple[str, float]:
     return labels[k], float(v[k])
 
 
-def _diagnose(idata, law: Law, families, sources, chains: int) -> tuple[dict, list[str]]:
-    """R-hat, bulk and tail ESS per parameter and overall, divergences; and what to do about them."""
+def _diagnose(idata, law: Law, families, sources, chains: int, noise_names=("sigma",)) -> tuple[dict, list[str]]:
+    """R-hat, bulk and tail ESS per parameter (the law's and the noise's) and overall, divergences;
+    and what to do about them."""
     import arviz as az
 
-    names = list(law.params) + list(law.matrix) + ["sigma"]
+    names = list(law.params) + list(law.matrix) + list(noise_names)
     rhat = az.rhat(idata, var_names=names)
     ess_b = az.ess(idata, var_names=names, method="bulk")
     ess_t = az.ess(idata, var_names=names, method="tail")
@@ -541,7 +568,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
               target_accept: float | None = None, progress: bool = False, warn: bool = True,
               dense_mass: bool | None = None, chain_method: str = CHAIN_METHOD,
               extrapolation: bool = True, extrapolation_prior: FieldPrior | None = None,
-              strict: bool = False) -> BayesFit:
+              strict: bool = False, noise: str = DEFAULT_NOISE) -> BayesFit:
     """Posterior of `law`'s parameters given a run table (see module docstring for the model).
 
     Args:
@@ -562,6 +589,10 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         `multiscale.laws.extrapolation.field_prior()`); saved in ``extrapolation["prior"]``.
       strict: refuse a fit the table cannot pin down (`multiscale.laws.identifiability`) instead
         of warning (`UnidentifiedWarning`, recorded in ``identifiability``).
+      noise: the noise model (`multiscale.laws.noise.NOISE_MODELS`): "constant" (sigma per family)
+        or "scale" (log sigma also linear in log N and log p, slopes shared by the families); the
+        fit's ``noise`` and saved options say which. Compare them by PSIS-LOO with
+        `multiscale.decisions.compare.compare_laws(..., noise=("constant", "scale"))`.
 
     Returns:
       `BayesFit` with draws per family/parameter, an ArviZ InferenceData (with the pointwise
@@ -574,9 +605,10 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
                 isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low):
             raise InputError(f"{name} must be an integer >= {low}, got {v!r}")
     target_accept = default_target_accept(law_obj) if target_accept is None else target_accept
+    check_noise(noise)
     df, data, shared = prepare(df, law_obj, shared)
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
-                    dense_mass=dense_mass, chain_method=chain_method)
+                    dense_mass=dense_mass, chain_method=chain_method, noise=noise)
     fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn, loglik=True)
     fit.identifiability = unidentified(law_obj, data, shared, fit.draws)
     refuse_unidentified(law_obj, fit.identifiability, strict)
@@ -654,25 +686,27 @@ def _fit_stacked(law_obj: Law, datas: list[FitData], shared, settings: dict) -> 
                    sem_rel_R=cat("sem_rel_R"), N_ref=float("nan"), D_ref=float("nan"))
     lay = Layout(np.array([float(np.mean(d.logL_R)) for d in datas]), np.log([d.N_ref for d in datas]),
                  np.log([d.D_ref for d in datas]), np.repeat(np.arange(len(datas)), np.diff(offsets)))
-    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, layout=lay, **settings)
+    nat, noise, extra, seconds = run_nuts(law_obj, data, shared, layout=lay, **settings)
     return [_as_fit(law_obj, d, shared, settings, {k: v[..., o:o + d.n_families] for k, v in nat.items()},
-                    sigma[..., o:o + d.n_families], extra, seconds, warn=False)
+                    {k: v[..., o:o + d.n_families] for k, v in noise.items()}, extra, seconds, warn=False)
             for d, o in zip(datas, offsets)]
 
 
 def _fit_prepared(law_obj: Law, data: FitData, shared, settings: dict, *, progress: bool,
                   warn: bool, loglik: bool = False) -> BayesFit:
     """NUTS on prepared arrays, ArviZ diagnostics, and the `BayesFit`."""
-    nat, sigma, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
-    fit = _as_fit(law_obj, data, shared, settings, nat, sigma, extra, seconds, warn=warn, loglik=loglik)
+    nat, noise, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
+    fit = _as_fit(law_obj, data, shared, settings, nat, noise, extra, seconds, warn=warn, loglik=loglik)
     fit.options["whitened"] = extra["whitened"]
     return fit
 
 
-def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, sigma, extra: dict,
+def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, noise: dict, extra: dict,
             seconds: float, *, warn: bool, loglik: bool = False) -> BayesFit:
-    """The `BayesFit` of NUTS draws (chain, draw, F[, M]) of `data`'s families, with diagnostics
-    and, with `loglik`, the pointwise log-likelihood of every table row."""
+    """The `BayesFit` of NUTS draws (chain, draw, F[, M]) of `data`'s families and their noise
+    draws (`_noise_draws`; a slope whose covariate is constant within each of `data`'s families, as
+    in one table of a stacked program, is dropped), with diagnostics and, with `loglik`, the
+    pointwise log-likelihood of every table row."""
     import arviz as az
 
     chains, draws, seed, target_accept = (settings[k] for k in ("chains", "draws", "seed", "target_accept"))
@@ -681,18 +715,21 @@ def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, sigm
     fit = BayesFit(law=law_obj, families=tuple(fams), shared=shared,
                    draws={n: v.reshape((-1,) + v.shape[2:]) for n, v in nat.items()}, N_ref=data.N_ref,
                    D_ref=data.D_ref, n_runs={f: int(counts[j]) for j, f in enumerate(fams)},
-                   mixture_families=mix, unique_tokens=data.unique_tokens_F())
+                   mixture_families=mix, unique_tokens=data.unique_tokens_F(),
+                   noise=NoiseSpec.of_rows(settings["noise"], len(fams), data.fam_R,
+                                           data.logN_R, data.logp_R))
+    noise = {k: v for k, v in noise.items() if k == "sigma" or k in map(slope_name, fit.noise.slopes)}
     more = {}
     if loglik:
-        ll = pointwise_loglik(fit, data, sigma.reshape(-1, len(fams)))
-        more = {"log_likelihood": {"y": ll.reshape(sigma.shape[:2] + (-1,))}}
+        ll = pointwise_loglik(fit, data, {k: v.reshape(-1, len(fams)) for k, v in noise.items()})
+        more = {"log_likelihood": {"y": ll.reshape(noise["sigma"].shape[:2] + (-1,))}}
     fit.idata = az.from_dict(
-        posterior={**nat, "sigma": sigma}, **more,
+        posterior={**nat, **noise}, **more,
         sample_stats={"diverging": extra["diverging"].astype(bool), "n_steps": extra["num_steps"].astype(np.int64)},
         coords={"family": fams, "source": list(mix) or ["-"], "row": np.arange(data.n_rows)},
         dims={n: ["family"] for n in law_obj.params} | {m: ["family", "source"] for m in law_obj.matrix}
-        | {"sigma": ["family"], "y": ["row"]})
-    fit.diagnostics, fit.warnings = _diagnose(fit.idata, law_obj, fams, mix, chains)
+        | dict.fromkeys(noise, ["family"]) | {"y": ["row"]})
+    fit.diagnostics, fit.warnings = _diagnose(fit.idata, law_obj, fams, mix, chains, list(noise))
     fit.diagnostics["seconds"] = seconds
     if warn:
         for m in fit.warnings:

@@ -11,14 +11,15 @@ The predictive multiplies each draw by ``exp(kappa * d * z)``, z standard normal
 (dD alike) is ``log k``: the factor, in log units, by which (N, D) lies beyond the fitted sizes or
 budgets. This is the distance in which the field prior was measured (`FIELD_PRIOR_PATH`,
 benchmarks/FIELD_PRIOR.md): across four public ladders the point fit's error grew with log k at
-similar rates (kappa_90 0.015-0.024 on three of them), whereas per span of the fitted range the
-same ladders disagreed 7x; dividing by the span over-corrects. Inside the fitted range d = 0, so
-in-range intervals are exactly what they were.
+similar rates (kappa_90 0.015-0.030, each error's log k taken as at least the field's edge),
+whereas per span of the fitted range the same ladders disagreed 7x; dividing by the span
+over-corrects. Inside the fitted range d = 0, so in-range intervals are exactly what they were.
 
-kappa combines two pieces of evidence, both sd of log-loss per unit log k at 90% coverage:
+kappa (sd of log-loss per unit log k, calibrated at 90%) combines two pieces of evidence:
 
-- the field prior (`FieldPrior`): the pooled kappa_90 of the ladders in the shipped
-  field_prior.json, weighing as many experiments as the file has ladders;
+- the field (`FieldPrior`): each shipped ladder's kappa_90, a ladder's log kappa a draw from the
+  field; a new table is a new ladder, so its log kappa is a priori Student-t (the field's mean,
+  its sd between ladders estimated from few ladders);
 - the table's own: for each axis (N, then D) with at least three fitted levels `leave_largest_out`
   refits on the rows below the largest level, predicts the rows at it, and asks, row by row, how
   much extra spread the refit's 90% interval lacked,
@@ -28,15 +29,12 @@ kappa combines two pieces of evidence, both sd of log-loss per unit log k at 90%
   (``e_r = log L_r - log median_r``, ``h_r`` the interval's half-width on the side of the error,
   ``d_r`` the row's log k beyond the refit's range, at least the prior's `edge`: an error at a
   level 1% beyond the rest is no growth rate); one experiment's kappa is the 90% quantile of its
-  k_r.
+  k_r, an observation of the table's log kappa with the field's window-to-window sd; an
+  experiment that needed no widening only bounds kappa from above (`combine`).
 
-    kappa^2 = (w * kappa_field^2 + sum_e kappa_e^2) / (w + n_experiments)
-
-the posterior scale of a scaled-inverse-chi^2 prior with w pseudo-experiments, each experiment one
-observation (its rows share one refit). A table whose refits need no widening pulls kappa down but
-not to 0: a leave-largest-out refit sees only what the table holds. One kappa serves both axes.
-The term is one shift of a family's log-loss at one (N, D), common to every mixture there, so p*,
-regret and P(best) do not depend on it.
+A table whose refits need no widening pulls kappa down but not to 0: a leave-largest-out refit
+sees only what the table holds. One kappa serves both axes. The term is one shift of a family's
+log-loss at one (N, D), common to every mixture there, so p*, regret and P(best) do not depend on it.
 """
 
 from __future__ import annotations
@@ -50,6 +48,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import optimize, stats
 
 from multiscale.errors import InputError
 from multiscale.laws.summary import Q_HIGH, Q_LOW
@@ -59,6 +58,8 @@ KAPPA_QUANTILE = 0.9
 MIN_LEVELS = 3  # an axis needs this many fitted levels to leave its largest out
 METHOD = "leave-largest-out"
 DISTANCE = "log_k"
+GRID_SCALES, GRID_POINTS = 12.0, 4801  # combine's grid of log kappa: the prior's scale +- 12
+MIN_RESOLUTION = 1e-6  # a refit with no interval at all still only bounds kappa from above
 # Shipped with the package (pyproject package-data); read as data, not imported: datasets is a
 # sibling layer of laws.
 FIELD_PRIOR_PATH = Path(__file__).resolve().parents[1] / "datasets" / "ladders" / "field_prior.json"
@@ -66,49 +67,88 @@ FIELD_PRIOR_PATH = Path(__file__).resolve().parents[1] / "datasets" / "ladders" 
 
 @dataclass(frozen=True)
 class FieldPrior:
-    """The prior of the extrapolation term's kappa: sd of log-loss per unit log k (calibrated at
-    90%), weighing `weight` leave-largest-out experiments. `edge`: the log k below which the
-    field's error is the fitted edge's (the intercept c of its band c + d log k), not growth:
-    a left-out level nearer than that is measured as if at `edge`. `source`: where it was measured."""
+    """The prior of the extrapolation term's kappa (sd of log-loss per unit log k, calibrated at
+    90%), learned on `ladders` public ladders: each ladder has its own kappa, whose log is drawn
+    from the field with mean `log_mean` and sd `log_sd` (between ladders); one ladder's windows
+    scatter about its kappa with sd `within_sd` in log (what one leave-largest-out experiment
+    measures). `edge`: the log k below which the field's error is the fitted edge's (the intercept
+    c of its band c + d log k), not growth: errors nearer than that are charged as if at `edge`, in
+    the field as in the table. `source`: where it was measured."""
 
-    kappa: float
-    weight: float
+    log_mean: float
+    log_sd: float
+    ladders: int
+    within_sd: float
     edge: float
     source: str
 
     def __post_init__(self):
-        if not (math.isfinite(self.kappa) and self.kappa >= 0):
-            raise InputError(f"kappa must be a finite number >= 0, got {self.kappa!r}")
-        if not (math.isfinite(self.weight) and self.weight > 0):
-            raise InputError(f"weight must be a finite number > 0, got {self.weight!r}")
+        for name in ("log_sd", "within_sd"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise InputError(f"{name} must be a finite number > 0, got {v!r}")
         if not (math.isfinite(self.edge) and self.edge >= 0):
             raise InputError(f"edge must be a finite number >= 0, got {self.edge!r}")
+        if not math.isfinite(self.log_mean):
+            raise InputError(f"log_mean must be a finite number, got {self.log_mean!r}")
+        if isinstance(self.ladders, bool) or not isinstance(self.ladders, (int, np.integer)) or self.ladders < 2:
+            raise InputError(f"ladders must be an integer >= 2, got {self.ladders!r}")
 
     @classmethod
-    def from_summary(cls, summary: dict, weight: float, source: str) -> FieldPrior:
-        """From one log-k summary of benchmarks/bench_extrapolation_field.py: its kappa["90"], and
-        c / d of its band as the edge."""
-        edge = float(summary["c"]) / float(summary["d"]) if summary["d"] > 0 else math.inf
-        return cls(kappa=float(summary["kappa"]["90"]), weight=float(weight), edge=edge, source=source)
+    def from_summary(cls, summary: dict, source: str) -> FieldPrior:
+        """From one log-k summary of benchmarks/bench_extrapolation_field.py: its ``ladder_t`` block."""
+        t = summary["ladder_t"]
+        return cls(log_mean=float(t["log_mean"]), log_sd=float(t["log_sd"]), ladders=int(t["ladders"]),
+                   within_sd=float(t["within_sd"]), edge=float(t["edge"]), source=source)
+
+    @property
+    def kappa(self) -> float:
+        """The prior's own kappa: `combine` with no experiment."""
+        return combine(self, [])
 
     def to_dict(self) -> dict:
-        return {"kappa": self.kappa, "weight": self.weight, "edge": self.edge, "source": self.source}
+        return {"log_mean": self.log_mean, "log_sd": self.log_sd, "ladders": self.ladders,
+                "within_sd": self.within_sd, "edge": self.edge, "source": self.source, "kappa": self.kappa}
 
 
 def field_prior(path: Path = FIELD_PRIOR_PATH) -> FieldPrior:
-    """The default prior: the pooled log-k kappa_90 of the ladders in the shipped field_prior.json,
-    one pseudo-experiment per ladder. The file ships with the package: a missing file raises."""
+    """The default prior: the ladders of the shipped field_prior.json. The file ships with the
+    package: a missing file raises."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: it ships with the package (a packaging bug; reinstall)")
     data = json.loads(path.read_text())
-    return FieldPrior.from_summary(data["summary"][DISTANCE]["pooled"], weight=len(data["ladders"]),
-                                   source=f"{path.name}: pooled over {', '.join(data['ladders'])}")
+    return FieldPrior.from_summary(data["summary"][DISTANCE]["pooled"],
+                                   source=f"{path.name}: {', '.join(data['ladders'])}")
 
 
-def combine(prior: FieldPrior, kappas) -> float:
-    """The posterior kappa from the prior and one kappa per leave-largest-out experiment."""
-    ks = np.asarray(kappas, float)
-    return float(np.sqrt((prior.weight * prior.kappa ** 2 + np.sum(ks ** 2)) / (prior.weight + ks.size)))
+def combine(prior: FieldPrior, experiments) -> float:
+    """The table's kappa: the 90% scale of the predictive sd of log-loss per unit log k, given the
+    field prior and the table's leave-largest-out experiments (records with ``kappa`` and
+    ``resolution``, as `measure` gives them).
+
+    The table's log kappa has the prior predictive of a new ladder, Student-t with ladders - 1
+    degrees of freedom about `log_mean`, scale ``log_sd * sqrt(1 + 1/ladders)`` (the sd is
+    estimated from a few ladders); an experiment that needed widening observes log kappa with sd
+    `within_sd`; one that needed none (kappa 0) says only that kappa is below its ``resolution``
+    (censored). The result is the kappa whose Gaussian 90% interval holds 90% of the posterior
+    predictive (a scale mixture of Gaussians over the posterior of kappa)."""
+    scale = prior.log_sd * math.sqrt(1 + 1 / prior.ladders)
+    grid_G = prior.log_mean + scale * np.linspace(-GRID_SCALES, GRID_SCALES, GRID_POINTS)
+    logp_G = stats.t.logpdf(grid_G, prior.ladders - 1, prior.log_mean, scale)
+    for e in experiments:
+        if e["kappa"] > 0:
+            logp_G += stats.norm.logpdf(math.log(e["kappa"]), grid_G, prior.within_sd)
+        else:
+            res = math.log(max(e["resolution"], MIN_RESOLUTION))
+            logp_G += stats.norm.logcdf((res - grid_G) / prior.within_sd)
+    p_G = np.exp(logp_G - logp_G.max())
+    p_G /= p_G.sum()
+    kappa_G = np.exp(grid_G)
+
+    def short(k):  # coverage of +-Z90 k minus 0.9
+        return float(np.sum(p_G * (2 * stats.norm.cdf(Z90 * k / kappa_G) - 1))) - KAPPA_QUANTILE
+
+    return float(optimize.brentq(short, kappa_G[0] * 1e-3, kappa_G[-1] * 10, xtol=1e-10, rtol=1e-10))
 
 
 def fitted_ranges(df: pd.DataFrame) -> dict[str, list[float]]:
@@ -156,14 +196,19 @@ def split_largest(df: pd.DataFrame, axis: str) -> tuple[pd.DataFrame, pd.DataFra
 def measure(train: pd.DataFrame, test: pd.DataFrame, draws_SxR, axis: str,
             min_distance: float = 0.0) -> tuple[dict, np.ndarray]:
     """A refit's predictive draws for the left-out rows `test` against their losses:
-    (record, per-row kappas, each row's distance taken as at least `min_distance`)."""
+    (record, per-row kappas, each row's distance taken as at least `min_distance`). The record's
+    ``resolution`` is the median kappa whose term would match the refit's own 90% half-width
+    there: a refit that needs no widening says only that kappa is below it."""
     d = distance(fitted_ranges(train), test["N"].to_numpy(float), test["D"].to_numpy(float))
+    d_at_least = np.maximum(d, min_distance)
     y = test["loss"].to_numpy(float)
-    k = required_kappa(y, draws_SxR, np.maximum(d, min_distance))
+    k = required_kappa(y, draws_SxR, d_at_least)
     lo, hi = np.quantile(draws_SxR, [Q_LOW, Q_HIGH], axis=0)
+    half = 0.5 * np.log(np.quantile(draws_SxR, 0.95, axis=0) / np.quantile(draws_SxR, 0.05, axis=0))
     rec = {"left_out": axis, "value": float(test[axis].iloc[0]), "rows": int(len(test)),
            "distance": float(np.median(d)), "coverage_before": float(np.mean((y >= lo) & (y <= hi))),
-           "kappa": float(np.quantile(k, KAPPA_QUANTILE))}
+           "kappa": float(np.quantile(k, KAPPA_QUANTILE)),
+           "resolution": float(np.median(half / (Z90 * d_at_least)))}
     return rec, k
 
 
@@ -224,7 +269,7 @@ def leave_largest_out(df: pd.DataFrame, fit_fn: Callable[[pd.DataFrame], Any] | 
     out["skipped"] = [skipped[a] for a in ("N", "D") if a in skipped]
     if ks:
         out["kappa_table"] = float(np.quantile(np.concatenate(ks), KAPPA_QUANTILE))
-    out["kappa"] = combine(prior, [e["kappa"] for e in out["experiments"]])
+    out["kappa"] = combine(prior, out["experiments"])
     return out
 
 
@@ -238,4 +283,4 @@ def describe(model: dict | None) -> str:
     table = f"updated by this table's leave-largest-out ({exps})" if exps else (
         "not updated by this table: " + "; ".join(model["skipped"]))
     return (f"extrapolation sd of log-loss = {model['kappa']:.4f} per unit log k beyond the fitted N and D "
-            f"(field prior {prior['kappa']:.4f}, weight {prior['weight']:g}, {table})")
+            f"(field prior {prior['kappa']:.4f}, {prior['source']}; {table})")

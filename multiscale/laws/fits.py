@@ -23,6 +23,7 @@ import numpy as np
 from multiscale.errors import DamagedFileError, InputError, MissingFileError, UnidentifiedWarning
 from multiscale.fileio import json_default, read_json, sha256_bytes, sha256_file, write_json
 from multiscale.laws.forms import LAWS, Law
+from multiscale.laws.noise import NoiseSpec, slope_name
 from multiscale.laws.summary import interval
 
 FIT_JSON = "fit.json"
@@ -172,6 +173,8 @@ class BayesFit(Fit):
       idata: ArviZ InferenceData (posterior groups per family/parameter, sample stats).
       diagnostics: ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``, ...
       warnings: human-readable messages saying what to do when diagnostics fail.
+      noise: the noise model (`multiscale.laws.noise`), saved in ``options["noise"]``; the
+        posterior holds ``sigma`` and the model's slopes.
     """
 
     idata: Any = None
@@ -179,12 +182,14 @@ class BayesFit(Fit):
     warnings: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     extrapolation: dict[str, Any] = field(default_factory=dict)  # multiscale.laws.extrapolation
+    noise: NoiseSpec = field(default_factory=lambda: NoiseSpec("constant"))
 
     method = "nuts"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self._meta(), "summary": self.summary(), "diagnostics": self.diagnostics,
-                "warnings": list(self.warnings), "options": self.options,
+                "warnings": list(self.warnings),
+                "options": {**self.options, "noise": self.noise.to_options(self.families)},
                 "n_draws": self.n_draws, "extrapolation": self.extrapolation}
 
     def __str__(self) -> str:
@@ -446,8 +451,19 @@ def _load_bayes(meta: dict, directory: Path, sums: dict, common: dict) -> BayesF
     idata, draws = _read_posterior(directory, sums, common["law"], common["families"],
                                    common["mixture_families"])
     warnings = _get(meta, "warnings", list, path, default=[])
+    options = _get(meta, "options", dict, path, default={})
+    try:  # a fit saved before the noise models has none: "constant"
+        noise = NoiseSpec.from_options(options, common["families"])
+    except ValueError as err:
+        raise _damaged(path, str(err)) from None
+    for name in ["sigma", *map(slope_name, noise.slopes)]:
+        v = idata.posterior.get(name)
+        if v is not None and not np.all(np.isfinite(v.values)):
+            raise _damaged(directory / POSTERIOR_NC, f"the noise draws {name!r} are not all finite")
+        if v is None and name != "sigma":
+            raise _damaged(directory / POSTERIOR_NC, f"noise model {noise.model!r} needs the draws {name!r}")
     return BayesFit(draws=draws, idata=idata, diagnostics=_get(meta, "diagnostics", dict, path, default={}),
-                    warnings=[str(w) for w in warnings], options=_get(meta, "options", dict, path, default={}),
+                    warnings=[str(w) for w in warnings], options=options, noise=noise,
                     extrapolation=_get(meta, "extrapolation", dict, path, default={}), **common)
 
 

@@ -25,6 +25,14 @@ The forms:
   ``L_i(N, D, p_i) = (E_i + A_i / N^alpha_i + B_i / D^beta_i) * p_i^(-gamma_i)``.
 - ``chinchilla`` (Hoffmann et al. 2022): ``L_i(N, D) = E_i + A_i / N^alpha_i + B_i / D^beta_i``,
   each family on its own; ``p`` is ignored.
+- ``kaplan`` (Kaplan et al. 2020, arXiv 2001.08361, eq. 1.5, with an irreducible loss E added):
+  ``L_i(N, D) = E_i + ((A_i / N^alpha_i)^(1/beta_i) + (B_i / D^beta_i)^(1/beta_i))^beta_i``, i.e.
+  ``E + (A'/N^(alpha/beta) + B'/D)^beta`` with ``A' = A^(1/beta)``, ``B' = B^(1/beta)`` (Kaplan's
+  ``alpha_N = alpha``, ``alpha_D = beta``, ``N_c = A^(1/alpha)``, ``D_c = B^(1/beta)``). Written so,
+  A, B, alpha, beta mean what they mean in chinchilla (the N and D terms alone), so it shares
+  chinchilla's raw names, start grid and priors: the two terms combine as a 1/beta-norm instead of
+  a sum (for beta < 1 the joint term is below the sum, by at most a factor 2^(1 - beta), where
+  the two terms are equal).
 - ``ratio``: ``L_i(p_i) = c_i * p_i^(-gamma_i)`` for runs that share one (N, D).
 - laws of the whole mixture, each generalizing its `base` (see docs/design.md, "Laws of the whole
   mixture"). With ``s_i`` the scale part (``E_i + A_i / N^alpha_i + B_i / D^beta_i``, or ``c_i``):
@@ -67,6 +75,7 @@ GRID = {
 # Starts of the parameters a law adds to its base (lk relative to the family's mean log-loss).
 EXTRA_STARTS = {"lrs": tuple(np.log([5.0, 8.0, 12.0, 18.0, 27.0, 40.0])), "ltau": (-6.0, -2.5),
                 "t": (0.0, 1.5), "lk": (-3.0, -1.0)}
+JOINT_BETA_MIN = 1e-3  # the joint (kaplan) form's smallest outer exponent (`_log_joint`)
 MAX_EVALS = 600  # objective evaluations per start of a law fitted from the grid
 MAX_EVALS_FROM_BASE = 3000  # ... of a law started from its base law's fit
 
@@ -88,6 +97,7 @@ class Law:
     uses_unique_tokens: bool = False
     matrix: tuple[str, ...] = ()
     base: str = ""
+    joint: bool = False  # the scale part is Kaplan et al.'s joint form (`log_scale`), not the sum
 
     @property
     def separable(self) -> bool:
@@ -145,6 +155,10 @@ LAWS: dict[str, Law] = {
     "ratio": Law(
         "ratio", ("c", "gamma"), ("gamma",),
         False, True, "c * p^(-gamma)  at one fixed (N, D)"),
+    "kaplan": Law(
+        "kaplan", ("E", "A", "B", "alpha", "beta"), ("alpha", "beta"), True, False,
+        "E + ((A/N^alpha)^(1/beta) + (B/D^beta)^(1/beta))^beta  (Kaplan et al. 2020, eq. 1.5, "
+        "plus E), p ignored", joint=True),
     "transfer": Law(
         "transfer", ("E", "A", "B", "alpha", "beta", "gamma"), (), True, True,
         "(E + A/N^alpha + B/D^beta) * (p_i + sum_j tau_ij p_j)^(-gamma), tau >= 0",
@@ -206,6 +220,11 @@ def scale_term(law: Law, params: dict, N, D, xp=np):
     """The monolingual loss ``L_i(N, D, 1)`` in nats/token (``c_i`` for the ratio law)."""
     if not law.uses_scale:
         return params["c"] * xp.ones_like(xp.asarray(N, dtype=params["c"].dtype))
+    if law.joint:
+        with np.errstate(divide="ignore"):
+            lN_term = xp.log(params["A"]) - params["alpha"] * xp.log(N)
+            lD_term = xp.log(params["B"]) - params["beta"] * xp.log(D)
+        return params["E"] + xp.exp(_log_joint(lN_term, lD_term, params["beta"], xp))
     return (params["E"] + params["A"] * xp.power(N, -params["alpha"])
             + params["B"] * xp.power(D, -params["beta"]))
 
@@ -246,11 +265,25 @@ def log_effective_ratio(logp, tp, xp=np):
     return xp.where(has, logp + xp.log1p(tp / safe_own), xp.log(xp.where(has, 1.0, tp)))
 
 
+def _log_joint(lN_term, lD_term, beta, xp=np):
+    """log of Kaplan's joint term ``(X^(1/beta) + Y^(1/beta))^beta`` from ``log X``, ``log Y``:
+    ``beta * LSE(log X / beta, log Y / beta)``, with beta taken as at least `JOINT_BETA_MIN` (the
+    form needs beta > 0; below it the term is already max(X, Y) to within a factor 2^beta)."""
+    bb = xp.maximum(beta, JOINT_BETA_MIN)
+    m = xp.maximum(lN_term, lD_term)
+    return m + bb * xp.logaddexp((lN_term - m) / bb, (lD_term - m) / bb)
+
+
 def log_scale(law: Law, th: dict, logN, logD, xp=np):
     """The log of the scale part: ``LSE(a - alpha log N, b - beta log D, e)`` (Hoffmann et al.
-    2022), or ``log c``; broadcast against log N and log D."""
+    2022), ``LSE(e, joint(a - alpha log N, b - beta log D))`` for a `joint` law (`_log_joint`), or
+    ``log c``; broadcast against log N and log D."""
     if not law.uses_scale:
         return xp.broadcast_arrays(th["logc"], logN, logD)[0]
+    if law.joint:
+        lN_term, lD_term, e = xp.broadcast_arrays(th["a"] - th["alpha"] * logN, th["b"] - th["beta"] * logD,
+                                                  th["e"] + 0.0 * logN)
+        return xp.logaddexp(e, _log_joint(lN_term, lD_term, th["beta"], xp))
     terms = xp.broadcast_arrays(th["a"] - th["alpha"] * logN, th["b"] - th["beta"] * logD, th["e"] + 0.0 * logN)
     stack = xp.stack(terms, axis=0)
     m = xp.max(stack, axis=0)

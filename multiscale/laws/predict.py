@@ -2,7 +2,8 @@
 
 `predict` gives the mean law's loss at one (N, D) and mixture; `predictive_draws` and
 `predict_table` give posterior *predictive* draws for the rows of a run table: the law's
-parameter draws, the fitted run-to-run noise (Student-t, a Bayesian fit's sigma), and, away
+parameter draws, the fitted run-to-run noise (Student-t, a Bayesian fit's sigma, which under the
+"scale" noise model moves with N and p: `multiscale.laws.noise`, `row_sigma`), and, away
 from the fitted sizes and budgets, the fit's extrapolation term (`multiscale.laws.extrapolation`).
 """
 
@@ -20,6 +21,7 @@ from multiscale.laws.data import FitData, mixture_arrays
 from multiscale.laws.extrapolation import extrapolation_sd
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import log_loss, mixture_loss, offdiag_mask, raw_from_natural
+from multiscale.laws.noise import slope_name
 from multiscale.laws.summary import Q_HIGH, Q_LOW, interval
 from multiscale.mixture import RATIO_TOLERANCE, Mixture, parse_pairs
 from multiscale.runs import UNIQUE_TOKENS
@@ -151,11 +153,36 @@ def _fit_mixture_of(fit, data: FitData) -> np.ndarray | None:
     return P
 
 
-def pointwise_loglik(fit, data: FitData, sigma_SxF: np.ndarray, chunk: int = 200) -> np.ndarray:
+def noise_draws(fit) -> dict[str, np.ndarray] | None:
+    """A Bayesian fit's noise draws, ``sigma`` and its noise model's slopes, each (S, F) in the
+    order of `fit.draws`; None for a fit without them (a point fit)."""
+    idata = getattr(fit, "idata", None)
+    if idata is None or "sigma" not in idata.posterior:
+        return None
+    out = {}
+    for name in ["sigma", *map(slope_name, fit.noise.slopes)]:
+        v = np.asarray(idata.posterior[name].transpose("chain", "draw", "family").values, float)
+        out[name] = v.reshape(-1, v.shape[-1])
+    return out
+
+
+def row_sigma(fit, noise: dict[str, np.ndarray], fam_R, logN_R, logp_R, draws: slice = slice(None)) -> np.ndarray:
+    """The noise scale of log-loss (S', R) of the draws `draws` of `noise` (`noise_draws`) at rows
+    of fit families `fam_R` with log N and log p: sigma_f, moved by the slopes of the fit's noise
+    model (`multiscale.laws.noise`)."""
+    sl = {k: v[draws] for k, v in noise.items()}
+    return sl["sigma"][:, fam_R] * np.exp(fit.noise.log_factor(sl, fam_R, logN_R, logp_R))
+
+
+def pointwise_loglik(fit, data: FitData, noise: dict[str, np.ndarray] | None = None,
+                     chunk: int = 200) -> np.ndarray:
     """log p(y_r | draw s) (S, R), float32, of the Student-t likelihood of `multiscale.laws.bayes`,
-    for any registered law, rows in `data`'s order. Computed in float64 `chunk` draws at a time
-    into one preallocated float32 array (half the memory of float64; PSIS-LOO needs no more)."""
+    for any registered law, rows in `data`'s order; `noise` the (S, F) noise draws (None: the
+    fit's, `noise_draws`). Computed in float64 `chunk` draws at a time into one preallocated
+    float32 array (half the memory of float64; PSIS-LOO needs no more)."""
     from scipy.special import gammaln
+
+    noise = noise_draws(fit) if noise is None else noise
 
     nu = STUDENT_NU
     const = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi)
@@ -167,7 +194,7 @@ def pointwise_loglik(fit, data: FitData, sigma_SxF: np.ndarray, chunk: int = 200
     for s0 in range(0, fit.n_draws, chunk):
         sl = slice(s0, s0 + chunk)
         mu = _row_log_loss(fit, fam_R, data.logN_R, data.logD_R, data.logp_R, logU, P, sl)
-        scale = np.sqrt(sigma_SxF[sl][:, fam_R] ** 2 + sem2_R)
+        scale = np.sqrt(row_sigma(fit, noise, fam_R, data.logN_R, data.logp_R, sl) ** 2 + sem2_R)
         z2 = np.square((data.logL_R - mu) / scale, out=mu)
         out_SxR[sl] = const - np.log(scale) - (nu + 1) / 2 * np.log1p(z2 / nu)
     return out_SxR
@@ -205,15 +232,14 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
     extrapolation term (sd `extrapolation_sd` of log-loss). Otherwise the draws are the mean law's.
     """
     draws_SxR = np.asarray(predict_rows(fit, df), float)
-    idata = getattr(fit, "idata", None)  # a Bayesian fit's draws of the noise scale sigma
-    if not noise or draws_SxR.shape[0] <= 1 or idata is None or "sigma" not in idata.posterior:
+    noise_SxF = noise_draws(fit) if noise and draws_SxR.shape[0] > 1 else None
+    if noise_SxF is None:
         return draws_SxR
-    sig_SxF = np.asarray(idata.posterior["sigma"].transpose("chain", "draw", "family").values, float)
-    sig_SxF = sig_SxF.reshape(-1, sig_SxF.shape[-1])
     rng = np.random.default_rng(seed)
     idx = np.array([fit.family_index(f) for f in df["family"]])
+    sig_SxR = row_sigma(fit, noise_SxF, idx, np.log(df["N"].to_numpy(float)), np.log(df["p"].to_numpy(float)))
     eps_SxR = rng.standard_t(STUDENT_NU, size=draws_SxR.shape)
-    draws_SxR = draws_SxR * np.exp(sig_SxF[:, idx] * eps_SxR)
+    draws_SxR = draws_SxR * np.exp(sig_SxR * eps_SxR)
     sd_R = extrapolation_sd(getattr(fit, "extrapolation", None) if extrapolation else None,
                             df["N"].to_numpy(float), df["D"].to_numpy(float))
     if np.any(sd_R > 0):
