@@ -440,9 +440,10 @@ def laplace_whitening(model, rows, start: dict):
                                       hess=lambda u: np.asarray(hess(u)), method="trust-exact",
                                       options={"maxiter": LAPLACE_MAX_ITERS})
         m = res.x if np.isfinite(res.fun) else z0
+        H = np.asarray(hess(m))
         tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args)
     try:
-        R = np.linalg.cholesky(np.asarray(hess(m)))  # H = R R^T, H^-1 = R^-T R^-1
+        R = np.linalg.cholesky(H)  # H = R R^T, H^-1 = R^-T R^-1
         W = scipy.linalg.solve_triangular(R, np.eye(len(m)), lower=True).T
     except np.linalg.LinAlgError:
         W = np.eye(len(m))
