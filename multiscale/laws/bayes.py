@@ -39,6 +39,8 @@ the share ``logit(k / (E + k))`` (Jacobian 1, so the priors above are kept: `_pr
 data fix the level, and the share moves along the ridge ``E + k = const`` without bending it
 (R-hat 1.30 -> 1.01 on a seed that sampled log E and log k directly). Every chain starts at the
 point fit's optimum, and the InferenceData carries the pointwise ``log_likelihood`` (for PSIS-LOO).
+A table of at least LAPLACE_MIN_ROWS rows, whose posterior is far narrower than the sites' unit
+scale, is sampled whitened around its posterior mode instead (`laplace_whitening`).
 """
 
 from __future__ import annotations
