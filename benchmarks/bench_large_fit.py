@@ -1,11 +1,13 @@
 """Large-table NUTS benchmark: the default Bayesian fit of a 15,000-row, 7-family table.
 
-Prints ONE JSON object: rows, families, seconds per phase (the point fit that starts the chains,
-NUTS of the final fit, the extrapolation refits (their point fits and NUTS), the pointwise
+Prints ONE JSON object: rows, families, wall and CPU (user + system, all threads) seconds per
+phase (the point fit that starts the chains, the Laplace whitening around the posterior mode,
+NUTS of the final fit, the same three for the extrapolation refits, the pointwise
 log-likelihood, saving posterior.nc; `other` is the rest of `fit_bayes`: preparing the table,
 ArviZ diagnostics, the refits' predictive draws), the peak resident memory after each phase and
-at the end (MB; `ru_maxrss` of the process and of its children), the CPU model, the machine's
-load and the fit's max R-hat. The fit is `fit_bayes(df, law="multilingual")` with its defaults
+at the end (MB; `ru_maxrss` of the process and of its children), leapfrog steps per draw, the
+CPU model, the machine's load and the fit's max R-hat, min bulk ESS and divergences.
+The fit is `fit_bayes(df, law="multilingual")` with its defaults
 (4 chains x 1,000 draws after 500 warm-up, the extrapolation refits on), the chains in parallel
 as `multiscale fit --method nuts` runs them (`host_devices_for_chains`). The table is synthetic:
 7 families of the multilingual law at known parameters (tests/fixtures/synthetic.py, 1% noise),
@@ -46,22 +48,46 @@ def peak_mb() -> dict[str, float]:
     return {"self": round(own, 1), "children": round(kids, 1)}
 
 
-def timed(module, name: str, phase: str, seconds: dict, peaks: dict, inside: str | None = None):
-    """Wrap module.name so that its seconds add to `phase` (and are taken out of `inside`)."""
-    fn = getattr(module, name)
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process so far (all its threads)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
-    def wrapper(*a, **k):
-        t0 = time.perf_counter()
-        try:
-            return fn(*a, **k)
-        finally:
-            dt = time.perf_counter() - t0
-            seconds[phase] = seconds.get(phase, 0.0) + dt
-            if inside is not None:
-                seconds[inside] = seconds.get(inside, 0.0) - dt
-            peaks[phase] = peak_mb()
 
-    setattr(module, name, wrapper)
+class Phases:
+    """Wall and CPU seconds, and the peak RSS after, per phase; a wrapped call nested in another
+    counts for its own phase only (its seconds are taken out of the caller's)."""
+
+    def __init__(self):
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.peaks: dict[str, dict] = {"table": peak_mb()}
+        self.stack: list[list[float]] = []  # per open call: seconds of the calls nested in it
+        self.refitting = False
+
+    def wrap(self, module, name: str, phase: str, refit_phase: str | None = None) -> None:
+        fn = getattr(module, name)
+
+        def wrapper(*a, **k):
+            key = refit_phase if self.refitting and refit_phase else phase
+            t0, c0 = time.perf_counter(), cpu_seconds()
+            self.stack.append([0.0, 0.0])
+            try:
+                return fn(*a, **k)
+            finally:
+                inner_wall, inner_cpu = self.stack.pop()
+                wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
+                self.add(key, wall - inner_wall, cpu - inner_cpu)
+                if self.stack:
+                    self.stack[-1][0] += wall
+                    self.stack[-1][1] += cpu
+
+        setattr(module, name, wrapper)
+
+    def add(self, key: str, wall: float, cpu: float) -> None:
+        self.wall[key] = self.wall.get(key, 0.0) + wall
+        self.cpu[key] = self.cpu.get(key, 0.0) + cpu
+        self.peaks[key] = peak_mb()
 
 
 def main() -> None:
@@ -76,59 +102,42 @@ def main() -> None:
     from multiscale.laws import bayes
 
     df = table(args.rows)
-    seconds: dict[str, float] = {}
-    peaks: dict[str, dict] = {"table": peak_mb()}
-    state = {"refitting": False}
+    ph = Phases()
     refits = bayes._refits
 
     def refits_flagged(*a, **k):
-        state["refitting"] = True
+        ph.refitting = True
         try:
             return refits(*a, **k)
         finally:
-            state["refitting"] = False
+            ph.refitting = False
 
     bayes._refits = refits_flagged
-    point, nuts = bayes.fit_arrays, bayes.run_nuts
-
-    def point_split(*a, **k):
-        t0 = time.perf_counter()
-        out = point(*a, **k)
-        dt = time.perf_counter() - t0
-        key = "refit_point_fit" if state["refitting"] else "point_fit"
-        seconds[key] = seconds.get(key, 0.0) + dt
-        seconds["_in_nuts"] = seconds.get("_in_nuts", 0.0) + dt
-        peaks[key] = peak_mb()
-        return out
-
-    def nuts_split(*a, **k):
-        t0 = time.perf_counter()
-        out = nuts(*a, **k)
-        dt = time.perf_counter() - t0 - seconds.pop("_in_nuts", 0.0)
-        key = "refit_nuts" if state["refitting"] else "nuts"
-        seconds[key] = seconds.get(key, 0.0) + dt
-        peaks[key] = peak_mb()
-        return out
-
-    bayes.fit_arrays, bayes.run_nuts = point_split, nuts_split
-    timed(bayes, "pointwise_loglik", "pointwise_loglik", seconds, peaks)
-    t0 = time.perf_counter()
+    ph.wrap(bayes, "fit_arrays", "point_fit", "refit_point_fit")
+    ph.wrap(bayes, "laplace_whitening", "laplace", "refit_laplace")
+    ph.wrap(bayes, "run_nuts", "nuts", "refit_nuts")
+    ph.wrap(bayes, "pointwise_loglik", "pointwise_loglik")
+    t0, c0 = time.perf_counter(), cpu_seconds()
     fit = bayes.fit_bayes(df, law="multilingual", draws=args.draws, warmup=args.warmup, warn=False)
-    total = time.perf_counter() - t0
-    peaks["fit"] = peak_mb()
-    t1 = time.perf_counter()
+    total, total_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+    ph.add("other", total - sum(ph.wall.values()), total_cpu - sum(ph.cpu.values()))
+    t1, c1 = time.perf_counter(), cpu_seconds()
     with tempfile.TemporaryDirectory() as tmp:
         fit.save(os.path.join(tmp, "fit"))
-    seconds["saving"] = time.perf_counter() - t1
-    peaks["saving"] = peak_mb()
-    seconds["other"] = total - sum(v for k, v in seconds.items() if k != "saving")
+    ph.add("saving", time.perf_counter() - t1, cpu_seconds() - c1)
+    steps = fit.idata.sample_stats["n_steps"].values
     print(json.dumps({"rows": len(df), "families": len(fit.families), "law": fit.law.name,
                       "chains": fit.options["chains"], "draws": fit.options["draws"],
                       "warmup": fit.options["warmup"], "chain_method": fit.options["chain_method"],
-                      "seconds_fit": round(total, 1), "seconds_total": round(total + seconds["saving"], 1),
-                      "seconds": {k: round(v, 1) for k, v in seconds.items()},
-                      "peak_rss_mb": peak_mb(), "peak_rss_mb_after": peaks,
-                      "max_rhat": fit.diagnostics["max_rhat"], "divergences": fit.diagnostics["divergences"],
+                      "whitened": fit.options.get("whitened"), "dense_mass": fit.options["dense_mass"],
+                      "seconds_fit": round(total, 1), "seconds_total": round(total + ph.wall["saving"], 1),
+                      "cpu_seconds_total": round(total_cpu + ph.cpu["saving"], 1),
+                      "seconds": {k: round(v, 1) for k, v in ph.wall.items()},
+                      "cpu_seconds": {k: round(v, 1) for k, v in ph.cpu.items()},
+                      "peak_rss_mb": peak_mb(), "peak_rss_mb_after": ph.peaks,
+                      "leapfrog_steps_per_draw": {"mean": round(float(steps.mean()), 1), "max": int(steps.max())},
+                      "max_rhat": fit.diagnostics["max_rhat"], "min_ess_bulk": round(fit.diagnostics["min_ess_bulk"]),
+                      "divergences": fit.diagnostics["divergences"],
                       "cpu": cpu_model(), "cores": os.cpu_count(),
                       "load_average": [round(v, 2) for v in os.getloadavg()]}))
 

@@ -158,6 +158,7 @@ def test_multilingual_calibration_machinery_runs_on_a_stacked_fit():
         warnings.simplefilter("ignore", RuntimeWarning)
         fit = fit_bayes(df, law="multilingual", chains=2, draws=1000, warmup=500, seed=0, extrapolation=False)
     assert fit.options["dense_mass"]  # 28 sampled dimensions
+    assert not fit.options["whitened"]  # fewer than LAPLACE_MIN_ROWS rows
     assert fit.diagnostics["max_rhat"] < 1.05
     cov = coverage(fit, truths, 2, 2, level=0.999, N=4e8, D=1.6e10)
     assert cov["cases"] == 4

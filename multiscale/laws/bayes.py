@@ -39,6 +39,8 @@ the share ``logit(k / (E + k))`` (Jacobian 1, so the priors above are kept: `_pr
 data fix the level, and the share moves along the ridge ``E + k = const`` without bending it
 (R-hat 1.30 -> 1.01 on a seed that sampled log E and log k directly). Every chain starts at the
 point fit's optimum, and the InferenceData carries the pointwise ``log_likelihood`` (for PSIS-LOO).
+A table of at least LAPLACE_MIN_ROWS rows, whose posterior is far narrower than the sites' unit
+scale, is sampled whitened around its posterior mode instead (`laplace_whitening`).
 """
 
 from __future__ import annotations
@@ -92,6 +94,11 @@ REFIT_DRAWS = 1000
 # took 130 s and 6.1 GB for 4 chains x 250 draws after 250 warm-up, one after another 38.5 s and
 # 0.9 GB (benchmarks/FIT_RESULTS.md, "Large tables").
 STACK_MAX_ROWS = 2000
+# From LAPLACE_MIN_ROWS rows on, NUTS samples the sites whitened around the posterior mode
+# (`laplace_whitening`), found in at most LAPLACE_MAX_ITERS Newton (trust-region) steps from the
+# point fit.
+LAPLACE_MIN_ROWS = 5000
+LAPLACE_MAX_ITERS = 50
 
 
 def host_devices_for_chains(chains: int) -> bool:
@@ -396,17 +403,72 @@ def _init_from_point(law: Law, data: FitData, ybar: float, noise_slopes=()) -> d
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
+def _split(u_xD, spec, xp=np) -> dict:
+    """One vector (..., D) back into its sites (..., *shape); `spec`: (name, shape) in order."""
+    out, o = {}, 0
+    for name, shape in spec:
+        n = math.prod(shape)
+        out[name] = u_xD[..., o:o + n].reshape(u_xD.shape[:-1] + shape)
+        o += n
+    return out
+
+
+def laplace_whitening(model, rows, start: dict):
+    """NUTS's unconstrained sites around the posterior mode, whitened: (mode m_D, W_DxD with
+    W W^T the inverse Hessian of the potential at m, (name, shape) of the sites, their
+    constraining transforms). NUTS then samples u with z = m + W u, where the posterior is close
+    to N(0, I) however small the table leaves it: numpyro's mass-matrix estimate (Stan's) is
+    shrunk towards 1e-3 I, which on a large table is far wider than the posterior and forced
+    hundreds of leapfrog steps per draw (benchmarks/FIT_RESULTS.md, "Large tables"). The mode is
+    found in float64 from `start` (the point fit); W is the identity where the Hessian there is
+    not positive definite."""
+    import jax
+    import jax.numpy as jnp
+    import numpyro.handlers as handlers
+    import scipy.linalg
+    import scipy.optimize
+    from numpyro.distributions import biject_to
+    from numpyro.infer.util import init_to_value, initialize_model
+
+    with jax.enable_x64(True):
+        args = tuple(jnp.asarray(a) for a in rows)
+        info = initialize_model(jax.random.PRNGKey(0), model, model_args=args,
+                                init_strategy=init_to_value(values=start))
+        spec = [(k, np.shape(v)) for k, v in info.param_info.z.items()]  # the sites, in one vector
+        z0 = np.concatenate([np.ravel(np.asarray(v, float)) for v in info.param_info.z.values()])
+        pot = jax.jit(lambda u: info.potential_fn(_split(u, spec, jnp)))
+        grad, hess = jax.jit(jax.grad(pot)), jax.jit(jax.hessian(pot))
+        res = scipy.optimize.minimize(lambda u: float(pot(u)), z0, jac=lambda u: np.asarray(grad(u)),
+                                      hess=lambda u: np.asarray(hess(u)), method="trust-exact",
+                                      options={"maxiter": LAPLACE_MAX_ITERS})
+        m = res.x if np.isfinite(res.fun) else z0
+        H = np.asarray(hess(m))
+        tr = handlers.trace(handlers.seed(model, 0)).get_trace(*args)
+    try:
+        R = np.linalg.cholesky(H)  # H = R R^T, H^-1 = R^-T R^-1
+        W = scipy.linalg.solve_triangular(R, np.eye(len(m)), lower=True).T
+    except np.linalg.LinAlgError:
+        W = np.eye(len(m))
+    transforms = {k: biject_to(s["fn"].support) for k, s in tr.items()
+                  if s["type"] == "sample" and not s["is_observed"]}
+    return m, W, spec, transforms
+
+
 def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int = 1000,
              warmup: int | None = None, seed: int = 0, target_accept: float = TARGET_ACCEPT,
              chain_method: str = CHAIN_METHOD, progress: bool = False, x64: bool = False,
              dense_mass: bool | None = None, layout: Layout | None = None, noise: str = DEFAULT_NOISE):
     """Run NUTS on prepared arrays. Returns (natural params (chain, draw, F[, M]), the noise draws
-    (`_noise_draws`), extra sample stats dict, seconds). `dense_mass` None: dense up to DENSE_MAX_DIMS sampled
-    dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one table. Every chain
-    starts at the point fit where the law says so (`nuts_from_point_fit`, `_init_from_point`)."""
+    (`_noise_draws`), extra sample stats dict, seconds). `dense_mass` None: dense up to
+    DENSE_MAX_DIMS sampled dimensions, diagonal above; `warmup` None: WARMUP; `layout` None: one
+    table. A table of at least LAPLACE_MIN_ROWS rows is sampled whitened around its posterior
+    mode (`laplace_whitening`), chain c starting at u_c ~ N(0, I), a draw of the Laplace
+    approximation; a smaller one in the sites themselves, every chain starting at the point fit
+    where the law says so (`nuts_from_point_fit`, `_init_from_point`), else at random."""
     import jax
     import jax.numpy as jnp
     from numpyro.infer import MCMC, NUTS, init_to_uniform, init_to_value
+    from numpyro.infer.util import potential_energy
 
     warmup = WARMUP if warmup is None else warmup
     lay = Layout.single(data) if layout is None else layout
@@ -417,22 +479,40 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     chain_method = _chain_method(chain_method, chains)
     spec = NoiseSpec.of_rows(noise, data.n_families, data.fam_R, data.logN_R, data.logp_R)
     slopes = spec.slopes if lay.n_groups == 1 else ()  # stacked: (G,) slopes, at random
-    init = (init_to_value(values=_init_from_point(law, data, float(lay.ybar_G[0]), slopes))
-            if law.nuts_from_point_fit else init_to_uniform)
+    whiten = lay.n_groups == 1 and data.n_rows >= LAPLACE_MIN_ROWS
+    start = (_init_from_point(law, data, float(lay.ybar_G[0]), slopes) if whiten or law.nuts_from_point_fit
+             else None)
     t0 = time.perf_counter()
+    model, rows = _model(law, shared, lay, M, slots, spec), fit_rows(law, data, lay)
+    if whiten:
+        m_D, W_DxD, sites, transforms = laplace_whitening(model, rows, start)
+        u0_CxD = np.random.default_rng(seed).standard_normal((chains, len(m_D)))
     with jax.enable_x64(x64):
-        kernel = NUTS(_model(law, shared, lay, M, slots, spec), target_accept_prob=target_accept, dense_mass=dense_mass,
-                      init_strategy=init)
+        args = tuple(jnp.asarray(a) for a in rows)
+        if whiten:
+            real = np.float64 if x64 else np.float32
+            m, W, u0_CxD = jnp.asarray(m_D, real), jnp.asarray(W_DxD, real), u0_CxD.astype(real)
+            kernel = NUTS(potential_fn=lambda u_D: potential_energy(model, args, {}, _split(m + W @ u_D, sites, jnp)),
+                          target_accept_prob=target_accept, dense_mass=dense_mass)
+            run_args, run_kw = (), {"init_params": jnp.asarray(u0_CxD if chains > 1 else u0_CxD[0])}
+        else:
+            kernel = NUTS(model, target_accept_prob=target_accept, dense_mass=dense_mass,
+                          init_strategy=init_to_uniform if start is None else init_to_value(values=start))
+            run_args, run_kw = args, {}
         mcmc = MCMC(kernel, num_warmup=warmup, num_samples=draws, num_chains=chains,
                     chain_method=chain_method, progress_bar=progress)
         with _warnings.catch_warnings():
             _warnings.simplefilter("ignore", UserWarning)  # "not enough devices" notice
-            mcmc.run(jax.random.PRNGKey(seed), *(jnp.asarray(a) for a in fit_rows(law, data, lay)),
-                     extra_fields=("diverging", "num_steps"))
-        z = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
+            mcmc.run(jax.random.PRNGKey(seed), *run_args, extra_fields=("diverging", "num_steps"), **run_kw)
+        samples = mcmc.get_samples(group_by_chain=True)
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     seconds = time.perf_counter() - t0
-    extra.update(dense_mass=bool(dense_mass), chain_method=chain_method, warmup=warmup)
+    if whiten:
+        u = np.asarray(samples, float)
+        z = {k: np.asarray(transforms[k](v)) for k, v in _split(m_D + u @ W_DxD.T, sites).items()}
+    else:
+        z = {k: np.asarray(v) for k, v in samples.items()}
+    extra.update(dense_mass=bool(dense_mass), chain_method=chain_method, warmup=warmup, whitened=whiten)
     off = offdiag_mask(data.fam_in_mix_F, M) if law.matrix else None
     return _natural(law, z, lay, shared, M, slots, off), _noise_draws(z, lay, spec), extra, seconds
 
@@ -619,7 +699,9 @@ def _fit_prepared(law_obj: Law, data: FitData, shared, settings: dict, *, progre
                   warn: bool, loglik: bool = False) -> BayesFit:
     """NUTS on prepared arrays, ArviZ diagnostics, and the `BayesFit`."""
     nat, noise, extra, seconds = run_nuts(law_obj, data, shared, progress=progress, **settings)
-    return _as_fit(law_obj, data, shared, settings, nat, noise, extra, seconds, warn=warn, loglik=loglik)
+    fit = _as_fit(law_obj, data, shared, settings, nat, noise, extra, seconds, warn=warn, loglik=loglik)
+    fit.options["whitened"] = extra["whitened"]
+    return fit
 
 
 def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, noise: dict, extra: dict,
