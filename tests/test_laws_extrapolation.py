@@ -189,6 +189,9 @@ def test_refit_settings():
     assert refit_settings({**base, "chains": 3})["draws"] == 334  # ceil(1000 / 3)
     assert refit_settings({**base, "chains": 1, "draws": 150, "warmup": 80}) == {
         **base, "chains": 1, "draws": 150, "warmup": 80}
+    # a large table's refits run on at most 2 chains (parallel chains' memory grows with their number)
+    assert refit_settings(base, rows=15000) == {**base, "chains": 2, "draws": 500, "warmup": WARMUP}
+    assert refit_settings(base, rows=4999) == r
 
 
 @pytest.mark.slow

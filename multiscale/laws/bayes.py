@@ -45,6 +45,7 @@ scale, is sampled whitened around its posterior mode instead (`laplace_whitening
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 import warnings as _warnings
@@ -89,6 +90,10 @@ TARGET_ACCEPT = 0.85
 TARGET_ACCEPT_MIXING = 0.95
 # The extrapolation refits (`refit_settings`): this many draws in all, over the fit's chains.
 REFIT_DRAWS = 1000
+# ... on at most this many chains for a table of LAPLACE_MIN_ROWS rows or more: chains run in
+# parallel take memory that grows with their number (15,000 rows: 2.5 GB more for 4 parallel
+# chains than sequential ones), and 2 chains x 500 draws cost less warm-up than 4 x 250.
+LARGE_REFIT_CHAINS = 2
 # The refits run as one stacked NUTS program (one compilation, one warm-up) only while the tables
 # together have at most this many rows: on 7 families x 1,080 runs (7,560 rows) the stacked program
 # took 130 s and 6.1 GB for 4 chains x 250 draws after 250 warm-up, one after another 38.5 s and
@@ -507,7 +512,10 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
         samples = mcmc.get_samples(group_by_chain=True)
         extra = {k: np.asarray(v) for k, v in mcmc.get_extra_fields(group_by_chain=True).items()}
     seconds = time.perf_counter() - t0
-    if whiten:
+    if whiten:  # a large table: free its compiled programs and buffers before the next fit
+        del mcmc, kernel, args
+        jax.clear_caches()
+        gc.collect()
         u = np.asarray(samples, float)
         z = {k: np.asarray(transforms[k](v)) for k, v in _split(m_D + u @ W_DxD.T, sites).items()}
     else:
@@ -619,7 +627,7 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
         fit.warn_unidentified()
     fit.options["extrapolation"] = bool(extrapolation and law_obj.learns_extrapolation)
     if fit.options["extrapolation"]:
-        refit = refit_settings(settings)
+        refit = refit_settings(settings, data.n_rows)
         fit.options["extrapolation_refit"] = {k: refit[k] for k in ("chains", "draws", "warmup", "seed")}
         # The refits run as one NUTS program over both sub-tables (`Layout`: the posterior
         # factorizes over the tables) unless that program would lose the dense mass matrix the
@@ -640,14 +648,16 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     return fit
 
 
-def refit_settings(settings: dict) -> dict:
-    """The sampler settings of the extrapolation refits: the final fit's, with REFIT_DRAWS draws
-    in all (split over the chains, at most the fit's own draws per chain) after the same warm-up.
+def refit_settings(settings: dict, rows: int = 0) -> dict:
+    """The sampler settings of the extrapolation refits of a table of `rows` rows: the final fit's,
+    with REFIT_DRAWS draws in all (split over the chains, at most the fit's own draws per chain)
+    after the same warm-up; from LAPLACE_MIN_ROWS rows on, at most LARGE_REFIT_CHAINS chains.
     The refits only feed the 5/50/95% predictive quantiles of the left-out rows, for which about
     1,000 draws suffice; the warm-up is kept whole, since a refit must converge as well as the fit."""
-    per_chain = min(settings["draws"], math.ceil(REFIT_DRAWS / settings["chains"]))
+    chains = min(settings["chains"], LARGE_REFIT_CHAINS) if rows >= LAPLACE_MIN_ROWS else settings["chains"]
+    per_chain = min(settings["draws"], math.ceil(REFIT_DRAWS / chains))
     warmup = WARMUP if settings["warmup"] is None else settings["warmup"]
-    return {**settings, "draws": per_chain, "warmup": warmup}
+    return {**settings, "chains": chains, "draws": per_chain, "warmup": warmup}
 
 
 def _refits(law_obj: Law, tables, shared, refit: dict) -> tuple[list, list[float], bool]:
