@@ -51,6 +51,7 @@ from multiscale.laws.extrapolation import (
     leave_largest_out,
     required_kappa,
 )
+from multiscale.laws.noise import DEFAULT_NOISE, NOISE_MODELS
 from multiscale.laws.predict import predictive_draws
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,12 +99,13 @@ def scores(y: np.ndarray, draws_SxR: np.ndarray, sd_R: np.ndarray, z_SxR: np.nda
             "width_log_median": round(float(np.median(np.log(hi / lo))), 4)}
 
 
-def nuts_draws(name: str, hold: float, cache: Path | None) -> dict:
+def nuts_draws(name: str, hold: float, cache: Path | None, noise: str = DEFAULT_NOISE) -> dict:
     """The default NUTS fit of the ladder's runs with N <= N_max / `hold` and its leave-largest-out
     refits, as arrays: the fit's predictive draws for the larger runs and each refit's for its
     left-out rows (keyed by `rows_key`), with diagnostics. Read from `cache` when it holds them (the
     same fit: NUTS with a fixed seed is deterministic), else fitted and written there."""
-    path = cache / f"{name}-H{hold:g}.npz" if cache else None
+    tag = "" if noise == DEFAULT_NOISE else f"-{noise}"
+    path = cache / f"{name}-H{hold:g}{tag}.npz" if cache else None
     if path and path.is_file():
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
@@ -113,12 +115,12 @@ def nuts_draws(name: str, hold: float, cache: Path | None) -> dict:
     out = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = fit_bayes(train, law=LAW, chains=CHAINS, draws=DRAWS, seed=SEED, extrapolation=False)
+        fit = fit_bayes(train, law=LAW, chains=CHAINS, draws=DRAWS, seed=SEED, extrapolation=False, noise=noise)
         per_chain = min(DRAWS, -(-REFIT_DRAWS // CHAINS))
 
         def fit_fn(sub):
             return fit_bayes(sub, law=LAW, chains=CHAINS, draws=per_chain, seed=SEED, extrapolation=False,
-                             warn=False)
+                             warn=False, noise=noise)
 
         def draws_fn(f_sub, rows):
             d = predictive_draws(f_sub, rows, extrapolation=False)
@@ -170,11 +172,12 @@ def drift(seen: list, edge: float) -> float:
     return float(np.sum(e * x) / np.sum(x * x))
 
 
-def holdout(name: str, summary: dict, hold: float = HOLD, cache: Path | None = None) -> dict:
+def holdout(name: str, summary: dict, hold: float = HOLD, cache: Path | None = None,
+            noise: str = DEFAULT_NOISE) -> dict:
     """Fit the ladder's smaller sizes, score the terms on its larger ones (`summary`: the field
     learned without the ladder)."""
     prior = FieldPrior.from_summary(summary, f"field_prior.json without {name}")
-    arrays = nuts_draws(name, hold, cache)
+    arrays = nuts_draws(name, hold, cache, noise)
     meta = json.loads(str(arrays["meta"]))
     train, test = split(load_ladder(name), hold)
     seen = []  # (refit's train, left-out rows, their predictive draws)
@@ -197,7 +200,7 @@ def holdout(name: str, summary: dict, hold: float = HOLD, cache: Path | None = N
     N, D = test["N"].to_numpy(float), test["D"].to_numpy(float)
     dist = distance(fitted_ranges(train), N, D)
     log_k = np.log(np.maximum(N / train["N"].max(), D / train["D"].max()))
-    return {"ladder": name, "hold": hold, "fit_sizes": int(train["N"].nunique()), "fit_rows": len(train),
+    return {"ladder": name, "hold": hold, "noise": noise, "fit_sizes": int(train["N"].nunique()), "fit_rows": len(train),
             "fit_N": [float(train["N"].min()), float(train["N"].max())],
             "held_out_sizes": int(test["N"].nunique()), "held_out_rows": len(test),
             "held_out_N": [float(test["N"].min()), float(test["N"].max())],
@@ -220,14 +223,16 @@ def main() -> None:
     ap.add_argument("--hold", type=float, nargs="+", default=[HOLD],
                     help=f"fit N <= N_max / HOLD, one split per value (default {HOLD:g})")
     ap.add_argument("--cache", default="", help="read and write the NUTS draws in this folder")
+    ap.add_argument("--noise", default=DEFAULT_NOISE, choices=list(NOISE_MODELS),
+                    help=f"the fits' noise model (default {DEFAULT_NOISE}, the library's)")
     ap.add_argument("--recompute", action="store_true", help="refit the field windows for the priors")
     ap.add_argument("--per-hi", type=int, default=2, help="with --recompute: windows per N_hi (default 2)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     priors = loo_priors(args.recompute, args.per_hi)
     cache = Path(args.cache) if args.cache else None
-    rows = [holdout(name, priors[name], h, cache) for h in args.hold for name in args.ladders]
-    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": args.hold,
+    rows = [holdout(name, priors[name], h, cache, args.noise) for h in args.hold for name in args.ladders]
+    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": args.hold, "noise": args.noise,
                       "nuts": {"chains": CHAINS, "draws": DRAWS, "seed": SEED},
                       "wall_s": round(time.perf_counter() - t0, 1), "ladders": rows}))
 
