@@ -26,7 +26,8 @@ one block at a time with their gradient written out (`_separable_rows_fn`). By d
 start first gets SCREEN_ITERS evaluations and only the KEEP best per problem run on to
 convergence, each continuing its own trajectory (a common multi-start strategy); ``keep=None``
 runs every start to convergence, and tests/test_laws_point.py checks on realistic tables that
-both keep the same optimum.
+both keep the same optimum. `fit_point_leave_out` refits a table less a few rows from only the
+starts that went past the screen on the whole table, with no screen.
 Converged starts are dropped every ROUND evaluations. log N and log D are centred internally (an
 exact reparameterization, see `fit_arrays`). Every start runs in float64.
 """
@@ -598,6 +599,11 @@ def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarra
     screen) fits every table as `fit_point` does.
     """
     law_obj = get_law(law)
+    t0 = time.perf_counter()
+    _, data, shared_t = prepare(df, law_obj, shared)
+    if not isinstance(leave_out, Mapping):
+        raise InputError(f"leave_out must map keys to boolean row masks, got {type(leave_out).__name__}",
+                         arg="leave_out")
     masks = {}
     for key, mask in leave_out.items():
         m = np.asarray(mask)
@@ -605,9 +611,8 @@ def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarra
             raise InputError(f"leave_out[{key!r}] must be a boolean mask over the {len(df)} rows of df, got "
                              f"dtype {m.dtype} and shape {m.shape}", arg="leave_out")
         masks[key] = m
-    t0 = time.perf_counter()
-    _, data, shared_t = prepare(df, law_obj, shared)
     res = fit_arrays(law_obj, data, shared_t)
+    whole = _point_fit(law_obj, data, shared_t, res, None, SCREEN_ITERS, False, t0)
     out = {}
     for key, m in masks.items():
         t_m = time.perf_counter()
@@ -615,7 +620,7 @@ def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarra
         lead = res.lead[:, [data.families.index(f) for f in part.families]]
         fit = fit_arrays(law_obj, part, shared_t, starts=None if law_obj.base else lead)
         out[key] = _point_fit(law_obj, part, shared_t, fit, None, SCREEN_ITERS, False, t_m)
-    return _point_fit(law_obj, data, shared_t, res, None, SCREEN_ITERS, False, t0), out
+    return whole, out
 
 
 def _point_fit(law_obj: Law, data: FitData, shared, res: ArrayFit, max_iters, n_screen: int, strict: bool,
