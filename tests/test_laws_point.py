@@ -151,7 +151,7 @@ def test_leave_out_fits_end_at_their_full_search_optimum():
     the whole table (no screen), ends at the optimum of its own full search; per family and with
     shared exponents."""
     df = synthetic_runs(synthetic_truth(2, seed=3), noise=0.01, seed=5, **WIDE)
-    masks = {run: (df["run"] == run).to_numpy() for run in df["run"].unique()[[0, 25, 59]]}
+    masks = {run: (df["run"] == run).to_numpy() for run in df["run"].unique()[[0, 59]]}
     for shared in ((), ("alpha", "beta")):
         whole, without = fit_point_leave_out(df, masks, shared=shared)
         assert whole.n_starts == len(start_grid(get_law("multilingual"))[1]) and set(without) == set(masks)
