@@ -80,7 +80,7 @@ def test_noisy_proxies_library_beats_single_scale():
     assert r[LIBRARY] <= r[OWN] + 1e-4
 
 
-@pytest.mark.slow  # 17 point fits of 216 rows (8 with the full grid): ~5-10 s on 2 shared cores
+@pytest.mark.slow  # 19 point fits of up to 216 rows (10 with the full grid): ~5-10 s on 2 shared cores
 def test_leave_one_out_refits_match_full_grid_refits(monkeypatch):
     """tau from the leave-one-mixture-out refits (each run from the starts that led the refit of the
     whole table) equals tau from refits that each search the full start grid, on a noisy table where
