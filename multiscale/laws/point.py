@@ -595,8 +595,10 @@ def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarra
     The fit of `df` searches the law's starts as `fit_point` does; each fit without some rows runs
     only the starts that went past that search's screen (`ArrayFit.lead`), each to convergence
     with no screen: a few rows less barely change which starts lead, and the screen of the full
-    grid is most of the work of a fit. A law with a base (started from its base law's fit, no
-    screen) fits every table as `fit_point` does.
+    grid is most of the work of a fit. Every table is fitted as `fit_point` does where the fit of
+    `df` ran every start of some family to the end (its optimum a flat valley that few starts
+    reach, which the reduced tables' own full searches reach and the lead's starts do not within
+    the law's evaluations), and for a law with a base (started from its base law's fit).
     """
     law_obj = get_law(law)
     t0 = time.perf_counter()
@@ -613,12 +615,13 @@ def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarra
         masks[key] = m
     res = fit_arrays(law_obj, data, shared_t)
     whole = _point_fit(law_obj, data, shared_t, res, None, SCREEN_ITERS, False, t0)
+    lead_ok = not (law_obj.base or len(res.exhaustive_P))
     out = {}
     for key, m in masks.items():
         t_m = time.perf_counter()
         _, part, _ = prepare(df[~m], law_obj, shared)
-        lead = res.lead[:, [data.families.index(f) for f in part.families]]
-        fit = fit_arrays(law_obj, part, shared_t, starts=None if law_obj.base else lead)
+        lead = res.lead[:, [data.families.index(f) for f in part.families]] if lead_ok else None
+        fit = fit_arrays(law_obj, part, shared_t, starts=lead)
         out[key] = _point_fit(law_obj, part, shared_t, fit, None, SCREEN_ITERS, False, t_m)
     return whole, out
 
