@@ -211,7 +211,7 @@ def _absorbed(fit: Fit, df: pd.DataFrame, fitted: pd.DataFrame, keys: dict, mix)
     """Per candidate: the part of its residual that a fit including its runs absorbs, as the mean over
     its runs of (residual against a point refit of `fitted` without the candidate's runs) minus
     (residual against a point refit of all of `fitted`); None (and why) where a refit fails. The refits
-    without a candidate run only the starts that led the refit of all of `fitted` (`fit_point_leave_out`)."""
+    without a candidate run the starts that led the refit of all of `fitted` (`fit_point_leave_out`)."""
     fitted = validate_runs(fitted)
     lacking = sorted(set(mix) - {c[len(MIXTURE_PREFIX):] for c in mixture_columns(fitted)})
     if lacking:

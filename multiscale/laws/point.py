@@ -595,10 +595,10 @@ def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarra
     The fit of `df` searches the law's starts as `fit_point` does; each fit without some rows runs
     only the starts that went past that search's screen (`ArrayFit.lead`), each to convergence
     with no screen: a few rows less barely change which starts lead, and the screen of the full
-    grid is most of the work of a fit. Every table is fitted as `fit_point` does where the fit of
-    `df` ran every start of some family to the end (its optimum a flat valley that few starts
-    reach, which the reduced tables' own full searches reach and the lead's starts do not within
-    the law's evaluations), and for a law with a base (started from its base law's fit).
+    grid is most of the work of a fit. Every table is fitted as `fit_point` does for a law with a
+    base (started from its base law's fit) and where the search on `df` ran every start of some
+    family to the end: such an optimum lies in a flat valley that few starts reach, and from the
+    lead's starts the fits of the reduced tables stop short of theirs.
     """
     law_obj = get_law(law)
     t0 = time.perf_counter()
