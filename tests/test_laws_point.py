@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from fixtures.synthetic import synthetic_runs, synthetic_truth
 
+from multiscale.errors import InputError
 from multiscale.laws.forms import get_law
-from multiscale.laws.point import GRID, HUBER_DELTA, fit_point, start_grid
+from multiscale.laws.point import GRID, HUBER_DELTA, KEEP, fit_point, fit_point_leave_out, start_grid
 from multiscale.runs import RunTableError
 
 # A reduced start grid keeps the tests fast; the full grid (docs/design.md) runs in benchmarks/bench_fit.py.
@@ -143,6 +144,25 @@ def test_families_without_consensus_rerun_every_start():
     assert one.search["every_start_to_the_end"] == list(one.families)
     for fam in one.families:
         assert one.objective[fam] == pytest.approx(full.objective[fam], rel=SAME_OPTIMUM, abs=0)
+
+
+def test_leave_out_fits_end_at_their_full_search_optimum():
+    """`fit_point_leave_out`: each table less a run, fitted from the starts that led the search on
+    the whole table (no screen), ends at the optimum of its own full search; per family and with
+    shared exponents."""
+    df = synthetic_runs(synthetic_truth(2, seed=3), noise=0.01, seed=5, **WIDE)
+    masks = {run: (df["run"] == run).to_numpy() for run in df["run"].unique()[[0, 59]]}
+    for shared in ((), ("alpha", "beta")):
+        whole, without = fit_point_leave_out(df, masks, shared=shared)
+        assert whole.n_starts == len(start_grid(get_law("multilingual"))[1]) and set(without) == set(masks)
+        for k, m in masks.items():
+            fit, full = without[k], fit_point(df[~m], shared=shared)
+            assert fit.n_starts == KEEP and fit.search["every_start_to_the_end"] == list(fit.families)
+            for fam in full.families:
+                assert fit.objective[fam] == pytest.approx(full.objective[fam], rel=SAME_OPTIMUM, abs=0), (k, fam)
+    with pytest.raises(InputError, match="boolean mask over the") as e:
+        fit_point_leave_out(df, {"x": np.ones(3, bool)})
+    assert e.value.arg == "leave_out"
 
 
 def test_row_weights_equal_repeated_rows():

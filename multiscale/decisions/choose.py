@@ -44,7 +44,7 @@ from multiscale.decisions.recommend import decision_families, family_values, opt
 from multiscale.decisions.regret import ROBUST
 from multiscale.errors import InputError
 from multiscale.laws.fits import LOSS_UNITS, Fit
-from multiscale.laws.point import fit_point
+from multiscale.laws.point import fit_point_leave_out
 from multiscale.laws.predict import predict_rows
 from multiscale.runs import MIXTURE_PREFIX, mixture_columns, validate_runs
 
@@ -210,7 +210,8 @@ def _run_residuals(df: pd.DataFrame, logpred_R: np.ndarray) -> pd.Series:
 def _absorbed(fit: Fit, df: pd.DataFrame, fitted: pd.DataFrame, keys: dict, mix) -> tuple[pd.Series | None, str]:
     """Per candidate: the part of its residual that a fit including its runs absorbs, as the mean over
     its runs of (residual against a point refit of `fitted` without the candidate's runs) minus
-    (residual against a point refit of all of `fitted`); None (and why) where a refit fails."""
+    (residual against a point refit of all of `fitted`); None (and why) where a refit fails. The refits
+    without a candidate run the starts that led the refit of all of `fitted` (`fit_point_leave_out`)."""
     fitted = validate_runs(fitted)
     lacking = sorted(set(mix) - {c[len(MIXTURE_PREFIX):] for c in mixture_columns(fitted)})
     if lacking:
@@ -218,20 +219,21 @@ def _absorbed(fit: Fit, df: pd.DataFrame, fitted: pd.DataFrame, keys: dict, mix)
                          "identify the candidates' runs in it", arg="fitted")
     fkey = fitted[[MIXTURE_PREFIX + f for f in mix]].round(RATIO_DIGITS).apply(tuple, axis=1)
 
-    def residuals(rows, table):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            refit = fit_point(table, law=fit.law.name, shared=fit.shared)
+    def residuals(rows, refit):
         return _run_residuals(rows, _log_prediction_R(refit, rows))
 
     broken = ("the point refits predict non-finite losses (a parameter at a boundary of parameter space): tau "
               "from the fit's own residuals")
     try:
-        r_all = residuals(df, fitted)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole, without = fit_point_leave_out(fitted, {m: (fkey == k).to_numpy() for k, m in keys.items()
+                                                           if (fkey == k).any()}, law=fit.law.name, shared=fit.shared)
+        r_all = residuals(df, whole)
         if not np.isfinite(r_all).all():
             return None, broken
-        delta = {m: float((residuals(df[df["mixture"] == m], fitted[(fkey != k).to_numpy()]) - r_all).dropna().mean())
-                 if (fkey == k).any() else 0.0 for k, m in keys.items()}
+        delta = {m: float((residuals(df[df["mixture"] == m], without[m]) - r_all).dropna().mean())
+                 if m in without else 0.0 for m in keys.values()}
     except InputError as e:
         return None, f"a leave-one-mixture-out refit failed ({e}): tau from the fit's own residuals"
     return (pd.Series(delta), "") if np.all(np.isfinite(list(delta.values()))) else (None, broken)

@@ -26,7 +26,8 @@ one block at a time with their gradient written out (`_separable_rows_fn`). By d
 start first gets SCREEN_ITERS evaluations and only the KEEP best per problem run on to
 convergence, each continuing its own trajectory (a common multi-start strategy); ``keep=None``
 runs every start to convergence, and tests/test_laws_point.py checks on realistic tables that
-both keep the same optimum.
+both keep the same optimum. `fit_point_leave_out` refits a table less a few rows from only the
+starts that went past the screen on the whole table, with no screen.
 Converged starts are dropped every ROUND evaluations. log N and log D are centred internally (an
 exact reparameterization, see `fit_arrays`). Every start runs in float64.
 """
@@ -37,6 +38,7 @@ import dataclasses
 import itertools
 import time
 import warnings
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -243,8 +245,8 @@ def _finite_f(state: LBFGSState) -> np.ndarray:
 
 class _Search(NamedTuple):
     """`_solve`'s answer per problem: the best start's index, x (K x P), objective and
-    gradient norm; the largest evaluation count; the final objective of every start that
-    ran on (P x kept)."""
+    gradient norm; the largest evaluation count; the index and final objective of every start
+    that ran on (P x kept)."""
 
     best: np.ndarray
     x: np.ndarray
@@ -252,6 +254,7 @@ class _Search(NamedTuple):
     grad_norm: np.ndarray
     iters: np.ndarray
     f_kept: np.ndarray
+    kept: np.ndarray
 
 
 def _solve(init, run, X0_KxPxG: np.ndarray, rows, n_problems: int, keep: int, n_screen: int,
@@ -290,7 +293,7 @@ def _solve(init, run, X0_KxPxG: np.ndarray, rows, n_problems: int, keep: int, n_
     ar = np.arange(P)
     return _Search(best=idx_PxG[ar, b], x=state.x[:, ar, b], f=f[ar, b],
                    grad_norm=np.sqrt(np.sum(state.g[:, ar, b] ** 2, axis=0)),
-                   iters=state.k.max(axis=-1), f_kept=f)
+                   iters=state.k.max(axis=-1), f_kept=f, kept=np.array(idx_PxG))
 
 
 def _layout(law: Law, shared, n_fam: int, M: int) -> tuple[dict, int]:
@@ -431,6 +434,9 @@ class ArrayFit:
       iters: the most objective evaluations any start used.
       kept: starts per problem that went past the screen (G when none was cut).
       objective_kept: the final objective of every start that went on, problems x kept.
+      lead: the starts that went on, K x F x kept (per family; a family rerun with every start
+        has its winner in place of the last): where a table changes by a few rows, the starts
+        to run without a screen (`fit_point_leave_out`).
       exhaustive_P: the problems (families, or the one joint problem) whose every start ran to
         the end (all of them with ``keep=None``; otherwise those that failed the consensus).
     """
@@ -445,6 +451,7 @@ class ArrayFit:
     kept: int
     objective_kept: np.ndarray
     exhaustive_P: np.ndarray
+    lead: np.ndarray
 
 
 def _family_results(law: Law, out: _Search, layout, F: int, shared, lN0: float, lD0: float):
@@ -500,10 +507,13 @@ def _starts_from_base(law: Law, data: FitData) -> np.ndarray:
 
 
 def law_starts(law: Law, data: FitData, grid: dict | None = None, starts=None) -> np.ndarray:
-    """The law's starts, K x F x G (module docstring): `starts` (G x K) when given, else its
-    base law's fit crossed with `EXTRA_STARTS`, else `start_grid` (`grid` replacing entries)."""
+    """The law's starts, K x F x G (module docstring): `starts` when given (G x K, the same for
+    every family, or K x F x G), else its base law's fit crossed with `EXTRA_STARTS`, else
+    `start_grid` (`grid` replacing entries)."""
     if starts is None and law.base:
         return _starts_from_base(law, data)
+    if starts is not None and np.ndim(starts) == 3:
+        return np.array(starts, dtype=np.float64)
     G_pts = start_grid(law, grid)[1] if starts is None else np.atleast_2d(np.asarray(starts, dtype=np.float64))
     return np.broadcast_to(G_pts.T[:, None, :], (G_pts.shape[1], data.n_families, G_pts.shape[0])).copy()
 
@@ -513,11 +523,12 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int | None = No
                keep: int | None = KEEP, n_screen: int = SCREEN_ITERS) -> ArrayFit:
     """Approach-3 fit on prepared arrays (see `ArrayFit` for what it returns).
 
-    `starts` (G x K in `law.raw_names` order) replaces the law's starts (`law_starts`; the
-    bootstrap restarts from the full-data optimum). `max_iters`: objective evaluations per start
-    (None: `law.max_evals`). `keep`: after `n_screen` L-BFGS evaluations from every start, only
-    the `keep` best starts per problem run on to convergence; ``keep=None`` runs every start to
-    convergence (``tests/test_laws_point.py`` checks that both keep the same optimum).
+    `starts` (G x K in `law.raw_names` order, the same for every family, or K x F x G, per
+    family, e.g. another fit's `ArrayFit.lead`) replaces the law's starts (`law_starts`).
+    `max_iters`: objective evaluations per start (None: `law.max_evals`). `keep`: after
+    `n_screen` L-BFGS evaluations from every start, only the `keep` best starts per problem run
+    on to convergence; ``keep=None`` runs every start to convergence
+    (``tests/test_laws_point.py`` checks that both keep the same optimum).
 
     Internally log N and log D are centred on the table's geometric means (N_ref, D_ref)
     and ``a' = a - alpha log N_ref``, ``b' = b - beta log D_ref`` are optimized: the same
@@ -531,9 +542,13 @@ def fit_arrays(law: Law, data: FitData, shared=(), *, max_iters: int | None = No
     pr = _problems(law, X, data, shared, lN0, lD0)
     out, exhaustive = _search(law, pr, G, keep, n_screen, max_iters)
     raw, best_F, obj_F, gn_F = _family_results(law, out, pr.layout, data.n_families, shared, lN0, lD0)
+    lead_PxN = out.kept.copy()
+    won = ~(lead_PxN == out.best[:, None]).any(axis=-1)  # won by a start the screen cut
+    lead_PxN[won, -1] = out.best[won]
+    lead = np.stack([X[:, j, lead_PxN[0 if shared else j]] for j in range(data.n_families)], axis=1)
     return ArrayFit(raw=raw, best_F=best_F, objective_F=obj_F, grad_norm_F=gn_F, starts=X,
                     names=law.raw_names + law.raw_matrix, iters=int(out.iters.max()), kept=keep,
-                    objective_kept=out.f_kept, exhaustive_P=exhaustive)
+                    objective_kept=out.f_kept, exhaustive_P=exhaustive, lead=lead)
 
 
 def _start_of(res: ArrayFit, law: Law, j: int, M: int) -> dict:
@@ -569,12 +584,57 @@ def fit_point(df: pd.DataFrame, law: str = "multilingual", shared=(), *,
     t0 = time.perf_counter()
     df, data, shared = prepare(df, law_obj, shared)
     res = fit_arrays(law_obj, data, shared, max_iters=max_iters, grid=grid, keep=keep, n_screen=n_screen)
+    return _point_fit(law_obj, data, shared, res, max_iters, n_screen, strict, t0)
+
+
+def fit_point_leave_out(df: pd.DataFrame, leave_out: Mapping[Hashable, np.ndarray], law: str = "multilingual",
+                        shared=()) -> tuple[PointFit, dict[Hashable, PointFit]]:
+    """`fit_point` of the run table `df`, and of `df` without the rows of each boolean mask (over
+    `df`'s rows) in `leave_out`, by key.
+
+    The fit of `df` searches the law's starts as `fit_point` does; each fit without some rows runs
+    only the starts that went past that search's screen (`ArrayFit.lead`), each to convergence
+    with no screen: a few rows less barely change which starts lead, and the screen of the full
+    grid is most of the work of a fit. Every table is fitted as `fit_point` does for a law with a
+    base (started from its base law's fit) and where the search on `df` ran every start of some
+    family to the end: such an optimum lies in a flat valley that few starts reach, and from the
+    lead's starts the fits of the reduced tables stop short of theirs.
+    """
+    law_obj = get_law(law)
+    t0 = time.perf_counter()
+    _, data, shared_t = prepare(df, law_obj, shared)
+    if not isinstance(leave_out, Mapping):
+        raise InputError(f"leave_out must map keys to boolean row masks, got {type(leave_out).__name__}",
+                         arg="leave_out")
+    masks = {}
+    for key, mask in leave_out.items():
+        m = np.asarray(mask)
+        if m.dtype != bool or m.shape != (len(df),):
+            raise InputError(f"leave_out[{key!r}] must be a boolean mask over the {len(df)} rows of df, got "
+                             f"dtype {m.dtype} and shape {m.shape}", arg="leave_out")
+        masks[key] = m
+    res = fit_arrays(law_obj, data, shared_t)
+    whole = _point_fit(law_obj, data, shared_t, res, None, SCREEN_ITERS, False, t0)
+    lead_ok = not (law_obj.base or len(res.exhaustive_P))
+    out = {}
+    for key, m in masks.items():
+        t_m = time.perf_counter()
+        _, part, _ = prepare(df[~m], law_obj, shared)
+        lead = res.lead[:, [data.families.index(f) for f in part.families]] if lead_ok else None
+        fit = fit_arrays(law_obj, part, shared_t, starts=lead)
+        out[key] = _point_fit(law_obj, part, shared_t, fit, None, SCREEN_ITERS, False, t_m)
+    return whole, out
+
+
+def _point_fit(law_obj: Law, data: FitData, shared, res: ArrayFit, max_iters, n_screen: int, strict: bool,
+               t0: float) -> PointFit:
+    """The `PointFit` of the search `res` on `data` (begun at `t0`), its warnings and identifiability."""
     fams = data.families
     slow = [f for f, g in zip(fams, res.grad_norm_F) if not g < 1e-6]
     if slow:
         warnings.warn(f"L-BFGS stopped with gradient norm above 1e-6 for {slow} after "
                       f"{max_iters or law_obj.max_evals} evaluations: raise max_iters, or share exponents if "
-                      "the table cannot pin the law down", RuntimeWarning, stacklevel=2)
+                      "the table cannot pin the law down", RuntimeWarning, stacklevel=3)
     M = len(data.mixture_families) if law_obj.matrix else 0
     off = offdiag_mask(data.fam_in_mix_F, M) if law_obj.matrix else None
     draws = {n: np.asarray(v, dtype=float)[None] for n, v in natural_from_raw(law_obj, res.raw, off).items()}
