@@ -82,7 +82,7 @@ class NoiseSpec:
         cent = {c: tuple(float(np.mean(x[c][fam_R == j])) for j in range(n_families)) for c in slopes}
         levels = ()
         if noise == "size":
-            levels = tuple((j, float(np.exp(v))) for j in range(n_families)
+            levels = tuple((j, float(f"{np.exp(v):.12g}")) for j in range(n_families)  # N as given, not exp(log N)
                            for v in _distinct(np.asarray(logN_R)[np.asarray(fam_R) == j]))
         return cls(noise, slopes, cent, levels)
 
