@@ -9,7 +9,6 @@ import warnings
 import arviz as az
 import numpy as np
 import pandas as pd
-import pytest
 
 from multiscale.laws import bayes, fit_bayes, load_fit
 from multiscale.laws.predict import predict_rows, predictive_draws
@@ -114,7 +113,6 @@ def test_the_stacked_extrapolation_refits_run_the_size_model():
     assert np.isfinite(f.extrapolation["kappa"]) and f.extrapolation["kappa"] >= 0
 
 
-@pytest.mark.slow
 def test_a_large_table_samples_the_size_model_whitened(monkeypatch):
     """The bound of whitened sampling lowered to a small table: it converges and tau's 90%
     interval holds the truth."""
