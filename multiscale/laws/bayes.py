@@ -7,7 +7,7 @@ centred on the table's geometric means N_ref, D_ref:
     y_r ~ StudentT(nu = 5, mu_r, sqrt(sigma_r^2 + s_r^2)),   s_r = loss_sem_r / loss_r
     sigma_r = sigma_i                                                      (noise "constant")
     log sigma_r = log sigma_i + s_N (log N_r - c_N,i) + s_p (log p_r - c_p,i)   (noise "scale")
-    mu_r + u_{i,N_r}, u = tau_i z, z ~ N(0, 1), sigma_r = sigma_i               (noise "size")
+    mu_r + u_{i,N_r}, u_i = tau_i P_i z_i, z ~ N(0, 1), sigma_r = sigma_i       (noise "size")
     mu_r = log(E_i + A_i N^-alpha_i + B_i D^-beta_i) - gamma_i log p      (multilingual)
     mu_r = log(c_i) - gamma_i log p                                        (ratio)
 
@@ -346,6 +346,7 @@ def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
     offsets = [np.reshape(shift[c](np.asarray(noise.centres[c])), (-1, 1)) for c in noise.slopes]
     lD0 = np.reshape(lay.per_family(lay.lD0_G), (-1, 1)) if law.uses_unique_tokens else 0.0
     where_FxK = size_slots(noise, F) if noise.levels else None
+    proj_LxL = noise.projection() if noise.levels else None
 
     def sample(name, kind, shape):
         d = {"normal": dist.Normal(0.0, 1.0), "halfnormal": dist.HalfNormal(1.0),
@@ -368,7 +369,7 @@ def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
         if where_FxK is not None:  # the size offsets: (F, K) by family and level, to rows by the one-hot
             tau = numpyro.sample(SIZE_SD, dist.HalfNormal(SIZE_PRIOR).expand((F,)).to_event(1))
             z = sample("z_size", "normal", (len(noise.levels),))
-            u_FxK = tau[:, None] * jnp.concatenate([z, jnp.zeros(1)])[where_FxK]
+            u_FxK = tau[:, None] * jnp.concatenate([proj_LxL @ z, jnp.zeros(1)])[where_FxK]
             mu = mu + jnp.einsum("frk,fk->fr", more[-1], u_FxK)
         scale = jnp.sqrt(sigma ** 2 + sem ** 2)
         numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask), obs=logL)
@@ -401,7 +402,7 @@ def _noise_draws(z: dict, lay: Layout, spec: NoiseSpec) -> dict:
         out[slope_name(c)] = SLOPE_PRIOR * lay.spread(np.asarray(z[f"z_{slope_name(c)}"], float), np)
     if spec.levels:
         out[SIZE_SD] = np.asarray(z[SIZE_SD], float)
-        out[SIZE_OFFSET] = out[SIZE_SD][..., spec.level_family] * np.asarray(z["z_size"], float)
+        out[SIZE_OFFSET] = out[SIZE_SD][..., spec.level_family] * (np.asarray(z["z_size"], float) @ spec.projection().T)
     return out
 
 
