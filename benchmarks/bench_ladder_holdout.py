@@ -200,7 +200,8 @@ def holdout(name: str, summary: dict, hold: float = HOLD, cache: Path | None = N
     N, D = test["N"].to_numpy(float), test["D"].to_numpy(float)
     dist = distance(fitted_ranges(train), N, D)
     log_k = np.log(np.maximum(N / train["N"].max(), D / train["D"].max()))
-    return {"ladder": name, "hold": hold, "noise": noise, "fit_sizes": int(train["N"].nunique()), "fit_rows": len(train),
+    return {"ladder": name, "hold": hold, "noise": noise, "fit_sizes": int(train["N"].nunique()),
+            "fit_rows": len(train),
             "fit_N": [float(train["N"].min()), float(train["N"].max())],
             "held_out_sizes": int(test["N"].nunique()), "held_out_rows": len(test),
             "held_out_N": [float(test["N"].min()), float(test["N"].max())],
@@ -232,7 +233,8 @@ def main() -> None:
     priors = loo_priors(args.recompute, args.per_hi)
     cache = Path(args.cache) if args.cache else None
     rows = [holdout(name, priors[name], h, cache, args.noise) for h in args.hold for name in args.ladders]
-    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": args.hold, "noise": args.noise,
+    print(json.dumps({"benchmark": "ladder_holdout", "cpu": field.cpu_model(), "law": LAW, "hold": args.hold,
+                      "noise": args.noise,
                       "nuts": {"chains": CHAINS, "draws": DRAWS, "seed": SEED},
                       "wall_s": round(time.perf_counter() - t0, 1), "ladders": rows}))
 

@@ -13,7 +13,9 @@ as `multiscale fit --method nuts` runs them (`host_devices_for_chains`). The tab
 7 families of the multilingual law at known parameters (tests/fixtures/synthetic.py, 1% noise),
 5 model sizes x 4 token budgets x `rows / 140` mixtures, one row per run and family.
 
-Usage: python benchmarks/bench_large_fit.py [--rows 15000] [--draws 1000] [--warmup 500]
+``--noise`` picks the fit's noise model (default the library's, "constant").
+
+Usage: python benchmarks/bench_large_fit.py [--rows 15000] [--draws 1000] [--warmup 500] [--noise size]
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=15000, help="about this many rows (7 families)")
     ap.add_argument("--draws", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=None, help="None: the library's WARMUP")
+    ap.add_argument("--noise", default="constant", help="the noise model (multiscale.laws.noise.NOISE_MODELS)")
     args = ap.parse_args()
     from multiscale.laws.bayes import host_devices_for_chains
 
@@ -118,7 +121,7 @@ def main() -> None:
     ph.wrap(bayes, "run_nuts", "nuts", "refit_nuts")
     ph.wrap(bayes, "pointwise_loglik", "pointwise_loglik")
     t0, c0 = time.perf_counter(), cpu_seconds()
-    fit = bayes.fit_bayes(df, law="multilingual", draws=args.draws, warmup=args.warmup, warn=False)
+    fit = bayes.fit_bayes(df, law="multilingual", draws=args.draws, warmup=args.warmup, warn=False, noise=args.noise)
     total, total_cpu = time.perf_counter() - t0, cpu_seconds() - c0
     ph.add("other", total - sum(ph.wall.values()), total_cpu - sum(ph.cpu.values()))
     t1, c1 = time.perf_counter(), cpu_seconds()
@@ -126,7 +129,7 @@ def main() -> None:
         fit.save(os.path.join(tmp, "fit"))
     ph.add("saving", time.perf_counter() - t1, cpu_seconds() - c1)
     steps = fit.idata.sample_stats["n_steps"].values
-    print(json.dumps({"rows": len(df), "families": len(fit.families), "law": fit.law.name,
+    print(json.dumps({"rows": len(df), "families": len(fit.families), "law": fit.law.name, "noise": args.noise,
                       "chains": fit.options["chains"], "draws": fit.options["draws"],
                       "warmup": fit.options["warmup"], "chain_method": fit.options["chain_method"],
                       "whitened": fit.options.get("whitened"), "dense_mass": fit.options["dense_mass"],

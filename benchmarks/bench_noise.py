@@ -1,16 +1,19 @@
-"""Noise that varies: the "constant" against the "scale" noise model (`multiscale.laws.noise`).
+"""Noise that varies: the "constant" against the "scale" and "size" noise models (`multiscale.laws.noise`).
 
-For each case (a run table, a law, a held-out split of `multiscale.decisions.compare.split`), both
-noise models are fitted with the library's default NUTS (`fit_bayes` at its defaults: 4 chains x
+For each case (a run table, a law, a held-out split of `multiscale.decisions.compare.split`), the
+noise models (``--models``, default all of NOISE_MODELS, "constant" first) are fitted with the
+library's default NUTS (`fit_bayes` at its defaults: 4 chains x
 1,000 draws after 500 warm-up, seed 0 unless ``--seed``; the extrapolation refits on where the held-out rows lie
 beyond the fitted N or D, off for in-range hold-outs, where the term is 0) on the training rows,
 and scored:
 
-- PSIS-LOO elpd on the training rows (ArviZ ``az.loo``), and the paired difference scale - constant
-  with its SE (sqrt(n) x the sd of the pointwise differences, as ``az.compare``'s ``dse``);
+- PSIS-LOO elpd on the training rows (ArviZ ``az.loo``), and the paired difference of each model
+  minus "constant" with its SE (sqrt(n) x the sd of the pointwise differences, as
+  ``az.compare``'s ``dse``);
 - on the held-out rows, the 90% posterior-predictive coverage, MAPE, and the median width of the
   interval in log-loss (`multiscale.laws.validation.score`, `predictive_draws`);
-- the slopes of the scale model (median and 90% interval), R-hat, divergences, seconds.
+- the slopes of the scale model and the size offsets' sd of the size model (median and 90%
+  interval), R-hat, divergences, seconds.
 
 Cases: the CPU studies (docs/cpu_study, docs/cpu_study_v2; law multilingual; held out a third of
 the mixtures, and the largest N) and the shipped ladders (`multiscale.datasets.LADDERS`; law
@@ -63,14 +66,14 @@ def _loo(fit):
     return res, np.asarray(res.loo_i.values, float)
 
 
-def run_case(name: str, law: str, holdout: str, nuts: dict) -> dict:
-    """Both noise models on one case."""
+def run_case(name: str, law: str, holdout: str, nuts: dict, models=NOISE_MODELS) -> dict:
+    """The noise models `models` ("constant" among them) on one case."""
     train, test = split(table(name), holdout, seed=0)
     beyond = bool((test["N"] > train["N"].max()).any() or (test["D"] > train["D"].max()).any())
     out = {"table": name, "law": law, "holdout": holdout, "train_rows": len(train), "heldout_rows": len(test),
            "extrapolation": beyond, "models": {}}
     loo_i = {}
-    for noise in NOISE_MODELS:
+    for noise in models:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -84,6 +87,10 @@ def run_case(name: str, law: str, holdout: str, nuts: dict) -> dict:
         for c in fit.noise.slopes:
             v = fit.idata.posterior[slope_name(c)].values[..., 0].ravel()
             slopes[c] = [round(float(q), 3) for q in np.quantile(v, [0.5, 0.05, 0.95])]
+        if noise == "size":
+            v = fit.idata.posterior["size_sd"].values.reshape(-1, len(fit.families))
+            slopes["size_sd"] = {f: [round(float(q), 4) for q in np.quantile(v[:, j], [0.5, 0.05, 0.95])]
+                                 for j, f in enumerate(fit.families)}
         sig = fit.idata.posterior["sigma"].values.reshape(-1, len(fit.families))
         out["models"][noise] = {
             "elpd_loo": round(float(res.elpd_loo), 2), "se": round(float(res.se), 2),
@@ -94,9 +101,11 @@ def run_case(name: str, law: str, holdout: str, nuts: dict) -> dict:
             "sigma_median": {f: round(float(np.median(sig[:, j])), 4) for j, f in enumerate(fit.families)},
             "max_rhat": round(float(fit.diagnostics["max_rhat"]), 4),
             "divergences": int(fit.diagnostics["divergences"]), "seconds": round(seconds, 1)}
-    diff_R = loo_i["scale"] - loo_i["constant"]
-    out["elpd_diff_scale_minus_constant"] = round(float(diff_R.sum()), 2)
-    out["dse"] = round(float(np.sqrt(len(diff_R)) * np.std(diff_R, ddof=1)), 2)
+    for m in models:
+        if m != "constant":
+            diff_R = loo_i[m] - loo_i["constant"]
+            out[f"elpd_diff_{m}_minus_constant"] = round(float(diff_R.sum()), 2)
+            out["dse" if m == "scale" else f"dse_{m}"] = round(float(np.sqrt(len(diff_R)) * np.std(diff_R, ddof=1)), 2)
     return out
 
 
@@ -107,7 +116,12 @@ def main() -> None:
     ap.add_argument("--holdouts", nargs="*", default=["mixtures", "largest-N"], choices=["mixtures", "largest-N"])
     ap.add_argument("--quick", action="store_true", help="2 chains x 300 draws after 300 warm-up")
     ap.add_argument("--seed", type=int, default=0, help="NUTS seed (default 0, fit_bayes's)")
+    ap.add_argument("--models", default=",".join(NOISE_MODELS),
+                    help=f"comma-separated noise models among {','.join(NOISE_MODELS)} (constant always fitted)")
     args = ap.parse_args()
+    models = ("constant",) + tuple(m for m in dict.fromkeys(args.models.split(",")) if m != "constant")
+    if not set(models) <= set(NOISE_MODELS):
+        ap.error(f"--models must name models among {','.join(NOISE_MODELS)}, got {args.models!r}")
     nuts = {"chains": 2, "draws": 300, "warmup": 300} if args.quick else {}
     nuts = {**nuts, "seed": args.seed} if args.seed else nuts
     host_devices_for_chains(nuts.get("chains", 4))  # parallel chains, as the CLI runs them
@@ -115,14 +129,17 @@ def main() -> None:
     rows = []
     for c in cases():
         if c[0] in args.tables and c[2] in args.holdouts:
-            rows.append(run_case(*c, nuts))
+            rows.append(run_case(*c, nuts, models))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)  # progress: one line per case
-    wins = sum(r["elpd_diff_scale_minus_constant"] > 2 * r["dse"] for r in rows)
-    losses = sum(r["elpd_diff_scale_minus_constant"] < -2 * r["dse"] for r in rows)
+    summary = {"cases": len(rows)}
+    for m in models[1:]:
+        dse = "dse" if m == "scale" else f"dse_{m}"
+        summary[f"{m}_better_by_2se"] = sum(r[f"elpd_diff_{m}_minus_constant"] > 2 * r[dse] for r in rows)
+        summary[f"constant_better_than_{m}_by_2se"] = sum(r[f"elpd_diff_{m}_minus_constant"] < -2 * r[dse]
+                                                          for r in rows)
     print(json.dumps({"benchmark": "noise", "cpu": cpu_model(), "nuts": nuts or "fit_bayes defaults",
-                      "wall_s": round(time.perf_counter() - t0, 1),
-                      "summary": {"cases": len(rows), "scale_better_by_2se": wins, "constant_better_by_2se": losses},
-                      "cases": rows}))
+                      "models": list(models), "wall_s": round(time.perf_counter() - t0, 1),
+                      "summary": summary, "cases": rows}))
 
 
 if __name__ == "__main__":

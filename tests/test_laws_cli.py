@@ -256,3 +256,14 @@ def test_fit_noise_flag_reaches_the_saved_fit(saved_fit, tmp_path, capsys):
                  "--draws", "100", "--num-warmup", "100", "--no-extrapolation", "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["options"]["noise"]["model"] == "scale"
     assert json.loads((out / "fit.json").read_text())["options"]["noise"]["slopes"] == ["p"]
+
+
+def test_fit_noise_size_reaches_the_saved_fit_with_its_levels(saved_fit, tmp_path, capsys):
+    """The ratio law's table has one (N, D), the fixture's first: one size level per family."""
+    runs, _ = saved_fit
+    out = tmp_path / "nuts"
+    assert main(["fit", str(runs), "--law", "ratio", "--method", "nuts", "--noise", "size", "--chains", "1",
+                 "--draws", "100", "--num-warmup", "100", "--no-extrapolation", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["options"]["noise"]["model"] == "size"
+    saved = json.loads((out / "fit.json").read_text())["options"]["noise"]
+    assert saved["levels"] == {f: [2e7] for f in saved["levels"]} and len(saved["levels"]) == 3

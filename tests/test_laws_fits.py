@@ -206,6 +206,9 @@ def test_missing_fit_and_bad_output_folders(tmp_path):
     ({"model": "scale", "slopes": ["p"], "centres": {"p": {"germanic": -1.0}}}, "lacks the centres of 'p'"),
     ({"model": "scale", "slopes": ["p"], "centres": {"p": {"germanic": -1.0, "romance": -2.0}}},
      "needs the draws 'noise_slope_p'"),
+    ({"model": "size"}, "of model 'size' needs 'levels'"),
+    ({"model": "size", "levels": {"germanic": [0.0]}}, "of model 'size' needs 'levels'"),
+    ({"model": "size", "levels": {"germanic": [1e8], "romance": [1e8, 1e9]}}, "needs the draws 'size_sd'"),
 ])
 def test_a_saved_noise_model_that_does_not_match_the_posterior_is_damaged(tmp_path, noise, needle):
     _bayes_fit().save(tmp_path / "fit")

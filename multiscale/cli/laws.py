@@ -269,7 +269,8 @@ def _register_fit(subparsers) -> None:
     p.add_argument("--noise", default=None, choices=list(NOISE_MODELS),
                    help=f"NUTS: the noise model (default {DEFAULT_NOISE}): constant, one noise scale per family; "
                         "scale, the noise scale also a power of N and of the family's share p "
-                        "(benchmarks/FIT_RESULTS.md, 'Noise that varies')")
+                        "(benchmarks/FIT_RESULTS.md, 'Noise that varies'); size, the runs of one model size "
+                        "share an offset (benchmarks/FIELD_PRIOR.md, 'per-size offsets')")
     p.set_defaults(handler=_fit)
 
 

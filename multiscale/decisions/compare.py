@@ -210,7 +210,7 @@ def _score_law(law: str, train, test, method, draws, chains, seed, N, D, noise: 
     y = test["loss"].to_numpy(float)
     n_params = len(fit.law.params) + len(fit.law.matrix) * max(len(fit.mixture_families) - 1, 0)
     if method == "nuts":
-        n_params += len(fit.noise.slopes)
+        n_params += len(fit.noise.slopes) + (len(fit.families) if fit.noise.model == "size" else 0)
     return LawResult(law=law, noise=noise if method == "nuts" else None, name=name, n_params=n_params,
                      per_family=per, overall=overall, loo=loo,
                      p_star=_p_star(fit, N, D), seconds=time.perf_counter() - t0,

@@ -7,6 +7,7 @@ centred on the table's geometric means N_ref, D_ref:
     y_r ~ StudentT(nu = 5, mu_r, sqrt(sigma_r^2 + s_r^2)),   s_r = loss_sem_r / loss_r
     sigma_r = sigma_i                                                      (noise "constant")
     log sigma_r = log sigma_i + s_N (log N_r - c_N,i) + s_p (log p_r - c_p,i)   (noise "scale")
+    mu_r + u_{i,N_r}, u_i = tau_i P_i z_i, z ~ N(0, 1), sigma_r = sigma_i       (noise "size")
     mu_r = log(E_i + A_i N^-alpha_i + B_i D^-beta_i) - gamma_i log p      (multilingual)
     mu_r = log(c_i) - gamma_i log p                                        (ratio)
 
@@ -20,6 +21,7 @@ Parameters live on the log scale. Weakly informative priors (normal on the log s
     log c_i              ~ N(ybar, 1.0)            (ratio law)
     sigma_i              ~ HalfNormal(0.05)        relative loss noise (log scale)
     s_N, s_p             ~ N(0, 0.5)               noise "scale" only (`multiscale.laws.noise`)
+    tau_i                ~ HalfNormal(0.05)        noise "size" only: sd of the per-size offsets
 
 The N and D terms are parameterized at the reference size (not as log A, log B) because
 ``a - alpha log N`` makes log A and alpha almost perfectly correlated when log N ~ 20;
@@ -61,7 +63,16 @@ from multiscale.laws.extrapolation import FieldPrior, leave_largest_out
 from multiscale.laws.fits import BayesFit
 from multiscale.laws.forms import Law, get_law, log_loss, natural_from_raw, offdiag_mask
 from multiscale.laws.identifiability import refuse_unidentified, unidentified
-from multiscale.laws.noise import DEFAULT_NOISE, SLOPE_PRIOR, NoiseSpec, check_noise, slope_name
+from multiscale.laws.noise import (
+    DEFAULT_NOISE,
+    SIZE_OFFSET,
+    SIZE_PRIOR,
+    SIZE_SD,
+    SLOPE_PRIOR,
+    NoiseSpec,
+    check_noise,
+    slope_name,
+)
 from multiscale.laws.point import fit_arrays
 from multiscale.laws.predict import STUDENT_NU, pointwise_loglik, predictive_draws
 
@@ -269,12 +280,14 @@ def _sample_sites(law: Law, shared, lay: Layout, M: int, xp, sample, fam, mat, s
     return th
 
 
-def fit_rows(law: Law, data: FitData, lay: Layout) -> tuple[np.ndarray, ...]:
+def fit_rows(law: Law, data: FitData, lay: Layout, noise: NoiseSpec | None = None) -> tuple[np.ndarray, ...]:
     """The table laid out per family (F x R, R the most rows of any family; the mask drops the
     padding), so that every family parameter reaches its rows by broadcasting (no gather, whose
     gradient is a slow scatter): mask, log N and log D centred on their group's reference (in
     float64, before the model's precision), log p, log U, log L, the standard error of log L; for
-    a law with a matrix, the mixture (M, F, R) and the off-diagonal mask (M, F, 1)."""
+    a law with a matrix, the mixture (M, F, R) and the off-diagonal mask (M, F, 1); for a noise
+    model with size levels, each row's level among its family's (F, R, K) one-hot, K the most
+    levels of any family (`size_slots`)."""
     F, counts = data.n_families, data.counts_F()
     slot_R = np.zeros(data.n_rows, int)
     for j in range(F):
@@ -296,7 +309,25 @@ def fit_rows(law: Law, data: FitData, lay: Layout) -> tuple[np.ndarray, ...]:
         M = len(data.mixture_families)
         rows += [np.stack([lay_out(data.P_RxM[:, m]) for m in range(M)]),
                  offdiag_mask(data.fam_in_mix_F, M)[:, :, None]]
+    if noise is not None and noise.levels:
+        lev_R = noise.level_of(data.fam_R, data.logN_R)
+        first_F = np.searchsorted(noise.level_family, np.arange(F))  # each family's first level
+        k_R = lev_R - first_F[data.fam_R]
+        onehot = np.zeros(mask.shape + (int(np.bincount(noise.level_family, minlength=F).max()),))
+        onehot[data.fam_R, slot_R, k_R] = 1.0
+        rows.append(onehot)
     return tuple(rows)
+
+
+def size_slots(noise: NoiseSpec, n_families: int) -> np.ndarray:
+    """(F, K) index into the levels (L,), padded with L: family f's k-th level, its offset's
+    place in the (F, K) layout of `fit_rows`'s one-hot."""
+    lev_F = noise.level_family
+    counts = np.bincount(lev_F, minlength=n_families)
+    out = np.full((n_families, max(int(counts.max()), 1)), len(lev_F))
+    for j in range(n_families):
+        out[j, :counts[j]] = np.flatnonzero(lev_F == j)
+    return out
 
 
 def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
@@ -314,6 +345,8 @@ def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
     shift = {"N": lambda c: lN0 - c, "p": lambda c: -c}
     offsets = [np.reshape(shift[c](np.asarray(noise.centres[c])), (-1, 1)) for c in noise.slopes]
     lD0 = np.reshape(lay.per_family(lay.lD0_G), (-1, 1)) if law.uses_unique_tokens else 0.0
+    where_FxK = size_slots(noise, F) if noise.levels else None
+    proj_LxL = noise.projection() if noise.levels else None
 
     def sample(name, kind, shape):
         d = {"normal": dist.Normal(0.0, 1.0), "halfnormal": dist.HalfNormal(1.0),
@@ -321,7 +354,8 @@ def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
         drawn[name] = numpyro.sample(name, d.expand(shape).to_event(len(shape)) if shape else d)
         return drawn[name]
 
-    def model(mask, logN, logD, logp, logU, logL, sem, P=None, offdiag=None):
+    def model(mask, logN, logD, logp, logU, logL, sem, *more):
+        P, offdiag = more[:2] if law.matrix else (None, None)
         th = _sample_sites(law, shared, lay, M, jnp, sample, fam=lambda v: jnp.broadcast_to(v, (F,))[:, None],
                            mat=lambda v: v[..., None], slots=slots)
         if "z_level" in drawn:
@@ -332,6 +366,11 @@ def _model(law: Law, shared, lay: Layout, M: int, slots, noise: NoiseSpec):
             s = SLOPE_PRIOR * sample(f"z_{slope_name(c)}", "normal", lay.shape(True))
             sigma = sigma * jnp.exp(lay.spread(s, jnp)[:, None] * ({"N": logN, "p": logp}[c] + off))
         mu = log_loss(law, th, logN, logD + lD0, logp, logU, P, offdiag, lD0=lD0, xp=jnp)
+        if where_FxK is not None:  # the size offsets: (F, K) by family and level, to rows by the one-hot
+            tau = numpyro.sample(SIZE_SD, dist.HalfNormal(SIZE_PRIOR).expand((F,)).to_event(1))
+            z = sample("z_size", "normal", (len(noise.levels),))
+            u_FxK = tau[:, None] * jnp.concatenate([proj_LxL @ z, jnp.zeros(1)])[where_FxK]
+            mu = mu + jnp.einsum("frk,fk->fr", more[-1], u_FxK)
         scale = jnp.sqrt(sigma ** 2 + sem ** 2)
         numpyro.sample("y", dist.StudentT(STUDENT_NU, mu, scale).mask(mask), obs=logL)
 
@@ -356,25 +395,31 @@ def _natural(law: Law, z: dict, lay: Layout, shared, M: int, slots, off_MxF) -> 
 
 def _noise_draws(z: dict, lay: Layout, spec: NoiseSpec) -> dict:
     """``sigma`` and each slope of `spec` (``noise_slope_<covariate>``), (chain, draw, F): a slope,
-    one value per group, repeated over the group's families."""
+    one value per group, repeated over the group's families; under "size" ``size_sd`` (chain,
+    draw, F) and the offsets ``size_offset`` (chain, draw, L)."""
     out = {"sigma": np.asarray(z["sigma"], float)}
     for c in spec.slopes:
         out[slope_name(c)] = SLOPE_PRIOR * lay.spread(np.asarray(z[f"z_{slope_name(c)}"], float), np)
+    if spec.levels:
+        out[SIZE_SD] = np.asarray(z[SIZE_SD], float)
+        out[SIZE_OFFSET] = out[SIZE_SD][..., spec.level_family] * (np.asarray(z["z_size"], float) @ spec.projection().T)
     return out
 
 
-def n_dims(law: Law, shared, n_families: int, n_groups: int = 1, n_slots: int = 0) -> int:
+def n_dims(law: Law, shared, n_families: int, n_groups: int = 1, n_slots: int = 0, n_levels: int = 0) -> int:
     """Number of sampled (unconstrained) dimensions: per-family sites, shared sites (one per
-    group of a stacked program), matrix sites (`n_slots` each), sigma."""
+    group of a stacked program), matrix sites (`n_slots` each), sigma; with `n_levels` size
+    offsets, those and their sd per family."""
     return (sum(n_groups if n in shared else n_families for n in law.params) + n_families
-            + n_slots * len(law.matrix))
+            + n_slots * len(law.matrix) + (n_levels + n_families if n_levels else 0))
 
 
-def _init_from_point(law: Law, data: FitData, ybar: float, noise_slopes=()) -> dict:
+def _init_from_point(law: Law, data: FitData, ybar: float, noise_slopes=(), n_levels: int = 0) -> dict:
     """Sites (standard) at the point fit's optimum: a law started from its base law starts every
     chain there, since its posterior can have far modes (an unidentified E or B) where a chain
     started at random stays (R-hat 1.6 on a 5 x 96 table). The noise slopes named (one scalar
-    each, a single table) start at 0, the constant noise."""
+    each, a single table) start at 0, the constant noise; `n_levels` size offsets at 0, their sd
+    at 0.01."""
     th = dict(fit_arrays(law, data).raw)
     init = {}
     if "a" in th:  # the N and D terms at the reference size, as the sites are
@@ -405,6 +450,8 @@ def _init_from_point(law: Law, data: FitData, ybar: float, noise_slopes=()) -> d
         init["z_tau"] = np.clip(np.exp(np.ravel(th["ltau"])[slots]) / EXTRA_PRIORS["tau"][1], 1e-3, 100)
     init["sigma"] = np.full(data.n_families, 0.01)
     init.update({f"z_{slope_name(c)}": 0.0 for c in noise_slopes})
+    if n_levels:
+        init[SIZE_SD], init["z_size"] = np.full(data.n_families, 0.01), np.zeros(n_levels)
     return {k: np.asarray(v, dtype=float) for k, v in init.items()}
 
 
@@ -479,16 +526,16 @@ def run_nuts(law: Law, data: FitData, shared=(), *, chains: int = 4, draws: int 
     lay = Layout.single(data) if layout is None else layout
     slots = offdiag_slots(law, data)
     M, n_slots = (len(data.mixture_families), len(slots)) if law.matrix else (0, 0)
-    if dense_mass is None:
-        dense_mass = n_dims(law, shared, data.n_families, lay.n_groups, n_slots) <= DENSE_MAX_DIMS
-    chain_method = _chain_method(chain_method, chains)
     spec = NoiseSpec.of_rows(noise, data.n_families, data.fam_R, data.logN_R, data.logp_R)
+    if dense_mass is None:
+        dense_mass = n_dims(law, shared, data.n_families, lay.n_groups, n_slots, len(spec.levels)) <= DENSE_MAX_DIMS
+    chain_method = _chain_method(chain_method, chains)
     slopes = spec.slopes if lay.n_groups == 1 else ()  # stacked: (G,) slopes, at random
     whiten = lay.n_groups == 1 and data.n_rows >= LAPLACE_MIN_ROWS
-    start = (_init_from_point(law, data, float(lay.ybar_G[0]), slopes) if whiten or law.nuts_from_point_fit
-             else None)
+    start = (_init_from_point(law, data, float(lay.ybar_G[0]), slopes, len(spec.levels))
+             if whiten or law.nuts_from_point_fit else None)
     t0 = time.perf_counter()
-    model, rows = _model(law, shared, lay, M, slots, spec), fit_rows(law, data, lay)
+    model, rows = _model(law, shared, lay, M, slots, spec), fit_rows(law, data, lay, spec)
     if whiten:
         m_D, W_DxD, sites, transforms = laplace_whitening(model, rows, start)
         u0_CxD = np.random.default_rng(seed).standard_normal((chains, len(m_D)))
@@ -535,9 +582,10 @@ def _worst(values, labels, pick) -> tuple[str, float]:
     return labels[k], float(v[k])
 
 
-def _diagnose(idata, law: Law, families, sources, chains: int, noise_names=("sigma",)) -> tuple[dict, list[str]]:
-    """R-hat, bulk and tail ESS per parameter (the law's and the noise's) and overall, divergences;
-    and what to do about them."""
+def _diagnose(idata, law: Law, families, sources, chains: int, noise_names=("sigma",),
+              levels=()) -> tuple[dict, list[str]]:
+    """R-hat, bulk and tail ESS per parameter (the law's and the noise's; the size offsets by
+    their `levels` labels) and overall, divergences; and what to do about them."""
     import arviz as az
 
     names = list(law.params) + list(law.matrix) + list(noise_names)
@@ -547,7 +595,7 @@ def _diagnose(idata, law: Law, families, sources, chains: int, noise_names=("sig
     worst_rhat, worst_ess, per = ("", -np.inf), ("", np.inf), {}
     for n in names:
         labels = ([f"{n}[{f},{g}]" for f in families for g in sources] if n in law.matrix
-                  else [f"{n}[{f}]" for f in families])
+                  else [f"{n}[{v}]" for v in levels] if n == SIZE_OFFSET else [f"{n}[{f}]" for f in families])
         r, e = rhat[n].values, ess_b[n].values
         per[n] = {"max_rhat": float(np.nanmax(r)) if chains > 1 else float("nan"),
                   "min_ess_bulk": float(np.nanmin(e)), "min_ess_tail": float(np.nanmin(ess_t[n].values))}
@@ -601,8 +649,9 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       strict: refuse a fit the table cannot pin down (`multiscale.laws.identifiability`) instead
         of warning (`UnidentifiedWarning`, recorded in ``identifiability``).
       noise: the noise model (`multiscale.laws.noise.NOISE_MODELS`): "constant" (sigma per family)
-        or "scale" (log sigma also linear in log N and log p, slopes shared by the families); the
-        fit's ``noise`` and saved options say which. Compare them by PSIS-LOO with
+        or "scale" (log sigma also linear in log N and log p, slopes shared by the families) or
+        "size" (the runs of one (family, N) share an offset of sd tau_f); the fit's ``noise`` and
+        saved options say which. Compare them by PSIS-LOO with
         `multiscale.decisions.compare.compare_laws(..., noise=("constant", "scale"))`.
 
     Returns:
@@ -674,8 +723,10 @@ def _refits(law_obj: Law, tables, shared, refit: dict) -> tuple[list, list[float
     datas = [d for d in prepared if isinstance(d, FitData)]
     if not datas:
         return prepared, [], False
-    dims = [n_dims(law_obj, shared, d.n_families) for d in datas]
-    together = n_dims(law_obj, shared, sum(d.n_families for d in datas), len(datas))
+    levels = [len(NoiseSpec.of_rows(refit["noise"], d.n_families, d.fam_R, d.logN_R, d.logp_R).levels)
+              for d in datas]
+    dims = [n_dims(law_obj, shared, d.n_families, n_levels=n) for d, n in zip(datas, levels)]
+    together = n_dims(law_obj, shared, sum(d.n_families for d in datas), len(datas), n_levels=sum(levels))
     dense = refit["dense_mass"]
     stack = (len(datas) > 1 and sum(d.n_rows for d in datas) <= STACK_MAX_ROWS
              and (dense is not None or together <= DENSE_MAX_DIMS or min(dims) > DENSE_MAX_DIMS))
@@ -700,8 +751,13 @@ def _fit_stacked(law_obj: Law, datas: list[FitData], shared, settings: dict) -> 
     lay = Layout(np.array([float(np.mean(d.logL_R)) for d in datas]), np.log([d.N_ref for d in datas]),
                  np.log([d.D_ref for d in datas]), np.repeat(np.arange(len(datas)), np.diff(offsets)))
     nat, noise, extra, seconds = run_nuts(law_obj, data, shared, layout=lay, **settings)
+    lev_F = NoiseSpec.of_rows(settings["noise"], data.n_families, data.fam_R, data.logN_R, data.logp_R).level_family
+
+    def part(k, v, o, n):  # table g's families, or its levels
+        return v[..., (lev_F >= o) & (lev_F < o + n)] if k == SIZE_OFFSET else v[..., o:o + n]
+
     return [_as_fit(law_obj, d, shared, settings, {k: v[..., o:o + d.n_families] for k, v in nat.items()},
-                    {k: v[..., o:o + d.n_families] for k, v in noise.items()}, extra, seconds, warn=False)
+                    {k: part(k, v, o, d.n_families) for k, v in noise.items()}, extra, seconds, warn=False)
             for d, o in zip(datas, offsets)]
 
 
@@ -731,18 +787,20 @@ def _as_fit(law_obj: Law, data: FitData, shared, settings: dict, nat: dict, nois
                    mixture_families=mix, unique_tokens=data.unique_tokens_F(),
                    noise=NoiseSpec.of_rows(settings["noise"], len(fams), data.fam_R,
                                            data.logN_R, data.logp_R))
-    noise = {k: v for k, v in noise.items() if k == "sigma" or k in map(slope_name, fit.noise.slopes)}
+    noise = {k: v for k, v in noise.items() if k in fit.noise.draw_names()}
     more = {}
     if loglik:
-        ll = pointwise_loglik(fit, data, {k: v.reshape(-1, len(fams)) for k, v in noise.items()})
+        ll = pointwise_loglik(fit, data, {k: v.reshape(-1, v.shape[-1]) for k, v in noise.items()})
         more = {"log_likelihood": {"y": ll.reshape(noise["sigma"].shape[:2] + (-1,))}}
     fit.idata = az.from_dict(
         posterior={**nat, **noise}, **more,
         sample_stats={"diverging": extra["diverging"].astype(bool), "n_steps": extra["num_steps"].astype(np.int64)},
-        coords={"family": fams, "source": list(mix) or ["-"], "row": np.arange(data.n_rows)},
+        coords={"family": fams, "source": list(mix) or ["-"], "row": np.arange(data.n_rows)}
+        | ({"level": fit.noise.level_labels(fams)} if fit.noise.levels else {}),
         dims={n: ["family"] for n in law_obj.params} | {m: ["family", "source"] for m in law_obj.matrix}
-        | dict.fromkeys(noise, ["family"]) | {"y": ["row"]})
-    fit.diagnostics, fit.warnings = _diagnose(fit.idata, law_obj, fams, mix, chains, list(noise))
+        | dict.fromkeys(noise, ["family"]) | {SIZE_OFFSET: ["level"], "y": ["row"]})
+    fit.diagnostics, fit.warnings = _diagnose(fit.idata, law_obj, fams, mix, chains, list(noise),
+                                              fit.noise.level_labels(fams))
     fit.diagnostics["seconds"] = seconds
     if warn:
         for m in fit.warnings:

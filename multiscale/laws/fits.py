@@ -23,7 +23,7 @@ import numpy as np
 from multiscale.errors import DamagedFileError, InputError, MissingFileError, UnidentifiedWarning
 from multiscale.fileio import json_default, read_json, sha256_bytes, sha256_file, write_json
 from multiscale.laws.forms import LAWS, Law
-from multiscale.laws.noise import NoiseSpec, slope_name
+from multiscale.laws.noise import SIZE_OFFSET, NoiseSpec
 from multiscale.laws.summary import interval
 
 FIT_JSON = "fit.json"
@@ -174,7 +174,7 @@ class BayesFit(Fit):
       diagnostics: ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail``, ``divergences``, ...
       warnings: human-readable messages saying what to do when diagnostics fail.
       noise: the noise model (`multiscale.laws.noise`), saved in ``options["noise"]``; the
-        posterior holds ``sigma`` and the model's slopes.
+        posterior holds ``sigma`` and the model's slopes, or its size offsets and their sd.
     """
 
     idata: Any = None
@@ -456,12 +456,15 @@ def _load_bayes(meta: dict, directory: Path, sums: dict, common: dict) -> BayesF
         noise = NoiseSpec.from_options(options, common["families"])
     except ValueError as err:
         raise _damaged(path, str(err)) from None
-    for name in ["sigma", *map(slope_name, noise.slopes)]:
+    for name in noise.draw_names():
         v = idata.posterior.get(name)
         if v is not None and not np.all(np.isfinite(v.values)):
             raise _damaged(directory / POSTERIOR_NC, f"the noise draws {name!r} are not all finite")
         if v is None and name != "sigma":
             raise _damaged(directory / POSTERIOR_NC, f"noise model {noise.model!r} needs the draws {name!r}")
+        if name == SIZE_OFFSET and v.sizes.get("level") != len(noise.levels):
+            raise _damaged(directory / POSTERIOR_NC, f"the draws {name!r} do not have one offset for each of "
+                                                     f"the {len(noise.levels)} levels of fit.json")
     return BayesFit(draws=draws, idata=idata, diagnostics=_get(meta, "diagnostics", dict, path, default={}),
                     warnings=[str(w) for w in warnings], options=options, noise=noise,
                     extrapolation=_get(meta, "extrapolation", dict, path, default={}), **common)

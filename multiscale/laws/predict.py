@@ -3,7 +3,8 @@
 `predict` gives the mean law's loss at one (N, D) and mixture; `predictive_draws` and
 `predict_table` give posterior *predictive* draws for the rows of a run table: the law's
 parameter draws, the fitted run-to-run noise (Student-t, a Bayesian fit's sigma, which under the
-"scale" noise model moves with N and p: `multiscale.laws.noise`, `row_sigma`), and, away
+"scale" noise model moves with N and p: `multiscale.laws.noise`, `row_sigma`; under the "size"
+model each model size's offset, `size_offsets`), and, away
 from the fitted sizes and budgets, the fit's extrapolation term (`multiscale.laws.extrapolation`).
 """
 
@@ -21,7 +22,7 @@ from multiscale.laws.data import FitData, mixture_arrays
 from multiscale.laws.extrapolation import extrapolation_sd
 from multiscale.laws.fits import LOSS_UNITS, Fit
 from multiscale.laws.forms import log_loss, mixture_loss, offdiag_mask, raw_from_natural
-from multiscale.laws.noise import slope_name
+from multiscale.laws.noise import SIZE_OFFSET, SIZE_SD
 from multiscale.laws.summary import Q_HIGH, Q_LOW, interval
 from multiscale.mixture import RATIO_TOLERANCE, Mixture, parse_pairs
 from multiscale.runs import UNIQUE_TOKENS
@@ -155,15 +156,39 @@ def _fit_mixture_of(fit, data: FitData) -> np.ndarray | None:
 
 def noise_draws(fit) -> dict[str, np.ndarray] | None:
     """A Bayesian fit's noise draws, ``sigma`` and its noise model's slopes, each (S, F) in the
-    order of `fit.draws`; None for a fit without them (a point fit)."""
+    order of `fit.draws`, and under "size" ``size_sd`` (S, F) and ``size_offset`` (S, L); None for
+    a fit without them (a point fit)."""
     idata = getattr(fit, "idata", None)
     if idata is None or "sigma" not in idata.posterior:
         return None
     out = {}
-    for name in ["sigma", *map(slope_name, fit.noise.slopes)]:
-        v = np.asarray(idata.posterior[name].transpose("chain", "draw", "family").values, float)
+    for name in fit.noise.draw_names():
+        dim = "level" if name == SIZE_OFFSET else "family"
+        v = np.asarray(idata.posterior[name].transpose("chain", "draw", dim).values, float)
         out[name] = v.reshape(-1, v.shape[-1])
     return out
+
+
+def size_offsets(fit, noise: dict[str, np.ndarray], fam_R, logN_R, rng=None,
+                 draws: slice = slice(None)) -> np.ndarray | float:
+    """The "size" model's offset of log-loss (S', R) of the draws `draws` at rows of fit families
+    `fam_R` with log N: a row at a fitted (family, N) level gets that level's offset draw; a row
+    at another size a fresh draw N(0, size_sd_f) from `rng`, one per (family, N) (None: such
+    rows are refused, a `ValueError`). 0.0 under the other models."""
+    if SIZE_OFFSET not in noise:
+        return 0.0
+    fam_R, logN_R = np.asarray(fam_R), np.asarray(logN_R, float)
+    lev_R = fit.noise.level_of(fam_R, logN_R)
+    off = noise[SIZE_OFFSET][draws]
+    out_SxR = off[:, np.maximum(lev_R, 0)]
+    new = np.flatnonzero(lev_R < 0)
+    if len(new):
+        if rng is None:
+            raise ValueError(f"rows {new[:10].tolist()} are at sizes the fit has no offset for")
+        keys, inv = np.unique(np.stack([fam_R[new], np.round(logN_R[new], 6)]), axis=1, return_inverse=True)
+        tau_SxK = noise[SIZE_SD][draws][:, keys[0].astype(int)]
+        out_SxR[:, new] = (tau_SxK * rng.standard_normal(tau_SxK.shape))[:, np.ravel(inv)]
+    return out_SxR
 
 
 def row_sigma(fit, noise: dict[str, np.ndarray], fam_R, logN_R, logp_R, draws: slice = slice(None)) -> np.ndarray:
@@ -177,9 +202,10 @@ def row_sigma(fit, noise: dict[str, np.ndarray], fam_R, logN_R, logp_R, draws: s
 def pointwise_loglik(fit, data: FitData, noise: dict[str, np.ndarray] | None = None,
                      chunk: int = 200) -> np.ndarray:
     """log p(y_r | draw s) (S, R), float32, of the Student-t likelihood of `multiscale.laws.bayes`,
-    for any registered law, rows in `data`'s order; `noise` the (S, F) noise draws (None: the
-    fit's, `noise_draws`). Computed in float64 `chunk` draws at a time into one preallocated
-    float32 array (half the memory of float64; PSIS-LOO needs no more)."""
+    for any registered law, rows in `data`'s order; `noise` the noise draws (None: the fit's,
+    `noise_draws`); under "size" given the fitted levels' offsets (`size_offsets`). Computed in
+    float64 `chunk` draws at a time into one preallocated float32 array (half the memory of
+    float64; PSIS-LOO needs no more)."""
     from scipy.special import gammaln
 
     noise = noise_draws(fit) if noise is None else noise
@@ -194,6 +220,7 @@ def pointwise_loglik(fit, data: FitData, noise: dict[str, np.ndarray] | None = N
     for s0 in range(0, fit.n_draws, chunk):
         sl = slice(s0, s0 + chunk)
         mu = _row_log_loss(fit, fam_R, data.logN_R, data.logD_R, data.logp_R, logU, P, sl)
+        mu = mu + size_offsets(fit, noise, fam_R, data.logN_R, draws=sl)
         scale = np.sqrt(row_sigma(fit, noise, fam_R, data.logN_R, data.logp_R, sl) ** 2 + sem2_R)
         z2 = np.square((data.logL_R - mu) / scale, out=mu)
         out_SxR[sl] = const - np.log(scale) - (nu + 1) / 2 * np.log1p(z2 / nu)
@@ -203,7 +230,8 @@ def pointwise_loglik(fit, data: FitData, noise: dict[str, np.ndarray] | None = N
 def predict_rows(fit: Fit, df: pd.DataFrame, chunk: int = 500) -> np.ndarray:
     """Loss draws (S, R) of the mean law for every row of a run table (families in the fit): each
     row's family at its run's whole mixture (``p_<family>`` columns, for the laws with a matrix)
-    and unique tokens (its ``unique_tokens``, else the U the fit saw)."""
+    and unique tokens (its ``unique_tokens``, else the U the fit saw). Under the "size" noise
+    model, the law without the sizes' offsets: a new size's offset has mean 0."""
     df = df.reset_index(drop=True)
     fam_R = np.array([fit.family_index(f) for f in df["family"].astype(str)])
     arr = mixture_arrays(df, fit.families)
@@ -227,7 +255,8 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
                      extrapolation: bool = True) -> np.ndarray:
     """Draws [S, R] of the predicted loss (nats/token) for the R rows of `df`.
 
-    With `noise` (a Bayesian fit with an observation scale) each draw adds its Student-t noise: a
+    With `noise` (a Bayesian fit with an observation scale) each draw adds its Student-t noise
+    (and under "size" its size's offset, fresh at a size the fit did not see: `size_offsets`): a
     posterior *predictive* draw; with `extrapolation` too, rows beyond the fitted N and D get the
     extrapolation term (sd `extrapolation_sd` of log-loss). Otherwise the draws are the mean law's.
     """
@@ -240,6 +269,8 @@ def predictive_draws(fit: Fit, df: pd.DataFrame, *, noise: bool = True, seed: in
     sig_SxR = row_sigma(fit, noise_SxF, idx, np.log(df["N"].to_numpy(float)), np.log(df["p"].to_numpy(float)))
     eps_SxR = rng.standard_t(STUDENT_NU, size=draws_SxR.shape)
     draws_SxR = draws_SxR * np.exp(sig_SxR * eps_SxR)
+    if SIZE_OFFSET in noise_SxF:  # after the noise, so the other models' draws stay as they were
+        draws_SxR = draws_SxR * np.exp(size_offsets(fit, noise_SxF, idx, np.log(df["N"].to_numpy(float)), rng))
     sd_R = extrapolation_sd(getattr(fit, "extrapolation", None) if extrapolation else None,
                             df["N"].to_numpy(float), df["D"].to_numpy(float))
     if np.any(sd_R > 0):
