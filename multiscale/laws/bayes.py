@@ -651,8 +651,11 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
       noise: the noise model (`multiscale.laws.noise.NOISE_MODELS`): "constant" (sigma per family)
         or "scale" (log sigma also linear in log N and log p, slopes shared by the families) or
         "size" (the runs of one (family, N) share an offset of sd tau_f); the fit's ``noise`` and
-        saved options say which. Compare them by PSIS-LOO with
-        `multiscale.decisions.compare.compare_laws(..., noise=("constant", "scale"))`.
+        saved options say which; "size" is refused from LAPLACE_MIN_ROWS rows on (it does not
+        converge there). Compare them by PSIS-LOO with
+        `multiscale.decisions.compare.compare_laws(..., noise=("constant", "scale"))`; PSIS-LOO leaves
+        out a row, not a size, so it favours "size" wherever a size's runs agree, which says nothing
+        of its prediction at a new size.
 
     Returns:
       `BayesFit` with draws per family/parameter, an ArviZ InferenceData (with the pointwise
@@ -667,6 +670,10 @@ def fit_bayes(df: pd.DataFrame, law: str = "multilingual", shared=(), *, chains:
     target_accept = default_target_accept(law_obj) if target_accept is None else target_accept
     check_noise(noise)
     df, data, shared = prepare(df, law_obj, shared)
+    if noise == "size" and data.n_rows >= LAPLACE_MIN_ROWS:
+        raise InputError(f"noise 'size' is not available for a table of {data.n_rows} rows (from "
+                         f"{LAPLACE_MIN_ROWS} on): NUTS does not converge there (R-hat 2.5 on 6,000 rows, "
+                         "docs/decisions/2026-12-07-size-offsets.md); use noise 'constant' or 'scale'", arg="noise")
     settings = dict(chains=chains, draws=draws, warmup=warmup, seed=seed, target_accept=target_accept,
                     dense_mass=dense_mass, chain_method=chain_method, noise=noise)
     fit = _fit_prepared(law_obj, data, shared, settings, progress=progress, warn=warn, loglik=True)
