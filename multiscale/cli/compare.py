@@ -80,7 +80,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--noise", default=None, metavar="A,B",
                    help=f"NUTS: the noise model(s) to fit each law with, from {', '.join(NOISE_MODELS)} "
-                        f"(default {DEFAULT_NOISE}); with several, every law/noise pair is compared (PSIS-LOO)")
+                        f"(default {DEFAULT_NOISE}); with several, every law/noise pair is compared (PSIS-LOO, "
+                        "which leaves out a run, not a model size: judge 'size' by --heldout larger sizes)")
     p.add_argument("--N", type=number(), default=None, help="target N of p* (default: the table's largest)")
     p.add_argument("--D", type=number(), default=None, help="target D of p* (default: the table's largest)")
     p.add_argument("--out", default=None, help="folder for compare.json, compare.md and compare.png")
