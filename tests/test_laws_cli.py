@@ -249,21 +249,17 @@ def test_predict_runs_writes_a_table(tmp_path, capsys):
         assert needle in capsys.readouterr().err
 
 
-def test_fit_noise_flag_reaches_the_saved_fit(saved_fit, tmp_path, capsys):
+@pytest.mark.parametrize("noise", ["scale", "size"])
+def test_fit_noise_flag_reaches_the_saved_fit(saved_fit, tmp_path, capsys, noise):
+    """The ratio law's table has one (N, D), the fixture's first: "scale" samples the slope on p
+    alone, "size" has one size level per family."""
     runs, _ = saved_fit
     out = tmp_path / "nuts"
-    assert main(["fit", str(runs), "--law", "ratio", "--method", "nuts", "--noise", "scale", "--chains", "1",
+    assert main(["fit", str(runs), "--law", "ratio", "--method", "nuts", "--noise", noise, "--chains", "1",
                  "--draws", "100", "--num-warmup", "100", "--no-extrapolation", "--out", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["options"]["noise"]["model"] == "scale"
-    assert json.loads((out / "fit.json").read_text())["options"]["noise"]["slopes"] == ["p"]
-
-
-def test_fit_noise_size_reaches_the_saved_fit_with_its_levels(saved_fit, tmp_path, capsys):
-    """The ratio law's table has one (N, D), the fixture's first: one size level per family."""
-    runs, _ = saved_fit
-    out = tmp_path / "nuts"
-    assert main(["fit", str(runs), "--law", "ratio", "--method", "nuts", "--noise", "size", "--chains", "1",
-                 "--draws", "100", "--num-warmup", "100", "--no-extrapolation", "--out", str(out), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["options"]["noise"]["model"] == "size"
+    assert json.loads(capsys.readouterr().out)["options"]["noise"]["model"] == noise
     saved = json.loads((out / "fit.json").read_text())["options"]["noise"]
-    assert saved["levels"] == {f: [2e7] for f in saved["levels"]} and len(saved["levels"]) == 3
+    if noise == "scale":
+        assert saved["slopes"] == ["p"]
+    else:
+        assert saved["levels"] == {f: [2e7] for f in saved["levels"]} and len(saved["levels"]) == 3
