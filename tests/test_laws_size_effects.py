@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from multiscale.decisions.next_runs import noise_variance
 from multiscale.errors import InputError
 from multiscale.laws import bayes, fit_bayes, load_fit
 from multiscale.laws.predict import predict_rows, predictive_draws
@@ -88,14 +89,19 @@ def test_without_size_offsets_tau_is_small_and_intervals_are_not_much_wider():
     assert width["size"] < 1.5 * width["constant"], width
 
 
+@pytest.fixture(scope="module")
+def five_sizes():
+    """(table of 5 sizes with offsets of sd 0.02, its "size" fit)."""
+    train = ladder(SIZES[:5], 0.02, 0.003, np.random.default_rng(3))
+    return train, fit(train, "size")
+
+
 @pytest.mark.slow  # a NUTS fit: ~10 s
-def test_a_size_fit_saves_loads_and_predicts_the_same(tmp_path):
+def test_a_size_fit_saves_loads_and_predicts_the_same(tmp_path, five_sizes):
     """The posterior keeps size_sd by family and the offsets by level; a loaded fit gives the same
     predictive draws at a fitted size (its level's offset) and at a new one (a fresh offset), and
     the mean law (`predict_rows`) carries no offset."""
-    rng = np.random.default_rng(3)
-    train = ladder(SIZES[:5], 0.02, 0.003, rng)
-    f = fit(train, "size")
+    train, f = five_sizes
     post = f.idata.posterior
     assert post["size_sd"].dims == ("chain", "draw", "family")
     assert post["size_offset"].dims == ("chain", "draw", "level") and post.sizes["level"] == 5
@@ -111,6 +117,22 @@ def test_a_size_fit_saves_loads_and_predicts_the_same(tmp_path):
     assert np.corrcoef(d[:, 0], off)[0, 1] > 0.5
     assert abs(np.corrcoef(d[:, 0] - off, off)[0, 1]) < 0.1
     assert np.std(d[:, 1]) > 1.5 * np.std(d[:, 0])
+
+
+@pytest.mark.slow  # the fit of the test above (module fixture), else ~10 s
+def test_next_counts_a_new_sizes_offset_as_noise(five_sizes):
+    """`next` scores a candidate run by how much its loss would tell; under "size" its noise holds
+    its size's offset: at a new size the mean tau^2 (far above the run noise here), at a fitted
+    size that level's posterior variance (below tau^2: the fit has seen it)."""
+    _, f = five_sizes
+    rows = pd.DataFrame({"run": ["fitted", "new"], "family": "en", "N": [SIZES[2], SIZES[-1]], "D": 1e10,
+                         "p": 1.0})
+    post = f.idata.posterior
+    sigma2 = float(np.mean(post["sigma"].values[..., 0] ** 2)) * 5 / 3  # Student-t, nu = 5
+    tau2 = float(np.mean(tau_draws(f) ** 2))
+    level_var = float(np.var(post["size_offset"].values[..., 2]))
+    assert np.allclose(noise_variance(f, rows), [sigma2 + level_var, sigma2 + tau2])
+    assert tau2 > 5 * sigma2 and level_var < tau2
 
 
 @pytest.mark.slow  # a NUTS fit and its stacked refits: ~20 s

@@ -25,6 +25,7 @@ from multiscale.decisions.candidates import Candidate, FittedRange, dedupe, drop
 from multiscale.decisions.recommend import decision_families, optimal_ratios
 from multiscale.decisions.regret import ROBUST
 from multiscale.errors import InputError
+from multiscale.laws.noise import SIZE_OFFSET, SIZE_SD
 from multiscale.laws.predict import STUDENT_NU, noise_draws, predict_rows, row_sigma
 from multiscale.laws.summary import Q_HIGH, Q_LOW
 
@@ -109,11 +110,19 @@ def candidate_rows(fit, cands: Sequence[Candidate], families: Sequence[str]) -> 
 
 def noise_variance(fit, rows: pd.DataFrame) -> np.ndarray:
     """Per row, the posterior mean variance of the fit's log-loss noise (Student-t) at the row's N
-    and p (`row_sigma`: the fit's noise model)."""
+    and p (`row_sigma`: the fit's noise model); under the "size" model plus the variance of the
+    row's size offset: its level's posterior variance at a fitted (family, N), the mean tau_f^2 at
+    a new size (rows at one new size share that offset; counted here as if each had its own)."""
+    noise = noise_draws(fit)
     fam_R = np.array([fit.family_index(f) for f in rows["family"]])
-    sig_SxR = row_sigma(fit, noise_draws(fit), fam_R, np.log(rows["N"].to_numpy(float)),
-                        np.log(rows["p"].to_numpy(float)))
-    return np.mean(sig_SxR ** 2, axis=0) * STUDENT_NU / (STUDENT_NU - 2)
+    logN_R = np.log(rows["N"].to_numpy(float))
+    sig_SxR = row_sigma(fit, noise, fam_R, logN_R, np.log(rows["p"].to_numpy(float)))
+    var_R = np.mean(sig_SxR ** 2, axis=0) * STUDENT_NU / (STUDENT_NU - 2)
+    if SIZE_OFFSET in noise:
+        lev_R = fit.noise.level_of(fam_R, logN_R)
+        var_R = var_R + np.where(lev_R >= 0, np.var(noise[SIZE_OFFSET], axis=0)[np.maximum(lev_R, 0)],
+                                 np.mean(noise[SIZE_SD] ** 2, axis=0)[fam_R])
+    return var_R
 
 
 def joint_covariance(fit, P_SxF: np.ndarray, rows: pd.DataFrame, keep_S: np.ndarray | None = None) -> np.ndarray:
